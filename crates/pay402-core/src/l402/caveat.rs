@@ -1,0 +1,586 @@
+//! Caveats: parsing, the satisfier engine, and the built-in conditions.
+//!
+//! Caveats are `condition=value` strings split on the first `=`. Verification
+//! follows Aperture: caveats are grouped by condition; within a group every
+//! caveat must only narrow the one before it (`satisfy_previous`), and the last
+//! one must hold for this request (`satisfy_final`). Conditions no satisfier
+//! knows are skipped, as Aperture does, unless strict mode is on.
+//!
+//! Built-in conditions:
+//! - `services=name:tier[,name:tier…]` — the token is valid for these services;
+//! - `<service>_capabilities=a,b` — the capabilities granted for a service;
+//! - `<service>_valid_until=<unix seconds>` — the token expires at that time;
+//! - `request=<METHOD> <path?query> <sha256(body) hex>` — pay402's request
+//!   binding: the token is good only for the exact request that was quoted.
+
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use crate::time::UnixTime;
+
+/// Longest caveat accepted when attenuating or minting, in bytes.
+pub const MAX_CAVEAT_LEN: usize = 4096;
+
+/// One caveat, `condition=value`, borrowed from the macaroon.
+///
+/// ```
+/// use pay402_core::l402::Caveat;
+/// let c = Caveat::parse(b"services=api:0").unwrap();
+/// assert_eq!((c.condition, c.value), ("services", "api:0"));
+/// assert_eq!(Caveat::parse(b"no-equals-sign"), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caveat<'a> {
+    /// The condition (left of the first `=`).
+    pub condition: &'a str,
+    /// The value (right of the first `=`; may be empty).
+    pub value: &'a str,
+}
+
+impl<'a> Caveat<'a> {
+    /// Parses caveat bytes; `None` if not UTF-8, no `=`, or an empty condition.
+    ///
+    /// ```
+    /// assert_eq!(pay402_core::l402::Caveat::parse(b"=x"), None);
+    /// ```
+    pub fn parse(bytes: &'a [u8]) -> Option<Caveat<'a>> {
+        let s = std::str::from_utf8(bytes).ok()?;
+        let (condition, value) = s.split_once('=')?;
+        if condition.is_empty() {
+            return None;
+        }
+        Some(Caveat { condition, value })
+    }
+}
+
+/// Facts about the HTTP request being authorized, for satisfiers that look at it.
+///
+/// ```
+/// use pay402_core::l402::RequestFacts;
+/// let headers = http::HeaderMap::new();
+/// let r = RequestFacts::new(&http::Method::POST, "/sms", &headers).with_body(b"{}");
+/// assert!(r.body_sha256.is_some());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFacts<'r> {
+    /// The request method.
+    pub method: &'r http::Method,
+    /// The path and query, as sent (`/a/b?x=1`).
+    pub path_and_query: &'r str,
+    /// The request headers.
+    pub headers: &'r http::HeaderMap,
+    /// SHA-256 of the request body, when the server buffered it.
+    pub body_sha256: Option<[u8; 32]>,
+}
+
+impl<'r> RequestFacts<'r> {
+    /// Facts without a body hash.
+    ///
+    /// ```
+    /// let h = http::HeaderMap::new();
+    /// let r = pay402_core::l402::RequestFacts::new(&http::Method::GET, "/", &h);
+    /// assert!(r.body_sha256.is_none());
+    /// ```
+    pub fn new(
+        method: &'r http::Method,
+        path_and_query: &'r str,
+        headers: &'r http::HeaderMap,
+    ) -> RequestFacts<'r> {
+        RequestFacts {
+            method,
+            path_and_query,
+            headers,
+            body_sha256: None,
+        }
+    }
+
+    /// Adds the SHA-256 of the body.
+    ///
+    /// ```
+    /// let h = http::HeaderMap::new();
+    /// let r = pay402_core::l402::RequestFacts::new(&http::Method::GET, "/", &h).with_body(b"");
+    /// assert_eq!(r.body_sha256.unwrap()[0], 0xe3);
+    /// ```
+    pub fn with_body(mut self, body: &[u8]) -> RequestFacts<'r> {
+        self.body_sha256 = Some(Sha256::digest(body).into());
+        self
+    }
+
+    /// The value of a `request=` binding caveat for this request.
+    ///
+    /// ```
+    /// let h = http::HeaderMap::new();
+    /// let r = pay402_core::l402::RequestFacts::new(&http::Method::POST, "/sms", &h).with_body(b"");
+    /// assert!(r.binding_value().starts_with("POST /sms e3b0c442"));
+    /// ```
+    pub fn binding_value(&self) -> String {
+        let mut s = String::with_capacity(self.path_and_query.len() + 80);
+        s.push_str(self.method.as_str());
+        s.push(' ');
+        s.push_str(self.path_and_query);
+        s.push(' ');
+        let body = self.body_sha256.unwrap_or_else(|| Sha256::digest(b"").into());
+        for b in body {
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+}
+
+/// What a satisfier sees: the service being accessed, the time, the request.
+///
+/// ```
+/// use pay402_core::l402::VerifyContext;
+/// use pay402_core::time::UnixTime;
+/// let ctx = VerifyContext::new("api", UnixTime(1_700_000_000));
+/// assert!(!ctx.strict);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyContext<'r> {
+    /// The service the request is for.
+    pub service: &'r str,
+    /// The current time (core never reads a clock).
+    pub now: UnixTime,
+    /// A capability the request needs, if the server checks capabilities.
+    pub capability: Option<&'r str>,
+    /// The request, when the server provides it.
+    pub request: Option<&'r RequestFacts<'r>>,
+    /// Reject caveats that no satisfier knows (Aperture skips them).
+    pub strict: bool,
+}
+
+impl<'r> VerifyContext<'r> {
+    /// A context for `service` at time `now`.
+    ///
+    /// ```
+    /// let ctx = pay402_core::l402::VerifyContext::new("api", pay402_core::time::UnixTime(0));
+    /// assert_eq!(ctx.service, "api");
+    /// ```
+    pub fn new(service: &'r str, now: UnixTime) -> VerifyContext<'r> {
+        VerifyContext {
+            service,
+            now,
+            capability: None,
+            request: None,
+            strict: false,
+        }
+    }
+
+    /// Requires a capability.
+    ///
+    /// ```
+    /// let ctx = pay402_core::l402::VerifyContext::new("api", pay402_core::time::UnixTime(0)).with_capability("read");
+    /// assert_eq!(ctx.capability, Some("read"));
+    /// ```
+    pub fn with_capability(mut self, capability: &'r str) -> Self {
+        self.capability = Some(capability);
+        self
+    }
+
+    /// Attaches the request.
+    ///
+    /// ```
+    /// let h = http::HeaderMap::new();
+    /// let req = pay402_core::l402::RequestFacts::new(&http::Method::GET, "/", &h);
+    /// let ctx = pay402_core::l402::VerifyContext::new("api", pay402_core::time::UnixTime(0)).with_request(&req);
+    /// assert!(ctx.request.is_some());
+    /// ```
+    pub fn with_request(mut self, request: &'r RequestFacts<'r>) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    /// Turns strict mode on or off.
+    ///
+    /// ```
+    /// let ctx = pay402_core::l402::VerifyContext::new("api", pay402_core::time::UnixTime(0)).strict(true);
+    /// assert!(ctx.strict);
+    /// ```
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}
+
+/// Why a caveat rejected a token.
+///
+/// ```
+/// use pay402_core::l402::CaveatError;
+/// use pay402_core::problem::Reason;
+/// assert_eq!(CaveatError::Expired.reason(), "token_expired");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CaveatError {
+    /// A `_valid_until` caveat has passed.
+    #[error("token expired")]
+    Expired,
+    /// The `services` caveat does not list this service.
+    #[error("token is not valid for this service")]
+    WrongService,
+    /// The capabilities caveat does not grant the needed capability.
+    #[error("capability not granted")]
+    CapabilityDenied,
+    /// The request binding does not match this request.
+    #[error("token is bound to a different request")]
+    RequestMismatch,
+    /// A later caveat widens an earlier one of the same condition.
+    #[error("caveat {0} widens an earlier caveat")]
+    Escalation(String),
+    /// A caveat value does not parse.
+    #[error("malformed caveat {0}")]
+    Malformed(String),
+    /// Strict mode: a caveat no satisfier knows.
+    #[error("unknown caveat condition {0}")]
+    Unknown(String),
+    /// A user-defined satisfier rejected the request.
+    #[error("caveat {condition} not satisfied: {detail}")]
+    Failed {
+        /// The condition.
+        condition: String,
+        /// The satisfier's explanation.
+        detail: String,
+    },
+}
+
+impl crate::problem::Reason for CaveatError {
+    fn reason(&self) -> &'static str {
+        match self {
+            CaveatError::Expired => "token_expired",
+            CaveatError::WrongService => "wrong_service",
+            CaveatError::CapabilityDenied => "capability_denied",
+            CaveatError::RequestMismatch => "request_mismatch",
+            CaveatError::Escalation(_) => "caveat_escalation",
+            CaveatError::Malformed(_) => "malformed_caveat",
+            CaveatError::Unknown(_) => "unknown_caveat",
+            CaveatError::Failed { .. } => "caveat_not_satisfied",
+        }
+    }
+    fn status(&self) -> u16 {
+        401
+    }
+}
+
+/// A rule for one caveat condition.
+///
+/// Implement this to add conditions of your own; the satisfier sees the
+/// request through [`VerifyContext::request`].
+///
+/// ```
+/// use pay402_core::l402::{Caveat, CaveatError, Satisfier, VerifyContext};
+/// /// `max_body=<bytes>`: only requests whose Content-Length is at most this.
+/// struct MaxBody;
+/// impl Satisfier for MaxBody {
+///     fn handles(&self, condition: &str, _: &VerifyContext<'_>) -> bool { condition == "max_body" }
+///     fn satisfy_previous(&self, prev: &Caveat<'_>, cur: &Caveat<'_>, _: &VerifyContext<'_>) -> Result<(), CaveatError> {
+///         let (p, c): (u64, u64) = (prev.value.parse().unwrap_or(0), cur.value.parse().unwrap_or(u64::MAX));
+///         if c <= p { Ok(()) } else { Err(CaveatError::Escalation("max_body".into())) }
+///     }
+///     fn satisfy_final(&self, cav: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+///         let limit: u64 = cav.value.parse().map_err(|_| CaveatError::Malformed("max_body".into()))?;
+///         let len = ctx.request.and_then(|r| r.headers.get("content-length"))
+///             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
+///         if len <= limit { Ok(()) } else {
+///             Err(CaveatError::Failed { condition: "max_body".into(), detail: "body too large".into() })
+///         }
+///     }
+/// }
+/// ```
+pub trait Satisfier: Send + Sync {
+    /// Whether this satisfier is responsible for caveats with `condition`.
+    fn handles(&self, condition: &str, ctx: &VerifyContext<'_>) -> bool;
+    /// Checks that `current` only narrows `previous` (same condition, in order).
+    fn satisfy_previous(
+        &self,
+        previous: &Caveat<'_>,
+        current: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError>;
+    /// Checks the last caveat of the condition against this request.
+    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError>;
+}
+
+fn service_suffix<'c>(condition: &'c str, service: &str) -> Option<&'c str> {
+    condition.strip_prefix(service)?.strip_prefix('_')
+}
+
+/// `services=name:tier[,…]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServicesSatisfier;
+
+fn parse_services(value: &str) -> Result<impl Iterator<Item = (&str, u8)> + Clone, CaveatError> {
+    let malformed = || CaveatError::Malformed("services".into());
+    if value.is_empty() {
+        return Err(malformed());
+    }
+    for part in value.split(',') {
+        let (name, tier) = part.split_once(':').ok_or_else(malformed)?;
+        if name.is_empty() || tier.parse::<u8>().is_err() {
+            return Err(malformed());
+        }
+    }
+    Ok(value.split(',').filter_map(|p| {
+        let (n, t) = p.split_once(':')?;
+        Some((n, t.parse::<u8>().ok()?))
+    }))
+}
+
+impl Satisfier for ServicesSatisfier {
+    fn handles(&self, condition: &str, _: &VerifyContext<'_>) -> bool {
+        condition == "services"
+    }
+    fn satisfy_previous(
+        &self,
+        previous: &Caveat<'_>,
+        current: &Caveat<'_>,
+        _: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        let prev = parse_services(previous.value)?;
+        let cur = parse_services(current.value)?;
+        for (name, tier) in cur {
+            // Aperture: every service must already be present; a tier may not rise.
+            if !prev.clone().any(|(n, t)| n == name && tier <= t) {
+                return Err(CaveatError::Escalation("services".into()));
+            }
+        }
+        Ok(())
+    }
+    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+        if parse_services(caveat.value)?.any(|(n, _)| n == ctx.service) {
+            Ok(())
+        } else {
+            Err(CaveatError::WrongService)
+        }
+    }
+}
+
+/// `<service>_capabilities=a,b`.
+///
+/// An empty list is accepted as Aperture mints it (it does not mean "deny").
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CapabilitiesSatisfier;
+
+fn caps(value: &str) -> impl Iterator<Item = &str> + Clone {
+    value.split(',').map(str::trim).filter(|c| !c.is_empty())
+}
+
+impl Satisfier for CapabilitiesSatisfier {
+    fn handles(&self, condition: &str, ctx: &VerifyContext<'_>) -> bool {
+        service_suffix(condition, ctx.service) == Some("capabilities")
+    }
+    fn satisfy_previous(
+        &self,
+        previous: &Caveat<'_>,
+        current: &Caveat<'_>,
+        _: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        let prev = caps(previous.value);
+        if caps(current.value).all(|c| prev.clone().any(|p| p == c)) {
+            Ok(())
+        } else {
+            Err(CaveatError::Escalation("capabilities".into()))
+        }
+    }
+    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+        let Some(needed) = ctx.capability else {
+            return Ok(());
+        };
+        let mut list = caps(caveat.value).peekable();
+        if list.peek().is_none() || list.any(|c| c == needed) {
+            Ok(())
+        } else {
+            Err(CaveatError::CapabilityDenied)
+        }
+    }
+}
+
+/// `<service>_valid_until=<unix seconds>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ValidUntilSatisfier;
+
+fn parse_ts(value: &str) -> Result<u64, CaveatError> {
+    if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CaveatError::Malformed("valid_until".into()));
+    }
+    value
+        .parse()
+        .map_err(|_| CaveatError::Malformed("valid_until".into()))
+}
+
+impl Satisfier for ValidUntilSatisfier {
+    fn handles(&self, condition: &str, ctx: &VerifyContext<'_>) -> bool {
+        service_suffix(condition, ctx.service) == Some("valid_until")
+    }
+    fn satisfy_previous(
+        &self,
+        previous: &Caveat<'_>,
+        current: &Caveat<'_>,
+        _: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        if parse_ts(current.value)? <= parse_ts(previous.value)? {
+            Ok(())
+        } else {
+            Err(CaveatError::Escalation("valid_until".into()))
+        }
+    }
+    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+        if ctx.now.0 < parse_ts(caveat.value)? {
+            Ok(())
+        } else {
+            Err(CaveatError::Expired)
+        }
+    }
+}
+
+/// `request=<METHOD> <path?query> <sha256(body) hex>`: binds a token to one request.
+///
+/// Two binding caveats must be identical (there is nothing narrower than one
+/// exact request). Without request facts in the context the caveat fails.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestBindingSatisfier;
+
+/// The condition name of the request binding caveat.
+pub const REQUEST_CONDITION: &str = "request";
+
+impl Satisfier for RequestBindingSatisfier {
+    fn handles(&self, condition: &str, _: &VerifyContext<'_>) -> bool {
+        condition == REQUEST_CONDITION
+    }
+    fn satisfy_previous(
+        &self,
+        previous: &Caveat<'_>,
+        current: &Caveat<'_>,
+        _: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        if previous.value == current.value {
+            Ok(())
+        } else {
+            Err(CaveatError::Escalation(REQUEST_CONDITION.into()))
+        }
+    }
+    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+        let req = ctx.request.ok_or(CaveatError::RequestMismatch)?;
+        let mut parts = caveat.value.splitn(3, ' ');
+        let (Some(method), Some(path), Some(hash)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(CaveatError::Malformed(REQUEST_CONDITION.into()));
+        };
+        let mut want = [0u8; 32];
+        if hash.len() != 64 || hex::decode_to_slice(hash, &mut want).is_err() {
+            return Err(CaveatError::Malformed(REQUEST_CONDITION.into()));
+        }
+        let body = req
+            .body_sha256
+            .ok_or(CaveatError::RequestMismatch)?;
+        if method == req.method.as_str() && path == req.path_and_query && body == want {
+            Ok(())
+        } else {
+            Err(CaveatError::RequestMismatch)
+        }
+    }
+}
+
+static BUILTINS: [&dyn Satisfier; 4] = [
+    &ServicesSatisfier,
+    &CapabilitiesSatisfier,
+    &ValidUntilSatisfier,
+    &RequestBindingSatisfier,
+];
+
+/// Runs the built-in satisfiers and `extra` over a macaroon's caveats.
+///
+/// Caveats that do not parse as `condition=value` are skipped (strict mode:
+/// rejected), like conditions that no satisfier handles.
+///
+/// ```
+/// use pay402_core::l402::caveat::verify_caveats;
+/// use pay402_core::l402::{CaveatError, VerifyContext};
+/// use pay402_core::time::UnixTime;
+/// let caveats: [&[u8]; 2] = [b"services=api:0", b"api_valid_until=100"];
+/// let ctx = VerifyContext::new("api", UnixTime(99));
+/// assert!(verify_caveats(caveats, &[], &ctx).is_ok());
+/// let late = VerifyContext::new("api", UnixTime(100));
+/// assert_eq!(verify_caveats(caveats, &[], &late), Err(CaveatError::Expired));
+/// ```
+pub fn verify_caveats<'c, I>(
+    caveats: I,
+    extra: &[&dyn Satisfier],
+    ctx: &VerifyContext<'_>,
+) -> Result<(), CaveatError>
+where
+    I: IntoIterator<Item = &'c [u8]>,
+    I::IntoIter: Clone,
+{
+    let caveats = caveats.into_iter();
+    let all = BUILTINS.iter().chain(extra.iter());
+    for sat in all.clone() {
+        let mut prev: Option<Caveat<'_>> = None;
+        for cav in caveats.clone().filter_map(Caveat::parse) {
+            if !sat.handles(cav.condition, ctx) {
+                continue;
+            }
+            if let Some(p) = &prev {
+                sat.satisfy_previous(p, &cav, ctx)?;
+            }
+            prev = Some(cav);
+        }
+        if let Some(last) = &prev {
+            sat.satisfy_final(last, ctx)?;
+        }
+    }
+    if ctx.strict {
+        for raw in caveats {
+            let cav = Caveat::parse(raw).ok_or_else(|| {
+                CaveatError::Unknown(String::from_utf8_lossy(raw).into_owned())
+            })?;
+            if !all.clone().any(|s| s.handles(cav.condition, ctx)) {
+                return Err(CaveatError::Unknown(cav.condition.to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builders for the caveats pay402 mints.
+pub mod build {
+    use super::*;
+
+    /// `services=<service>:<tier>`.
+    ///
+    /// ```
+    /// assert_eq!(pay402_core::l402::caveat::build::services("api", 0), "services=api:0");
+    /// ```
+    pub fn services(service: &str, tier: u8) -> String {
+        format!("services={service}:{tier}")
+    }
+
+    /// `<service>_capabilities=a,b`.
+    ///
+    /// ```
+    /// assert_eq!(pay402_core::l402::caveat::build::capabilities("api", &["read", "write"]), "api_capabilities=read,write");
+    /// ```
+    pub fn capabilities(service: &str, caps: &[&str]) -> String {
+        format!("{service}_capabilities={}", caps.join(","))
+    }
+
+    /// `<service>_valid_until=<unix seconds>`.
+    ///
+    /// ```
+    /// use pay402_core::time::UnixTime;
+    /// assert_eq!(pay402_core::l402::caveat::build::valid_until("api", UnixTime(5)), "api_valid_until=5");
+    /// ```
+    pub fn valid_until(service: &str, t: UnixTime) -> String {
+        format!("{service}_valid_until={}", t.0)
+    }
+
+    /// `request=<METHOD> <path?query> <sha256 hex>` for this request.
+    ///
+    /// ```
+    /// let h = http::HeaderMap::new();
+    /// let r = pay402_core::l402::RequestFacts::new(&http::Method::GET, "/x", &h);
+    /// assert!(pay402_core::l402::caveat::build::request_binding(&r).starts_with("request=GET /x "));
+    /// ```
+    pub fn request_binding(req: &RequestFacts<'_>) -> String {
+        format!("{REQUEST_CONDITION}={}", req.binding_value())
+    }
+}
