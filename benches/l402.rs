@@ -1,1 +1,149 @@
-fn main() {}
+//! L402 benchmarks: parsing, decoding, verification, emission, and the server
+//! layer's per-request overhead, each beside the cryptographic floor it must
+//! pay so the ratio is visible in one run.
+//!
+//! Run: `cargo bench -p pay402-benches --bench l402`.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use criterion::{Criterion, criterion_group, criterion_main};
+use hmac::{Hmac, Mac};
+use pay402_backends::simnet::SimNet;
+use pay402_benches::{SERVICE, fixture};
+use pay402_core::l402::{
+    Challenge, ChallengeSet, Credential, MacaroonRef, PresentedToken, Scheme, VerifyContext,
+};
+use pay402_core::lightning::Network;
+use pay402_core::money::Msat;
+use pay402_server::store::{MemoryStore, RootKeyStore};
+use pay402_server::{L402Config, L402Layer, Price};
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service, ServiceExt};
+
+fn parsing(c: &mut Criterion) {
+    let f = fixture();
+    let mut g = c.benchmark_group("l402_parse");
+    g.bench_function("challenge_parse", |b| {
+        b.iter(|| {
+            let set = ChallengeSet::parse(f.challenges.iter().map(|s| s.as_bytes())).unwrap();
+            black_box(set.l402().unwrap().invoice().len())
+        })
+    });
+    g.bench_function("credential_parse", |b| {
+        b.iter(|| black_box(Credential::parse(black_box(&f.authorization)).unwrap()))
+    });
+    g.bench_function("macaroon_decode", |b| {
+        let mut buf = Vec::new();
+        b.iter(|| {
+            pay402_core::b64::decode_any_into(black_box(&f.macaroon_b64), 8192, &mut buf).unwrap();
+            black_box(MacaroonRef::decode(&buf).unwrap().caveat_count())
+        })
+    });
+    g.bench_function("challenge_emit", |b| {
+        b.iter(|| {
+            let b64 = f.macaroon.to_base64();
+            black_box(Challenge::new(b64, pay402_benches::INVOICE).to_header_value(Scheme::L402))
+        })
+    });
+    g.finish();
+}
+
+fn verification(c: &mut Criterion) {
+    let f = fixture();
+    let key = f.root.derive();
+    let mut g = c.benchmark_group("l402_verify");
+    // The floor: the HMAC chain over identifier + 3 caveats from the derived
+    // key, and one SHA-256 of the preimage. Nothing a verifier can skip.
+    let id = f.macaroon.identifier().to_vec();
+    let caveats: Vec<Vec<u8>> = f.macaroon.caveats().to_vec();
+    let preimage = [0x17u8; 32];
+    // The same derived key the verifier uses, as raw bytes for the floor.
+    let derived = Hmac::<Sha256>::new_from_slice(b"macaroons-key-generator")
+        .unwrap()
+        .chain_update(f.root.as_bytes())
+        .finalize()
+        .into_bytes();
+    g.bench_function("crypto_floor", |b| {
+        b.iter(|| {
+            let mut sig: [u8; 32] = Hmac::<Sha256>::new_from_slice(&derived)
+                .unwrap()
+                .chain_update(black_box(&id))
+                .finalize()
+                .into_bytes()
+                .into();
+            for cav in &caveats {
+                sig = Hmac::<Sha256>::new_from_slice(&sig)
+                    .unwrap()
+                    .chain_update(cav)
+                    .finalize()
+                    .into_bytes()
+                    .into();
+            }
+            let h = Sha256::digest(black_box(preimage));
+            black_box((sig, h))
+        })
+    });
+    g.bench_function("full_verify", |b| {
+        let mut buf = Vec::new();
+        b.iter(|| {
+            let cred = Credential::parse(black_box(&f.authorization)).unwrap();
+            let token = PresentedToken::decode(&cred, &mut buf).unwrap();
+            let ctx = VerifyContext::new(SERVICE, f.now);
+            black_box(token.verify(&key, &[], &ctx).unwrap())
+        })
+    });
+    g.finish();
+}
+
+fn layer_overhead(c: &mut Criterion) {
+    let f = fixture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    rt.block_on(store.insert(f.token_id, &f.root)).unwrap();
+    let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    let layer = L402Layer::new(L402Config::new(SERVICE), Arc::new(node), store)
+        .with_price(Price::sats(100));
+    let handler = tower::service_fn(|_req: http::Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    });
+    let mut paid = layer.layer(handler);
+    let mut bare = handler;
+    let request = |auth: Option<&str>| {
+        let mut b = http::Request::get("/resource");
+        if let Some(a) = auth {
+            b = b.header(http::header::AUTHORIZATION, a);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    // Warm the key cache.
+    let warm = rt.block_on(async {
+        let svc = paid.ready().await.unwrap();
+        svc.call(request(Some(&f.authorization))).await.unwrap()
+    });
+    assert_eq!(warm.status(), 200);
+
+    let mut g = c.benchmark_group("l402_layer");
+    g.bench_function("bare_handler", |b| {
+        b.iter(|| {
+            let resp = rt.block_on(bare.call(request(None))).unwrap();
+            black_box(resp.status())
+        })
+    });
+    g.bench_function("paid_request", |b| {
+        b.iter(|| {
+            let resp = rt.block_on(paid.call(request(Some(&f.authorization)))).unwrap();
+            assert_eq!(resp.status(), 200);
+            black_box(resp.status())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsing, verification, layer_overhead);
+criterion_main!(benches);

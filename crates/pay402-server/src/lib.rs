@@ -1,1 +1,38 @@
-//! placeholder
+//! # pay402-server
+//!
+//! An axum/tower layer that charges for HTTP requests with L402: requests
+//! without a valid token get `402 Payment Required` with a fresh macaroon and
+//! Lightning invoice; requests with a valid `Authorization: L402
+//! <macaroon>:<preimage>` reach your handler.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{Router, routing::get};
+//! use pay402_server::{L402Config, L402Layer, Price, store::SqliteStore};
+//! use pay402_backends::simnet::SimNet;
+//! use pay402_core::{lightning::Network, money::Msat};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+//! let store = SqliteStore::open("pay402.sqlite").await?;
+//! let paywall = L402Layer::new(L402Config::new("hello-api"), Arc::new(node), Arc::new(store));
+//! let app = Router::new().route(
+//!     "/hello",
+//!     get(|| async { "hello, paid world" }).route_layer(paywall.with_price(Price::sats(100))),
+//! );
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8402").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod keycache;
+mod layer;
+pub mod respond;
+pub mod store;
+
+pub use config::{L402Config, Price, PriceFuture, PriceRequest, RejectMode};
+pub use keycache::KeyCache;
+pub use layer::{BodyBytes, L402Layer, L402Service, PaidToken};

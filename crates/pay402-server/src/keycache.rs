@@ -1,0 +1,113 @@
+//! A bounded in-process cache of derived macaroon keys.
+//!
+//! Verification of a warm token costs no store round trip and not even the
+//! key-derivation HMAC: the cache holds the derived [`MacaroonKey`]. Entries
+//! expire after a TTL so that a revocation made by another server instance
+//! sharing the store takes effect within that time; revocations made through
+//! this process's layer take effect at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pay402_core::l402::{MacaroonKey, TokenId};
+use quick_cache::sync::Cache;
+
+/// Cache of derived keys by token id.
+///
+/// ```
+/// use pay402_server::KeyCache;
+/// use pay402_core::l402::{RootKey, TokenId};
+/// use std::time::Duration;
+/// let cache = KeyCache::new(1000, Duration::from_secs(60));
+/// cache.insert(TokenId([1; 32]), RootKey::from_bytes([2; 32]).derive());
+/// assert!(cache.get(&TokenId([1; 32])).is_some());
+/// cache.remove(&TokenId([1; 32]));
+/// assert!(cache.get(&TokenId([1; 32])).is_none());
+/// ```
+pub struct KeyCache {
+    cache: Cache<TokenId, (Arc<MacaroonKey>, Instant)>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("len", &self.cache.len())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl KeyCache {
+    /// A cache holding at most `capacity` keys for at most `ttl` each.
+    ///
+    /// ```
+    /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
+    /// assert_eq!(c.len(), 0);
+    /// ```
+    pub fn new(capacity: usize, ttl: Duration) -> KeyCache {
+        KeyCache {
+            cache: Cache::new(capacity.max(1)),
+            ttl,
+        }
+    }
+
+    /// The cached key, if present and fresh.
+    ///
+    /// ```
+    /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
+    /// assert!(c.get(&pay402_core::l402::TokenId([0; 32])).is_none());
+    /// ```
+    pub fn get(&self, id: &TokenId) -> Option<Arc<MacaroonKey>> {
+        let (key, at) = self.cache.get(id)?;
+        if at.elapsed() < self.ttl {
+            Some(key)
+        } else {
+            self.cache.remove(id);
+            None
+        }
+    }
+
+    /// Caches a derived key.
+    ///
+    /// ```
+    /// use pay402_core::l402::{RootKey, TokenId};
+    /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
+    /// let k = c.insert(TokenId([0; 32]), RootKey::from_bytes([0; 32]).derive());
+    /// assert_eq!(c.len(), 1);
+    /// # let _ = k;
+    /// ```
+    pub fn insert(&self, id: TokenId, key: MacaroonKey) -> Arc<MacaroonKey> {
+        let key = Arc::new(key);
+        self.cache.insert(id, (key.clone(), Instant::now()));
+        key
+    }
+
+    /// Forgets a key (on revocation).
+    ///
+    /// ```
+    /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
+    /// c.remove(&pay402_core::l402::TokenId([0; 32]));
+    /// ```
+    pub fn remove(&self, id: &TokenId) {
+        self.cache.remove(id);
+    }
+
+    /// Number of cached keys.
+    ///
+    /// ```
+    /// assert_eq!(pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1)).len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether the cache is empty.
+    ///
+    /// ```
+    /// assert!(pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1)).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+}

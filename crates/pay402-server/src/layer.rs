@@ -1,0 +1,424 @@
+//! The L402 tower layer: verify tokens, or answer 402 with a fresh challenge.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::Response;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, header};
+use http_body_util::{BodyExt, Limited};
+use pay402_core::l402::{
+    Challenge, Credential, Identifier, L402Error, Macaroon, PresentedToken, RequestFacts, RootKey,
+    Satisfier, Scheme, TokenId, VerifiedToken, VerifyContext, caveat,
+};
+use pay402_core::lightning::{InvoiceIssuer, InvoiceRequest};
+use pay402_core::money::Msat;
+use pay402_core::problem::{Problem, Reason};
+use pay402_core::time::UnixTime;
+use rand::RngCore;
+use tower::{Layer, Service};
+use tracing::{Instrument, field};
+
+use crate::config::{L402Config, Price, PriceRequest, RejectMode};
+use crate::keycache::KeyCache;
+use crate::respond;
+use crate::store::{RootKeyStore, StoreError};
+
+struct Shared {
+    config: L402Config,
+    issuer: Arc<dyn InvoiceIssuer>,
+    store: Arc<dyn RootKeyStore>,
+    cache: KeyCache,
+}
+
+/// A tower [`Layer`] that puts an L402 paywall in front of a service.
+///
+/// Clone it with a different [`Price`] per route ([`L402Layer::with_price`]);
+/// the clones share the store, key cache and node.
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use pay402_server::{L402Config, L402Layer, Price, store::MemoryStore};
+/// use pay402_backends::simnet::SimNet;
+/// use pay402_core::{lightning::Network, money::Msat};
+///
+/// let net = SimNet::new(Network::Regtest);
+/// let node = net.add_node("merchant", Msat(0));
+/// let paywall = L402Layer::new(L402Config::new("api"), Arc::new(node), Arc::new(MemoryStore::new()));
+/// let app: Router = Router::new()
+///     .route("/cheap", get(|| async { "cheap" }).route_layer(paywall.with_price(Price::sats(1))))
+///     .route("/dear", get(|| async { "dear" }).route_layer(paywall.with_price(Price::sats(1_000))));
+/// ```
+#[derive(Clone)]
+pub struct L402Layer {
+    shared: Arc<Shared>,
+    price: Price,
+}
+
+impl std::fmt::Debug for L402Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L402Layer")
+            .field("config", &self.shared.config)
+            .field("price", &self.price)
+            .finish_non_exhaustive()
+    }
+}
+
+impl L402Layer {
+    /// A paywall minting tokens for `config.service`, with invoices from
+    /// `issuer` and root keys in `store`. The price starts at zero (free):
+    /// set it with [`L402Layer::with_price`].
+    pub fn new(
+        config: L402Config,
+        issuer: Arc<dyn InvoiceIssuer>,
+        store: Arc<dyn RootKeyStore>,
+    ) -> L402Layer {
+        let cache = KeyCache::new(config.key_cache_capacity, config.key_cache_ttl);
+        L402Layer {
+            shared: Arc::new(Shared {
+                config,
+                issuer,
+                store,
+                cache,
+            }),
+            price: Price::Fixed(Msat::ZERO),
+        }
+    }
+
+    /// The same paywall with another price.
+    pub fn with_price(&self, price: Price) -> L402Layer {
+        L402Layer {
+            shared: self.shared.clone(),
+            price,
+        }
+    }
+
+    /// Revokes a token: deletes its root key and forgets the cached key.
+    pub async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
+        self.shared.cache.remove(token_id);
+        let existed = self.shared.store.revoke(token_id).await?;
+        tracing::info!(token_id = %token_id, existed, "l402.revoke");
+        Ok(existed)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &L402Config {
+        &self.shared.config
+    }
+}
+
+impl<S> Layer<S> for L402Layer {
+    type Service = L402Service<S>;
+    fn layer(&self, inner: S) -> L402Service<S> {
+        L402Service {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service produced by [`L402Layer`].
+#[derive(Clone, Debug)]
+pub struct L402Service<S> {
+    inner: S,
+    layer: L402Layer,
+}
+
+impl<S> Service<Request<Body>> for L402Service<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // Take the service that was driven to readiness; leave a clone behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let span = tracing::info_span!(
+            "l402.request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            outcome = field::Empty,
+        );
+        Box::pin(handle(layer, inner, req).instrument(span))
+    }
+}
+
+/// Why a presented token was not accepted.
+enum Failure {
+    Token(L402Error),
+    Store(StoreError),
+}
+
+async fn handle<S>(layer: L402Layer, mut inner: S, req: Request<Body>) -> Result<Response, Infallible>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    let shared = &layer.shared;
+    let cfg = &shared.config;
+    if cfg.is_free_path(req.uri().path()) {
+        tracing::Span::current().record("outcome", "free_path");
+        return inner.call(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let body_bytes = if cfg.bind_request {
+        match Limited::new(body, cfg.max_body).collect().await {
+            Ok(c) => Some(c.to_bytes()),
+            Err(e) => {
+                let (status, reason) = if e.is::<http_body_util::LengthLimitError>() {
+                    (413, "body_too_large")
+                } else {
+                    (400, "body_unreadable")
+                };
+                tracing::info!(reason, "l402.reject");
+                return Ok(respond::problem(&Problem::new(status, reason, "Request body rejected")));
+            }
+        }
+    } else {
+        None
+    };
+    let now = UnixTime::from_system(SystemTime::now());
+
+    let creds = Credential::from_headers(
+        parts
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    let rejection = match creds {
+        Ok(None) => None,
+        Err(e) => Some(L402Error::Credential(e)),
+        Ok(Some(cred)) => match verify(shared, &cred, &parts, body_bytes.as_deref(), now).await {
+            Ok(token) => {
+                tracing::Span::current().record("outcome", "paid");
+                parts.extensions.insert(token);
+                let body = body_bytes.map_or_else(|| Body::empty(), Body::from);
+                return inner.call(Request::from_parts(parts, body)).await;
+            }
+            Err(Failure::Token(e)) => Some(e),
+            Err(Failure::Store(e)) => {
+                tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
+                return Ok(respond::problem(&Problem::from_reason(&e, 503)));
+            }
+        },
+    };
+    if let Some(e) = &rejection {
+        tracing::info!(reason = e.reason(), "l402.reject");
+    }
+
+    // No valid token: quote a price.
+    let amount = match &layer.price {
+        Price::Fixed(m) => Some(*m),
+        Price::Dynamic(f) => {
+            f(PriceRequest {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: parts.headers.clone(),
+                body: body_bytes.clone(),
+            })
+            .await
+        }
+    };
+    let Some(amount) = amount.filter(|a| *a > Msat::ZERO) else {
+        // A price of zero means free access, as in Aperture.
+        tracing::Span::current().record("outcome", "free_price");
+        let body = body_bytes.map_or_else(|| Body::empty(), Body::from);
+        return inner.call(Request::from_parts(parts, body)).await;
+    };
+
+    if let Some(e) = &rejection {
+        if cfg.reject_mode == RejectMode::Spec && e.status() == 400 {
+            tracing::Span::current().record("outcome", "malformed");
+            return Ok(respond::problem(&Problem::from_reason(e, 400)));
+        }
+    }
+
+    let challenge = match mint(shared, amount, &parts, body_bytes.as_deref(), now).await {
+        Ok(c) => c,
+        Err(problem) => return Ok(respond::problem(&problem)),
+    };
+    let status = match (&rejection, cfg.reject_mode) {
+        (Some(_), RejectMode::Spec) => 401,
+        _ => 402,
+    };
+    let problem = match &rejection {
+        Some(e) => Problem::from_reason(e, status),
+        None => Problem::new(status, "payment_required", "Payment required").with_detail(format!(
+            "pay the Lightning invoice of {} msat in the WWW-Authenticate challenge and retry with Authorization: L402 <macaroon>:<preimage>",
+            amount.0
+        )),
+    };
+    tracing::Span::current().record("outcome", if status == 402 { "challenged" } else { "rejected" });
+    let mut resp = respond::problem(&problem);
+    let h = resp.headers_mut();
+    for value in challenge {
+        h.append(header::WWW_AUTHENTICATE, value);
+    }
+    Ok(resp)
+}
+
+async fn verify(
+    shared: &Shared,
+    cred: &Credential<'_>,
+    parts: &Parts,
+    body: Option<&[u8]>,
+    now: UnixTime,
+) -> Result<VerifiedToken, Failure> {
+    let mut buf = Vec::new();
+    let token = PresentedToken::decode(cred, &mut buf).map_err(Failure::Token)?;
+    let id = token.token_id();
+    let span = tracing::debug_span!("l402.verify", token_id = %id);
+    let _enter = span.enter();
+    let key = match shared.cache.get(&id) {
+        Some(k) => k,
+        None => {
+            drop(_enter);
+            let root = shared
+                .store
+                .get(&id)
+                .instrument(span.clone())
+                .await
+                .map_err(Failure::Store)?
+                .ok_or(Failure::Token(L402Error::UnknownToken))?;
+            shared.cache.insert(id, root.derive())
+        }
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut facts = RequestFacts::new(&parts.method, path, &parts.headers);
+    if let Some(b) = body {
+        facts = facts.with_body(b);
+    }
+    let cfg = &shared.config;
+    let mut ctx = VerifyContext::new(&cfg.service, now)
+        .with_request(&facts)
+        .strict(cfg.strict_caveats);
+    ctx.capability = None;
+    let extra: Vec<&dyn Satisfier> = cfg.satisfiers.iter().map(|s| s.as_ref()).collect();
+    let verified = token.verify(&key, &extra, &ctx).map_err(Failure::Token)?;
+    tracing::debug!(token_id = %id, "l402.verified");
+    Ok(verified)
+}
+
+fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// Mints a token for `amount` and returns the `WWW-Authenticate` values.
+async fn mint(
+    shared: &Shared,
+    amount: Msat,
+    parts: &Parts,
+    body: Option<&[u8]>,
+    now: UnixTime,
+) -> Result<Vec<HeaderValue>, Problem> {
+    let cfg = &shared.config;
+    let span = tracing::info_span!("l402.mint", amount_msat = amount.0, token_id = field::Empty);
+    async {
+        let memo = cfg
+            .memo
+            .replace("{method}", parts.method.as_str())
+            .replace("{path}", parts.uri.path());
+        let mut req = InvoiceRequest::new(amount, memo);
+        req.expiry = cfg.invoice_expiry;
+        let invoice = shared.issuer.create_invoice(&req).await.map_err(|e| {
+            tracing::warn!(reason = e.reason(), error = %e, "l402.invoice_failed");
+            Problem::from_reason(&e, 503)
+        })?;
+        let token_id = TokenId(random32());
+        tracing::Span::current().record("token_id", field::display(&token_id));
+        let root = RootKey::from_bytes(random32());
+        let id = Identifier::new(invoice.payment_hash, token_id);
+        let mut mac = Macaroon::new(&root, Some(&cfg.location), &id.encode());
+        mac.add_first_party_caveat(caveat::build::services(&cfg.service, cfg.tier));
+        if !cfg.capabilities.is_empty() {
+            let caps: Vec<&str> = cfg.capabilities.iter().map(String::as_str).collect();
+            mac.add_first_party_caveat(caveat::build::capabilities(&cfg.service, &caps));
+        }
+        if let Some(lifetime) = cfg.token_lifetime {
+            let until = now.saturating_add_secs(lifetime.as_secs());
+            mac.add_first_party_caveat(caveat::build::valid_until(&cfg.service, until));
+        }
+        if cfg.bind_request {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let facts = RequestFacts::new(&parts.method, path, &parts.headers)
+                .with_body(body.unwrap_or_default());
+            mac.add_first_party_caveat(caveat::build::request_binding(&facts));
+        }
+        for c in &cfg.extra_caveats {
+            mac.add_first_party_caveat(c);
+        }
+        shared.store.insert(token_id, &root).await.map_err(|e| {
+            tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
+            Problem::from_reason(&e, 503)
+        })?;
+        shared.cache.insert(token_id, root.derive());
+        let challenge = Challenge::new(mac.to_base64(), invoice.bolt11);
+        let mut values = Vec::with_capacity(2);
+        let schemes: &[Scheme] = if cfg.emit_lsat {
+            &[Scheme::Lsat, Scheme::L402]
+        } else {
+            &[Scheme::L402]
+        };
+        for s in schemes {
+            let v = HeaderValue::from_str(&challenge.to_header_value(*s)).map_err(|_| {
+                Problem::new(503, "node_invalid_response", "Invoice not usable in a header")
+            })?;
+            values.push(v);
+        }
+        tracing::info!("l402.minted");
+        Ok(values)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Axum extractor for the token that paid for this request.
+///
+/// ```
+/// use pay402_server::PaidToken;
+/// async fn handler(PaidToken(token): PaidToken) -> String {
+///     format!("paid with token {}", token.token_id)
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PaidToken(pub VerifiedToken);
+
+impl<S: Send + Sync> FromRequestParts<S> for PaidToken {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<VerifiedToken>()
+            .cloned()
+            .map(PaidToken)
+            .ok_or_else(|| {
+                respond::problem(&Problem::new(
+                    402,
+                    "payment_required",
+                    "This route is not behind an L402 layer",
+                ))
+            })
+    }
+}
+
+/// The body bytes helper type used by dynamic pricing.
+pub type BodyBytes = Bytes;
