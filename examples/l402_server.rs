@@ -1,1 +1,107 @@
-fn main() {}
+//! A standalone L402-paywalled API.
+//!
+//! `cargo run --example l402_server`
+//!
+//! Serves `GET /hello` for 100 sat (and a free `GET /health`). With the default
+//! `PAY402_LIGHTNING=simnet` it runs an in-process Lightning network with two
+//! nodes: `merchant`, which issues this server's invoices, and `wallet`, a
+//! funded node whose LND-compatible REST API listens on `PAY402_SIMNET_LISTEN`,
+//! so any client can pay the invoices with an HTTP call, for example
+//! `cargo run --example l402_client -- http://127.0.0.1:8402/hello`.
+//!
+//! Settings (environment):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `PAY402_LISTEN` | `127.0.0.1:8402` | the API's address |
+//! | `PAY402_SIMNET_LISTEN` | `127.0.0.1:8403` | simnet wallet's LND REST face |
+//! | `PAY402_DB` | `pay402-l402-server.sqlite` | SQLite file for root keys (`:memory:` for none) |
+//! | `PAY402_LIGHTNING` | `simnet` | `simnet`, or `lnd` to issue invoices from a real LND |
+//! | `LND_REST_URL`, `LND_MACAROON_PATH` or `LND_MACAROON_HEX`, `LND_TLS_CERT_PATH`, `LND_NETWORK` | | LND settings when `PAY402_LIGHTNING=lnd` |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use pay402_backends::simnet::SimNet;
+use pay402_core::lightning::{InvoiceIssuer, Network};
+use pay402_core::money::{Msat, Sat};
+use pay402_examples::{env_or, sats};
+use pay402_server::store::{RootKeyStore, SqliteStore};
+use pay402_server::{L402Config, L402Layer, PaidToken, Price};
+
+const HELP: &str = "\
+l402_server: an L402-paywalled API (GET /hello costs 100 sat)
+
+environment:
+  PAY402_LISTEN          API address            (default 127.0.0.1:8402)
+  PAY402_SIMNET_LISTEN   simnet wallet REST     (default 127.0.0.1:8403)
+  PAY402_DB              SQLite key store file  (default pay402-l402-server.sqlite, ':memory:' for none)
+  PAY402_LIGHTNING       simnet | lnd           (default simnet)
+  LND_REST_URL, LND_MACAROON_PATH | LND_MACAROON_HEX, LND_TLS_CERT_PATH, LND_NETWORK
+                         LND settings when PAY402_LIGHTNING=lnd";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        return Ok(());
+    }
+    pay402_examples::init_tracing();
+    let listen = env_or("PAY402_LISTEN", "127.0.0.1:8402");
+    let db = env_or("PAY402_DB", "pay402-l402-server.sqlite");
+    let lightning = env_or("PAY402_LIGHTNING", "simnet");
+
+    let mut background = Vec::new();
+    let issuer: Arc<dyn InvoiceIssuer> = match lightning.as_str() {
+        "simnet" => {
+            let net = SimNet::new(Network::Regtest);
+            let merchant = net.add_node("merchant", Msat(0));
+            let wallet = net.add_node("wallet", Sat(10_000_000).to_msat().ok_or("overflow")?);
+            let face = env_or("PAY402_SIMNET_LISTEN", "127.0.0.1:8403");
+            let listener = tokio::net::TcpListener::bind(&face).await?;
+            println!(
+                "simnet wallet ({} funded) LND REST API: http://{}",
+                sats(wallet.balance()),
+                listener.local_addr()?
+            );
+            background.push(tokio::spawn(pay402_backends::simnet::rest::serve(wallet, listener)));
+            Arc::new(merchant)
+        }
+        "lnd" => {
+            let cfg = pay402_backends::lnd::LndConfig::from_env()?;
+            println!("invoices from LND at {}", cfg.url);
+            Arc::new(pay402_backends::lnd::LndRest::new(cfg)?)
+        }
+        other => return Err(format!("PAY402_LIGHTNING={other}: expected simnet or lnd").into()),
+    };
+
+    let store: Arc<dyn RootKeyStore> = if db == ":memory:" {
+        Arc::new(SqliteStore::in_memory().await?)
+    } else {
+        Arc::new(SqliteStore::open(&db).await?)
+    };
+    let paywall = L402Layer::new(
+        L402Config::new("hello-api")
+            .token_lifetime(std::time::Duration::from_secs(24 * 3600))
+            .emit_lsat(true),
+        issuer,
+        store,
+    );
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(|PaidToken(t): PaidToken| async move {
+                format!("hello, paid world (token {})\n", t.token_id)
+            })
+            .route_layer(paywall.with_price(Price::sats(100))),
+        )
+        .route("/health", get(|| async { "ok\n" }));
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("L402 API: http://{}/hello (100 sat), root keys in {db}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    for task in background {
+        task.abort();
+    }
+    Ok(())
+}

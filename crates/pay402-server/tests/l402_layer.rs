@@ -64,7 +64,8 @@ async fn paid_token_is_served_and_reused_without_paying_again() {
 async fn unpaid_preimage_or_tampered_token_gets_fresh_challenge() {
     let env = env(L402Config::new("api"));
     let r = send(&env.app, get_req("/paid", &[])).await;
-    let set = ChallengeSet::parse(r.challenges().iter().map(|c| c.as_bytes())).unwrap();
+    let ch = r.challenges();
+    let set = ChallengeSet::parse(ch.iter().map(|c| c.as_bytes())).unwrap();
     let mac = set.l402().unwrap().macaroon().to_owned();
     // Guessing a preimage without paying.
     let guess = format!("L402 {mac}:{}", "00".repeat(32));
@@ -94,7 +95,7 @@ async fn spec_mode_answers_401_for_invalid_and_400_for_malformed() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.reason(), "preimage_mismatch");
     assert_eq!(r.challenges().len(), 1, "401 carries a challenge");
-    let r = send(&env.app, get_req("/paid", &["L402 !!!:zz"])).await;
+    let r = send(&env.app, get_req("/paid", &[&format!("L402 !!!:{}", "00".repeat(32))])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.challenges().is_empty());
     assert_eq!(r.reason(), "malformed_credential");
@@ -175,7 +176,8 @@ async fn dynamic_price_sees_the_request_and_zero_is_free() {
     );
     let r = send(&app, get_req("/q?n=7", &[])).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
-    let set = ChallengeSet::parse(r.challenges().iter().map(|c| c.as_bytes())).unwrap();
+    let ch = r.challenges();
+    let set = ChallengeSet::parse(ch.iter().map(|c| c.as_bytes())).unwrap();
     let offer = check_challenge(
         set.l402().unwrap(),
         Network::Regtest,

@@ -1,7 +1,7 @@
 //! Shared helpers for the server tests: a simnet merchant behind the layer and
 //! a funded simnet payer.
 
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use std::sync::Arc;
 
