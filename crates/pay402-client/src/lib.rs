@@ -1,1 +1,51 @@
-//! placeholder
+//! # pay402-client
+//!
+//! A [reqwest] client that pays HTTP 402 L402 challenges (and legacy LSAT)
+//! with a Lightning node, then retries with the credential
+//! `Authorization: L402 <macaroon>:<preimage>`.
+//!
+//! - Every invoice is checked before paying: signature, network, expiry,
+//!   amount present and within a per-request maximum, and its payment hash
+//!   equal to the one the macaroon commits to.
+//! - Tokens are cached per origin (or per path prefix / path, see
+//!   [`TokenScope`]), evicted when the server refuses them, and never sent to
+//!   another origin.
+//! - Concurrent requests to the same key pay once (single-flight).
+//! - Every failure is a typed [`ClientError`] with a stable reason, and every
+//!   payment produces a [`Receipt`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pay402_client::{L402Client, ClientError, Paid, TokenScope};
+//! use pay402_core::lightning::{LightningPayer, Network};
+//! use pay402_core::money::Msat;
+//!
+//! async fn demo(payer: Arc<dyn LightningPayer>) -> Result<(), ClientError> {
+//!     let client = L402Client::builder(payer)
+//!         .network(Network::Regtest)
+//!         .max_price(Msat(200_000))
+//!         .max_fee(Msat(10_000))
+//!         .scope(TokenScope::Origin)
+//!         .build();
+//!     let first: Paid = client.get("http://127.0.0.1:8402/hello").await?;
+//!     assert!(first.receipt.is_some());
+//!     let second = client.get("http://127.0.0.1:8402/hello").await?;
+//!     assert!(second.reused_token && second.receipt.is_none());
+//!     Ok(())
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod cache;
+mod client;
+mod error;
+mod redirect;
+
+pub use cache::TokenScope;
+pub use client::{
+    DEFAULT_MAX_FEE, DEFAULT_MAX_PRICE, DEFAULT_PAYMENT_TIMEOUT, L402Client, L402ClientBuilder,
+    Paid, Receipt,
+};
+pub use error::ClientError;
+pub use redirect::{MAX_REDIRECTS, same_origin_redirects};

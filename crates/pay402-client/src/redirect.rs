@@ -1,0 +1,41 @@
+//! A redirect policy that keeps credentials inside their origin.
+
+use reqwest::redirect::Policy;
+
+/// Most redirects followed by [`same_origin_redirects`] (reqwest's default).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A reqwest redirect policy that follows at most [`MAX_REDIRECTS`]
+/// redirects, and only while they stay on the origin (scheme, host and port)
+/// of the original request. A redirect to any other origin, including an
+/// `https` → `http` downgrade on the same host, is not followed: the 3xx
+/// response is returned to the caller, so an `Authorization: L402 …` header
+/// never reaches another origin.
+///
+/// [`L402Client`](crate::L402Client) uses it unless given its own reqwest
+/// client; apply it to your own client with `.redirect(...)`.
+///
+/// ```
+/// let http = reqwest::Client::builder()
+///     .redirect(pay402_client::same_origin_redirects())
+///     .build()
+///     .unwrap();
+/// # let _ = http;
+/// ```
+pub fn same_origin_redirects() -> Policy {
+    Policy::custom(|attempt| {
+        // `previous()` starts with the original URL.
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error("too many redirects");
+        }
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
