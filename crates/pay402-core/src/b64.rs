@@ -78,7 +78,9 @@ pub fn decode_any_into(s: &str, max_decoded: usize, out: &mut Vec<u8>) -> Result
         (false, true) => &URL_LENIENT,
         _ => &STD_LENIENT,
     };
-    engine.decode_vec(bytes, out).map_err(|_| Base64Error::Invalid)?;
+    engine
+        .decode_vec(bytes, out)
+        .map_err(|_| Base64Error::Invalid)?;
     if out.len() > max_decoded {
         out.clear();
         return Err(Base64Error::TooLong);

@@ -16,7 +16,10 @@
 //! assert_eq!(set.l402().unwrap().invoice(), "lnbc1");
 //! ```
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod auth_header;
 pub mod b64;

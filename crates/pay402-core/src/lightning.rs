@@ -376,7 +376,9 @@ pub enum LightningError {
         reason: String,
     },
     /// The payment's outcome is unknown (timed out while in flight).
-    #[error("payment {payment_hash} outcome unknown; it is tracked and must not be retried blindly")]
+    #[error(
+        "payment {payment_hash} outcome unknown; it is tracked and must not be retried blindly"
+    )]
     Unknown {
         /// The payment hash to track.
         payment_hash: PaymentHash,

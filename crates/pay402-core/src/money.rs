@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(price, Msat(100_000));
 /// assert_eq!(price.to_string(), "100000 msat");
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Msat(pub u64);
 
@@ -26,7 +28,9 @@ pub struct Msat(pub u64);
 /// assert_eq!(Msat(2_500).to_sat_floor(), Sat(2));
 /// assert_eq!(Msat(2_500).to_sat_ceil(), Sat(3));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Sat(pub u64);
 

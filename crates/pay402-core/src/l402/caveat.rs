@@ -120,7 +120,9 @@ impl<'r> RequestFacts<'r> {
         s.push(' ');
         s.push_str(self.path_and_query);
         s.push(' ');
-        let body = self.body_sha256.unwrap_or_else(|| Sha256::digest(b"").into());
+        let body = self
+            .body_sha256
+            .unwrap_or_else(|| Sha256::digest(b"").into());
         for b in body {
             let _ = write!(s, "{b:02x}");
         }
@@ -297,7 +299,11 @@ pub trait Satisfier: Send + Sync {
         ctx: &VerifyContext<'_>,
     ) -> Result<(), CaveatError>;
     /// Checks the last caveat of the condition against this request.
-    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError>;
+    fn satisfy_final(
+        &self,
+        caveat: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError>;
 }
 
 fn service_suffix<'c>(condition: &'c str, service: &str) -> Option<&'c str> {
@@ -345,7 +351,11 @@ impl Satisfier for ServicesSatisfier {
         }
         Ok(())
     }
-    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+    fn satisfy_final(
+        &self,
+        caveat: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
         if parse_services(caveat.value)?.any(|(n, _)| n == ctx.service) {
             Ok(())
         } else {
@@ -375,13 +385,22 @@ impl Satisfier for CapabilitiesSatisfier {
         _: &VerifyContext<'_>,
     ) -> Result<(), CaveatError> {
         let prev = caps(previous.value);
-        if caps(current.value).all(|c| prev.clone().any(|p| p == c)) {
+        let mut cur = caps(current.value).peekable();
+        // An empty list grants everything, so emptying a non-empty list widens it.
+        if cur.peek().is_none() && prev.clone().next().is_some() {
+            return Err(CaveatError::Escalation("capabilities".into()));
+        }
+        if cur.all(|c| prev.clone().any(|p| p == c)) {
             Ok(())
         } else {
             Err(CaveatError::Escalation("capabilities".into()))
         }
     }
-    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+    fn satisfy_final(
+        &self,
+        caveat: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
         let Some(needed) = ctx.capability else {
             return Ok(());
         };
@@ -423,7 +442,11 @@ impl Satisfier for ValidUntilSatisfier {
             Err(CaveatError::Escalation("valid_until".into()))
         }
     }
-    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+    fn satisfy_final(
+        &self,
+        caveat: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
         if ctx.now.0 < parse_ts(caveat.value)? {
             Ok(())
         } else {
@@ -458,7 +481,11 @@ impl Satisfier for RequestBindingSatisfier {
             Err(CaveatError::Escalation(REQUEST_CONDITION.into()))
         }
     }
-    fn satisfy_final(&self, caveat: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+    fn satisfy_final(
+        &self,
+        caveat: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
         let req = ctx.request.ok_or(CaveatError::RequestMismatch)?;
         let mut parts = caveat.value.splitn(3, ' ');
         let (Some(method), Some(path), Some(hash)) = (parts.next(), parts.next(), parts.next())
@@ -469,9 +496,7 @@ impl Satisfier for RequestBindingSatisfier {
         if hash.len() != 64 || hex::decode_to_slice(hash, &mut want).is_err() {
             return Err(CaveatError::Malformed(REQUEST_CONDITION.into()));
         }
-        let body = req
-            .body_sha256
-            .ok_or(CaveatError::RequestMismatch)?;
+        let body = req.body_sha256.ok_or(CaveatError::RequestMismatch)?;
         if method == req.method.as_str() && path == req.path_and_query && body == want {
             Ok(())
         } else {
@@ -530,9 +555,8 @@ where
     }
     if ctx.strict {
         for raw in caveats {
-            let cav = Caveat::parse(raw).ok_or_else(|| {
-                CaveatError::Unknown(String::from_utf8_lossy(raw).into_owned())
-            })?;
+            let cav = Caveat::parse(raw)
+                .ok_or_else(|| CaveatError::Unknown(String::from_utf8_lossy(raw).into_owned()))?;
             if !all.clone().any(|s| s.handles(cav.condition, ctx)) {
                 return Err(CaveatError::Unknown(cav.condition.to_owned()));
             }

@@ -189,7 +189,10 @@ impl<'a> Challenge<'a> {
         }
     }
 
-    fn from_auth(ch: auth_header::AuthChallenge<'a>, scheme: Scheme) -> Result<Self, ChallengeError> {
+    fn from_auth(
+        ch: auth_header::AuthChallenge<'a>,
+        scheme: Scheme,
+    ) -> Result<Self, ChallengeError> {
         if ch.has_duplicate_params() {
             return Err(ChallengeError::DuplicateParameter);
         }
@@ -203,10 +206,8 @@ impl<'a> Challenge<'a> {
                 token = Some(p.value);
             } else if p.name.eq_ignore_ascii_case("invoice") {
                 invoice = Some(p.value);
-            } else if p.name.eq_ignore_ascii_case("version") {
-                if p.value != "0" {
-                    return Err(ChallengeError::UnsupportedVersion);
-                }
+            } else if p.name.eq_ignore_ascii_case("version") && p.value != "0" {
+                return Err(ChallengeError::UnsupportedVersion);
             }
         }
         let token = match (macaroon, token) {

@@ -117,7 +117,9 @@ impl<'a> Credential<'a> {
         let (scheme, rest) =
             auth_header::split_credentials(value).ok_or(CredentialError::NotL402)?;
         let scheme = Scheme::from_name(scheme).ok_or(CredentialError::NotL402)?;
-        let (macaroons, preimage) = rest.rsplit_once(':').ok_or(CredentialError::MissingPreimage)?;
+        let (macaroons, preimage) = rest
+            .rsplit_once(':')
+            .ok_or(CredentialError::MissingPreimage)?;
         let preimage = Preimage::from_hex(preimage).map_err(|_| CredentialError::BadPreimage)?;
         let mut count = 0;
         for m in macaroons.split(',') {
@@ -180,7 +182,8 @@ impl<'a> Credential<'a> {
     /// The scheme it arrived under.
     ///
     /// ```
-    /// let c = pay402_core::l402::Credential::parse(&format!("lsat a:{}", "0".repeat(64))).unwrap();
+    /// let v = format!("lsat a:{}", "0".repeat(64));
+    /// let c = pay402_core::l402::Credential::parse(&v).unwrap();
     /// assert_eq!(c.scheme(), pay402_core::l402::Scheme::Lsat);
     /// ```
     pub fn scheme(&self) -> Scheme {
@@ -190,7 +193,8 @@ impl<'a> Credential<'a> {
     /// The macaroons (base64 as sent), in order.
     ///
     /// ```
-    /// let c = pay402_core::l402::Credential::parse(&format!("L402 a,b:{}", "0".repeat(64))).unwrap();
+    /// let v = format!("L402 a,b:{}", "0".repeat(64));
+    /// let c = pay402_core::l402::Credential::parse(&v).unwrap();
     /// assert_eq!(c.macaroons().count(), 2);
     /// ```
     pub fn macaroons(&self) -> impl Iterator<Item = &'a str> + 'a {
@@ -200,7 +204,8 @@ impl<'a> Credential<'a> {
     /// The first macaroon.
     ///
     /// ```
-    /// let c = pay402_core::l402::Credential::parse(&format!("L402 a,b:{}", "0".repeat(64))).unwrap();
+    /// let v = format!("L402 a,b:{}", "0".repeat(64));
+    /// let c = pay402_core::l402::Credential::parse(&v).unwrap();
     /// assert_eq!(c.first_macaroon(), "a");
     /// ```
     pub fn first_macaroon(&self) -> &'a str {
@@ -210,7 +215,8 @@ impl<'a> Credential<'a> {
     /// How many macaroons were sent.
     ///
     /// ```
-    /// let c = pay402_core::l402::Credential::parse(&format!("L402 a:{}", "0".repeat(64))).unwrap();
+    /// let v = format!("L402 a:{}", "0".repeat(64));
+    /// let c = pay402_core::l402::Credential::parse(&v).unwrap();
     /// assert_eq!(c.macaroon_count(), 1);
     /// ```
     pub fn macaroon_count(&self) -> usize {
@@ -220,7 +226,8 @@ impl<'a> Credential<'a> {
     /// The preimage.
     ///
     /// ```
-    /// let c = pay402_core::l402::Credential::parse(&format!("L402 a:{}", "0".repeat(64))).unwrap();
+    /// let v = format!("L402 a:{}", "0".repeat(64));
+    /// let c = pay402_core::l402::Credential::parse(&v).unwrap();
     /// assert!(c.preimage().is_all_zero());
     /// ```
     pub fn preimage(&self) -> &Preimage {
@@ -230,7 +237,8 @@ impl<'a> Credential<'a> {
     /// The canonical header value: `L402 <macaroons>:<lowercase hex>`.
     ///
     /// ```
-    /// let c = pay402_core::l402::Credential::parse(&format!("l402   a:{}", "F".repeat(64))).unwrap();
+    /// let v = format!("l402   a:{}", "F".repeat(64));
+    /// let c = pay402_core::l402::Credential::parse(&v).unwrap();
     /// assert_eq!(c.to_header_value(), format!("L402 a:{}", "f".repeat(64)));
     /// ```
     pub fn to_header_value(&self) -> String {
@@ -245,7 +253,8 @@ impl<'a> Credential<'a> {
     /// The same credential under the legacy `LSAT` scheme (for old servers).
     ///
     /// ```
-    /// let c = pay402_core::l402::Credential::parse(&format!("L402 a:{}", "0".repeat(64))).unwrap();
+    /// let v = format!("L402 a:{}", "0".repeat(64));
+    /// let c = pay402_core::l402::Credential::parse(&v).unwrap();
     /// assert!(c.to_lsat_header_value().starts_with("LSAT a:"));
     /// ```
     pub fn to_lsat_header_value(&self) -> String {

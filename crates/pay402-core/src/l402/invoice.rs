@@ -19,7 +19,7 @@ use crate::time::UnixTime;
 
 use super::challenge::Challenge;
 use super::identifier::{Identifier, IdentifierError};
-use super::macaroon::{MacaroonError, MacaroonRef, MAX_MACAROON_BYTES};
+use super::macaroon::{MAX_MACAROON_BYTES, MacaroonError, MacaroonRef};
 
 /// Longest BOLT11 string accepted.
 pub const MAX_INVOICE_LEN: usize = 7089;

@@ -216,6 +216,11 @@ impl<'a> Reader<'a> {
         for shift in (0..64).step_by(7).take(10) {
             let byte = *self.b.get(self.i).ok_or(MacaroonError::Truncated)?;
             self.i += 1;
+            // The 10th byte holds only bit 63: anything more overflows
+            // (Go's `binary.Uvarint`, which go-macaroon uses, rejects it too).
+            if shift == 63 && byte > 1 {
+                return Err(MacaroonError::Malformed);
+            }
             v |= u64::from(byte & 0x7f)
                 .checked_shl(shift)
                 .ok_or(MacaroonError::Malformed)?;
@@ -593,7 +598,11 @@ impl Macaroon {
     /// assert!(Macaroon::new(&root, None, b"id").verify_signature(&root.derive()));
     /// ```
     pub fn verify_signature(&self, key: &MacaroonKey) -> bool {
-        let sig = signature_chain(key, &self.identifier, self.caveats.iter().map(Vec::as_slice));
+        let sig = signature_chain(
+            key,
+            &self.identifier,
+            self.caveats.iter().map(Vec::as_slice),
+        );
         sig.ct_eq(&self.signature).into()
     }
 

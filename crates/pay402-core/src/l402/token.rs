@@ -61,6 +61,7 @@ impl Reason for L402Error {
     fn reason(&self) -> &'static str {
         match self {
             L402Error::Credential(e) => e.reason(),
+            L402Error::Base64(b64::Base64Error::TooLong) => "macaroon_too_large",
             L402Error::Base64(_) => "invalid_base64",
             L402Error::Macaroon(MacaroonError::ThirdPartyCaveat) => "unsupported_macaroon",
             L402Error::Macaroon(MacaroonError::UnsupportedVersion) => "unsupported_macaroon",
