@@ -178,6 +178,9 @@ impl<'a> Cursor<'a> {
                         .chars()
                         .next()
                         .ok_or(HeaderSyntaxError::Unterminated)?;
+                    if c.is_control() && c != '\t' {
+                        return Err(HeaderSyntaxError::Syntax(self.i));
+                    }
                     o.push(c);
                     self.i += c.len_utf8();
                 }

@@ -412,7 +412,7 @@ fn rows() -> Vec<Row> {
             auth(format!("L402 {}:{p}", "A".repeat(16 * 1024))),
             D,
             cred(CredentialError::TooLong),
-            "malformed_credential",
+            "credential_too_large",
         ),
         row(
             "non-UTF-8 authorization",

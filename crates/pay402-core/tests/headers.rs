@@ -542,7 +542,7 @@ fn credential_error_table() {
         (
             format!("L402 {}:{p}", "A".repeat(16 * 1024)),
             CredentialError::TooLong,
-            "malformed_credential",
+            "credential_too_large",
         ),
     ];
     for (v, want, reason) in cases {

@@ -166,7 +166,11 @@ enum Failure {
     Store(StoreError),
 }
 
-async fn handle<S>(layer: L402Layer, mut inner: S, req: Request<Body>) -> Result<Response, Infallible>
+async fn handle<S>(
+    layer: L402Layer,
+    mut inner: S,
+    req: Request<Body>,
+) -> Result<Response, Infallible>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
@@ -187,7 +191,11 @@ where
                     (400, "body_unreadable")
                 };
                 tracing::info!(reason, "l402.reject");
-                return Ok(respond::problem(&Problem::new(status, reason, "Request body rejected")));
+                return Ok(respond::problem(&Problem::new(
+                    status,
+                    reason,
+                    "Request body rejected",
+                )));
             }
         }
     } else {
@@ -265,7 +273,14 @@ where
             amount.0
         )),
     };
-    tracing::Span::current().record("outcome", if status == 402 { "challenged" } else { "rejected" });
+    tracing::Span::current().record(
+        "outcome",
+        if status == 402 {
+            "challenged"
+        } else {
+            "rejected"
+        },
+    );
     let mut resp = respond::problem(&problem);
     let h = resp.headers_mut();
     for value in challenge {
@@ -380,7 +395,11 @@ async fn mint(
         };
         for s in schemes {
             let v = HeaderValue::from_str(&challenge.to_header_value(*s)).map_err(|_| {
-                Problem::new(503, "node_invalid_response", "Invoice not usable in a header")
+                Problem::new(
+                    503,
+                    "node_invalid_response",
+                    "Invoice not usable in a header",
+                )
             })?;
             values.push(v);
         }

@@ -24,16 +24,24 @@ async fn unpaid_request_gets_402_with_a_payable_challenge() {
     let r = send(&env.app, get_req("/paid", &[])).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
-    assert_eq!(r.headers[header::ACCESS_CONTROL_EXPOSE_HEADERS], "WWW-Authenticate");
+    assert_eq!(
+        r.headers[header::ACCESS_CONTROL_EXPOSE_HEADERS],
+        "WWW-Authenticate"
+    );
     assert_eq!(r.reason(), "payment_required");
     assert_eq!(r.json()["status"], 402);
     let challenges = r.challenges();
     assert_eq!(challenges.len(), 1);
-    assert!(challenges[0].starts_with("L402 macaroon=\""), "{}", challenges[0]);
+    assert!(
+        challenges[0].starts_with("L402 macaroon=\""),
+        "{}",
+        challenges[0]
+    );
     // The macaroon and invoice agree, and the price is what was configured.
     let set = ChallengeSet::parse(challenges.iter().map(|c| c.as_bytes())).unwrap();
     let now = UnixTime::from_system(std::time::SystemTime::now());
-    let offer = check_challenge(set.l402().unwrap(), Network::Regtest, now, Msat(u64::MAX)).unwrap();
+    let offer =
+        check_challenge(set.l402().unwrap(), Network::Regtest, now, Msat(u64::MAX)).unwrap();
     assert_eq!(offer.invoice.amount, Msat(PRICE_SAT * 1000));
     // Minted like Aperture: location lsat, services caveat.
     let mac = Macaroon::from_base64(set.l402().unwrap().macaroon()).unwrap();
@@ -54,9 +62,16 @@ async fn paid_token_is_served_and_reused_without_paying_again() {
         assert_eq!(r.status, StatusCode::OK);
     }
     // LSAT scheme and uppercase hex are accepted for the same token.
-    let (mac, pre) = auth.strip_prefix("L402 ").unwrap().rsplit_once(':').unwrap();
+    let (mac, pre) = auth
+        .strip_prefix("L402 ")
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap();
     let legacy = format!("LSAT  {mac}:{}", pre.to_uppercase());
-    assert_eq!(send(&env.app, get_req("/paid", &[&legacy])).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&env.app, get_req("/paid", &[&legacy])).await.status,
+        StatusCode::OK
+    );
     assert_eq!(env.merchant.balance(), Msat(PRICE_SAT * 1000));
 }
 
@@ -75,7 +90,11 @@ async fn unpaid_preimage_or_tampered_token_gets_fresh_challenge() {
     assert_eq!(r.challenges().len(), 1, "Aperture mode re-challenges");
     // A paid token with an extra caveat appended but not re-signed.
     let auth = pay(&env.payer, &send(&env.app, get_req("/paid", &[])).await).await;
-    let (m, p) = auth.strip_prefix("L402 ").unwrap().rsplit_once(':').unwrap();
+    let (m, p) = auth
+        .strip_prefix("L402 ")
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap();
     let mut forged = Macaroon::from_base64(m).unwrap().encode_v2();
     let sig_pos = forged.len() - 1;
     forged[sig_pos] ^= 1;
@@ -89,24 +108,38 @@ async fn unpaid_preimage_or_tampered_token_gets_fresh_challenge() {
 async fn spec_mode_answers_401_for_invalid_and_400_for_malformed() {
     let env = env(L402Config::new("api").reject_mode(RejectMode::Spec));
     let auth = buy(&env, "/paid").await;
-    let (m, _) = auth.strip_prefix("L402 ").unwrap().rsplit_once(':').unwrap();
+    let (m, _) = auth
+        .strip_prefix("L402 ")
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap();
     let wrong = format!("L402 {m}:{}", "11".repeat(32));
     let r = send(&env.app, get_req("/paid", &[&wrong])).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.reason(), "preimage_mismatch");
     assert_eq!(r.challenges().len(), 1, "401 carries a challenge");
-    let r = send(&env.app, get_req("/paid", &[&format!("L402 !!!:{}", "00".repeat(32))])).await;
+    let r = send(
+        &env.app,
+        get_req("/paid", &[&format!("L402 !!!:{}", "00".repeat(32))]),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.challenges().is_empty());
     assert_eq!(r.reason(), "malformed_credential");
-    assert_eq!(send(&env.app, get_req("/paid", &[&auth])).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&env.app, get_req("/paid", &[&auth])).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn revoked_token_is_refused() {
     let env = env(L402Config::new("api"));
     let auth = buy(&env, "/paid").await;
-    assert_eq!(send(&env.app, get_req("/paid", &[&auth])).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&env.app, get_req("/paid", &[&auth])).await.status,
+        StatusCode::OK
+    );
     let cred = Credential::parse(&auth).unwrap();
     let mut buf = Vec::new();
     let tok = pay402_core::l402::PresentedToken::decode(&cred, &mut buf).unwrap();
@@ -131,7 +164,10 @@ async fn token_for_another_service_is_refused() {
     let store: Arc<dyn RootKeyStore> = Arc::new(MemoryStore::new());
     let a = env_with(L402Config::new("alpha"), store.clone());
     let auth = buy(&a, "/paid").await;
-    assert_eq!(send(&a.app, get_req("/paid", &[&auth])).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&a.app, get_req("/paid", &[&auth])).await.status,
+        StatusCode::OK
+    );
     let b_layer = L402Layer::new(L402Config::new("beta"), Arc::new(a.merchant.clone()), store);
     let b_app = app_for(&b_layer);
     let r = send(&b_app, get_req("/paid", &[&auth])).await;
@@ -157,15 +193,25 @@ async fn free_paths_and_unpriced_routes_pass() {
     // The handler requires a PaidToken; on a free path there is none.
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(r.reason(), "payment_required");
-    assert!(r.challenges().is_empty(), "no challenge minted on a free path");
-    assert_eq!(send(&env.app, get_req("/free", &[])).await.status, StatusCode::OK);
+    assert!(
+        r.challenges().is_empty(),
+        "no challenge minted on a free path"
+    );
+    assert_eq!(
+        send(&env.app, get_req("/free", &[])).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn dynamic_price_sees_the_request_and_zero_is_free() {
     let net = pay402_backends::simnet::SimNet::new(Network::Regtest);
     let merchant = net.add_node("m", Msat(0));
-    let layer = L402Layer::new(L402Config::new("api"), Arc::new(merchant), Arc::new(MemoryStore::new()));
+    let layer = L402Layer::new(
+        L402Config::new("api"),
+        Arc::new(merchant),
+        Arc::new(MemoryStore::new()),
+    );
     let price = Price::dynamic(|req| async move {
         let n: u64 = req.uri.query()?.strip_prefix("n=")?.parse().ok()?;
         Some(Msat(n * 1000))
@@ -186,7 +232,10 @@ async fn dynamic_price_sees_the_request_and_zero_is_free() {
     )
     .unwrap();
     assert_eq!(offer.invoice.amount, Msat(7_000));
-    assert_eq!(send(&app, get_req("/q?n=0", &[])).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, get_req("/q?n=0", &[])).await.status,
+        StatusCode::OK
+    );
     assert_eq!(send(&app, get_req("/q", &[])).await.status, StatusCode::OK);
 }
 
@@ -205,11 +254,19 @@ async fn request_binding_accepts_only_the_quoted_request() {
     let auth = pay(&env.payer, &r).await;
     let ok = send(&env.app, post("{\"msg\":\"hi\"}", Some(&auth))).await;
     assert_eq!(ok.status, StatusCode::OK);
-    assert_eq!(&ok.body[..], b"{\"msg\":\"hi\"}", "handler sees the buffered body");
+    assert_eq!(
+        &ok.body[..],
+        b"{\"msg\":\"hi\"}",
+        "handler sees the buffered body"
+    );
     let other = send(&env.app, post("{\"msg\":\"ho\"}", Some(&auth))).await;
     assert_eq!(other.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(other.reason(), "request_mismatch");
-    let big = send(&env.app, post(Box::leak("x".repeat(65).into_boxed_str()), None)).await;
+    let big = send(
+        &env.app,
+        post(Box::leak("x".repeat(65).into_boxed_str()), None),
+    )
+    .await;
     assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(big.reason(), "body_too_large");
 }
@@ -247,7 +304,11 @@ impl InvoiceIssuer for DownNode {
 
 #[tokio::test]
 async fn node_failure_is_a_503_problem_not_a_panic() {
-    let layer = L402Layer::new(L402Config::new("api"), Arc::new(DownNode), Arc::new(MemoryStore::new()));
+    let layer = L402Layer::new(
+        L402Config::new("api"),
+        Arc::new(DownNode),
+        Arc::new(MemoryStore::new()),
+    );
     let app = app_for(&layer);
     let r = send(&app, get_req("/paid", &[])).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -263,15 +324,23 @@ async fn sqlite_store_survives_a_restart() {
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
     let env = env_with(L402Config::new("api"), store);
     let auth = buy(&env, "/paid").await;
-    assert_eq!(send(&env.app, get_req("/paid", &[&auth])).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&env.app, get_req("/paid", &[&auth])).await.status,
+        StatusCode::OK
+    );
     drop(env);
     // A new process: new layer, new cache, same database file.
     let store2 = Arc::new(SqliteStore::open(&path).await.unwrap());
     let env2 = env_with(L402Config::new("api"), store2.clone());
-    assert_eq!(send(&env2.app, get_req("/paid", &[&auth])).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&env2.app, get_req("/paid", &[&auth])).await.status,
+        StatusCode::OK
+    );
     let cred = Credential::parse(&auth).unwrap();
     let mut buf = Vec::new();
-    let id = pay402_core::l402::PresentedToken::decode(&cred, &mut buf).unwrap().token_id();
+    let id = pay402_core::l402::PresentedToken::decode(&cred, &mut buf)
+        .unwrap()
+        .token_id();
     assert!(env2.layer.revoke(&id).await.unwrap());
     assert!(store2.get(&id).await.unwrap().is_none());
     let r = send(&env2.app, get_req("/paid", &[&auth])).await;
@@ -297,7 +366,12 @@ async fn serves_over_real_tcp() {
         body: r.bytes().await.unwrap(),
     };
     let auth = pay(&env.payer, &reply).await;
-    let r = http.get(&url).header("authorization", &auth).send().await.unwrap();
+    let r = http
+        .get(&url)
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     server.abort();
 }

@@ -321,7 +321,11 @@ fn parse_services(value: &str) -> Result<impl Iterator<Item = (&str, u8)> + Clon
     }
     for part in value.split(',') {
         let (name, tier) = part.split_once(':').ok_or_else(malformed)?;
-        if name.is_empty() || tier.parse::<u8>().is_err() {
+        if name.is_empty()
+            || tier.is_empty()
+            || !tier.bytes().all(|b| b.is_ascii_digit())
+            || tier.parse::<u8>().is_err()
+        {
             return Err(malformed());
         }
     }

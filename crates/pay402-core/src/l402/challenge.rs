@@ -250,21 +250,46 @@ pub struct ChallengeSet<'a> {
 impl<'a> ChallengeSet<'a> {
     /// Parses every value of `WWW-Authenticate` (pass each header line).
     ///
-    /// Non-L402 schemes are skipped; a malformed L402 challenge is an error.
-    /// An empty set is not an error here (see [`ChallengeSet::l402`]).
+    /// Non-L402 schemes are skipped. Malformed values and malformed L402
+    /// challenges are skipped when at least one good L402 challenge is found,
+    /// and reported (the first error) when none is. An empty set is not an
+    /// error here (see [`ChallengeSet::l402`]).
     pub fn parse<I>(values: I) -> Result<ChallengeSet<'a>, ChallengeError>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let mut all = Vec::new();
-        for v in values {
-            let s = std::str::from_utf8(v).map_err(|_| HeaderSyntaxError::NotUtf8)?;
-            auth_header::parse_challenges_into(s, &mut all)?;
-        }
+        // One broken header line (perhaps another scheme's) must not hide a
+        // good L402 challenge: errors are reported only when nothing usable
+        // was found.
         let mut challenges = Vec::new();
-        for ch in all {
-            if let Some(scheme) = Scheme::from_name(ch.scheme) {
-                challenges.push(Challenge::from_auth(ch, scheme)?);
+        let mut first_error = None;
+        let mut parsed = Vec::new();
+        for v in values {
+            parsed.clear();
+            match std::str::from_utf8(v) {
+                Ok(s) => {
+                    if let Err(e) = auth_header::parse_challenges_into(s, &mut parsed) {
+                        first_error.get_or_insert(ChallengeError::Syntax(e));
+                    }
+                }
+                Err(_) => {
+                    first_error.get_or_insert(ChallengeError::Syntax(HeaderSyntaxError::NotUtf8));
+                }
+            }
+            for ch in parsed.drain(..) {
+                if let Some(scheme) = Scheme::from_name(ch.scheme) {
+                    match Challenge::from_auth(ch, scheme) {
+                        Ok(c) => challenges.push(c),
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        if challenges.is_empty() {
+            if let Some(e) = first_error {
+                return Err(e);
             }
         }
         Ok(ChallengeSet { challenges })

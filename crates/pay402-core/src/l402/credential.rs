@@ -55,6 +55,7 @@ impl Reason for CredentialError {
     fn reason(&self) -> &'static str {
         match self {
             CredentialError::Multiple => "multiple_credentials",
+            CredentialError::TooLong => "credential_too_large",
             CredentialError::BadPreimage => "invalid_preimage",
             _ => "malformed_credential",
         }
@@ -161,16 +162,20 @@ impl<'a> Credential<'a> {
     {
         let mut found = None;
         for v in values {
+            // Look at the scheme first: other schemes (a huge Bearer token,
+            // a non-UTF-8 cookie-like value) are none of our business.
+            let scheme_end = v
+                .iter()
+                .position(|&b| b == b' ' || b == b'\t')
+                .unwrap_or(v.len());
+            let scheme = &v[..scheme_end];
+            if !scheme.eq_ignore_ascii_case(b"L402") && !scheme.eq_ignore_ascii_case(b"LSAT") {
+                continue;
+            }
             if v.len() > MAX_HEADER_VALUE {
                 return Err(CredentialError::TooLong);
             }
             let s = std::str::from_utf8(v).map_err(|_| CredentialError::NotUtf8)?;
-            let Some((scheme, _)) = auth_header::split_credentials(s) else {
-                continue;
-            };
-            if Scheme::from_name(scheme).is_none() {
-                continue;
-            }
             if found.is_some() {
                 return Err(CredentialError::Multiple);
             }
