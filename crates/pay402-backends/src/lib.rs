@@ -1,1 +1,44 @@
-//! placeholder
+//! # pay402-backends
+//!
+//! Lightning node backends for pay402. Each backend implements the ports defined
+//! in [`pay402_core::lightning`]: [`InvoiceIssuer`](pay402_core::lightning::InvoiceIssuer)
+//! for servers that charge, and [`LightningPayer`](pay402_core::lightning::LightningPayer)
+//! for clients that pay.
+//!
+//! | Module | Feature | What it is |
+//! |---|---|---|
+//! | `simnet` | `simnet` (default) | An in-process Lightning network simulator with real signed BOLT11 invoices. |
+//! | `simnet::rest` | `simnet-rest` (default) | An LND-compatible REST face for one simnet node (axum). |
+//! | `lnd` | `lnd` (default) | An LND REST client with certificate pinning. |
+//!
+//! ```
+//! # #[cfg(feature = "simnet")]
+//! # async fn demo() {
+//! use pay402_backends::simnet::SimNet;
+//! use pay402_core::lightning::{InvoiceIssuer, InvoiceRequest, LightningPayer, Network, PayRequest};
+//! use pay402_core::money::Msat;
+//!
+//! let net = SimNet::new(Network::Regtest);
+//! let merchant = net.add_node("merchant", Msat(0));
+//! let payer = net.add_node("payer", Msat(1_000_000));
+//! let inv = merchant.create_invoice(&InvoiceRequest::new(Msat(1_000), "coffee")).await.unwrap();
+//! let paid = payer.pay_invoice(&PayRequest::new(inv.bolt11, Msat(0))).await.unwrap();
+//! assert!(paid.preimage.matches(&inv.payment_hash));
+//! assert_eq!(merchant.balance(), Msat(1_000));
+//! # }
+//! # #[cfg(feature = "simnet")]
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo());
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod util;
+
+#[cfg(any(feature = "lnd", feature = "simnet-rest"))]
+mod wire;
+
+#[cfg(feature = "simnet")]
+pub mod simnet;
+
+#[cfg(feature = "lnd")]
+pub mod lnd;

@@ -122,7 +122,7 @@ fn rows(auth: &str) -> Vec<(String, Vec<u8>, &'static str)> {
     add(
         "oversized macaroon",
         s(format!("L402 {}:{pre}", "A".repeat(12_000))),
-        "invalid_base64",
+        "macaroon_too_large",
     );
     add(
         "non-utf8 bytes",
