@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented public functions
 //! L402 benchmarks: parsing, decoding, verification, emission, and the server
 //! layer's per-request overhead, each beside the cryptographic floor it must
 //! pay so the ratio is visible in one run.
@@ -129,15 +130,21 @@ fn layer_overhead(c: &mut Criterion) {
     assert_eq!(warm.status(), 200);
 
     let mut g = c.benchmark_group("l402_layer");
+    // The bare handler gets the very same request (Authorization included), so
+    // the difference is only what the layer does.
     g.bench_function("bare_handler", |b| {
         b.iter(|| {
-            let resp = rt.block_on(bare.call(request(None))).unwrap();
+            let resp = rt
+                .block_on(bare.call(request(Some(&f.authorization))))
+                .unwrap();
             black_box(resp.status())
         })
     });
     g.bench_function("paid_request", |b| {
         b.iter(|| {
-            let resp = rt.block_on(paid.call(request(Some(&f.authorization)))).unwrap();
+            let resp = rt
+                .block_on(paid.call(request(Some(&f.authorization))))
+                .unwrap();
             assert_eq!(resp.status(), 200);
             black_box(resp.status())
         })
@@ -145,5 +152,42 @@ fn layer_overhead(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsing, verification, layer_overhead);
+fn pieces(c: &mut Criterion) {
+    use pay402_core::l402::caveat::verify_caveats;
+    let f = fixture();
+    let mut g = c.benchmark_group("l402_pieces");
+    let bytes = f.macaroon.encode_v2();
+    g.bench_function("base64_decode", |b| {
+        let mut buf = Vec::new();
+        b.iter(|| {
+            pay402_core::b64::decode_any_into(black_box(&f.macaroon_b64), 8192, &mut buf).unwrap();
+            black_box(buf.len())
+        })
+    });
+    g.bench_function("macaroon_parse_bytes", |b| {
+        b.iter(|| {
+            black_box(
+                MacaroonRef::decode(black_box(&bytes))
+                    .unwrap()
+                    .caveat_count(),
+            )
+        })
+    });
+    let mac = MacaroonRef::decode(&bytes).unwrap();
+    g.bench_function("caveats", |b| {
+        let ctx = VerifyContext::new(SERVICE, f.now);
+        b.iter(|| black_box(verify_caveats(black_box(mac.caveats()), &[], &ctx)).unwrap())
+    });
+    let key = f.root.derive();
+    g.bench_function("signature_chain", |b| {
+        b.iter(|| black_box(black_box(&mac).verify_signature(&key)))
+    });
+    let pre = "17".repeat(32);
+    g.bench_function("preimage_hex", |b| {
+        b.iter(|| black_box(pay402_core::lightning::Preimage::from_hex(black_box(&pre)).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsing, verification, layer_overhead, pieces);
 criterion_main!(benches);

@@ -3,7 +3,9 @@
 //! The token is shaped like one Aperture mints: a 66-byte identifier, location
 //! `lsat`, and three caveats (services, capabilities, valid_until).
 
-use pay402_core::l402::{Challenge, Credential, Identifier, Macaroon, RootKey, Scheme, TokenId, caveat};
+use pay402_core::l402::{
+    Challenge, Credential, Identifier, Macaroon, RootKey, Scheme, TokenId, caveat,
+};
 use pay402_core::lightning::Preimage;
 use pay402_core::time::UnixTime;
 
@@ -46,7 +48,10 @@ pub fn fixture() -> Fixture {
     let macaroon_b64 = macaroon.to_base64();
     let authorization = Credential::new(&macaroon_b64, preimage).to_header_value();
     let ch = Challenge::new(macaroon_b64.as_str(), INVOICE);
-    let challenges = [ch.to_header_value(Scheme::Lsat), ch.to_header_value(Scheme::L402)];
+    let challenges = [
+        ch.to_header_value(Scheme::Lsat),
+        ch.to_header_value(Scheme::L402),
+    ];
     Fixture {
         root,
         macaroon,

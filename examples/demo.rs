@@ -46,7 +46,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let merchant = net.add_node("merchant", Msat(0));
     let payer = net.add_node("payer", Sat(1_000_000).to_msat().ok_or("overflow")?);
     println!("[setup] merchant node {}", merchant.node_id());
-    println!("[setup] payer node    {} with {}", payer.node_id(), sats(payer.balance()));
+    println!(
+        "[setup] payer node    {} with {}",
+        payer.node_id(),
+        sats(payer.balance())
+    );
 
     // The server: one paid route behind the L402 layer.
     let store = SqliteStore::in_memory().await?;
@@ -58,7 +62,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new().route(
         "/hello",
         get(|PaidToken(token): PaidToken| async move {
-            format!("hello, paid world (token {})", &token.token_id.to_hex()[..12])
+            format!(
+                "hello, paid world (token {})",
+                &token.token_id.to_hex()[..12]
+            )
         })
         .route_layer(paywall.with_price(Price::sats(PRICE.0))),
     );
@@ -77,7 +84,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("expected 402, got {}", resp.status()).into());
     }
     for v in resp.headers().get_all("www-authenticate") {
-        println!("   WWW-Authenticate: {}", abbreviate_challenge(v.to_str()?, 24));
+        println!(
+            "   WWW-Authenticate: {}",
+            abbreviate_challenge(v.to_str()?, 24)
+        );
     }
     let problem: serde_json::Value = resp.json().await?;
     println!("   problem+json reason: {}", problem["reason"]);
@@ -116,7 +126,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         again.status(),
         ms(took),
         again.reused_token,
-        if again.receipt.is_some() { "yes" } else { "nothing" }
+        if again.receipt.is_some() {
+            "yes"
+        } else {
+            "nothing"
+        }
     );
     if again.status() != 200 || !again.reused_token || again.receipt.is_some() {
         return Err("expected the cached token to be reused without paying".into());

@@ -117,7 +117,11 @@ async fn run(url: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let status = paid.status();
             println!("{status}");
             print!("{}", paid.response.text().await?);
-            Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Err(e) => {
             eprintln!("refused or failed ({}): {e}", e.reason());

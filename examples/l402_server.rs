@@ -65,7 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sats(wallet.balance()),
                 listener.local_addr()?
             );
-            background.push(tokio::spawn(pay402_backends::simnet::rest::serve(wallet, listener)));
+            background.push(tokio::spawn(pay402_backends::simnet::rest::serve(
+                wallet, listener,
+            )));
             Arc::new(merchant)
         }
         "lnd" => {
@@ -98,7 +100,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/health", get(|| async { "ok\n" }));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
-    println!("L402 API: http://{}/hello (100 sat), root keys in {db}", listener.local_addr()?);
+    println!(
+        "L402 API: http://{}/hello (100 sat), root keys in {db}",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     for task in background {
         task.abort();

@@ -357,5 +357,12 @@ pub fn split_credentials(value: &str) -> Option<(&str, &str)> {
     if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
         return None;
     }
-    Some((&value[..end], rest.trim_matches([' ', '\t'])))
+    let rest = rest.trim_start_matches([' ', '\t']);
+    // Trailing whitespace is rare: look at the last byte before trimming.
+    let rest = if rest.ends_with([' ', '\t']) {
+        rest.trim_end_matches([' ', '\t'])
+    } else {
+        rest
+    };
+    Some((&value[..end], rest))
 }

@@ -23,6 +23,7 @@
 
 pub mod auth_header;
 pub mod b64;
+pub mod ct;
 pub mod l402;
 pub mod lightning;
 pub mod money;

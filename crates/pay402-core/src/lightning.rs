@@ -159,7 +159,7 @@ impl Preimage {
     /// ```
     pub fn matches(&self, hash: &PaymentHash) -> bool {
         let h: [u8; 32] = Sha256::digest(self.0).into();
-        h.ct_eq(&hash.0).into()
+        crate::ct::eq32(&h, &hash.0)
     }
 
     /// Whether every byte is zero (a broken wallet's "preimage"; never valid).

@@ -6,8 +6,9 @@
 //! sharing the store takes effect within that time; revocations made through
 //! this process's layer take effect at once.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use pay402_core::time::UnixTime;
 
 use pay402_core::l402::{MacaroonKey, TokenId};
 use quick_cache::sync::Cache;
@@ -17,15 +18,19 @@ use quick_cache::sync::Cache;
 /// ```
 /// use pay402_server::KeyCache;
 /// use pay402_core::l402::{RootKey, TokenId};
+/// use pay402_core::time::UnixTime;
 /// use std::time::Duration;
 /// let cache = KeyCache::new(1000, Duration::from_secs(60));
-/// cache.insert(TokenId([1; 32]), RootKey::from_bytes([2; 32]).derive());
-/// assert!(cache.get(&TokenId([1; 32])).is_some());
+/// let now = UnixTime(1_000);
+/// cache.insert(TokenId([1; 32]), RootKey::from_bytes([2; 32]).derive(), now);
+/// assert!(cache.get(&TokenId([1; 32]), now).is_some());
+/// assert!(cache.get(&TokenId([1; 32]), UnixTime(1_060)).is_none(), "past the TTL");
+/// cache.insert(TokenId([1; 32]), RootKey::from_bytes([2; 32]).derive(), now);
 /// cache.remove(&TokenId([1; 32]));
-/// assert!(cache.get(&TokenId([1; 32])).is_none());
+/// assert!(cache.get(&TokenId([1; 32]), now).is_none());
 /// ```
 pub struct KeyCache {
-    cache: Cache<TokenId, (Arc<MacaroonKey>, Instant)>,
+    cache: Cache<TokenId, (MacaroonKey, UnixTime)>,
     ttl: Duration,
 }
 
@@ -52,15 +57,18 @@ impl KeyCache {
         }
     }
 
-    /// The cached key, if present and fresh.
+    /// The cached key, if present and cached less than the TTL before `now`.
+    ///
+    /// Time is the caller's (the layer reads the clock once per request).
     ///
     /// ```
+    /// use pay402_core::time::UnixTime;
     /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
-    /// assert!(c.get(&pay402_core::l402::TokenId([0; 32])).is_none());
+    /// assert!(c.get(&pay402_core::l402::TokenId([0; 32]), UnixTime(0)).is_none());
     /// ```
-    pub fn get(&self, id: &TokenId) -> Option<Arc<MacaroonKey>> {
+    pub fn get(&self, id: &TokenId, now: UnixTime) -> Option<MacaroonKey> {
         let (key, at) = self.cache.get(id)?;
-        if at.elapsed() < self.ttl {
+        if now.0 < at.0.saturating_add(self.ttl.as_secs()) {
             Some(key)
         } else {
             self.cache.remove(id);
@@ -68,18 +76,18 @@ impl KeyCache {
         }
     }
 
-    /// Caches a derived key.
+    /// Caches a derived key, as of `now`.
     ///
     /// ```
     /// use pay402_core::l402::{RootKey, TokenId};
+    /// use pay402_core::time::UnixTime;
     /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
-    /// let k = c.insert(TokenId([0; 32]), RootKey::from_bytes([0; 32]).derive());
+    /// let k = c.insert(TokenId([0; 32]), RootKey::from_bytes([0; 32]).derive(), UnixTime(0));
     /// assert_eq!(c.len(), 1);
     /// # let _ = k;
     /// ```
-    pub fn insert(&self, id: TokenId, key: MacaroonKey) -> Arc<MacaroonKey> {
-        let key = Arc::new(key);
-        self.cache.insert(id, (key.clone(), Instant::now()));
+    pub fn insert(&self, id: TokenId, key: MacaroonKey, now: UnixTime) -> MacaroonKey {
+        self.cache.insert(id, (key.clone(), now));
         key
     }
 

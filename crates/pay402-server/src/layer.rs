@@ -1,5 +1,6 @@
 //! The L402 tower layer: verify tokens, or answer 402 with a fresh challenge.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
@@ -24,6 +26,7 @@ use pay402_core::problem::{Problem, Reason};
 use pay402_core::time::UnixTime;
 use rand::RngCore;
 use tower::{Layer, Service};
+use tracing::instrument::Instrumented;
 use tracing::{Instrument, field};
 
 use crate::config::{L402Config, Price, PriceRequest, RejectMode};
@@ -139,25 +142,86 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send + 'static>>;
+    type Future = L402Future<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        // Take the service that was driven to readiness; leave a clone behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let span = tracing::info_span!(
             "l402.request",
             method = %req.method(),
             path = %req.uri().path(),
             outcome = field::Empty,
         );
-        Box::pin(handle(layer, inner, req).instrument(span))
+        let shared = &self.layer.shared;
+        // Fast path, no allocation of a request future: free paths, and a
+        // valid token whose key is cached. Everything else (no or invalid
+        // credential, cache miss, request binding) takes the full path below,
+        // which redoes the checks and answers with the right reason.
+        if shared.config.is_free_path(req.uri().path()) {
+            span.record("outcome", "free_path");
+            return Either::Left(self.inner.call(req).instrument(span));
+        }
+        if !shared.config.bind_request {
+            let now = UnixTime::from_system(SystemTime::now());
+            if let Some(token) = span.in_scope(|| fast_verify(shared, &req, now)) {
+                span.record("outcome", "paid");
+                req.extensions_mut().insert(token);
+                return Either::Left(self.inner.call(req).instrument(span));
+            }
+        }
+        // Take the service that was driven to readiness; leave a clone behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Either::Right(Box::pin(handle(layer, inner, req).instrument(span)))
     }
+}
+
+/// The future of an [`L402Service`]: the inner service's own future on the
+/// fast path (free path, or valid token with a cached key), a boxed future
+/// otherwise.
+pub type L402Future<F> = Either<Instrumented<F>, BoxedResponse>;
+
+/// A boxed response future.
+pub type BoxedResponse =
+    Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send + 'static>>;
+
+thread_local! {
+    /// Scratch space for decoding macaroons on the synchronous fast path.
+    static MACAROON_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+/// Verifies a credential synchronously when its key is cached; `None` means
+/// "take the full path" (which also explains any rejection).
+fn fast_verify(shared: &Shared, req: &Request<Body>, now: UnixTime) -> Option<VerifiedToken> {
+    let cred = Credential::from_headers(
+        req.headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+    .ok()??;
+    MACAROON_BUF.with(|cell| {
+        let mut buf = cell.try_borrow_mut().ok()?;
+        let token = PresentedToken::decode(&cred, &mut buf).ok()?;
+        let key = shared.cache.get(&token.token_id(), now)?;
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let facts = RequestFacts::new(req.method(), path, req.headers());
+        let cfg = &shared.config;
+        let ctx = VerifyContext::new(&cfg.service, now)
+            .with_request(&facts)
+            .strict(cfg.strict_caveats);
+        let verified = if cfg.satisfiers.is_empty() {
+            token.verify(&key, &[], &ctx)
+        } else {
+            let extra: Vec<&dyn Satisfier> = cfg.satisfiers.iter().map(|s| s.as_ref()).collect();
+            token.verify(&key, &extra, &ctx)
+        };
+        verified.ok()
+    })
 }
 
 /// Why a presented token was not accepted.
@@ -301,7 +365,7 @@ async fn verify(
     let id = token.token_id();
     let span = tracing::debug_span!("l402.verify", token_id = %id);
     let _enter = span.enter();
-    let key = match shared.cache.get(&id) {
+    let key = match shared.cache.get(&id, now) {
         Some(k) => k,
         None => {
             drop(_enter);
@@ -312,7 +376,7 @@ async fn verify(
                 .await
                 .map_err(Failure::Store)?
                 .ok_or(Failure::Token(L402Error::UnknownToken))?;
-            shared.cache.insert(id, root.derive())
+            shared.cache.insert(id, root.derive(), now)
         }
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -321,10 +385,9 @@ async fn verify(
         facts = facts.with_body(b);
     }
     let cfg = &shared.config;
-    let mut ctx = VerifyContext::new(&cfg.service, now)
+    let ctx = VerifyContext::new(&cfg.service, now)
         .with_request(&facts)
         .strict(cfg.strict_caveats);
-    ctx.capability = None;
     let extra: Vec<&dyn Satisfier> = cfg.satisfiers.iter().map(|s| s.as_ref()).collect();
     let verified = token.verify(&key, &extra, &ctx).map_err(Failure::Token)?;
     tracing::debug!(token_id = %id, "l402.verified");
@@ -385,7 +448,7 @@ async fn mint(
             tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
             Problem::from_reason(&e, 503)
         })?;
-        shared.cache.insert(token_id, root.derive());
+        shared.cache.insert(token_id, root.derive(), now);
         let challenge = Challenge::new(mac.to_base64(), invoice.bolt11);
         let mut values = Vec::with_capacity(2);
         let schemes: &[Scheme] = if cfg.emit_lsat {

@@ -45,12 +45,17 @@ impl<'a> Caveat<'a> {
     /// assert_eq!(pay402_core::l402::Caveat::parse(b"=x"), None);
     /// ```
     pub fn parse(bytes: &'a [u8]) -> Option<Caveat<'a>> {
-        let s = std::str::from_utf8(bytes).ok()?;
-        let (condition, value) = s.split_once('=')?;
-        if condition.is_empty() {
+        // A byte scan beats a char searcher on strings this short.
+        let eq = bytes.iter().position(|&b| b == b'=')?;
+        if eq == 0 {
             return None;
         }
-        Some(Caveat { condition, value })
+        let s = std::str::from_utf8(bytes).ok()?;
+        let (condition, value) = s.split_at(eq);
+        Some(Caveat {
+            condition,
+            value: &value[1..],
+        })
     }
 }
 
@@ -314,25 +319,59 @@ fn service_suffix<'c>(condition: &'c str, service: &str) -> Option<&'c str> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServicesSatisfier;
 
-fn parse_services(value: &str) -> Result<impl Iterator<Item = (&str, u8)> + Clone, CaveatError> {
+/// Splits `s` on a single ASCII byte (cheaper than a char searcher for the
+/// short values caveats carry).
+fn split_byte(s: &str, sep: u8) -> impl Iterator<Item = &str> + Clone {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let cur = rest?;
+        match cur.as_bytes().iter().position(|&b| b == sep) {
+            Some(i) => {
+                rest = Some(&cur[i + 1..]);
+                Some(&cur[..i])
+            }
+            None => {
+                rest = None;
+                Some(cur)
+            }
+        }
+    })
+}
+
+/// Parses one `name:tier` entry.
+fn parse_service(part: &str) -> Result<(&str, u8), CaveatError> {
     let malformed = || CaveatError::Malformed("services".into());
-    if value.is_empty() {
+    let colon = part
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or_else(malformed)?;
+    let (name, tier) = (&part[..colon], &part.as_bytes()[colon + 1..]);
+    if name.is_empty() || tier.is_empty() || tier.len() > 3 {
         return Err(malformed());
     }
-    for part in value.split(',') {
-        let (name, tier) = part.split_once(':').ok_or_else(malformed)?;
-        if name.is_empty()
-            || tier.is_empty()
-            || !tier.bytes().all(|b| b.is_ascii_digit())
-            || tier.parse::<u8>().is_err()
-        {
+    let mut t: u16 = 0;
+    for &b in tier {
+        if !b.is_ascii_digit() {
             return Err(malformed());
         }
+        t = t * 10 + u16::from(b - b'0');
     }
-    Ok(value.split(',').filter_map(|p| {
-        let (n, t) = p.split_once(':')?;
-        Some((n, t.parse::<u8>().ok()?))
-    }))
+    let tier = u8::try_from(t).map_err(|_| malformed())?;
+    Ok((name, tier))
+}
+
+/// Validates a whole `name:tier[,…]` list and reports whether `service` is in it.
+fn services_contain(value: &str, service: &str) -> Result<bool, CaveatError> {
+    if value.is_empty() {
+        return Err(CaveatError::Malformed("services".into()));
+    }
+    let mut found = false;
+    for part in split_byte(value, b',') {
+        let (name, _) = parse_service(part)?;
+        found |= name == service;
+    }
+    Ok(found)
 }
 
 impl Satisfier for ServicesSatisfier {
@@ -345,11 +384,13 @@ impl Satisfier for ServicesSatisfier {
         current: &Caveat<'_>,
         _: &VerifyContext<'_>,
     ) -> Result<(), CaveatError> {
-        let prev = parse_services(previous.value)?;
-        let cur = parse_services(current.value)?;
-        for (name, tier) in cur {
+        services_contain(previous.value, "")?;
+        services_contain(current.value, "")?;
+        for part in split_byte(current.value, b',') {
+            let (name, tier) = parse_service(part)?;
             // Aperture: every service must already be present; a tier may not rise.
-            if !prev.clone().any(|(n, t)| n == name && tier <= t) {
+            let mut prev = split_byte(previous.value, b',').filter_map(|p| parse_service(p).ok());
+            if !prev.any(|(n, t)| n == name && tier <= t) {
                 return Err(CaveatError::Escalation("services".into()));
             }
         }
@@ -360,7 +401,7 @@ impl Satisfier for ServicesSatisfier {
         caveat: &Caveat<'_>,
         ctx: &VerifyContext<'_>,
     ) -> Result<(), CaveatError> {
-        if parse_services(caveat.value)?.any(|(n, _)| n == ctx.service) {
+        if services_contain(caveat.value, ctx.service)? {
             Ok(())
         } else {
             Err(CaveatError::WrongService)
@@ -375,7 +416,9 @@ impl Satisfier for ServicesSatisfier {
 pub struct CapabilitiesSatisfier;
 
 fn caps(value: &str) -> impl Iterator<Item = &str> + Clone {
-    value.split(',').map(str::trim).filter(|c| !c.is_empty())
+    split_byte(value, b',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
 }
 
 impl Satisfier for CapabilitiesSatisfier {
@@ -422,12 +465,21 @@ impl Satisfier for CapabilitiesSatisfier {
 pub struct ValidUntilSatisfier;
 
 fn parse_ts(value: &str) -> Result<u64, CaveatError> {
-    if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CaveatError::Malformed("valid_until".into()));
+    let malformed = || CaveatError::Malformed("valid_until".into());
+    if value.is_empty() {
+        return Err(malformed());
     }
-    value
-        .parse()
-        .map_err(|_| CaveatError::Malformed("valid_until".into()))
+    let mut t: u64 = 0;
+    for &b in value.as_bytes() {
+        if !b.is_ascii_digit() {
+            return Err(malformed());
+        }
+        t = t
+            .checked_mul(10)
+            .and_then(|t| t.checked_add(u64::from(b - b'0')))
+            .ok_or_else(malformed)?;
+    }
+    Ok(t)
 }
 
 impl Satisfier for ValidUntilSatisfier {
@@ -509,17 +561,55 @@ impl Satisfier for RequestBindingSatisfier {
     }
 }
 
-static BUILTINS: [&dyn Satisfier; 4] = [
-    &ServicesSatisfier,
-    &CapabilitiesSatisfier,
-    &ValidUntilSatisfier,
-    &RequestBindingSatisfier,
-];
+/// `satisfy_previous` of built-in `i` (static dispatch, so it inlines).
+fn builtin_previous(
+    i: usize,
+    prev: &Caveat<'_>,
+    cur: &Caveat<'_>,
+    ctx: &VerifyContext<'_>,
+) -> Result<(), CaveatError> {
+    match i {
+        0 => ServicesSatisfier.satisfy_previous(prev, cur, ctx),
+        1 => CapabilitiesSatisfier.satisfy_previous(prev, cur, ctx),
+        2 => ValidUntilSatisfier.satisfy_previous(prev, cur, ctx),
+        _ => RequestBindingSatisfier.satisfy_previous(prev, cur, ctx),
+    }
+}
+
+/// `satisfy_final` of built-in `i`.
+fn builtin_final(i: usize, cav: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<(), CaveatError> {
+    match i {
+        0 => ServicesSatisfier.satisfy_final(cav, ctx),
+        1 => CapabilitiesSatisfier.satisfy_final(cav, ctx),
+        2 => ValidUntilSatisfier.satisfy_final(cav, ctx),
+        _ => RequestBindingSatisfier.satisfy_final(cav, ctx),
+    }
+}
+
+/// Which built-in satisfier handles `condition` (one string comparison or two).
+fn builtin_for(condition: &str, service: &str) -> Option<usize> {
+    match condition {
+        "services" => Some(0),
+        REQUEST_CONDITION => Some(3),
+        _ => match service_suffix(condition, service)? {
+            "capabilities" => Some(1),
+            "valid_until" => Some(2),
+            _ => None,
+        },
+    }
+}
+
+/// Most user-defined satisfiers checked without allocating.
+const INLINE_EXTRA: usize = 8;
 
 /// Runs the built-in satisfiers and `extra` over a macaroon's caveats.
 ///
-/// Caveats that do not parse as `condition=value` are skipped (strict mode:
-/// rejected), like conditions that no satisfier handles.
+/// Caveats are read once, in order. Each satisfier sees the caveats it
+/// handles: every one after the first must narrow its predecessor
+/// (`satisfy_previous`, checked as it is read) and the last must hold
+/// (`satisfy_final`, checked after all were read, built-ins first). Caveats
+/// that do not parse as `condition=value`, and conditions no satisfier
+/// handles, are skipped (strict mode: rejected).
 ///
 /// ```
 /// use pay402_core::l402::caveat::verify_caveats;
@@ -538,32 +628,54 @@ pub fn verify_caveats<'c, I>(
 ) -> Result<(), CaveatError>
 where
     I: IntoIterator<Item = &'c [u8]>,
-    I::IntoIter: Clone,
 {
-    let caveats = caveats.into_iter();
-    let all = BUILTINS.iter().chain(extra.iter());
-    for sat in all.clone() {
-        let mut prev: Option<Caveat<'_>> = None;
-        for cav in caveats.clone().filter_map(Caveat::parse) {
-            if !sat.handles(cav.condition, ctx) {
-                continue;
+    let mut last_builtin: [Option<Caveat<'c>>; 4] = [None; 4];
+    let mut inline_extra: [Option<Caveat<'c>>; INLINE_EXTRA] = [None; INLINE_EXTRA];
+    let mut heap_extra: Vec<Option<Caveat<'c>>> = Vec::new();
+    let last_extra: &mut [Option<Caveat<'c>>] = if extra.len() <= INLINE_EXTRA {
+        &mut inline_extra[..extra.len()]
+    } else {
+        heap_extra.resize(extra.len(), None);
+        &mut heap_extra
+    };
+    for raw in caveats {
+        let Some(cav) = Caveat::parse(raw) else {
+            if ctx.strict {
+                return Err(CaveatError::Unknown(
+                    String::from_utf8_lossy(raw).into_owned(),
+                ));
             }
-            if let Some(p) = &prev {
-                sat.satisfy_previous(p, &cav, ctx)?;
+            continue;
+        };
+        let mut handled = false;
+        if let Some(i) = builtin_for(cav.condition, ctx.service) {
+            handled = true;
+            if let Some(prev) = &last_builtin[i] {
+                builtin_previous(i, prev, &cav, ctx)?;
             }
-            prev = Some(cav);
+            last_builtin[i] = Some(cav);
         }
-        if let Some(last) = &prev {
-            sat.satisfy_final(last, ctx)?;
+        for (sat, last) in extra.iter().zip(last_extra.iter_mut()) {
+            if sat.handles(cav.condition, ctx) {
+                handled = true;
+                if let Some(prev) = last {
+                    sat.satisfy_previous(prev, &cav, ctx)?;
+                }
+                *last = Some(cav);
+            }
+        }
+        if ctx.strict && !handled {
+            return Err(CaveatError::Unknown(cav.condition.to_owned()));
         }
     }
-    if ctx.strict {
-        for raw in caveats {
-            let cav = Caveat::parse(raw)
-                .ok_or_else(|| CaveatError::Unknown(String::from_utf8_lossy(raw).into_owned()))?;
-            if !all.clone().any(|s| s.handles(cav.condition, ctx)) {
-                return Err(CaveatError::Unknown(cav.condition.to_owned()));
-            }
+    for (i, last) in last_builtin.iter().enumerate() {
+        if let Some(cav) = last {
+            builtin_final(i, cav, ctx)?;
+        }
+    }
+    for (sat, last) in extra.iter().zip(last_extra.iter()) {
+        if let Some(cav) = last {
+            sat.satisfy_final(cav, ctx)?;
         }
     }
     Ok(())

@@ -128,12 +128,15 @@ impl Identifier {
     /// assert_eq!(Identifier::decode(&raw), Err(IdentifierError::UnknownVersion(1)));
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<Identifier, IdentifierError> {
-        let mut raw = [0u8; IDENTIFIER_LEN];
-        match bytes.len() {
-            IDENTIFIER_LEN => raw.copy_from_slice(bytes),
-            132 => hex::decode_to_slice(bytes, &mut raw).map_err(|_| IdentifierError::BadHex)?,
+        let mut hexbuf = [0u8; IDENTIFIER_LEN];
+        let raw: &[u8] = match bytes.len() {
+            IDENTIFIER_LEN => bytes,
+            132 => {
+                hex::decode_to_slice(bytes, &mut hexbuf).map_err(|_| IdentifierError::BadHex)?;
+                &hexbuf
+            }
             n => return Err(IdentifierError::BadLength(n)),
-        }
+        };
         let version = u16::from_be_bytes([raw[0], raw[1]]);
         if version != 0 {
             return Err(IdentifierError::UnknownVersion(version));

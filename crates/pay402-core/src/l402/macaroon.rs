@@ -151,14 +151,28 @@ impl std::fmt::Debug for MacaroonKey {
     }
 }
 
+/// HMAC-SHA256 with a key of any length (used once per root key).
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0; 32],
-    };
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    <HmacSha256 as Mac>::new_from_slice(key)
+        .map(|m| m.chain_update(data).finalize().into_bytes().into())
+        .unwrap_or([0; 32])
+}
+
+/// HMAC-SHA256 with a 32-byte key: every step of the signature chain.
+///
+/// A key shorter than SHA-256's 64-byte block is zero-padded by HMAC itself,
+/// so padding it here and using the infallible fixed-size constructor is the
+/// same function, without a `Result` to move the hasher state through.
+#[inline(always)]
+fn hmac32(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    <HmacSha256 as hmac::digest::KeyInit>::new(&block.into())
+        .chain_update(data)
+        .finalize()
+        .into_bytes()
+        .into()
 }
 
 fn derive_key(root_key: &[u8]) -> [u8; 32] {
@@ -179,9 +193,9 @@ pub fn signature_chain<'c>(
     identifier: &[u8],
     caveats: impl IntoIterator<Item = &'c [u8]>,
 ) -> [u8; 32] {
-    let mut sig = hmac(&key.0, identifier);
+    let mut sig = hmac32(&key.0, identifier);
     for c in caveats {
-        sig = hmac(&sig, c);
+        sig = hmac32(&sig, c);
     }
     sig
 }
@@ -202,7 +216,13 @@ pub struct MacaroonRef<'a> {
     caveats: &'a [u8],
     caveat_count: usize,
     signature: [u8; 32],
+    /// Where the first [`INLINE_CAVEATS`] caveat ids sit in `caveats`, so
+    /// iterating them (for the signature, then the satisfiers) re-parses nothing.
+    spans: [(u16, u16); INLINE_CAVEATS],
 }
+
+/// How many caveat positions a [`MacaroonRef`] remembers.
+const INLINE_CAVEATS: usize = 8;
 
 #[derive(Clone)]
 struct Reader<'a> {
@@ -212,6 +232,13 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, MacaroonError> {
+        // Tags and lengths below 128 (nearly all of them) are one byte.
+        if let Some(&b) = self.b.get(self.i) {
+            if b < 0x80 {
+                self.i += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7).take(10) {
             let byte = *self.b.get(self.i).ok_or(MacaroonError::Truncated)?;
@@ -253,8 +280,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One first-party caveat as stored: its optional location and its id bytes.
-type RawCaveat<'a> = (Option<&'a [u8]>, &'a [u8]);
+/// One first-party caveat as stored: its optional location, its id bytes, and
+/// the reader position just after the id.
+type RawCaveat<'a> = (Option<&'a [u8]>, &'a [u8], usize);
 
 /// Reads one caveat section (after its first tag is known not to be EOS).
 fn read_caveat<'a>(r: &mut Reader<'a>) -> Result<RawCaveat<'a>, MacaroonError> {
@@ -268,9 +296,10 @@ fn read_caveat<'a>(r: &mut Reader<'a>) -> Result<RawCaveat<'a>, MacaroonError> {
         return Err(MacaroonError::Malformed);
     }
     let id = data;
+    let id_end = r.i;
     let (tag, _) = r.field()?;
     match tag {
-        FIELD_EOS => Ok((loc, id)),
+        FIELD_EOS => Ok((loc, id, id_end)),
         FIELD_VID => Err(MacaroonError::ThirdPartyCaveat),
         _ => Err(MacaroonError::Malformed),
     }
@@ -309,6 +338,7 @@ impl<'a> MacaroonRef<'a> {
         }
         let caveats_start = r.i;
         let mut caveat_count = 0;
+        let mut spans = [(0u16, 0u16); INLINE_CAVEATS];
         loop {
             match r.peek() {
                 None => return Err(MacaroonError::Truncated),
@@ -317,7 +347,12 @@ impl<'a> MacaroonRef<'a> {
                     if caveat_count == MAX_CAVEATS {
                         return Err(MacaroonError::TooManyCaveats);
                     }
-                    read_caveat(&mut r)?;
+                    let (_, id, id_end) = read_caveat(&mut r)?;
+                    if let Some(span) = spans.get_mut(caveat_count) {
+                        // Offsets fit in u16: the whole macaroon is at most 8 KiB.
+                        let start = id_end - id.len() - caveats_start;
+                        *span = (start as u16, id.len() as u16);
+                    }
                     caveat_count += 1;
                 }
             }
@@ -342,6 +377,7 @@ impl<'a> MacaroonRef<'a> {
             caveats,
             caveat_count,
             signature,
+            spans,
         })
     }
 
@@ -398,6 +434,9 @@ impl<'a> MacaroonRef<'a> {
                 b: self.caveats,
                 i: 0,
             },
+            spans: self.spans,
+            next: 0,
+            count: self.caveat_count,
         }
     }
 
@@ -425,7 +464,7 @@ impl<'a> MacaroonRef<'a> {
     /// ```
     pub fn verify_signature(&self, key: &MacaroonKey) -> bool {
         let sig = signature_chain(key, self.identifier, self.caveats());
-        sig.ct_eq(&self.signature).into()
+        crate::ct::eq32(&sig, &self.signature)
     }
 
     /// Copies into an owned [`Macaroon`].
@@ -450,6 +489,9 @@ impl<'a> MacaroonRef<'a> {
 #[derive(Debug, Clone)]
 pub struct Caveats<'a> {
     r: Reader<'a>,
+    spans: [(u16, u16); INLINE_CAVEATS],
+    next: usize,
+    count: usize,
 }
 
 impl std::fmt::Debug for Reader<'_> {
@@ -461,11 +503,20 @@ impl std::fmt::Debug for Reader<'_> {
 impl<'a> Iterator for Caveats<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
+        if self.count <= INLINE_CAVEATS {
+            let &(start, len) = self
+                .spans
+                .get(self.next)
+                .filter(|_| self.next < self.count)?;
+            self.next += 1;
+            let start = usize::from(start);
+            return self.r.b.get(start..start + usize::from(len));
+        }
         if self.r.i >= self.r.b.len() {
             return None;
         }
         // The section was validated by `decode`; a failure here ends iteration.
-        read_caveat(&mut self.r).ok().map(|(_, id)| id)
+        read_caveat(&mut self.r).ok().map(|(_, id, _)| id)
     }
 }
 
@@ -525,7 +576,7 @@ impl Macaroon {
             location: location.map(|l| l.as_bytes().to_vec()),
             identifier: identifier.to_vec(),
             caveats: Vec::new(),
-            signature: hmac(&key.0, identifier),
+            signature: hmac32(&key.0, identifier),
         }
     }
 
@@ -543,7 +594,7 @@ impl Macaroon {
     /// ```
     pub fn add_first_party_caveat(&mut self, caveat: impl AsRef<[u8]>) -> &mut Macaroon {
         let c = caveat.as_ref();
-        self.signature = hmac(&self.signature, c);
+        self.signature = hmac32(&self.signature, c);
         self.caveats.push(c.to_vec());
         self
     }
@@ -603,7 +654,7 @@ impl Macaroon {
             &self.identifier,
             self.caveats.iter().map(Vec::as_slice),
         );
-        sig.ct_eq(&self.signature).into()
+        crate::ct::eq32(&sig, &self.signature)
     }
 
     /// Encodes to the V2 binary format.

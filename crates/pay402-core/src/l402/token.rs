@@ -136,7 +136,14 @@ impl<'b> PresentedToken<'b> {
         if credential.macaroon_count() != 1 {
             return Err(L402Error::MultipleMacaroons);
         }
-        b64::decode_any_into(credential.first_macaroon(), MAX_MACAROON_BYTES, buf)?;
+        let text = credential.first_macaroon();
+        if let Err(e) = b64::decode_any_into(text, MAX_MACAROON_BYTES, buf) {
+            // Only on failure: tell a syntax error from bad base64.
+            if !text.bytes().all(super::credential::is_b64_char) {
+                return Err(CredentialError::BadMacaroonChars.into());
+            }
+            return Err(e.into());
+        }
         let macaroon = MacaroonRef::decode(buf)?;
         let identifier = Identifier::decode(macaroon.identifier())?;
         if !credential.preimage().matches(&identifier.payment_hash) {
