@@ -90,7 +90,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let problem: serde_json::Value = resp.json().await?;
-    println!("   problem+json reason: {}", problem["reason"]);
+    println!(
+        "   problem+json reason: {}",
+        problem["reason"].as_str().unwrap_or("?")
+    );
 
     // Step 2: the pay402 client pays the challenge and retries.
     let client = L402Client::builder(Arc::new(payer.clone()))

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::response::Response;
-use bytes::Bytes;
 use futures_util::future::Either;
 use http::request::Parts;
 use http::{HeaderValue, Request, header};
@@ -79,6 +78,16 @@ impl L402Layer {
     /// A paywall minting tokens for `config.service`, with invoices from
     /// `issuer` and root keys in `store`. The price starts at zero (free):
     /// set it with [`L402Layer::with_price`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pay402_server::{L402Config, L402Layer, store::MemoryStore};
+    /// use pay402_backends::simnet::SimNet;
+    /// use pay402_core::{lightning::Network, money::Msat};
+    /// let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    /// let paywall = L402Layer::new(L402Config::new("api"), Arc::new(node), Arc::new(MemoryStore::new()));
+    /// assert_eq!(paywall.config().service, "api");
+    /// ```
     pub fn new(
         config: L402Config,
         issuer: Arc<dyn InvoiceIssuer>,
@@ -97,6 +106,19 @@ impl L402Layer {
     }
 
     /// The same paywall with another price.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use pay402_server::{L402Config, L402Layer, store::MemoryStore};
+    /// # use pay402_backends::simnet::SimNet;
+    /// # use pay402_core::{lightning::Network, money::Msat};
+    /// # let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    /// use pay402_server::Price;
+    /// let paywall = L402Layer::new(L402Config::new("api"), Arc::new(node), Arc::new(MemoryStore::new()));
+    /// let cheap = paywall.with_price(Price::sats(1));
+    /// let dear = paywall.with_price(Price::sats(1_000));
+    /// # let _ = (cheap, dear);
+    /// ```
     pub fn with_price(&self, price: Price) -> L402Layer {
         L402Layer {
             shared: self.shared.clone(),
@@ -105,6 +127,20 @@ impl L402Layer {
     }
 
     /// Revokes a token: deletes its root key and forgets the cached key.
+    /// Returns whether the token existed.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use pay402_server::{L402Config, L402Layer, store::MemoryStore};
+    /// # use pay402_backends::simnet::SimNet;
+    /// # use pay402_core::{lightning::Network, money::Msat};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    /// let paywall = L402Layer::new(L402Config::new("api"), Arc::new(node), Arc::new(MemoryStore::new()));
+    /// let existed = paywall.revoke(&pay402_core::l402::TokenId([0; 32])).await.unwrap();
+    /// assert!(!existed);
+    /// # });
+    /// ```
     pub async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
         self.shared.cache.remove(token_id);
         let existed = self.shared.store.revoke(token_id).await?;
@@ -113,6 +149,16 @@ impl L402Layer {
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use pay402_server::{L402Config, L402Layer, store::MemoryStore};
+    /// # use pay402_backends::simnet::SimNet;
+    /// # use pay402_core::{lightning::Network, money::Msat};
+    /// # let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    /// let paywall = L402Layer::new(L402Config::new("api").free_path("/health"), Arc::new(node), Arc::new(MemoryStore::new()));
+    /// assert!(paywall.config().is_free_path("/health"));
+    /// ```
     pub fn config(&self) -> &L402Config {
         &self.shared.config
     }
@@ -129,6 +175,21 @@ impl<S> Layer<S> for L402Layer {
 }
 
 /// The service produced by [`L402Layer`].
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use pay402_server::{L402Config, L402Layer, store::MemoryStore};
+/// # use pay402_backends::simnet::SimNet;
+/// # use pay402_core::{lightning::Network, money::Msat};
+/// # let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+/// use tower::Layer;
+/// let paywall = L402Layer::new(L402Config::new("api"), Arc::new(node), Arc::new(MemoryStore::new()));
+/// let handler = tower::service_fn(|_req: http::Request<axum::body::Body>| async {
+///     Ok::<_, std::convert::Infallible>(axum::response::Response::new(axum::body::Body::from("hi")))
+/// });
+/// let service = paywall.layer(handler); // an L402Service
+/// # let _ = service;
+/// ```
 #[derive(Clone, Debug)]
 pub struct L402Service<S> {
     inner: S,
@@ -183,9 +244,20 @@ where
 /// The future of an [`L402Service`]: the inner service's own future on the
 /// fast path (free path, or valid token with a cached key), a boxed future
 /// otherwise.
+///
+/// ```
+/// fn is_future<F: std::future::Future>() {}
+/// is_future::<pay402_server::L402Future<std::future::Ready<Result<axum::response::Response, std::convert::Infallible>>>>();
+/// ```
 pub type L402Future<F> = Either<Instrumented<F>, BoxedResponse>;
 
 /// A boxed response future.
+///
+/// ```
+/// use pay402_server::BoxedResponse;
+/// let f: BoxedResponse = Box::pin(async { Ok(axum::response::Response::new(axum::body::Body::empty())) });
+/// # let _ = f;
+/// ```
 pub type BoxedResponse =
     Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send + 'static>>;
 
@@ -207,6 +279,7 @@ fn fast_verify(shared: &Shared, req: &Request<Body>, now: UnixTime) -> Option<Ve
     MACAROON_BUF.with(|cell| {
         let mut buf = cell.try_borrow_mut().ok()?;
         let token = PresentedToken::decode(&cred, &mut buf).ok()?;
+        let _verify = tracing::debug_span!("l402.verify", token_id = %token.token_id()).entered();
         let key = shared.cache.get(&token.token_id(), now)?;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let facts = RequestFacts::new(req.method(), path, req.headers());
@@ -281,7 +354,7 @@ where
             Ok(token) => {
                 tracing::Span::current().record("outcome", "paid");
                 parts.extensions.insert(token);
-                let body = body_bytes.map_or_else(|| Body::empty(), Body::from);
+                let body = body_bytes.map_or_else(Body::empty, Body::from);
                 return inner.call(Request::from_parts(parts, body)).await;
             }
             Err(Failure::Token(e)) => Some(e),
@@ -311,7 +384,7 @@ where
     let Some(amount) = amount.filter(|a| *a > Msat::ZERO) else {
         // A price of zero means free access, as in Aperture.
         tracing::Span::current().record("outcome", "free_price");
-        let body = body_bytes.map_or_else(|| Body::empty(), Body::from);
+        let body = body_bytes.map_or_else(Body::empty, Body::from);
         return inner.call(Request::from_parts(parts, body)).await;
     };
 
@@ -501,6 +574,3 @@ impl<S: Send + Sync> FromRequestParts<S> for PaidToken {
             })
     }
 }
-
-/// The body bytes helper type used by dynamic pricing.
-pub type BodyBytes = Bytes;

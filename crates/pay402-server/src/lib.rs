@@ -35,4 +35,4 @@ pub mod store;
 
 pub use config::{L402Config, Price, PriceFuture, PriceRequest, RejectMode};
 pub use keycache::KeyCache;
-pub use layer::{BodyBytes, BoxedResponse, L402Future, L402Layer, L402Service, PaidToken};
+pub use layer::{BoxedResponse, L402Future, L402Layer, L402Service, PaidToken};

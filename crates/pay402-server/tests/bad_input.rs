@@ -111,7 +111,7 @@ fn rows(auth: &str) -> Vec<(String, Vec<u8>, &'static str)> {
     );
     add(
         "nine macaroons",
-        s(format!("L402 {}:{pre}", vec![mac.as_str(); 9].join(","))),
+        s(format!("L402 {}:{pre}", [mac.as_str(); 9].join(","))),
         "malformed_credential",
     );
     add(
