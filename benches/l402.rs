@@ -70,7 +70,7 @@ fn verification(c: &mut Criterion) {
         .into_bytes();
     g.bench_function("crypto_floor", |b| {
         b.iter(|| {
-            let mut sig: [u8; 32] = Hmac::<Sha256>::new_from_slice(&derived)
+            let mut sig: [u8; 32] = Hmac::<Sha256>::new_from_slice(black_box(&derived))
                 .unwrap()
                 .chain_update(black_box(&id))
                 .finalize()

@@ -100,8 +100,26 @@ impl<'a> AuthChallenge<'a> {
     }
 }
 
+#[inline]
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 fn is_token68_char(b: u8) -> bool {
@@ -353,16 +371,17 @@ pub fn split_credentials(value: &str) -> Option<(&str, &str)> {
     if end == 0 {
         return None;
     }
-    let rest = &value[end..];
-    if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
+    if end < b.len() && b[end] != b' ' && b[end] != b'\t' {
         return None;
     }
-    let rest = rest.trim_start_matches([' ', '\t']);
-    // Trailing whitespace is rare: look at the last byte before trimming.
-    let rest = if rest.ends_with([' ', '\t']) {
-        rest.trim_end_matches([' ', '\t'])
-    } else {
-        rest
-    };
-    Some((&value[..end], rest))
+    let mut start = end;
+    while start < b.len() && (b[start] == b' ' || b[start] == b'\t') {
+        start += 1;
+    }
+    let mut stop = b.len();
+    while stop > start && (b[stop - 1] == b' ' || b[stop - 1] == b'\t') {
+        stop -= 1;
+    }
+    // Every index above sits next to an ASCII byte, so slicing cannot panic.
+    Some((&value[..end], value.get(start..stop).unwrap_or("")))
 }

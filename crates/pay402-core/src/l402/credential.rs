@@ -81,6 +81,7 @@ pub struct Credential<'a> {
     scheme: Scheme,
     macaroons: &'a str,
     count: usize,
+    first_len: usize,
     preimage: Preimage,
 }
 
@@ -103,6 +104,7 @@ impl<'a> Credential<'a> {
             scheme: Scheme::L402,
             macaroons: macaroon_b64,
             count: 1,
+            first_len: macaroon_b64.len(),
             preimage,
         }
     }
@@ -129,20 +131,29 @@ impl<'a> Credential<'a> {
         };
         let (macaroons, preimage) = split.ok_or(CredentialError::MissingPreimage)?;
         let preimage = Preimage::from_hex(preimage).map_err(|_| CredentialError::BadPreimage)?;
+        // One SIMD scan for commas; a single macaroon (the usual case) has none.
+        let bytes = macaroons.as_bytes();
         let mut count = 0;
-        for m in macaroons.split(',') {
-            if m.is_empty() {
+        let mut first_len = bytes.len();
+        let mut start = 0;
+        for comma in memchr::memchr_iter(b',', bytes).chain(std::iter::once(bytes.len())) {
+            if comma == start {
                 return Err(CredentialError::EmptyMacaroon);
+            }
+            if count == 0 {
+                first_len = comma;
             }
             count += 1;
             if count > MAX_MACAROONS {
                 return Err(CredentialError::TooManyMacaroons);
             }
+            start = comma + 1;
         }
         Ok(Credential {
             scheme,
             macaroons,
             count,
+            first_len,
             preimage,
         })
     }
@@ -218,7 +229,9 @@ impl<'a> Credential<'a> {
     /// assert_eq!(c.first_macaroon(), "a");
     /// ```
     pub fn first_macaroon(&self) -> &'a str {
-        self.macaroons.split(',').next().unwrap_or(self.macaroons)
+        self.macaroons
+            .get(..self.first_len)
+            .unwrap_or(self.macaroons)
     }
 
     /// How many macaroons were sent.

@@ -231,6 +231,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, MacaroonError> {
         // Tags and lengths below 128 (nearly all of them) are one byte.
         if let Some(&b) = self.b.get(self.i) {
@@ -259,6 +260,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one field: `(tag, data)`; EOS has empty data.
+    #[inline]
     fn field(&mut self) -> Result<(u64, &'a [u8]), MacaroonError> {
         let tag = self.varint()?;
         if tag == FIELD_EOS {
@@ -285,6 +287,7 @@ impl<'a> Reader<'a> {
 type RawCaveat<'a> = (Option<&'a [u8]>, &'a [u8], usize);
 
 /// Reads one caveat section (after its first tag is known not to be EOS).
+#[inline]
 fn read_caveat<'a>(r: &mut Reader<'a>) -> Result<RawCaveat<'a>, MacaroonError> {
     let (mut tag, mut data) = r.field()?;
     let mut loc = None;

@@ -10,7 +10,7 @@
 //! so the caller can do its (possibly async) key lookup in between.
 
 use crate::b64;
-use crate::lightning::{PaymentHash, Preimage};
+use crate::lightning::PaymentHash;
 use crate::problem::Reason;
 
 use super::caveat::{CaveatError, Satisfier, VerifyContext, verify_caveats};
@@ -113,7 +113,6 @@ pub struct PresentedToken<'b> {
     scheme: Scheme,
     macaroon: MacaroonRef<'b>,
     identifier: Identifier,
-    preimage: Preimage,
 }
 
 /// A token that passed verification.
@@ -153,7 +152,6 @@ impl<'b> PresentedToken<'b> {
             scheme: credential.scheme(),
             macaroon,
             identifier,
-            preimage: credential.preimage().clone(),
         })
     }
 
@@ -170,11 +168,6 @@ impl<'b> PresentedToken<'b> {
     /// The decoded macaroon.
     pub fn macaroon(&self) -> &MacaroonRef<'b> {
         &self.macaroon
-    }
-
-    /// The preimage presented.
-    pub fn preimage(&self) -> &Preimage {
-        &self.preimage
     }
 
     /// Steps 4-5: the signature chain from `key`, then the caveats.
