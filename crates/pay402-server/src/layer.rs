@@ -16,8 +16,8 @@ use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 use pay402_core::l402::{
-    Challenge, Credential, Identifier, L402Error, Macaroon, PresentedToken, RequestFacts, RootKey,
-    Satisfier, Scheme, TokenId, VerifiedToken, VerifyContext, caveat,
+    Challenge, Credential, Identifier, L402Error, Macaroon, MacaroonKey, PresentedToken,
+    RequestFacts, RootKey, Satisfier, Scheme, TokenId, VerifiedToken, VerifyContext, caveat,
 };
 use pay402_core::lightning::{InvoiceIssuer, InvoiceRequest};
 use pay402_core::money::Msat;
@@ -63,6 +63,7 @@ struct Shared {
 pub struct L402Layer {
     shared: Arc<Shared>,
     price: Price,
+    capability: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for L402Layer {
@@ -102,6 +103,7 @@ impl L402Layer {
                 cache,
             }),
             price: Price::Fixed(Msat::ZERO),
+            capability: None,
         }
     }
 
@@ -123,6 +125,34 @@ impl L402Layer {
         L402Layer {
             shared: self.shared.clone(),
             price,
+            capability: self.capability.clone(),
+        }
+    }
+
+    /// The same paywall, but tokens must also grant `capability` through
+    /// their `<service>_capabilities` caveat (a token without that caveat, or
+    /// with an empty list, grants every capability, as Aperture mints them).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use pay402_server::{L402Config, L402Layer, Price, store::MemoryStore};
+    /// # use pay402_backends::simnet::SimNet;
+    /// # use pay402_core::{lightning::Network, money::Msat};
+    /// # let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    /// let paywall = L402Layer::new(
+    ///     L402Config::new("api").capabilities(["read"]),
+    ///     Arc::new(node),
+    ///     Arc::new(MemoryStore::new()),
+    /// );
+    /// let reads = paywall.with_price(Price::sats(1)).with_capability("read");
+    /// let writes = paywall.with_price(Price::sats(5)).with_capability("write");
+    /// # let _ = (reads, writes);
+    /// ```
+    pub fn with_capability(&self, capability: impl Into<String>) -> L402Layer {
+        L402Layer {
+            shared: self.shared.clone(),
+            price: self.price.clone(),
+            capability: Some(Arc::from(capability.into())),
         }
     }
 
@@ -227,7 +257,7 @@ where
         }
         if !shared.config.bind_request {
             let now = UnixTime::from_system(SystemTime::now());
-            if let Some(token) = span.in_scope(|| fast_verify(shared, &req, now)) {
+            if let Some(token) = span.in_scope(|| fast_verify(&self.layer, &req, now)) {
                 span.record("outcome", "paid");
                 req.extensions_mut().insert(token);
                 return Either::Left(self.inner.call(req).instrument(span));
@@ -268,7 +298,7 @@ thread_local! {
 
 /// Verifies a credential synchronously when its key is cached; `None` means
 /// "take the full path" (which also explains any rejection).
-fn fast_verify(shared: &Shared, req: &Request<Body>, now: UnixTime) -> Option<VerifiedToken> {
+fn fast_verify(layer: &L402Layer, req: &Request<Body>, now: UnixTime) -> Option<VerifiedToken> {
     let cred = Credential::from_headers(
         req.headers()
             .get_all(header::AUTHORIZATION)
@@ -280,21 +310,35 @@ fn fast_verify(shared: &Shared, req: &Request<Body>, now: UnixTime) -> Option<Ve
         let mut buf = cell.try_borrow_mut().ok()?;
         let token = PresentedToken::decode(&cred, &mut buf).ok()?;
         let _verify = tracing::debug_span!("l402.verify", token_id = %token.token_id()).entered();
-        let key = shared.cache.get(&token.token_id(), now)?;
+        let key = layer.shared.cache.get(&token.token_id(), now)?;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let facts = RequestFacts::new(req.method(), path, req.headers());
-        let cfg = &shared.config;
-        let ctx = VerifyContext::new(&cfg.service, now)
-            .with_request(&facts)
-            .strict(cfg.strict_caveats);
-        let verified = if cfg.satisfiers.is_empty() {
-            token.verify(&key, &[], &ctx)
-        } else {
-            let extra: Vec<&dyn Satisfier> = cfg.satisfiers.iter().map(|s| s.as_ref()).collect();
-            token.verify(&key, &extra, &ctx)
-        };
-        verified.ok()
+        let verified = check(layer, &token, &key, &facts, now).ok()?;
+        tracing::debug!("l402.verified");
+        Some(verified)
     })
+}
+
+/// Steps 4-5 of verification (signature, caveats) with this layer's service,
+/// capability, strictness and user satisfiers.
+fn check(
+    layer: &L402Layer,
+    token: &PresentedToken<'_>,
+    key: &MacaroonKey,
+    facts: &RequestFacts<'_>,
+    now: UnixTime,
+) -> Result<VerifiedToken, L402Error> {
+    let cfg = &layer.shared.config;
+    let mut ctx = VerifyContext::new(&cfg.service, now)
+        .with_request(facts)
+        .strict(cfg.strict_caveats);
+    ctx.capability = layer.capability.as_deref();
+    if cfg.satisfiers.is_empty() {
+        token.verify(key, &[], &ctx)
+    } else {
+        let extra: Vec<&dyn Satisfier> = cfg.satisfiers.iter().map(|s| s.as_ref()).collect();
+        token.verify(key, &extra, &ctx)
+    }
 }
 
 /// Why a presented token was not accepted.
@@ -350,7 +394,7 @@ where
     let rejection = match creds {
         Ok(None) => None,
         Err(e) => Some(L402Error::Credential(e)),
-        Ok(Some(cred)) => match verify(shared, &cred, &parts, body_bytes.as_deref(), now).await {
+        Ok(Some(cred)) => match verify(&layer, &cred, &parts, body_bytes.as_deref(), now).await {
             Ok(token) => {
                 tracing::Span::current().record("outcome", "paid");
                 parts.extensions.insert(token);
@@ -427,12 +471,13 @@ where
 }
 
 async fn verify(
-    shared: &Shared,
+    layer: &L402Layer,
     cred: &Credential<'_>,
     parts: &Parts,
     body: Option<&[u8]>,
     now: UnixTime,
 ) -> Result<VerifiedToken, Failure> {
+    let shared = &layer.shared;
     let mut buf = Vec::new();
     let token = PresentedToken::decode(cred, &mut buf).map_err(Failure::Token)?;
     let id = token.token_id();
@@ -457,12 +502,7 @@ async fn verify(
     if let Some(b) = body {
         facts = facts.with_body(b);
     }
-    let cfg = &shared.config;
-    let ctx = VerifyContext::new(&cfg.service, now)
-        .with_request(&facts)
-        .strict(cfg.strict_caveats);
-    let extra: Vec<&dyn Satisfier> = cfg.satisfiers.iter().map(|s| s.as_ref()).collect();
-    let verified = token.verify(&key, &extra, &ctx).map_err(Failure::Token)?;
+    let verified = check(layer, &token, &key, &facts, now).map_err(Failure::Token)?;
     tracing::debug!(token_id = %id, "l402.verified");
     Ok(verified)
 }

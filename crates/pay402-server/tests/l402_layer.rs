@@ -375,3 +375,98 @@ async fn serves_over_real_tcp() {
     assert_eq!(r.status(), 200);
     server.abort();
 }
+
+#[tokio::test]
+async fn capabilities_are_enforced_per_route() {
+    let net = pay402_backends::simnet::SimNet::new(Network::Regtest);
+    let merchant = net.add_node("m", Msat(0));
+    let payer = net.add_node("p", Msat(1_000_000_000));
+    let layer = L402Layer::new(
+        L402Config::new("api").capabilities(["read"]),
+        Arc::new(merchant),
+        Arc::new(MemoryStore::new()),
+    );
+    let app = axum::Router::new()
+        .route(
+            "/read",
+            axum::routing::get(|| async { "r" })
+                .route_layer(layer.with_price(Price::sats(1)).with_capability("read")),
+        )
+        .route(
+            "/write",
+            axum::routing::get(|| async { "w" })
+                .route_layer(layer.with_price(Price::sats(1)).with_capability("write")),
+        );
+    let r = send(&app, get_req("/read", &[])).await;
+    let auth = pay(&payer, &r).await;
+    assert_eq!(
+        send(&app, get_req("/read", &[&auth])).await.status,
+        StatusCode::OK
+    );
+    let w = send(&app, get_req("/write", &[&auth])).await;
+    assert_eq!(w.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(w.reason(), "capability_denied");
+}
+
+/// `tenant=<id>`: the request must carry `X-Tenant: <id>`.
+struct TenantSatisfier;
+
+impl pay402_core::l402::Satisfier for TenantSatisfier {
+    fn handles(&self, condition: &str, _: &pay402_core::l402::VerifyContext<'_>) -> bool {
+        condition == "tenant"
+    }
+    fn satisfy_previous(
+        &self,
+        prev: &pay402_core::l402::Caveat<'_>,
+        cur: &pay402_core::l402::Caveat<'_>,
+        _: &pay402_core::l402::VerifyContext<'_>,
+    ) -> Result<(), pay402_core::l402::CaveatError> {
+        if prev.value == cur.value {
+            Ok(())
+        } else {
+            Err(pay402_core::l402::CaveatError::Escalation("tenant".into()))
+        }
+    }
+    fn satisfy_final(
+        &self,
+        cav: &pay402_core::l402::Caveat<'_>,
+        ctx: &pay402_core::l402::VerifyContext<'_>,
+    ) -> Result<(), pay402_core::l402::CaveatError> {
+        let sent = ctx
+            .request
+            .and_then(|r| r.headers.get("x-tenant"))
+            .and_then(|v| v.to_str().ok());
+        if sent == Some(cav.value) {
+            Ok(())
+        } else {
+            Err(pay402_core::l402::CaveatError::Failed {
+                condition: "tenant".into(),
+                detail: "wrong tenant".into(),
+            })
+        }
+    }
+}
+
+#[tokio::test]
+async fn user_satisfiers_see_the_request() {
+    let env = env(L402Config::new("api")
+        .caveat("tenant=acme")
+        .satisfier(TenantSatisfier));
+    let auth = buy(&env, "/paid").await;
+    let with_tenant = |tenant: &str| {
+        Request::get("/paid")
+            .header(header::AUTHORIZATION, &auth)
+            .header("x-tenant", tenant)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        send(&env.app, with_tenant("acme")).await.status,
+        StatusCode::OK
+    );
+    let r = send(&env.app, with_tenant("evil")).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(r.reason(), "caveat_not_satisfied");
+    let r = send(&env.app, get_req("/paid", &[&auth])).await;
+    assert_eq!(r.reason(), "caveat_not_satisfied");
+}
