@@ -42,3 +42,12 @@ pub mod simnet;
 
 #[cfg(feature = "lnd")]
 pub mod lnd;
+
+#[cfg(feature = "cln")]
+pub mod cln;
+
+#[cfg(feature = "lnbits")]
+pub mod lnbits;
+
+#[cfg(feature = "ldk")]
+pub mod ldk;

@@ -1,0 +1,1 @@
+//! Real test peers for pay402. Work in progress.
