@@ -177,6 +177,23 @@ impl<'a> Cursor<'a> {
         // at opening quote
         self.i += 1;
         let start = self.i;
+        // Fast path: an ASCII value without escapes (every macaroon and
+        // invoice): find the closing quote with one SIMD scan.
+        let rest = &self.b[start..];
+        match memchr::memchr2(b'"', b'\\', rest) {
+            None => return Err(HeaderSyntaxError::Unterminated),
+            Some(end) if rest[end] == b'"' => {
+                let value = &rest[..end];
+                if value
+                    .iter()
+                    .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
+                {
+                    self.i = start + end + 1;
+                    return Ok(Cow::Borrowed(&self.s[start..start + end]));
+                }
+            }
+            Some(_) => {}
+        }
         let mut owned: Option<String> = None;
         loop {
             match self.peek() {
