@@ -8,12 +8,13 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `PAY402_LIGHTNING` | `simnet` | `simnet` (simnet's REST face) or `lnd` |
+//! | `PAY402_LIGHTNING` | `simnet` | `simnet` (simnet's REST face), `lnd`, `cln`, `lnbits` or `ldk` |
 //! | `PAY402_SIMNET_URL` | `http://127.0.0.1:8403` | simnet wallet REST address |
 //! | `PAY402_MAX_PRICE_SAT` | `1000` | refuse to pay more than this per request |
 //! | `PAY402_MAX_FEE_SAT` | `10` | routing fee limit |
-//! | `PAY402_NETWORK` | `regtest` (simnet) | `bitcoin`, `testnet`, `signet`, `regtest` |
-//! | `LND_REST_URL`, `LND_MACAROON_PATH` or `LND_MACAROON_HEX`, `LND_TLS_CERT_PATH`, `LND_NETWORK` | | LND settings |
+//! | `PAY402_NETWORK` | `regtest` (simnet), else the backend's | `bitcoin`, `testnet`, `signet`, `regtest` |
+//!
+//! Each backend's settings are listed by `--help` and in docs/backends.md.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,35 +25,24 @@ use pay402_client::L402Client;
 use pay402_core::lightning::{LightningPayer, Network};
 use pay402_core::money::Sat;
 use pay402_core::problem::Reason;
-use pay402_examples::{env_or, ms, sats};
+use pay402_examples::{env_or, ms, parse_network, sats};
 
 const HELP: &str = "\
 l402_client <url>: pay for a URL with L402 and print what was paid
 
 environment:
-  PAY402_LIGHTNING       simnet | lnd                     (default simnet)
+  PAY402_LIGHTNING       simnet | lnd | cln | lnbits | ldk (default simnet)
   PAY402_SIMNET_URL      simnet wallet LND REST address   (default http://127.0.0.1:8403)
   PAY402_MAX_PRICE_SAT   maximum price per request        (default 1000)
   PAY402_MAX_FEE_SAT     maximum routing fee              (default 10)
-  PAY402_NETWORK         bitcoin | testnet | signet | regtest (default regtest for simnet, LND_NETWORK for lnd)
-  LND_REST_URL, LND_MACAROON_PATH | LND_MACAROON_HEX, LND_TLS_CERT_PATH, LND_NETWORK
-                         LND settings when PAY402_LIGHTNING=lnd";
-
-fn parse_network(s: &str) -> Result<Network, String> {
-    match s {
-        "bitcoin" | "mainnet" => Ok(Network::Bitcoin),
-        "testnet" => Ok(Network::Testnet),
-        "signet" => Ok(Network::Signet),
-        "regtest" => Ok(Network::Regtest),
-        other => Err(format!("unknown network {other}")),
-    }
-}
+  PAY402_NETWORK         bitcoin | testnet | signet | regtest (default regtest for simnet, else the backend's)
+";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(url) = args.first().filter(|a| !a.starts_with('-')) else {
-        println!("{HELP}");
+        println!("{HELP}\nbackends:\n{}", pay402_examples::LIGHTNING_ENV_HELP);
         return if args.iter().any(|a| a == "--help" || a == "-h") {
             ExitCode::SUCCESS
         } else {
@@ -86,16 +76,15 @@ async fn run(url: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 println!("paying through simnet's LND REST API at {}", cfg.url);
                 (Arc::new(LndRest::new(cfg)?), network)
             }
-            "lnd" => {
-                let cfg = LndConfig::from_env()?;
+            other => {
+                let ln = pay402_examples::lightning_from_env(other)?;
+                println!("paying through {}", ln.describe);
                 let network = match std::env::var("PAY402_NETWORK") {
                     Ok(n) => parse_network(&n)?,
-                    Err(_) => cfg.network,
+                    Err(_) => ln.network,
                 };
-                println!("paying through LND at {}", cfg.url);
-                (Arc::new(LndRest::new(cfg)?), network)
+                (ln.payer, network)
             }
-            other => return Err(format!("PAY402_LIGHTNING={other}: expected simnet or lnd").into()),
         };
     let client = L402Client::builder(payer)
         .network(network)

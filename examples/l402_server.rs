@@ -16,8 +16,9 @@
 //! | `PAY402_LISTEN` | `127.0.0.1:8402` | the API's address |
 //! | `PAY402_SIMNET_LISTEN` | `127.0.0.1:8403` | simnet wallet's LND REST face |
 //! | `PAY402_DB` | `pay402-l402-server.sqlite` | SQLite file for root keys (`:memory:` for none) |
-//! | `PAY402_LIGHTNING` | `simnet` | `simnet`, or `lnd` to issue invoices from a real LND |
-//! | `LND_REST_URL`, `LND_MACAROON_PATH` or `LND_MACAROON_HEX`, `LND_TLS_CERT_PATH`, `LND_NETWORK` | | LND settings when `PAY402_LIGHTNING=lnd` |
+//! | `PAY402_LIGHTNING` | `simnet` | `simnet`, `lnd`, `cln`, `lnbits` or `ldk` (an embedded node) |
+//!
+//! The settings of each backend are listed by `--help` and in docs/backends.md.
 
 use std::sync::Arc;
 
@@ -37,14 +38,13 @@ environment:
   PAY402_LISTEN          API address            (default 127.0.0.1:8402)
   PAY402_SIMNET_LISTEN   simnet wallet REST     (default 127.0.0.1:8403)
   PAY402_DB              SQLite key store file  (default pay402-l402-server.sqlite, ':memory:' for none)
-  PAY402_LIGHTNING       simnet | lnd           (default simnet)
-  LND_REST_URL, LND_MACAROON_PATH | LND_MACAROON_HEX, LND_TLS_CERT_PATH, LND_NETWORK
-                         LND settings when PAY402_LIGHTNING=lnd";
+  PAY402_LIGHTNING       simnet (default) | lnd | cln | lnbits | ldk
+";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
+        println!("{HELP}\nbackends:\n{}", pay402_examples::LIGHTNING_ENV_HELP);
         return Ok(());
     }
     pay402_examples::init_tracing();
@@ -53,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lightning = env_or("PAY402_LIGHTNING", "simnet");
 
     let mut background = Vec::new();
+    let mut ldk = None;
     let issuer: Arc<dyn InvoiceIssuer> = match lightning.as_str() {
         "simnet" => {
             let net = SimNet::new(Network::Regtest);
@@ -70,12 +71,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )));
             Arc::new(merchant)
         }
-        "lnd" => {
-            let cfg = pay402_backends::lnd::LndConfig::from_env()?;
-            println!("invoices from LND at {}", cfg.url);
-            Arc::new(pay402_backends::lnd::LndRest::new(cfg)?)
+        other => {
+            let ln = pay402_examples::lightning_from_env(other)?;
+            println!("invoices from {}", ln.describe);
+            ldk = ln.ldk;
+            ln.issuer
         }
-        other => return Err(format!("PAY402_LIGHTNING={other}: expected simnet or lnd").into()),
     };
 
     let store: Arc<dyn RootKeyStore> = if db == ":memory:" {
@@ -107,6 +108,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app).await?;
     for task in background {
         task.abort();
+    }
+    if let Some(node) = ldk {
+        node.stop()?;
     }
     Ok(())
 }

@@ -10,6 +10,9 @@
 //! | `simnet` | `simnet` (default) | An in-process Lightning network simulator with real signed BOLT11 invoices. |
 //! | `simnet::rest` | `simnet-rest` (default) | An LND-compatible REST face for one simnet node (axum). |
 //! | `lnd` | `lnd` (default) | An LND REST client with certificate pinning. |
+//! | `cln` | `cln` (default) | Core Lightning over its `lightning-rpc` unix socket or clnrest. |
+//! | `lnbits` | `lnbits` (default) | An LNbits client (invoice and admin keys). |
+//! | `ldk` | `ldk` (default) | An embedded Lightning node (ldk-node): no separate daemon. |
 //!
 //! ```
 //! # #[cfg(feature = "simnet")]
@@ -39,6 +42,9 @@ mod wire;
 
 #[cfg(feature = "simnet")]
 pub mod simnet;
+
+#[cfg(any(feature = "lnd", feature = "cln"))]
+mod tls;
 
 #[cfg(feature = "lnd")]
 pub mod lnd;

@@ -30,6 +30,232 @@ pub(crate) fn currency_name(currency: Currency) -> &'static str {
     }
 }
 
+/// HTTP and validation helpers shared by the Core Lightning and LNbits clients.
+#[cfg(any(feature = "cln", feature = "lnbits"))]
+pub(crate) mod client {
+    use std::net::IpAddr;
+    use std::str::FromStr;
+
+    use bitcoin::hashes::Hash;
+    use lightning_invoice::Bolt11Invoice;
+    use pay402_core::lightning::{LightningError, Network, PaymentHash, Preimage};
+    use pay402_core::money::Msat;
+    use reqwest::Url;
+
+    use super::{currency_for, currency_name};
+
+    /// Parses a network name as the nodes spell it.
+    pub(crate) fn parse_network(s: &str) -> Option<Network> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bitcoin" | "mainnet" | "main" => Some(Network::Bitcoin),
+            "testnet" | "testnet3" => Some(Network::Testnet),
+            "testnet4" => Some(Network::Testnet4),
+            "signet" => Some(Network::Signet),
+            "regtest" => Some(Network::Regtest),
+            _ => None,
+        }
+    }
+
+    /// Whether the URL's host is `localhost` or a loopback IP address.
+    pub(crate) fn is_loopback(url: &Url) -> bool {
+        match url.host_str() {
+            Some(host) if host.eq_ignore_ascii_case("localhost") => true,
+            Some(host) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        }
+    }
+
+    /// An error and its sources, without repeats.
+    pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+        let mut out = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            source = s.source();
+        }
+        out
+    }
+
+    /// A printable excerpt of a (non-JSON) response body.
+    pub(crate) fn snippet(body: &[u8]) -> String {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .trim()
+            .to_owned()
+    }
+
+    /// Why reading a response body failed.
+    #[derive(Debug)]
+    pub(crate) enum ReadError {
+        /// The connection failed or timed out mid-body.
+        Transport(String),
+        /// The body exceeded the limit.
+        TooLarge(usize),
+    }
+
+    /// Reads a response body of at most `max` bytes.
+    pub(crate) async fn read_limited(
+        mut resp: reqwest::Response,
+        max: usize,
+    ) -> Result<Vec<u8>, ReadError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ReadError::Transport(error_chain(&e)))?
+        {
+            if out.len() + chunk.len() > max {
+                return Err(ReadError::TooLarge(max));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Reads a positive whole number of seconds from a configuration variable.
+    pub(crate) fn parse_secs(name: &str, value: &str) -> Result<std::time::Duration, String> {
+        match value.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n)),
+            _ => Err(format!("{name} {value:?} is not a positive whole number")),
+        }
+    }
+
+    /// Checks a preimage a node returned for `hash`: 32 bytes of hex, not all
+    /// zero, and `sha256(preimage) == hash`. The error is a human message.
+    pub(crate) fn verify_preimage(
+        hex: Option<&str>,
+        hash: &PaymentHash,
+    ) -> Result<Preimage, String> {
+        let text = hex.map(str::trim).unwrap_or_default();
+        if text.is_empty() {
+            return Err("no preimage".into());
+        }
+        let preimage =
+            Preimage::from_hex(text).map_err(|_| "preimage is not 64 hex digits".to_owned())?;
+        if preimage.is_all_zero() {
+            return Err("all-zero preimage".into());
+        }
+        if !preimage.matches(hash) {
+            return Err("preimage does not hash to the payment hash".into());
+        }
+        Ok(preimage)
+    }
+
+    /// Checks an invoice a node created against the request: it parses, its
+    /// hash is `hash_hex` (if given), its amount is `amount` and it is for
+    /// `network`. Returns its payment hash.
+    pub(crate) fn verify_created(
+        bolt11: &str,
+        hash_hex: Option<&str>,
+        amount: Msat,
+        network: Network,
+    ) -> Result<PaymentHash, String> {
+        let invoice = Bolt11Invoice::from_str(bolt11.trim())
+            .map_err(|e| format!("invoice does not parse: {e}"))?;
+        let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+        if let Some(h) = hash_hex {
+            let given = h
+                .trim()
+                .parse::<PaymentHash>()
+                .map_err(|_| format!("payment_hash {h:?} is not 64 hex digits"))?;
+            if given != hash {
+                return Err("payment_hash differs from the invoice's".into());
+            }
+        }
+        let expected = currency_for(network);
+        if invoice.currency() != expected {
+            return Err(format!(
+                "invoice is for {} but the node is configured for {}",
+                currency_name(invoice.currency()),
+                currency_name(expected)
+            ));
+        }
+        if invoice.amount_milli_satoshis() != Some(amount.0) {
+            return Err("invoice amount differs from the request".into());
+        }
+        Ok(hash)
+    }
+
+    /// Decodes an invoice about to be paid: it must parse, be for `network`
+    /// and carry an amount. Failures are [`LightningError::PaymentFailed`]
+    /// (nothing was sent). Returns the payment hash and the amount.
+    pub(crate) fn decode_for_payment(
+        bolt11: &str,
+        network: Network,
+    ) -> Result<(PaymentHash, Msat), LightningError> {
+        let failed = |reason: String| LightningError::PaymentFailed { reason };
+        let invoice = Bolt11Invoice::from_str(bolt11.trim())
+            .map_err(|e| failed(format!("invalid invoice: {e}")))?;
+        let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+        let expected = currency_for(network);
+        if invoice.currency() != expected {
+            return Err(failed(format!(
+                "invoice is for {} but the node is on {}",
+                currency_name(invoice.currency()),
+                currency_name(expected)
+            )));
+        }
+        let amount = invoice
+            .amount_milli_satoshis()
+            .ok_or_else(|| failed("amountless invoices are not supported".into()))?;
+        Ok((hash, Msat(amount)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn loopback_and_networks() {
+            for u in ["http://localhost:1", "http://127.0.0.1:1", "http://[::1]:1"] {
+                assert!(is_loopback(&u.parse().unwrap()), "{u}");
+            }
+            for u in [
+                "http://10.0.0.1:1",
+                "http://example.com",
+                "http://[2001:db8::1]",
+            ] {
+                assert!(!is_loopback(&u.parse().unwrap()), "{u}");
+            }
+            assert_eq!(parse_network(" Regtest"), Some(Network::Regtest));
+            assert_eq!(parse_network("mainnet"), Some(Network::Bitcoin));
+            assert_eq!(parse_network("liquid"), None);
+        }
+
+        #[test]
+        fn preimages_are_checked() {
+            let pre = Preimage::from_bytes([5; 32]);
+            let hash = pre.payment_hash();
+            assert!(verify_preimage(Some(&pre.to_hex()), &hash).is_ok());
+            assert!(verify_preimage(Some(&pre.to_hex().to_uppercase()), &hash).is_ok());
+            assert_eq!(verify_preimage(None, &hash).unwrap_err(), "no preimage");
+            assert_eq!(
+                verify_preimage(Some(&"0".repeat(64)), &hash).unwrap_err(),
+                "all-zero preimage"
+            );
+            assert!(verify_preimage(Some(&"11".repeat(32)), &hash).is_err());
+            assert!(verify_preimage(Some("abcd"), &hash).is_err());
+        }
+
+        #[test]
+        fn secs() {
+            assert_eq!(parse_secs("X", " 5 ").unwrap().as_secs(), 5);
+            assert!(parse_secs("X", "0").is_err());
+            assert!(parse_secs("X", "-1").is_err());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,7 +79,7 @@ pub enum ClientError {
         responded: String,
     },
     /// The Lightning node reports that the payment failed (nothing was spent).
-    #[error("payment failed: {0}")]
+    #[error("{0}")]
     Payment(LightningError),
     /// The payment's outcome is unknown (for example it timed out in flight).
     /// It may still complete: look the payment hash up with your node; it is

@@ -565,7 +565,10 @@ async fn l402_flow(setup: &Setup) -> PaymentHash {
     // Two concurrent calls for one invoice: one payment, the same result.
     let t = Instant::now();
     let (first, twin) = tokio::join!(payer.pay_invoice(&request), payer.pay_invoice(&request));
-    eprintln!("  direct payment (two concurrent calls) took {:?}", t.elapsed());
+    eprintln!(
+        "  direct payment (two concurrent calls) took {:?}",
+        t.elapsed()
+    );
     let first = first.expect("direct payment");
     assert_eq!(twin.expect("concurrent call for the same invoice"), first);
     assert!(first.preimage.matches(&invoice.payment_hash));

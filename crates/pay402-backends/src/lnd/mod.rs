@@ -94,7 +94,7 @@
 //! ```
 
 mod stream;
-mod tls;
+use crate::tls;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! TLS for the LND client: lnd's `tls.cert` pinned as the only trust root.
+//! TLS for the LND and clnrest clients: the node's certificate pinned as the only trust root.
 //!
 //! lnd generates a self-signed certificate with `CA:TRUE`. webpki (rustls)
 //! refuses to accept a CA certificate as the server's own certificate
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn pem_parsing() {
-        let pem = include_bytes!("../../tests/fixtures/lnd-tls.cert");
+        let pem = include_bytes!("../tests/fixtures/lnd-tls.cert");
         assert_eq!(parse_pem(pem).unwrap().len(), 1);
         assert!(parse_pem(b"").is_err());
         assert!(
