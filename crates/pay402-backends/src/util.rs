@@ -256,6 +256,51 @@ pub(crate) mod client {
     }
 }
 
+/// Defines a backend module's error constructors (`config_error`, which
+/// needs a `CONFIGURE` constant in the module,
+/// `unreachable`, `invalid`, `rejected`), each tagging the error with the
+/// backend's name and the node call that failed.
+macro_rules! backend_errors {
+    ($backend:expr) => {
+        /// A configuration problem (reported as call `CONFIGURE`).
+        #[allow(dead_code)]
+        fn config_error(detail: impl Into<String>) -> LightningError {
+            unreachable(CONFIGURE, detail)
+        }
+
+        /// The node could not be reached for `call`.
+        #[allow(dead_code)]
+        fn unreachable(call: &'static str, detail: impl Into<String>) -> LightningError {
+            LightningError::Unreachable {
+                backend: $backend,
+                call,
+                detail: detail.into(),
+            }
+        }
+
+        /// The node's answer to `call` does not parse or is inconsistent.
+        #[allow(dead_code)]
+        fn invalid(call: &'static str, detail: impl Into<String>) -> LightningError {
+            LightningError::InvalidResponse {
+                backend: $backend,
+                call,
+                detail: detail.into(),
+            }
+        }
+
+        /// The node refused `call`.
+        #[allow(dead_code)]
+        fn rejected(call: &'static str, detail: impl Into<String>) -> LightningError {
+            LightningError::Rejected {
+                backend: $backend,
+                call,
+                detail: detail.into(),
+            }
+        }
+    };
+}
+pub(crate) use backend_errors;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,37 +140,7 @@ const LABEL_ATTEMPTS: u32 = 3;
 /// The longest pause between `listpays` polls while waiting for a pending payment.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-fn config_error(detail: impl Into<String>) -> LightningError {
-    LightningError::Unreachable {
-        backend: BACKEND,
-        call: CONFIGURE,
-        detail: detail.into(),
-    }
-}
-
-fn unreachable(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Unreachable {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn invalid(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::InvalidResponse {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn rejected(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Rejected {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
+crate::util::backend_errors!(BACKEND);
 
 /// The directory CLN uses for a network under its `--lightning-dir`.
 fn network_dir(network: Network) -> &'static str {

@@ -238,29 +238,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn unreachable(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Unreachable {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn rejected(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Rejected {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn invalid(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::InvalidResponse {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
+crate::util::backend_errors!(BACKEND);
 
 /// Maps an ldk-node error: "cannot reach / not running / timed out" is
 /// `Unreachable`, everything else `Rejected`.

@@ -133,37 +133,7 @@ const MIN_CHECKS: u32 = 3;
 /// The longest pause between status checks.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-fn config_error(detail: impl Into<String>) -> LightningError {
-    LightningError::Unreachable {
-        backend: BACKEND,
-        call: CONFIGURE,
-        detail: detail.into(),
-    }
-}
-
-fn unreachable(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Unreachable {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn invalid(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::InvalidResponse {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn rejected(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Rejected {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
+crate::util::backend_errors!(BACKEND);
 
 /// How to reach an LNbits wallet.
 ///

@@ -192,13 +192,7 @@ impl fmt::Debug for LndConfig {
     }
 }
 
-fn config_error(detail: impl Into<String>) -> LightningError {
-    LightningError::Unreachable {
-        backend: BACKEND,
-        call: CONFIGURE,
-        detail: detail.into(),
-    }
-}
+crate::util::backend_errors!(BACKEND);
 
 fn parse_network(s: &str) -> Option<Network> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -362,30 +356,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
-}
-
-fn unreachable(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Unreachable {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn invalid(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::InvalidResponse {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn rejected(call: &'static str, detail: impl Into<String>) -> LightningError {
-    LightningError::Rejected {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
 }
 
 fn transport_error(call: &'static str, err: &reqwest::Error) -> LightningError {
