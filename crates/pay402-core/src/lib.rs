@@ -8,6 +8,8 @@
 //!
 //! Rails:
 //! - [`l402`]: L402 (and legacy LSAT): macaroons + Lightning invoices.
+//! - [`x402`]: x402 v1 and v2: signed EIP-3009 token transfers (`exact` on EVM).
+//! - [`bitreq`]: 21 BitRequests (two1): on-chain, bit-transfer and CLTV payment channels.
 //!
 //! ```
 //! use pay402_core::l402::{Credential, ChallengeSet};
@@ -23,9 +25,11 @@
 
 pub mod auth_header;
 pub mod b64;
+pub mod bitreq;
 pub mod ct;
 pub mod l402;
 pub mod lightning;
 pub mod money;
 pub mod problem;
 pub mod time;
+pub mod x402;
