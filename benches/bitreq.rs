@@ -196,5 +196,49 @@ fn bit_transfer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, headers, onchain, bit_transfer);
+/// The pure channel server path of one `PUT` + redemption: form body decode,
+/// the §4.5 checks inside `receive_payment`, and the single-use redeem.
+fn channel_state(c: &mut Criterion) {
+    use pay402_core::bitreq::rest::{PaymentRequest, decode_request, encode_form};
+    use pay402_core::bitreq::state::ServerChannel;
+    use pay402_core::time::UnixTime;
+
+    let mut g = c.benchmark_group("bitreq_channel_state");
+    let ck = key(0x44);
+    let secp = Secp256k1::new();
+    let redeem = RedeemScript::new(
+        key(0x55).public_key(&secp),
+        ck.public_key(&secp),
+        1_600_000_000,
+        ExpiryEncoding::Two1Raw,
+    )
+    .expect("valid");
+    let params = ChannelParams {
+        redeem,
+        deposit: OutPoint::null(),
+        deposit_value: Sat(111_000),
+        fee: Sat(10_000),
+        min_output: Sat(3_000),
+    };
+    let half = params.half_signed_payment(Sat(5_000), &ck).expect("signs");
+    let body = encode_form(&PaymentRequest {
+        payment_tx: serialize_hex(&half),
+    });
+    let mut ready = ServerChannel::new(params, true);
+    ready.on_deposit(0).expect("ready");
+    g.bench_function("put_then_redeem", |b| {
+        b.iter(|| {
+            let mut ch = ready.clone();
+            let req: PaymentRequest = decode_request(black_box(body.as_bytes())).expect("body");
+            let tx = req.decode().expect("tx");
+            let paid = ch
+                .receive_payment(&tx, UnixTime(1_500_000_000))
+                .expect("accepted");
+            black_box(ch.redeem(&paid.token, Sat(5_000)).expect("redeemed"))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, headers, onchain, bit_transfer, channel_state);
 criterion_main!(benches);

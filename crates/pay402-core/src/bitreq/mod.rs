@@ -7,7 +7,10 @@
 //! - [`onchain`]: verifying a presented raw transaction, and building one;
 //! - [`channel`]: payment channel protocol v2 (CLTV) templates: the redeem
 //!   script, deposit / refund / payment transactions, the token and the close
-//!   signature.
+//!   signature;
+//! - [`rest`]: the five REST bodies of the channel server, and pay402's JSON
+//!   error body;
+//! - [`state`]: the server and client channel state machines (pure).
 //!
 //! Everything is sans-IO: keys, time and prevout amounts are parameters.
 //!
@@ -33,6 +36,8 @@ pub mod channel;
 mod error;
 pub mod headers;
 pub mod onchain;
+pub mod rest;
+pub mod state;
 pub mod transfer;
 
 pub use channel::{
@@ -41,6 +46,7 @@ pub use channel::{
 pub use error::BitreqError;
 pub use headers::{PaymentInfo, Proof};
 pub use onchain::{AmountRule, OnChainPolicy, SpendKind, SpendableUtxo, VerifiedOnChain};
+pub use state::{ChannelError, ClientChannel, ClientState, ServerChannel, ServerState};
 pub use transfer::{BitTransfer, SignedTransfer};
 
 use bitcoin::secp256k1::{All, Secp256k1};

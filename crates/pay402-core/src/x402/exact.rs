@@ -34,6 +34,7 @@ use alloy_primitives::{B256, U256};
 use crate::problem::Reason;
 use crate::time::UnixTime;
 
+use super::borrowed::PaymentPayloadV2Ref;
 use super::evm::{Eip712Domain, EvmAddress, TransferAuthorization, recover_signer};
 use super::network;
 use super::types::{
@@ -159,7 +160,8 @@ struct Common<'a> {
 }
 
 fn check_common(
-    payload: &ExactEvmPayload,
+    auth: &TransferAuthorization,
+    signature: &[u8],
     req: &Common<'_>,
     now: UnixTime,
     value_ok: impl FnOnce(&TokenAmount) -> bool,
@@ -183,11 +185,9 @@ fn check_common(
         .map_err(|_| ExactEvmError::InvalidRequirements)?;
 
     // Step 4: the signature (EOA only; see the module docs).
-    let auth = &payload.authorization;
     let domain = Eip712Domain::new(name, version, chain_id, asset);
     let digest = auth.signing_hash(&domain);
-    let signer = recover_signer(&digest, payload.signature.as_bytes())
-        .map_err(|_| ExactEvmError::Signature)?;
+    let signer = recover_signer(&digest, signature).map_err(|_| ExactEvmError::Signature)?;
     if signer != auth.from {
         return Err(ExactEvmError::Signature);
     }
@@ -257,7 +257,60 @@ pub fn verify_v2(
     }
     let amount = requirements.amount;
     check_common(
-        &payment.payload,
+        &payment.payload.authorization,
+        payment.payload.signature.as_bytes(),
+        &Common {
+            network: &requirements.network,
+            asset: &requirements.asset,
+            pay_to: &requirements.pay_to,
+            extra: requirements.extra.as_ref(),
+        },
+        now,
+        |v| *v == amount,
+    )
+}
+
+/// [`verify_v2`] for a payment decoded with the borrowed path
+/// ([`PaymentPayloadV2Ref`]): the same checks, order and errors, no
+/// conversion to the owned type.
+///
+/// ```
+/// use pay402_core::x402::{exact, borrowed::PaymentPayloadV2Ref};
+/// # let header = "eyJ4NDAyVmVyc2lvbiI6MiwicmVzb3VyY2UiOnsidXJsIjoiaHR0cHM6Ly9hcGkuZXhhbXBsZS5jb20vcHJlbWl1bS1kYXRhIiwiZGVzY3JpcHRpb24iOiJBY2Nlc3MgdG8gcHJlbWl1bSBtYXJrZXQgZGF0YSIsIm1pbWVUeXBlIjoiYXBwbGljYXRpb24vanNvbiJ9LCJhY2NlcHRlZCI6eyJzY2hlbWUiOiJleGFjdCIsIm5ldHdvcmsiOiJlaXAxNTU6ODQ1MzIiLCJhbW91bnQiOiIxMDAwMCIsImFzc2V0IjoiMHgwMzZDYkQ1Mzg0MmM1NDI2NjM0ZTc5Mjk1NDFlQzIzMThmM2RDRjdlIiwicGF5VG8iOiIweDIwOTY5M0JjNmFmYzBDNTMyOGJBMzZGYUYwM0M1MTRFRjMxMjI4N0MiLCJtYXhUaW1lb3V0U2Vjb25kcyI6NjAsImV4dHJhIjp7Im5hbWUiOiJVU0RDIiwidmVyc2lvbiI6IjIifX0sInBheWxvYWQiOnsic2lnbmF0dXJlIjoiMHgyZDZhNzU4OGQ2YWNjYTUwNWNiZjBkOWE0YTIyN2UwYzUyYzZjMzQwMDhjOGU4OTg2YTEyODMyNTk3NjQxNzM2MDhhMmNlNjQ5NjY0MmUzNzdkNmRhOGRiYmY1ODM2ZTliZDE1MDkyZjllY2FiMDVkZWQzZDYyOTNhZjE0OGI1NzFjIiwiYXV0aG9yaXphdGlvbiI6eyJmcm9tIjoiMHg4NTdiMDY1MTlFOTFlM0E1NDUzODc5MWJEYmIwRTIyMzczZTM2YjY2IiwidG8iOiIweDIwOTY5M0JjNmFmYzBDNTMyOGJBMzZGYUYwM0M1MTRFRjMxMjI4N0MiLCJ2YWx1ZSI6IjEwMDAwIiwidmFsaWRBZnRlciI6IjE3NDA2NzIwODkiLCJ2YWxpZEJlZm9yZSI6IjE3NDA2NzIxNTQiLCJub25jZSI6IjB4ZjM3NDY2MTNjMmQ5MjBiNWZkYWJjMDg1NmYyYWViMmQ0Zjg4ZWU2MDM3YjhjYzVkMDRhNzFhNDQ2MmYxMzQ4MCJ9fX0=";
+/// let mut buf = Vec::new();
+/// let payment = PaymentPayloadV2Ref::decode_header(header, &mut buf).unwrap();
+/// let req = payment.accepted.to_owned_requirements();
+/// let err = exact::verify_v2_ref(&payment, &req, pay402_core::time::UnixTime(1_740_672_149)).unwrap_err();
+/// assert_eq!(err, exact::ExactEvmError::ValidBefore);
+/// ```
+pub fn verify_v2_ref(
+    payment: &PaymentPayloadV2Ref<'_>,
+    requirements: &PaymentRequirements,
+    now: UnixTime,
+) -> Result<VerifiedExact, ExactEvmError> {
+    if payment.x402_version != X402_V2 {
+        return Err(ExactEvmError::Version);
+    }
+    // Step 1.
+    if payment.accepted.scheme != SCHEME_EXACT || requirements.scheme != SCHEME_EXACT {
+        return Err(ExactEvmError::Scheme);
+    }
+    // Step 2.
+    if requirements
+        .extra
+        .as_ref()
+        .is_none_or(|e| e.name().is_none() || e.version().is_none())
+    {
+        return Err(ExactEvmError::MissingEip712Domain);
+    }
+    // Step 3.
+    if payment.accepted.network != requirements.network.as_str() {
+        return Err(ExactEvmError::NetworkMismatch);
+    }
+    let amount = requirements.amount;
+    check_common(
+        &payment.payload.authorization,
+        payment.payload.signature.as_bytes(),
         &Common {
             network: &requirements.network,
             asset: &requirements.asset,
@@ -314,7 +367,8 @@ pub fn verify_v1(
     }
     let min = requirements.max_amount_required;
     check_common(
-        &payment.payload,
+        &payment.payload.authorization,
+        payment.payload.signature.as_bytes(),
         &Common {
             network: &requirements.network,
             asset: &requirements.asset,

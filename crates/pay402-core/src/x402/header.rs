@@ -10,8 +10,8 @@
 //! assert_eq!(header::PAYMENT_RESPONSE, "PAYMENT-RESPONSE");
 //! ```
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::b64;
 use crate::problem::Reason;
@@ -112,6 +112,11 @@ pub fn decode_with<T: DeserializeOwned>(
     max_len: usize,
     buf: &mut Vec<u8>,
 ) -> Result<T, HeaderError> {
+    decode_base64(value, max_len, buf)?;
+    serde_json::from_slice(buf).map_err(|e| HeaderError::Json(e.to_string()))
+}
+
+fn decode_base64(value: &str, max_len: usize, buf: &mut Vec<u8>) -> Result<(), HeaderError> {
     let value = value.trim_matches(|c| c == ' ' || c == '\t');
     if value.len() > max_len {
         return Err(HeaderError::TooLarge);
@@ -123,8 +128,35 @@ pub fn decode_with<T: DeserializeOwned>(
         b64::Base64Error::TooLong => HeaderError::TooLarge,
         b64::Base64Error::Empty => HeaderError::Empty,
         _ => HeaderError::Base64,
-    })?;
-    serde_json::from_slice(buf).map_err(|e| HeaderError::Json(e.to_string()))
+    })
+}
+
+/// Like [`decode_with`], but the result may borrow from `buf` (for types
+/// such as [`PaymentPayloadV2Ref`](super::borrowed::PaymentPayloadV2Ref)
+/// whose strings are `Cow`s into the decoded JSON).
+///
+/// ```
+/// use pay402_core::x402::header::decode_borrowed;
+/// let mut buf = Vec::new();
+/// let s: &str = decode_borrowed("ImhpIg==", 1024, &mut buf).unwrap(); // "hi"
+/// assert_eq!(s, "hi");
+/// ```
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(
+    value: &str,
+    max_len: usize,
+    buf: &'a mut Vec<u8>,
+) -> Result<T, HeaderError> {
+    decode_base64(value, max_len, buf)?;
+    let buf: &'a Vec<u8> = buf;
+    // When the whole buffer is UTF-8 (always, for honest clients), one check
+    // of it replaces serde_json's per-string checks. Otherwise from_slice, as
+    // the owned path, which tolerates bad UTF-8 inside ignored values: both
+    // paths accept exactly the same input.
+    match std::str::from_utf8(buf) {
+        Ok(json) => serde_json::from_str(json),
+        Err(_) => serde_json::from_slice(buf),
+    }
+    .map_err(|e| HeaderError::Json(e.to_string()))
 }
 
 /// Encodes `value` as standard padded base64 of compact JSON.

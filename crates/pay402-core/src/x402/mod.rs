@@ -11,6 +11,10 @@
 //! - [`evm`]: addresses, EIP-712 hashing (`TransferWithAuthorization`,
 //!   EIP-2612 `Permit`), signer recovery with libsecp256k1;
 //! - [`permit`]: the local EIP-2612 permit checks of the x402_mock dialect;
+//! - [`borrowed`]: a zero-copy decode path for `PAYMENT-SIGNATURE`
+//!   ([`borrowed::PaymentPayloadV2Ref`]), verified by [`exact::verify_v2_ref`];
+//! - [`mock`]: the x402_mock dialect's wire types and a bound, HMAC-signed
+//!   access token;
 //! - [`exact`]: local verification of `exact` EVM payments, in the reference
 //!   order with the reference error strings.
 //!
@@ -56,9 +60,11 @@
 //! ```
 
 pub mod amount;
+pub mod borrowed;
 pub mod evm;
 pub mod exact;
 pub mod header;
+pub mod mock;
 pub mod network;
 pub mod permit;
 pub mod types;
