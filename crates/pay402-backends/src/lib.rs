@@ -57,3 +57,6 @@ pub mod lnbits;
 
 #[cfg(feature = "ldk")]
 pub mod ldk;
+
+#[cfg(feature = "bitcoind")]
+pub mod bitcoind;

@@ -26,6 +26,7 @@
 pub mod auth_header;
 pub mod b64;
 pub mod bitreq;
+pub mod chain;
 pub mod ct;
 pub mod l402;
 pub mod lightning;

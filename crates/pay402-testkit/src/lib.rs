@@ -6,13 +6,17 @@
 //! - [`bcoin::Bcoin`]: a real Bitcoin regtest full node (bcoin 1.0.2 from npm,
 //!   adjusted to look like Bitcoin Core's regtest to Rust clients), with a
 //!   JSON-RPC client, mining and wallet funding helpers.
+//! - [`anvil::Anvil`]: a real EVM chain (Foundry's anvil 1.7.1 from npm) with
+//!   Circle's FiatTokenV2_2 deployed and initialised like mainnet USDC
+//!   ([`anvil::Anvil::deploy_usdc`]): real EIP-3009 and EIP-2612.
 //!
 //! Peers are installed on first use into a cache directory the harness owns
 //! (see [`peers_dir`]), guarded by a cross-process file lock so parallel test
 //! binaries install once. Each started peer is an independent process on free
 //! loopback ports, stopped by its own PID when its handle is dropped (also
-//! when a test panics); a launcher also exits by itself when its stdin closes,
-//! so no peer outlives a killed test process.
+//! when a test panics); the bcoin launcher also exits by itself when its stdin
+//! closes, so it cannot outlive a killed test process (anvil cannot do that:
+//! a SIGKILLed test run may leave an anvil behind).
 //!
 //! A test that needs a peer and cannot start it fails with a [`PeerError`]
 //! saying what is missing; it is never silently skipped.
@@ -31,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod anvil;
 pub mod bcoin;
 mod error;
 mod npm;
