@@ -60,3 +60,6 @@ pub mod ldk;
 
 #[cfg(feature = "bitcoind")]
 pub mod bitcoind;
+
+#[cfg(feature = "esplora")]
+pub mod esplora;

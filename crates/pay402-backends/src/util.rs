@@ -260,6 +260,7 @@ pub(crate) mod client {
 /// needs a `CONFIGURE` constant in the module,
 /// `unreachable`, `invalid`, `rejected`), each tagging the error with the
 /// backend's name and the node call that failed.
+#[allow(unused_macros)] // feature sets without a Lightning backend use none
 macro_rules! backend_errors {
     ($backend:expr) => {
         /// A configuration problem (reported as call `CONFIGURE`).
@@ -299,6 +300,7 @@ macro_rules! backend_errors {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use backend_errors;
 
 #[cfg(test)]
