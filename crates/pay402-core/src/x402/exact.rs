@@ -236,37 +236,14 @@ pub fn verify_v2(
     requirements: &PaymentRequirements,
     now: UnixTime,
 ) -> Result<VerifiedExact, ExactEvmError> {
-    if payment.x402_version != X402_V2 {
-        return Err(ExactEvmError::Version);
-    }
-    // Step 1.
-    if payment.accepted.scheme != SCHEME_EXACT || requirements.scheme != SCHEME_EXACT {
-        return Err(ExactEvmError::Scheme);
-    }
-    // Step 2.
-    if requirements
-        .extra
-        .as_ref()
-        .is_none_or(|e| e.name().is_none() || e.version().is_none())
-    {
-        return Err(ExactEvmError::MissingEip712Domain);
-    }
-    // Step 3.
-    if payment.accepted.network != requirements.network {
-        return Err(ExactEvmError::NetworkMismatch);
-    }
-    let amount = requirements.amount;
-    check_common(
+    verify_v2_parts(
+        payment.x402_version,
+        &payment.accepted.scheme,
+        &payment.accepted.network,
         &payment.payload.authorization,
         payment.payload.signature.as_bytes(),
-        &Common {
-            network: &requirements.network,
-            asset: &requirements.asset,
-            pay_to: &requirements.pay_to,
-            extra: requirements.extra.as_ref(),
-        },
+        requirements,
         now,
-        |v| *v == amount,
     )
 }
 
@@ -288,11 +265,33 @@ pub fn verify_v2_ref(
     requirements: &PaymentRequirements,
     now: UnixTime,
 ) -> Result<VerifiedExact, ExactEvmError> {
-    if payment.x402_version != X402_V2 {
+    verify_v2_parts(
+        payment.x402_version,
+        &payment.accepted.scheme,
+        &payment.accepted.network,
+        &payment.payload.authorization,
+        payment.payload.signature.as_bytes(),
+        requirements,
+        now,
+    )
+}
+
+/// The v2 checks in the reference order, shared by [`verify_v2`] and
+/// [`verify_v2_ref`] so the owned and borrowed paths cannot drift apart.
+fn verify_v2_parts(
+    version: u32,
+    accepted_scheme: &str,
+    accepted_network: &str,
+    authorization: &TransferAuthorization,
+    signature: &[u8],
+    requirements: &PaymentRequirements,
+    now: UnixTime,
+) -> Result<VerifiedExact, ExactEvmError> {
+    if version != X402_V2 {
         return Err(ExactEvmError::Version);
     }
     // Step 1.
-    if payment.accepted.scheme != SCHEME_EXACT || requirements.scheme != SCHEME_EXACT {
+    if accepted_scheme != SCHEME_EXACT || requirements.scheme != SCHEME_EXACT {
         return Err(ExactEvmError::Scheme);
     }
     // Step 2.
@@ -304,13 +303,13 @@ pub fn verify_v2_ref(
         return Err(ExactEvmError::MissingEip712Domain);
     }
     // Step 3.
-    if payment.accepted.network != requirements.network.as_str() {
+    if accepted_network != requirements.network.as_str() {
         return Err(ExactEvmError::NetworkMismatch);
     }
     let amount = requirements.amount;
     check_common(
-        &payment.payload.authorization,
-        payment.payload.signature.as_bytes(),
+        authorization,
+        signature,
         &Common {
             network: &requirements.network,
             asset: &requirements.asset,
