@@ -15,6 +15,8 @@
 //!   ([`borrowed::PaymentPayloadV2Ref`]), verified by [`exact::verify_v2_ref`];
 //! - [`mock`]: the x402_mock dialect's wire types and a bound, HMAC-signed
 //!   access token;
+//! - [`facilitator`]: the [`Facilitator`] port (verify, settle, supported)
+//!   that backends implement and servers call;
 //! - [`exact`]: local verification of `exact` EVM payments, in the reference
 //!   order with the reference error strings.
 //!
@@ -63,14 +65,17 @@ pub mod amount;
 pub mod borrowed;
 pub mod evm;
 pub mod exact;
+pub mod facilitator;
 pub mod header;
 pub mod mock;
+pub mod mock_chain;
 pub mod network;
 pub mod permit;
 pub mod types;
 
 pub use amount::{EvmTimestamp, TokenAmount};
 pub use exact::{ExactEvmError, VerifiedExact};
+pub use facilitator::{Facilitator, FacilitatorError, PaymentRequest};
 pub use header::{HeaderError, HeaderValue};
 pub use types::{
     ExactEvmPayload, Extra, FacilitatorRequest, FacilitatorRequestV1, FacilitatorRequestV2,

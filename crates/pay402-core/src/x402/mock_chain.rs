@@ -1,0 +1,1 @@
+//! Work in progress: the chain port of the x402_mock permit flow.
