@@ -74,7 +74,7 @@ pub fn ms(d: Duration) -> String {
 /// assert_eq!(pay402_examples::sats(Msat(1_500)), "1.500 sat");
 /// ```
 pub fn sats(m: pay402_core::money::Msat) -> String {
-    if m.0 % 1000 == 0 {
+    if m.0.is_multiple_of(1000) {
         format!("{} sat", m.0 / 1000)
     } else {
         format!("{}.{:03} sat", m.0 / 1000, m.0 % 1000)

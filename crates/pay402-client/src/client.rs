@@ -614,10 +614,10 @@ impl Inner {
                     });
                 }
                 Verdict::Rejected => {
-                    if let Some(token) = &sent {
-                        if self.cache.evict_if_current(&key, token) {
-                            info!(payment_hash = %token.payment_hash, "token refused with 401; evicted");
-                        }
+                    if let Some(token) = &sent
+                        && self.cache.evict_if_current(&key, token)
+                    {
+                        info!(payment_hash = %token.payment_hash, "token refused with 401; evicted");
                     }
                     return Ok(Paid {
                         response,
@@ -628,10 +628,10 @@ impl Inner {
                 Verdict::Challenge => {}
             }
             // Our credential, if we sent one, was refused.
-            if let Some(token) = sent.take() {
-                if self.cache.evict_if_current(&key, &token) {
-                    info!(payment_hash = %token.payment_hash, status = %response.status(), "cached token refused; evicted");
-                }
+            if let Some(token) = sent.take()
+                && self.cache.evict_if_current(&key, &token)
+            {
+                info!(payment_hash = %token.payment_hash, status = %response.status(), "cached token refused; evicted");
             }
             let responded = origin_of(response.url());
             if responded != key.origin() {
@@ -644,17 +644,15 @@ impl Inner {
                 return Err(ClientError::BodyNotCloneable);
             };
             let guard = self.cache.lock_key(&key).await;
-            if !tried_peer_token {
-                if let Some(peer) = self.cache.get(&key) {
-                    // Someone paid while we waited: try their token once.
-                    drop(guard);
-                    tried_peer_token = true;
-                    debug!(payment_hash = %peer.payment_hash, "retrying with a token paid by a concurrent request");
-                    let retry = with_token(template, &peer)?;
-                    sent = Some(peer);
-                    response = self.http.execute(retry).await?;
-                    continue;
-                }
+            if !tried_peer_token && let Some(peer) = self.cache.get(&key) {
+                // Someone paid while we waited: try their token once.
+                drop(guard);
+                tried_peer_token = true;
+                debug!(payment_hash = %peer.payment_hash, "retrying with a token paid by a concurrent request");
+                let retry = with_token(template, &peer)?;
+                sent = Some(peer);
+                response = self.http.execute(retry).await?;
+                continue;
             }
             let challenge = parse_challenge(&response)?;
             drop(response);

@@ -54,7 +54,7 @@ pub fn decode_any_into(s: &str, max_decoded: usize, out: &mut Vec<u8>) -> Result
     }
     // SIMD decoding (base64-simd). Padding decides the engine: a length that
     // is a multiple of 4 may carry padding, any other length must not.
-    let padded = bytes.len() % 4 == 0;
+    let padded = bytes.len().is_multiple_of(4);
     let (std_engine, url_engine) = if padded {
         (&base64_simd::STANDARD, &base64_simd::URL_SAFE)
     } else {

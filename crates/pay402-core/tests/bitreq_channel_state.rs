@@ -773,11 +773,11 @@ fn rest_decoding_never_panics_on_mangled_bodies() {
                 if let Ok(r) = decode_request::<OpenRequest>(&m) {
                     let _ = r.decode();
                 }
-                if let Ok(r) = decode_request::<PaymentRequest>(&m) {
-                    if let Ok(t) = r.decode() {
-                        let mut ch = ready_server();
-                        let _ = ch.receive_payment(&t, EARLY);
-                    }
+                if let Ok(r) = decode_request::<PaymentRequest>(&m)
+                    && let Ok(t) = r.decode()
+                {
+                    let mut ch = ready_server();
+                    let _ = ch.receive_payment(&t, EARLY);
                 }
             }
         }

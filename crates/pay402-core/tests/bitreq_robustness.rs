@@ -88,11 +88,11 @@ fn mutation_loop_never_panics() {
     for _ in 0..20_000 {
         let t = mutate(&mut rng, transfer.transfer.as_bytes());
         let a = mutate(&mut rng, transfer.authorization.as_bytes());
-        if let (Ok(t), Ok(a)) = (std::str::from_utf8(&t), std::str::from_utf8(&a)) {
-            if verify(t, a).is_ok() {
-                // Only a semantically identical header may still verify.
-                assert_eq!(t, transfer.transfer);
-            }
+        if let (Ok(t), Ok(a)) = (std::str::from_utf8(&t), std::str::from_utf8(&a))
+            && verify(t, a).is_ok()
+        {
+            // Only a semantically identical header may still verify.
+            assert_eq!(t, transfer.transfer);
         }
         let _ = Proof::from_pairs([("bitcoin-transfer", &t[..]), ("authorization", &a[..])]);
         let price = mutate(&mut rng, b"3500");

@@ -432,11 +432,12 @@ where
         return inner.call(Request::from_parts(parts, body)).await;
     };
 
-    if let Some(e) = &rejection {
-        if cfg.reject_mode == RejectMode::Spec && e.status() == 400 {
-            tracing::Span::current().record("outcome", "malformed");
-            return Ok(respond::problem(&Problem::from_reason(e, 400)));
-        }
+    if let Some(e) = &rejection
+        && cfg.reject_mode == RejectMode::Spec
+        && e.status() == 400
+    {
+        tracing::Span::current().record("outcome", "malformed");
+        return Ok(respond::problem(&Problem::from_reason(e, 400)));
     }
 
     let challenge = match mint(shared, amount, &parts, body_bytes.as_deref(), now).await {

@@ -634,7 +634,7 @@ impl Lnbits {
         if req.amount == Msat::ZERO {
             return Err(rejected(CREATE, "amount must be positive"));
         }
-        if req.amount.0 % 1000 != 0 {
+        if !req.amount.0.is_multiple_of(1000) {
             return Err(rejected(
                 CREATE,
                 format!(
@@ -718,13 +718,12 @@ impl Lnbits {
             .details
             .as_ref()
             .and_then(|d| d.payment_hash.as_deref())
+            && h.trim().parse::<PaymentHash>().ok().as_ref() != Some(hash)
         {
-            if h.trim().parse::<PaymentHash>().ok().as_ref() != Some(hash) {
-                return Err(invalid(
-                    call,
-                    "details.payment_hash differs from the requested hash",
-                ));
-            }
+            return Err(invalid(
+                call,
+                "details.payment_hash differs from the requested hash",
+            ));
         }
         Ok(Some(check))
     }
@@ -793,23 +792,23 @@ impl Lnbits {
         let deadline = started + req.timeout;
 
         // Idempotency: did this wallet pay (or start paying) it already?
-        if let Some(check) = self.check(CHECK, &hash, Key::Admin).await? {
-            if check.is_ours_outgoing() {
-                match check.state() {
-                    CheckState::Paid => {
-                        tracing::info!(
-                            "invoice already paid by this wallet; returning the earlier payment"
-                        );
-                        return check
-                            .into_payment(hash, amount)
-                            .map_err(|e| invalid(CHECK, e));
-                    }
-                    CheckState::Pending => {
-                        tracing::info!("a payment of this invoice is in flight; waiting for it");
-                        return self.poll(hash, amount, deadline).await;
-                    }
-                    CheckState::Failed => {}
+        if let Some(check) = self.check(CHECK, &hash, Key::Admin).await?
+            && check.is_ours_outgoing()
+        {
+            match check.state() {
+                CheckState::Paid => {
+                    tracing::info!(
+                        "invoice already paid by this wallet; returning the earlier payment"
+                    );
+                    return check
+                        .into_payment(hash, amount)
+                        .map_err(|e| invalid(CHECK, e));
                 }
+                CheckState::Pending => {
+                    tracing::info!("a payment of this invoice is in flight; waiting for it");
+                    return self.poll(hash, amount, deadline).await;
+                }
+                CheckState::Failed => {}
             }
         }
 
@@ -836,10 +835,10 @@ impl Lnbits {
         if status.is_success() {
             let resp: PayResponse = serde_json::from_slice(&bytes)
                 .map_err(|e| invalid(PAY, format!("malformed JSON: {e}")))?;
-            if let Some(h) = resp.payment_hash.as_deref() {
-                if h.trim().parse::<PaymentHash>().ok() != Some(hash) {
-                    return Err(invalid(PAY, "payment_hash differs from the invoice's"));
-                }
+            if let Some(h) = resp.payment_hash.as_deref()
+                && h.trim().parse::<PaymentHash>().ok() != Some(hash)
+            {
+                return Err(invalid(PAY, "payment_hash differs from the invoice's"));
             }
             return self.poll(hash, amount, deadline).await;
         }

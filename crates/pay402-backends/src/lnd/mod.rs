@@ -598,10 +598,10 @@ impl LndRest {
         let url = self.endpoint(LOOKUP, &format!("v1/invoice/{}", hash.to_hex()))?;
         let (status, bytes) = self.unary(LOOKUP, self.http.get(url)).await?;
         if !status.is_success() {
-            if let Some(g) = parse_grpc_error(&bytes) {
-                if g.code == code::NOT_FOUND || g.message.contains("unable to locate invoice") {
-                    return Err(LightningError::NotFound);
-                }
+            if let Some(g) = parse_grpc_error(&bytes)
+                && (g.code == code::NOT_FOUND || g.message.contains("unable to locate invoice"))
+            {
+                return Err(LightningError::NotFound);
             }
             return Err(http_error(LOOKUP, status, &bytes));
         }

@@ -282,15 +282,15 @@ impl VerifiedTransfer {
         if !rule.accepts(self.amount, price) {
             return Err(BitreqError::IncorrectAmount);
         }
-        if let Some(u) = payee_username {
-            if self.payee_username.as_deref() != Some(u) {
-                return Err(BitreqError::PayeeMismatch);
-            }
+        if let Some(u) = payee_username
+            && self.payee_username.as_deref() != Some(u)
+        {
+            return Err(BitreqError::PayeeMismatch);
         }
-        if let Some(a) = payee_address {
-            if self.payee_address.as_deref() != Some(a) {
-                return Err(BitreqError::PayeeMismatch);
-            }
+        if let Some(a) = payee_address
+            && self.payee_address.as_deref() != Some(a)
+        {
+            return Err(BitreqError::PayeeMismatch);
         }
         Ok(())
     }

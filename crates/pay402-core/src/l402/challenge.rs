@@ -287,10 +287,10 @@ impl<'a> ChallengeSet<'a> {
                 }
             }
         }
-        if challenges.is_empty() {
-            if let Some(e) = first_error {
-                return Err(e);
-            }
+        if challenges.is_empty()
+            && let Some(e) = first_error
+        {
+            return Err(e);
         }
         Ok(ChallengeSet { challenges })
     }

@@ -234,11 +234,11 @@ impl<'a> Reader<'a> {
     #[inline]
     fn varint(&mut self) -> Result<u64, MacaroonError> {
         // Tags and lengths below 128 (nearly all of them) are one byte.
-        if let Some(&b) = self.b.get(self.i) {
-            if b < 0x80 {
-                self.i += 1;
-                return Ok(u64::from(b));
-            }
+        if let Some(&b) = self.b.get(self.i)
+            && b < 0x80
+        {
+            self.i += 1;
+            return Ok(u64::from(b));
         }
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7).take(10) {
