@@ -67,6 +67,9 @@ use crate::problem::Reason;
 /// assert_eq!(request.network(), "eip155:31337");
 /// assert_eq!(serde_json::to_string(&request).unwrap(), json);
 /// ```
+// Built once per payment and passed by reference: boxing the larger v2
+// variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum PaymentRequest {
     /// x402 v1 (`X-PAYMENT`, network slugs, `maxAmountRequired`).
