@@ -63,3 +63,9 @@ pub mod bitcoind;
 
 #[cfg(feature = "esplora")]
 pub mod esplora;
+
+#[cfg(feature = "x402")]
+pub mod x402;
+
+#[cfg(feature = "x402-mock")]
+pub mod x402_mock;

@@ -42,6 +42,15 @@ mod client;
 mod error;
 mod redirect;
 
+#[cfg(feature = "x402")]
+pub mod x402;
+
+#[cfg(feature = "x402-mock")]
+pub mod x402_mock;
+
+#[cfg(feature = "bitreq")]
+pub mod bitreq;
+
 pub use cache::TokenScope;
 pub use client::{
     DEFAULT_MAX_FEE, DEFAULT_MAX_PRICE, DEFAULT_PAYMENT_TIMEOUT, L402Client, L402ClientBuilder,

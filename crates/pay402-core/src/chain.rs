@@ -256,6 +256,35 @@ pub trait BitcoinChain: Send + Sync {
     async fn estimate_fee_rate(&self, target_blocks: u16) -> Result<Option<FeeRate>, ChainError>;
     /// The height of the node's best block.
     async fn block_height(&self) -> Result<u64, ChainError>;
+    /// The unspent outputs paying `address`, for a wallet that has no node
+    /// wallet of its own.
+    ///
+    /// What a backend sees differs: outputs created in the mempool may be
+    /// missing, and outputs spent in the mempool may still be listed (Bitcoin
+    /// Core's `scantxoutset` looks at the confirmed UTXO set only). Callers
+    /// must check each output with [`BitcoinChain::get_tx_out`] before
+    /// spending it. The default body answers [`ChainError::Rejected`] (call
+    /// `list_unspent`): the backend cannot list outputs by address.
+    ///
+    /// ```
+    /// use pay402_core::chain::{BitcoinChain, ChainError};
+    /// use pay402_core::money::Sat;
+    /// async fn balance(chain: &dyn BitcoinChain, address: &bitcoin::Address) -> Result<Sat, ChainError> {
+    ///     let utxos = chain.list_unspent(address).await?;
+    ///     Ok(Sat(utxos.iter().map(|(_, out)| out.value.0).sum()))
+    /// }
+    /// ```
+    async fn list_unspent(
+        &self,
+        address: &bitcoin::Address,
+    ) -> Result<Vec<(OutPoint, TxOutInfo)>, ChainError> {
+        Err(ChainError::Rejected {
+            backend: "chain",
+            call: "list_unspent",
+            code: 0,
+            message: format!("this chain backend cannot list the unspent outputs of {address}"),
+        })
+    }
 }
 
 #[async_trait]
@@ -274,5 +303,11 @@ impl<T: BitcoinChain + ?Sized> BitcoinChain for std::sync::Arc<T> {
     }
     async fn block_height(&self) -> Result<u64, ChainError> {
         (**self).block_height().await
+    }
+    async fn list_unspent(
+        &self,
+        address: &bitcoin::Address,
+    ) -> Result<Vec<(OutPoint, TxOutInfo)>, ChainError> {
+        (**self).list_unspent(address).await
     }
 }

@@ -33,6 +33,15 @@ mod layer;
 pub mod respond;
 pub mod store;
 
+#[cfg(feature = "x402")]
+pub mod x402;
+
+#[cfg(feature = "x402-mock")]
+pub mod x402_mock;
+
+#[cfg(feature = "bitreq")]
+pub mod bitreq;
+
 pub use config::{L402Config, Price, PriceFuture, PriceRequest, RejectMode};
 pub use keycache::KeyCache;
 pub use layer::{BoxedResponse, L402Future, L402Layer, L402Service, PaidToken};

@@ -485,6 +485,79 @@ impl Anvil {
         parse_quantity_u64("eth_chainId", &v)
     }
 
+    /// Turns anvil's automine on (the default: every transaction is mined at
+    /// once in its own block) or off (transactions wait in the mempool until
+    /// [`Anvil::mine`]), with `evm_setAutomine`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Anvil::rpc`].
+    ///
+    /// ```no_run
+    /// # let chain = pay402_testkit::anvil::Anvil::start()?;
+    /// chain.set_automine(false)?;
+    /// // ... send a transaction: it stays pending ...
+    /// chain.mine()?;
+    /// chain.set_automine(true)?;
+    /// # Ok::<(), pay402_testkit::PeerError>(())
+    /// ```
+    pub fn set_automine(&self, on: bool) -> Result<(), PeerError> {
+        self.rpc("evm_setAutomine", json!([on])).map(|_| ())
+    }
+
+    /// Mines one block with the pending transactions (`evm_mine`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Anvil::rpc`].
+    ///
+    /// ```no_run
+    /// # let chain = pay402_testkit::anvil::Anvil::start()?;
+    /// chain.mine()?;
+    /// assert_eq!(chain.block_number()?, 1);
+    /// # Ok::<(), pay402_testkit::PeerError>(())
+    /// ```
+    pub fn mine(&self) -> Result<(), PeerError> {
+        self.rpc("evm_mine", Value::Null).map(|_| ())
+    }
+
+    /// The latest block number (`eth_blockNumber`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Anvil::rpc`], or [`PeerError::Protocol`] on a malformed answer.
+    ///
+    /// ```no_run
+    /// # let chain = pay402_testkit::anvil::Anvil::start()?;
+    /// assert_eq!(chain.block_number()?, 0);
+    /// # Ok::<(), pay402_testkit::PeerError>(())
+    /// ```
+    pub fn block_number(&self) -> Result<u64, PeerError> {
+        let v = self.rpc("eth_blockNumber", Value::Null)?;
+        parse_quantity_u64("eth_blockNumber", &v)
+    }
+
+    /// The number of transactions sent from `address` (`eth_getTransactionCount`
+    /// at `latest`): its next account nonce.
+    ///
+    /// # Errors
+    ///
+    /// As [`Anvil::rpc`], or [`PeerError::Protocol`] on a malformed answer.
+    ///
+    /// ```no_run
+    /// # let chain = pay402_testkit::anvil::Anvil::start()?;
+    /// let sent = chain.transaction_count(pay402_testkit::anvil::DEV_ACCOUNTS[1].address)?;
+    /// assert_eq!(sent, 0);
+    /// # Ok::<(), pay402_testkit::PeerError>(())
+    /// ```
+    pub fn transaction_count(&self, address: Address) -> Result<u64, PeerError> {
+        let v = self.rpc(
+            "eth_getTransactionCount",
+            json!([address.to_string(), "latest"]),
+        )?;
+        parse_quantity_u64("eth_getTransactionCount", &v)
+    }
+
     /// The default dev accounts ([`DEV_ACCOUNTS`]).
     pub fn dev_accounts(&self) -> &'static [DevAccount] {
         &DEV_ACCOUNTS

@@ -40,6 +40,7 @@ pub mod bcoin;
 mod error;
 mod npm;
 mod process;
+pub mod x402_sdk;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

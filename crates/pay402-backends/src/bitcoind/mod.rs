@@ -7,6 +7,7 @@
 //! | [`BitcoinChain::get_tx_out`] | `gettxout <txid> <vout> true` |
 //! | [`BitcoinChain::estimate_fee_rate`] | `estimatesmartfee <blocks>` |
 //! | [`BitcoinChain::block_height`] | `getblockcount` |
+//! | [`BitcoinChain::list_unspent`] | `scantxoutset start ["addr(<address>)"]`; on nodes without it (bcoin), the node's REST `GET /coin/address/<address>` (needs bcoin's address index) |
 //!
 //! It speaks to Bitcoin Core and to nodes with a Core-compatible RPC (e.g.
 //! bcoin).
@@ -71,7 +72,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -110,6 +111,8 @@ const RPC_VERIFY_REJECTED: i64 = -26;
 const RPC_ALREADY_IN_CHAIN: i64 = -27;
 /// Core and bcoin: `RPC_MISC_ERROR`.
 const RPC_MISC_ERROR: i64 = -1;
+/// JSON-RPC 2.0 / Core / bcoin: method not found.
+const RPC_METHOD_NOT_FOUND: i64 = -32601;
 
 /// How to reach a bitcoind JSON-RPC server.
 ///
@@ -256,6 +259,8 @@ pub struct BitcoindRpc {
     url: Url,
     auth: HeaderValue,
     next_id: AtomicU64,
+    /// Set once the node answered that it has no `scantxoutset` (bcoin).
+    no_scantxoutset: AtomicBool,
 }
 
 impl fmt::Debug for BitcoindRpc {
@@ -452,6 +457,7 @@ impl BitcoindRpc {
             url,
             auth,
             next_id: AtomicU64::new(1),
+            no_scantxoutset: AtomicBool::new(false),
         })
     }
 
@@ -506,6 +512,48 @@ impl BitcoindRpc {
             Err(RpcFail::Rpc { code, message }) if is_not_found(code, &message) => Ok(None),
             Err(e) => Err(e.rejected(CALL)),
         }
+    }
+
+    /// bcoin's REST `GET /coin/address/<address>` (mempool included, outputs
+    /// spent in the mempool left out), for nodes without `scantxoutset`.
+    async fn coins_by_address(
+        &self,
+        address: &bitcoin::Address,
+    ) -> Result<Vec<(OutPoint, TxOutInfo)>, ChainError> {
+        const CALL: &str = "coin/address";
+        let url = self
+            .url
+            .join(&format!("coin/address/{address}"))
+            .map_err(|e| config_error(format!("{CALL}: cannot build the URL: {e}")))?;
+        let resp = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .send()
+            .await
+            .map_err(|e| unreachable(CALL, error_chain(&e)))?;
+        let status = resp.status();
+        let bytes = read_limited(resp, MAX_BODY_BYTES, CALL).await?;
+        if !status.is_success() {
+            return Err(ChainError::Rejected {
+                backend: BACKEND,
+                call: "list_unspent",
+                code: i64::from(status.as_u16()),
+                message: format!(
+                    "the node has neither `scantxoutset` nor an address index                      (`GET /coin/address` answered HTTP {status}: {})",
+                    snippet(&bytes)
+                ),
+            });
+        }
+        let coins: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| invalid(CALL, format!("not JSON: {}", snippet(&bytes))))?;
+        let tip = self.block_height().await?;
+        // bcoin indexes addresses by hash160: the P2PKH and P2WPKH addresses
+        // of one key list each other's coins. Keep the address's own.
+        let script = address.script_pubkey();
+        let mut listed = parse_bcoin_coins(&coins, tip)?;
+        listed.retain(|(_, out)| out.script_pubkey == script);
+        Ok(listed)
     }
 
     /// Waits up to [`ACCEPT_WAIT`] for the node to show `txid`.
@@ -695,6 +743,137 @@ impl BitcoinChain for BitcoindRpc {
         v.as_u64()
             .ok_or_else(|| invalid(CALL, format!("expected a height, got {v}")))
     }
+
+    async fn list_unspent(
+        &self,
+        address: &bitcoin::Address,
+    ) -> Result<Vec<(OutPoint, TxOutInfo)>, ChainError> {
+        const CALL: &str = "scantxoutset";
+        if !self.no_scantxoutset.load(Ordering::Relaxed) {
+            let scan = json!(["start", [format!("addr({address})")]]);
+            match self.call(CALL, scan).await {
+                Ok(v) => return parse_scan(&v, &address.script_pubkey()),
+                Err(RpcFail::Rpc { code, .. }) if code == RPC_METHOD_NOT_FOUND => {
+                    self.no_scantxoutset.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e.rejected(CALL)),
+            }
+        }
+        self.coins_by_address(address).await
+    }
+}
+
+/// The confirmations of an output created at `height` when the tip is `tip`.
+fn confirmations_at(tip: u64, height: u64) -> u64 {
+    tip.saturating_sub(height).saturating_add(1)
+}
+
+/// Parses a `scantxoutset start` answer (Core 0.17+). Every output must pay
+/// `script` (the scanned address).
+fn parse_scan(v: &Value, script: &ScriptBuf) -> Result<Vec<(OutPoint, TxOutInfo)>, ChainError> {
+    const CALL: &str = "scantxoutset";
+    if v.get("success").and_then(Value::as_bool) == Some(false) {
+        return Err(ChainError::Rejected {
+            backend: BACKEND,
+            call: CALL,
+            code: 0,
+            message: "the scan was aborted".to_owned(),
+        });
+    }
+    let tip = v
+        .get("height")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| invalid(CALL, "no `height`"))?;
+    let unspents = v
+        .get("unspents")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(CALL, "no `unspents` array"))?;
+    let mut out = Vec::with_capacity(unspents.len());
+    for u in unspents {
+        let txid = u
+            .get("txid")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Txid>().ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `txid`"))?;
+        let vout = u
+            .get("vout")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `vout`"))?;
+        let value = u
+            .get("amount")
+            .and_then(btc_to_sat)
+            .ok_or_else(|| invalid(CALL, "missing or invalid `amount`"))?;
+        let spk = u
+            .get("scriptPubKey")
+            .and_then(Value::as_str)
+            .and_then(|h| ScriptBuf::from_hex(h).ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `scriptPubKey`"))?;
+        if spk != *script {
+            return Err(invalid(CALL, "an output does not pay the scanned address"));
+        }
+        let height = u
+            .get("height")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| invalid(CALL, "missing or invalid `height`"))?;
+        out.push((
+            OutPoint::new(txid, vout),
+            TxOutInfo {
+                value: Sat(value),
+                script_pubkey: spk,
+                confirmations: confirmations_at(tip, height),
+                coinbase: u.get("coinbase").and_then(Value::as_bool).unwrap_or(false),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Parses bcoin's `GET /coin/address/<address>` answer: coins with `hash`
+/// (txid), `index`, `value` (satoshis), `script` (hex), `height` (-1 in the
+/// mempool) and `coinbase`.
+fn parse_bcoin_coins(v: &Value, tip: u64) -> Result<Vec<(OutPoint, TxOutInfo)>, ChainError> {
+    const CALL: &str = "coin/address";
+    let coins = v
+        .as_array()
+        .ok_or_else(|| invalid(CALL, "expected an array of coins"))?;
+    let mut out = Vec::with_capacity(coins.len());
+    for c in coins {
+        let txid = c
+            .get("hash")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Txid>().ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `hash`"))?;
+        let vout = c
+            .get("index")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `index`"))?;
+        let value = c
+            .get("value")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| invalid(CALL, "missing or invalid `value`"))?;
+        let script_pubkey = c
+            .get("script")
+            .and_then(Value::as_str)
+            .and_then(|h| ScriptBuf::from_hex(h).ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `script`"))?;
+        let height = c
+            .get("height")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| invalid(CALL, "missing or invalid `height`"))?;
+        let confirmations = u64::try_from(height).map_or(0, |h| confirmations_at(tip, h));
+        out.push((
+            OutPoint::new(txid, vout),
+            TxOutInfo {
+                value: Sat(value),
+                script_pubkey,
+                confirmations,
+                coinbase: c.get("coinbase").and_then(Value::as_bool).unwrap_or(false),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -768,6 +947,31 @@ mod tests {
             ..cfg
         };
         assert!(BitcoindRpc::new(bad).is_err());
+    }
+
+    #[test]
+    fn unspent_listings_parse() {
+        let script = ScriptBuf::from_hex("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap();
+        let txid = "7e1a558c84abd5aaf57999557f4a7205d4b69241b7c9cab6c0795fdd663a51ef";
+        let scan = json!({"success": true, "height": 110, "unspents": [
+            {"txid": txid, "vout": 1, "scriptPubKey": script.to_hex_string(),
+             "amount": 0.001, "coinbase": false, "height": 101}]});
+        let got = parse_scan(&scan, &script).unwrap();
+        assert_eq!(got[0].0.vout, 1);
+        assert_eq!(got[0].1.value, Sat(100_000));
+        assert_eq!(got[0].1.confirmations, 10);
+        let other = ScriptBuf::from_hex("0014000000000000000000000000000000000000000000").unwrap();
+        assert!(parse_scan(&scan, &other).is_err());
+        assert!(parse_scan(&json!({"success": false}), &script).is_err());
+
+        let coins = json!([
+            {"hash": txid, "index": 0, "value": 5000, "script": script.to_hex_string(), "height": -1, "coinbase": false},
+            {"hash": txid, "index": 2, "value": 7000, "script": script.to_hex_string(), "height": 105, "coinbase": true}]);
+        let got = parse_bcoin_coins(&coins, 110).unwrap();
+        assert_eq!(got[0].1.confirmations, 0);
+        assert_eq!((got[1].1.confirmations, got[1].1.coinbase), (6, true));
+        assert!(parse_bcoin_coins(&json!({"error": 1}), 1).is_err());
+        assert!(parse_bcoin_coins(&json!([{"hash": "zz"}]), 1).is_err());
     }
 
     #[tokio::test]

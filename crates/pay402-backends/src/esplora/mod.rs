@@ -8,6 +8,7 @@
 //! | [`BitcoinChain::get_tx_out`] | the transaction as above, then `GET /tx/{txid}/outspend/{vout}` |
 //! | [`BitcoinChain::estimate_fee_rate`] | `GET /fee-estimates` |
 //! | [`BitcoinChain::block_height`] | `GET /blocks/tip/height` |
+//! | [`BitcoinChain::list_unspent`] | `GET /address/{address}/utxo` (+ the transaction, as above, for outputs younger than coinbase maturity, to tell coinbase outputs apart) |
 //!
 //! ## Security
 //!
@@ -597,6 +598,47 @@ impl BitcoinChain for Esplora {
         }
     }
 
+    async fn list_unspent(
+        &self,
+        address: &bitcoin::Address,
+    ) -> Result<Vec<(OutPoint, TxOutInfo)>, ChainError> {
+        const CALL: &str = "address-utxo";
+        let body = self
+            .get_required(CALL, &format!("address/{address}/utxo"))
+            .await?;
+        let listed = parse_address_utxos(&Esplora::json(CALL, &body)?)?;
+        let tip = if listed.iter().any(|u| u.height.is_some()) {
+            self.block_height().await?
+        } else {
+            0
+        };
+        let script_pubkey = address.script_pubkey();
+        let mut out = Vec::with_capacity(listed.len());
+        for u in listed {
+            let confirmations = u
+                .height
+                .map_or(0, |h| tip.saturating_sub(h).saturating_add(1));
+            // Esplora does not flag coinbase outputs; only young ones matter.
+            let coinbase = if u.height.is_some() && confirmations < COINBASE_MATURITY {
+                self.get_transaction(&u.outpoint.txid)
+                    .await?
+                    .is_some_and(|t| t.tx.is_coinbase())
+            } else {
+                false
+            };
+            out.push((
+                u.outpoint,
+                TxOutInfo {
+                    value: u.value,
+                    script_pubkey: script_pubkey.clone(),
+                    confirmations,
+                    coinbase,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     async fn block_height(&self) -> Result<u64, ChainError> {
         const CALL: &str = "tip-height";
         let body = self.get_required(CALL, "blocks/tip/height").await?;
@@ -605,6 +647,60 @@ impl BitcoinChain for Esplora {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .ok_or_else(|| invalid(CALL, format!("expected a height, got {}", snippet(&body))))
     }
+}
+
+/// Confirmations after which a coinbase output may be spent.
+const COINBASE_MATURITY: u64 = 100;
+
+/// One entry of `GET /address/{address}/utxo`.
+struct ListedUtxo {
+    outpoint: OutPoint,
+    value: Sat,
+    /// The confirming block's height; `None` in the mempool.
+    height: Option<u64>,
+}
+
+fn parse_address_utxos(v: &Value) -> Result<Vec<ListedUtxo>, ChainError> {
+    const CALL: &str = "address-utxo";
+    let items = v
+        .as_array()
+        .ok_or_else(|| invalid(CALL, "expected an array"))?;
+    let mut out = Vec::with_capacity(items.len());
+    for u in items {
+        let txid = u
+            .get("txid")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Txid>().ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `txid`"))?;
+        let vout = u
+            .get("vout")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| invalid(CALL, "missing or invalid `vout`"))?;
+        let value = u
+            .get("value")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| invalid(CALL, "missing or invalid `value`"))?;
+        let confirmed = u
+            .pointer("/status/confirmed")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| invalid(CALL, "no boolean `status.confirmed`"))?;
+        let height = if confirmed {
+            Some(
+                u.pointer("/status/block_height")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| invalid(CALL, "confirmed without a `block_height`"))?,
+            )
+        } else {
+            None
+        };
+        out.push(ListedUtxo {
+            outpoint: OutPoint::new(txid, vout),
+            value: Sat(value),
+            height,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -628,6 +724,24 @@ mod tests {
         assert!(matches!(e, ChainError::Conflict { .. }));
         let e = broadcast_error("min relay fee not met".into());
         assert!(matches!(e, ChainError::Rejected { code: 400, .. }));
+    }
+
+    #[test]
+    fn address_utxos_parse() {
+        let txid = "7e1a558c84abd5aaf57999557f4a7205d4b69241b7c9cab6c0795fdd663a51ef";
+        let v = json!([
+            {"txid": txid, "vout": 0, "value": 5000, "status": {"confirmed": false}},
+            {"txid": txid, "vout": 3, "value": 7000, "status": {"confirmed": true, "block_height": 42}}]);
+        let got = parse_address_utxos(&v).unwrap();
+        assert_eq!((got[0].value, got[0].height), (Sat(5000), None));
+        assert_eq!((got[1].outpoint.vout, got[1].height), (3, Some(42)));
+        assert!(parse_address_utxos(&json!({})).is_err());
+        assert!(
+            parse_address_utxos(
+                &json!([{"txid": txid, "vout": 0, "value": 1, "status": {"confirmed": true}}])
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,0 +1,357 @@
+//! The facilitator's conversations with the chain: read-only calls and
+//! simulations, sending with a per-signer nonce manager, bounded receipt
+//! waits, and finding an earlier settlement of a payment from its
+//! `AuthorizationUsed` event.
+
+use std::time::Duration;
+
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{SolCall, SolEvent};
+use alloy::transports::{RpcError, TransportErrorKind};
+use tokio::sync::Mutex;
+
+use super::contract::{IEip3009, Movement};
+
+/// Why a chain call did not return a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// The node executed the call and it reverted (a verdict on the call's
+    /// arguments).
+    Revert(String),
+    /// The node could not be asked or its answer is unusable (no verdict).
+    Unavailable(String),
+}
+
+impl CallError {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            CallError::Revert(m) | CallError::Unavailable(m) => m,
+        }
+    }
+}
+
+/// Sorts an alloy RPC error into a revert (the node answered that execution
+/// reverted) or an unavailability (transport, timeout, malformed answer,
+/// any other node error).
+pub(crate) fn classify(err: RpcError<TransportErrorKind>) -> CallError {
+    match &err {
+        RpcError::ErrorResp(payload) => {
+            let msg = payload.message.to_string();
+            if payload.code == 3 || msg.to_ascii_lowercase().contains("revert") {
+                CallError::Revert(msg)
+            } else {
+                CallError::Unavailable(format!("node error {}: {msg}", payload.code))
+            }
+        }
+        _ => CallError::Unavailable(err.to_string()),
+    }
+}
+
+/// One facilitator account: its wallet and its nonce counter.
+pub(crate) struct SignerSlot {
+    pub address: Address,
+    wallet: EthereumWallet,
+    /// The next nonce to use, or `None` to read it from the node
+    /// (`eth_getTransactionCount(address, "pending")`). Held across
+    /// sign-and-send so two settlements never share a nonce.
+    next_nonce: Mutex<Option<u64>>,
+}
+
+impl SignerSlot {
+    pub(crate) fn new(signer: PrivateKeySigner) -> SignerSlot {
+        SignerSlot {
+            address: signer.address(),
+            wallet: EthereumWallet::from(signer),
+            next_nonce: Mutex::new(None),
+        }
+    }
+}
+
+/// How sending a transaction ended without a hash the node accepted.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The node refused it: nothing was broadcast.
+    Rejected(String),
+    /// It was signed and handed to the node, but the answer was lost
+    /// (timeout, connection): it may be in the mempool.
+    Ambiguous { hash: B256, detail: String },
+}
+
+/// Gas price fields for a transaction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Fees {
+    Eip1559 { max_fee: u128, priority: u128 },
+    Legacy { gas_price: u128 },
+}
+
+/// How a bounded receipt wait ended.
+pub(crate) enum Waited {
+    Mined(Box<TransactionReceipt>),
+    NotYet,
+}
+
+/// A view of one chain plus the sending machinery.
+pub(crate) struct Chain {
+    pub provider: DynProvider,
+    pub chain_id: u64,
+    pub poll_interval: Duration,
+    pub log_lookback_blocks: u64,
+    pub log_chunk_blocks: u64,
+}
+
+impl Chain {
+    /// `eth_call` of `call` on `to`, from `from`, at the latest block.
+    pub(crate) async fn call<C: SolCall>(
+        &self,
+        from: Address,
+        to: Address,
+        call: &C,
+    ) -> Result<C::Return, CallError> {
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(to)
+            .with_input(Bytes::from(call.abi_encode()));
+        let out = self.provider.call(tx).await.map_err(classify)?;
+        C::abi_decode_returns(&out).map_err(|e| {
+            CallError::Revert(format!("`{}` returned undecodable data: {e}", C::SIGNATURE))
+        })
+    }
+
+    /// `eth_estimateGas` of `call` on `to` from `from`: a simulation that
+    /// also prices the transaction.
+    pub(crate) async fn estimate<C: SolCall>(
+        &self,
+        from: Address,
+        to: Address,
+        call: &C,
+    ) -> Result<u64, CallError> {
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(to)
+            .with_input(Bytes::from(call.abi_encode()));
+        self.provider.estimate_gas(tx).await.map_err(classify)
+    }
+
+    /// Current fees: EIP-1559 when the node supports `eth_feeHistory`, the
+    /// legacy gas price otherwise.
+    pub(crate) async fn fees(&self) -> Result<Fees, CallError> {
+        match self.provider.estimate_eip1559_fees().await {
+            Ok(e) => Ok(Fees::Eip1559 {
+                max_fee: e.max_fee_per_gas,
+                priority: e.max_priority_fee_per_gas,
+            }),
+            Err(first) => match self.provider.get_gas_price().await {
+                Ok(gas_price) => Ok(Fees::Legacy { gas_price }),
+                Err(_) => Err(CallError::Unavailable(format!(
+                    "cannot price gas: {}",
+                    classify(first).message()
+                ))),
+            },
+        }
+    }
+
+    /// Signs `call` to `to` with `slot`'s key and sends it, under the slot's
+    /// nonce lock. Returns the transaction hash.
+    ///
+    /// The nonce comes from the slot's counter (read from the node the first
+    /// time and after any failure). A "nonce too low" or "replacement
+    /// underpriced" answer (another sender used the nonce) resynchronises
+    /// and retries, at most twice; "already known" counts as sent.
+    pub(crate) async fn send<C: SolCall>(
+        &self,
+        slot: &SignerSlot,
+        to: Address,
+        call: &C,
+        gas_limit: u64,
+        fees: Fees,
+    ) -> Result<B256, SendError> {
+        let mut next = slot.next_nonce.lock().await;
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let nonce = match *next {
+                Some(n) => n,
+                None => self
+                    .provider
+                    .get_transaction_count(slot.address)
+                    .pending()
+                    .await
+                    .map_err(|e| {
+                        SendError::Rejected(format!(
+                            "cannot read the signer's nonce: {}",
+                            classify(e).message()
+                        ))
+                    })?,
+            };
+            let mut tx = TransactionRequest::default()
+                .with_from(slot.address)
+                .with_to(to)
+                .with_input(Bytes::from(call.abi_encode()))
+                .with_chain_id(self.chain_id)
+                .with_nonce(nonce)
+                .with_gas_limit(gas_limit);
+            match fees {
+                Fees::Eip1559 { max_fee, priority } => {
+                    tx.set_max_fee_per_gas(max_fee);
+                    tx.set_max_priority_fee_per_gas(priority);
+                }
+                Fees::Legacy { gas_price } => tx.set_gas_price(gas_price),
+            }
+            let envelope = tx
+                .build(&slot.wallet)
+                .await
+                .map_err(|e| SendError::Rejected(format!("cannot sign the transaction: {e}")))?;
+            let hash = *envelope.tx_hash();
+            let raw = envelope.encoded_2718();
+            match self.provider.send_raw_transaction(&raw).await {
+                Ok(_) => {
+                    *next = Some(nonce + 1);
+                    return Ok(hash);
+                }
+                Err(RpcError::ErrorResp(payload)) => {
+                    let msg = payload.message.to_ascii_lowercase();
+                    if msg.contains("already known") || msg.contains("known transaction") {
+                        *next = Some(nonce + 1);
+                        return Ok(hash);
+                    }
+                    *next = None;
+                    last_error = format!("node error {}: {}", payload.code, payload.message);
+                    let nonce_clash = msg.contains("nonce too low")
+                        || msg.contains("replacement transaction underpriced")
+                        || msg.contains("nonce has already been used");
+                    if !nonce_clash {
+                        return Err(SendError::Rejected(last_error));
+                    }
+                    tracing::warn!(signer = %slot.address, nonce, "nonce clash, resynchronising");
+                }
+                Err(other) => {
+                    // The node may have accepted it: re-read the nonce next time.
+                    *next = None;
+                    return Err(SendError::Ambiguous {
+                        hash,
+                        detail: classify(other).message().to_owned(),
+                    });
+                }
+            }
+        }
+        Err(SendError::Rejected(last_error))
+    }
+
+    /// Polls for `hash`'s receipt until `bound` has passed.
+    pub(crate) async fn wait_receipt(&self, hash: B256, bound: Duration) -> Waited {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            match self.provider.get_transaction_receipt(hash).await {
+                Ok(Some(r)) => return Waited::Mined(Box::new(r)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(%hash, error = %classify(e).message(), "receipt poll failed")
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Waited::NotYet;
+            }
+            tokio::time::sleep(self.poll_interval.min(deadline - now)).await;
+        }
+    }
+
+    /// The receipt of `hash`, if it was mined.
+    pub(crate) async fn receipt(
+        &self,
+        hash: B256,
+    ) -> Result<Option<TransactionReceipt>, CallError> {
+        self.provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(classify)
+    }
+
+    /// Whether `address` holds contract code (a token without code would
+    /// "succeed" every call and move nothing).
+    pub(crate) async fn has_code(&self, address: Address) -> Result<bool, CallError> {
+        self.provider
+            .get_code_at(address)
+            .await
+            .map(|code| !code.is_empty())
+            .map_err(classify)
+    }
+
+    /// Whether the node knows `hash` (mined or in its mempool).
+    pub(crate) async fn is_known(&self, hash: B256) -> Result<bool, CallError> {
+        self.provider
+            .get_transaction_by_hash(hash)
+            .await
+            .map(|t| t.is_some())
+            .map_err(classify)
+    }
+
+    /// The transaction that settled `movement`, if one did: the
+    /// `AuthorizationUsed(from, nonce)` event of the token, searched
+    /// backwards from the head in chunks over at most `log_lookback_blocks`
+    /// blocks, whose transaction succeeded and emitted
+    /// `Transfer(from, to, value)` from the same token.
+    ///
+    /// `Ok(None)` means no such settlement was found (the nonce may have
+    /// been used by a different authorization, or cancelled).
+    pub(crate) async fn find_settlement(
+        &self,
+        movement: &Movement,
+    ) -> Result<Option<B256>, CallError> {
+        let head = self.provider.get_block_number().await.map_err(classify)?;
+        let base = Filter::new()
+            .address(movement.asset)
+            .event_signature(IEip3009::AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(movement.from.into_word())
+            .topic2(movement.nonce);
+        let chunk = self.log_chunk_blocks.max(1);
+        let oldest = head.saturating_sub(self.log_lookback_blocks);
+        let mut to = head;
+        loop {
+            let from = to.saturating_sub(chunk - 1).max(oldest);
+            let logs = self
+                .provider
+                .get_logs(&base.clone().from_block(from).to_block(to))
+                .await
+                .map_err(classify)?;
+            if let Some(log) = logs.iter().find(|l| !l.removed) {
+                let Some(tx) = log.transaction_hash else {
+                    return Err(CallError::Unavailable(
+                        "AuthorizationUsed log without a transaction hash".into(),
+                    ));
+                };
+                let receipt = self.receipt(tx).await?.ok_or_else(|| {
+                    CallError::Unavailable(format!("no receipt for logged transaction {tx}"))
+                })?;
+                // The nonce is used once per authorizer: if this transaction
+                // did not move exactly this payment, none did.
+                return Ok((receipt.status() && moved(&receipt, movement)).then_some(tx));
+            }
+            if from <= oldest {
+                return Ok(None);
+            }
+            to = from - 1;
+        }
+    }
+}
+
+/// Whether `receipt` carries the token's `Transfer(from, to, value)` of
+/// `movement`.
+pub(crate) fn moved(receipt: &TransactionReceipt, movement: &Movement) -> bool {
+    receipt.logs().iter().any(|log| {
+        log.address() == movement.asset
+            && IEip3009::Transfer::decode_log(&log.inner).is_ok_and(|t| {
+                t.from == movement.from && t.to == movement.to && t.value == movement.value
+            })
+    })
+}
+
+/// `gas * percent / 100`, saturating.
+pub(crate) fn with_headroom(gas: u64, percent: u64) -> u64 {
+    let scaled = U256::from(gas) * U256::from(percent) / U256::from(100u64);
+    u64::try_from(scaled).unwrap_or(u64::MAX)
+}

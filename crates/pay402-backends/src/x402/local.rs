@@ -1,0 +1,981 @@
+//! [`LocalFacilitator`]: verifies `exact` EVM (EIP-3009) payments against a
+//! chain and settles them with its own accounts, over alloy.
+//!
+//! **Verify** runs core's local checks in the reference order
+//! ([`pay402_core::x402::exact`]), then asks the chain: for v1 the payer's
+//! `balanceOf` (`insufficient_funds`), then for both versions an `eth_call`
+//! simulation of `transferWithAuthorization(..., v, r, s)` from a facilitator
+//! account. A reverted simulation is diagnosed like the reference
+//! facilitator does (`authorizationState`, `name`, `version`, `balanceOf`)
+//! and answered as a verdict:
+//!
+//! | condition | reason |
+//! |---|---|
+//! | the asset has no contract code (checked with the simulation) | `invalid_exact_evm_eip3009_not_supported` |
+//! | `authorizationState` reverts | `invalid_exact_evm_eip3009_not_supported` |
+//! | the nonce is used | `invalid_exact_evm_nonce_already_used` |
+//! | `name()` ≠ `extra.name` | `invalid_exact_evm_token_name_mismatch` |
+//! | `version()` ≠ `extra.version` | `invalid_exact_evm_token_version_mismatch` |
+//! | balance < amount | `invalid_exact_evm_insufficient_balance` (v1: `insufficient_funds`) |
+//! | otherwise | `invalid_exact_evm_transaction_simulation_failed` |
+//!
+//! **Settle** re-verifies, then sends `transferWithAuthorization` from one
+//! of its accounts (round robin; each account has a nonce counter held
+//! across sign-and-send, so concurrent settlements never collide) and waits
+//! for the receipt for at most [`receipt_timeout`](LocalFacilitatorBuilder::receipt_timeout).
+//!
+//! - Mined, successful, and the token emitted this payment's `Transfer`:
+//!   `success: true` with the transaction hash.
+//! - Mined and reverted: `success: false`, `invalid_exact_evm_transaction_failed`
+//!   (unless another transaction settled this very payment first, see below).
+//! - Not mined within the bound, or the node's answer to the send was lost:
+//!   [`FacilitatorError::Pending`] with the hash. Never a false failure.
+//!
+//! **Idempotent settle.** Settling a payment that was already settled
+//! answers `success: true` with the *original* transaction hash: while it is
+//! in flight in this process, the settle waits on that same transaction;
+//! otherwise, when `authorizationState(from, nonce)` is already true, the
+//! facilitator finds the token's `AuthorizationUsed(from, nonce)` event
+//! (`eth_getLogs`, searched backwards over
+//! [`log_lookback_blocks`](LocalFacilitatorBuilder::log_lookback_blocks)) and
+//! checks that its transaction succeeded and emitted `Transfer(from, to,
+//! value)` of exactly this payment. A used nonce that did not pay this
+//! payment is `invalid_exact_evm_nonce_already_used`. This makes a server's
+//! retry after `Pending` or after a crash safe; it also means a server must
+//! keep its own replay record keyed on (payer, nonce) — `settle` succeeding
+//! twice for one payment does not mean it was paid twice.
+//! [`LocalFacilitator::transaction_status`] and
+//! [`LocalFacilitator::find_settlement`] answer reconciliation questions
+//! without sending anything. `verify` of an already settled payment is
+//! always refused (`invalid_exact_evm_nonce_already_used`).
+//!
+//! Unsupported kinds (a scheme other than `exact`, another network) are
+//! [`FacilitatorError::Refused`] (400); RPC failures are
+//! [`FacilitatorError::Unavailable`].
+//!
+//! # On anvil
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use pay402_backends::x402::LocalFacilitator;
+//! use pay402_core::x402::Facilitator;
+//! use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS};
+//!
+//! let chain = Anvil::start()?;
+//! let facilitator = LocalFacilitator::builder(chain.rpc_url())
+//!     .signer(DEV_ACCOUNTS[1].private_key) // any funded key
+//!     .network("eip155:31337")
+//!     .receipt_timeout(Duration::from_secs(20))
+//!     .build()
+//!     .await?;
+//! let supported = facilitator.supported().await?;
+//! assert!(supported.supports(2, "exact", "eip155:31337"));
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::DynProvider;
+use alloy::rpc::types::TransactionReceipt;
+use async_trait::async_trait;
+use pay402_core::problem::Reason;
+use pay402_core::x402::evm::EvmAddress;
+use pay402_core::x402::exact::{self, SCHEME_EXACT, VerifiedExact};
+use pay402_core::x402::{
+    Facilitator, FacilitatorError, PaymentRequest, SettleResponse, SupportedKind,
+    SupportedResponse, VerifyResponse,
+};
+use tracing::Instrument;
+
+use super::builder::{Clock, LocalFacilitatorBuilder, Source};
+use super::chain::{CallError, Chain, SendError, SignerSlot, Waited, moved, with_headroom};
+use super::contract::{IEip3009, Movement, transfer_call};
+
+/// The default bound on waiting for a settlement's receipt (45 s, the bound
+/// suggested for Base-like chains).
+/// ```
+/// assert_eq!(pay402_backends::x402::DEFAULT_RECEIPT_TIMEOUT.as_secs(), 45);
+/// ```
+pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The default per-request RPC timeout.
+/// ```
+/// assert_eq!(pay402_backends::x402::DEFAULT_RPC_TIMEOUT.as_secs(), 10);
+/// ```
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many blocks back an earlier settlement is searched for by default
+/// (about 2.3 days of 2-second blocks).
+/// ```
+/// assert_eq!(pay402_backends::x402::DEFAULT_LOG_LOOKBACK_BLOCKS, 100_000);
+/// ```
+pub const DEFAULT_LOG_LOOKBACK_BLOCKS: u64 = 100_000;
+
+/// The default block range of one `eth_getLogs` request (many public RPCs
+/// refuse larger ranges).
+/// ```
+/// assert_eq!(pay402_backends::x402::DEFAULT_LOG_CHUNK_BLOCKS, 10_000);
+/// ```
+pub const DEFAULT_LOG_CHUNK_BLOCKS: u64 = 10_000;
+
+/// The reason of a settlement transaction that was mined but reverted.
+/// ```
+/// assert_eq!(pay402_backends::x402::TRANSACTION_FAILED, "invalid_exact_evm_transaction_failed");
+/// ```
+pub const TRANSACTION_FAILED: &str = "invalid_exact_evm_transaction_failed";
+
+/// The reason of a v1 payment whose payer lacks the funds.
+/// ```
+/// assert_eq!(pay402_backends::x402::INSUFFICIENT_FUNDS, "insufficient_funds");
+/// ```
+pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
+
+/// The reasons of the chain checks (reference strings).
+pub mod reasons {
+    /// `authorizationState` reverted: the token has no EIP-3009.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::EIP3009_NOT_SUPPORTED, "invalid_exact_evm_eip3009_not_supported");
+    /// ```
+    pub const EIP3009_NOT_SUPPORTED: &str = "invalid_exact_evm_eip3009_not_supported";
+    /// The authorization's nonce is already used (or cancelled).
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::NONCE_ALREADY_USED, "invalid_exact_evm_nonce_already_used");
+    /// ```
+    pub const NONCE_ALREADY_USED: &str = "invalid_exact_evm_nonce_already_used";
+    /// The token's `name()` differs from `extra.name`.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::TOKEN_NAME_MISMATCH, "invalid_exact_evm_token_name_mismatch");
+    /// ```
+    pub const TOKEN_NAME_MISMATCH: &str = "invalid_exact_evm_token_name_mismatch";
+    /// The token's `version()` differs from `extra.version`.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::TOKEN_VERSION_MISMATCH, "invalid_exact_evm_token_version_mismatch");
+    /// ```
+    pub const TOKEN_VERSION_MISMATCH: &str = "invalid_exact_evm_token_version_mismatch";
+    /// v2: the payer's balance is below the amount.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::INSUFFICIENT_BALANCE, "invalid_exact_evm_insufficient_balance");
+    /// ```
+    pub const INSUFFICIENT_BALANCE: &str = "invalid_exact_evm_insufficient_balance";
+    /// The simulation reverted for another reason.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::SIMULATION_FAILED, "invalid_exact_evm_transaction_simulation_failed");
+    /// ```
+    pub const SIMULATION_FAILED: &str = "invalid_exact_evm_transaction_simulation_failed";
+}
+
+/// The identity of an authorization on chain: (token, authorizer, nonce).
+pub(super) type FlightKey = (Address, Address, B256);
+pub(super) type FlightSlot = Arc<tokio::sync::Mutex<Option<B256>>>;
+
+/// A facilitator that verifies against a chain and settles with its own
+/// accounts. Cheap to clone (shared state).
+///
+/// See the [module docs](self) for the rules and an anvil example.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use pay402_backends::x402::LocalFacilitator;
+/// use pay402_core::x402::Facilitator;
+/// let f = LocalFacilitator::builder("http://127.0.0.1:8545").signer([7u8; 32]).build().await?;
+/// let shared: Arc<dyn Facilitator> = Arc::new(f);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LocalFacilitator {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) chain: Chain,
+    pub(super) network: String,
+    pub(super) slug: Option<&'static str>,
+    pub(super) signers: Vec<SignerSlot>,
+    pub(super) next_signer: AtomicUsize,
+    pub(super) receipt_timeout: Duration,
+    pub(super) gas_headroom_percent: u64,
+    pub(super) idempotent_settle: bool,
+    pub(super) clock: Clock,
+    /// Settlements sent by this process and not yet final, by authorization.
+    pub(super) in_flight: Mutex<HashMap<FlightKey, FlightSlot>>,
+}
+
+impl fmt::Debug for LocalFacilitator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalFacilitator")
+            .field("network", &self.inner.network)
+            .field("signers", &self.signers())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a settlement transaction stands on chain
+/// ([`LocalFacilitator::transaction_status`]).
+///
+/// ```
+/// use pay402_backends::x402::TransactionStatus;
+/// let s = TransactionStatus::Succeeded { block_number: 7 };
+/// assert!(s.is_final());
+/// assert!(!TransactionStatus::Pending.is_final());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// Mined and successful.
+    Succeeded {
+        /// The block it was mined in.
+        block_number: u64,
+    },
+    /// Mined and reverted: nothing moved.
+    Reverted {
+        /// The block it was mined in.
+        block_number: u64,
+    },
+    /// Known to the node (in its mempool), not mined yet.
+    Pending,
+    /// Unknown to the node: never received, or dropped from the mempool.
+    Unknown,
+}
+
+impl TransactionStatus {
+    /// Whether the status can no longer change (mined, either way).
+    ///
+    /// ```
+    /// use pay402_backends::x402::TransactionStatus;
+    /// assert!(TransactionStatus::Reverted { block_number: 1 }.is_final());
+    /// ```
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            TransactionStatus::Succeeded { .. } | TransactionStatus::Reverted { .. }
+        )
+    }
+}
+
+/// A verdict: the payment is refused, with a reference reason.
+struct Verdict {
+    reason: &'static str,
+    message: String,
+}
+
+/// A payment that passed the local checks.
+struct Prepared {
+    version: u32,
+    network: String,
+    payer: String,
+    required: U256,
+    extra_name: String,
+    extra_version: String,
+    call: IEip3009::transferWithAuthorizationCall,
+    movement: Movement,
+}
+
+fn refused(message: String) -> FacilitatorError {
+    FacilitatorError::Refused {
+        status: 400,
+        message,
+    }
+}
+
+fn unavailable(e: CallError) -> FacilitatorError {
+    FacilitatorError::Unavailable(format!("chain RPC: {}", e.message()))
+}
+
+impl LocalFacilitator {
+    /// Starts building a facilitator that talks to the node at `rpc_url`
+    /// (`https://`, or `http://` on loopback) through pay402's own reqwest
+    /// transport. Add at least one [`signer`](LocalFacilitatorBuilder::signer).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), pay402_backends::x402::LocalFacilitatorError> {
+    /// use pay402_backends::x402::LocalFacilitator;
+    /// use pay402_testkit::anvil::DEV_ACCOUNTS;
+    /// let f = LocalFacilitator::builder("http://127.0.0.1:8545")
+    ///     .signer(DEV_ACCOUNTS[1].private_key)
+    ///     .network("eip155:31337")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(rpc_url: impl Into<String>) -> LocalFacilitatorBuilder {
+        LocalFacilitatorBuilder::new(Source::Url(rpc_url.into()))
+    }
+
+    /// Starts building a facilitator over an existing alloy provider (for
+    /// example one with your own transport or layers).
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: alloy::providers::DynProvider) -> Result<(), pay402_backends::x402::LocalFacilitatorError> {
+    /// use pay402_backends::x402::LocalFacilitator;
+    /// let f = LocalFacilitator::builder_with_provider(provider).signer([7u8; 32]).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_with_provider(provider: DynProvider) -> LocalFacilitatorBuilder {
+        LocalFacilitatorBuilder::new(Source::Provider(provider))
+    }
+
+    /// The CAIP-2 network served (`eip155:<chain id>`).
+    ///
+    /// ```no_run
+    /// # fn f(fac: &pay402_backends::x402::LocalFacilitator) { assert!(fac.network().starts_with("eip155:")); }
+    /// ```
+    pub fn network(&self) -> &str {
+        &self.inner.network
+    }
+
+    /// The chain id served.
+    ///
+    /// ```no_run
+    /// # fn f(fac: &pay402_backends::x402::LocalFacilitator) { let _id: u64 = fac.chain_id(); }
+    /// ```
+    pub fn chain_id(&self) -> u64 {
+        self.inner.chain.chain_id
+    }
+
+    /// The facilitator accounts (they send settlements and pay gas).
+    ///
+    /// ```no_run
+    /// # fn f(fac: &pay402_backends::x402::LocalFacilitator) { assert!(!fac.signers().is_empty()); }
+    /// ```
+    pub fn signers(&self) -> Vec<Address> {
+        self.inner.signers.iter().map(|s| s.address).collect()
+    }
+
+    /// The provider it uses (for reads of your own).
+    ///
+    /// ```no_run
+    /// # async fn f(fac: &pay402_backends::x402::LocalFacilitator) {
+    /// use alloy::providers::Provider;
+    /// let _block = fac.provider().get_block_number().await;
+    /// # }
+    /// ```
+    pub fn provider(&self) -> &DynProvider {
+        &self.inner.chain.provider
+    }
+
+    /// Where the transaction `transaction` (a `0x` hash, as returned in
+    /// [`FacilitatorError::Pending`]) stands: for reconciling a pending
+    /// settlement. Sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`FacilitatorError::Refused`] for a malformed hash,
+    /// [`FacilitatorError::Unavailable`] when the node cannot be asked.
+    ///
+    /// ```no_run
+    /// # async fn f(fac: &pay402_backends::x402::LocalFacilitator) -> Result<(), pay402_core::x402::FacilitatorError> {
+    /// use pay402_backends::x402::TransactionStatus;
+    /// let status = fac.transaction_status("0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060").await?;
+    /// if let TransactionStatus::Succeeded { block_number } = status { println!("paid in block {block_number}"); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction_status(
+        &self,
+        transaction: &str,
+    ) -> Result<TransactionStatus, FacilitatorError> {
+        let hash: B256 = transaction
+            .trim()
+            .parse()
+            .map_err(|_| refused(format!("{transaction:?} is not a transaction hash")))?;
+        let chain = &self.inner.chain;
+        if let Some(r) = chain.receipt(hash).await.map_err(unavailable)? {
+            let block_number = r.block_number.unwrap_or_default();
+            return Ok(if r.status() {
+                TransactionStatus::Succeeded { block_number }
+            } else {
+                TransactionStatus::Reverted { block_number }
+            });
+        }
+        Ok(if chain.is_known(hash).await.map_err(unavailable)? {
+            TransactionStatus::Pending
+        } else {
+            TransactionStatus::Unknown
+        })
+    }
+
+    /// The settlement of this payment on chain, if there is one: a
+    /// successful transaction that used the authorization's nonce and moved
+    /// exactly its `from`, `to` (which must be the requirement's `payTo`)
+    /// and `value` on the requirement's asset. Sends nothing, and ignores
+    /// the authorization's validity window (an old payment can be looked up).
+    ///
+    /// # Errors
+    ///
+    /// [`FacilitatorError::Refused`] for a kind this facilitator does not
+    /// serve or a malformed requirement, [`FacilitatorError::Unavailable`]
+    /// when the node cannot be asked.
+    ///
+    /// ```no_run
+    /// # async fn f(fac: &pay402_backends::x402::LocalFacilitator, request: &pay402_core::x402::PaymentRequest) -> Result<(), pay402_core::x402::FacilitatorError> {
+    /// match fac.find_settlement(request).await? {
+    ///     Some(receipt) => println!("settled in {:?}", receipt.transaction),
+    ///     None => println!("not settled (yet)"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn find_settlement(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<Option<SettleResponse>, FacilitatorError> {
+        self.check_kind(request)?;
+        let (asset, pay_to) = match request {
+            PaymentRequest::V1(r) => (
+                &r.payment_requirements.asset,
+                &r.payment_requirements.pay_to,
+            ),
+            PaymentRequest::V2(r) => (
+                &r.payment_requirements.asset,
+                &r.payment_requirements.pay_to,
+            ),
+        };
+        let asset: EvmAddress = asset
+            .parse()
+            .map_err(|_| refused("requirement asset is not an address".into()))?;
+        let pay_to: EvmAddress = pay_to
+            .parse()
+            .map_err(|_| refused("requirement payTo is not an address".into()))?;
+        let a = &request.exact_payload().authorization;
+        if a.to != pay_to {
+            return Ok(None);
+        }
+        let movement = Movement {
+            asset: asset.0,
+            from: a.from.0,
+            to: a.to.0,
+            value: a.value.0,
+            nonce: B256::from(a.nonce.0),
+        };
+        let found = self
+            .inner
+            .chain
+            .find_settlement(&movement)
+            .await
+            .map_err(unavailable)?;
+        Ok(found.map(|tx| {
+            SettleResponse::success(&tx.to_string(), request.network(), &a.from.to_string())
+        }))
+    }
+
+    fn check_kind(&self, request: &PaymentRequest) -> Result<(), FacilitatorError> {
+        let scheme = request.scheme();
+        if scheme != SCHEME_EXACT {
+            return Err(refused(format!(
+                "scheme {scheme:?} is not supported (only \"exact\")"
+            )));
+        }
+        let network = request.network();
+        let served = network == self.inner.network
+            || (request.x402_version() == 1 && self.inner.slug == Some(network));
+        if !served {
+            return Err(refused(format!(
+                "network {network:?} is not served by this facilitator (it serves {})",
+                self.inner.network
+            )));
+        }
+        Ok(())
+    }
+
+    /// Kind check, then core's local verification.
+    fn prepare(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<Result<Prepared, Verdict>, FacilitatorError> {
+        self.check_kind(request)?;
+        let now = (self.inner.clock)();
+        let (checked, extra, required) = match request {
+            PaymentRequest::V2(r) => (
+                exact::verify_v2(&r.payment_payload, &r.payment_requirements, now),
+                r.payment_requirements.extra.as_ref(),
+                r.payment_requirements.amount.0,
+            ),
+            PaymentRequest::V1(r) => (
+                exact::verify_v1(&r.payment_payload, &r.payment_requirements, now),
+                r.payment_requirements.extra.as_ref(),
+                r.payment_requirements.max_amount_required.0,
+            ),
+        };
+        let verified: VerifiedExact = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Err(Verdict {
+                    reason: e.reason(),
+                    message: e.to_string(),
+                }));
+            }
+        };
+        let signature = request.exact_payload().signature.as_bytes();
+        let Some(call) = transfer_call(&verified, signature) else {
+            return Ok(Err(Verdict {
+                reason: exact::ExactEvmError::Signature.reason(),
+                message: "only 65-byte EOA signatures are settled".into(),
+            }));
+        };
+        let text = |f: fn(&pay402_core::x402::Extra) -> Option<&str>| {
+            extra.and_then(f).unwrap_or_default().to_owned()
+        };
+        Ok(Ok(Prepared {
+            version: request.x402_version(),
+            network: request.network().to_owned(),
+            payer: verified.payer.to_string(),
+            required,
+            extra_name: text(|e| e.name()),
+            extra_version: text(|e| e.version()),
+            movement: Movement::of(&verified),
+            call,
+        }))
+    }
+
+    /// The account simulations are made from.
+    fn simulator(&self) -> Address {
+        self.inner
+            .signers
+            .first()
+            .map(|s| s.address)
+            .unwrap_or_default()
+    }
+
+    fn pick_signer(&self) -> Option<&SignerSlot> {
+        let signers = &self.inner.signers;
+        if signers.is_empty() {
+            return None;
+        }
+        let i = self.inner.next_signer.fetch_add(1, Ordering::Relaxed) % signers.len();
+        signers.get(i)
+    }
+
+    /// v1 only: the reference checks the balance before anything else.
+    async fn v1_balance(&self, p: &Prepared) -> Result<Option<Verdict>, FacilitatorError> {
+        if p.version != 1 {
+            return Ok(None);
+        }
+        let call = IEip3009::balanceOfCall {
+            account: p.movement.from,
+        };
+        match self
+            .inner
+            .chain
+            .call(self.simulator(), p.movement.asset, &call)
+            .await
+        {
+            Ok(balance) if balance < p.required => Ok(Some(Verdict {
+                reason: INSUFFICIENT_FUNDS,
+                message: format!("balance {balance} is below the required {}", p.required),
+            })),
+            Ok(_) | Err(CallError::Revert(_)) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The on-chain checks of `verify`: v1 balance, then the simulation.
+    async fn chain_checks(&self, p: &Prepared) -> Result<Option<Verdict>, FacilitatorError> {
+        if let Some(v) = self.v1_balance(p).await? {
+            return Ok(Some(v));
+        }
+        let chain = &self.inner.chain;
+        let (code, simulated) = tokio::join!(
+            chain.has_code(p.movement.asset),
+            chain.call(self.simulator(), p.movement.asset, &p.call),
+        );
+        if let Some(v) = Self::no_code(p, code.map_err(unavailable)?) {
+            return Ok(Some(v));
+        }
+        match simulated {
+            Ok(_) => Ok(None),
+            Err(CallError::Revert(msg)) => Ok(Some(self.diagnose(p, msg).await)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The verdict for an asset without contract code.
+    fn no_code(p: &Prepared, has_code: bool) -> Option<Verdict> {
+        (!has_code).then(|| Verdict {
+            reason: reasons::EIP3009_NOT_SUPPORTED,
+            message: format!("the asset {} has no contract code", p.movement.asset),
+        })
+    }
+
+    /// Explains a reverted simulation, like the reference facilitator.
+    async fn diagnose(&self, p: &Prepared, revert: String) -> Verdict {
+        let chain = &self.inner.chain;
+        let (from, asset, sim) = (p.movement.from, p.movement.asset, self.simulator());
+        let state_call = IEip3009::authorizationStateCall {
+            authorizer: from,
+            nonce: p.movement.nonce,
+        };
+        let balance_call = IEip3009::balanceOfCall { account: from };
+        let (state, name, version, balance) = tokio::join!(
+            chain.call(sim, asset, &state_call),
+            chain.call(sim, asset, &IEip3009::nameCall {}),
+            chain.call(sim, asset, &IEip3009::versionCall {}),
+            chain.call(sim, asset, &balance_call),
+        );
+        let verdict = |reason, message| Verdict { reason, message };
+        match state {
+            Err(CallError::Revert(m)) => {
+                return verdict(
+                    reasons::EIP3009_NOT_SUPPORTED,
+                    format!("authorizationState reverted: {m}"),
+                );
+            }
+            Ok(true) => {
+                return verdict(
+                    reasons::NONCE_ALREADY_USED,
+                    "the authorization's nonce is already used".into(),
+                );
+            }
+            _ => {}
+        }
+        if let Ok(name) = name
+            && name != p.extra_name
+        {
+            return verdict(
+                reasons::TOKEN_NAME_MISMATCH,
+                format!(
+                    "the token's name() is {name:?}, the requirement says {:?}",
+                    p.extra_name
+                ),
+            );
+        }
+        if let Ok(version) = version
+            && version != p.extra_version
+        {
+            return verdict(
+                reasons::TOKEN_VERSION_MISMATCH,
+                format!(
+                    "the token's version() is {version:?}, the requirement says {:?}",
+                    p.extra_version
+                ),
+            );
+        }
+        if let Ok(balance) = balance
+            && balance < p.required
+        {
+            let reason = if p.version == 1 {
+                INSUFFICIENT_FUNDS
+            } else {
+                reasons::INSUFFICIENT_BALANCE
+            };
+            return verdict(
+                reason,
+                format!("balance {balance} is below the required {}", p.required),
+            );
+        }
+        verdict(reasons::SIMULATION_FAILED, revert)
+    }
+
+    fn verify_failure(payer: String, v: Verdict) -> VerifyResponse {
+        VerifyResponse {
+            is_valid: false,
+            invalid_reason: Some(v.reason.to_owned()),
+            invalid_message: Some(v.message),
+            payer: Some(payer),
+        }
+    }
+
+    fn settle_failure(
+        network: &str,
+        payer: String,
+        v: Verdict,
+        transaction: Option<B256>,
+    ) -> SettleResponse {
+        SettleResponse {
+            success: false,
+            error_reason: Some(v.reason.to_owned()),
+            error_message: Some(v.message),
+            transaction: Some(transaction.map(|t| t.to_string()).unwrap_or_default()),
+            network: network.to_owned(),
+            payer: Some(payer),
+            ..SettleResponse::default()
+        }
+    }
+
+    async fn verify_inner(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let payer = request.exact_payload().authorization.from.to_string();
+        let p = match self.prepare(request)? {
+            Ok(p) => p,
+            Err(v) => return Ok(Self::verify_failure(payer, v)),
+        };
+        if let Some(v) = self.chain_checks(&p).await? {
+            tracing::info!(reason = v.reason, "payment refused");
+            return Ok(Self::verify_failure(payer, v));
+        }
+        Ok(VerifyResponse {
+            is_valid: true,
+            payer: Some(p.payer),
+            ..VerifyResponse::default()
+        })
+    }
+
+    async fn settle_inner(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let payer = request.exact_payload().authorization.from.to_string();
+        let p = match self.prepare(request)? {
+            Ok(p) => p,
+            Err(v) => return Ok(Self::settle_failure(request.network(), payer, v, None)),
+        };
+        let key = (p.movement.asset, p.movement.from, p.movement.nonce);
+        let slot = self.flight_slot(key);
+        let mut sent = slot.lock().await;
+        let out = self.settle_locked(&p, &mut sent).await;
+        let keep = matches!(out, Err(FacilitatorError::Pending { .. }));
+        drop(sent);
+        if !keep {
+            self.land(key, &slot);
+        }
+        out
+    }
+
+    fn flight_slot(&self, key: FlightKey) -> FlightSlot {
+        let mut map = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(key).or_default().clone()
+    }
+
+    fn land(&self, key: FlightKey, slot: &FlightSlot) {
+        let mut map = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.get(&key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            map.remove(&key);
+        }
+    }
+
+    fn pending(&self, p: &Prepared, hash: B256) -> FacilitatorError {
+        FacilitatorError::Pending {
+            transaction: hash.to_string(),
+            network: p.network.clone(),
+        }
+    }
+
+    fn success(p: &Prepared, hash: B256) -> SettleResponse {
+        SettleResponse::success(&hash.to_string(), &p.network, &p.payer)
+    }
+
+    async fn settle_locked(
+        &self,
+        p: &Prepared,
+        sent: &mut Option<B256>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let chain = &self.inner.chain;
+        // Sent earlier by this process and not final yet: follow that one.
+        if let Some(hash) = *sent {
+            match chain.wait_receipt(hash, self.inner.receipt_timeout).await {
+                Waited::Mined(r) => return self.outcome(p, hash, &r).await,
+                Waited::NotYet => match chain.is_known(hash).await {
+                    Ok(false) => {
+                        tracing::warn!(%hash, "earlier settlement transaction was dropped; sending again");
+                        *sent = None;
+                    }
+                    _ => return Err(self.pending(p, hash)),
+                },
+            }
+        }
+        let has_code = chain
+            .has_code(p.movement.asset)
+            .await
+            .map_err(unavailable)?;
+        if let Some(v) = Self::no_code(p, has_code) {
+            return Ok(Self::settle_failure(&p.network, p.payer.clone(), v, None));
+        }
+        // Already used on chain?
+        let state_call = IEip3009::authorizationStateCall {
+            authorizer: p.movement.from,
+            nonce: p.movement.nonce,
+        };
+        match chain
+            .call(self.simulator(), p.movement.asset, &state_call)
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => {
+                if self.inner.idempotent_settle
+                    && let Some(tx) = chain
+                        .find_settlement(&p.movement)
+                        .await
+                        .map_err(unavailable)?
+                {
+                    tracing::info!(%tx, "payment was already settled; answering its transaction");
+                    return Ok(Self::success(p, tx));
+                }
+                return Ok(Self::settle_failure(
+                    &p.network,
+                    p.payer.clone(),
+                    Verdict {
+                        reason: reasons::NONCE_ALREADY_USED,
+                        message: "the authorization's nonce is already used".into(),
+                    },
+                    None,
+                ));
+            }
+            Err(CallError::Revert(m)) => {
+                return Ok(Self::settle_failure(
+                    &p.network,
+                    p.payer.clone(),
+                    Verdict {
+                        reason: reasons::EIP3009_NOT_SUPPORTED,
+                        message: format!("authorizationState reverted: {m}"),
+                    },
+                    None,
+                ));
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+        if let Some(v) = self.v1_balance(p).await? {
+            return Ok(Self::settle_failure(&p.network, p.payer.clone(), v, None));
+        }
+        let Some(signer) = self.pick_signer() else {
+            return Err(FacilitatorError::Unavailable(
+                "no facilitator signer".into(),
+            ));
+        };
+        // Simulate (and price) from the account that will send it.
+        let gas = match chain
+            .estimate(signer.address, p.movement.asset, &p.call)
+            .await
+        {
+            Ok(g) => g,
+            Err(CallError::Revert(m)) => {
+                let v = self.diagnose(p, m).await;
+                tracing::info!(reason = v.reason, "settlement refused");
+                return Ok(Self::settle_failure(&p.network, p.payer.clone(), v, None));
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let fees = chain.fees().await.map_err(unavailable)?;
+        let gas_limit = with_headroom(gas, self.inner.gas_headroom_percent);
+        let hash = match chain
+            .send(signer, p.movement.asset, &p.call, gas_limit, fees)
+            .await
+        {
+            Ok(h) => h,
+            Err(SendError::Rejected(m)) => {
+                return Err(FacilitatorError::Unavailable(format!(
+                    "the node refused the settlement transaction: {m}"
+                )));
+            }
+            Err(SendError::Ambiguous { hash, detail }) => {
+                tracing::warn!(%hash, %detail, "settlement send outcome unknown; reporting pending");
+                *sent = Some(hash);
+                return Err(self.pending(p, hash));
+            }
+        };
+        *sent = Some(hash);
+        tracing::info!(%hash, signer = %signer.address, "settlement sent");
+        match chain.wait_receipt(hash, self.inner.receipt_timeout).await {
+            Waited::Mined(r) => self.outcome(p, hash, &r).await,
+            Waited::NotYet => {
+                tracing::warn!(%hash, "no receipt within the bound; reporting pending");
+                Err(self.pending(p, hash))
+            }
+        }
+    }
+
+    /// The answer for a mined settlement transaction.
+    async fn outcome(
+        &self,
+        p: &Prepared,
+        hash: B256,
+        receipt: &TransactionReceipt,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        // Success means the token emitted this very transfer, not only status 1.
+        if receipt.status() && moved(receipt, &p.movement) {
+            tracing::info!(%hash, "settled");
+            return Ok(Self::success(p, hash));
+        }
+        // Reverted: another transaction may have settled this very payment first.
+        if self.inner.idempotent_settle {
+            // Unknown (lookup failed) is no verdict: never a false failure.
+            if let Some(tx) = self
+                .inner
+                .chain
+                .find_settlement(&p.movement)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(Self::success(p, tx));
+            }
+        }
+        tracing::warn!(%hash, "settlement transaction reverted");
+        Ok(Self::settle_failure(
+            &p.network,
+            p.payer.clone(),
+            Verdict {
+                reason: TRANSACTION_FAILED,
+                message: if receipt.status() {
+                    "the settlement transaction moved no matching transfer".into()
+                } else {
+                    "the settlement transaction reverted".into()
+                },
+            },
+            Some(hash),
+        ))
+    }
+}
+
+#[async_trait]
+impl Facilitator for LocalFacilitator {
+    async fn verify(&self, request: &PaymentRequest) -> Result<VerifyResponse, FacilitatorError> {
+        let span = tracing::info_span!(
+            "x402_facilitator_verify",
+            network = %request.network(),
+            version = request.x402_version(),
+            payer = %request.exact_payload().authorization.from,
+        );
+        self.verify_inner(request).instrument(span).await
+    }
+
+    async fn settle(&self, request: &PaymentRequest) -> Result<SettleResponse, FacilitatorError> {
+        let span = tracing::info_span!(
+            "x402_facilitator_settle",
+            network = %request.network(),
+            version = request.x402_version(),
+            payer = %request.exact_payload().authorization.from,
+        );
+        self.settle_inner(request).instrument(span).await
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        let kind = |version: u32, network: &str| SupportedKind {
+            x402_version: version,
+            scheme: SCHEME_EXACT.to_owned(),
+            network: network.to_owned(),
+            extra: None,
+        };
+        let network = &self.inner.network;
+        let mut signers = BTreeMap::new();
+        signers.insert(
+            "eip155:*".to_owned(),
+            self.signers().iter().map(|a| a.to_string()).collect(),
+        );
+        Ok(SupportedResponse {
+            kinds: vec![
+                kind(2, network),
+                kind(1, self.inner.slug.unwrap_or(network)),
+            ],
+            extensions: Vec::new(),
+            signers,
+        })
+    }
+}

@@ -1,0 +1,53 @@
+//! x402 facilitators (feature `x402`): who verifies `exact` EVM payments
+//! against the chain and settles them.
+//!
+//! - [`LocalFacilitator`]: this process is the facilitator. It checks
+//!   payments with pay402-core's verification plus on-chain checks and a
+//!   simulation, and settles EIP-3009 `transferWithAuthorization` with its
+//!   own accounts over alloy (nonce manager, bounded receipt waits that
+//!   report `Pending` instead of failing, idempotent settle, reconciliation).
+//! - [`RemoteFacilitator`]: an HTTP client for another facilitator's
+//!   `/verify`, `/settle` and `/supported` (timeouts, auth headers, a cached
+//!   `/supported`, no redirects, https only, strict answers).
+//! - [`router`]: an axum router serving `POST /verify`, `POST /settle` and
+//!   `GET /supported` over any [`Facilitator`](pay402_core::x402::Facilitator),
+//!   usable by the official SDKs' `HTTPFacilitatorClient`.
+//! - [`transport`]: the alloy JSON-RPC transport over reqwest 0.12 they use.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use pay402_backends::x402::{LocalFacilitator, router};
+//!
+//! let facilitator = LocalFacilitator::builder("http://127.0.0.1:8545")
+//!     .signer("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
+//!     .build()
+//!     .await?;
+//! let app = router(Arc::new(facilitator));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4021").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod chain;
+mod contract;
+mod key;
+pub mod local;
+pub mod remote;
+pub mod server;
+pub mod transport;
+
+pub use builder::{LocalFacilitatorBuilder, LocalFacilitatorError};
+pub use key::{FacilitatorKey, InvalidKey};
+pub use local::{
+    DEFAULT_LOG_CHUNK_BLOCKS, DEFAULT_LOG_LOOKBACK_BLOCKS, DEFAULT_RECEIPT_TIMEOUT,
+    DEFAULT_RPC_TIMEOUT, INSUFFICIENT_FUNDS, LocalFacilitator, TRANSACTION_FAILED,
+    TransactionStatus, reasons,
+};
+pub use remote::{
+    AuthHeaders, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SUPPORTED_TTL,
+    DEFAULT_TIMEOUT as DEFAULT_REMOTE_TIMEOUT, Endpoint, RemoteConfigError, RemoteFacilitator,
+    RemoteFacilitatorBuilder,
+};
+pub use server::{DEFAULT_MAX_BODY_BYTES, RouterConfig, SETTLEMENT_PENDING, router, router_with};

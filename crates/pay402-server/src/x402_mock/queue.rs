@@ -1,0 +1,484 @@
+//! The persisted settlement queue: one job per accepted permit, with the
+//! journal of the transactions sent for it, and the revocation list of
+//! access tokens whose settlement failed.
+//!
+//! [`SqliteSettlementStore`] is the default (survives restarts);
+//! [`MemorySettlementStore`] is for tests and single processes.
+//!
+//! Guarantees every store gives:
+//!
+//! - **one live job per permit nonce**: [`SettlementStore::enqueue`] refuses a
+//!   second job for the same `(chain, token, owner, nonce)` while an earlier
+//!   one is not [`Failed`](SettlementState::Failed) — atomically (a partial
+//!   unique index in SQLite, a lock in memory), so two concurrent POSTs of
+//!   the same permit cannot both be accepted;
+//! - **one worker per job at a time**: [`SettlementStore::claim_due`] leases
+//!   the jobs it returns until a given time;
+//! - **journal before broadcast**: the worker saves every signed transaction
+//!   with [`SettlementStore::save`] before sending it.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use pay402_core::problem::Reason;
+use pay402_core::x402::TokenAmount;
+use pay402_core::x402::evm::{Bytes32, EvmAddress};
+use pay402_core::x402::mock::MockPermit;
+use pay402_core::x402::mock_chain::SignedTx;
+
+mod sqlite;
+pub use sqlite::SqliteSettlementStore;
+
+/// Where a settlement stands.
+///
+/// ```
+/// use pay402_server::x402_mock::SettlementState;
+/// assert_eq!(SettlementState::TransferSent.as_str(), "transfer_sent");
+/// assert_eq!("settled".parse::<SettlementState>(), Ok(SettlementState::Settled));
+/// assert!(SettlementState::Failed.is_final());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SettlementState {
+    /// Accepted; nothing sent yet.
+    Queued,
+    /// A `permit()` transaction is journaled (and maybe broadcast).
+    PermitSent,
+    /// The allowance is in place (our `permit()` mined, or the permit was
+    /// executed by someone else).
+    PermitDone,
+    /// A `transferFrom()` transaction is journaled (and maybe broadcast).
+    TransferSent,
+    /// `transferFrom()` mined successfully: paid.
+    Settled,
+    /// Settlement failed for good; the access token is revoked.
+    Failed,
+}
+
+impl SettlementState {
+    /// The stored name.
+    ///
+    /// ```
+    /// assert_eq!(pay402_server::x402_mock::SettlementState::Queued.as_str(), "queued");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettlementState::Queued => "queued",
+            SettlementState::PermitSent => "permit_sent",
+            SettlementState::PermitDone => "permit_done",
+            SettlementState::TransferSent => "transfer_sent",
+            SettlementState::Settled => "settled",
+            SettlementState::Failed => "failed",
+        }
+    }
+
+    /// Whether nothing more will happen to the job.
+    ///
+    /// ```
+    /// assert!(!pay402_server::x402_mock::SettlementState::PermitDone.is_final());
+    /// ```
+    pub fn is_final(self) -> bool {
+        matches!(self, SettlementState::Settled | SettlementState::Failed)
+    }
+}
+
+impl std::str::FromStr for SettlementState {
+    type Err = QueueError;
+    fn from_str(s: &str) -> Result<SettlementState, QueueError> {
+        Ok(match s {
+            "queued" => SettlementState::Queued,
+            "permit_sent" => SettlementState::PermitSent,
+            "permit_done" => SettlementState::PermitDone,
+            "transfer_sent" => SettlementState::TransferSent,
+            "settled" => SettlementState::Settled,
+            "failed" => SettlementState::Failed,
+            other => return Err(QueueError::Corrupt(format!("unknown state {other:?}"))),
+        })
+    }
+}
+
+impl std::fmt::Display for SettlementState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job to enqueue: an accepted permit and what it pays for.
+///
+/// ```
+/// # use pay402_server::x402_mock::NewSettlement;
+/// # fn f(job: NewSettlement) {
+/// assert_eq!(job.digest, job.digest); // the permit's EIP-712 digest, also the token's jti
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSettlement {
+    /// The permit as the payer signed it.
+    pub permit: MockPermit,
+    /// The permit's EIP-712 digest: the job's identity and the access
+    /// token's `jti`.
+    pub digest: Bytes32,
+    /// The resource the token opens.
+    pub resource: String,
+    /// Who receives the funds (`transferFrom(owner, pay_to, amount)`).
+    pub pay_to: EvmAddress,
+    /// The price, in base units (at most the permit's value).
+    pub amount: TokenAmount,
+    /// The access token's expiry (unix seconds), kept with its revocation.
+    pub token_exp: u64,
+    /// When the job was accepted (unix seconds).
+    pub created_at: u64,
+}
+
+/// A job in the queue.
+///
+/// ```
+/// # use pay402_server::x402_mock::{Settlement, SettlementState};
+/// # fn f(job: Settlement) {
+/// if job.state == SettlementState::Failed {
+///     println!("settlement {} failed: {:?}", job.id, job.failure);
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// The store's id.
+    pub id: i64,
+    /// What was enqueued.
+    pub job: NewSettlement,
+    /// Where it stands.
+    pub state: SettlementState,
+    /// The journaled `permit()` transaction.
+    pub permit_tx: Option<SignedTx>,
+    /// The journaled `transferFrom()` transaction.
+    pub transfer_tx: Option<SignedTx>,
+    /// Failed attempts so far (transient errors).
+    pub attempts: u32,
+    /// Not processed before this time (unix seconds).
+    pub next_attempt_at: u64,
+    /// Leased to a worker until this time (unix seconds); 0 when free.
+    pub lease_until: u64,
+    /// The last transient error, for operators.
+    pub last_error: Option<String>,
+    /// The stable reason of a final failure.
+    pub failure: Option<String>,
+    /// Last change (unix seconds).
+    pub updated_at: u64,
+}
+
+impl Settlement {
+    /// A fresh job as [`SettlementStore::enqueue`] stores it.
+    ///
+    /// ```
+    /// # use pay402_server::x402_mock::{NewSettlement, Settlement, SettlementState};
+    /// # fn f(new: NewSettlement) {
+    /// let s = Settlement::new(7, new);
+    /// assert_eq!(s.state, SettlementState::Queued);
+    /// # }
+    /// ```
+    pub fn new(id: i64, job: NewSettlement) -> Settlement {
+        let now = job.created_at;
+        Settlement {
+            id,
+            job,
+            state: SettlementState::Queued,
+            permit_tx: None,
+            transfer_tx: None,
+            attempts: 0,
+            next_attempt_at: now,
+            lease_until: 0,
+            last_error: None,
+            failure: None,
+            updated_at: now,
+        }
+    }
+}
+
+/// A queue operation failed.
+///
+/// ```
+/// use pay402_server::x402_mock::QueueError;
+/// use pay402_core::problem::Reason;
+/// assert_eq!(QueueError::Duplicate { same_permit: true }.reason(), "permit_replayed");
+/// assert_eq!(QueueError::Duplicate { same_permit: false }.reason(), "permit_nonce_pending");
+/// assert_eq!(QueueError::Unavailable("disk".into()).status(), 503);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// A live job already holds this permit nonce: the same permit
+    /// (`same_permit`), or another permit with the same nonce.
+    #[error("a settlement for this permit nonce is already queued")]
+    Duplicate {
+        /// Whether the queued job is for the very same permit.
+        same_permit: bool,
+    },
+    /// The backing database could not be used.
+    #[error("settlement store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data is corrupt.
+    #[error("corrupt settlement record: {0}")]
+    Corrupt(String),
+}
+
+impl Reason for QueueError {
+    fn reason(&self) -> &'static str {
+        match self {
+            QueueError::Duplicate { same_permit: true } => "permit_replayed",
+            QueueError::Duplicate { same_permit: false } => "permit_nonce_pending",
+            QueueError::Unavailable(_) => "settlement_store_unavailable",
+            QueueError::Corrupt(_) => "settlement_store_corrupt",
+        }
+    }
+    fn status(&self) -> u16 {
+        match self {
+            QueueError::Duplicate { .. } => 409,
+            _ => 503,
+        }
+    }
+}
+
+/// Where settlement jobs and token revocations live.
+///
+/// ```
+/// use pay402_server::x402_mock::{MemorySettlementStore, SettlementStore};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemorySettlementStore::new();
+/// let jti = pay402_core::x402::evm::Bytes32([9; 32]);
+/// store.revoke(&jti, 4_000_000_000, "transfer_reverted").await.unwrap();
+/// assert!(store.is_revoked(&jti).await.unwrap());
+/// # });
+/// ```
+#[async_trait]
+pub trait SettlementStore: Send + Sync + 'static {
+    /// Adds a job; [`QueueError::Duplicate`] when a job that is not
+    /// [`Failed`](SettlementState::Failed) holds the same
+    /// `(chain, token, owner, nonce)`. Atomic.
+    async fn enqueue(&self, job: NewSettlement) -> Result<i64, QueueError>;
+    /// Leases up to `limit` jobs that are not final, due (`next_attempt_at
+    /// <= now`) and not leased (`lease_until <= now`), until `lease_until`.
+    async fn claim_due(
+        &self,
+        now: u64,
+        lease_until: u64,
+        limit: u32,
+    ) -> Result<Vec<Settlement>, QueueError>;
+    /// Saves a job's mutable fields (state, journal, attempts, times, errors).
+    async fn save(&self, job: &Settlement) -> Result<(), QueueError>;
+    /// A job by id.
+    async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError>;
+    /// Revokes the access token `jti` (idempotent).
+    async fn revoke(&self, jti: &Bytes32, exp: u64, reason: &str) -> Result<(), QueueError>;
+    /// Whether the access token `jti` is revoked.
+    async fn is_revoked(&self, jti: &Bytes32) -> Result<bool, QueueError>;
+}
+
+#[async_trait]
+impl<T: SettlementStore + ?Sized> SettlementStore for std::sync::Arc<T> {
+    async fn enqueue(&self, job: NewSettlement) -> Result<i64, QueueError> {
+        (**self).enqueue(job).await
+    }
+    async fn claim_due(
+        &self,
+        now: u64,
+        lease_until: u64,
+        limit: u32,
+    ) -> Result<Vec<Settlement>, QueueError> {
+        (**self).claim_due(now, lease_until, limit).await
+    }
+    async fn save(&self, job: &Settlement) -> Result<(), QueueError> {
+        (**self).save(job).await
+    }
+    async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
+        (**self).get(id).await
+    }
+    async fn revoke(&self, jti: &Bytes32, exp: u64, reason: &str) -> Result<(), QueueError> {
+        (**self).revoke(jti, exp, reason).await
+    }
+    async fn is_revoked(&self, jti: &Bytes32) -> Result<bool, QueueError> {
+        (**self).is_revoked(jti).await
+    }
+}
+
+/// The key that at most one live job may hold.
+fn nonce_key(p: &MockPermit) -> (u64, EvmAddress, EvmAddress, String) {
+    (p.chain_id, p.token, p.owner, p.nonce.to_string())
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    jobs: Vec<Settlement>,
+    revoked: HashSet<Bytes32>,
+}
+
+/// An in-memory queue (lost on restart; for tests and demos).
+///
+/// ```
+/// let store = pay402_server::x402_mock::MemorySettlementStore::new();
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemorySettlementStore {
+    inner: Mutex<Memory>,
+}
+
+impl MemorySettlementStore {
+    /// An empty queue.
+    ///
+    /// ```
+    /// let _ = pay402_server::x402_mock::MemorySettlementStore::new();
+    /// ```
+    pub fn new() -> MemorySettlementStore {
+        MemorySettlementStore::default()
+    }
+
+    /// How many jobs it holds (all states).
+    ///
+    /// ```
+    /// assert!(pay402_server::x402_mock::MemorySettlementStore::new().is_empty());
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|m| m.jobs.len()).unwrap_or(0)
+    }
+
+    /// Whether it holds no job.
+    ///
+    /// ```
+    /// assert!(pay402_server::x402_mock::MemorySettlementStore::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Memory>, QueueError> {
+        self.inner
+            .lock()
+            .map_err(|_| QueueError::Unavailable("memory queue lock poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl SettlementStore for MemorySettlementStore {
+    async fn enqueue(&self, job: NewSettlement) -> Result<i64, QueueError> {
+        let mut m = self.lock()?;
+        let key = nonce_key(&job.permit);
+        if let Some(live) = m
+            .jobs
+            .iter()
+            .find(|s| s.state != SettlementState::Failed && nonce_key(&s.job.permit) == key)
+        {
+            return Err(QueueError::Duplicate {
+                same_permit: live.job.digest == job.digest,
+            });
+        }
+        let id = i64::try_from(m.jobs.len())
+            .map_err(|_| QueueError::Unavailable("queue full".into()))?
+            + 1;
+        m.jobs.push(Settlement::new(id, job));
+        Ok(id)
+    }
+
+    async fn claim_due(
+        &self,
+        now: u64,
+        lease_until: u64,
+        limit: u32,
+    ) -> Result<Vec<Settlement>, QueueError> {
+        let mut m = self.lock()?;
+        let mut out = Vec::new();
+        for s in m.jobs.iter_mut() {
+            if out.len() >= limit as usize {
+                break;
+            }
+            if !s.state.is_final() && s.next_attempt_at <= now && s.lease_until <= now {
+                s.lease_until = lease_until;
+                out.push(s.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn save(&self, job: &Settlement) -> Result<(), QueueError> {
+        let mut m = self.lock()?;
+        let slot = m
+            .jobs
+            .iter_mut()
+            .find(|s| s.id == job.id)
+            .ok_or_else(|| QueueError::Corrupt(format!("no settlement {}", job.id)))?;
+        *slot = job.clone();
+        Ok(())
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
+        Ok(self.lock()?.jobs.iter().find(|s| s.id == id).cloned())
+    }
+
+    async fn revoke(&self, jti: &Bytes32, _exp: u64, _reason: &str) -> Result<(), QueueError> {
+        self.lock()?.revoked.insert(*jti);
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &Bytes32) -> Result<bool, QueueError> {
+        Ok(self.lock()?.revoked.contains(jti))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pay402_core::x402::mock::MockPermitSignature;
+
+    fn job(nonce: u64, digest: u8) -> NewSettlement {
+        NewSettlement {
+            permit: MockPermit {
+                permit_type: "EIP2612".into(),
+                owner: EvmAddress::default(),
+                spender: EvmAddress::default(),
+                token: EvmAddress::default(),
+                value: 1u64.try_into().unwrap(),
+                nonce: nonce.try_into().unwrap(),
+                deadline: 10u64.try_into().unwrap(),
+                chain_id: 1,
+                signature: MockPermitSignature {
+                    signature_type: "EIP2612".into(),
+                    v: 27,
+                    r: Bytes32([1; 32]),
+                    s: Bytes32([2; 32]),
+                },
+                created_at: None,
+            },
+            digest: Bytes32([digest; 32]),
+            resource: "/r".into(),
+            pay_to: EvmAddress::default(),
+            amount: TokenAmount::from_u64(1),
+            token_exp: 100,
+            created_at: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_sqlite_guarantees() {
+        let store = MemorySettlementStore::new();
+        let id = store.enqueue(job(0, 1)).await.unwrap();
+        assert_eq!(
+            store.enqueue(job(0, 1)).await,
+            Err(QueueError::Duplicate { same_permit: true })
+        );
+        assert_eq!(
+            store.enqueue(job(0, 2)).await,
+            Err(QueueError::Duplicate { same_permit: false })
+        );
+        let claimed = store.claim_due(10, 70, 5).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(store.claim_due(20, 80, 5).await.unwrap().is_empty()); // leased
+        let mut s = claimed[0].clone();
+        s.state = SettlementState::Failed;
+        store.save(&s).await.unwrap();
+        assert!(store.claim_due(100, 160, 5).await.unwrap().is_empty()); // final
+        store.enqueue(job(0, 3)).await.unwrap(); // the nonce is free again
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().state,
+            SettlementState::Failed
+        );
+        assert_eq!(store.len(), 2);
+    }
+}

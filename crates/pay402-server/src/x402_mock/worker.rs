@@ -1,0 +1,495 @@
+//! The settlement worker: drives each queued permit to `permit()` +
+//! `transferFrom()` on chain, journaling every signed transaction first.
+//!
+//! Per job, a small state machine ([`SettlementState`]):
+//!
+//! ```text
+//! queued ──nonce == permit.nonce──▶ sign permit() ─journal─▶ permit_sent ──mined ok──▶ permit_done
+//!   │  └─nonce consumed: allowance ≥ amount ─────────────────────────────────────────────▲
+//!   │                     allowance too low ─▶ failed (permit_nonce_consumed)
+//! permit_done ──sign transferFrom() (reverts? ─▶ failed: transfer_reverted) ─journal─▶ transfer_sent
+//! transfer_sent ──mined ok──▶ settled      mined reverted ──▶ failed (transfer_reverted)
+//! *_sent, no receipt: re-broadcast the journaled bytes and wait (bounded); if the spender's
+//!        mined nonce passed the transaction's nonce without it, it was replaced: step back.
+//! ```
+//!
+//! A `transferFrom()` is signed again only when the journaled one provably
+//! can never be mined (its sender nonce is used by another mined
+//! transaction), so a job never pays twice. Transient errors are retried
+//! with exponential backoff up to [`RetryPolicy::max_attempts`]; a final
+//! failure revokes the job's access token.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pay402_core::problem::Reason;
+use pay402_core::x402::EvmTimestamp;
+use pay402_core::x402::mock_chain::{MockChainError, PermitSettler, TxStatus};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::config::RetryPolicy;
+use super::queue::{QueueError, Settlement, SettlementState, SettlementStore};
+
+/// Most state transitions tried for one job in one attempt.
+const MAX_STEPS: usize = 12;
+/// Jobs leased per query.
+const BATCH: u32 = 16;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+enum Next {
+    /// Take the next transition now.
+    Continue,
+    /// Try again later (transient), with this note.
+    Later(String),
+    /// Settled or failed for good.
+    Finished,
+}
+
+enum StepError {
+    Chain(MockChainError),
+    Store(QueueError),
+}
+
+impl From<MockChainError> for StepError {
+    fn from(e: MockChainError) -> StepError {
+        StepError::Chain(e)
+    }
+}
+
+impl From<QueueError> for StepError {
+    fn from(e: QueueError) -> StepError {
+        StepError::Store(e)
+    }
+}
+
+/// Settles queued permits. Usually started with
+/// [`MockPaywall::spawn_worker`](super::MockPaywall::spawn_worker).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use pay402_server::x402_mock::{SettlementWorker, SqliteSettlementStore, RetryPolicy};
+/// # async fn f(chain: Arc<dyn pay402_core::x402::mock_chain::PermitSettler>) {
+/// let store = Arc::new(SqliteSettlementStore::open("settlements.sqlite").await.unwrap());
+/// let worker = SettlementWorker::new(store, chain, RetryPolicy::default());
+/// let processed = worker.run_once().await.unwrap(); // or worker.spawn()
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SettlementWorker {
+    store: Arc<dyn SettlementStore>,
+    chain: Arc<dyn PermitSettler>,
+    policy: RetryPolicy,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for SettlementWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettlementWorker")
+            .field("spender", &self.chain.spender())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SettlementWorker {
+    /// A worker over `store`, settling with `chain`.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # fn f(chain: Arc<dyn pay402_core::x402::mock_chain::PermitSettler>) {
+    /// use pay402_server::x402_mock::{MemorySettlementStore, RetryPolicy, SettlementWorker};
+    /// let w = SettlementWorker::new(Arc::new(MemorySettlementStore::new()), chain, RetryPolicy::default());
+    /// # }
+    /// ```
+    pub fn new(
+        store: Arc<dyn SettlementStore>,
+        chain: Arc<dyn PermitSettler>,
+        policy: RetryPolicy,
+    ) -> SettlementWorker {
+        SettlementWorker::with_wake(store, chain, policy, Arc::new(Notify::new()))
+    }
+
+    pub(crate) fn with_wake(
+        store: Arc<dyn SettlementStore>,
+        chain: Arc<dyn PermitSettler>,
+        policy: RetryPolicy,
+        wake: Arc<Notify>,
+    ) -> SettlementWorker {
+        SettlementWorker {
+            store,
+            chain,
+            policy,
+            wake,
+        }
+    }
+
+    /// Processes the jobs due now (each until it settles, fails, or has to
+    /// wait); returns how many it took.
+    ///
+    /// ```no_run
+    /// # async fn f(w: pay402_server::x402_mock::SettlementWorker) {
+    /// while w.run_once().await.unwrap() > 0 {}
+    /// # }
+    /// ```
+    pub async fn run_once(&self) -> Result<usize, QueueError> {
+        let now = unix_now();
+        let lease = now.saturating_add(secs(self.policy.lease()));
+        let jobs = self.store.claim_due(now, lease, BATCH).await?;
+        let n = jobs.len();
+        for job in jobs {
+            self.process(job).await;
+        }
+        Ok(n)
+    }
+
+    /// Runs the worker in a background task until
+    /// [`WorkerHandle::shutdown`]. It wakes when a job is enqueued through
+    /// the paywall, and otherwise every [`RetryPolicy::idle_poll`].
+    ///
+    /// ```no_run
+    /// # async fn f(w: pay402_server::x402_mock::SettlementWorker) {
+    /// let handle = w.spawn();
+    /// // ... serve ...
+    /// handle.shutdown().await;
+    /// # }
+    /// ```
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let wake = self.wake.clone();
+        let task = tokio::spawn(
+            self.run(stop_rx)
+                .instrument(tracing::info_span!("x402_mock.worker")),
+        );
+        WorkerHandle {
+            stop: stop_tx,
+            wake,
+            task: Some(task),
+        }
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let processed = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(reason = e.reason(), error = %e, "x402_mock.queue_error");
+                    0
+                }
+            };
+            if processed > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.policy.idle_poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn process(&self, mut job: Settlement) {
+        let span = tracing::info_span!(
+            "x402_mock.settle",
+            id = job.id,
+            payer = %job.job.permit.owner,
+            nonce = %job.job.permit.nonce,
+            state = %job.state,
+        );
+        async {
+            for _ in 0..MAX_STEPS {
+                let result = self.step(&mut job).await;
+                let outcome = match result {
+                    Ok(Next::Continue) => continue,
+                    Ok(Next::Finished) => Ok(()),
+                    Ok(Next::Later(note)) => self.later(&mut job, note).await,
+                    Err(StepError::Chain(e)) => {
+                        tracing::info!(reason = e.reason(), error = %e, "x402_mock.chain_error");
+                        self.later(&mut job, e.to_string()).await
+                    }
+                    Err(StepError::Store(e)) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    // The lease runs out and the job is taken again.
+                    tracing::warn!(reason = e.reason(), error = %e, "x402_mock.queue_error");
+                }
+                return;
+            }
+            if let Err(e) = self.later(&mut job, "too many steps".into()).await {
+                tracing::warn!(reason = e.reason(), error = %e, "x402_mock.queue_error");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn save(&self, job: &mut Settlement, state: SettlementState) -> Result<(), QueueError> {
+        job.state = state;
+        job.updated_at = unix_now();
+        self.store.save(job).await?;
+        tracing::debug!(state = %state, "x402_mock.state");
+        Ok(())
+    }
+
+    /// Schedules another attempt, or fails the job when attempts run out.
+    async fn later(&self, job: &mut Settlement, note: String) -> Result<(), QueueError> {
+        job.attempts = job.attempts.saturating_add(1);
+        if job.attempts >= self.policy.max_attempts {
+            tracing::error!(
+                attempts = job.attempts,
+                last_error = %note,
+                permit_tx = ?job.permit_tx.as_ref().map(|t| t.hash),
+                transfer_tx = ?job.transfer_tx.as_ref().map(|t| t.hash),
+                "x402_mock.retries_exhausted"
+            );
+            job.last_error = Some(note);
+            return self.fail(job, "settlement_retries_exhausted").await;
+        }
+        let now = unix_now();
+        job.next_attempt_at = now.saturating_add(secs(self.policy.delay(job.attempts)));
+        job.lease_until = 0;
+        tracing::info!(attempts = job.attempts, retry_at = job.next_attempt_at, note = %note, "x402_mock.retry_later");
+        job.last_error = Some(note);
+        let state = job.state;
+        self.save(job, state).await
+    }
+
+    /// Revokes the token first, then records the failure (a crash in
+    /// between leaves a revoked token and a job that fails again).
+    async fn fail(&self, job: &mut Settlement, reason: &'static str) -> Result<(), QueueError> {
+        self.store
+            .revoke(&job.job.digest, job.job.token_exp, reason)
+            .await?;
+        job.failure = Some(reason.to_owned());
+        job.lease_until = 0;
+        tracing::warn!(reason, resource = %job.job.resource, "x402_mock.settlement_failed");
+        self.save(job, SettlementState::Failed).await
+    }
+
+    async fn step(&self, job: &mut Settlement) -> Result<Next, StepError> {
+        let permit = job.job.permit.clone();
+        let spender = self.chain.spender();
+        match job.state {
+            SettlementState::Settled | SettlementState::Failed => Ok(Next::Finished),
+            SettlementState::Queued => {
+                let on_chain = self.chain.nonces(permit.token, permit.owner).await?;
+                if on_chain > permit.nonce {
+                    // Used already: by our permit (anyone may submit it) or another one.
+                    let allowance = self
+                        .chain
+                        .allowance(permit.token, permit.owner, spender)
+                        .await?;
+                    if allowance >= job.job.amount {
+                        self.save(job, SettlementState::PermitDone).await?;
+                        return Ok(Next::Continue);
+                    }
+                    self.fail(job, "permit_nonce_consumed").await?;
+                    return Ok(Next::Finished);
+                }
+                if on_chain < permit.nonce {
+                    return Ok(Next::Later(format!(
+                        "on-chain nonce {on_chain} is behind the permit nonce {}",
+                        permit.nonce
+                    )));
+                }
+                if permit.deadline < EvmTimestamp::from_u64(unix_now()).0 {
+                    self.fail(job, "permit_expired_before_settlement").await?;
+                    return Ok(Next::Finished);
+                }
+                let tx = match self.chain.sign_permit(&permit).await {
+                    Ok(tx) => tx,
+                    Err(MockChainError::Reverted { detail, .. }) => {
+                        // Did the nonce get used meanwhile? Then the branch above decides.
+                        if self.chain.nonces(permit.token, permit.owner).await? > permit.nonce {
+                            return Ok(Next::Continue);
+                        }
+                        tracing::warn!(detail = %detail, "x402_mock.permit_reverts");
+                        self.fail(job, "permit_reverted").await?;
+                        return Ok(Next::Finished);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                job.permit_tx = Some(tx.clone());
+                if let Err(e) = self.save(job, SettlementState::PermitSent).await {
+                    self.chain.discard(&tx).await;
+                    return Err(e.into());
+                }
+                self.chain.broadcast(&tx).await?;
+                Ok(Next::Continue)
+            }
+            SettlementState::PermitSent => {
+                let Some(tx) = job.permit_tx.clone() else {
+                    self.save(job, SettlementState::Queued).await?;
+                    return Ok(Next::Continue);
+                };
+                // Mined nonce first, then the receipt: a transaction mined in
+                // between shows up in the receipt.
+                let mined = self.chain.mined_sender_nonce().await?;
+                match self.chain.receipt(&tx.hash).await? {
+                    Some(TxStatus::Success { block }) => {
+                        tracing::info!(tx = %tx.hash, block, "x402_mock.permit_mined");
+                        self.save(job, SettlementState::PermitDone).await?;
+                        Ok(Next::Continue)
+                    }
+                    Some(TxStatus::Reverted { block }) => {
+                        // No allowance from this transaction; look at the nonce again.
+                        tracing::info!(tx = %tx.hash, block, "x402_mock.permit_reverted");
+                        job.permit_tx = None;
+                        self.save(job, SettlementState::Queued).await?;
+                        Ok(Next::Continue)
+                    }
+                    None if mined > tx.sender_nonce => {
+                        tracing::info!(tx = %tx.hash, "x402_mock.permit_replaced");
+                        job.permit_tx = None;
+                        self.save(job, SettlementState::Queued).await?;
+                        Ok(Next::Continue)
+                    }
+                    None => self.rebroadcast_and_wait(&tx, "permit").await,
+                }
+            }
+            SettlementState::PermitDone => {
+                let tx = match self
+                    .chain
+                    .sign_transfer_from(permit.token, permit.owner, job.job.pay_to, job.job.amount)
+                    .await
+                {
+                    Ok(tx) => tx,
+                    Err(MockChainError::Reverted { detail, .. }) => {
+                        tracing::warn!(detail = %detail, "x402_mock.transfer_reverts");
+                        self.fail(job, "transfer_reverted").await?;
+                        return Ok(Next::Finished);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                job.transfer_tx = Some(tx.clone());
+                if let Err(e) = self.save(job, SettlementState::TransferSent).await {
+                    self.chain.discard(&tx).await;
+                    return Err(e.into());
+                }
+                self.chain.broadcast(&tx).await?;
+                Ok(Next::Continue)
+            }
+            SettlementState::TransferSent => {
+                let Some(tx) = job.transfer_tx.clone() else {
+                    self.save(job, SettlementState::PermitDone).await?;
+                    return Ok(Next::Continue);
+                };
+                let mined = self.chain.mined_sender_nonce().await?;
+                match self.chain.receipt(&tx.hash).await? {
+                    Some(TxStatus::Success { block }) => {
+                        job.lease_until = 0;
+                        job.last_error = None;
+                        self.save(job, SettlementState::Settled).await?;
+                        tracing::info!(
+                            tx = %tx.hash,
+                            block,
+                            amount = %job.job.amount,
+                            pay_to = %job.job.pay_to,
+                            "x402_mock.settled"
+                        );
+                        Ok(Next::Finished)
+                    }
+                    Some(TxStatus::Reverted { block }) => {
+                        tracing::warn!(tx = %tx.hash, block, "x402_mock.transfer_mined_reverted");
+                        self.fail(job, "transfer_reverted").await?;
+                        Ok(Next::Finished)
+                    }
+                    None if mined > tx.sender_nonce => {
+                        // Never minable any more: a new transferFrom is safe.
+                        tracing::info!(tx = %tx.hash, "x402_mock.transfer_replaced");
+                        job.transfer_tx = None;
+                        self.save(job, SettlementState::PermitDone).await?;
+                        Ok(Next::Continue)
+                    }
+                    None => self.rebroadcast_and_wait(&tx, "transferFrom").await,
+                }
+            }
+        }
+    }
+
+    async fn rebroadcast_and_wait(
+        &self,
+        tx: &pay402_core::x402::mock_chain::SignedTx,
+        what: &str,
+    ) -> Result<Next, StepError> {
+        self.chain.broadcast(tx).await?;
+        match self
+            .chain
+            .wait_receipt(&tx.hash, self.policy.receipt_timeout)
+            .await?
+        {
+            Some(_) => Ok(Next::Continue),
+            None => Ok(Next::Later(format!(
+                "{what} transaction {} not mined yet",
+                tx.hash
+            ))),
+        }
+    }
+}
+
+/// A running [`SettlementWorker`]. Dropping it without
+/// [`WorkerHandle::shutdown`] aborts the task (safe: every signed
+/// transaction is journaled before it is sent, so the next worker resumes).
+///
+/// ```no_run
+/// # async fn f(paywall: pay402_server::x402_mock::MockPaywall) {
+/// let worker = paywall.spawn_worker();
+/// worker.wake();
+/// worker.shutdown().await;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    wake: Arc<Notify>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Makes the worker look for due jobs now.
+    ///
+    /// ```no_run
+    /// # fn f(h: &pay402_server::x402_mock::WorkerHandle) {
+    /// h.wake();
+    /// # }
+    /// ```
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the worker after the job it is on, and waits for it.
+    ///
+    /// ```no_run
+    /// # async fn f(h: pay402_server::x402_mock::WorkerHandle) {
+    /// h.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
