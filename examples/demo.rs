@@ -199,7 +199,6 @@ fn installed(dir: &std::path::Path) -> bool {
     dir.join(".pay402-installed").is_file()
 }
 
-
 /// Step 4: x402 on anvil with real USDC.
 async fn x402_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
     use pay402_backends::x402::LocalFacilitator;
@@ -270,7 +269,11 @@ async fn x402_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
             .map_or(0, |v| v.len())
     );
     let client = X402Client::builder(signer.clone())
-        .allow_asset(NETWORK, EvmAddress(usdc.address), TokenAmount::from_u64(PRICE))
+        .allow_asset(
+            NETWORK,
+            EvmAddress(usdc.address),
+            TokenAmount::from_u64(PRICE),
+        )
         .build();
     let started = Instant::now();
     let paid = client.get(&url).await?;
@@ -296,6 +299,121 @@ async fn x402_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Step 5: 21 BitRequests on bcoin regtest.
-async fn bitreq_step(_mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
-    Ok(()) // INTEGRATION-TODO: filled in once the bitreq client lands
+async fn bitreq_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
+    use pay402_backends::bitcoind::{BitcoindConfig, BitcoindRpc};
+    use pay402_client::bitreq::{BitRequests, Wallet, WalletConfig};
+    use pay402_core::chain::BitcoinChain;
+    use pay402_server::bitreq::bitcoin::bip32::{Xpriv, Xpub};
+    use pay402_server::bitreq::bitcoin::{Network as BtcNetwork, secp256k1::Secp256k1};
+    use pay402_server::bitreq::store::MemoryBitreqStore;
+    use pay402_server::bitreq::{
+        BitreqConfig, BitreqPayment, BitreqServer, OnChainConfig, TransferConfig,
+    };
+    use pay402_testkit::bcoin::Bcoin;
+
+    const PRICE: Sat = Sat(5_000);
+
+    if mode == PeerMode::Auto && !installed(&Bcoin::cache_dir()) {
+        println!(
+            "\n(step 5 skipped: bcoin is not installed; run the tests once or set PAY402_DEMO_PEERS=install)"
+        );
+        return Ok(());
+    }
+    println!("\n5. 21 BitRequests: pay 5000 sat on a Bitcoin regtest node (bcoin)");
+    let node = tokio::task::spawn_blocking(Bcoin::start).await??;
+    let chain: Arc<dyn BitcoinChain> = Arc::new(BitcoindRpc::new(BitcoindConfig {
+        url: node.rpc_url().parse()?,
+        user: node.rpc_user().to_owned(),
+        password: node.rpc_password().to_owned(),
+        timeout: std::time::Duration::from_secs(30),
+    })?);
+
+    // The payer's wallet (keys from a seed), funded and confirmed by the node.
+    let wallet = Arc::new(Wallet::from_seed(
+        &rand_seed(),
+        WalletConfig::new(BtcNetwork::Regtest),
+        Arc::clone(&chain),
+    )?);
+    let address = wallet.receive_address().await?;
+    node.fund(&address.to_string(), 200_000)?;
+    node.mine(1)?;
+    println!(
+        "   [setup] bcoin regtest at {}, payer wallet funded with 200000 sat",
+        node.rpc_url()
+    );
+
+    // The merchant: a fresh address per 402 (from its xpub) and a ledger.
+    let xprv = Xpriv::new_master(BtcNetwork::Regtest, &rand_seed())?;
+    let xpub = Xpub::from_priv(&Secp256k1::new(), &xprv);
+    let config = BitreqConfig::new(BtcNetwork::Regtest)
+        .onchain(OnChainConfig::derived(xpub))
+        .transfer(TransferConfig::new("shop"));
+    let merchant = BitreqServer::new(
+        config,
+        Arc::clone(&chain),
+        Arc::new(MemoryBitreqStore::new()),
+    )?;
+    let app = Router::new().route(
+        "/report",
+        get(|paid: BitreqPayment| async move {
+            format!(
+                "report (paid {} sat by {})",
+                paid.amount.0,
+                paid.method.as_str()
+            )
+        })
+        .route_layer(merchant.layer(Price::sats(PRICE.0))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/report", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Bit-transfer from a ledger account the operator credited.
+    merchant
+        .open_account("alice", &wallet.transfer_public_key()?)
+        .await?;
+    merchant
+        .credit("alice", Sat(20_000), "demo-deposit")
+        .await?;
+    let transfer = BitRequests::bit_transfer(Arc::clone(&wallet), "alice").build();
+    let paid = transfer.get(&url).await?;
+    let status = paid.status();
+    let body = paid.response.text().await?;
+    println!("   bit-transfer from ledger account alice <- {status}: {body:?}");
+    let left = merchant
+        .account("alice")
+        .await?
+        .map_or(0, |account| account.balance.0);
+    println!("   alice's ledger balance now {left} sat");
+
+    // On-chain: the client pays the 402's fresh address; the server broadcasts.
+    let onchain = BitRequests::on_chain(Arc::clone(&wallet)).build();
+    let paid = onchain.get(&url).await?;
+    let status2 = paid.status();
+    let receipt = paid.receipt.clone().ok_or("the client did not pay")?;
+    let body2 = paid.response.text().await?;
+    node.mine(1)?;
+    let txid = receipt.proof_id.parse()?;
+    let mined = chain
+        .get_transaction(&txid)
+        .await?
+        .ok_or("payment transaction not found")?;
+    println!("   on-chain <- {status2}: {body2:?}");
+    println!(
+        "   transaction {} mined ({} confirmation), pays the merchant {} sat, fee {} sat",
+        receipt.proof_id,
+        mined.confirmations,
+        mined.tx.output[0].value.to_sat(),
+        receipt.fee.0
+    );
+    server.abort();
+    if status != 200 || status2 != 200 || mined.tx.output[0].value.to_sat() != PRICE.0 {
+        return Err("BitRequests step: expected two paid requests".into());
+    }
+    Ok(())
+}
+
+/// 32 random bytes for a demo seed.
+fn rand_seed() -> [u8; 32] {
+    rand::random()
 }

@@ -465,6 +465,35 @@ async fn pending_settlement_is_recorded_and_the_same_payment_is_served_on_retry(
 }
 
 #[tokio::test]
+async fn a_non_idempotent_facilitator_refusing_the_retry_of_a_pending_payment_keeps_it_pending() {
+    // A reference facilitator answers a second settle of a payment that its
+    // first (pending) transaction already mined with "nonce already used".
+    // Releasing the payment then would charge the payer without serving
+    // them: it stays pending, recorded with the first transaction.
+    let env = env(X402Config::new());
+    env.facilitator.script(&[
+        SettleStep::Pending,
+        SettleStep::Fail("invalid_exact_evm_nonce_already_used"),
+    ]);
+    let header = pay_v2(&Payer::dev(1), &offer(), None);
+    let r = pay(&env, &header).await;
+    assert_refused(&r, 202, "settlement_pending");
+    let tx = r.payment_response().unwrap().transaction.unwrap();
+
+    let r = pay(&env, &header).await;
+    assert_refused(&r, 202, "settlement_pending");
+    assert_eq!(
+        r.payment_response().unwrap().transaction.as_deref(),
+        Some(tx.as_str())
+    );
+    assert_eq!(state_of(&env, &header).await, Some(PaymentState::Pending));
+    let pending = env.store.list(PaymentState::Pending, 10).await.unwrap();
+    assert_eq!(pending[0].transaction.as_deref(), Some(tx.as_str()));
+    assert_eq!(runs(&env), 1);
+    assert_eq!(env.facilitator.settle_count(), 2);
+}
+
+#[tokio::test]
 async fn unreachable_facilitator_during_settlement_is_treated_as_pending() {
     let env = env(X402Config::new());
     env.facilitator

@@ -13,7 +13,7 @@
 //! - an **answer** from the facilitator ([`VerifyResponse`] with
 //!   `isValid: false`, [`SettleResponse`] with `success: false`) is a verdict
 //!   on the payment, carrying the reference reason (for example
-//!   `invalid_exact_evm_payload_signature`, `insufficient_funds`);
+//!   `invalid_exact_evm_signature`, `insufficient_funds`);
 //! - a [`FacilitatorError`] means no verdict was reached (unreachable,
 //!   timed out, malformed answer) or, for [`FacilitatorError::Pending`], that
 //!   the settlement transaction was sent but not yet mined within the bound:
@@ -47,8 +47,8 @@ use serde_json::Value;
 
 use super::types::{
     ExactEvmPayload, FacilitatorRequest, FacilitatorRequestV1, FacilitatorRequestV2,
-    PaymentPayloadV1, PaymentPayloadV2, PaymentRequirements, PaymentRequirementsV1,
-    SettleResponse, SupportedResponse, VerifyResponse,
+    PaymentPayloadV1, PaymentPayloadV2, PaymentRequirements, PaymentRequirementsV1, SettleResponse,
+    SupportedResponse, VerifyResponse,
 };
 use crate::problem::Reason;
 
@@ -190,9 +190,7 @@ impl<'de> Deserialize<'de> for PaymentRequest {
             2 => serde_json::from_value(value)
                 .map(PaymentRequest::V2)
                 .map_err(D::Error::custom),
-            other => Err(D::Error::custom(format!(
-                "unsupported x402Version {other}"
-            ))),
+            other => Err(D::Error::custom(format!("unsupported x402Version {other}"))),
         }
     }
 }

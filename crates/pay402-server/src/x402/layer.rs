@@ -23,7 +23,9 @@ use super::error::{X402Error, sanitize_reason};
 use super::intake::{self, Intake, OfferSet};
 use super::respond;
 use super::route::{Offers, X402Route, check_offer};
-use super::store::{AttemptId, CachedResponse, Claim, PaymentStore, Reservation, Resumed};
+use super::store::{
+    AttemptId, CachedResponse, Claim, PaymentState, PaymentStore, Reservation, Resumed,
+};
 use crate::config::PriceRequest;
 use crate::layer::BoxedResponse;
 
@@ -542,6 +544,23 @@ impl Flow<'_> {
         }
     }
 
+    /// A failure verdict that may only mean an earlier attempt's settlement
+    /// already spent the nonce: keep the payment pending (recorded, with the
+    /// earlier transaction) for reconciliation instead of releasing it.
+    async fn keep_pending_after(
+        &self,
+        s: &SettleResponse,
+        transaction: Option<&str>,
+        keep: Option<&CachedResponse>,
+    ) {
+        tracing::warn!(
+            reason = ?s.error_reason,
+            transaction = ?transaction,
+            "x402.failure_after_earlier_settlement_kept_pending"
+        );
+        self.mark_pending(transaction, keep).await;
+    }
+
     async fn mark_pending(&self, transaction: Option<&str>, keep: Option<&CachedResponse>) {
         match self
             .layer
@@ -723,6 +742,7 @@ impl Flow<'_> {
     where
         S: Service<Request<Body>, Response = Response, Error = Infallible>,
     {
+        let earlier = earlier_attempt(resumed.as_ref());
         let (head, bytes) = match resumed.and_then(|r| r.response) {
             // An earlier attempt ran the handler and went pending: serve
             // what it produced once settled, without running it again.
@@ -783,6 +803,15 @@ impl Flow<'_> {
                 outcome("paid");
                 resp
             }
+            Settlement::Failed(s) if may_hide_our_settlement(earlier.as_ref(), &s) => {
+                let transaction = earlier.flatten();
+                self.keep_pending_after(&s, transaction.as_deref(), Some(&cached))
+                    .await;
+                self.pending(
+                    transaction.clone(),
+                    &X402Error::SettlementPending { transaction },
+                )
+            }
             Settlement::Failed(s) => {
                 self.release().await;
                 self.settle_failed(s)
@@ -809,8 +838,18 @@ impl Flow<'_> {
     where
         S: Service<Request<Body>, Response = Response, Error = Infallible>,
     {
+        let earlier = earlier_attempt(resumed.as_ref());
         let s = match self.settle().await {
             Settlement::Settled(s) => s,
+            Settlement::Failed(s) if may_hide_our_settlement(earlier.as_ref(), &s) => {
+                let transaction = earlier.flatten();
+                self.keep_pending_after(&s, transaction.as_deref(), None)
+                    .await;
+                return self.pending(
+                    transaction.clone(),
+                    &X402Error::SettlementPending { transaction },
+                );
+            }
             Settlement::Failed(s) => {
                 self.release().await;
                 return self.settle_failed(s);
@@ -878,5 +917,32 @@ impl Flow<'_> {
         respond::expose(resp.headers_mut());
         outcome("paid");
         resp
+    }
+}
+
+/// What an earlier attempt at this payment left behind: `Some(transaction)`
+/// when it may have moved money (it went pending, or its lease expired
+/// mid-flight), `None` when there was no such attempt.
+fn earlier_attempt(resumed: Option<&Resumed>) -> Option<Option<String>> {
+    resumed
+        .filter(|r| matches!(r.from, PaymentState::Pending | PaymentState::Reserved))
+        .map(|r| r.transaction.clone())
+}
+
+/// Whether a failed settlement may only mean that an earlier attempt's
+/// transaction already spent the nonce. pay402's own facilitator answers a
+/// repeated settle with the original transaction, but others (the reference
+/// facilitators) answer "nonce already used": releasing the payment then
+/// would charge the payer without serving them. When the earlier attempt
+/// reported a transaction, any failure is treated this way; otherwise only a
+/// used-nonce verdict is.
+fn may_hide_our_settlement(earlier: Option<&Option<String>>, s: &SettleResponse) -> bool {
+    match earlier {
+        None => false,
+        Some(Some(_)) => true,
+        Some(None) => s
+            .error_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("nonce") && (r.contains("used") || r.contains("spent"))),
     }
 }
