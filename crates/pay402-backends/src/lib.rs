@@ -1,6 +1,7 @@
 //! # pay402-backends
 //!
-//! Lightning node backends for pay402. Each backend implements the ports defined
+//! Backends for pay402: Lightning nodes, Bitcoin chain RPC and x402
+//! facilitators. The Lightning backends Each backend implements the ports defined
 //! in [`pay402_core::lightning`]: [`InvoiceIssuer`](pay402_core::lightning::InvoiceIssuer)
 //! for servers that charge, and [`LightningPayer`](pay402_core::lightning::LightningPayer)
 //! for clients that pay.
@@ -13,6 +14,10 @@
 //! | `cln` | `cln` (default) | Core Lightning over its `lightning-rpc` unix socket or clnrest. |
 //! | `lnbits` | `lnbits` (default) | An LNbits client (invoice and admin keys). |
 //! | `ldk` | `ldk` (default) | An embedded Lightning node (ldk-node): no separate daemon. |
+//! | `bitcoind` | `bitcoind` (default) | Bitcoin Core JSON-RPC chain backend ([`BitcoinChain`](pay402_core::chain::BitcoinChain)), also for bcoin. |
+//! | `esplora` | `esplora` (default) | Esplora REST chain backend (Blockstream, mempool.space, electrs). |
+//! | `x402` | `x402` (default) | x402 facilitators ([`Facilitator`](pay402_core::x402::Facilitator)): local on alloy, remote over HTTP, and an axum router serving `/verify`, `/settle`, `/supported`. |
+//! | `x402_mock` | `x402-mock` (default) | The x402_mock dialect's chain side: permit reads and `permit()` + `transferFrom()` settlement on alloy. |
 //!
 //! ```
 //! # #[cfg(feature = "simnet")]

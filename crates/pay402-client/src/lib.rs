@@ -14,6 +14,12 @@
 //! - Every failure is a typed [`ClientError`] with a stable reason, and every
 //!   payment produces a [`Receipt`].
 //!
+//! The other rails, each behind a default cargo feature: [`x402`] (EIP-3009
+//! payments signed locally, with requirement selection, caps and one paid
+//! retry that reuses the same signed payload), [`x402_mock`] (EIP-2612 permit
+//! → access token) and [`bitreq`] (21 BitRequests: on-chain, bit-transfer and
+//! payment channels, with a seed wallet).
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use pay402_client::{L402Client, ClientError, Paid, TokenScope};

@@ -5,6 +5,13 @@
 //! Lightning invoice; requests with a valid `Authorization: L402
 //! <macaroon>:<preimage>` reach your handler.
 //!
+//! The other rails have their own layers, each behind a default cargo feature:
+//! [`x402`] (payment requirements settled through a facilitator, with atomic
+//! replay reservation and the payment-identifier extension), [`x402_mock`]
+//! (EIP-2612 permit → access token, with a persisted settlement queue) and
+//! [`bitreq`] (21 BitRequests: on-chain, a bit-transfer ledger and payment
+//! channels). See docs/x402.md and docs/bitrequests.md.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use axum::{Router, routing::get};
