@@ -281,12 +281,18 @@ impl Wallet {
     /// A wallet from a 16–64 byte BIP32 seed.
     ///
     /// ```
-    /// # fn chain() -> std::sync::Arc<dyn pay402_core::chain::BitcoinChain> { unimplemented!() }
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use pay402_backends::esplora::{Esplora, EsploraConfig};
     /// use pay402_client::bitreq::{Wallet, WalletConfig};
-    /// # fn demo() {
-    /// let bad = Wallet::from_seed(&[1; 8], WalletConfig::new(bitcoin::Network::Regtest), chain());
-    /// assert!(bad.is_err());
-    /// # }
+    /// // Any chain backend; nothing is fetched until the wallet scans.
+    /// let chain = Arc::new(Esplora::new(EsploraConfig {
+    ///     url: "http://127.0.0.1:3002".parse().unwrap(),
+    ///     timeout: Duration::from_secs(10),
+    /// }).unwrap());
+    /// let config = || WalletConfig::new(bitcoin::Network::Regtest);
+    /// assert!(Wallet::from_seed(&[1; 8], config(), chain.clone()).is_err()); // too short
+    /// assert!(Wallet::from_seed(&[1; 32], config(), chain).is_ok());
     /// ```
     ///
     /// # Errors
