@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use pay402_core::time::UnixTime;
 use pay402_core::x402::borrowed::PaymentPayloadV2Ref;
 use pay402_core::x402::header::{MAX_HEADER_LEN, decode_with};
-use pay402_core::x402::{ExactEvmPayload, HeaderValue, PaymentPayloadV2, exact};
+use pay402_core::x402::{ExactEvmPayload, HeaderValue, PaymentPayloadV2, PaymentRequest, exact};
 use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 
 /// The §5.2 `PAYMENT-SIGNATURE` vector (it carries the §5.1 signature).
@@ -54,6 +54,17 @@ fn decode(c: &mut Criterion) {
             )
             .unwrap();
             black_box(buf.len())
+        })
+    });
+    // The facilitator side: a `/verify` or `/settle` body (the payment and
+    // the requirement it answers) into the version-dispatched PaymentRequest.
+    let payment = PaymentPayloadV2::<ExactEvmPayload>::decode_header(PAYMENT_SIGNATURE).unwrap();
+    let requirement = payment.accepted.clone();
+    let body = serde_json::to_string(&PaymentRequest::v2(payment, requirement)).unwrap();
+    g.bench_function("facilitator_request_decode", |b| {
+        b.iter(|| {
+            let r: PaymentRequest = serde_json::from_str(black_box(&body)).unwrap();
+            black_box(r)
         })
     });
     g.bench_function("payment_signature_decode_fresh_buf", |b| {
