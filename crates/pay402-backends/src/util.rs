@@ -257,22 +257,40 @@ pub(crate) mod client {
 }
 
 /// Defines a backend module's error constructors (`config_error`, which
-/// needs a `CONFIGURE` constant in the module,
-/// `unreachable`, `invalid`, `rejected`), each tagging the error with the
+/// needs a `CONFIGURE` constant in the module, `unreachable`, `invalid`,
+/// and for Lightning backends `rejected`), each tagging the error with the
 /// backend's name and the node call that failed.
-#[allow(unused_macros)] // feature sets without a Lightning backend use none
+///
+/// `backend_errors!(BACKEND)` builds [`LightningError`](pay402_core::lightning::LightningError)s;
+/// `backend_errors!(BACKEND, ChainError)` builds
+/// [`ChainError`](pay402_core::chain::ChainError)s (whose refusals carry the
+/// node's code, so they have no `rejected` constructor here).
+#[allow(unused_macros)] // feature sets without such a backend use none
 macro_rules! backend_errors {
     ($backend:expr) => {
+        $crate::util::backend_errors!($backend, LightningError);
+
+        /// The node refused `call`.
+        #[allow(dead_code)]
+        fn rejected(call: &'static str, detail: impl Into<String>) -> LightningError {
+            LightningError::Rejected {
+                backend: $backend,
+                call,
+                detail: detail.into(),
+            }
+        }
+    };
+    ($backend:expr, $error:ident) => {
         /// A configuration problem (reported as call `CONFIGURE`).
         #[allow(dead_code)]
-        fn config_error(detail: impl Into<String>) -> LightningError {
+        fn config_error(detail: impl Into<String>) -> $error {
             unreachable(CONFIGURE, detail)
         }
 
         /// The node could not be reached for `call`.
         #[allow(dead_code)]
-        fn unreachable(call: &'static str, detail: impl Into<String>) -> LightningError {
-            LightningError::Unreachable {
+        fn unreachable(call: &'static str, detail: impl Into<String>) -> $error {
+            $error::Unreachable {
                 backend: $backend,
                 call,
                 detail: detail.into(),
@@ -281,18 +299,8 @@ macro_rules! backend_errors {
 
         /// The node's answer to `call` does not parse or is inconsistent.
         #[allow(dead_code)]
-        fn invalid(call: &'static str, detail: impl Into<String>) -> LightningError {
-            LightningError::InvalidResponse {
-                backend: $backend,
-                call,
-                detail: detail.into(),
-            }
-        }
-
-        /// The node refused `call`.
-        #[allow(dead_code)]
-        fn rejected(call: &'static str, detail: impl Into<String>) -> LightningError {
-            LightningError::Rejected {
+        fn invalid(call: &'static str, detail: impl Into<String>) -> $error {
+            $error::InvalidResponse {
                 backend: $backend,
                 call,
                 detail: detail.into(),

@@ -153,25 +153,7 @@ impl fmt::Debug for BitcoindConfig {
     }
 }
 
-fn config_error(detail: impl Into<String>) -> ChainError {
-    unreachable(CONFIGURE, detail)
-}
-
-fn unreachable(call: &'static str, detail: impl Into<String>) -> ChainError {
-    ChainError::Unreachable {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn invalid(call: &'static str, detail: impl Into<String>) -> ChainError {
-    ChainError::InvalidResponse {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
+crate::util::backend_errors!(BACKEND, ChainError);
 
 impl BitcoindConfig {
     /// Reads the configuration from the environment (see the

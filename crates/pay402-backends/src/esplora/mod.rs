@@ -111,25 +111,7 @@ pub struct EsploraConfig {
     pub timeout: Duration,
 }
 
-fn config_error(detail: impl Into<String>) -> ChainError {
-    unreachable(CONFIGURE, detail)
-}
-
-fn unreachable(call: &'static str, detail: impl Into<String>) -> ChainError {
-    ChainError::Unreachable {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
-
-fn invalid(call: &'static str, detail: impl Into<String>) -> ChainError {
-    ChainError::InvalidResponse {
-        backend: BACKEND,
-        call,
-        detail: detail.into(),
-    }
-}
+crate::util::backend_errors!(BACKEND, ChainError);
 
 impl EsploraConfig {
     /// Reads the configuration from the environment (see the
