@@ -414,9 +414,9 @@ async fn permit_buys_a_token_and_the_queue_settles_permit_and_transfer_from() {
     assert_eq!(again.response.status(), 200);
     assert!(again.reused_token && again.receipt.is_none());
     // It is bound to its resource.
+    let second = server.sign(&server.draft(payer, 1));
     let token = {
-        let permit = server.sign(&server.draft(payer, 1));
-        let (s, body) = server.post_permit(&permit).await;
+        let (s, body) = server.post_permit(&second).await;
         assert_eq!(s, 200, "{body}");
         body["access_token"].as_str().unwrap().to_owned()
     };
@@ -426,12 +426,25 @@ async fn permit_buys_a_token_and_the_queue_settles_permit_and_transfer_from() {
         (401, Some("access_token_wrong_resource"))
     );
 
-    // Replays: the same permit again while queued or after settlement.
-    let replay = server.sign(&server.draft(payer, 1));
-    let (s, body) = server.post_permit(&replay).await;
+    // Replays: the byte-identical permit again while it is queued (or
+    // already settled: the worker may have got to it) is a replay ...
+    let (s, body) = server.post_permit(&second).await;
     assert_eq!(
         (s, body["reason"].as_str()),
         (409, Some("permit_replayed")),
+        "{body}"
+    );
+    // ... a different permit (another deadline) for that nonce is refused
+    // as pending while the first is queued, or as replayed once settled.
+    let mut other = server.draft(payer, 1);
+    other.deadline += 1;
+    let (s, body) = server.post_permit(&server.sign(&other)).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(
+        matches!(
+            body["reason"].as_str(),
+            Some("permit_nonce_pending" | "permit_replayed")
+        ),
         "{body}"
     );
     let settled = server.sign(&server.draft(payer, 0));
