@@ -6,7 +6,9 @@
 //! that buffer (they only own when the JSON string has escapes), and the
 //! numbers, addresses, nonce and 65-byte signature are parsed into fixed-size
 //! values. Decoding the §5.2 vector allocates nothing beyond the reused
-//! buffer. [`exact::verify_v2_ref`](super::exact::verify_v2_ref) verifies it
+//! buffer. A hand-written scanner (`borrowed/scan.rs`) decides the documents
+//! honest clients send; anything it does not accept goes to this type's
+//! serde deserializer, the reference, so both accept the same documents. [`exact::verify_v2_ref`](super::exact::verify_v2_ref) verifies it
 //! without converting; [`PaymentPayloadV2Ref::to_owned_payload`] converts to
 //! the owned [`PaymentPayloadV2`] when it must outlive the buffer.
 //!
@@ -32,8 +34,10 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::amount::{EvmTimestamp, TokenAmount};
-use super::evm::{Bytes32, EvmAddress, EvmSignature, TransferAuthorization};
-use super::header::{HeaderError, MAX_HEADER_LEN, decode_borrowed};
+use super::evm::{Bytes32, EvmAddress, EvmSignature, HexError, TransferAuthorization};
+use super::header::{HeaderError, MAX_HEADER_LEN, decode_base64};
+
+mod scan;
 use super::types::{ExactEvmPayload, Extra, PaymentPayloadV2, PaymentRequirements, ResourceInfo};
 
 fn own(s: &str) -> String {
@@ -392,6 +396,19 @@ impl InlineSignature {
     }
 }
 
+impl InlineSignature {
+    /// `0x` + hex: 65 bytes inline, any other length as [`EvmSignature`].
+    fn parse(v: &str) -> Result<InlineSignature, HexError> {
+        let h = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X"));
+        if let Some(h) = h.filter(|h| h.len() == 130) {
+            let mut out = [0u8; 65];
+            hex::decode_to_slice(h, &mut out).map_err(|_| HexError::Invalid)?;
+            return Ok(InlineSignature::Eoa(out));
+        }
+        v.parse().map(InlineSignature::Other)
+    }
+}
+
 impl<'de> Deserialize<'de> for InlineSignature {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<InlineSignature, D::Error> {
         struct V;
@@ -401,13 +418,7 @@ impl<'de> Deserialize<'de> for InlineSignature {
                 f.write_str("a 0x-prefixed hex signature")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<InlineSignature, E> {
-                let h = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X"));
-                if let Some(h) = h.filter(|h| h.len() == 130) {
-                    let mut out = [0u8; 65];
-                    hex::decode_to_slice(h, &mut out).map_err(E::custom)?;
-                    return Ok(InlineSignature::Eoa(out));
-                }
-                v.parse().map(InlineSignature::Other).map_err(E::custom)
+                InlineSignature::parse(v).map_err(E::custom)
             }
         }
         d.deserialize_str(V)
@@ -702,7 +713,16 @@ in_place_seed!(
 
 impl<'de: 'a, 'a> Deserialize<'de> for PaymentPayloadV2Ref<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PaymentPayloadV2Ref<'a>, D::Error> {
-        let mut out = PaymentPayloadV2Ref {
+        let mut out = PaymentPayloadV2Ref::empty();
+        de::DeserializeSeed::deserialize(PayloadSeed(&mut out, PhantomData), d)?;
+        Ok(out)
+    }
+}
+
+impl<'a> PaymentPayloadV2Ref<'a> {
+    /// The value both decoders fill in place.
+    fn empty() -> PaymentPayloadV2Ref<'a> {
+        PaymentPayloadV2Ref {
             x402_version: 0,
             resource: None,
             accepted: PaymentRequirementsRef {
@@ -726,13 +746,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for PaymentPayloadV2Ref<'a> {
                 },
             },
             extensions: None,
-        };
-        de::DeserializeSeed::deserialize(PayloadSeed(&mut out, PhantomData), d)?;
-        Ok(out)
+        }
     }
-}
 
-impl<'a> PaymentPayloadV2Ref<'a> {
     /// Decodes a `PAYMENT-SIGNATURE` value (at most
     /// [`MAX_HEADER_LEN`] characters) into `buf`, which the result borrows.
     /// Reuse `buf` across requests to avoid its allocation too.
@@ -744,7 +760,39 @@ impl<'a> PaymentPayloadV2Ref<'a> {
     /// assert_eq!(PaymentPayloadV2Ref::decode_header("", &mut buf), Err(HeaderError::Empty));
     /// ```
     pub fn decode_header(value: &str, buf: &'a mut Vec<u8>) -> Result<Self, HeaderError> {
-        decode_borrowed(value, MAX_HEADER_LEN, buf)
+        decode_base64(value, MAX_HEADER_LEN, buf)?;
+        let buf: &'a [u8] = buf;
+        match std::str::from_utf8(buf) {
+            Ok(json) => Self::from_json(json),
+            // As the owned path, which tolerates bad UTF-8 inside ignored
+            // values: both paths accept exactly the same input.
+            Err(_) => serde_json::from_slice(buf).map_err(|e| HeaderError::Json(e.to_string())),
+        }
+    }
+
+    /// Decodes the JSON of a `PAYMENT-SIGNATURE` (already base64-decoded);
+    /// the result borrows from `json`.
+    ///
+    /// A hand-written scanner decides the documents honest clients send;
+    /// anything it does not accept goes to the serde deserializer of this
+    /// type, which decides (and words the error). Both accept exactly the
+    /// same documents with the same result.
+    ///
+    /// ```
+    /// use pay402_core::x402::borrowed::PaymentPayloadV2Ref;
+    /// let json = r#"{"x402Version":2,"accepted":{"scheme":"exact","network":"eip155:1","amount":"1","asset":"a","payTo":"b","maxTimeoutSeconds":5},"payload":{"signature":"0x00","authorization":{"from":"0x857b06519E91e3A54538791bDbb0E22373e36b66","to":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","value":"1","validAfter":"0","validBefore":"9","nonce":"0x0000000000000000000000000000000000000000000000000000000000000000"}}}"#;
+    /// let p = PaymentPayloadV2Ref::from_json(json).unwrap();
+    /// assert_eq!(p.accepted.network, "eip155:1");
+    /// assert!(PaymentPayloadV2Ref::from_json(&json.replace("\"x402Version\":2,", "")).is_err());
+    /// ```
+    pub fn from_json(json: &'a str) -> Result<Self, HeaderError> {
+        let mut out = Self::empty();
+        match scan::payment_payload(json, &mut out) {
+            Ok(()) => Ok(out),
+            Err(scan::Reject) => {
+                serde_json::from_str(json).map_err(|e| HeaderError::Json(e.to_string()))
+            }
+        }
     }
 
     /// The requirement among `offers` that this payment's `accepted` echoes

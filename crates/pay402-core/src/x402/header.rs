@@ -116,7 +116,11 @@ pub fn decode_with<T: DeserializeOwned>(
     serde_json::from_slice(buf).map_err(|e| HeaderError::Json(e.to_string()))
 }
 
-fn decode_base64(value: &str, max_len: usize, buf: &mut Vec<u8>) -> Result<(), HeaderError> {
+pub(crate) fn decode_base64(
+    value: &str,
+    max_len: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), HeaderError> {
     let value = value.trim_matches(|c| c == ' ' || c == '\t');
     if value.len() > max_len {
         return Err(HeaderError::TooLarge);
