@@ -3,8 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -624,59 +624,6 @@ async fn unknown_payment_outcome_is_surfaced_and_never_retried() {
     assert_eq!(srv.seen().len(), 1);
 }
 
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
-    }
-}
-
-#[tokio::test]
-async fn traces_have_spans_but_never_secrets() {
-    let logs = LogBuf::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let w = world();
-    let srv = server(&w).await;
-    let client = client(&w);
-    client.get(srv.url("/hello")).await.unwrap();
-    srv.revoke_all();
-    client.get(srv.url("/hello")).await.unwrap();
-    client.get(srv.url("/hello")).await.unwrap();
-
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("l402.request"), "{text}");
-    assert!(text.contains("l402.pay"), "{text}");
-    assert!(text.contains(&format!("amount_msat={}", PRICE.0)), "{text}");
-    for s in srv.seen() {
-        for auth in s.authorization {
-            let (scheme_mac, preimage) = auth.rsplit_once(':').unwrap();
-            let mac = scheme_mac.trim_start_matches("L402 ");
-            assert!(!text.contains(preimage), "preimage logged");
-            assert!(!text.contains(mac), "macaroon logged");
-        }
-    }
-    assert!(!format!("{client:?}").contains("L402 "));
-}
-
 #[tokio::test]
 async fn fee_cap_is_passed_to_the_payer() {
     let w = world();
@@ -709,7 +656,10 @@ async fn dropping_the_call_mid_payment_still_caches_the_paid_token() {
     let cut = tokio::time::timeout(Duration::from_millis(100), client.get(srv.url("/hello"))).await;
     assert!(cut.is_err(), "the call was cut off while paying");
     // The payment completes in the background and its token is kept.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while client.cached_tokens() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(w.merchant.balance(), PRICE);
     assert_eq!(client.cached_tokens(), 1);
     let paid = client.get(srv.url("/hello")).await.unwrap();

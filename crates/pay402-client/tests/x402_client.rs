@@ -701,11 +701,12 @@ async fn a_timed_out_paid_request_is_resent_unchanged() {
             SEPOLIA_USDC,
             500,
         )])),
-        vec![Answer::Slow(Duration::from_millis(1500))],
+        vec![Answer::Slow(Duration::from_millis(4000))],
     )
     .await;
+    // The timeout leaves the resend ample time on a loaded machine.
     let client = X402Client::builder(signer())
-        .timeout(Duration::from_millis(700))
+        .timeout(Duration::from_millis(2000))
         .resend_delay(Duration::from_millis(10))
         .build();
     let paid = client.get(server.url("/paid")).await.unwrap();

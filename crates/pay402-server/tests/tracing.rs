@@ -4,35 +4,13 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use http::StatusCode;
 use pay402_server::L402Config;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn tracing_records_mint_verify_and_reject_without_secrets() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let captured = pay402_testkit::logs::capture_global(tracing::Level::TRACE);
 
     let env = env(L402Config::new("api"));
     let r = send(&env.app, get_req("/paid", &[])).await;
@@ -52,7 +30,7 @@ async fn tracing_records_mint_verify_and_reject_without_secrets() {
         StatusCode::PAYMENT_REQUIRED
     );
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("l402.request"), "{logs}");
     assert!(logs.contains("l402.mint"), "{logs}");
     assert!(logs.contains("l402.verify"), "{logs}");

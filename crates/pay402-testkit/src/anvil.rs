@@ -179,7 +179,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(20);
-const START_ATTEMPTS: usize = 3;
+/// The line anvil prints once bound, e.g. `Listening on 127.0.0.1:34883`.
+const LISTENING: &str = "Listening on ";
 const GLIBC_HINT: &str = "the anvil binary from @foundry-rs/anvil-linux-amd64 needs Linux x86-64 \
      with glibc >= 2.35 (Debian 12, Ubuntu 22.04 or newer)";
 
@@ -273,58 +274,72 @@ impl Anvil {
             });
         }
         Self::install()?;
-        let binary = Self::cache_dir().join(BINARY);
-        let mut last = None;
-        for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&binary) {
-                Ok(anvil) => return Ok(anvil),
-                // Another process may have taken the free port between our
-                // probe and anvil's bind: try another port.
-                Err(PeerError::StartFailed { reason, stderr, .. })
-                    if stderr.contains("Address already in use")
-                        || stderr.contains("address already in use") =>
-                {
-                    last = Some(PeerError::StartFailed {
-                        peer: PEER,
-                        reason,
-                        stderr,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| PeerError::StartFailed {
-            peer: PEER,
-            reason: "no start attempt was made".to_owned(),
-            stderr: String::new(),
-        }))
+        Self::start_binary(&Self::cache_dir().join(BINARY))
     }
 
-    fn start_once(binary: &std::path::Path) -> Result<Anvil, PeerError> {
-        let port = free_port()?;
+    /// Starts anvil on port 0 and reads the port it bound from its
+    /// `Listening on` line: no probe-then-bind race with parallel tests, so
+    /// two tests can never end up talking to one chain.
+    fn start_binary(binary: &std::path::Path) -> Result<Anvil, PeerError> {
         let mut command = Command::new(binary);
         command
-            .args(["--host", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .args(["--chain-id", &CHAIN_ID.to_string(), "--silent"])
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--chain-id", &CHAIN_ID.to_string()])
             .current_dir(Self::cache_dir());
-        let (process, lines) = PeerProcess::spawn(PEER, command, &[]).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                PeerError::StartFailed {
-                    peer: PEER,
-                    reason: format!(
-                        "the anvil binary {} is missing although the install marker is \
-                         present; delete {} to reinstall ({source})",
-                        binary.display(),
-                        Self::cache_dir().display()
-                    ),
-                    stderr: String::new(),
+        let (mut process, lines) =
+            PeerProcess::spawn(PEER, command, &[LISTENING]).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    PeerError::StartFailed {
+                        peer: PEER,
+                        reason: format!(
+                            "the anvil binary {} is missing although the install marker is \
+                             present; delete {} to reinstall ({source})",
+                            binary.display(),
+                            Self::cache_dir().display()
+                        ),
+                        stderr: String::new(),
+                    }
+                } else {
+                    PeerError::io(format!("spawning {}", binary.display()), source)
                 }
-            } else {
-                PeerError::io(format!("spawning {}", binary.display()), source)
+            })?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let port = loop {
+            match process.next_line(&lines, deadline) {
+                Ok(Some(line)) => {
+                    let port = line
+                        .strip_prefix(LISTENING)
+                        .and_then(|addr| addr.trim().rsplit_once(':'))
+                        .and_then(|(_, port)| port.parse::<u16>().ok());
+                    if let Some(port) = port {
+                        break port;
+                    }
+                }
+                Ok(None) => {
+                    return Err(PeerError::Timeout {
+                        what: "anvil's `Listening on` line".to_owned(),
+                        waited: START_TIMEOUT,
+                        detail: format!("peer output:\n{}", process.output()),
+                    });
+                }
+                Err(reason) => {
+                    let output = process.output();
+                    if output.contains("GLIBC") {
+                        return Err(PeerError::UnusableProgram {
+                            program: "anvil",
+                            peer: PEER,
+                            reason: format!("{reason}; {GLIBC_HINT}:\n{output}"),
+                        });
+                    }
+                    return Err(PeerError::StartFailed {
+                        peer: PEER,
+                        reason,
+                        stderr: output,
+                    });
+                }
             }
-        })?;
-        // anvil prints nothing protocol-like; its output goes to the tail.
+        };
+        // Later output (anvil logs each RPC method) goes to the tail only.
         drop(lines);
         let pid = process.pid();
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -902,15 +917,6 @@ impl Usdc<'_> {
     pub fn mint(&self, to: Address, amount: U256) -> Result<TxReceipt, PeerError> {
         self.send(self.admin, &IFiatToken::mintCall { to, amount })
     }
-}
-
-fn free_port() -> Result<u16, PeerError> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|e| PeerError::io("finding a free loopback port for anvil", e))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| PeerError::io("finding a free loopback port for anvil", e))
 }
 
 fn load_bytecode(path: &std::path::Path) -> Result<String, PeerError> {

@@ -18,7 +18,7 @@
 //! `testmempoolaccept`, `scantxoutset`, `getdescriptorinfo`, `createwallet`,
 //! and persistence (state lives in memory).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::npm::{NODE_HINT, NpmInstall};
+use crate::npm::{NODE_HINT, NpmInstall, place_file};
 use crate::process::PeerProcess;
 use crate::{PeerError, poll_until};
 
@@ -45,7 +45,8 @@ pub const MATURITY_HEIGHT: u64 = 101;
 const PEER: &str = "bcoin";
 const PACKAGE_JSON: &str = include_str!("../peers/bcoin/package.json");
 const PACKAGE_LOCK: &str = include_str!("../peers/bcoin/package-lock.json");
-const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/bcoin/launch.js");
+/// The launcher script, embedded and placed next to the install at start.
+const LAUNCHER_JS: &str = include_str!("../peers/bcoin/launch.js");
 const READY: &str = "PAY402_BCOIN_READY ";
 const FAILED: &str = "PAY402_BCOIN_FAILED ";
 
@@ -149,18 +150,7 @@ impl Bcoin {
     /// reports a failure or does not answer in time.
     pub fn start() -> Result<Bcoin, PeerError> {
         let modules = Self::install()?;
-        let launcher = Path::new(LAUNCHER);
-        if !launcher.is_file() {
-            return Err(PeerError::StartFailed {
-                peer: PEER,
-                reason: format!(
-                    "the launcher script {} is missing (it ships in the pay402-testkit crate's \
-                     source tree)",
-                    launcher.display()
-                ),
-                stderr: String::new(),
-            });
-        }
+        let launcher = place_file(&Self::cache_dir(), "launch.js", LAUNCHER_JS)?;
 
         let api_key = random_api_key();
         let mut command = Command::new("node");

@@ -38,6 +38,7 @@
 pub mod anvil;
 pub mod bcoin;
 mod error;
+pub mod logs;
 mod npm;
 mod process;
 pub mod x402_sdk;
@@ -50,15 +51,41 @@ pub use error::PeerError;
 /// Environment variable that overrides the peers cache directory (see [`peers_dir`]).
 pub const PEERS_DIR_ENV: &str = "PAY402_PEERS_DIR";
 
-/// The cargo workspace root this crate belongs to (derived at compile time
-/// from `CARGO_MANIFEST_DIR`).
+/// The cargo workspace root: the nearest ancestor holding
+/// `crates/pay402-testkit/Cargo.toml`, searched from the running package's
+/// `CARGO_MANIFEST_DIR` (cargo sets it for tests and `cargo run`), then from
+/// the current directory, then from where this crate was compiled.
+///
+/// The run-time lookups come first because two checkouts sharing one target
+/// directory can leave a test binary with the other checkout's compile-time
+/// path.
+///
+/// ```
+/// let root = pay402_testkit::workspace_root();
+/// assert!(root.join("crates/pay402-testkit/Cargo.toml").is_file());
+/// ```
 pub fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .and_then(|crates| crates.parent())
-        .map(PathBuf::from)
-        .unwrap_or(manifest)
+    let compiled = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let starts = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        std::env::current_dir().ok(),
+        Some(compiled.clone()),
+    ];
+    starts
+        .iter()
+        .flatten()
+        .find_map(|start| {
+            start
+                .ancestors()
+                .find(|dir| dir.join("crates/pay402-testkit/Cargo.toml").is_file())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| {
+            compiled
+                .parent()
+                .and_then(|crates| crates.parent())
+                .map_or(compiled.clone(), PathBuf::from)
+        })
 }
 
 /// The directory under which peers are installed, one subdirectory per

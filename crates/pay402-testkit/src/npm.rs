@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::PeerError;
@@ -21,6 +22,30 @@ const LOG: &str = "install.log";
 /// Hint printed when `node`/`npm` cannot be run.
 pub(crate) const NODE_HINT: &str = "install Node.js >= 18 together with npm (Debian/Ubuntu: \
      `apt-get install nodejs npm`) and make sure `node` and `npm` are on PATH";
+
+/// Writes `contents` to `dir/name` unless it already holds exactly that
+/// (atomically: a unique temporary file, then a rename), and returns the
+/// path. The harness's scripts are embedded in the crate and placed at run
+/// time, so a test binary never depends on the source tree it was built
+/// from (two checkouts may share one target directory).
+pub(crate) fn place_file(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, PeerError> {
+    let path = dir.join(name);
+    if fs::read_to_string(&path).is_ok_and(|old| old == contents) {
+        return Ok(path);
+    }
+    // Unique per process and call: parallel tests in one binary may race here.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(dir)
+        .and_then(|()| fs::write(&tmp, contents))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|e| PeerError::io(format!("writing {}", path.display()), e))?;
+    Ok(path)
+}
 
 /// A pinned set of npm packages to install into `dir`.
 pub(crate) struct NpmInstall<'a> {

@@ -54,17 +54,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256};
 use serde_json::Value;
 
 use crate::PeerError;
-use crate::npm::{NODE_HINT, NpmInstall};
+use crate::npm::{NODE_HINT, NpmInstall, place_file};
 use crate::process::PeerProcess;
 
 /// The pinned version of every `@x402/*` package this peer installs.
@@ -157,21 +155,7 @@ pub fn install() -> Result<PathBuf, PeerError> {
 }
 
 fn place_script(name: &str, contents: &str) -> Result<PathBuf, PeerError> {
-    let path = cache_dir().join(name);
-    if fs::read_to_string(&path).is_ok_and(|old| old == contents) {
-        return Ok(path);
-    }
-    // Unique per process and call: parallel tests in one binary may race here.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let tmp = cache_dir().join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::write(&tmp, contents)
-        .and_then(|()| fs::rename(&tmp, &path))
-        .map_err(|e| PeerError::io(format!("writing {}", path.display()), e))?;
-    Ok(path)
+    place_file(&cache_dir(), name, contents)
 }
 
 fn node_command(script: &str) -> Command {
