@@ -69,6 +69,9 @@ pub mod bitcoind;
 #[cfg(feature = "esplora")]
 pub mod esplora;
 
+#[cfg(any(feature = "x402", feature = "x402-mock"))]
+pub mod evm_rpc;
+
 #[cfg(feature = "x402")]
 pub mod x402;
 

@@ -19,7 +19,7 @@ use super::local::{
     DEFAULT_LOG_CHUNK_BLOCKS, DEFAULT_LOG_LOOKBACK_BLOCKS, DEFAULT_RECEIPT_TIMEOUT,
     DEFAULT_RPC_TIMEOUT, Inner, LocalFacilitator,
 };
-use super::transport::{RpcTransport, TransportConfigError};
+use crate::evm_rpc::{RpcTransport, TransportConfigError};
 
 pub(super) type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 

@@ -12,7 +12,7 @@
 //! - [`router`]: an axum router serving `POST /verify`, `POST /settle` and
 //!   `GET /supported` over any [`Facilitator`](pay402_core::x402::Facilitator),
 //!   usable by the official SDKs' `HTTPFacilitatorClient`.
-//! - [`transport`]: the alloy JSON-RPC transport over reqwest 0.12 they use.
+//! - [`crate::evm_rpc`]: the alloy JSON-RPC transport over reqwest 0.12 they use.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +36,6 @@ mod key;
 pub mod local;
 pub mod remote;
 pub mod server;
-pub mod transport;
 
 pub use builder::{LocalFacilitatorBuilder, LocalFacilitatorError};
 pub use key::{FacilitatorKey, InvalidKey};

@@ -67,7 +67,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::server::SETTLEMENT_PENDING;
-use super::transport::{is_loopback, redacted_origin};
+use crate::evm_rpc::{is_loopback, redacted_origin};
 
 /// The default request timeout.
 /// ```

@@ -8,8 +8,9 @@
 //!   spender key ([`SpenderKey`], zeroized); it signs `permit()` and
 //!   `transferFrom()` locally, manages the account nonce for concurrent
 //!   sends, simulates before signing and waits for receipts with a bound.
-//! - [`HttpTransport`]: the JSON-RPC transport, on the workspace's reqwest
-//!   0.12 (alloy's own reqwest transport is not compiled in).
+//! - Both talk to the node through [`RpcTransport`](crate::evm_rpc::RpcTransport),
+//!   the workspace's alloy transport on reqwest 0.12 (https only except for
+//!   loopback, no redirects, bounded bodies, URLs kept out of errors).
 //!
 //! The settlement queue that journals each signed transaction and retries
 //! is in `pay402-server` (`x402_mock::queue`); this module does one step at
@@ -31,8 +32,6 @@
 mod error;
 mod reader;
 mod settler;
-mod transport;
 
 pub use reader::{AlloyPermitReader, DEFAULT_RPC_TIMEOUT};
 pub use settler::{AlloyPermitSettler, DEFAULT_POLL_INTERVAL, InvalidKey, SpenderKey};
-pub use transport::HttpTransport;

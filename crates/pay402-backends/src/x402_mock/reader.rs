@@ -12,10 +12,9 @@ use async_trait::async_trait;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::EvmAddress;
 use pay402_core::x402::mock_chain::{MockChainError, PermitReader};
-use reqwest::Url;
 
 use super::error::call_error;
-use super::transport::HttpTransport;
+use crate::evm_rpc::RpcTransport;
 
 alloy::sol! {
     /// The EIP-2612 / ERC-20 calls the x402_mock flow makes.
@@ -62,39 +61,27 @@ impl AlloyPermitReader {
     /// # }
     /// ```
     pub async fn connect(rpc_url: &str) -> Result<AlloyPermitReader, MockChainError> {
-        let client = reqwest::Client::builder()
-            .timeout(DEFAULT_RPC_TIMEOUT)
-            .build()
-            .map_err(|e| MockChainError::Config(format!("HTTP client: {e}")))?;
-        let url: Url = rpc_url
-            .parse()
-            .map_err(|e| MockChainError::Config(format!("RPC URL: {e}")))?;
-        AlloyPermitReader::with_client(client, url).await
+        let transport = RpcTransport::new(rpc_url, DEFAULT_RPC_TIMEOUT)
+            .map_err(|e| MockChainError::Config(e.to_string()))?;
+        AlloyPermitReader::with_transport(transport).await
     }
 
-    /// Connects with a caller-built reqwest client and reads the chain id.
+    /// Connects through a configured transport (another timeout, plain
+    /// `http://` to a private-network node) and reads the chain id.
     ///
     /// ```no_run
     /// # async fn f() {
-    /// let client = reqwest::Client::new();
-    /// let reader = pay402_backends::x402_mock::AlloyPermitReader::with_client(
-    ///     client, "http://127.0.0.1:8545".parse().unwrap()).await.unwrap();
+    /// use std::time::Duration;
+    /// use pay402_backends::evm_rpc::RpcTransport;
+    /// let transport = RpcTransport::with_options("http://10.0.0.5:8545", Duration::from_secs(5), true).unwrap();
+    /// let reader = pay402_backends::x402_mock::AlloyPermitReader::with_transport(transport).await.unwrap();
     /// # }
     /// ```
-    pub async fn with_client(
-        client: reqwest::Client,
-        url: Url,
+    pub async fn with_transport(
+        transport: RpcTransport,
     ) -> Result<AlloyPermitReader, MockChainError> {
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(MockChainError::Config(format!(
-                "RPC URL scheme {:?} is not http or https",
-                url.scheme()
-            )));
-        }
-        let is_local = url
-            .host_str()
-            .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
-        let rpc = RpcClient::new(HttpTransport::new(client, url), is_local);
+        let is_local = transport.is_local();
+        let rpc = RpcClient::new(transport, is_local);
         let provider = RootProvider::new(rpc);
         let chain_id = provider
             .get_chain_id()

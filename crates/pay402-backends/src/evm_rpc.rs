@@ -1,4 +1,6 @@
-//! An alloy JSON-RPC transport over the workspace's reqwest 0.12 client.
+//! An alloy JSON-RPC transport over the workspace's reqwest 0.12 client, for
+//! every EVM backend (the x402 facilitator and the x402_mock reader and
+//! settler).
 //!
 //! alloy's own HTTP transport would pull a second reqwest (0.13) and another
 //! TLS stack into the build; this one is a small `tower::Service` on the
@@ -16,7 +18,7 @@
 //! use std::time::Duration;
 //! use alloy::providers::{Provider, ProviderBuilder};
 //! use alloy::rpc::client::RpcClient;
-//! use pay402_backends::x402::transport::RpcTransport;
+//! use pay402_backends::evm_rpc::RpcTransport;
 //!
 //! let transport = RpcTransport::new("http://127.0.0.1:8545", Duration::from_secs(10))?;
 //! let is_local = transport.is_local();
@@ -42,14 +44,14 @@ use tracing::Instrument;
 /// can be large).
 ///
 /// ```
-/// assert_eq!(pay402_backends::x402::transport::MAX_RPC_RESPONSE_BYTES, 32 << 20);
+/// assert_eq!(pay402_backends::evm_rpc::MAX_RPC_RESPONSE_BYTES, 32 << 20);
 /// ```
 pub const MAX_RPC_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Why an RPC endpoint cannot be used.
 ///
 /// ```
-/// use pay402_backends::x402::transport::{RpcTransport, TransportConfigError};
+/// use pay402_backends::evm_rpc::{RpcTransport, TransportConfigError};
 /// use std::time::Duration;
 /// let err = RpcTransport::new("http://rpc.example.com", Duration::from_secs(5)).unwrap_err();
 /// assert!(matches!(err, TransportConfigError::InsecureUrl));
@@ -74,7 +76,7 @@ pub enum TransportConfigError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pay402_backends::x402::transport::RpcTransport;
+/// use pay402_backends::evm_rpc::RpcTransport;
 /// let t = RpcTransport::new("https://rpc.example.com/v3/SECRETKEY", Duration::from_secs(5)).unwrap();
 /// assert!(!format!("{t:?}").contains("SECRETKEY"));
 /// assert!(!t.is_local());
@@ -102,7 +104,7 @@ impl RpcTransport {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pay402_backends::x402::transport::RpcTransport;
+    /// use pay402_backends::evm_rpc::RpcTransport;
     /// assert!(RpcTransport::new("http://127.0.0.1:8545", Duration::from_secs(5)).unwrap().is_local());
     /// ```
     pub fn new(url: &str, timeout: Duration) -> Result<RpcTransport, TransportConfigError> {
@@ -115,7 +117,7 @@ impl RpcTransport {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pay402_backends::x402::transport::RpcTransport;
+    /// use pay402_backends::evm_rpc::RpcTransport;
     /// assert!(RpcTransport::with_options("http://10.0.0.5:8545", Duration::from_secs(5), true).is_ok());
     /// ```
     pub fn with_options(
@@ -154,7 +156,7 @@ impl RpcTransport {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pay402_backends::x402::transport::RpcTransport;
+    /// use pay402_backends::evm_rpc::RpcTransport;
     /// assert!(RpcTransport::new("http://localhost:8545", Duration::from_secs(1)).unwrap().is_local());
     /// ```
     pub fn is_local(&self) -> bool {
@@ -165,7 +167,7 @@ impl RpcTransport {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pay402_backends::x402::transport::RpcTransport;
+    /// use pay402_backends::evm_rpc::RpcTransport;
     /// let t = RpcTransport::new("http://127.0.0.1:8545", Duration::from_secs(3)).unwrap();
     /// assert_eq!(t.timeout(), Duration::from_secs(3));
     /// ```
