@@ -30,10 +30,10 @@
 //! ```
 
 use std::fmt;
-use std::net::IpAddr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::util::http::is_loopback;
 use alloy::rpc::json_rpc::{RequestPacket, ResponsePacket};
 use alloy::transports::{TransportError, TransportErrorKind, TransportFut};
 use reqwest::Url;
@@ -245,19 +245,6 @@ fn first_method(packet: &RequestPacket) -> String {
     match names.count() {
         0 => first,
         more => format!("{first} (+{more})"),
-    }
-}
-
-/// Whether the URL's host is `localhost` or a loopback IP address.
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host_str() {
-        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
     }
 }
 

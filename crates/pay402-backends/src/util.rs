@@ -30,31 +30,36 @@ pub(crate) fn currency_name(currency: Currency) -> &'static str {
     }
 }
 
-/// HTTP and validation helpers shared by the Core Lightning and LNbits clients.
-#[cfg(any(feature = "cln", feature = "lnbits"))]
-pub(crate) mod client {
-    use std::net::IpAddr;
-    use std::str::FromStr;
-
-    use bitcoin::hashes::Hash;
-    use lightning_invoice::Bolt11Invoice;
-    use pay402_core::lightning::{LightningError, Network, PaymentHash, Preimage};
-    use pay402_core::money::Msat;
-    use reqwest::Url;
-
-    use super::{currency_for, currency_name};
-
-    /// Parses a network name as the nodes spell it.
-    pub(crate) fn parse_network(s: &str) -> Option<Network> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "bitcoin" | "mainnet" | "main" => Some(Network::Bitcoin),
-            "testnet" | "testnet3" => Some(Network::Testnet),
-            "testnet4" => Some(Network::Testnet4),
-            "signet" => Some(Network::Signet),
-            "regtest" => Some(Network::Regtest),
-            _ => None,
-        }
+/// Parses a network name as the Lightning nodes spell it.
+#[cfg(any(feature = "lnd", feature = "cln", feature = "lnbits"))]
+pub(crate) fn parse_network(s: &str) -> Option<pay402_core::lightning::Network> {
+    use pay402_core::lightning::Network;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "bitcoin" | "mainnet" | "main" => Some(Network::Bitcoin),
+        "testnet" | "testnet3" => Some(Network::Testnet),
+        "testnet4" => Some(Network::Testnet4),
+        "signet" => Some(Network::Signet),
+        "regtest" => Some(Network::Regtest),
+        _ => None,
     }
+}
+
+/// Helpers of every HTTP backend: loopback detection for the `http://`
+/// policy, and error chains and body excerpts for messages.
+#[cfg(any(
+    feature = "lnd",
+    feature = "cln",
+    feature = "lnbits",
+    feature = "bitcoind",
+    feature = "esplora",
+    feature = "x402",
+    feature = "x402-mock"
+))]
+#[allow(dead_code, reason = "each HTTP backend feature uses a subset")]
+pub(crate) mod http {
+    use std::net::IpAddr;
+
+    use reqwest::Url;
 
     /// Whether the URL's host is `localhost` or a loopback IP address.
     pub(crate) fn is_loopback(url: &Url) -> bool {
@@ -84,7 +89,8 @@ pub(crate) mod client {
         out
     }
 
-    /// A printable excerpt of a (non-JSON) response body.
+    /// A printable excerpt of a (non-JSON) response body: its first 200
+    /// bytes, control characters blanked.
     pub(crate) fn snippet(body: &[u8]) -> String {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
         text.chars()
@@ -93,6 +99,59 @@ pub(crate) mod client {
             .trim()
             .to_owned()
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn loopback_hosts() {
+            for u in [
+                "http://localhost:1",
+                "http://LOCALHOST:1",
+                "http://127.0.0.1:1",
+                "http://127.8.0.1:1",
+                "http://[::1]:1",
+            ] {
+                assert!(is_loopback(&u.parse().unwrap()), "{u}");
+            }
+            for u in [
+                "http://10.0.0.1:1",
+                "http://example.com",
+                "http://localhost.example.com",
+                "http://[2001:db8::1]",
+            ] {
+                assert!(!is_loopback(&u.parse().unwrap()), "{u}");
+            }
+        }
+
+        #[test]
+        fn chains_and_snippets() {
+            let inner = std::io::Error::other("connection refused");
+            let outer = std::io::Error::other(inner);
+            assert_eq!(error_chain(&outer), "connection refused");
+            assert_eq!(
+                snippet(b" <html>\n\tbad gateway\r\n"),
+                "<html>  bad gateway"
+            );
+            assert_eq!(snippet(&[b'x'; 500]).len(), 200);
+        }
+    }
+}
+
+/// HTTP and validation helpers shared by the Core Lightning and LNbits clients.
+#[cfg(any(feature = "cln", feature = "lnbits"))]
+pub(crate) mod client {
+    use std::str::FromStr;
+
+    use bitcoin::hashes::Hash;
+    use lightning_invoice::Bolt11Invoice;
+    use pay402_core::lightning::{LightningError, Network, PaymentHash, Preimage};
+    use pay402_core::money::Msat;
+
+    pub(crate) use super::http::{error_chain, is_loopback, snippet};
+    pub(crate) use super::parse_network;
+    use super::{currency_for, currency_name};
 
     /// Why reading a response body failed.
     #[derive(Debug)]
@@ -216,17 +275,7 @@ pub(crate) mod client {
         use super::*;
 
         #[test]
-        fn loopback_and_networks() {
-            for u in ["http://localhost:1", "http://127.0.0.1:1", "http://[::1]:1"] {
-                assert!(is_loopback(&u.parse().unwrap()), "{u}");
-            }
-            for u in [
-                "http://10.0.0.1:1",
-                "http://example.com",
-                "http://[2001:db8::1]",
-            ] {
-                assert!(!is_loopback(&u.parse().unwrap()), "{u}");
-            }
+        fn networks() {
             assert_eq!(parse_network(" Regtest"), Some(Network::Regtest));
             assert_eq!(parse_network("mainnet"), Some(Network::Bitcoin));
             assert_eq!(parse_network("liquid"), None);

@@ -75,6 +75,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::util::http::{error_chain, snippet};
 use async_trait::async_trait;
 use base64::Engine;
 use bitcoin::consensus::encode;
@@ -362,31 +363,6 @@ async fn read_limited(
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// An error and its sources, without repeats.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// A printable excerpt of a (non-JSON) response body.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
 
 impl BitcoindRpc {

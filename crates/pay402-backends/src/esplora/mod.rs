@@ -67,9 +67,9 @@
 //! ```
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::util::http::{error_chain, is_loopback, snippet};
 use async_trait::async_trait;
 use bitcoin::consensus::encode;
 use bitcoin::{OutPoint, Transaction, Txid};
@@ -169,44 +169,6 @@ impl EsploraConfig {
         };
         Ok(EsploraConfig { url, timeout })
     }
-}
-
-/// Whether the URL's host is `localhost` or a loopback IP address.
-fn is_loopback(url: &Url) -> bool {
-    match url.host_str() {
-        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}
-
-/// An error and its sources, without repeats.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// A printable excerpt of a response body.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
 
 /// Reads a response body of at most `max` bytes.

@@ -97,7 +97,6 @@ mod stream;
 use crate::tls;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -115,6 +114,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::util::http::is_loopback;
+use crate::util::parse_network;
 use crate::util::{currency_for, currency_name};
 use crate::wire::{EnumField, GrpcStatus, b64_32, b64url, code, de_u64, parse_grpc_error};
 use stream::Outcome;
@@ -193,17 +194,6 @@ impl fmt::Debug for LndConfig {
 }
 
 crate::util::backend_errors!(BACKEND);
-
-fn parse_network(s: &str) -> Option<Network> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "bitcoin" | "mainnet" | "main" => Some(Network::Bitcoin),
-        "testnet" | "testnet3" => Some(Network::Testnet),
-        "testnet4" => Some(Network::Testnet4),
-        "signet" => Some(Network::Signet),
-        "regtest" => Some(Network::Regtest),
-        _ => None,
-    }
-}
 
 impl LndConfig {
     /// A configuration with no macaroon, no pinned certificate and a 30 s timeout.
@@ -329,18 +319,6 @@ impl fmt::Debug for LndRest {
             .field("url", &self.base.as_str())
             .field("network", &self.network)
             .finish_non_exhaustive()
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host_str() {
-        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
     }
 }
 

@@ -67,7 +67,8 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::server::SETTLEMENT_PENDING;
-use crate::evm_rpc::{is_loopback, redacted_origin};
+use crate::evm_rpc::redacted_origin;
+use crate::util::http::is_loopback;
 
 /// The default request timeout.
 /// ```
