@@ -183,7 +183,7 @@ async fn read_request(shared: &Shared, body: Body) -> Result<PaymentRequest, Res
             ));
         }
     };
-    serde_json::from_slice::<PaymentRequest>(&bytes).map_err(|e| {
+    PaymentRequest::from_json_slice(&bytes).map_err(|e| {
         problem(
             StatusCode::BAD_REQUEST,
             "invalid_facilitator_request",
