@@ -38,6 +38,7 @@ mod config;
 mod keycache;
 mod layer;
 pub mod respond;
+mod sqlite_pool;
 pub mod store;
 
 #[cfg(feature = "x402")]

@@ -1,11 +1,10 @@
 //! SQLite root-key store (sqlx), the embedded default.
 
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use pay402_core::l402::{RootKey, TokenId};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 
 use super::{RootKeyStore, StoreError};
 
@@ -29,6 +28,12 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS pay402_root_keys (
+    token_id BLOB PRIMARY KEY NOT NULL,
+    root_key BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+)"];
+
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -42,15 +47,7 @@ impl SqliteStore {
     /// # }
     /// ```
     pub async fn open(path: impl AsRef<std::path::Path>) -> Result<SqliteStore, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::file(path).await.map_err(unavailable)?;
         SqliteStore::from_pool(pool).await
     }
 
@@ -62,16 +59,7 @@ impl SqliteStore {
     /// # });
     /// ```
     pub async fn in_memory() -> Result<SqliteStore, StoreError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?;
-        // One connection: every connection to :memory: is a separate database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::memory().await.map_err(unavailable)?;
         SqliteStore::from_pool(pool).await
     }
 
@@ -83,16 +71,9 @@ impl SqliteStore {
     /// # }
     /// ```
     pub async fn from_pool(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS pay402_root_keys (
-                token_id BLOB PRIMARY KEY NOT NULL,
-                root_key BLOB NOT NULL,
-                created_at INTEGER NOT NULL
-            )",
-        )
-        .execute(&pool)
-        .await
-        .map_err(unavailable)?;
+        crate::sqlite_pool::create(&pool, SCHEMA)
+            .await
+            .map_err(unavailable)?;
         Ok(SqliteStore { pool })
     }
 }

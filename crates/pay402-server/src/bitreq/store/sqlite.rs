@@ -1,7 +1,5 @@
 //! SQLite BitRequests store (sqlx), the embedded default.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use bitcoin::consensus::encode;
 use bitcoin::hashes::Hash as _;
@@ -10,9 +8,7 @@ use bitcoin::{OutPoint, Script, ScriptBuf, Transaction, Txid};
 use pay402_core::bitreq::channel::ChannelPayment;
 use pay402_core::money::Sat;
 use pay402_core::time::UnixTime;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction as SqlTx};
 
 use super::{
@@ -217,16 +213,7 @@ impl SqliteBitreqStore {
     /// # }
     /// ```
     pub async fn open(path: impl AsRef<std::path::Path>) -> Result<SqliteBitreqStore, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::file(path).await.map_err(unavailable)?;
         SqliteBitreqStore::from_pool(pool).await
     }
 
@@ -238,16 +225,7 @@ impl SqliteBitreqStore {
     /// # });
     /// ```
     pub async fn in_memory() -> Result<SqliteBitreqStore, StoreError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?;
-        // One connection: every connection to :memory: is a separate database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::memory().await.map_err(unavailable)?;
         SqliteBitreqStore::from_pool(pool).await
     }
 
@@ -259,12 +237,9 @@ impl SqliteBitreqStore {
     /// # }
     /// ```
     pub async fn from_pool(pool: SqlitePool) -> Result<SqliteBitreqStore, StoreError> {
-        for stmt in SCHEMA {
-            sqlx::query(stmt)
-                .execute(&pool)
-                .await
-                .map_err(unavailable)?;
-        }
+        crate::sqlite_pool::create(&pool, SCHEMA)
+            .await
+            .map_err(unavailable)?;
         Ok(SqliteBitreqStore { pool })
     }
 

@@ -1,16 +1,11 @@
 //! SQLite payment store (sqlx): replay protection that holds across
 //! processes sharing one database file, and survives restarts.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use pay402_core::time::UnixTime;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::{
     Acquired, AttemptId, CachedResponse, Claim, NonceKey, PaymentRecord, PaymentState,
@@ -67,7 +62,7 @@ const RESERVE_ROUNDS: usize = 4;
 
 impl SqlitePaymentStore {
     /// Opens (creating if needed) the database file at `path`, in WAL mode
-    /// with a 5 s busy timeout so concurrent writers wait for each other.
+    /// with a 10 s busy timeout so concurrent writers wait for each other.
     ///
     /// ```no_run
     /// # async fn f() {
@@ -75,16 +70,7 @@ impl SqlitePaymentStore {
     /// # }
     /// ```
     pub async fn open(path: impl AsRef<std::path::Path>) -> Result<SqlitePaymentStore, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::file(path).await.map_err(unavailable)?;
         SqlitePaymentStore::from_pool(pool).await
     }
 
@@ -96,16 +82,7 @@ impl SqlitePaymentStore {
     /// # });
     /// ```
     pub async fn in_memory() -> Result<SqlitePaymentStore, StoreError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?;
-        // One connection: every connection to :memory: is a separate database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::memory().await.map_err(unavailable)?;
         SqlitePaymentStore::from_pool(pool).await
     }
 

@@ -1,16 +1,12 @@
 //! SQLite settlement queue (sqlx): survives restarts.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::{Bytes32, EvmAddress};
 use pay402_core::x402::mock::MockPermit;
 use pay402_core::x402::mock_chain::SignedTx;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::{NewSettlement, QueueError, Settlement, SettlementStore};
 
@@ -106,15 +102,7 @@ impl SqliteSettlementStore {
     pub async fn open(
         path: impl AsRef<std::path::Path>,
     ) -> Result<SqliteSettlementStore, QueueError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::file(path).await.map_err(unavailable)?;
         SqliteSettlementStore::from_pool(pool).await
     }
 
@@ -126,16 +114,7 @@ impl SqliteSettlementStore {
     /// # });
     /// ```
     pub async fn in_memory() -> Result<SqliteSettlementStore, QueueError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?;
-        // One connection: each connection to :memory: is its own database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::sqlite_pool::memory().await.map_err(unavailable)?;
         SqliteSettlementStore::from_pool(pool).await
     }
 
@@ -148,12 +127,9 @@ impl SqliteSettlementStore {
     /// # }
     /// ```
     pub async fn from_pool(pool: SqlitePool) -> Result<SqliteSettlementStore, QueueError> {
-        for stmt in SCHEMA {
-            sqlx::query(stmt)
-                .execute(&pool)
-                .await
-                .map_err(unavailable)?;
-        }
+        crate::sqlite_pool::create(&pool, SCHEMA)
+            .await
+            .map_err(unavailable)?;
         Ok(SqliteSettlementStore { pool })
     }
 

@@ -1,0 +1,88 @@
+//! The SQLite pools every store opens: a database file in WAL mode whose
+//! writers wait for each other (10 s busy timeout), or a private in-memory
+//! database; and the idempotent schema step of `from_pool`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+/// How long a writer waits for another one's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens (creating if needed) the database file at `path`.
+pub(crate) async fn file(path: impl AsRef<Path>) -> Result<SqlitePool, sqlx::Error> {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
+}
+
+/// A private in-memory database, on a single connection that never closes:
+/// every connection to `:memory:` is a database of its own.
+pub(crate) async fn memory() -> Result<SqlitePool, sqlx::Error> {
+    let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(opts)
+        .await
+}
+
+/// Runs `schema` (`CREATE … IF NOT EXISTS` statements) in order.
+pub(crate) async fn create(pool: &SqlitePool, schema: &[&str]) -> Result<(), sqlx::Error> {
+    for stmt in schema {
+        sqlx::query(stmt).execute(pool).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_pools_are_private_and_files_persist() {
+        let schema = ["CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL)"];
+        let a = memory().await.unwrap();
+        create(&a, &schema).await.unwrap();
+        create(&a, &schema).await.unwrap(); // idempotent
+        sqlx::query("INSERT INTO t (v) VALUES (1)")
+            .execute(&a)
+            .await
+            .unwrap();
+        let b = memory().await.unwrap();
+        assert!(sqlx::query("SELECT v FROM t").fetch_all(&b).await.is_err());
+
+        let path = std::env::temp_dir().join(format!(
+            "pay402-sqlite-pool-{}-{:?}.sqlite",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let f = file(&path).await.unwrap();
+        create(&f, &schema).await.unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (7)")
+            .execute(&f)
+            .await
+            .unwrap();
+        f.close().await;
+        let again = file(&path).await.unwrap();
+        let (v,): (i64,) = sqlx::query_as("SELECT v FROM t")
+            .fetch_one(&again)
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+        again.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
