@@ -52,13 +52,25 @@ pub struct AlloyPermitReader {
 }
 
 impl AlloyPermitReader {
-    /// Connects to `rpc_url` with a default client ([`DEFAULT_RPC_TIMEOUT`]
-    /// per request, rustls) and reads the chain id.
+    /// Connects to `rpc_url` through [`RpcTransport`] ([`DEFAULT_RPC_TIMEOUT`]
+    /// per request; `https://`, or plain `http://` to a loopback host only:
+    /// see [`AlloyPermitReader::with_transport`] for a private-network node)
+    /// and reads the chain id.
     ///
     /// ```no_run
     /// # async fn f() {
     /// let reader = pay402_backends::x402_mock::AlloyPermitReader::connect("http://127.0.0.1:8545").await.unwrap();
     /// # }
+    /// ```
+    ///
+    /// A plain `http://` URL to another host is refused before any request:
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use pay402_backends::x402_mock::AlloyPermitReader;
+    /// let err = AlloyPermitReader::connect("http://rpc.example.com").await.unwrap_err();
+    /// assert!(err.to_string().contains("loopback"), "{err}");
+    /// # });
     /// ```
     pub async fn connect(rpc_url: &str) -> Result<AlloyPermitReader, MockChainError> {
         let transport = RpcTransport::new(rpc_url, DEFAULT_RPC_TIMEOUT)
