@@ -289,6 +289,20 @@ fn field_rules_match_the_owned_decoder() {
             json.replacen(r#""network":"eip155:84532""#, r#""network":1"#, 1),
             false,
         ),
+        // A repeated EIP-712 domain `name` or `version` is refused (no
+        // first-wins / last-wins ambiguity between parsers).
+        (
+            json.replacen(
+                r#""version":"2"}"#,
+                r#""version":"2","name":"USD Coin"}"#,
+                1,
+            ),
+            false,
+        ),
+        (
+            json.replacen(r#""name":"USDC""#, r#""version":1,"name":"USDC""#, 1),
+            false,
+        ),
         ("[]".into(), false),
         ("null".into(), false),
         (format!("{json} x"), false),

@@ -43,7 +43,10 @@ pub(crate) fn place_file(dir: &Path, name: &str, contents: &str) -> Result<PathB
     fs::create_dir_all(dir)
         .and_then(|()| fs::write(&tmp, contents))
         .and_then(|()| fs::rename(&tmp, &path))
-        .map_err(|e| PeerError::io(format!("writing {}", path.display()), e))?;
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            PeerError::io(format!("writing {}", path.display()), e)
+        })?;
     Ok(path)
 }
 

@@ -155,13 +155,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for ExtraRef<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtraRef<'de>, A::Error> {
                 let mut out = ExtraRef::default();
+                // As `Extra`: a repeated `name` or `version` is refused.
+                let mut seen = 0u8;
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    match key.as_ref() {
+                        "name" => seen_once(&mut seen, 1, "name")?,
+                        "version" => seen_once(&mut seen, 2, "version")?,
+                        _ => {}
+                    }
                     let value: StrOrValue<'de> = map.next_value()?;
                     match (key.as_ref(), value) {
-                        ("name", StrOrValue::Str(s)) if out.name.is_none() => out.name = Some(s),
-                        ("version", StrOrValue::Str(s)) if out.version.is_none() => {
-                            out.version = Some(s)
-                        }
+                        ("name", StrOrValue::Str(s)) => out.name = Some(s),
+                        ("version", StrOrValue::Str(s)) => out.version = Some(s),
                         (_, value) => {
                             out.other.insert(key.into_owned(), value.into_value());
                         }

@@ -117,7 +117,10 @@ impl PaymentRequest {
     /// scan that builds nothing, then the typed request of that version
     /// straight from `json` (the [`Deserialize`] impl, which must work for
     /// any format, goes through a `serde_json::Value` and takes about twice
-    /// as long). Duplicate fields are refused here, as by the typed structs.
+    /// as long). The body must be UTF-8; duplicate fields are refused, as by
+    /// the typed structs (the `Value` path keeps the last). Inside members
+    /// it ignores it is laxer than the `Value` path (lone surrogates, deep
+    /// nesting), which changes nothing in the request it returns.
     ///
     /// ```
     /// use pay402_core::x402::facilitator::PaymentRequest;
@@ -138,10 +141,12 @@ impl PaymentRequest {
             #[serde(rename = "x402Version")]
             x402_version: Option<u64>,
         }
-        let version: Version = serde_json::from_slice(json)?;
+        let json = std::str::from_utf8(json)
+            .map_err(|e| serde_json::Error::custom(format!("the body is not UTF-8: {e}")))?;
+        let version: Version = serde_json::from_str(json)?;
         match version.x402_version {
-            Some(1) => serde_json::from_slice(json).map(PaymentRequest::V1),
-            Some(2) => serde_json::from_slice(json).map(PaymentRequest::V2),
+            Some(1) => serde_json::from_str(json).map(PaymentRequest::V1),
+            Some(2) => serde_json::from_str(json).map(PaymentRequest::V2),
             Some(other) => Err(serde_json::Error::custom(format!(
                 "unsupported x402Version {other}"
             ))),

@@ -33,7 +33,9 @@ use super::evm::{EvmSignature, TransferAuthorization};
 ///
 /// `name` and `version` are held apart when they are strings (the hot path
 /// needs them); any other member, or a non-string `name`/`version`, is in
-/// `other`. Serialization writes `name`, `version`, then `other`.
+/// `other`. Serialization writes `name`, `version`, then `other`. A repeated
+/// `name` or `version` is refused: which domain name a signature is checked
+/// against must not depend on a parser's first-wins or last-wins rule.
 ///
 /// ```
 /// use pay402_core::x402::Extra;
@@ -42,6 +44,7 @@ use super::evm::{EvmSignature, TransferAuthorization};
 /// assert_eq!(e.version(), Some("2"));
 /// assert_eq!(e.other.len(), 1);
 /// assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"name":"USDC","version":"2","other":1}"#);
+/// assert!(serde_json::from_str::<Extra>(r#"{"name":"USDC","name":"USD Coin"}"#).is_err());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Extra {
@@ -122,16 +125,27 @@ impl<'de> Deserialize<'de> for Extra {
                 self,
                 mut map: A,
             ) -> Result<Extra, A::Error> {
+                use serde::de::Error;
                 let mut out = Extra::default();
+                // A repeated `name` or `version` is refused: which one an
+                // EIP-712 domain uses must not depend on the parser.
+                let (mut seen_name, mut seen_version) = (false, false);
                 while let Some(key) = map.next_key::<ExtraKey>()? {
+                    let seen = match key {
+                        ExtraKey::Name => Some((&mut seen_name, "name")),
+                        ExtraKey::Version => Some((&mut seen_version, "version")),
+                        ExtraKey::Other(_) => None,
+                    };
+                    if let Some((seen, field)) = seen {
+                        if *seen {
+                            return Err(A::Error::duplicate_field(field));
+                        }
+                        *seen = true;
+                    }
                     let value: Value = map.next_value()?;
                     match (key, value) {
-                        (ExtraKey::Name, Value::String(s)) if out.name.is_none() => {
-                            out.name = Some(s)
-                        }
-                        (ExtraKey::Version, Value::String(s)) if out.version.is_none() => {
-                            out.version = Some(s)
-                        }
+                        (ExtraKey::Name, Value::String(s)) => out.name = Some(s),
+                        (ExtraKey::Version, Value::String(s)) => out.version = Some(s),
                         (key, value) => {
                             out.other.insert(key.into_string(), value);
                         }

@@ -567,15 +567,21 @@ impl<'a> Scanner<'a> {
 
     fn extra(&mut self) -> Scan<ExtraRef<'a>> {
         let mut e = ExtraRef::default();
+        let mut seen = Seen(0);
         self.object(|s, key| {
+            match key.as_ref() {
+                "name" => seen.once(1)?,
+                "version" => seen.once(2)?,
+                _ => {}
+            }
             let value = if s.peek()? == b'"' {
                 Ok(s.string()?)
             } else {
                 Err(s.parsed::<Value>()?)
             };
             match (key.as_ref(), value) {
-                ("name", Ok(v)) if e.name.is_none() => e.name = Some(v),
-                ("version", Ok(v)) if e.version.is_none() => e.version = Some(v),
+                ("name", Ok(v)) => e.name = Some(v),
+                ("version", Ok(v)) => e.version = Some(v),
                 (_, value) => {
                     let value = value.map_or_else(|v| v, |s| Value::String(s.into_owned()));
                     e.other.insert(key.into_owned(), value);
@@ -717,9 +723,12 @@ mod tests {
             ),
             with(
                 r#""version":"2""#,
-                r#""version":"2","n":1.5,"o":{"p":[null]},"name":"again""#,
+                r#""version":"2","n":1.5,"o":{"p":[null]},"nam\u0065x":1"#,
             ),
-            with(r#""version":"2""#, r#""version":7,"version":"2""#),
+            with(
+                r#""name":"USDC","version":"2""#,
+                r#""name":7,"version":null"#,
+            ),
             with(
                 r#","extra":{"name":"USDC","version":"2"}"#,
                 r#","extra":null"#,
@@ -770,6 +779,10 @@ mod tests {
                 r#""resource":["https://api.example.com/premium-data","#,
             ),
             with(r#"{"x402Version":2,"#, r#"{x402Version:2,"#),
+            // A repeated domain `name`/`version` (any type) is refused.
+            with(r#""version":"2""#, r#""version":"2","name":"again""#),
+            with(r#""version":"2""#, r#""version":7,"version":"2""#),
+            with(r#""name":"USDC""#, r#""n\u0061me":1,"name":"USDC""#),
             with(r#""x402Version":2,"#, r#""x402Version":2,"extensions":[],"#),
             with(r#""x402Version":2,"#, r#""x402Version":2,"z":01,"#),
             with(r#""x402Version":2,"#, r#""x402Version":2,"z":1.,"#),
@@ -820,6 +833,41 @@ mod tests {
                         assert_eq!(got.ok().as_deref(), Some(format!("{body}\n").as_str()));
                     }
                     _ => assert!(got.is_err(), "{json}"),
+                }
+            }
+        }
+    }
+
+    /// `typed` cuts a string at the next `"` and parses the raw slice; that
+    /// is exact only while every parser it uses refuses `\\`, `"` and control
+    /// bytes (an escape would make the raw slice differ from the value).
+    #[test]
+    fn typed_parsers_refuse_escapes_and_control_bytes() {
+        let good = [
+            ("amount", "10000".to_owned()),
+            ("address", format!("0x{}", "ab".repeat(20))),
+            ("nonce", format!("0x{}", "cd".repeat(32))),
+            ("signature", format!("0x{}", "ef".repeat(65))),
+            ("short signature", "0x00ff".to_owned()),
+        ];
+        let parse = |what: &str, v: &str| match what {
+            "amount" => TokenAmount::parse(v).is_ok() && EvmTimestamp::parse(v).is_ok(),
+            "address" => v.parse::<EvmAddress>().is_ok(),
+            "nonce" => v.parse::<Bytes32>().is_ok(),
+            _ => InlineSignature::parse(v).is_ok(),
+        };
+        for (what, v) in &good {
+            assert!(parse(what, v), "{what} {v}");
+            for bad in ['\\', '"', '\u{0}', '\n', '\u{1f}', 'é'] {
+                for at in [0, 1, v.len() / 2, v.len()] {
+                    let mut b = v.clone();
+                    b.insert(at, bad);
+                    assert!(!parse(what, &b), "{what} accepted {b:?}");
+                    let mut r = v.clone();
+                    if at < r.len() {
+                        r.replace_range(at..at + 1, &bad.to_string());
+                        assert!(!parse(what, &r), "{what} accepted {r:?}");
+                    }
                 }
             }
         }
