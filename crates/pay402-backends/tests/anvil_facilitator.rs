@@ -734,6 +734,9 @@ async fn anvil_remote_facilitator_over_the_router() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // The unread body means the connection is closed, not reused (a client
+    // that reused it failed the next request with a broken pipe).
+    assert_eq!(resp.headers()["connection"], "close");
     let resp = http
         .get(format!("http://{addr}/nope"))
         .send()

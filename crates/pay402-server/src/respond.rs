@@ -13,6 +13,9 @@ use pay402_core::problem::{PROBLEM_JSON, Problem};
 /// let resp = pay402_server::respond::problem(&Problem::new(402, "payment_required", "Payment required"));
 /// assert_eq!(resp.status(), 402);
 /// assert_eq!(resp.headers()["content-type"], "application/problem+json");
+/// // A 413 (body not read to its end) also closes the connection.
+/// let resp = pay402_server::respond::problem(&Problem::new(413, "body_too_large", "Too large"));
+/// assert_eq!(resp.headers()["connection"], "close");
 /// ```
 pub fn problem(p: &Problem) -> Response {
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -25,5 +28,10 @@ pub fn problem(p: &Problem) -> Response {
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("WWW-Authenticate"),
     );
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was not read to its end: the connection cannot carry
+        // another request, and a client that reused it would fail writing.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }

@@ -169,11 +169,16 @@ async fn read_request(shared: &Shared, body: Body) -> Result<PaymentRequest, Res
     let bytes = match Limited::new(body, max).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(problem(
+            let mut resp = problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "facilitator_request_too_large",
                 &format!("the body exceeds {max} bytes"),
-            ));
+            );
+            // The rest of the body is unread: the connection cannot carry
+            // another request, and a client reusing it would fail writing.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(resp);
         }
         Err(e) => {
             return Err(problem(
