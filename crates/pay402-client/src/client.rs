@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{CacheKey, KeyGuard, Token, TokenCache, TokenScope, origin_of};
 use crate::error::ClientError;
-use crate::redirect::same_origin_redirects;
+use crate::redirect::default_http;
 
 /// Default per-request maximum price: 1000 sat, lnget's `--max-cost` default.
 pub const DEFAULT_MAX_PRICE: Msat = Msat(1_000_000);
@@ -125,7 +125,7 @@ impl Paid {
 /// Defaults: [`Network::Bitcoin`], [`DEFAULT_MAX_PRICE`] (1000 sat),
 /// [`DEFAULT_MAX_FEE`] (10 sat), [`DEFAULT_PAYMENT_TIMEOUT`] (60 s),
 /// [`TokenScope::Origin`], and a reqwest client that follows redirects only
-/// within the request's origin ([`same_origin_redirects`]).
+/// within the request's origin ([`same_origin_redirects`](crate::same_origin_redirects)).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -260,7 +260,7 @@ impl L402ClientBuilder {
     /// Builds the client.
     ///
     /// Without [`http`](Self::http), a reqwest client with
-    /// [`same_origin_redirects`] is built; should that fail (the TLS backend
+    /// [`same_origin_redirects`](crate::same_origin_redirects) is built; should that fail (the TLS backend
     /// cannot initialise), a client that follows no redirects is used.
     ///
     /// ```
@@ -287,19 +287,6 @@ impl L402ClientBuilder {
             }),
         }
     }
-}
-
-fn default_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(same_origin_redirects())
-        .build()
-        .unwrap_or_else(|e| {
-            warn!(error = %e, "cannot build the default HTTP client; following no redirects");
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default()
-        })
 }
 
 /// An HTTP client that pays L402 (and legacy LSAT) challenges with a
@@ -340,7 +327,7 @@ fn default_http() -> reqwest::Client {
 ///
 /// Credentials never leave their origin: tokens are keyed by origin, the
 /// default HTTP client follows redirects only within the origin of the
-/// request (see [`same_origin_redirects`]), and a 402 that arrives from
+/// request (see [`same_origin_redirects`](crate::same_origin_redirects)), and a 402 that arrives from
 /// another origin is refused.
 ///
 /// Tracing: each call runs in an `l402.request` span (fields `origin`,

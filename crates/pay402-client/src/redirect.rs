@@ -39,3 +39,19 @@ pub fn same_origin_redirects() -> Policy {
         }
     })
 }
+
+/// The HTTP client the paying clients build when given none: reqwest with
+/// [`same_origin_redirects`]. Should that fail (the TLS backend cannot
+/// initialise), a client that follows no redirects, never one that leaks.
+pub(crate) fn default_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(same_origin_redirects())
+        .build()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot build the default HTTP client; following no redirects");
+            reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
+}

@@ -25,7 +25,7 @@ use super::policy::{AssetAllowance, Selection, SpendPolicy, normalize_network};
 use super::receipt::{X402Paid, X402Receipt};
 use super::signer::PaymentSigner;
 use crate::cache::origin_of;
-use crate::redirect::same_origin_redirects;
+use crate::redirect::default_http;
 
 /// Default number of times the same payment is sent again after a
 /// transport error or a `settlement_pending` answer.
@@ -322,19 +322,6 @@ impl X402ClientBuilder {
             }),
         }
     }
-}
-
-fn default_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(same_origin_redirects())
-        .build()
-        .unwrap_or_else(|e| {
-            warn!(error = %e, "cannot build the default HTTP client; following no redirects");
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default()
-        })
 }
 
 /// An HTTP client that pays x402 offers (v2 `PAYMENT-REQUIRED` and v1 JSON
