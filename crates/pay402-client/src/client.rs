@@ -118,6 +118,59 @@ impl Paid {
     pub fn status(&self) -> StatusCode {
         self.response.status()
     }
+
+    /// Reads the whole body. A body cut short (the connection dropped
+    /// mid-response) is [`ClientError::BodyInterrupted`] carrying the
+    /// receipt when this call paid, so the caller learns that it paid
+    /// rather than a bare transport error; the token stays cached, so
+    /// calling again fetches the resource without paying. Clone
+    /// [`receipt`](Self::receipt) first to keep it on success.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: pay402_client::L402Client) -> Result<(), pay402_client::ClientError> {
+    /// let paid = client.get("http://127.0.0.1:8402/hello").await?;
+    /// let body = match paid.bytes().await {
+    ///     Ok(body) => body,
+    ///     // Paid, but the body was lost: the cached token fetches it again for free.
+    ///     Err(e) if e.may_have_paid() => client.get("http://127.0.0.1:8402/hello").await?.bytes().await?,
+    ///     Err(e) => return Err(e),
+    /// };
+    /// # let _ = body; Ok(()) }
+    /// ```
+    pub async fn bytes(self) -> Result<Vec<u8>, ClientError> {
+        let Paid {
+            response, receipt, ..
+        } = self;
+        match response.bytes().await {
+            Ok(body) => Ok(Vec::from(body)),
+            Err(source) => Err(ClientError::BodyInterrupted {
+                source,
+                receipt: receipt.map(Box::new),
+            }),
+        }
+    }
+
+    /// Reads the whole body as text (decoded as reqwest's
+    /// [`Response::text`] does); a body cut short is
+    /// [`ClientError::BodyInterrupted`] as in [`bytes`](Self::bytes).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: pay402_client::L402Client) -> Result<(), pay402_client::ClientError> {
+    /// let text = client.get("http://127.0.0.1:8402/hello").await?.text().await?;
+    /// # let _ = text; Ok(()) }
+    /// ```
+    pub async fn text(self) -> Result<String, ClientError> {
+        let Paid {
+            response, receipt, ..
+        } = self;
+        response
+            .text()
+            .await
+            .map_err(|source| ClientError::BodyInterrupted {
+                source,
+                receipt: receipt.map(Box::new),
+            })
+    }
 }
 
 /// Configures an [`L402Client`]; see [`L402Client::builder`].
@@ -317,9 +370,15 @@ impl L402ClientBuilder {
 /// 6. **Caching policy**: the token is cached as soon as the payment is
 ///    verified, and the single-flight lock is released, so that waiting
 ///    requests can use it at once; the request is then retried exactly once
-///    with the credential. If the server refuses the retry (402/401) the
-///    token is evicted and [`ClientError::StillUnpaid`] is returned with the
-///    receipt. One call never pays more than once.
+///    with the credential. If the server refuses the retry (402/401, with a
+///    new invoice at any price) the token is evicted and
+///    [`ClientError::StillUnpaid`] is returned with the receipt. If it
+///    answers a server error (5xx), or no answer arrives, the token is kept
+///    and [`ClientError::ServerErrorAfterPayment`] or
+///    [`ClientError::RetryFailed`] is returned with the receipt: calling
+///    again sends the same credential and pays nothing. One call never pays
+///    more than once; an error carrying a receipt means you have paid, so
+///    do not pay again for the same purchase.
 ///
 /// The payment runs in a spawned task, so dropping the returned future
 /// while a payment is in flight does not lose the token: it is still cached
@@ -661,6 +720,13 @@ impl Inner {
                 self.cache.evict_if_current(&key, &token);
                 warn!(status = %response.status(), payment_hash = %receipt.payment_hash, "paid, but the server still refuses");
                 return Err(ClientError::StillUnpaid {
+                    status: response.status(),
+                    receipt: Box::new(receipt),
+                });
+            }
+            if response.status().is_server_error() {
+                warn!(status = %response.status(), payment_hash = %receipt.payment_hash, "paid, but the server failed; token kept");
+                return Err(ClientError::ServerErrorAfterPayment {
                     status: response.status(),
                     receipt: Box::new(receipt),
                 });

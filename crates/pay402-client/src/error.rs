@@ -10,9 +10,11 @@ use crate::client::Receipt;
 
 /// Why [`L402Client`](crate::L402Client) could not deliver a response.
 ///
-/// The variants fall in three groups:
+/// The variants fall in three groups, and what the caller should do
+/// follows from the group:
 ///
-/// - **nothing was paid**: [`PriceExceedsMaximum`](Self::PriceExceedsMaximum),
+/// - **nothing was paid** (retrying is safe):
+///   [`PriceExceedsMaximum`](Self::PriceExceedsMaximum),
 ///   [`Invoice`](Self::Invoice), [`Challenge`](Self::Challenge),
 ///   [`NoChallenge`](Self::NoChallenge),
 ///   [`CrossOriginChallenge`](Self::CrossOriginChallenge),
@@ -22,10 +24,18 @@ use crate::client::Receipt;
 /// - **the payment may have happened**:
 ///   [`PaymentOutcomeUnknown`](Self::PaymentOutcomeUnknown); track the
 ///   payment hash with your node and never pay the invoice again blindly;
-/// - **money was spent**: [`PreimageMismatch`](Self::PreimageMismatch),
-///   [`StillUnpaid`](Self::StillUnpaid) and
-///   [`RetryFailed`](Self::RetryFailed) (the last two carry the
-///   [`Receipt`]).
+/// - **money was spent** (you have paid: do not pay again for the same
+///   purchase): [`PreimageMismatch`](Self::PreimageMismatch),
+///   [`StillUnpaid`](Self::StillUnpaid),
+///   [`ServerErrorAfterPayment`](Self::ServerErrorAfterPayment),
+///   [`RetryFailed`](Self::RetryFailed) (the last three carry the
+///   [`Receipt`]), and [`BodyInterrupted`](Self::BodyInterrupted) when it
+///   carries one. After the last three the token stays cached: calling
+///   again sends the identical credential (same preimage) and pays nothing.
+///
+/// One call never pays more than one invoice: a server that answers the
+/// paid credential with a new challenge, at the same or a higher price, gets
+/// [`StillUnpaid`](Self::StillUnpaid), not a second payment.
 ///
 /// [`ClientError::may_have_paid`] tells the groups apart, and every variant
 /// has a stable machine-readable [`Reason::reason`].
@@ -106,8 +116,9 @@ pub enum ClientError {
     #[error("HTTP request failed: {0}")]
     Http(#[source] reqwest::Error),
     /// The invoice was paid but the retry carrying the credential failed at
-    /// the HTTP level. The token stays cached, so calling again reuses it
-    /// without paying.
+    /// the HTTP level (connection dropped, timeout). You have paid: the
+    /// token stays cached, so calling again sends the identical credential
+    /// and pays nothing.
     #[error("paid {} for {}, but the retry failed: {source}", receipt.amount, receipt.origin)]
     RetryFailed {
         /// The transport error.
@@ -116,8 +127,35 @@ pub enum ClientError {
         /// What was paid.
         receipt: Box<Receipt>,
     },
+    /// The answer's body failed to arrive in full (the connection dropped
+    /// mid-response, a timeout), read through
+    /// [`Paid::bytes`](crate::Paid::bytes) or
+    /// [`Paid::text`](crate::Paid::text). With a `receipt` this call paid:
+    /// you have paid, do not pay again; the token stays cached, so calling
+    /// again sends the identical credential and pays nothing.
+    #[error("the response body was cut short{}: {source}", if receipt.is_some() { " after payment" } else { "" })]
+    BodyInterrupted {
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+        /// What this call paid, if it paid.
+        receipt: Option<Box<Receipt>>,
+    },
+    /// The invoice was paid and the credential sent, but the server answered
+    /// with a server error (5xx). You have paid: the token stays cached, so
+    /// calling again sends the identical credential and pays nothing.
+    #[error("paid {} for {}, but the server answered {status}", receipt.amount, receipt.origin)]
+    ServerErrorAfterPayment {
+        /// The status of the answer.
+        status: StatusCode,
+        /// What was paid.
+        receipt: Box<Receipt>,
+    },
     /// The invoice was paid and the credential sent, but the server still
-    /// refused (402 or 401). The token is not kept.
+    /// refused (402 or 401), perhaps with a new invoice, which is never
+    /// paid. You have paid: do not pay again for this purchase; take it up
+    /// with the server (the receipt's payment hash and your node's preimage
+    /// prove the payment). The token is not kept.
     #[error("paid {} for {}, but the server still answered {status}", receipt.amount, receipt.origin)]
     StillUnpaid {
         /// The status of the retry.
@@ -131,19 +169,26 @@ impl ClientError {
     /// Whether money was, or may have been, spent: `true` for
     /// [`PaymentOutcomeUnknown`](Self::PaymentOutcomeUnknown),
     /// [`PreimageMismatch`](Self::PreimageMismatch),
-    /// [`RetryFailed`](Self::RetryFailed) and
-    /// [`StillUnpaid`](Self::StillUnpaid).
+    /// [`RetryFailed`](Self::RetryFailed),
+    /// [`ServerErrorAfterPayment`](Self::ServerErrorAfterPayment) and
+    /// [`StillUnpaid`](Self::StillUnpaid), and for
+    /// [`BodyInterrupted`](Self::BodyInterrupted) when this call paid. When
+    /// it is `true`, do not pay again for the same purchase.
     ///
     /// ```
     /// use pay402_client::ClientError;
     /// assert!(!ClientError::BodyNotCloneable.may_have_paid());
     /// ```
     pub fn may_have_paid(&self) -> bool {
+        if let ClientError::BodyInterrupted { receipt, .. } = self {
+            return receipt.is_some();
+        }
         matches!(
             self,
             ClientError::PaymentOutcomeUnknown { .. }
                 | ClientError::PreimageMismatch { .. }
                 | ClientError::RetryFailed { .. }
+                | ClientError::ServerErrorAfterPayment { .. }
                 | ClientError::StillUnpaid { .. }
         )
     }
@@ -156,9 +201,13 @@ impl ClientError {
     /// ```
     pub fn receipt(&self) -> Option<&Receipt> {
         match self {
-            ClientError::RetryFailed { receipt, .. } | ClientError::StillUnpaid { receipt, .. } => {
-                Some(receipt)
-            }
+            ClientError::RetryFailed { receipt, .. }
+            | ClientError::ServerErrorAfterPayment { receipt, .. }
+            | ClientError::StillUnpaid { receipt, .. } => Some(receipt),
+            ClientError::BodyInterrupted {
+                receipt: Some(receipt),
+                ..
+            } => Some(receipt),
             _ => None,
         }
     }
@@ -175,9 +224,13 @@ impl ClientError {
         match self {
             ClientError::PaymentOutcomeUnknown { payment_hash }
             | ClientError::PreimageMismatch { payment_hash } => Some(*payment_hash),
-            ClientError::RetryFailed { receipt, .. } | ClientError::StillUnpaid { receipt, .. } => {
-                Some(receipt.payment_hash)
-            }
+            ClientError::RetryFailed { receipt, .. }
+            | ClientError::ServerErrorAfterPayment { receipt, .. }
+            | ClientError::StillUnpaid { receipt, .. } => Some(receipt.payment_hash),
+            ClientError::BodyInterrupted {
+                receipt: Some(receipt),
+                ..
+            } => Some(receipt.payment_hash),
             _ => None,
         }
     }
@@ -221,7 +274,8 @@ impl From<reqwest::Error> for ClientError {
 /// [`ChallengeError`] or [`LightningError`] reason for the wrapping
 /// variants, `no_l402_challenge`, `cross_origin_challenge`,
 /// `payment_unknown`, `preimage_mismatch`, `body_not_cloneable`,
-/// `http_error`, `retry_failed`, `still_unpaid`.
+/// `http_error`, `retry_failed`, `server_error_after_payment`,
+/// `body_interrupted`, `still_unpaid`.
 ///
 /// `status()` is what a gateway built on this client would answer: 402 for
 /// a price above the maximum, 503 for node failures, 502 otherwise.
@@ -239,6 +293,8 @@ impl Reason for ClientError {
             ClientError::BodyNotCloneable => "body_not_cloneable",
             ClientError::Http(_) => "http_error",
             ClientError::RetryFailed { .. } => "retry_failed",
+            ClientError::ServerErrorAfterPayment { .. } => "server_error_after_payment",
+            ClientError::BodyInterrupted { .. } => "body_interrupted",
             ClientError::StillUnpaid { .. } => "still_unpaid",
         }
     }

@@ -119,13 +119,9 @@ struct ServerState {
 
 type Shared = Arc<Mutex<ServerState>>;
 
-fn settle_header(version: u32, payer: &str, nonce: &str) -> String {
-    let network = if version == 1 {
-        "base-sepolia"
-    } else {
-        "eip155:84532"
-    };
-    // A fake transaction hash derived from the nonce: no chain here.
+fn settle_header(network: &str, payer: &str, nonce: &str) -> String {
+    // A fake transaction hash derived from the nonce: no chain here. The
+    // report names the payment's own network (the client checks it).
     SettleResponse::success(nonce, network, payer).encode_header()
 }
 
@@ -134,7 +130,7 @@ fn verify(
     state: &ServerState,
     header_name: &str,
     value: &str,
-) -> Result<(u32, String, String), String> {
+) -> Result<(u32, String, String, String), String> {
     let now = UnixTime::from_system(SystemTime::now());
     match (&state.challenge, header_name) {
         (Challenge::V2(offer), "payment-signature") => {
@@ -157,6 +153,7 @@ fn verify(
             let ok = exact::verify_v2(&payment, &typed, now).map_err(|e| e.reason().to_owned())?;
             Ok((
                 2,
+                typed.network.clone(),
                 ok.payer.to_string(),
                 payment.payload.authorization.nonce.to_string(),
             ))
@@ -170,6 +167,7 @@ fn verify(
             let ok = exact::verify_v1(&payment, req, now).map_err(|e| e.reason().to_owned())?;
             Ok((
                 1,
+                payment.network.clone(),
                 ok.payer.to_string(),
                 payment.payload.authorization.nonce.to_string(),
             ))
@@ -238,7 +236,7 @@ async fn paid(State(state): State<Shared>, request: Request<Body>) -> Response {
     let mut s = state.lock().unwrap();
     match answer {
         Answer::Verify | Answer::Slow(_) => match verify(&s, name, &value) {
-            Ok((version, payer, nonce)) => {
+            Ok((version, network, payer, nonce)) => {
                 s.verified += 1;
                 let header = if version == 1 {
                     "x-payment-response"
@@ -248,7 +246,7 @@ async fn paid(State(state): State<Shared>, request: Request<Body>) -> Response {
                 let mut r = (StatusCode::OK, "paid content").into_response();
                 r.headers_mut().insert(
                     header,
-                    HeaderValue::from_str(&settle_header(version, &payer, &nonce)).unwrap(),
+                    HeaderValue::from_str(&settle_header(&network, &payer, &nonce)).unwrap(),
                 );
                 r
             }

@@ -351,11 +351,25 @@ impl X402ClientBuilder {
 ///    `settlement_pending`, **the same signed payment** is sent again (at
 ///    most [`max_resends`](X402ClientBuilder::max_resends) times, while it
 ///    is still valid), never a new one, so a retry cannot pay twice.
-/// 6. A 402 to the paid request is never paid again: it becomes
-///    [`X402Error::SettlementFailed`] (a `PAYMENT-RESPONSE` with
-///    `success: false`) or [`X402Error::PaymentRejected`] with the
-///    server's reason. Any other answer is returned with an
-///    [`X402Receipt`] holding the decoded `PAYMENT-RESPONSE`.
+/// 6. A 402 to the paid request is never paid again, whatever it asks (a
+///    higher price included): it becomes [`X402Error::SettlementFailed`] (a
+///    `PAYMENT-RESPONSE` with `success: false`; it may have paid if it names
+///    a transaction), [`X402Error::PaymentRequestedAgain`] (a successful
+///    `PAYMENT-RESPONSE`, no reason, or the unpaid 402's own reason: the
+///    server asks again after receiving a payment) or
+///    [`X402Error::PaymentRejected`] with the server's reason.
+/// 7. A server error (5xx, other than a pending settlement) becomes
+///    [`X402Error::ServerErrorAfterPayment`]: the payment may have been
+///    settled. A served answer whose successful `PAYMENT-RESPONSE` names
+///    another amount, payer or network than the payment sent becomes
+///    [`X402Error::SettlementMismatch`]. Any other answer is returned with
+///    an [`X402Receipt`] holding the decoded `PAYMENT-RESPONSE`; should its
+///    body then fail to arrive in full, the receipt still says what was
+///    paid (do not pay again for it).
+///
+/// Every error after step 5 carries the signed payment, and
+/// [`X402Error::may_have_paid`] says whether money may have moved: when it
+/// does, you may have paid, so do not pay again (see [`X402Error`]).
 ///
 /// Tracing: each call runs in an `x402.request` span (fields `origin`,
 /// `method`), each payment in an `x402.pay` span (`version`, `network`,
@@ -516,7 +530,7 @@ impl X402Client {
         );
         let url = request.url().clone();
         self.inner
-            .deliver(request, signed, url, SystemTime::now())
+            .deliver(request, signed, url, SystemTime::now(), None)
             .instrument(span)
             .await
     }
@@ -592,7 +606,61 @@ enum Outcome {
     SettlementFailed {
         reason: String,
         message: Option<String>,
+        transaction: Option<String>,
     },
+    /// A 402 asking for payment again after receiving one.
+    AskedAgain {
+        status: StatusCode,
+        settlement: Option<SettleResponse>,
+    },
+    /// Served, with a settlement report about another payment.
+    Mismatch {
+        field: &'static str,
+        expected: String,
+        reported: String,
+        settlement: SettleResponse,
+    },
+    /// A 5xx that is not a pending settlement.
+    ServerError {
+        status: StatusCode,
+        settlement: Option<SettleResponse>,
+    },
+}
+
+/// A served answer, unless its successful settlement report describes
+/// another payment than `signed` (amount, payer or network).
+fn served(
+    response: Response,
+    settlement: Option<SettleResponse>,
+    signed: &SignedPayment,
+) -> Outcome {
+    let Some(s) = settlement.as_ref().filter(|s| s.success) else {
+        return Outcome::Served(response, settlement);
+    };
+    let paid = signed.details();
+    let mut mismatch = None;
+    if let Some(amount) = s.amount
+        && amount != paid.amount
+    {
+        mismatch = Some(("amount", paid.amount.to_string(), amount.to_string()));
+    } else if let Some(payer) = s.payer.as_deref().filter(|p| !p.is_empty())
+        && payer.parse::<EvmAddress>().ok() != Some(paid.payer)
+    {
+        mismatch = Some(("payer", paid.payer.to_string(), payer.to_owned()));
+    } else if !s.network.is_empty()
+        && normalize_network(&s.network) != normalize_network(&paid.network)
+    {
+        mismatch = Some(("network", paid.network.clone(), s.network.clone()));
+    }
+    match (mismatch, settlement) {
+        (Some((field, expected, reported)), Some(settlement)) => Outcome::Mismatch {
+            field,
+            expected,
+            reported: reported.chars().take(128).collect(),
+            settlement,
+        },
+        (_, settlement) => Outcome::Served(response, settlement),
+    }
 }
 
 fn pre_payment(e: reqwest::Error) -> X402Error {
@@ -777,7 +845,8 @@ impl Inner {
         }
         .instrument(span.clone())
         .await?;
-        self.deliver(template, &signed, url, now)
+        let asked = challenge.error().map(str::to_owned);
+        self.deliver(template, &signed, url, now, asked.as_deref())
             .instrument(span)
             .await
     }
@@ -830,12 +899,15 @@ impl Inner {
 
     /// Sends `template` with `signed` (again with the same payment after a
     /// transport error or a pending answer) and interprets the answer.
+    /// `asked` is the `error` of the unpaid 402 the payment answers, if
+    /// known: a 402 repeating it is the server asking again.
     async fn deliver(
         &self,
         template: Request,
         signed: &SignedPayment,
         url: Url,
         paid_at: SystemTime,
+        asked: Option<&str>,
     ) -> Result<X402Paid, X402Error> {
         let started = Instant::now();
         let mut attempts: u32 = 0;
@@ -847,7 +919,7 @@ impl Inner {
                 .insert(signed.header_name().clone(), signed.header_value().clone());
             let request = self.with_timeout(request);
             let outcome = match self.http.execute(request).await {
-                Ok(response) => self.classify(response).await,
+                Ok(response) => self.classify(response, signed, asked).await,
                 Err(e) => Err(e),
             };
             let may_resend = attempts <= self.max_resends && still_valid(signed);
@@ -901,12 +973,50 @@ impl Inner {
                         payment: Box::new(signed.clone()),
                     });
                 }
-                Ok(Outcome::SettlementFailed { reason, message }) => {
-                    warn!(%reason, "settlement failed");
+                Ok(Outcome::SettlementFailed {
+                    reason,
+                    message,
+                    transaction,
+                }) => {
+                    warn!(%reason, transaction = transaction.as_deref().unwrap_or(""), "settlement failed");
                     return Err(X402Error::SettlementFailed {
                         reason,
                         message,
+                        transaction,
                         resent: attempts > 1,
+                        payment: Box::new(signed.clone()),
+                    });
+                }
+                Ok(Outcome::AskedAgain { status, settlement }) => {
+                    warn!(%status, "server asked for payment again after receiving one; not paying again");
+                    return Err(X402Error::PaymentRequestedAgain {
+                        status,
+                        settlement: settlement.map(Box::new),
+                        resent: attempts > 1,
+                        payment: Box::new(signed.clone()),
+                    });
+                }
+                Ok(Outcome::Mismatch {
+                    field,
+                    expected,
+                    reported,
+                    settlement,
+                }) => {
+                    warn!(field, %expected, %reported, "settlement report does not match the payment");
+                    return Err(X402Error::SettlementMismatch {
+                        field,
+                        expected,
+                        reported,
+                        settlement: Box::new(settlement),
+                        payment: Box::new(signed.clone()),
+                    });
+                }
+                Ok(Outcome::ServerError { status, settlement }) => {
+                    warn!(%status, attempts, "server error after the payment; outcome unknown");
+                    return Err(X402Error::ServerErrorAfterPayment {
+                        status,
+                        settlement: settlement.map(Box::new),
+                        attempts,
                         payment: Box::new(signed.clone()),
                     });
                 }
@@ -939,7 +1049,12 @@ impl Inner {
 
     /// Interprets the answer to a paid request. A transport error while
     /// reading an error body is `Err` (the same payment is then sent again).
-    async fn classify(&self, response: Response) -> Result<Outcome, reqwest::Error> {
+    async fn classify(
+        &self,
+        response: Response,
+        signed: &SignedPayment,
+        asked: Option<&str>,
+    ) -> Result<Outcome, reqwest::Error> {
         let status = response.status();
         let settlement = settlement_of(response.headers());
         let retry = retry_after(response.headers(), self.max_retry_after);
@@ -957,8 +1072,8 @@ impl Inner {
             && (status == StatusCode::ACCEPTED
                 || status.is_client_error()
                 || status.is_server_error());
-        if !payment_status && !error_json {
-            return Ok(Outcome::Served(response, settlement));
+        if !payment_status && !error_json && !status.is_server_error() {
+            return Ok(served(response, settlement, signed));
         }
         // A fresh offer's `error` (v2 servers put the verify reason there).
         let offer_error = response
@@ -979,11 +1094,37 @@ impl Inner {
                 transaction: None,
             });
         }
+        if status.is_server_error() {
+            return Ok(Outcome::ServerError { status, settlement });
+        }
         if status == StatusCode::PAYMENT_REQUIRED {
-            if let Some(s) = settlement.filter(|s| !s.success) {
-                return Ok(Outcome::SettlementFailed {
-                    reason: s.error_reason.unwrap_or_else(|| "unspecified".to_owned()),
-                    message: s.error_message.or(message),
+            match settlement {
+                Some(s) if s.success => {
+                    return Ok(Outcome::AskedAgain {
+                        status,
+                        settlement: Some(s),
+                    });
+                }
+                Some(s) => {
+                    return Ok(Outcome::SettlementFailed {
+                        reason: s.error_reason.unwrap_or_else(|| "unspecified".to_owned()),
+                        message: s.error_message.or(message),
+                        transaction: s.transaction.filter(|t| !t.is_empty()),
+                    });
+                }
+                None => {}
+            }
+            // The server's unpaid 402 again: no reason, its unpaid reason
+            // (`payment_required` in problem+json), or the unpaid offer's
+            // own `error`.
+            let asked_again = (body_reason.is_none() && offer_error.is_none())
+                || body_reason.as_deref() == Some("payment_required")
+                || (asked.is_some() && offer_error.as_deref() == asked)
+                || (asked.is_some() && body_reason.as_deref() == asked);
+            if asked_again {
+                return Ok(Outcome::AskedAgain {
+                    status,
+                    settlement: None,
                 });
             }
             return Ok(Outcome::Rejected {
@@ -1011,7 +1152,7 @@ impl Inner {
             *h = headers;
         }
         match builder.body(body) {
-            Ok(r) => Ok(Outcome::Served(Response::from(r), settlement)),
+            Ok(r) => Ok(served(Response::from(r), settlement, signed)),
             Err(e) => {
                 warn!(error = %e, "cannot rebuild the response");
                 Ok(Outcome::Rejected {

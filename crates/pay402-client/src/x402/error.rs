@@ -1,18 +1,20 @@
 //! [`X402Error`]: everything that can go wrong while paying an x402 offer.
 
 use pay402_core::problem::Reason;
-use pay402_core::x402::TokenAmount;
+use pay402_core::x402::{SettleResponse, TokenAmount};
 use reqwest::StatusCode;
 
 use super::payment::{PaymentDetails, SignedPayment};
+use super::receipt::X402Receipt;
 use super::signer::SignerError;
 
 /// Why [`X402Client`](super::X402Client) could not deliver a response.
 ///
-/// The variants fall in two groups:
+/// The variants fall in two groups, and what the caller should do follows
+/// from the group:
 ///
-/// - **nothing was signed**: the policy refusals
-///   ([`PriceAboveMax`](Self::PriceAboveMax),
+/// - **nothing was signed** (do whatever you like; no money can move): the
+///   policy refusals ([`PriceAboveMax`](Self::PriceAboveMax),
 ///   [`AssetNotAllowed`](Self::AssetNotAllowed),
 ///   [`NetworkNotAllowed`](Self::NetworkNotAllowed),
 ///   [`PayToNotAllowed`](Self::PayToNotAllowed),
@@ -27,20 +29,35 @@ use super::signer::SignerError;
 ///   [`Timeout`](Self::Timeout);
 /// - **a signed authorization was handed to the server**:
 ///   [`PaymentRejected`](Self::PaymentRejected),
+///   [`PaymentRequestedAgain`](Self::PaymentRequestedAgain),
 ///   [`SettlementFailed`](Self::SettlementFailed),
-///   [`SettlementPending`](Self::SettlementPending) and
-///   [`RetryFailed`](Self::RetryFailed). They carry the
+///   [`SettlementMismatch`](Self::SettlementMismatch),
+///   [`SettlementPending`](Self::SettlementPending),
+///   [`ServerErrorAfterPayment`](Self::ServerErrorAfterPayment),
+///   [`RetryFailed`](Self::RetryFailed), and
+///   [`BodyInterrupted`](Self::BodyInterrupted) when it has a receipt.
+///   They carry the
 ///   [`SignedPayment`] (payer, nonce, amount, `validBefore` in its
 ///   [`PaymentDetails`]), so that the payment can be tracked on chain
-///   (`authorizationState(payer, nonce)`) or sent again unchanged;
+///   (`authorizationState(payer, nonce)`) or sent again unchanged with
+///   [`X402Client::resend`](super::X402Client::resend);
 ///   [`X402Error::may_have_paid`] tells whether money may have moved.
+///   **When it says so, you may have paid: do not pay again.** Check the
+///   nonce on chain, or resend the same payment (the chain settles one
+///   authorization at most once, so a resend can never charge twice), and
+///   never sign a new payment for the same purchase until the old
+///   authorization is spent or its `validBefore` has passed.
+///
+/// The client itself never signs a second payment within one call, whatever
+/// the server answers: a fresh 402 (at the same or a higher price) after a
+/// payment is reported, never paid.
 ///
 /// Every variant has a stable machine-readable [`Reason::reason`].
 ///
 /// ```
 /// use pay402_client::x402::X402Error;
 /// use pay402_core::problem::Reason;
-/// use pay402_core::x402::TokenAmount;
+/// use pay402_core::x402::{SettleResponse, TokenAmount};
 /// let e = X402Error::PriceAboveMax {
 ///     network: "eip155:8453".into(),
 ///     asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
@@ -184,16 +201,77 @@ pub enum X402Error {
         payment: Box<SignedPayment>,
     },
     /// The server tried to settle the payment and reports failure
-    /// (`PAYMENT-RESPONSE` with `success: false`); the reference semantics
-    /// are that nothing moved.
-    #[error("settlement failed: {reason}")]
+    /// (`PAYMENT-RESPONSE` with `success: false`). The reference semantics
+    /// are that nothing moved, but when the report names a `transaction`
+    /// one was sent for this payment and it may have moved the money
+    /// whatever the server says (a reverted transaction moves nothing):
+    /// [`may_have_paid`](X402Error::may_have_paid) is then `true`; look the
+    /// transaction or the nonce up before paying again.
+    #[error("settlement failed: {reason}{}", transaction.as_deref().map(|t| format!(" (transaction {t})")).unwrap_or_default())]
     SettlementFailed {
         /// The settlement's `errorReason`.
         reason: String,
         /// The settlement's `errorMessage`, if any.
         message: Option<String>,
+        /// The transaction the report names, if any (non-empty).
+        transaction: Option<String>,
         /// Whether the same payment had been sent more than once.
         resent: bool,
+        /// The payment that was sent.
+        payment: Box<SignedPayment>,
+    },
+    /// The server answered the payment by asking for payment again: a 402
+    /// carrying no reason, the same reason as its unpaid 402, or a
+    /// successful `PAYMENT-RESPONSE` (at the same or another price). The
+    /// client never pays such a 402. **You may have paid** (the server
+    /// holds a valid authorization and may have settled it, or may settle
+    /// it until its `validBefore`): do not pay again; check the nonce on
+    /// chain.
+    #[error("server asked for payment again ({status}) after receiving one; not paid again")]
+    PaymentRequestedAgain {
+        /// The status of the answer (402).
+        status: StatusCode,
+        /// The settlement report it carried, if any.
+        settlement: Option<Box<SettleResponse>>,
+        /// Whether the same payment had been sent more than once.
+        resent: bool,
+        /// The payment that was sent.
+        payment: Box<SignedPayment>,
+    },
+    /// The server served the request but its settlement report does not
+    /// describe the payment that was sent (another amount, payer or
+    /// network). The chain can only have moved what was signed (the
+    /// [`payment`](X402Error::payment)'s amount, once); the report is wrong
+    /// or about another payment. **You may have paid**: do not pay again;
+    /// check the nonce on chain.
+    #[error(
+        "settlement report does not match the payment: {field} is {reported}, the payment has {expected}"
+    )]
+    SettlementMismatch {
+        /// Which field differs: `amount`, `payer` or `network`.
+        field: &'static str,
+        /// What the payment says.
+        expected: String,
+        /// What the report says.
+        reported: String,
+        /// The report.
+        settlement: Box<SettleResponse>,
+        /// The payment that was sent.
+        payment: Box<SignedPayment>,
+    },
+    /// The server answered the paid request with a server error (5xx) that
+    /// is not a pending settlement. Whether it settled the payment is
+    /// unknown (a `settlement` report, if any, says what it claims). **You
+    /// may have paid**: do not pay again; check the nonce on chain, or
+    /// [`resend`](super::X402Client::resend) the same payment.
+    #[error("server answered {status} after receiving the payment; outcome unknown")]
+    ServerErrorAfterPayment {
+        /// The status of the answer.
+        status: StatusCode,
+        /// The settlement report it carried, if any.
+        settlement: Option<Box<SettleResponse>>,
+        /// How many times the payment was sent.
+        attempts: u32,
         /// The payment that was sent.
         payment: Box<SignedPayment>,
     },
@@ -213,6 +291,22 @@ pub enum X402Error {
         /// The payment that was sent.
         payment: Box<SignedPayment>,
     },
+    /// The answer's body failed to arrive in full (the connection dropped
+    /// mid-response, a timeout), read through
+    /// [`X402Paid::bytes`](super::X402Paid::bytes) or
+    /// [`X402Paid::text`](super::X402Paid::text). With a `receipt` the
+    /// request was paid: **you have paid; do not pay again** (the receipt
+    /// says what and, in its settlement, where; the server cannot serve the
+    /// same payment twice, so the content is lost unless it offers a way
+    /// to fetch it again).
+    #[error("the response body was cut short{}: {source}", if receipt.is_some() { " after payment" } else { "" })]
+    BodyInterrupted {
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+        /// What the request paid, if it paid.
+        receipt: Option<Box<X402Receipt>>,
+    },
     /// The signed payment was sent but no answer arrived (connection
     /// dropped, timeout), even after resending the same payment. The server
     /// may have settled it.
@@ -230,9 +324,15 @@ pub enum X402Error {
 
 impl X402Error {
     /// Whether money may have moved: `true` for
-    /// [`SettlementPending`](Self::SettlementPending) and
-    /// [`RetryFailed`](Self::RetryFailed), and for a rejection or failed
-    /// settlement of a payment that had been sent more than once.
+    /// [`SettlementPending`](Self::SettlementPending),
+    /// [`RetryFailed`](Self::RetryFailed),
+    /// [`PaymentRequestedAgain`](Self::PaymentRequestedAgain),
+    /// [`SettlementMismatch`](Self::SettlementMismatch) and
+    /// [`ServerErrorAfterPayment`](Self::ServerErrorAfterPayment), for an
+    /// interrupted body of a paid answer, for a failed settlement that
+    /// names a transaction, and for a rejection or
+    /// failed settlement of a payment that had been sent more than once.
+    /// When it is `true`, do not pay again for the same purchase.
     ///
     /// A signed authorization stays valid until its `validBefore`; a server
     /// that rejected it could still submit it. [`payment`](Self::payment)
@@ -244,9 +344,18 @@ impl X402Error {
     /// ```
     pub fn may_have_paid(&self) -> bool {
         match self {
-            X402Error::SettlementPending { .. } | X402Error::RetryFailed { .. } => true,
-            X402Error::PaymentRejected { resent, .. }
-            | X402Error::SettlementFailed { resent, .. } => *resent,
+            X402Error::SettlementPending { .. }
+            | X402Error::RetryFailed { .. }
+            | X402Error::PaymentRequestedAgain { .. }
+            | X402Error::SettlementMismatch { .. }
+            | X402Error::ServerErrorAfterPayment { .. } => true,
+            X402Error::BodyInterrupted { receipt, .. } => receipt.is_some(),
+            X402Error::SettlementFailed {
+                resent,
+                transaction,
+                ..
+            } => *resent || transaction.is_some(),
+            X402Error::PaymentRejected { resent, .. } => *resent,
             _ => false,
         }
     }
@@ -271,11 +380,47 @@ impl X402Error {
     pub fn signed_payment(&self) -> Option<&SignedPayment> {
         match self {
             X402Error::PaymentRejected { payment, .. }
+            | X402Error::PaymentRequestedAgain { payment, .. }
             | X402Error::SettlementFailed { payment, .. }
+            | X402Error::SettlementMismatch { payment, .. }
             | X402Error::SettlementPending { payment, .. }
+            | X402Error::ServerErrorAfterPayment { payment, .. }
             | X402Error::RetryFailed { payment, .. } => Some(payment),
+            X402Error::BodyInterrupted {
+                receipt: Some(receipt),
+                ..
+            } => Some(&receipt.signed),
             _ => None,
         }
+    }
+
+    /// The settlement transaction the server named, if any: for
+    /// [`SettlementFailed`](Self::SettlementFailed),
+    /// [`SettlementPending`](Self::SettlementPending), and the reports
+    /// carried by [`PaymentRequestedAgain`](Self::PaymentRequestedAgain),
+    /// [`SettlementMismatch`](Self::SettlementMismatch) and
+    /// [`ServerErrorAfterPayment`](Self::ServerErrorAfterPayment).
+    ///
+    /// ```
+    /// use pay402_client::x402::X402Error;
+    /// assert_eq!(X402Error::BodyNotCloneable.transaction(), None);
+    /// ```
+    pub fn transaction(&self) -> Option<&str> {
+        let named = match self {
+            X402Error::SettlementFailed { transaction, .. }
+            | X402Error::SettlementPending { transaction, .. } => transaction.as_deref(),
+            X402Error::PaymentRequestedAgain { settlement, .. }
+            | X402Error::ServerErrorAfterPayment { settlement, .. } => {
+                settlement.as_ref().and_then(|s| s.transaction.as_deref())
+            }
+            X402Error::SettlementMismatch { settlement, .. } => settlement.transaction.as_deref(),
+            X402Error::BodyInterrupted {
+                receipt: Some(receipt),
+                ..
+            } => receipt.transaction(),
+            _ => None,
+        };
+        named.filter(|t| !t.is_empty())
     }
 
     /// The server's reason for a [`PaymentRejected`](Self::PaymentRejected)
@@ -305,7 +450,9 @@ impl From<SignerError> for X402Error {
 /// `no_acceptable_requirement`, `invalid_payment_required`, `no_x402_offer`,
 /// `cross_origin_challenge`, `body_not_cloneable`, `invalid_requirement`,
 /// the [`SignerError`] reason, `http_error`, `timeout`, `payment_rejected`,
-/// `settlement_failed`, `settlement_pending`, `retry_failed`.
+/// `payment_requested_again`, `settlement_failed`, `settlement_mismatch`,
+/// `settlement_pending`, `server_error_after_payment`, `body_interrupted`,
+/// `retry_failed`.
 ///
 /// `status()` is what a gateway built on this client would answer: 402 for
 /// policy refusals and rejected payments, 202 for a pending settlement, 504
@@ -335,8 +482,12 @@ impl Reason for X402Error {
             X402Error::Http(_) => "http_error",
             X402Error::Timeout(_) => "timeout",
             X402Error::PaymentRejected { .. } => "payment_rejected",
+            X402Error::PaymentRequestedAgain { .. } => "payment_requested_again",
             X402Error::SettlementFailed { .. } => "settlement_failed",
+            X402Error::SettlementMismatch { .. } => "settlement_mismatch",
+            X402Error::ServerErrorAfterPayment { .. } => "server_error_after_payment",
             X402Error::SettlementPending { .. } => "settlement_pending",
+            X402Error::BodyInterrupted { .. } => "body_interrupted",
             X402Error::RetryFailed { .. } => "retry_failed",
         }
     }

@@ -132,7 +132,6 @@ impl Challenge {
     }
 
     /// The server's `error` field.
-    #[cfg(test)]
     pub(crate) fn error(&self) -> Option<&str> {
         match self {
             Challenge::V2 { required, .. } => required.error.as_deref(),

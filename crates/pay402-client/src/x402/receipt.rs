@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use pay402_core::x402::SettleResponse;
 use reqwest::{Response, StatusCode, Url};
 
+use super::error::X402Error;
 use super::payment::{PaymentDetails, SignedPayment};
 
 /// What one paid request cost, and what the server reported about the
@@ -111,5 +112,53 @@ impl X402Paid {
     /// ```
     pub fn status(&self) -> StatusCode {
         self.response.status()
+    }
+
+    /// Reads the whole body. A body cut short (the connection dropped
+    /// mid-response) is [`X402Error::BodyInterrupted`] carrying the receipt,
+    /// so the caller learns that it paid (do not pay again) rather than a
+    /// bare transport error. Clone [`receipt`](Self::receipt) first to keep
+    /// it on success.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: pay402_client::x402::X402Client) -> Result<(), pay402_client::x402::X402Error> {
+    /// let paid = client.get("http://127.0.0.1:8402/paid").await?;
+    /// let receipt = paid.receipt.clone();
+    /// match paid.bytes().await {
+    ///     Ok(body) => println!("{} bytes, paid: {}", body.len(), receipt.is_some()),
+    ///     Err(e) if e.may_have_paid() => eprintln!("paid, but the body was lost: {e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn bytes(self) -> Result<Vec<u8>, X402Error> {
+        let X402Paid { response, receipt } = self;
+        match response.bytes().await {
+            Ok(body) => Ok(Vec::from(body)),
+            Err(source) => Err(X402Error::BodyInterrupted {
+                source,
+                receipt: receipt.map(Box::new),
+            }),
+        }
+    }
+
+    /// Reads the whole body as text (decoded as reqwest's
+    /// [`Response::text`] does); a body cut short is
+    /// [`X402Error::BodyInterrupted`] as in [`bytes`](Self::bytes).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: pay402_client::x402::X402Client) -> Result<(), pay402_client::x402::X402Error> {
+    /// let text = client.get("http://127.0.0.1:8402/paid").await?.text().await?;
+    /// # let _ = text; Ok(()) }
+    /// ```
+    pub async fn text(self) -> Result<String, X402Error> {
+        let X402Paid { response, receipt } = self;
+        response
+            .text()
+            .await
+            .map_err(|source| X402Error::BodyInterrupted {
+                source,
+                receipt: receipt.map(Box::new),
+            })
     }
 }
