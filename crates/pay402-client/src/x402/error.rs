@@ -184,7 +184,10 @@ pub enum X402Error {
     /// (or 400/409/412 with a reason) and no settlement. `reason` is the
     /// server's (for example `invalid_exact_evm_signature`,
     /// `invalid_exact_evm_nonce_already_used`). The client never signs a
-    /// second payment for the same call.
+    /// second payment for the same call. Unless `resent`, nothing moved
+    /// as far as the server says; if `resent`, an earlier copy may have been
+    /// settled (a "nonce already used" reason then means it was): you may
+    /// have paid, do not pay again before checking the nonce.
     #[error("server rejected the payment ({status}): {reason}")]
     PaymentRejected {
         /// The status of the answer.
@@ -309,7 +312,9 @@ pub enum X402Error {
     },
     /// The signed payment was sent but no answer arrived (connection
     /// dropped, timeout), even after resending the same payment. The server
-    /// may have settled it.
+    /// may have settled it: **you may have paid; do not pay again**. Check
+    /// the nonce on chain, or [`resend`](super::X402Client::resend) the same
+    /// payment later.
     #[error("payment sent {attempts} times but no answer arrived: {source}")]
     RetryFailed {
         /// The last transport error.
