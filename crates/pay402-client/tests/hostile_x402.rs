@@ -6,6 +6,9 @@
 //! (checked on chain: the payer's `Transfer` events and USDC balance), sends
 //! only the one signed payload (byte-identical on a resend), and ends with a
 //! typed error that says whether money may have moved.
+//!
+//! The last tests put the hostile party behind pay402's honest x402 layer
+//! instead: a facilitator that settles for real and then misbehaves.
 
 mod hostile_support;
 
@@ -14,7 +17,8 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use hostile_support::x402::{
-    HostileX402, Misbehaviour, NETWORK, PRICE, START, facilitator, offer, transfers_from,
+    FacilitatorMisbehaviour, HostileFacilitator, HostileX402, Misbehaviour, NETWORK, PRICE, START,
+    facilitator, honest_server, offer, transfers_from,
 };
 use pay402_client::x402::{LocalSigner, X402Client};
 use pay402_core::problem::Reason;
@@ -240,4 +244,128 @@ async fn a_connection_dropped_mid_response_is_typed_and_keeps_the_receipt() {
     assert_eq!(e.transaction(), Some(tx.as_str()));
     assert!(nonce_spent(&usdc, &s, &e));
     assert_paid(&chain, &usdc, &s, 1, 1);
+}
+
+/// A funded payer and pay402's honest layer in front of a hostile
+/// facilitator.
+struct BehindLayer {
+    payer: Address,
+    facilitator: Arc<HostileFacilitator>,
+    url: String,
+    client: X402Client,
+}
+
+async fn behind_layer(
+    chain: &Anvil,
+    usdc: &Usdc<'_>,
+    mode: FacilitatorMisbehaviour,
+    settle_timeout: Duration,
+) -> BehindLayer {
+    let signer = Arc::new(LocalSigner::random());
+    let payer = signer.address().0;
+    usdc.mint(payer, U256::from(START)).expect("mint");
+    let facilitator = Arc::new(HostileFacilitator::new(
+        facilitator(chain, usdc.address).await,
+        mode,
+    ));
+    let url = honest_server(facilitator.clone(), usdc.address, settle_timeout).await;
+    let client = X402Client::builder(signer)
+        .allow_asset(
+            NETWORK,
+            EvmAddress(usdc.address),
+            TokenAmount::from_u64(PRICE),
+        )
+        .timeout(Duration::from_secs(20))
+        .max_resends(1)
+        .resend_delay(Duration::from_millis(10))
+        .build();
+    BehindLayer {
+        payer,
+        facilitator,
+        url,
+        client,
+    }
+}
+
+/// One transfer on chain, and every settlement the facilitator was asked
+/// for is of the one signed payload.
+fn assert_paid_once_behind_layer(chain: &Anvil, usdc: &Usdc<'_>, b: &BehindLayer) {
+    assert_eq!(transfers_from(chain, usdc.address, b.payer), 1);
+    assert_eq!(usdc.balance_of(b.payer).unwrap(), U256::from(START - PRICE));
+    let settled = b.facilitator.settled();
+    assert!(!settled.is_empty());
+    assert!(
+        settled.iter().all(|(p, _)| *p == settled[0].0),
+        "one signed payload, resent unchanged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facilitator_failing_after_settling_leaves_a_pending_payment_paid_once() {
+    let chain = chain();
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let b = behind_layer(
+        &chain,
+        &usdc,
+        FacilitatorMisbehaviour::ErrorAfterSettling,
+        Duration::from_secs(30),
+    )
+    .await;
+    let e = b
+        .client
+        .get(&b.url)
+        .await
+        .expect_err("an unknown settlement is not a success");
+    assert_eq!(e.reason(), "settlement_pending", "{e}");
+    assert!(e.may_have_paid(), "{e}");
+    let payment = e.payment().expect("the payment");
+    assert!(
+        usdc.authorization_state(b.payer, B256::from(payment.nonce.0))
+            .unwrap()
+    );
+    assert_paid_once_behind_layer(&chain, &usdc, &b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facilitator_timing_out_after_settling_leaves_a_pending_payment_paid_once() {
+    let chain = chain();
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let b = behind_layer(
+        &chain,
+        &usdc,
+        FacilitatorMisbehaviour::HangAfterSettling,
+        Duration::from_secs(2),
+    )
+    .await;
+    let e = b
+        .client
+        .get(&b.url)
+        .await
+        .expect_err("an unknown settlement is not a success");
+    assert_eq!(e.reason(), "settlement_pending", "{e}");
+    assert!(e.may_have_paid(), "{e}");
+    assert_paid_once_behind_layer(&chain, &usdc, &b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facilitator_reporting_failure_with_a_mined_transaction_may_have_paid() {
+    let chain = chain();
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let b = behind_layer(
+        &chain,
+        &usdc,
+        FacilitatorMisbehaviour::FailWithMinedTransaction,
+        Duration::from_secs(30),
+    )
+    .await;
+    let e = b
+        .client
+        .get(&b.url)
+        .await
+        .expect_err("a failed settlement is an error");
+    assert_eq!(e.reason(), "settlement_failed", "{e}");
+    assert!(e.may_have_paid(), "{e}");
+    let settled = b.facilitator.settled();
+    assert_eq!(e.transaction(), settled[0].1.transaction.as_deref());
+    assert_paid_once_behind_layer(&chain, &usdc, &b);
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
+use async_trait::async_trait;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,9 +15,12 @@ use axum::routing::get;
 use pay402_backends::x402::LocalFacilitator;
 use pay402_core::x402::header::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use pay402_core::x402::{
-    Extra, Facilitator, HeaderValue as _, PaymentPayloadV2, PaymentRequest, PaymentRequired,
-    PaymentRequirements, ResourceInfo, SettleResponse, TokenAmount,
+    ExactEvmPayload, Extra, Facilitator, FacilitatorError, HeaderValue as _, PaymentPayloadV2,
+    PaymentRequest, PaymentRequired, PaymentRequirements, ResourceInfo, SettleResponse,
+    SupportedResponse, TokenAmount, VerifyResponse,
 };
+use pay402_server::x402::store::MemoryPaymentStore;
+use pay402_server::x402::{X402Config, X402Layer, X402Route};
 use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
 use serde_json::json;
 
@@ -242,4 +246,104 @@ pub fn transfers_from(chain: &Anvil, usdc: Address, payer: Address) -> usize {
         )
         .expect("eth_getLogs");
     logs.as_array().expect("a list of logs").len()
+}
+
+/// How a hostile facilitator misbehaves once it has settled a payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FacilitatorMisbehaviour {
+    /// Settles, then answers as if it had failed with a 500.
+    ErrorAfterSettling,
+    /// Settles, then never answers.
+    HangAfterSettling,
+    /// Settles (the transaction is mined), then answers `success: false`
+    /// naming that transaction.
+    FailWithMinedTransaction,
+}
+
+/// A facilitator that settles through the real local facilitator and then
+/// misbehaves; it sits behind pay402's honest x402 layer.
+pub struct HostileFacilitator {
+    inner: Arc<LocalFacilitator>,
+    mode: FacilitatorMisbehaviour,
+    settled: Mutex<Vec<(ExactEvmPayload, SettleResponse)>>,
+}
+
+impl HostileFacilitator {
+    /// Wraps `inner`.
+    pub fn new(inner: LocalFacilitator, mode: FacilitatorMisbehaviour) -> HostileFacilitator {
+        HostileFacilitator {
+            inner: Arc::new(inner),
+            mode,
+            settled: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every payload `settle` was asked for, with the real facilitator's
+    /// answer, in order.
+    pub fn settled(&self) -> Vec<(ExactEvmPayload, SettleResponse)> {
+        self.settled.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Facilitator for HostileFacilitator {
+    async fn verify(&self, request: &PaymentRequest) -> Result<VerifyResponse, FacilitatorError> {
+        self.inner.verify(request).await
+    }
+
+    async fn settle(&self, request: &PaymentRequest) -> Result<SettleResponse, FacilitatorError> {
+        let settlement = self.inner.settle(request).await?;
+        self.settled
+            .lock()
+            .unwrap()
+            .push((request.exact_payload().clone(), settlement.clone()));
+        match self.mode {
+            FacilitatorMisbehaviour::ErrorAfterSettling => Err(FacilitatorError::Unavailable(
+                "HTTP 500 Internal Server Error".into(),
+            )),
+            FacilitatorMisbehaviour::HangAfterSettling => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(settlement)
+            }
+            FacilitatorMisbehaviour::FailWithMinedTransaction => Ok(SettleResponse {
+                success: false,
+                error_reason: Some("unexpected_settle_error".into()),
+                error_message: Some("settlement failed".into()),
+                transaction: settlement.transaction.clone(),
+                network: settlement.network.clone(),
+                payer: settlement.payer.clone(),
+                ..SettleResponse::default()
+            }),
+        }
+    }
+
+    async fn supported(&self) -> Result<SupportedResponse, FacilitatorError> {
+        self.inner.supported().await
+    }
+}
+
+/// pay402's own x402 layer (settling after the handler, giving up on the
+/// facilitator after `settle_timeout`) in front of `facilitator`, selling
+/// `/paid` for [`PRICE`]; returns the resource's URL.
+pub async fn honest_server(
+    facilitator: Arc<dyn Facilitator>,
+    usdc: Address,
+    settle_timeout: Duration,
+) -> String {
+    let paywall = X402Layer::new(
+        X402Config::new()
+            .retry_after(Duration::from_secs(1))
+            .settle_timeout(settle_timeout),
+        facilitator,
+        Arc::new(MemoryPaymentStore::new()),
+    );
+    let route = X402Route::new([offer(usdc, PRICE)]).expect("offer");
+    let app = Router::new().route(
+        "/paid",
+        get(|| async { "paid content" }).route_layer(paywall.with_route(route)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/paid", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
