@@ -7,11 +7,13 @@
 # assertions and overflow checks on), then fuzzes each TARGET (default: all)
 # for N seconds (default 20) with the limits below. New inputs go to a
 # temporary directory, never into the repository, unless --merge is given:
-# then the new inputs that add coverage are merged into fuzz/corpus/<target>,
-# which is rewritten minimised. Exit status 1 if any target crashed, leaked,
-# ran out of memory or timed out; the reproducer is in fuzz/artifacts/<target>/.
+# then fuzz/corpus/<target> is rewritten as the fewest inputs, old and new,
+# that keep its edge coverage (libFuzzer -set_cover_merge, hit counts ignored
+# to keep it small). Exit status 1 if any target crashed, leaked, ran out of
+# memory or timed out; the reproducer is in fuzz/artifacts/<target>/.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")/.."
 
 seconds=20
 merge=0
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --merge) merge=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$self"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -56,6 +58,7 @@ declare -A max_len=(
   [bitreq_headers]=20000         # MAX_TX_HEX_LEN = 200 000
   [bitreq_transfer]=8400         # MAX_TRANSFER_LEN 8192 + Authorization 128
   [bitreq_rest]=20000            # rest::MAX_BODY_BYTES = 256 KiB
+  [bitreq_channel]=20000         # rest::MAX_BODY_BYTES = 256 KiB
   [bitreq_onchain]=20000         # MAX_TX_HEX_LEN = 200 000
 )
 # Every target is listed above: a new one must say its bound.
@@ -93,7 +96,7 @@ for t in "${targets[@]}"; do
   if [ "$merge" = 1 ]; then
     mkdir -p "$tmp/$t.min"
     (cd fuzz && cargo fuzz run --debug-assertions "$t" "$tmp/$t.min" "corpus/$t" "$tmp/$t" -- \
-      -merge=1 "${limits[@]}" -max_len="${max_len[$t]}" 2>"$tmp/$t.merge.log")
+      -set_cover_merge=1 -use_counters=0 "${limits[@]}" -max_len="${max_len[$t]}" 2>"$tmp/$t.merge.log")
     rm -rf "fuzz/corpus/$t"
     mv "$tmp/$t.min" "fuzz/corpus/$t"
     echo "   corpus/$t: $(ls "fuzz/corpus/$t" | wc -l) inputs, $(du -sk "fuzz/corpus/$t" | cut -f1) KB"

@@ -16,10 +16,15 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     if let Ok(info) = PaymentInfo::from_pairs(pairs.iter().copied()) {
-        let _ = (info.supports_onchain(), info.supports_transfer(), info.supports_channel());
+        let _ = (
+            info.supports_onchain(),
+            info.supports_transfer(),
+            info.supports_channel(),
+        );
         let _ = info.address(bitcoin::Network::Bitcoin);
         // What is read is written back as headers that read the same.
-        let again = PaymentInfo::from_pairs(info.header_pairs()).expect("re-read of written headers");
+        let again =
+            PaymentInfo::from_pairs(info.header_pairs()).expect("re-read of written headers");
         assert_eq!(again, info);
         let mut map = http::HeaderMap::new();
         if info.insert_into(&mut map).is_ok() {

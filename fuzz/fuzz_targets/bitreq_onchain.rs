@@ -25,7 +25,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = fee_of(&tx, &inputs);
     for policy in [
         OnChainPolicy::default(),
-        OnChainPolicy { amount: AmountRule::AtLeast, dust_limit: Sat(0), min_fee_rate_sat_vb: 0, reject_rbf: false },
+        OnChainPolicy {
+            amount: AmountRule::AtLeast,
+            dust_limit: Sat(0),
+            min_fee_rate_sat_vb: 0,
+            reject_rbf: false,
+        },
     ] {
         let _ = verify_payment_tx(tx.clone(), &merchant, price, Some(&inputs), &policy);
         let _ = verify_payment_tx(tx.clone(), &merchant, price, None, &policy);

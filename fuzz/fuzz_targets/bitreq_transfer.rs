@@ -27,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = verify(transfer, &authorization) {
         let _ = (v.id_hex(), v.timestamp_secs());
         for rule in [AmountRule::Exact, AmountRule::AtLeast] {
-            let _ = v.check_payment(Sat(1000), rule, Some("merchant"), Some("19tQ4iBbdhZsQKgZoeY3gVM1yyhGPxkiPM"));
+            let _ = v.check_payment(
+                Sat(1000),
+                rule,
+                Some("merchant"),
+                Some("19tQ4iBbdhZsQKgZoeY3gVM1yyhGPxkiPM"),
+            );
         }
     }
 });

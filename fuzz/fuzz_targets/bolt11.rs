@@ -11,10 +11,19 @@ fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    for network in [Network::Bitcoin, Network::Testnet, Network::Signet, Network::Regtest] {
-        if let Err(pay402_core::l402::InvoiceError::HashMismatch) =
-            check_invoice(s, &PaymentHash([0; 32]), network, UnixTime(0), Msat(u64::MAX))
-        {
+    for network in [
+        Network::Bitcoin,
+        Network::Testnet,
+        Network::Signet,
+        Network::Regtest,
+    ] {
+        if let Err(pay402_core::l402::InvoiceError::HashMismatch) = check_invoice(
+            s,
+            &PaymentHash([0; 32]),
+            network,
+            UnixTime(0),
+            Msat(u64::MAX),
+        ) {
             // Parsed and on this network: check it fully against its own hash.
             let inv: Result<lightning_invoice::Bolt11Invoice, _> = s.parse();
             if let Ok(inv) = inv {

@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     let borrowed = MacaroonRef::decode(data);
     let owned = Macaroon::decode_v2(data);
     // The two decoders accept the same bytes, with the same fields.
-    assert_eq!(borrowed.is_ok(), owned.is_ok(), "borrowed {borrowed:?} vs owned {owned:?}");
+    assert_eq!(
+        borrowed.is_ok(),
+        owned.is_ok(),
+        "borrowed {borrowed:?} vs owned {owned:?}"
+    );
     let (Ok(m), Ok(o)) = (borrowed, owned) else {
         return;
     };

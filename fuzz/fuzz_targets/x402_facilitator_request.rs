@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = PaymentRequest::from_json_slice(data) else {
         return;
     };
-    let _ = (req.x402_version(), req.network(), req.scheme(), req.exact_payload());
+    let _ = (
+        req.x402_version(),
+        req.network(),
+        req.scheme(),
+        req.exact_payload(),
+    );
     let now = UnixTime(1_740_672_100);
     match &req {
         PaymentRequest::V1(r) => {
@@ -27,5 +32,8 @@ fuzz_target!(|data: &[u8]| {
         PaymentRequest::V2(r) => serde_json::to_vec(r),
     }
     .expect("serialize a decoded request");
-    assert_eq!(PaymentRequest::from_json_slice(&json).as_ref().ok(), Some(&req));
+    assert_eq!(
+        PaymentRequest::from_json_slice(&json).as_ref().ok(),
+        Some(&req)
+    );
 });

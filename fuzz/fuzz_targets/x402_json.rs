@@ -45,7 +45,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = TokenAmount::from_human(s, decimals);
     }
     if let Ok(c) = Caip2::parse(s) {
-        let _ = (c.namespace(), c.reference(), c.is_wildcard(), c.evm_chain_id());
+        let _ = (
+            c.namespace(),
+            c.reference(),
+            c.is_wildcard(),
+            c.evm_chain_id(),
+        );
     }
     let _ = evm_chain_id(s);
     let _ = slug_to_caip2(s);

@@ -6,18 +6,23 @@
 
 use libfuzzer_sys::fuzz_target;
 use pay402_core::b64;
+use pay402_core::time::UnixTime;
 use pay402_core::x402::borrowed::PaymentPayloadV2Ref;
 use pay402_core::x402::{ExactEvmPayload, HeaderValue, PaymentPayloadV2, exact};
-use pay402_core::time::UnixTime;
 
 fuzz_target!(|data: &[u8]| {
     // The header path: base64, then the same decoders.
     let header = b64::encode_std(data);
     let mut buf = Vec::new();
-    let by_ref = PaymentPayloadV2Ref::decode_header(&header, &mut buf).map(|p| p.to_owned_payload());
+    let by_ref =
+        PaymentPayloadV2Ref::decode_header(&header, &mut buf).map(|p| p.to_owned_payload());
     let owned_header = PaymentPayloadV2::<ExactEvmPayload>::decode_header(&header);
     if let Ok(p) = &by_ref {
-        assert_eq!(owned_header.as_ref(), Ok(p), "header: borrowed accepted, owned disagrees");
+        assert_eq!(
+            owned_header.as_ref(),
+            Ok(p),
+            "header: borrowed accepted, owned disagrees"
+        );
     }
 
     let Ok(json) = std::str::from_utf8(data) else {
@@ -47,5 +52,8 @@ fuzz_target!(|data: &[u8]| {
         exact::verify_v2(&owned, &req, now)
     );
     let offers = [req];
-    assert_eq!(p.select_requirement(&offers).is_some(), pay402_core::x402::select_requirement_v2(&offers, &owned.accepted).is_some());
+    assert_eq!(
+        p.select_requirement(&offers).is_some(),
+        pay402_core::x402::select_requirement_v2(&offers, &owned.accepted).is_some()
+    );
 });
