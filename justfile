@@ -14,7 +14,7 @@ demo:
 test:
     cargo test --workspace
 
-# What CI runs: fmt, clippy, tests.
+# What CI runs: fmt, clippy, fuzz (bounded), tests.
 ci:
     bash .ci/run
 
@@ -44,6 +44,18 @@ bench-one name:
 
 fmt:
     cargo fmt --all
+    cargo fmt --manifest-path fuzz/Cargo.toml --all
+    cargo fmt --manifest-path fuzz/seed-gen/Cargo.toml --all
+
+# Fuzz every parser (or the named targets) for `seconds` each and merge the
+# new inputs into the committed, minimised corpus: `just fuzz 300 x402_json`.
+# Review `git status fuzz/corpus` before committing (docs/fuzzing.md).
+fuzz seconds="60" *targets="":
+    fuzz/run.sh --seconds {{seconds}} --merge {{targets}}
+
+# List the fuzz targets.
+fuzz-list:
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list
 
 clippy:
     cargo clippy --workspace --all-targets -- -D warnings
