@@ -277,6 +277,11 @@ async fn router_rate_limits_each_client_address_with_429() {
         .expect("seconds");
     assert!(retry >= 1, "{retry}");
     assert_problem(resp, 429, "facilitator_rate_limited").await;
+    // The open /supported counts against the same client budget.
+    let resp = reqwest::get(format!("http://{addr}/supported"))
+        .await
+        .expect("GET");
+    assert_problem(resp, 429, "facilitator_rate_limited").await;
     assert_eq!(counting.calls.load(Ordering::SeqCst), 2);
 }
 

@@ -534,3 +534,20 @@ impl LocalFacilitatorBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_lookback_is_clamped_to_a_bounded_number_of_queries() {
+        let b = super::super::LocalFacilitator::builder("http://127.0.0.1:1")
+            .log_lookback_blocks(1_000_000, 10);
+        assert_eq!(b.log_lookback_blocks, 10 * MAX_LOG_QUERIES_PER_LOOKUP);
+        let b = super::super::LocalFacilitator::builder("http://127.0.0.1:1")
+            .log_lookback_blocks(50, 10);
+        assert_eq!((b.log_lookback_blocks, b.log_chunk_blocks), (50, 10));
+        let b = super::super::LocalFacilitator::builder("http://127.0.0.1:1");
+        assert!(b.log_lookback_blocks <= b.log_chunk_blocks * MAX_LOG_QUERIES_PER_LOOKUP);
+    }
+}

@@ -28,7 +28,8 @@
 //! **Rate limits** ([`RateLimit`], GCRA from the `governor` crate): per
 //! client IP address (checked first, before authentication and before the
 //! body is read) and per payer (`authorization.from`, once the body is
-//! parsed). The client address comes from axum's
+//! parsed); `/supported` counts against the client's limit too. The client
+//! address comes from axum's
 //! [`ConnectInfo`](axum::extract::ConnectInfo): serve with
 //! `into_make_service_with_connect_info::<SocketAddr>()`, otherwise every
 //! client shares one bucket. Behind a proxy, all clients share the proxy's
@@ -538,10 +539,9 @@ fn rate_limited(wait: std::time::Duration, what: &str) -> Response {
     resp
 }
 
-/// The cheap refusals first (client rate limit, authentication), then the
-/// body (400/413), then the payer's rate limit: the parsed request, or the
-/// answer refusing it.
-async fn admit(shared: &Shared, request: Request) -> Result<PaymentRequest, Response> {
+/// The per-client rate limit: the client's address, or the 429 answer.
+/// Without `ConnectInfo`, every client shares the unspecified address.
+fn limit_client(shared: &Shared, request: &Request) -> Result<IpAddr, Response> {
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -552,6 +552,14 @@ async fn admit(shared: &Shared, request: Request) -> Result<PaymentRequest, Resp
         tracing::info!(%client, "client rate limited");
         return Err(rate_limited(wait, "client address"));
     }
+    Ok(client)
+}
+
+/// The cheap refusals first (client rate limit, authentication), then the
+/// body (400/413), then the payer's rate limit: the parsed request, or the
+/// answer refusing it.
+async fn admit(shared: &Shared, request: Request) -> Result<PaymentRequest, Response> {
+    let client = limit_client(shared, &request)?;
     if !shared.auth.admits(request.headers()) {
         tracing::info!(%client, "unauthenticated request refused");
         let mut resp = problem(
@@ -674,9 +682,12 @@ async fn settle(State(shared): State<Shared>, req: Request) -> Response {
     .await
 }
 
-async fn supported(State(shared): State<Shared>) -> Response {
+async fn supported(State(shared): State<Shared>, req: Request) -> Response {
     let span = tracing::info_span!("x402_facilitator_http", endpoint = "supported");
     async move {
+        if let Err(resp) = limit_client(&shared, &req) {
+            return resp;
+        }
         match shared.facilitator.supported().await {
             Ok(s) => json(StatusCode::OK, &s),
             Err(e) => error_response(&e),
