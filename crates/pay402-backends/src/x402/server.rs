@@ -539,27 +539,30 @@ fn rate_limited(wait: std::time::Duration, what: &str) -> Response {
     resp
 }
 
-/// The per-client rate limit: the client's address, or the 429 answer.
-/// Without `ConnectInfo`, every client shares the unspecified address.
-fn limit_client(shared: &Shared, request: &Request) -> Result<IpAddr, Response> {
-    let client = request
+/// The client's address. Without `ConnectInfo`, every client shares the
+/// unspecified address.
+fn client_addr(request: &Request) -> IpAddr {
+    request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    if let Some(limiter) = &shared.per_client
-        && let Err(wait) = limiter.check(&client)
-    {
-        tracing::info!(%client, "client rate limited");
-        return Err(rate_limited(wait, "client address"));
-    }
-    Ok(client)
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// The 429 answer when `client` is over the per-client rate limit.
+fn over_client_limit(shared: &Shared, client: IpAddr) -> Option<Response> {
+    let wait = shared.per_client.as_ref()?.check(&client).err()?;
+    tracing::info!(%client, "client rate limited");
+    Some(rate_limited(wait, "client address"))
 }
 
 /// The cheap refusals first (client rate limit, authentication), then the
 /// body (400/413), then the payer's rate limit: the parsed request, or the
 /// answer refusing it.
 async fn admit(shared: &Shared, request: Request) -> Result<PaymentRequest, Response> {
-    let client = limit_client(shared, &request)?;
+    let client = client_addr(&request);
+    if let Some(resp) = over_client_limit(shared, client) {
+        return Err(resp);
+    }
     if !shared.auth.admits(request.headers()) {
         tracing::info!(%client, "unauthenticated request refused");
         let mut resp = problem(
@@ -685,7 +688,7 @@ async fn settle(State(shared): State<Shared>, req: Request) -> Response {
 async fn supported(State(shared): State<Shared>, req: Request) -> Response {
     let span = tracing::info_span!("x402_facilitator_http", endpoint = "supported");
     async move {
-        if let Err(resp) = limit_client(&shared, &req) {
+        if let Some(resp) = over_client_limit(&shared, client_addr(&req)) {
             return resp;
         }
         match shared.facilitator.supported().await {
