@@ -235,6 +235,7 @@ async fn x402_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
     let facilitator = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[1].private_key)
         .network(NETWORK)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
         .build()
         .await?;
     let paywall = X402Layer::new(

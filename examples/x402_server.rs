@@ -121,8 +121,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The key is never echoed, even when it does not parse.
         let key = FacilitatorKey::try_from(key)
             .map_err(|e| format!("PAY402_X402_FACILITATOR_KEY: {e}"))?;
-        let mut builder = LocalFacilitator::builder(rpc_url).signer(key);
         let network = env_or("PAY402_X402_NETWORK", "");
+        // The local facilitator settles only the offered token (allowlist).
+        let known = default_asset(&network);
+        let asset: EvmAddress = env_or("PAY402_X402_ASSET", known.map_or("", |k| k.0))
+            .parse()
+            .unwrap_or_else(|_| {
+                usage("settling locally: set PAY402_X402_NETWORK to a known chain, or PAY402_X402_ASSET")
+            });
+        let name = env_or("PAY402_X402_ASSET_NAME", known.map_or("", |k| k.1));
+        let version = env_or("PAY402_X402_ASSET_VERSION", "2");
+        let mut builder = LocalFacilitator::builder(rpc_url)
+            .signer(key)
+            .allow_asset(asset.0, name, version);
         if !network.is_empty() {
             builder = builder.network(network);
         }

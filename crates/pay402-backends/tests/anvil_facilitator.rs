@@ -29,8 +29,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use pay402_backends::x402::{
-    Endpoint, INSUFFICIENT_FUNDS, LocalFacilitator, RemoteFacilitator, TRANSACTION_FAILED,
-    TransactionStatus, reasons, router,
+    Endpoint, INSUFFICIENT_FUNDS, LocalFacilitator, RemoteFacilitator, RouterAuth,
+    TRANSACTION_FAILED, TransactionStatus, reasons, router,
 };
 use pay402_core::x402::evm::{
     Bytes32, Eip712Domain, EvmAddress, EvmSignature, TransferAuthorization,
@@ -175,9 +175,10 @@ impl Pay {
     }
 }
 
-async fn facilitator(chain: &Anvil, signer: usize) -> LocalFacilitator {
+async fn facilitator(chain: &Anvil, usdc: Address, signer: usize) -> LocalFacilitator {
     LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[signer].private_key)
+        .allow_asset(usdc, USDC_NAME, USDC_VERSION)
         .network(NETWORK)
         .receipt_timeout(Duration::from_secs(20))
         .build()
@@ -201,6 +202,19 @@ fn assert_refused_settle(s: &SettleResponse, reason: &str, what: &str) {
     assert_eq!(s.network, NETWORK, "{what}");
 }
 
+/// The router's key in these tests, as `RemoteFacilitator` sends it.
+const BEARER: &str = "Bearer anvil-facilitator-test-token";
+
+fn router_auth() -> RouterAuth {
+    RouterAuth::bearer(["anvil-facilitator-test-token"]).expect("router auth")
+}
+
+fn bearer_headers(_endpoint: Endpoint) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("authorization", HeaderValue::from_static(BEARER));
+    h
+}
+
 async fn serve(app: Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -218,7 +232,7 @@ async fn anvil_local_facilitator_verifies_and_settles_a_real_payment() {
     let payee = DEV_ACCOUNTS[2].address;
     usdc.mint(payer.address(), U256::from(10_000_000u64))
         .expect("mint");
-    let fac = facilitator(&chain, 1).await;
+    let fac = facilitator(&chain, usdc.address, 1).await;
 
     let supported = fac.supported().await.expect("supported");
     assert!(supported.supports(2, "exact", NETWORK), "{supported:?}");
@@ -286,6 +300,7 @@ async fn anvil_local_facilitator_verifies_and_settles_a_real_payment() {
     // With idempotency off, a replayed settle is refused.
     let strict = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[1].private_key)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
         .idempotent_settle(false)
         .build()
         .await
@@ -331,7 +346,15 @@ async fn anvil_local_facilitator_verdicts_carry_reference_reasons() {
     usdc.mint(payer.address(), U256::from(1_000_000u64))
         .unwrap();
     usdc.mint(poor.address(), U256::from(1_000u64)).unwrap();
-    let fac = facilitator(&chain, 1).await;
+    // DEV_ACCOUNTS[4] (an address without code) is allowlisted on purpose.
+    let fac = LocalFacilitator::builder(chain.rpc_url())
+        .signer(DEV_ACCOUNTS[1].private_key)
+        .network(NETWORK)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
+        .allow_asset(DEV_ACCOUNTS[4].address, USDC_NAME, USDC_VERSION)
+        .build()
+        .await
+        .expect("build the local facilitator");
     let base = |seed: &str| Pay::new(usdc.address, payee, 10_000, seed);
     let payee_before = balance(&usdc, payee);
 
@@ -404,6 +427,13 @@ async fn anvil_local_facilitator_verdicts_carry_reference_reasons() {
         p.v2(&payer),
         reasons::EIP3009_NOT_SUPPORTED,
     ));
+    let mut p = base("not allowlisted");
+    p.asset = DEV_ACCOUNTS[3].address;
+    cases.push((
+        "asset not on the allowlist",
+        p.v2(&payer),
+        reasons::ASSET_NOT_ALLOWED,
+    ));
     let mut tampered = base("tampered").v2(&payer);
     if let PaymentRequest::V2(r) = &mut tampered {
         let mut sig = r.payment_payload.payload.signature.as_bytes().to_vec();
@@ -461,6 +491,7 @@ async fn anvil_local_facilitator_verdicts_carry_reference_reasons() {
     // The clock is injectable: the same payment verified "after" its window.
     let late = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[1].private_key)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
         .clock(|| pay402_core::time::UnixTime(now() + 10_000))
         .build()
         .await
@@ -484,7 +515,7 @@ async fn anvil_concurrent_settlements_through_one_signer_all_land() {
         usdc.mint(p.address(), U256::from(1_000_000u64)).unwrap();
     }
     let signer = DEV_ACCOUNTS[3].address;
-    let fac = facilitator(&chain, 3).await;
+    let fac = facilitator(&chain, usdc.address, 3).await;
     let payee_before = balance(&usdc, payee);
 
     let mut expected = 0u64;
@@ -522,6 +553,7 @@ async fn anvil_concurrent_settlements_through_one_signer_all_land() {
     let pair = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[4].private_key)
         .signer(DEV_ACCOUNTS[1].private_key)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
         .build()
         .await
         .unwrap();
@@ -553,6 +585,7 @@ async fn anvil_pending_settlement_is_reconciled_not_failed() {
     let payee_before = balance(&usdc, payee);
     let fac = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[1].private_key)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
         .receipt_timeout(Duration::from_millis(300))
         .build()
         .await
@@ -597,7 +630,7 @@ async fn anvil_pending_settlement_is_reconciled_not_failed() {
     assert_eq!(settled.transaction.as_deref(), Some(transaction.as_str()));
 
     // A fresh facilitator (a restarted server) finds it on chain.
-    let fresh = facilitator(&chain, 1).await;
+    let fresh = facilitator(&chain, usdc.address, 1).await;
     let found = fresh.settle(&request).await.expect("settle after restart");
     assert!(found.success, "{found:?}");
     assert_eq!(found.transaction.as_deref(), Some(transaction.as_str()));
@@ -658,14 +691,15 @@ async fn anvil_remote_facilitator_over_the_router() {
     let payee = DEV_ACCOUNTS[2].address;
     usdc.mint(payer.address(), U256::from(1_000_000u64))
         .unwrap();
-    let local = facilitator(&chain, 1).await;
+    let local = facilitator(&chain, usdc.address, 1).await;
     let counting = Arc::new(Counting {
         inner: local.clone(),
         supported_calls: AtomicUsize::new(0),
     });
-    let addr = serve(router(counting.clone())).await;
+    let addr = serve(router(counting.clone(), router_auth())).await;
     let remote = RemoteFacilitator::builder(format!("http://{addr}/"))
         .timeout(Duration::from_secs(30))
+        .auth(bearer_headers)
         .build()
         .expect("remote facilitator");
 
@@ -712,6 +746,7 @@ async fn anvil_remote_facilitator_over_the_router() {
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("http://{addr}/verify"))
+        .header("authorization", BEARER)
         .body("not json")
         .send()
         .await
@@ -722,6 +757,7 @@ async fn anvil_remote_facilitator_over_the_router() {
     assert_eq!(body["reason"], "invalid_facilitator_request");
     let resp = http
         .post(format!("http://{addr}/settle"))
+        .header("authorization", BEARER)
         .body("{}")
         .send()
         .await
@@ -729,6 +765,7 @@ async fn anvil_remote_facilitator_over_the_router() {
     assert_eq!(resp.status(), 400);
     let resp = http
         .post(format!("http://{addr}/settle"))
+        .header("authorization", BEARER)
         .body(vec![b' '; 200 * 1024])
         .send()
         .await
@@ -747,12 +784,14 @@ async fn anvil_remote_facilitator_over_the_router() {
     // Pending travels as Pending (HTTP 202 + settlement_pending).
     let slow = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[3].private_key)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
         .receipt_timeout(Duration::from_millis(300))
         .build()
         .await
         .unwrap();
-    let slow_addr = serve(router(Arc::new(slow))).await;
+    let slow_addr = serve(router(Arc::new(slow), router_auth())).await;
     let slow_remote = RemoteFacilitator::builder(format!("http://{slow_addr}"))
+        .auth(bearer_headers)
         .build()
         .unwrap();
     let request = Pay::new(usdc.address, payee, 1_500, "remote pending").v2(&payer);

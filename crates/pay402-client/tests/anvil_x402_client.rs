@@ -43,6 +43,7 @@ async fn serve(chain: &Anvil, usdc: Address, receipt_timeout: Duration) -> World
     let facilitator = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[1].private_key)
         .network(NETWORK)
+        .allow_asset(usdc, USDC_NAME, USDC_VERSION)
         .receipt_timeout(receipt_timeout)
         .build()
         .await

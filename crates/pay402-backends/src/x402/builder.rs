@@ -1,12 +1,13 @@
 //! [`LocalFacilitatorBuilder`]: the settings of a [`LocalFacilitator`] and
 //! its start-up checks (RPC reachable, `eth_chainId` matches the network).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::client::RpcClient;
 use pay402_core::problem::Reason;
@@ -18,6 +19,10 @@ use super::key::FacilitatorKey;
 use super::local::{
     DEFAULT_LOG_CHUNK_BLOCKS, DEFAULT_LOG_LOOKBACK_BLOCKS, DEFAULT_RECEIPT_TIMEOUT,
     DEFAULT_RPC_TIMEOUT, Inner, LocalFacilitator,
+};
+use super::policy::{
+    AllowedAsset, DEFAULT_GAS_BUDGET, DEFAULT_GAS_BUDGET_PERIOD, DEFAULT_MAX_FEE_PER_GAS_WEI,
+    DEFAULT_MAX_GAS_PER_SETTLEMENT, GasBudget, InFlight, MAX_LOG_QUERIES_PER_LOOKUP, Policy,
 };
 use crate::evm_rpc::{RpcTransport, TransportConfigError};
 
@@ -56,6 +61,13 @@ pub enum LocalFacilitatorError {
     /// The node did not answer `eth_chainId`.
     #[error("cannot reach the RPC node: {0}")]
     Rpc(String),
+    /// No asset was allowlisted: a facilitator must know which token
+    /// contracts it settles (see [`LocalFacilitatorBuilder::allow_asset`]).
+    #[error("a local facilitator needs an asset allowlist (allow_asset)")]
+    NoAssetAllowlist,
+    /// An allowlisted asset has an empty EIP-712 name or version.
+    #[error("allowlisted asset {0} has an empty EIP-712 name or version")]
+    InvalidAllowedAsset(Address),
 }
 
 impl Reason for LocalFacilitatorError {
@@ -67,6 +79,8 @@ impl Reason for LocalFacilitatorError {
             LocalFacilitatorError::InvalidNetwork(_) => "facilitator_invalid_network",
             LocalFacilitatorError::ChainMismatch { .. } => "facilitator_chain_mismatch",
             LocalFacilitatorError::Rpc(_) => "facilitator_rpc_unreachable",
+            LocalFacilitatorError::NoAssetAllowlist => "facilitator_no_asset_allowlist",
+            LocalFacilitatorError::InvalidAllowedAsset(_) => "facilitator_invalid_allowed_asset",
         }
     }
     fn status(&self) -> u16 {
@@ -84,10 +98,12 @@ pub(super) enum Source {
 /// ```no_run
 /// # async fn demo() -> Result<(), pay402_backends::x402::LocalFacilitatorError> {
 /// use std::time::Duration;
+/// use alloy::primitives::address;
 /// use pay402_backends::x402::LocalFacilitator;
 /// let facilitator = LocalFacilitator::builder("https://sepolia.base.org")
 ///     .signer("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
 ///     .network("eip155:84532")
+///     .allow_asset(address!("036CbD53842c5426634e7929541eC2318f3dCF7e"), "USDC", "2")
 ///     .rpc_timeout(Duration::from_secs(5))
 ///     .build()
 ///     .await?;
@@ -108,6 +124,11 @@ pub struct LocalFacilitatorBuilder {
     gas_headroom_percent: u64,
     idempotent_settle: bool,
     clock: Clock,
+    assets: Vec<AllowedAsset>,
+    payees: Option<HashSet<Address>>,
+    max_gas: u64,
+    max_fee_per_gas: u128,
+    gas_budget: (u64, Duration),
 }
 
 impl fmt::Debug for LocalFacilitatorBuilder {
@@ -117,6 +138,11 @@ impl fmt::Debug for LocalFacilitatorBuilder {
             .field("network", &self.network)
             .field("receipt_timeout", &self.receipt_timeout)
             .field("rpc_timeout", &self.rpc_timeout)
+            .field("assets", &self.assets)
+            .field("payees", &self.payees)
+            .field("max_gas", &self.max_gas)
+            .field("max_fee_per_gas", &self.max_fee_per_gas)
+            .field("gas_budget", &self.gas_budget)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +163,11 @@ impl LocalFacilitatorBuilder {
             gas_headroom_percent: 120,
             idempotent_settle: true,
             clock: Arc::new(|| UnixTime::from_system(SystemTime::now())),
+            assets: Vec::new(),
+            payees: None,
+            max_gas: DEFAULT_MAX_GAS_PER_SETTLEMENT,
+            max_fee_per_gas: DEFAULT_MAX_FEE_PER_GAS_WEI,
+            gas_budget: (DEFAULT_GAS_BUDGET, DEFAULT_GAS_BUDGET_PERIOD),
         }
     }
 
@@ -236,7 +267,10 @@ impl LocalFacilitatorBuilder {
 
     /// How many blocks back an earlier settlement of a payment is searched
     /// for (default [`DEFAULT_LOG_LOOKBACK_BLOCKS`]), and the block range of
-    /// each `eth_getLogs` (default [`DEFAULT_LOG_CHUNK_BLOCKS`]).
+    /// each `eth_getLogs` (default [`DEFAULT_LOG_CHUNK_BLOCKS`]). The
+    /// lookback is clamped to
+    /// [`MAX_LOG_QUERIES_PER_LOOKUP`](super::MAX_LOG_QUERIES_PER_LOOKUP)
+    /// chunks, so one lookup makes at most that many `eth_getLogs` requests.
     ///
     /// ```
     /// # use pay402_backends::x402::LocalFacilitator;
@@ -244,12 +278,16 @@ impl LocalFacilitatorBuilder {
     /// # let _ = b;
     /// ```
     pub fn log_lookback_blocks(mut self, lookback: u64, chunk: u64) -> Self {
-        self.log_lookback_blocks = lookback;
         self.log_chunk_blocks = chunk.max(1);
+        self.log_lookback_blocks = lookback.min(
+            self.log_chunk_blocks
+                .saturating_mul(MAX_LOG_QUERIES_PER_LOOKUP),
+        );
         self
     }
 
-    /// The gas limit sent, as a percentage of `eth_estimateGas` (default 120).
+    /// The gas limit sent, as a percentage of `eth_estimateGas` (default
+    /// 120), never above [`max_gas_per_settlement`](Self::max_gas_per_settlement).
     ///
     /// ```
     /// # use pay402_backends::x402::LocalFacilitator;
@@ -275,6 +313,97 @@ impl LocalFacilitatorBuilder {
         self
     }
 
+    /// Allowlists a token: settlements and verifications of any other
+    /// asset are refused (`facilitator_asset_not_allowed`) before any RPC
+    /// call, and a payment whose `extra.name`/`extra.version` differ from
+    /// this EIP-712 domain is refused too
+    /// (`invalid_exact_evm_token_name_mismatch`/`..._version_mismatch`).
+    /// **Required**: [`build`](Self::build) fails with
+    /// [`LocalFacilitatorError::NoAssetAllowlist`] without at least one.
+    ///
+    /// ```
+    /// use alloy::primitives::address;
+    /// use pay402_backends::x402::LocalFacilitator;
+    /// // USDC on Base Sepolia.
+    /// let b = LocalFacilitator::builder("https://sepolia.base.org")
+    ///     .allow_asset(address!("036CbD53842c5426634e7929541eC2318f3dCF7e"), "USDC", "2");
+    /// # let _ = b;
+    /// ```
+    pub fn allow_asset(
+        mut self,
+        address: Address,
+        name: impl Into<String>,
+        version: impl Into<String>,
+    ) -> Self {
+        self.assets.push(AllowedAsset::new(address, name, version));
+        self
+    }
+
+    /// Allowlists a payee (`payTo`): once one is given, payments to any
+    /// other address are refused (`facilitator_payee_not_allowed`) before
+    /// any RPC call. Without any, every payee is accepted.
+    ///
+    /// ```
+    /// use alloy::primitives::Address;
+    /// use pay402_backends::x402::LocalFacilitator;
+    /// let b = LocalFacilitator::builder("http://127.0.0.1:8545").allow_payee(Address::repeat_byte(7));
+    /// # let _ = b;
+    /// ```
+    pub fn allow_payee(mut self, payee: Address) -> Self {
+        self.payees.get_or_insert_with(HashSet::new).insert(payee);
+        self
+    }
+
+    /// The gas-limit ceiling of one settlement (default
+    /// [`DEFAULT_MAX_GAS_PER_SETTLEMENT`](super::DEFAULT_MAX_GAS_PER_SETTLEMENT)).
+    /// Estimation runs capped at it; a settlement that needs more is refused
+    /// (`facilitator_gas_limit_exceeded`), never sent.
+    ///
+    /// ```
+    /// # use pay402_backends::x402::LocalFacilitator;
+    /// let b = LocalFacilitator::builder("http://127.0.0.1:8545").max_gas_per_settlement(150_000);
+    /// # let _ = b;
+    /// ```
+    pub fn max_gas_per_settlement(mut self, gas: u64) -> Self {
+        self.max_gas = gas.max(21_000);
+        self
+    }
+
+    /// The highest fee per gas paid, in wei (default
+    /// [`DEFAULT_MAX_FEE_PER_GAS_WEI`](super::DEFAULT_MAX_FEE_PER_GAS_WEI)).
+    /// When the node's suggested `maxFeePerGas` (or legacy gas price) is
+    /// above it, the settlement is refused (`facilitator_fee_too_high`)
+    /// rather than overpaid or held: the payer's authorization is unused, so
+    /// the server can retry later.
+    ///
+    /// ```
+    /// # use pay402_backends::x402::LocalFacilitator;
+    /// let b = LocalFacilitator::builder("http://127.0.0.1:8545").max_fee_per_gas_wei(5_000_000_000);
+    /// # let _ = b;
+    /// ```
+    pub fn max_fee_per_gas_wei(mut self, wei: u128) -> Self {
+        self.max_fee_per_gas = wei;
+        self
+    }
+
+    /// The total gas the facilitator's settlements may use per `period`
+    /// (default [`DEFAULT_GAS_BUDGET`](super::DEFAULT_GAS_BUDGET) per
+    /// [`DEFAULT_GAS_BUDGET_PERIOD`](super::DEFAULT_GAS_BUDGET_PERIOD)).
+    /// Each sent settlement is charged its full gas limit (fixed windows
+    /// starting at build time); once spent, settlements are refused
+    /// (`facilitator_gas_budget_exhausted`) until the next window.
+    ///
+    /// ```
+    /// # use pay402_backends::x402::LocalFacilitator;
+    /// use std::time::Duration;
+    /// let b = LocalFacilitator::builder("http://127.0.0.1:8545").gas_budget(5_000_000, Duration::from_secs(600));
+    /// # let _ = b;
+    /// ```
+    pub fn gas_budget(mut self, gas: u64, period: Duration) -> Self {
+        self.gas_budget = (gas, period);
+        self
+    }
+
     /// The clock the time checks use (default: the system clock).
     ///
     /// ```
@@ -288,7 +417,8 @@ impl LocalFacilitatorBuilder {
         self
     }
 
-    /// Connects, checks `eth_chainId` against the network, and returns the
+    /// Checks the settings (a signer and an asset allowlist are required),
+    /// connects, checks `eth_chainId` against the network, and returns the
     /// facilitator.
     ///
     /// # Errors
@@ -298,7 +428,11 @@ impl LocalFacilitatorBuilder {
     /// ```no_run
     /// # async fn demo() -> Result<(), pay402_backends::x402::LocalFacilitatorError> {
     /// # use pay402_backends::x402::LocalFacilitator;
-    /// let f = LocalFacilitator::builder("http://127.0.0.1:8545").signer([7u8; 32]).build().await?;
+    /// let f = LocalFacilitator::builder("http://127.0.0.1:8545")
+    ///     .signer([7u8; 32])
+    ///     .allow_asset(alloy::primitives::Address::repeat_byte(1), "USD Coin", "2")
+    ///     .build()
+    ///     .await?;
     /// assert_eq!(f.network(), "eip155:31337");
     /// # Ok(()) }
     /// ```
@@ -308,6 +442,16 @@ impl LocalFacilitatorBuilder {
         }
         if self.keys.is_empty() {
             return Err(LocalFacilitatorError::NoSigner);
+        }
+        if self.assets.is_empty() {
+            return Err(LocalFacilitatorError::NoAssetAllowlist);
+        }
+        if let Some(bad) = self
+            .assets
+            .iter()
+            .find(|a| a.name.is_empty() || a.version.is_empty())
+        {
+            return Err(LocalFacilitatorError::InvalidAllowedAsset(bad.address));
         }
         let provider = match self.source {
             Source::Url(url) => {
@@ -378,7 +522,32 @@ impl LocalFacilitatorBuilder {
                 idempotent_settle: self.idempotent_settle,
                 clock: self.clock,
                 in_flight: Mutex::new(HashMap::new()),
+                policy: Policy {
+                    assets: self.assets.into_iter().map(|a| (a.address, a)).collect(),
+                    payees: self.payees,
+                    max_gas: self.max_gas,
+                    max_fee_per_gas: self.max_fee_per_gas,
+                    budget: GasBudget::new(self.gas_budget.0, self.gas_budget.1),
+                },
+                reserved: InFlight::default(),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_lookback_is_clamped_to_a_bounded_number_of_queries() {
+        let b = super::super::LocalFacilitator::builder("http://127.0.0.1:1")
+            .log_lookback_blocks(1_000_000, 10);
+        assert_eq!(b.log_lookback_blocks, 10 * MAX_LOG_QUERIES_PER_LOOKUP);
+        let b = super::super::LocalFacilitator::builder("http://127.0.0.1:1")
+            .log_lookback_blocks(50, 10);
+        assert_eq!((b.log_lookback_blocks, b.log_chunk_blocks), (50, 10));
+        let b = super::super::LocalFacilitator::builder("http://127.0.0.1:1");
+        assert!(b.log_lookback_blocks <= b.log_chunk_blocks * MAX_LOG_QUERIES_PER_LOOKUP);
     }
 }

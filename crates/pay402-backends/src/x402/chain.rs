@@ -25,12 +25,15 @@ pub(crate) enum CallError {
     Revert(String),
     /// The node could not be asked or its answer is unusable (no verdict).
     Unavailable(String),
+    /// The call needs more gas than it was allowed (a verdict: the
+    /// facilitator's gas ceiling).
+    GasExceeded(String),
 }
 
 impl CallError {
     pub(crate) fn message(&self) -> &str {
         match self {
-            CallError::Revert(m) | CallError::Unavailable(m) => m,
+            CallError::Revert(m) | CallError::Unavailable(m) | CallError::GasExceeded(m) => m,
         }
     }
 }
@@ -50,6 +53,23 @@ pub(crate) fn classify(err: RpcError<TransportErrorKind>) -> CallError {
         }
         _ => CallError::Unavailable(err.to_string()),
     }
+}
+
+/// As [`classify`], for a call or estimation made with a gas cap: the
+/// node's "out of gas" / "gas required exceeds allowance" answers are
+/// [`CallError::GasExceeded`].
+pub(crate) fn classify_capped(err: RpcError<TransportErrorKind>) -> CallError {
+    if let RpcError::ErrorResp(payload) = &err {
+        let msg = payload.message.to_ascii_lowercase();
+        if msg.contains("out of gas")
+            || msg.contains("outofgas")
+            || msg.contains("gas required exceeds")
+            || msg.contains("intrinsic gas too low")
+        {
+            return CallError::GasExceeded(payload.message.to_string());
+        }
+    }
+    classify(err)
 }
 
 /// One facilitator account: its wallet and its nonce counter.
@@ -89,6 +109,26 @@ pub(crate) enum Fees {
     Legacy { gas_price: u128 },
 }
 
+impl Fees {
+    /// The most the transaction may pay per gas, in wei.
+    pub(crate) fn max_per_gas(&self) -> u128 {
+        match self {
+            Fees::Eip1559 { max_fee, .. } => *max_fee,
+            Fees::Legacy { gas_price } => *gas_price,
+        }
+    }
+
+    fn apply(&self, tx: &mut TransactionRequest) {
+        match *self {
+            Fees::Eip1559 { max_fee, priority } => {
+                tx.set_max_fee_per_gas(max_fee);
+                tx.set_max_priority_fee_per_gas(priority);
+            }
+            Fees::Legacy { gas_price } => tx.set_gas_price(gas_price),
+        }
+    }
+}
+
 /// How a bounded receipt wait ended.
 pub(crate) enum Waited {
     Mined(Box<TransactionReceipt>),
@@ -122,19 +162,73 @@ impl Chain {
         })
     }
 
-    /// `eth_estimateGas` of `call` on `to` from `from`: a simulation that
-    /// also prices the transaction.
+    /// `eth_call` of `call` on `to` from `from` with at most `gas_cap` gas:
+    /// a simulation whose node-side work is bounded. Needing more gas is
+    /// [`CallError::GasExceeded`].
+    pub(crate) async fn call_capped<C: SolCall>(
+        &self,
+        from: Address,
+        to: Address,
+        call: &C,
+        gas_cap: u64,
+    ) -> Result<(), CallError> {
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(to)
+            .with_input(Bytes::from(call.abi_encode()))
+            .with_gas_limit(gas_cap);
+        self.provider
+            .call(tx)
+            .await
+            .map(|_| ())
+            .map_err(classify_capped)
+    }
+
+    /// `eth_estimateGas` of `call` on `to` from `from`, searched up to
+    /// `gas_cap` only: a simulation that also prices the transaction.
+    /// Needing more than `gas_cap` is [`CallError::GasExceeded`].
     pub(crate) async fn estimate<C: SolCall>(
         &self,
         from: Address,
         to: Address,
         call: &C,
+        gas_cap: u64,
     ) -> Result<u64, CallError> {
         let tx = TransactionRequest::default()
             .with_from(from)
             .with_to(to)
-            .with_input(Bytes::from(call.abi_encode()));
-        self.provider.estimate_gas(tx).await.map_err(classify)
+            .with_input(Bytes::from(call.abi_encode()))
+            .with_gas_limit(gas_cap);
+        self.provider
+            .estimate_gas(tx)
+            .await
+            .map_err(classify_capped)
+    }
+
+    /// `eth_call` of exactly the transaction that would be sent (sender,
+    /// gas limit, fee fields) on the pending block: a contract that behaves
+    /// differently when it is paid for (`GASPRICE`, fee-dependent paths) or
+    /// when given less gas than estimated reverts here, not on chain.
+    pub(crate) async fn simulate_exact<C: SolCall>(
+        &self,
+        from: Address,
+        to: Address,
+        call: &C,
+        gas_limit: u64,
+        fees: Fees,
+    ) -> Result<(), CallError> {
+        let mut tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(to)
+            .with_input(Bytes::from(call.abi_encode()))
+            .with_gas_limit(gas_limit);
+        fees.apply(&mut tx);
+        self.provider
+            .call(tx)
+            .block(alloy::eips::BlockId::pending())
+            .await
+            .map(|_| ())
+            .map_err(classify_capped)
     }
 
     /// Current fees: EIP-1559 when the node supports `eth_feeHistory`, the
@@ -194,13 +288,7 @@ impl Chain {
                 .with_chain_id(self.chain_id)
                 .with_nonce(nonce)
                 .with_gas_limit(gas_limit);
-            match fees {
-                Fees::Eip1559 { max_fee, priority } => {
-                    tx.set_max_fee_per_gas(max_fee);
-                    tx.set_max_priority_fee_per_gas(priority);
-                }
-                Fees::Legacy { gas_price } => tx.set_gas_price(gas_price),
-            }
+            fees.apply(&mut tx);
             let envelope = tx
                 .build(&slot.wallet)
                 .await

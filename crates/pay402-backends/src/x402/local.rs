@@ -19,7 +19,20 @@
 //! | balance < amount | `invalid_exact_evm_insufficient_balance` (v1: `insufficient_funds`) |
 //! | otherwise | `invalid_exact_evm_transaction_simulation_failed` |
 //!
-//! **Settle** re-verifies, then sends `transferWithAuthorization` from one
+//! **Policy** (checked before any RPC call): the asset must be on the
+//! allowlist with the EIP-712 domain `extra` names
+//! (`facilitator_asset_not_allowed`, or the name/version mismatch reasons),
+//! and the payee on the payee allowlist when there is one
+//! (`facilitator_payee_not_allowed`). Simulations run capped at the gas
+//! ceiling (`facilitator_gas_limit_exceeded`).
+//!
+//! **Settle** re-verifies, then, before spending any gas: reserves the
+//! payment's value against the payer's balance minus the payer's other
+//! settlements in flight (`facilitator_in_flight_exceeds_balance`),
+//! estimates gas capped at the ceiling, refuses a fee per gas above its
+//! ceiling (`facilitator_fee_too_high`), simulates exactly the transaction
+//! it will send (gas limit and fees, on the pending block) and charges the
+//! gas budget (`facilitator_gas_budget_exhausted`). It then sends `transferWithAuthorization` from one
 //! of its accounts (round robin; each account has a nonce counter held
 //! across sign-and-send, so concurrent settlements never collide) and waits
 //! for the receipt for at most [`receipt_timeout`](LocalFacilitatorBuilder::receipt_timeout).
@@ -60,12 +73,14 @@
 //! use std::time::Duration;
 //! use pay402_backends::x402::LocalFacilitator;
 //! use pay402_core::x402::Facilitator;
-//! use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS};
+//! use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
 //!
 //! let chain = Anvil::start()?;
+//! let usdc = chain.deploy_usdc()?;
 //! let facilitator = LocalFacilitator::builder(chain.rpc_url())
 //!     .signer(DEV_ACCOUNTS[1].private_key) // any funded key
 //!     .network("eip155:31337")
+//!     .allow_asset(usdc.address, USDC_NAME, USDC_VERSION) // required
 //!     .receipt_timeout(Duration::from_secs(20))
 //!     .build()
 //!     .await?;
@@ -96,6 +111,7 @@ use tracing::Instrument;
 use super::builder::{Clock, LocalFacilitatorBuilder, Source};
 use super::chain::{CallError, Chain, SendError, SignerSlot, Waited, moved, with_headroom};
 use super::contract::{IEip3009, Movement, transfer_call};
+use super::policy::{InFlight, Policy};
 
 /// The default bound on waiting for a settlement's receipt (45 s, the bound
 /// suggested for Base-like chains).
@@ -174,6 +190,43 @@ pub mod reasons {
     /// assert_eq!(reasons::SIMULATION_FAILED, "invalid_exact_evm_transaction_simulation_failed");
     /// ```
     pub const SIMULATION_FAILED: &str = "invalid_exact_evm_transaction_simulation_failed";
+    /// The requirement's asset is not on the facilitator's allowlist.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::ASSET_NOT_ALLOWED, "facilitator_asset_not_allowed");
+    /// ```
+    pub const ASSET_NOT_ALLOWED: &str = "facilitator_asset_not_allowed";
+    /// The payee is not on the facilitator's payee allowlist.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::PAYEE_NOT_ALLOWED, "facilitator_payee_not_allowed");
+    /// ```
+    pub const PAYEE_NOT_ALLOWED: &str = "facilitator_payee_not_allowed";
+    /// The settlement needs more gas than the facilitator's ceiling.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::GAS_LIMIT_EXCEEDED, "facilitator_gas_limit_exceeded");
+    /// ```
+    pub const GAS_LIMIT_EXCEEDED: &str = "facilitator_gas_limit_exceeded";
+    /// The current fee per gas is above the facilitator's ceiling.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::FEE_TOO_HIGH, "facilitator_fee_too_high");
+    /// ```
+    pub const FEE_TOO_HIGH: &str = "facilitator_fee_too_high";
+    /// The facilitator's gas budget for the period is spent.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::GAS_BUDGET_EXHAUSTED, "facilitator_gas_budget_exhausted");
+    /// ```
+    pub const GAS_BUDGET_EXHAUSTED: &str = "facilitator_gas_budget_exhausted";
+    /// The payer's balance does not cover this payment on top of the
+    /// payer's settlements already in flight.
+    /// ```
+    /// # use pay402_backends::x402::reasons;
+    /// assert_eq!(reasons::IN_FLIGHT_EXCEEDS_BALANCE, "facilitator_in_flight_exceeds_balance");
+    /// ```
+    pub const IN_FLIGHT_EXCEEDS_BALANCE: &str = "facilitator_in_flight_exceeds_balance";
 }
 
 /// The identity of an authorization on chain: (token, authorizer, nonce).
@@ -190,7 +243,11 @@ pub(super) type FlightSlot = Arc<tokio::sync::Mutex<Option<B256>>>;
 /// use std::sync::Arc;
 /// use pay402_backends::x402::LocalFacilitator;
 /// use pay402_core::x402::Facilitator;
-/// let f = LocalFacilitator::builder("http://127.0.0.1:8545").signer([7u8; 32]).build().await?;
+/// let f = LocalFacilitator::builder("http://127.0.0.1:8545")
+///     .signer([7u8; 32])
+///     .allow_asset(alloy::primitives::Address::repeat_byte(1), "USD Coin", "2")
+///     .build()
+///     .await?;
 /// let shared: Arc<dyn Facilitator> = Arc::new(f);
 /// # Ok(()) }
 /// ```
@@ -211,6 +268,10 @@ pub(super) struct Inner {
     pub(super) clock: Clock,
     /// Settlements sent by this process and not yet final, by authorization.
     pub(super) in_flight: Mutex<HashMap<FlightKey, FlightSlot>>,
+    /// Allowlists, gas and fee caps, gas budget.
+    pub(super) policy: Policy,
+    /// The values in flight per (asset, payer), reserved against the balance.
+    pub(super) reserved: InFlight,
 }
 
 impl fmt::Debug for LocalFacilitator {
@@ -280,6 +341,8 @@ struct Prepared {
     extra_version: String,
     call: IEip3009::transferWithAuthorizationCall,
     movement: Movement,
+    /// The authorization's `validBefore` (unix seconds, saturated).
+    valid_before: u64,
 }
 
 fn refused(message: String) -> FacilitatorError {
@@ -301,10 +364,11 @@ impl LocalFacilitator {
     /// ```no_run
     /// # async fn demo() -> Result<(), pay402_backends::x402::LocalFacilitatorError> {
     /// use pay402_backends::x402::LocalFacilitator;
-    /// use pay402_testkit::anvil::DEV_ACCOUNTS;
+    /// use pay402_testkit::anvil::{DEV_ACCOUNTS, FRESH_CHAIN_USDC, USDC_NAME, USDC_VERSION};
     /// let f = LocalFacilitator::builder("http://127.0.0.1:8545")
     ///     .signer(DEV_ACCOUNTS[1].private_key)
     ///     .network("eip155:31337")
+    ///     .allow_asset(FRESH_CHAIN_USDC, USDC_NAME, USDC_VERSION)
     ///     .build()
     ///     .await?;
     /// # Ok(()) }
@@ -319,7 +383,11 @@ impl LocalFacilitator {
     /// ```no_run
     /// # async fn demo(provider: alloy::providers::DynProvider) -> Result<(), pay402_backends::x402::LocalFacilitatorError> {
     /// use pay402_backends::x402::LocalFacilitator;
-    /// let f = LocalFacilitator::builder_with_provider(provider).signer([7u8; 32]).build().await?;
+    /// let f = LocalFacilitator::builder_with_provider(provider)
+    ///     .signer([7u8; 32])
+    ///     .allow_asset(alloy::primitives::Address::repeat_byte(1), "USD Coin", "2")
+    ///     .build()
+    ///     .await?;
     /// # Ok(()) }
     /// ```
     pub fn builder_with_provider(provider: DynProvider) -> LocalFacilitatorBuilder {
@@ -515,6 +583,13 @@ impl LocalFacilitator {
                 }));
             }
         };
+        let text = |f: fn(&pay402_core::x402::Extra) -> Option<&str>| {
+            extra.and_then(f).unwrap_or_default().to_owned()
+        };
+        let (extra_name, extra_version) = (text(|e| e.name()), text(|e| e.version()));
+        if let Some(v) = self.policy_verdict(&verified, &extra_name, &extra_version) {
+            return Ok(Err(v));
+        }
         let signature = request.exact_payload().signature.as_bytes();
         let Some(call) = transfer_call(&verified, signature) else {
             return Ok(Err(Verdict {
@@ -522,19 +597,63 @@ impl LocalFacilitator {
                 message: "only 65-byte EOA signatures are settled".into(),
             }));
         };
-        let text = |f: fn(&pay402_core::x402::Extra) -> Option<&str>| {
-            extra.and_then(f).unwrap_or_default().to_owned()
-        };
         Ok(Ok(Prepared {
             version: request.x402_version(),
             network: request.network().to_owned(),
             payer: verified.payer.to_string(),
             required,
-            extra_name: text(|e| e.name()),
-            extra_version: text(|e| e.version()),
+            extra_name,
+            extra_version,
             movement: Movement::of(&verified),
+            valid_before: u64::try_from(verified.authorization.valid_before.0).unwrap_or(u64::MAX),
             call,
         }))
+    }
+
+    /// The allowlists, checked before any RPC call: the asset and its
+    /// EIP-712 domain, then the payee.
+    fn policy_verdict(
+        &self,
+        verified: &VerifiedExact,
+        extra_name: &str,
+        extra_version: &str,
+    ) -> Option<Verdict> {
+        let policy = &self.inner.policy;
+        let asset = verified.asset.0;
+        let Some(allowed) = policy.assets.get(&asset) else {
+            return Some(Verdict {
+                reason: reasons::ASSET_NOT_ALLOWED,
+                message: format!("the asset {asset} is not on this facilitator's allowlist"),
+            });
+        };
+        if extra_name != allowed.name {
+            return Some(Verdict {
+                reason: reasons::TOKEN_NAME_MISMATCH,
+                message: format!(
+                    "the asset's EIP-712 name is {:?}, the requirement says {extra_name:?}",
+                    allowed.name
+                ),
+            });
+        }
+        if extra_version != allowed.version {
+            return Some(Verdict {
+                reason: reasons::TOKEN_VERSION_MISMATCH,
+                message: format!(
+                    "the asset's EIP-712 version is {:?}, the requirement says {extra_version:?}",
+                    allowed.version
+                ),
+            });
+        }
+        let payee = verified.authorization.to.0;
+        if let Some(payees) = &policy.payees
+            && !payees.contains(&payee)
+        {
+            return Some(Verdict {
+                reason: reasons::PAYEE_NOT_ALLOWED,
+                message: format!("the payee {payee} is not on this facilitator's allowlist"),
+            });
+        }
+        None
     }
 
     /// The account simulations are made from.
@@ -586,15 +705,31 @@ impl LocalFacilitator {
         let chain = &self.inner.chain;
         let (code, simulated) = tokio::join!(
             chain.has_code(p.movement.asset),
-            chain.call(self.simulator(), p.movement.asset, &p.call),
+            chain.call_capped(
+                self.simulator(),
+                p.movement.asset,
+                &p.call,
+                self.inner.policy.max_gas
+            ),
         );
         if let Some(v) = Self::no_code(p, code.map_err(unavailable)?) {
             return Ok(Some(v));
         }
         match simulated {
-            Ok(_) => Ok(None),
+            Ok(()) => Ok(None),
             Err(CallError::Revert(msg)) => Ok(Some(self.diagnose(p, msg).await)),
+            Err(CallError::GasExceeded(msg)) => Ok(Some(self.gas_exceeded(msg))),
             Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn gas_exceeded(&self, detail: String) -> Verdict {
+        Verdict {
+            reason: reasons::GAS_LIMIT_EXCEEDED,
+            message: format!(
+                "the settlement needs more than the {} gas ceiling ({detail})",
+                self.inner.policy.max_gas
+            ),
         }
     }
 
@@ -738,6 +873,12 @@ impl LocalFacilitator {
         drop(sent);
         if !keep {
             self.land(key, &slot);
+            // Mined, refused or never sent: no longer in flight (a pending
+            // one keeps its reservation until it lands or expires).
+            self.inner
+                .reserved
+                .release((p.movement.asset, p.movement.from), p.movement.nonce)
+                .await;
         }
         out
     }
@@ -845,26 +986,22 @@ impl LocalFacilitator {
         if let Some(v) = self.v1_balance(p).await? {
             return Ok(Self::settle_failure(&p.network, p.payer.clone(), v, None));
         }
+        if let Some(v) = self.reserve(p).await? {
+            tracing::info!(reason = v.reason, "settlement refused");
+            return Ok(Self::settle_failure(&p.network, p.payer.clone(), v, None));
+        }
         let Some(signer) = self.pick_signer() else {
             return Err(FacilitatorError::Unavailable(
                 "no facilitator signer".into(),
             ));
         };
-        // Simulate (and price) from the account that will send it.
-        let gas = match chain
-            .estimate(signer.address, p.movement.asset, &p.call)
-            .await
-        {
-            Ok(g) => g,
-            Err(CallError::Revert(m)) => {
-                let v = self.diagnose(p, m).await;
+        let (gas_limit, fees) = match self.price(p, signer).await? {
+            Ok(priced) => priced,
+            Err(v) => {
                 tracing::info!(reason = v.reason, "settlement refused");
                 return Ok(Self::settle_failure(&p.network, p.payer.clone(), v, None));
             }
-            Err(e) => return Err(unavailable(e)),
         };
-        let fees = chain.fees().await.map_err(unavailable)?;
-        let gas_limit = with_headroom(gas, self.inner.gas_headroom_percent);
         let hash = match chain
             .send(signer, p.movement.asset, &p.call, gas_limit, fees)
             .await
@@ -890,6 +1027,112 @@ impl LocalFacilitator {
                 Err(self.pending(p, hash))
             }
         }
+    }
+
+    /// Reserves this payment's value against the payer's balance minus the
+    /// payer's other settlements in flight (per asset), or the verdict when
+    /// the balance cannot cover it. The ledger's lock is held across the
+    /// balance read, so concurrent settlements of one payer are counted
+    /// one after the other.
+    async fn reserve(&self, p: &Prepared) -> Result<Option<Verdict>, FacilitatorError> {
+        let ledger = self
+            .inner
+            .reserved
+            .ledger((p.movement.asset, p.movement.from));
+        let mut ledger = ledger.lock().await;
+        ledger.prune((self.inner.clock)().0);
+        let call = IEip3009::balanceOfCall {
+            account: p.movement.from,
+        };
+        let balance = match self
+            .inner
+            .chain
+            .call(self.simulator(), p.movement.asset, &call)
+            .await
+        {
+            Ok(b) => b,
+            Err(CallError::Revert(m)) => {
+                return Ok(Some(Verdict {
+                    reason: reasons::SIMULATION_FAILED,
+                    message: format!("balanceOf reverted: {m}"),
+                }));
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let others = ledger.others(&p.movement.nonce);
+        if balance < p.movement.value {
+            let reason = if p.version == 1 {
+                INSUFFICIENT_FUNDS
+            } else {
+                reasons::INSUFFICIENT_BALANCE
+            };
+            return Ok(Some(Verdict {
+                reason,
+                message: format!("balance {balance} is below the required {}", p.required),
+            }));
+        }
+        if balance < others.saturating_add(p.movement.value) {
+            return Ok(Some(Verdict {
+                reason: reasons::IN_FLIGHT_EXCEEDS_BALANCE,
+                message: format!(
+                    "balance {balance} does not cover {} on top of {others} in flight",
+                    p.movement.value
+                ),
+            }));
+        }
+        ledger.insert(p.movement.nonce, p.movement.value, p.valid_before);
+        Ok(None)
+    }
+
+    /// Estimates (capped at the gas ceiling), prices (capped at the fee
+    /// ceiling), simulates the exact transaction and charges the gas budget:
+    /// the gas limit and fees to send with, or the verdict refusing it.
+    async fn price(
+        &self,
+        p: &Prepared,
+        signer: &SignerSlot,
+    ) -> Result<Result<(u64, super::chain::Fees), Verdict>, FacilitatorError> {
+        let chain = &self.inner.chain;
+        let policy = &self.inner.policy;
+        let (asset, from) = (p.movement.asset, signer.address);
+        // Simulate (and price) from the account that will send it.
+        let gas = match chain.estimate(from, asset, &p.call, policy.max_gas).await {
+            Ok(g) if g > policy.max_gas => {
+                return Ok(Err(self.gas_exceeded(format!("estimated {g}"))));
+            }
+            Ok(g) => g,
+            Err(CallError::Revert(m)) => return Ok(Err(self.diagnose(p, m).await)),
+            Err(CallError::GasExceeded(m)) => return Ok(Err(self.gas_exceeded(m))),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let gas_limit = with_headroom(gas, self.inner.gas_headroom_percent).min(policy.max_gas);
+        let fees = chain.fees().await.map_err(unavailable)?;
+        if fees.max_per_gas() > policy.max_fee_per_gas {
+            return Ok(Err(Verdict {
+                reason: reasons::FEE_TOO_HIGH,
+                message: format!(
+                    "the fee per gas is {} wei, above the {} wei ceiling",
+                    fees.max_per_gas(),
+                    policy.max_fee_per_gas
+                ),
+            }));
+        }
+        match chain
+            .simulate_exact(from, asset, &p.call, gas_limit, fees)
+            .await
+        {
+            Ok(()) => {}
+            Err(CallError::Revert(m)) => return Ok(Err(self.diagnose(p, m).await)),
+            Err(CallError::GasExceeded(m)) => return Ok(Err(self.gas_exceeded(m))),
+            Err(e) => return Err(unavailable(e)),
+        }
+        if !policy.budget.try_spend(gas_limit) {
+            return Ok(Err(Verdict {
+                reason: reasons::GAS_BUDGET_EXHAUSTED,
+                message: "the facilitator's gas budget for this period is spent".into(),
+            }));
+        }
+        Ok(Ok((gas_limit, fees)))
     }
 
     /// The answer for a mined settlement transaction.
