@@ -20,7 +20,7 @@ use pay402_core::l402::{
 };
 use pay402_core::lightning::Network;
 use pay402_core::money::Msat;
-use pay402_server::store::{MemoryStore, RootKeyStore};
+use pay402_server::store::{MemoryStore, RootKeyStore, SqliteStore};
 use pay402_server::{L402Config, L402Layer, Price};
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceExt};
@@ -100,32 +100,63 @@ fn verification(c: &mut Criterion) {
     g.finish();
 }
 
+/// A layer on a simnet merchant, and the `Authorization` value of a token
+/// bought through it for `GET /resource` (so its caveats are the ones the
+/// layer mints: services, scope, price, lifetime).
+fn bought_token(rt: &tokio::runtime::Runtime, store: Arc<dyn RootKeyStore>) -> (L402Layer, String) {
+    use pay402_core::lightning::{LightningPayer, PayRequest};
+    let net = SimNet::new(Network::Regtest);
+    let node = net.add_node("merchant", Msat(0));
+    let payer = net.add_node("payer", Msat(1_000_000_000));
+    let layer = L402Layer::new(L402Config::new(SERVICE), Arc::new(node), store)
+        .with_price(Price::sats(100));
+    let mut svc = layer.layer(tower::service_fn(|_req: http::Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    }));
+    let resp = rt
+        .block_on(async {
+            let req = http::Request::get("/resource").body(Body::empty()).unwrap();
+            svc.ready().await.unwrap().call(req).await
+        })
+        .unwrap();
+    assert_eq!(resp.status(), 402);
+    let values: Vec<&[u8]> = resp
+        .headers()
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let set = ChallengeSet::parse(values).unwrap();
+    let ch = set.l402().unwrap();
+    let paid = rt
+        .block_on(payer.pay_invoice(&PayRequest::new(ch.invoice(), Msat(0))))
+        .unwrap();
+    let auth = Credential::new(ch.macaroon(), paid.preimage).to_header_value();
+    (layer, auth)
+}
+
+fn request(auth: Option<&str>) -> http::Request<Body> {
+    let mut b = http::Request::get("/resource");
+    if let Some(a) = auth {
+        b = b.header(http::header::AUTHORIZATION, a);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
 fn layer_overhead(c: &mut Criterion) {
-    let f = fixture();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let store = Arc::new(MemoryStore::new());
-    rt.block_on(store.insert(f.token_id, &f.root)).unwrap();
-    let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
-    let layer = L402Layer::new(L402Config::new(SERVICE), Arc::new(node), store)
-        .with_price(Price::sats(100));
+    let (layer, authorization) = bought_token(&rt, Arc::new(MemoryStore::new()));
     let handler = tower::service_fn(|_req: http::Request<Body>| async {
         Ok::<_, Infallible>(Response::new(Body::from("ok")))
     });
     let mut paid = layer.layer(handler);
     let mut bare = handler;
-    let request = |auth: Option<&str>| {
-        let mut b = http::Request::get("/resource");
-        if let Some(a) = auth {
-            b = b.header(http::header::AUTHORIZATION, a);
-        }
-        b.body(Body::empty()).unwrap()
-    };
-    // Warm the key cache.
+    // Warm the key cache (the first paid use records the token).
     let warm = rt.block_on(async {
         let svc = paid.ready().await.unwrap();
-        svc.call(request(Some(&f.authorization))).await.unwrap()
+        svc.call(request(Some(&authorization))).await.unwrap()
     });
     assert_eq!(warm.status(), 200);
 
@@ -135,7 +166,7 @@ fn layer_overhead(c: &mut Criterion) {
     g.bench_function("bare_handler", |b| {
         b.iter(|| {
             let resp = rt
-                .block_on(bare.call(request(Some(&f.authorization))))
+                .block_on(bare.call(request(Some(&authorization))))
                 .unwrap();
             black_box(resp.status())
         })
@@ -143,13 +174,50 @@ fn layer_overhead(c: &mut Criterion) {
     g.bench_function("paid_request", |b| {
         b.iter(|| {
             let resp = rt
-                .block_on(paid.call(request(Some(&f.authorization))))
+                .block_on(paid.call(request(Some(&authorization))))
                 .unwrap();
             assert_eq!(resp.status(), 200);
             black_box(resp.status())
         })
     });
     g.finish();
+}
+
+/// The 402 path (an unpaid request: invoice from simnet, token minted,
+/// challenge answered) with the memory store and with a SQLite file store,
+/// in the same run. Minting writes nothing to either store, so the two should
+/// cost the same.
+fn unpaid_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("pay402-bench-l402-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens.sqlite");
+    let _ = std::fs::remove_file(&path);
+    let sqlite: Arc<dyn RootKeyStore> = Arc::new(rt.block_on(SqliteStore::open(&path)).unwrap());
+    let memory: Arc<dyn RootKeyStore> = Arc::new(MemoryStore::new());
+    let handler = tower::service_fn(|_req: http::Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    });
+    let mut g = c.benchmark_group("l402_unpaid");
+    for (name, store) in [("memory_store", memory), ("sqlite_store", sqlite)] {
+        let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+        let layer = L402Layer::new(L402Config::new(SERVICE), Arc::new(node), store)
+            .with_price(Price::sats(100));
+        let mut svc = layer.layer(handler);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let resp = rt.block_on(svc.call(request(None))).unwrap();
+                assert_eq!(resp.status(), 402);
+                black_box(resp.status())
+            })
+        });
+    }
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn pieces(c: &mut Criterion) {
@@ -189,5 +257,12 @@ fn pieces(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsing, verification, layer_overhead, pieces);
+criterion_group!(
+    benches,
+    parsing,
+    verification,
+    layer_overhead,
+    unpaid_path,
+    pieces
+);
 criterion_main!(benches);

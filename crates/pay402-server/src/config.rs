@@ -6,9 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use pay402_core::l402::Satisfier;
 use pay402_core::money::Msat;
+
+use crate::limit::{KeyedLimiter, RateLimit};
 
 /// How the server answers an invalid or malformed credential.
 ///
@@ -102,6 +106,13 @@ impl fmt::Debug for Price {
     }
 }
 
+/// How long a token is valid unless configured otherwise: 24 hours.
+///
+/// ```
+/// assert_eq!(pay402_server::DEFAULT_TOKEN_LIFETIME.as_secs(), 86_400);
+/// ```
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Paywall settings shared by every route a layer protects.
 ///
 /// ```
@@ -125,6 +136,7 @@ pub struct L402Config {
     /// Capabilities minted into `<service>_capabilities=`.
     pub capabilities: Vec<String>,
     /// Lifetime of a token (`<service>_valid_until=`); `None` = no expiry.
+    /// Default: [`DEFAULT_TOKEN_LIFETIME`] (24 hours).
     pub token_lifetime: Option<Duration>,
     /// Expiry of the invoices the layer requests.
     pub invoice_expiry: Duration,
@@ -143,7 +155,8 @@ pub struct L402Config {
     pub bind_request: bool,
     /// Largest request body buffered when binding (413 above it).
     pub max_body: usize,
-    /// Paths served without payment: exact, or a prefix when ending in `*`.
+    /// Paths served without payment (see [`L402Config::free_path`] for the
+    /// pattern semantics).
     pub free_paths: Vec<String>,
     /// Invoice memo; `{method}` and `{path}` are replaced.
     pub memo: String,
@@ -151,6 +164,10 @@ pub struct L402Config {
     pub key_cache_capacity: usize,
     /// How long a cached key is trusted before re-reading the store.
     pub key_cache_ttl: Duration,
+    /// Rate limit on issuing challenges (402s, which each create an invoice
+    /// at the node), per client address (see [`crate::limit::client_ip`]);
+    /// `None` (the default) = no limit. Paid requests are never limited.
+    pub challenge_limit: Option<Arc<KeyedLimiter<IpAddr>>>,
 }
 
 impl fmt::Debug for L402Config {
@@ -164,13 +181,15 @@ impl fmt::Debug for L402Config {
             .field("bind_request", &self.bind_request)
             .field("free_paths", &self.free_paths)
             .field("satisfiers", &self.satisfiers.len())
+            .field("challenge_limit", &self.challenge_limit)
             .finish_non_exhaustive()
     }
 }
 
 impl L402Config {
-    /// Defaults for `service`: tier 0, location `lsat`, no expiry, one-hour
-    /// invoices, Aperture reject mode, no binding, 1 MiB body limit.
+    /// Defaults for `service`: tier 0, location `lsat`, tokens valid for 24
+    /// hours, one-hour invoices, Aperture reject mode, no binding, 1 MiB body
+    /// limit.
     ///
     /// ```
     /// let c = pay402_server::L402Config::new("api");
@@ -182,7 +201,7 @@ impl L402Config {
             tier: 0,
             location: "lsat".into(),
             capabilities: Vec::new(),
-            token_lifetime: None,
+            token_lifetime: Some(DEFAULT_TOKEN_LIFETIME),
             invoice_expiry: Duration::from_secs(3600),
             extra_caveats: Vec::new(),
             satisfiers: Vec::new(),
@@ -195,6 +214,7 @@ impl L402Config {
             memo: "{method} {path}".into(),
             key_cache_capacity: 100_000,
             key_cache_ttl: Duration::from_secs(60),
+            challenge_limit: None,
         }
     }
 
@@ -240,6 +260,16 @@ impl L402Config {
     /// ```
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
         self.token_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Mints tokens without an expiry (they stay valid until revoked).
+    ///
+    /// ```
+    /// assert!(pay402_server::L402Config::new("a").no_token_expiry().token_lifetime.is_none());
+    /// ```
+    pub fn no_token_expiry(mut self) -> Self {
+        self.token_lifetime = None;
         self
     }
 
@@ -327,13 +357,42 @@ impl L402Config {
         self
     }
 
-    /// Adds a free path (`/health`, or a prefix like `/public/*`).
+    /// Adds a free path: served without payment.
+    ///
+    /// A pattern is an exact path (`/health`) or a segment prefix ending in
+    /// `*` (`/public/*`, or `/public*`, which means the same): the path
+    /// `/public` and every path below it, but not `/publicity`. Both the
+    /// pattern and the request path are compared as normalised segments:
+    /// percent-encoding decoded, empty segments (`//`, a trailing `/`)
+    /// dropped. A request path with a `.` or `..` segment (literal or
+    /// percent-encoded), a decoded segment holding `/`, `\` or NUL, or an
+    /// encoding that is not valid UTF-8 is never free: a router or handler
+    /// could resolve it to a priced resource.
     ///
     /// ```
-    /// assert_eq!(pay402_server::L402Config::new("a").free_path("/health").free_paths, ["/health"]);
+    /// let c = pay402_server::L402Config::new("a").free_path("/public/*");
+    /// assert_eq!(c.free_paths, ["/public/*"]);
+    /// assert!(c.is_free_path("/public/a.css") && !c.is_free_path("/publicity"));
     /// ```
     pub fn free_path(mut self, path: impl Into<String>) -> Self {
         self.free_paths.push(path.into());
+        self
+    }
+
+    /// Limits how many challenges (402 answers, each creating an invoice) a
+    /// client address may obtain. Requests over the limit get 429
+    /// problem+json with reason `rate_limited` and `Retry-After`. Needs the
+    /// peer address: serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`; requests
+    /// without it are not limited.
+    ///
+    /// ```
+    /// use pay402_server::{L402Config, limit::RateLimit};
+    /// let c = L402Config::new("a").challenge_rate_limit(RateLimit::per_minute(60));
+    /// assert_eq!(c.challenge_limit.unwrap().limit().burst(), 60);
+    /// ```
+    pub fn challenge_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.challenge_limit = Some(Arc::new(KeyedLimiter::<IpAddr>::new(limit)));
         self
     }
 
@@ -347,17 +406,159 @@ impl L402Config {
         self
     }
 
-    /// Whether `path` is free.
+    /// Whether `path` (a request path, without query) is free.
     ///
     /// ```
     /// let c = pay402_server::L402Config::new("a").free_path("/public/*").free_path("/health");
     /// assert!(c.is_free_path("/public/x") && c.is_free_path("/health"));
-    /// assert!(!c.is_free_path("/healthz"));
+    /// assert!(c.is_free_path("//health/") && c.is_free_path("/%68ealth"));
+    /// assert!(!c.is_free_path("/healthz") && !c.is_free_path("/publicity"));
+    /// assert!(!c.is_free_path("/public/../paid") && !c.is_free_path("/paid/../public/x"));
     /// ```
     pub fn is_free_path(&self, path: &str) -> bool {
-        self.free_paths.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix),
-            None => p == path,
+        if self.free_paths.is_empty() {
+            return false;
+        }
+        let Some(segments) = normalize_path(path) else {
+            return false;
+        };
+        self.free_paths.iter().any(|p| {
+            let (pattern, prefix) = match p.strip_suffix('*') {
+                Some(stem) => (stem, true),
+                None => (p.as_str(), false),
+            };
+            let Some(want) = normalize_path(pattern) else {
+                return false;
+            };
+            if prefix {
+                segments.len() >= want.len() && segments[..want.len()] == want[..]
+            } else {
+                segments == want
+            }
         })
+    }
+}
+
+/// The segments of a path, normalised: percent-decoded, empty segments
+/// dropped. `None` when a segment is `.` or `..` (literal or encoded), or a
+/// decoded segment is not valid UTF-8 or holds `/`, `\` or NUL: such a path
+/// may mean another resource to a router, a handler or a file server than it
+/// seems to, so it never matches a free-path pattern.
+///
+/// ```
+/// use pay402_server::normalize_path;
+/// assert_eq!(normalize_path("/a//b/%63/").unwrap(), ["a", "b", "c"]);
+/// assert_eq!(normalize_path("/").unwrap(), Vec::<String>::new());
+/// assert_eq!(normalize_path("/a/../b"), None);
+/// assert_eq!(normalize_path("/a/%2e%2E/b"), None);
+/// assert_eq!(normalize_path("/a/./b"), None);
+/// assert_eq!(normalize_path("/a%2Fb"), None);
+/// assert_eq!(normalize_path("/a%ZZ"), None);
+/// ```
+pub fn normalize_path(path: &str) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in path.split('/') {
+        let seg = percent_decode(raw)?;
+        if seg.contains(['/', '\\', '\0']) {
+            return None;
+        }
+        match seg.as_str() {
+            "" => {}
+            "." | ".." => return None,
+            _ => out.push(seg),
+        }
+    }
+    Some(out)
+}
+
+/// `/`-joined normalised segments (`/` for the root); `None` as for
+/// [`normalize_path`].
+pub(crate) fn normalized_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if is_normalized(path) {
+        return Some(std::borrow::Cow::Borrowed(path));
+    }
+    normalized_path_string(path).map(std::borrow::Cow::Owned)
+}
+
+/// Whether `path` is already in the form [`normalized_path_string`] gives.
+fn is_normalized(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    !path.contains(['%', '\\', '\0'])
+        && rest
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+fn normalized_path_string(path: &str) -> Option<String> {
+    let segs = normalize_path(path)?;
+    let mut s = String::with_capacity(path.len());
+    for seg in &segs {
+        s.push('/');
+        s.push_str(seg);
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    Some(s)
+}
+
+/// Decodes `%XX` escapes; `None` on a bad escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hi = (*b.get(i + 1)? as char).to_digit(16)?;
+            let lo = (*b.get(i + 2)? as char).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_borrowing_shortcut_agrees_with_the_full_normalisation() {
+        for p in [
+            "/",
+            "/a",
+            "/a/b",
+            "/a/",
+            "//a",
+            "/a//b",
+            "/a/./b",
+            "/a/../b",
+            "/.",
+            "/..",
+            "/%61",
+            "/a%2Fb",
+            "a",
+            "",
+            "/a/.hidden",
+            "/a/..b",
+            "/a\\b",
+        ] {
+            assert_eq!(
+                normalized_path(p).map(|c| c.into_owned()),
+                normalized_path_string(p),
+                "{p:?}"
+            );
+        }
     }
 }

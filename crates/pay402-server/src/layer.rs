@@ -1,5 +1,6 @@
 //! The L402 tower layer: verify tokens, or answer 402 with a fresh challenge.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,15 +10,15 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::response::Response;
 use futures_util::future::Either;
 use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 use pay402_core::l402::{
-    Challenge, Credential, Identifier, L402Error, Macaroon, MacaroonKey, PresentedToken,
-    RequestFacts, RootKey, Satisfier, Scheme, TokenId, VerifiedToken, VerifyContext, caveat,
+    Challenge, Credential, Grant, Identifier, L402Error, Macaroon, MacaroonKey, PresentedToken,
+    RequestFacts, Satisfier, Scheme, TokenId, VerifiedToken, VerifyContext, caveat,
 };
 use pay402_core::lightning::{InvoiceIssuer, InvoiceRequest};
 use pay402_core::money::Msat;
@@ -28,7 +29,7 @@ use tower::{Layer, Service};
 use tracing::instrument::Instrumented;
 use tracing::{Instrument, field};
 
-use crate::config::{L402Config, Price, PriceRequest, RejectMode};
+use crate::config::{L402Config, Price, PriceRequest, RejectMode, normalized_path};
 use crate::keycache::KeyCache;
 use crate::respond;
 use crate::store::{RootKeyStore, StoreError};
@@ -43,7 +44,10 @@ struct Shared {
 /// A tower [`Layer`] that puts an L402 paywall in front of a service.
 ///
 /// Clone it with a different [`Price`] per route ([`L402Layer::with_price`]);
-/// the clones share the store, key cache and node.
+/// the clones share the store, key cache and node, but a token grants only
+/// what it was bought for: its scope (by default the axum route pattern, see
+/// [`L402Layer::with_scope`]) at a price up to what it paid, for
+/// [`L402Config::token_lifetime`] (24 hours by default).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -64,6 +68,7 @@ pub struct L402Layer {
     shared: Arc<Shared>,
     price: Price,
     capability: Option<Arc<str>>,
+    scope: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for L402Layer {
@@ -104,6 +109,7 @@ impl L402Layer {
             }),
             price: Price::Fixed(Msat::ZERO),
             capability: None,
+            scope: None,
         }
     }
 
@@ -126,7 +132,55 @@ impl L402Layer {
             shared: self.shared.clone(),
             price,
             capability: self.capability.clone(),
+            scope: self.scope.clone(),
         }
+    }
+
+    /// The same paywall, with tokens minted for and accepted on the scope
+    /// `name` instead of the route.
+    ///
+    /// A token is bound to the scope it was bought on: by default the axum
+    /// route pattern the request matched ([`axum::extract::MatchedPath`], for
+    /// example `/items/{id}`), or the normalised request path where there is
+    /// none (a layer used outside an axum router). Layers sharing a scope
+    /// name accept each other's tokens (still only up to the price paid).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use pay402_server::{L402Config, L402Layer, Price, store::MemoryStore};
+    /// # use pay402_backends::simnet::SimNet;
+    /// # use pay402_core::{lightning::Network, money::Msat};
+    /// # let node = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    /// let paywall = L402Layer::new(L402Config::new("api"), Arc::new(node), Arc::new(MemoryStore::new()));
+    /// // One token opens both routes (they cost the same).
+    /// let a = paywall.with_price(Price::sats(10)).with_scope("reports");
+    /// let b = paywall.with_price(Price::sats(10)).with_scope("reports");
+    /// # let _ = (a, b);
+    /// ```
+    pub fn with_scope(&self, name: impl Into<String>) -> L402Layer {
+        L402Layer {
+            shared: self.shared.clone(),
+            price: self.price.clone(),
+            capability: self.capability.clone(),
+            scope: Some(Arc::from(name.into())),
+        }
+    }
+
+    /// The scope a request falls under: the explicit scope, else the
+    /// matched axum route, else the normalised path (the raw path if it
+    /// does not normalise).
+    fn scope_of<'a>(
+        &'a self,
+        extensions: &'a http::Extensions,
+        uri: &'a http::Uri,
+    ) -> Cow<'a, str> {
+        if let Some(s) = &self.scope {
+            return Cow::Borrowed(s);
+        }
+        if let Some(m) = extensions.get::<MatchedPath>() {
+            return Cow::Borrowed(m.as_str());
+        }
+        normalized_path(uri.path()).unwrap_or(Cow::Borrowed(uri.path()))
     }
 
     /// The same paywall, but tokens must also grant `capability` through
@@ -153,11 +207,13 @@ impl L402Layer {
             shared: self.shared.clone(),
             price: self.price.clone(),
             capability: Some(Arc::from(capability.into())),
+            scope: self.scope.clone(),
         }
     }
 
-    /// Revokes a token: deletes its root key and forgets the cached key.
-    /// Returns whether the token existed.
+    /// Revokes a token: writes a revocation record (its root key is derived,
+    /// so it cannot be deleted) and forgets the cached key. Returns whether
+    /// the token had been used paid and was not yet revoked.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -311,26 +367,38 @@ fn fast_verify(layer: &L402Layer, req: &Request<Body>, now: UnixTime) -> Option<
         let token = PresentedToken::decode(&cred, &mut buf).ok()?;
         let _verify = tracing::debug_span!("l402.verify", token_id = %token.token_id()).entered();
         let key = layer.shared.cache.get(&token.token_id(), now)?;
+        // A dynamic price is computed on the full path.
+        let Price::Fixed(price) = &layer.price else {
+            return None;
+        };
+        let scope = layer.scope_of(req.extensions(), req.uri());
+        let grant = Grant {
+            scope: &scope,
+            price: *price,
+        };
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let facts = RequestFacts::new(req.method(), path, req.headers());
-        let verified = check(layer, &token, &key, &facts, now).ok()?;
+        let verified = check(layer, &token, &key, &facts, grant, now).ok()?;
         tracing::debug!("l402.verified");
         Some(verified)
     })
 }
 
 /// Steps 4-5 of verification (signature, caveats) with this layer's service,
-/// capability, strictness and user satisfiers.
+/// capability, strictness and user satisfiers, and the scope and price the
+/// request requires the token to have paid for.
 fn check(
     layer: &L402Layer,
     token: &PresentedToken<'_>,
     key: &MacaroonKey,
     facts: &RequestFacts<'_>,
+    grant: Grant<'_>,
     now: UnixTime,
 ) -> Result<VerifiedToken, L402Error> {
     let cfg = &layer.shared.config;
     let mut ctx = VerifyContext::new(&cfg.service, now)
         .with_request(facts)
+        .with_grant(grant)
         .strict(cfg.strict_caveats);
     ctx.capability = layer.capability.as_deref();
     if cfg.satisfiers.is_empty() {
@@ -384,35 +452,7 @@ where
     };
     let now = UnixTime::from_system(SystemTime::now());
 
-    let creds = Credential::from_headers(
-        parts
-            .headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    );
-    let rejection = match creds {
-        Ok(None) => None,
-        Err(e) => Some(L402Error::Credential(e)),
-        Ok(Some(cred)) => match verify(&layer, &cred, &parts, body_bytes.as_deref(), now).await {
-            Ok(token) => {
-                tracing::Span::current().record("outcome", "paid");
-                parts.extensions.insert(token);
-                let body = body_bytes.map_or_else(Body::empty, Body::from);
-                return inner.call(Request::from_parts(parts, body)).await;
-            }
-            Err(Failure::Token(e)) => Some(e),
-            Err(Failure::Store(e)) => {
-                tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
-                return Ok(respond::problem(&Problem::from_reason(&e, 503)));
-            }
-        },
-    };
-    if let Some(e) = &rejection {
-        tracing::info!(reason = e.reason(), "l402.reject");
-    }
-
-    // No valid token: quote a price.
+    // The price of this request: a token must have paid at least this much.
     let amount = match &layer.price {
         Price::Fixed(m) => Some(*m),
         Price::Dynamic(f) => {
@@ -424,8 +464,46 @@ where
             })
             .await
         }
+    }
+    .filter(|a| *a > Msat::ZERO);
+    let scope = layer.scope_of(&parts.extensions, &parts.uri).into_owned();
+    let grant = Grant {
+        scope: &scope,
+        price: amount.unwrap_or(Msat::ZERO),
     };
-    let Some(amount) = amount.filter(|a| *a > Msat::ZERO) else {
+
+    let creds = Credential::from_headers(
+        parts
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    let rejection = match creds {
+        Ok(None) => None,
+        Err(e) => Some(L402Error::Credential(e)),
+        Ok(Some(cred)) => {
+            match verify(&layer, &cred, &parts, body_bytes.as_deref(), grant, now).await {
+                Ok(token) => {
+                    tracing::Span::current().record("outcome", "paid");
+                    parts.extensions.insert(token);
+                    let body = body_bytes.map_or_else(Body::empty, Body::from);
+                    return inner.call(Request::from_parts(parts, body)).await;
+                }
+                Err(Failure::Token(e)) => Some(e),
+                Err(Failure::Store(e)) => {
+                    tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
+                    return Ok(respond::problem(&Problem::from_reason(&e, 503)));
+                }
+            }
+        }
+    };
+    if let Some(e) = &rejection {
+        tracing::info!(reason = e.reason(), "l402.reject");
+    }
+
+    // No valid token: quote the price.
+    let Some(amount) = amount else {
         // A price of zero means free access, as in Aperture.
         tracing::Span::current().record("outcome", "free_price");
         let body = body_bytes.map_or_else(Body::empty, Body::from);
@@ -440,7 +518,15 @@ where
         return Ok(respond::problem(&Problem::from_reason(e, 400)));
     }
 
-    let challenge = match mint(shared, amount, &parts, body_bytes.as_deref(), now).await {
+    if let Some(limiter) = &cfg.challenge_limit
+        && let Some(ip) = crate::limit::client_ip(&parts.extensions)
+        && let Err(limited) = limiter.check(ip)
+    {
+        tracing::Span::current().record("outcome", "rate_limited");
+        tracing::info!(reason = "rate_limited", "l402.reject");
+        return Ok(limited.response());
+    }
+    let challenge = match mint(shared, amount, &scope, &parts, body_bytes.as_deref(), now).await {
         Ok(c) => c,
         Err(problem) => return Ok(respond::problem(&problem)),
     };
@@ -476,6 +562,7 @@ async fn verify(
     cred: &Credential<'_>,
     parts: &Parts,
     body: Option<&[u8]>,
+    grant: Grant<'_>,
     now: UnixTime,
 ) -> Result<VerifiedToken, Failure> {
     let shared = &layer.shared;
@@ -483,28 +570,40 @@ async fn verify(
     let token = PresentedToken::decode(cred, &mut buf).map_err(Failure::Token)?;
     let id = token.token_id();
     let span = tracing::debug_span!("l402.verify", token_id = %id);
-    let _enter = span.enter();
-    let key = match shared.cache.get(&id, now) {
-        Some(k) => k,
-        None => {
-            drop(_enter);
-            let root = shared
-                .store
-                .get(&id)
-                .instrument(span.clone())
-                .await
-                .map_err(Failure::Store)?
-                .ok_or(Failure::Token(L402Error::UnknownToken))?;
-            shared.cache.insert(id, root.derive(), now)
-        }
-    };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut facts = RequestFacts::new(&parts.method, path, &parts.headers);
     if let Some(b) = body {
         facts = facts.with_body(b);
     }
-    let verified = check(layer, &token, &key, &facts, now).map_err(Failure::Token)?;
-    tracing::debug!(token_id = %id, "l402.verified");
+    if let Some(key) = span.in_scope(|| shared.cache.get(&id, now)) {
+        let verified = span
+            .in_scope(|| check(layer, &token, &key, &facts, grant, now))
+            .map_err(Failure::Token)?;
+        tracing::debug!(parent: &span, token_id = %id, "l402.verified");
+        return Ok(verified);
+    }
+    // Cache miss: derive the key and check signature and caveats before any
+    // store call, so an invalid token costs no I/O.
+    let key = shared.store.secret().root_key(&id).derive();
+    let verified = span
+        .in_scope(|| check(layer, &token, &key, &facts, grant, now))
+        .map_err(Failure::Token)?;
+    // First paid use records the token (binding its payment hash); later
+    // uses read the record, which also carries revocation.
+    let record = shared
+        .store
+        .record_use(id, &verified.payment_hash)
+        .instrument(span.clone())
+        .await
+        .map_err(Failure::Store)?;
+    if record.revoked {
+        return Err(Failure::Token(L402Error::UnknownToken));
+    }
+    if record.payment_hash != Some(verified.payment_hash) {
+        return Err(Failure::Token(L402Error::PaymentHashMismatch));
+    }
+    shared.cache.insert(id, key, now);
+    tracing::debug!(parent: &span, token_id = %id, "l402.verified");
     Ok(verified)
 }
 
@@ -514,10 +613,12 @@ fn random32() -> [u8; 32] {
     b
 }
 
-/// Mints a token for `amount` and returns the `WWW-Authenticate` values.
+/// Mints a token for `amount` on `scope` and returns the `WWW-Authenticate`
+/// values. Writes nothing: the root key is derived from the store's secret.
 async fn mint(
     shared: &Shared,
     amount: Msat,
+    scope: &str,
     parts: &Parts,
     body: Option<&[u8]>,
     now: UnixTime,
@@ -537,10 +638,13 @@ async fn mint(
         })?;
         let token_id = TokenId(random32());
         tracing::Span::current().record("token_id", field::display(&token_id));
-        let root = RootKey::from_bytes(random32());
+        let root = shared.store.secret().root_key(&token_id);
         let id = Identifier::new(invoice.payment_hash, token_id);
         let mut mac = Macaroon::new(&root, Some(&cfg.location), &id.encode());
+        drop(root);
         mac.add_first_party_caveat(caveat::build::services(&cfg.service, cfg.tier));
+        mac.add_first_party_caveat(caveat::build::scope(&cfg.service, scope));
+        mac.add_first_party_caveat(caveat::build::paid(&cfg.service, amount));
         if !cfg.capabilities.is_empty() {
             let caps: Vec<&str> = cfg.capabilities.iter().map(String::as_str).collect();
             mac.add_first_party_caveat(caveat::build::capabilities(&cfg.service, &caps));
@@ -558,11 +662,6 @@ async fn mint(
         for c in &cfg.extra_caveats {
             mac.add_first_party_caveat(c);
         }
-        shared.store.insert(token_id, &root).await.map_err(|e| {
-            tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
-            Problem::from_reason(&e, 503)
-        })?;
-        shared.cache.insert(token_id, root.derive(), now);
         let challenge = Challenge::new(mac.to_base64(), invoice.bolt11);
         let mut values = Vec::with_capacity(2);
         let schemes: &[Scheme] = if cfg.emit_lsat {

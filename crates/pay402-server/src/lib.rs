@@ -37,6 +37,7 @@
 mod config;
 mod keycache;
 mod layer;
+pub mod limit;
 pub mod respond;
 mod sqlite_pool;
 pub mod store;
@@ -50,6 +51,9 @@ pub mod x402_mock;
 #[cfg(feature = "bitreq")]
 pub mod bitreq;
 
-pub use config::{L402Config, Price, PriceFuture, PriceRequest, RejectMode};
+pub use config::{
+    DEFAULT_TOKEN_LIFETIME, L402Config, Price, PriceFuture, PriceRequest, RejectMode,
+    normalize_path,
+};
 pub use keycache::KeyCache;
 pub use layer::{BoxedResponse, L402Future, L402Layer, L402Service, PaidToken};

@@ -1,6 +1,10 @@
 //! The SQLite pools every store opens: a database file in WAL mode whose
 //! writers wait for each other (10 s busy timeout), or a private in-memory
 //! database; and the idempotent schema step of `from_pool`.
+//!
+//! Database files are created readable and writable by their owner only
+//! (mode 0600 on Unix); SQLite gives the `-wal` and `-shm` files it creates
+//! beside them the database file's permissions.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -11,8 +15,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 /// How long a writer waits for another one's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens (creating if needed) the database file at `path`.
+/// Opens (creating if needed, owner-only) the database file at `path`.
 pub(crate) async fn file(path: impl AsRef<Path>) -> Result<SqlitePool, sqlx::Error> {
+    let path = path.as_ref();
+    create_owner_only(path).map_err(sqlx::Error::Io)?;
     let opts = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -22,6 +28,20 @@ pub(crate) async fn file(path: impl AsRef<Path>) -> Result<SqlitePool, sqlx::Err
         .max_connections(4)
         .connect_with(opts)
         .await
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (an empty file is
+/// a valid empty SQLite database). An existing file keeps its permissions.
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// A private in-memory database, on a single connection that never closes:
@@ -84,5 +104,40 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "pay402-sqlite-mode-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.sqlite");
+        let pool = file(&path).await.unwrap();
+        create(
+            &pool,
+            &["CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL)"],
+        )
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (1)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // The WAL and shared-memory files exist while a connection is open.
+        for suffix in ["", "-wal", "-shm"] {
+            let p = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{p} has mode {mode:o}");
+        }
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,17 +1,32 @@
-//! Root-key stores: one random 32-byte root key per minted token.
+//! Token stores: the server secret root keys are derived from, and one record
+//! per token that was used paid.
 //!
-//! A token is valid only while its root key is in the store; revoking a token
-//! deletes its key (as Aperture does). [`MemoryStore`] is for tests and single
-//! processes; [`SqliteStore`] is the embedded default that survives restarts.
-//! Verification never costs a store round trip for a warm token: the layer
-//! keeps derived keys in a bounded in-process cache (see [`crate::KeyCache`]).
+//! A token's root key is never stored: it is `HMAC-SHA256(secret,
+//! "pay402/l402/root-key/v1" || token_id)`, with a 32-byte [`RootSecret`] the
+//! store holds. Minting a token (answering an unpaid request) therefore writes
+//! nothing. The first request that presents the token paid, with a valid
+//! signature and caveats, writes its [`TokenRecord`] (token id and payment
+//! hash); later uses read it. Revoking a token writes (or marks) its record
+//! revoked, since a derived key cannot be deleted.
+//!
+//! [`MemoryStore`] is for tests and single processes (a fresh random secret
+//! per store unless one is given); [`SqliteStore`] is the embedded default
+//! that survives restarts (the secret is generated on first open and kept in
+//! the database file, which is created owner-only). Verification never costs
+//! a store round trip for a warm token: the layer keeps derived keys in a
+//! bounded in-process cache (see [`crate::KeyCache`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use pay402_core::l402::{RootKey, TokenId};
+use pay402_core::lightning::PaymentHash;
 use pay402_core::problem::Reason;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 mod sqlite;
 pub use sqlite::SqliteStore;
@@ -49,43 +64,153 @@ impl Reason for StoreError {
     }
 }
 
-/// Where root keys live, keyed by token id.
+/// Domain separation for root-key derivation.
+const ROOT_KEY_LABEL: &[u8] = b"pay402/l402/root-key/v1";
+
+/// The 32-byte server secret every token's root key is derived from.
+///
+/// Whoever holds it can mint tokens: keep it as secret as the root keys it
+/// replaces. It is zeroized on drop and never printed.
+///
+/// ```
+/// use pay402_server::store::RootSecret;
+/// use pay402_core::l402::TokenId;
+/// let secret = RootSecret::from_bytes([7; 32]);
+/// let a = secret.root_key(&TokenId([1; 32]));
+/// assert_eq!(a.as_bytes(), secret.root_key(&TokenId([1; 32])).as_bytes());
+/// assert_ne!(a.as_bytes(), secret.root_key(&TokenId([2; 32])).as_bytes());
+/// assert_eq!(format!("{secret:?}"), "RootSecret(..)");
+/// ```
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct RootSecret([u8; 32]);
+
+impl RootSecret {
+    /// A secret from bytes (for example from a secrets manager).
+    ///
+    /// ```
+    /// let _ = pay402_server::store::RootSecret::from_bytes([1; 32]);
+    /// ```
+    pub fn from_bytes(bytes: [u8; 32]) -> RootSecret {
+        RootSecret(bytes)
+    }
+
+    /// A fresh secret from the operating system's RNG.
+    ///
+    /// ```
+    /// let _ = pay402_server::store::RootSecret::random();
+    /// ```
+    pub fn random() -> RootSecret {
+        let mut b = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        RootSecret(b)
+    }
+
+    /// The root key of `token_id`:
+    /// `HMAC-SHA256(secret, "pay402/l402/root-key/v1" || token_id)`.
+    ///
+    /// ```
+    /// use pay402_server::store::RootSecret;
+    /// let k = RootSecret::from_bytes([0; 32]).root_key(&pay402_core::l402::TokenId([0; 32]));
+    /// assert_eq!(k.as_bytes().len(), 32);
+    /// ```
+    pub fn root_key(&self, token_id: &TokenId) -> RootKey {
+        // HMAC pads a key shorter than the block with zeros, so the padded
+        // block is the same key, and this constructor cannot fail.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&self.0);
+        let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
+        block.zeroize();
+        mac.update(ROOT_KEY_LABEL);
+        mac.update(&token_id.0);
+        let mut out: [u8; 32] = mac.finalize().into_bytes().into();
+        let key = RootKey::from_bytes(out);
+        out.zeroize();
+        key
+    }
+}
+
+impl std::fmt::Debug for RootSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RootSecret(..)")
+    }
+}
+
+/// What the store knows of a token that was used paid, or revoked.
+///
+/// ```
+/// use pay402_server::store::TokenRecord;
+/// use pay402_core::lightning::PaymentHash;
+/// let r = TokenRecord { payment_hash: Some(PaymentHash([1; 32])), revoked: false };
+/// assert!(!r.revoked);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The payment hash of the token's identifier, bound at first paid use
+    /// (`None` for a token revoked before it was ever used).
+    pub payment_hash: Option<PaymentHash>,
+    /// Whether the token is revoked.
+    pub revoked: bool,
+}
+
+/// Where the root secret and the records of used tokens live.
 ///
 /// ```
 /// use pay402_server::store::{MemoryStore, RootKeyStore};
-/// use pay402_core::l402::{RootKey, TokenId};
-/// # tokio_test();
-/// # fn tokio_test() { tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use pay402_core::l402::TokenId;
+/// use pay402_core::lightning::PaymentHash;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let store = MemoryStore::new();
-/// store.insert(TokenId([1; 32]), &RootKey::from_bytes([2; 32])).await.unwrap();
-/// assert!(store.get(&TokenId([1; 32])).await.unwrap().is_some());
-/// assert!(store.revoke(&TokenId([1; 32])).await.unwrap());
-/// assert!(store.get(&TokenId([1; 32])).await.unwrap().is_none());
-/// # }) }
+/// let id = TokenId([1; 32]);
+/// assert!(store.get(&id).await.unwrap().is_none(), "minting writes nothing");
+/// let rec = store.record_use(id, &PaymentHash([2; 32])).await.unwrap();
+/// assert_eq!(rec.payment_hash, Some(PaymentHash([2; 32])));
+/// // The first record wins: the hash stays bound.
+/// let again = store.record_use(id, &PaymentHash([3; 32])).await.unwrap();
+/// assert_eq!(again.payment_hash, Some(PaymentHash([2; 32])));
+/// assert!(store.revoke(&id).await.unwrap());
+/// assert!(store.get(&id).await.unwrap().unwrap().revoked);
+/// # })
 /// ```
 #[async_trait]
 pub trait RootKeyStore: Send + Sync + 'static {
-    /// Stores the root key of a newly minted token.
-    async fn insert(&self, token_id: TokenId, key: &RootKey) -> Result<(), StoreError>;
-    /// Fetches a token's root key; `None` if unknown or revoked.
-    async fn get(&self, token_id: &TokenId) -> Result<Option<RootKey>, StoreError>;
-    /// Revokes a token; `true` if it existed.
+    /// The secret root keys are derived from.
+    fn secret(&self) -> &RootSecret;
+    /// The record of a token; `None` if it was never used paid nor revoked.
+    async fn get(&self, token_id: &TokenId) -> Result<Option<TokenRecord>, StoreError>;
+    /// Records a token's first paid use, binding `payment_hash`, unless a
+    /// record exists; returns the stored record (the existing one if any, so
+    /// the caller compares its hash and revocation).
+    async fn record_use(
+        &self,
+        token_id: TokenId,
+        payment_hash: &PaymentHash,
+    ) -> Result<TokenRecord, StoreError>;
+    /// Revokes a token (writing a revocation record if it has none); `true`
+    /// if it had been used paid and was not yet revoked.
     async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError>;
 }
 
-/// An in-memory store (lost on restart).
+/// An in-memory store (lost on restart, and so is its secret: every token
+/// it backed becomes invalid).
 ///
 /// ```
 /// let store = pay402_server::store::MemoryStore::new();
 /// assert_eq!(store.len(), 0);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
-    keys: Mutex<HashMap<TokenId, RootKey>>,
+    secret: RootSecret,
+    records: Mutex<HashMap<TokenId, TokenRecord>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_secret(RootSecret::random())
+    }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store with a fresh random secret.
     ///
     /// ```
     /// let _ = pay402_server::store::MemoryStore::new();
@@ -94,16 +219,30 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// How many tokens are stored.
+    /// An empty store deriving root keys from `secret` (several processes
+    /// given the same secret accept each other's tokens).
     ///
     /// ```
-    /// assert!(pay402_server::store::MemoryStore::new().is_empty());
+    /// use pay402_server::store::{MemoryStore, RootSecret};
+    /// let _ = MemoryStore::with_secret(RootSecret::from_bytes([9; 32]));
     /// ```
-    pub fn len(&self) -> usize {
-        self.keys.lock().map(|k| k.len()).unwrap_or(0)
+    pub fn with_secret(secret: RootSecret) -> MemoryStore {
+        MemoryStore {
+            secret,
+            records: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// Whether the store is empty.
+    /// How many token records are stored.
+    ///
+    /// ```
+    /// assert_eq!(pay402_server::store::MemoryStore::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.records.lock().map(|k| k.len()).unwrap_or(0)
+    }
+
+    /// Whether the store holds no record.
     ///
     /// ```
     /// assert!(pay402_server::store::MemoryStore::new().is_empty());
@@ -112,8 +251,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<TokenId, RootKey>>, StoreError> {
-        self.keys
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<TokenId, TokenRecord>>, StoreError> {
+        self.records
             .lock()
             .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
     }
@@ -121,31 +260,71 @@ impl MemoryStore {
 
 #[async_trait]
 impl RootKeyStore for MemoryStore {
-    async fn insert(&self, token_id: TokenId, key: &RootKey) -> Result<(), StoreError> {
-        let mut keys = self.lock()?;
-        if keys.contains_key(&token_id) {
-            return Err(StoreError::Duplicate);
-        }
-        keys.insert(token_id, key.clone());
-        Ok(())
+    fn secret(&self) -> &RootSecret {
+        &self.secret
     }
-    async fn get(&self, token_id: &TokenId) -> Result<Option<RootKey>, StoreError> {
+    async fn get(&self, token_id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
         Ok(self.lock()?.get(token_id).cloned())
     }
+    async fn record_use(
+        &self,
+        token_id: TokenId,
+        payment_hash: &PaymentHash,
+    ) -> Result<TokenRecord, StoreError> {
+        Ok(self
+            .lock()?
+            .entry(token_id)
+            .or_insert_with(|| TokenRecord {
+                payment_hash: Some(*payment_hash),
+                revoked: false,
+            })
+            .clone())
+    }
     async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
-        Ok(self.lock()?.remove(token_id).is_some())
+        let mut records = self.lock()?;
+        let rec = records.entry(*token_id).or_insert(TokenRecord {
+            payment_hash: None,
+            revoked: false,
+        });
+        let was_live = rec.payment_hash.is_some() && !rec.revoked;
+        rec.revoked = true;
+        Ok(was_live)
     }
 }
 
 #[async_trait]
 impl<T: RootKeyStore + ?Sized> RootKeyStore for std::sync::Arc<T> {
-    async fn insert(&self, token_id: TokenId, key: &RootKey) -> Result<(), StoreError> {
-        (**self).insert(token_id, key).await
+    fn secret(&self) -> &RootSecret {
+        (**self).secret()
     }
-    async fn get(&self, token_id: &TokenId) -> Result<Option<RootKey>, StoreError> {
+    async fn get(&self, token_id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
         (**self).get(token_id).await
+    }
+    async fn record_use(
+        &self,
+        token_id: TokenId,
+        payment_hash: &PaymentHash,
+    ) -> Result<TokenRecord, StoreError> {
+        (**self).record_use(token_id, payment_hash).await
     }
     async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
         (**self).revoke(token_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_key_is_hmac_sha256_of_label_and_token_id_under_the_secret() {
+        let secret = [0x5a; 32];
+        let id = TokenId([0xa5; 32]);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret).unwrap();
+        mac.update(b"pay402/l402/root-key/v1");
+        mac.update(&id.0);
+        let want: [u8; 32] = mac.finalize().into_bytes().into();
+        let got = RootSecret::from_bytes(secret).root_key(&id);
+        assert_eq!(got.as_bytes(), &want);
     }
 }

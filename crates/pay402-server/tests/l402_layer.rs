@@ -342,7 +342,7 @@ async fn sqlite_store_survives_a_restart() {
         .unwrap()
         .token_id();
     assert!(env2.layer.revoke(&id).await.unwrap());
-    assert!(store2.get(&id).await.unwrap().is_none());
+    assert!(store2.get(&id).await.unwrap().unwrap().revoked);
     let r = send(&env2.app, get_req("/paid", &[&auth])).await;
     assert_eq!(r.reason(), "unknown_token");
     let _ = std::fs::remove_dir_all(&dir);

@@ -56,6 +56,18 @@ use crate::util::{currency_for, currency_name};
 
 const BACKEND: &str = "simnet";
 
+/// How long after its expiry an unpaid invoice is kept (and looked up as
+/// canceled) before simnet forgets it (and looks it up as not found).
+/// Settled invoices are kept.
+///
+/// ```
+/// assert_eq!(pay402_backends::simnet::PRUNE_AFTER.as_secs(), 3_600);
+/// ```
+pub const PRUNE_AFTER: Duration = Duration::from_secs(3_600);
+
+/// How often (in simnet time) invoice creation runs a pruning pass.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// The `min_final_cltv_expiry_delta` simnet writes into its invoices.
 const MIN_FINAL_CLTV_EXPIRY_DELTA: u64 = 144;
 
@@ -213,6 +225,8 @@ struct State {
     clock_offset: Duration,
     next_add_index: u64,
     fees_collected: Msat,
+    /// Simnet time of the last pruning pass.
+    last_prune: Duration,
 }
 
 impl State {
@@ -221,6 +235,24 @@ impl State {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .saturating_add(self.clock_offset)
+    }
+
+    /// Drops unpaid invoices (open or canceled) that expired more than
+    /// [`PRUNE_AFTER`] ago; at most one pass per [`PRUNE_EVERY`] of simnet
+    /// time, so the cost stays proportional to the invoices created.
+    fn prune(&mut self, now: Duration) {
+        if now < self.last_prune.saturating_add(PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = now;
+        self.invoices.retain(|_, rec| {
+            matches!(rec.state, RecordState::Settled { .. })
+                || rec
+                    .created_at
+                    .saturating_add(rec.expiry)
+                    .saturating_add(PRUNE_AFTER)
+                    >= now
+        });
     }
 
     fn random32(&mut self) -> [u8; 32] {
@@ -328,6 +360,7 @@ impl SimNet {
                     clock_offset: Duration::ZERO,
                     next_add_index: 1,
                     fees_collected: Msat::ZERO,
+                    last_prune: Duration::ZERO,
                 }),
             }),
         }
@@ -440,6 +473,18 @@ impl SimNet {
     /// ```
     pub fn now(&self) -> Duration {
         self.shared.lock().now()
+    }
+
+    /// How many invoices the network holds (every node's; unpaid ones are
+    /// dropped [`PRUNE_AFTER`] their expiry).
+    ///
+    /// ```
+    /// use pay402_backends::simnet::SimNet;
+    /// use pay402_core::lightning::Network;
+    /// assert_eq!(SimNet::new(Network::Regtest).invoice_count(), 0);
+    /// ```
+    pub fn invoice_count(&self) -> usize {
+        self.shared.lock().invoices.len()
     }
 
     /// Moves the simnet clock forward, e.g. to expire invoices in tests.
@@ -792,6 +837,7 @@ impl SimNode {
         let bolt11 = invoice.to_string();
 
         let mut st = self.shared.lock();
+        st.prune(now);
         let add_index = st.next_add_index;
         st.next_add_index = add_index.saturating_add(1);
         st.invoices.insert(
@@ -1038,6 +1084,44 @@ mod tests {
     fn handles_are_send_sync() {
         assert_send_sync::<SimNode>();
         assert_send_sync::<SimNet>();
+    }
+
+    #[tokio::test]
+    async fn unpaid_invoices_are_pruned_an_hour_after_expiry_and_paid_ones_kept() {
+        let net = SimNet::with_seed([4; 32]);
+        let shop = net.add_node("shop", Msat(0));
+        let wallet = net.add_node("wallet", Msat(1_000_000));
+        let mut req = InvoiceRequest::new(Msat(1_000), "x");
+        req.expiry = Duration::from_secs(600);
+        let paid = shop.create_invoice(&req).await.unwrap();
+        wallet
+            .pay_invoice(&PayRequest::new(paid.bolt11, Msat(0)))
+            .await
+            .unwrap();
+        let mut unpaid = Vec::new();
+        for _ in 0..50 {
+            unpaid.push(shop.create_invoice(&req).await.unwrap().payment_hash);
+        }
+        assert_eq!(net.invoice_count(), 51);
+        // Expired, but within the grace period: still known, as canceled.
+        net.advance_clock(Duration::from_secs(600 + 120));
+        let _ = shop.create_invoice(&req).await.unwrap();
+        assert_eq!(net.invoice_count(), 52);
+        assert_eq!(
+            shop.lookup_invoice(&unpaid[0]).await.unwrap(),
+            InvoiceState::Canceled
+        );
+        // Past the grace period: forgotten on the next creation.
+        net.advance_clock(PRUNE_AFTER);
+        let fresh = shop.create_invoice(&req).await.unwrap();
+        assert_eq!(
+            net.invoice_count(),
+            3,
+            "the paid one, and the two recent ones"
+        );
+        assert!(shop.invoice(&unpaid[0]).is_none());
+        assert!(shop.invoice(&paid.payment_hash).is_some());
+        assert!(shop.invoice(&fresh.payment_hash).is_some());
     }
 
     #[tokio::test]

@@ -11,12 +11,20 @@
 //! - `<service>_capabilities=a,b` — the capabilities granted for a service;
 //! - `<service>_valid_until=<unix seconds>` — the token expires at that time;
 //! - `request=<METHOD> <path?query> <sha256(body) hex>` — pay402's request
-//!   binding: the token is good only for the exact request that was quoted.
+//!   binding: the token is good only for the exact request that was quoted;
+//! - `<service>_scope=<scope>` — pay402's route binding: the token is good
+//!   only where the server's scope (a route) is exactly this one;
+//! - `<service>_paid_msat=<msat>` — pay402's price binding: what was paid; the
+//!   token is good only where the request's price is at most this.
+//!
+//! A verifier that sets [`VerifyContext::grant`] also requires the last two
+//! to be present (a token without them grants nothing there).
 
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
+use crate::money::Msat;
 use crate::time::UnixTime;
 
 /// Longest caveat accepted when attenuating or minting, in bytes.
@@ -155,6 +163,26 @@ pub struct VerifyContext<'r> {
     pub request: Option<&'r RequestFacts<'r>>,
     /// Reject caveats that no satisfier knows (Aperture skips them).
     pub strict: bool,
+    /// What this request requires a token to have paid for: its scope and
+    /// price. When set, the `<service>_scope` and `<service>_paid_msat`
+    /// caveats must be present and must cover it.
+    pub grant: Option<Grant<'r>>,
+}
+
+/// The scope (route) and price a request requires a token to have paid for.
+///
+/// ```
+/// use pay402_core::l402::Grant;
+/// use pay402_core::money::Msat;
+/// let g = Grant { scope: "/dear", price: Msat(1_000_000) };
+/// assert_eq!(g.scope, "/dear");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant<'r> {
+    /// The scope name the request falls under (for example a route pattern).
+    pub scope: &'r str,
+    /// The request's price.
+    pub price: Msat,
 }
 
 impl<'r> VerifyContext<'r> {
@@ -171,7 +199,22 @@ impl<'r> VerifyContext<'r> {
             capability: None,
             request: None,
             strict: false,
+            grant: None,
         }
+    }
+
+    /// Requires the token to have paid at least `grant.price` for `grant.scope`.
+    ///
+    /// ```
+    /// use pay402_core::l402::{Grant, VerifyContext};
+    /// use pay402_core::money::Msat;
+    /// let ctx = VerifyContext::new("api", pay402_core::time::UnixTime(0))
+    ///     .with_grant(Grant { scope: "/x", price: Msat(1_000) });
+    /// assert_eq!(ctx.grant.unwrap().price, Msat(1_000));
+    /// ```
+    pub fn with_grant(mut self, grant: Grant<'r>) -> Self {
+        self.grant = Some(grant);
+        self
     }
 
     /// Requires a capability.
@@ -231,6 +274,13 @@ pub enum CaveatError {
     /// The request binding does not match this request.
     #[error("token is bound to a different request")]
     RequestMismatch,
+    /// The token was bought for another scope (route), or names none.
+    #[error("token was bought for another route")]
+    WrongRoute,
+    /// The request's price is higher than what the token paid, or the token
+    /// does not say what it paid.
+    #[error("the price of this request exceeds what the token paid")]
+    PriceExceedsPaid,
     /// A later caveat widens an earlier one of the same condition.
     #[error("caveat {0} widens an earlier caveat")]
     Escalation(String),
@@ -257,6 +307,8 @@ impl crate::problem::Reason for CaveatError {
             CaveatError::WrongService => "wrong_service",
             CaveatError::CapabilityDenied => "capability_denied",
             CaveatError::RequestMismatch => "request_mismatch",
+            CaveatError::WrongRoute => "wrong_route",
+            CaveatError::PriceExceedsPaid => "price_exceeds_paid",
             CaveatError::Escalation(_) => "caveat_escalation",
             CaveatError::Malformed(_) => "malformed_caveat",
             CaveatError::Unknown(_) => "unknown_caveat",
@@ -465,7 +517,12 @@ impl Satisfier for CapabilitiesSatisfier {
 pub struct ValidUntilSatisfier;
 
 fn parse_ts(value: &str) -> Result<u64, CaveatError> {
-    let malformed = || CaveatError::Malformed("valid_until".into());
+    parse_u64(value, "valid_until")
+}
+
+/// A decimal `u64` without sign, spaces or leading `+`.
+fn parse_u64(value: &str, condition: &str) -> Result<u64, CaveatError> {
+    let malformed = || CaveatError::Malformed(condition.into());
     if value.is_empty() {
         return Err(malformed());
     }
@@ -561,6 +618,101 @@ impl Satisfier for RequestBindingSatisfier {
     }
 }
 
+/// `<service>_scope=<scope>`: the scope (route) a token was bought for.
+///
+/// Two scope caveats must be identical. Without a [`VerifyContext::grant`]
+/// the caveat holds (the verifier does not check scopes).
+///
+/// ```
+/// use pay402_core::l402::caveat::verify_caveats;
+/// use pay402_core::l402::{CaveatError, Grant, VerifyContext};
+/// use pay402_core::money::Msat;
+/// use pay402_core::time::UnixTime;
+/// let caveats: [&[u8]; 2] = [b"api_scope=/cheap", b"api_paid_msat=1000"];
+/// let on = |scope| VerifyContext::new("api", UnixTime(0)).with_grant(Grant { scope, price: Msat(1_000) });
+/// assert!(verify_caveats(caveats, &[], &on("/cheap")).is_ok());
+/// assert_eq!(verify_caveats(caveats, &[], &on("/dear")), Err(CaveatError::WrongRoute));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScopeSatisfier;
+
+impl Satisfier for ScopeSatisfier {
+    fn handles(&self, condition: &str, ctx: &VerifyContext<'_>) -> bool {
+        service_suffix(condition, ctx.service) == Some("scope")
+    }
+    fn satisfy_previous(
+        &self,
+        previous: &Caveat<'_>,
+        current: &Caveat<'_>,
+        _: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        if previous.value == current.value {
+            Ok(())
+        } else {
+            Err(CaveatError::Escalation("scope".into()))
+        }
+    }
+    fn satisfy_final(
+        &self,
+        caveat: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        match ctx.grant {
+            Some(g) if g.scope != caveat.value => Err(CaveatError::WrongRoute),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `<service>_paid_msat=<msat>`: what a token paid. A later caveat may only
+/// lower it; the request's price must not exceed the last one.
+///
+/// ```
+/// use pay402_core::l402::caveat::verify_caveats;
+/// use pay402_core::l402::{CaveatError, Grant, VerifyContext};
+/// use pay402_core::money::Msat;
+/// use pay402_core::time::UnixTime;
+/// let caveats: [&[u8]; 2] = [b"api_scope=/q", b"api_paid_msat=7000"];
+/// let at = |msat| VerifyContext::new("api", UnixTime(0)).with_grant(Grant { scope: "/q", price: Msat(msat) });
+/// assert!(verify_caveats(caveats, &[], &at(7_000)).is_ok());
+/// assert!(verify_caveats(caveats, &[], &at(1_000)).is_ok());
+/// assert_eq!(verify_caveats(caveats, &[], &at(7_001)), Err(CaveatError::PriceExceedsPaid));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PaidSatisfier;
+
+impl Satisfier for PaidSatisfier {
+    fn handles(&self, condition: &str, ctx: &VerifyContext<'_>) -> bool {
+        service_suffix(condition, ctx.service) == Some("paid_msat")
+    }
+    fn satisfy_previous(
+        &self,
+        previous: &Caveat<'_>,
+        current: &Caveat<'_>,
+        _: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        if parse_u64(current.value, "paid_msat")? <= parse_u64(previous.value, "paid_msat")? {
+            Ok(())
+        } else {
+            Err(CaveatError::Escalation("paid_msat".into()))
+        }
+    }
+    fn satisfy_final(
+        &self,
+        caveat: &Caveat<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), CaveatError> {
+        let paid = parse_u64(caveat.value, "paid_msat")?;
+        match ctx.grant {
+            Some(g) if g.price.0 > paid => Err(CaveatError::PriceExceedsPaid),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Number of built-in satisfiers.
+const BUILTINS: usize = 6;
+
 /// `satisfy_previous` of built-in `i` (static dispatch, so it inlines).
 fn builtin_previous(
     i: usize,
@@ -572,7 +724,9 @@ fn builtin_previous(
         0 => ServicesSatisfier.satisfy_previous(prev, cur, ctx),
         1 => CapabilitiesSatisfier.satisfy_previous(prev, cur, ctx),
         2 => ValidUntilSatisfier.satisfy_previous(prev, cur, ctx),
-        _ => RequestBindingSatisfier.satisfy_previous(prev, cur, ctx),
+        3 => RequestBindingSatisfier.satisfy_previous(prev, cur, ctx),
+        4 => ScopeSatisfier.satisfy_previous(prev, cur, ctx),
+        _ => PaidSatisfier.satisfy_previous(prev, cur, ctx),
     }
 }
 
@@ -582,7 +736,9 @@ fn builtin_final(i: usize, cav: &Caveat<'_>, ctx: &VerifyContext<'_>) -> Result<
         0 => ServicesSatisfier.satisfy_final(cav, ctx),
         1 => CapabilitiesSatisfier.satisfy_final(cav, ctx),
         2 => ValidUntilSatisfier.satisfy_final(cav, ctx),
-        _ => RequestBindingSatisfier.satisfy_final(cav, ctx),
+        3 => RequestBindingSatisfier.satisfy_final(cav, ctx),
+        4 => ScopeSatisfier.satisfy_final(cav, ctx),
+        _ => PaidSatisfier.satisfy_final(cav, ctx),
     }
 }
 
@@ -594,6 +750,8 @@ fn builtin_for(condition: &str, service: &str) -> Option<usize> {
         _ => match service_suffix(condition, service)? {
             "capabilities" => Some(1),
             "valid_until" => Some(2),
+            "scope" => Some(4),
+            "paid_msat" => Some(5),
             _ => None,
         },
     }
@@ -629,7 +787,7 @@ pub fn verify_caveats<'c, I>(
 where
     I: IntoIterator<Item = &'c [u8]>,
 {
-    let mut last_builtin: [Option<Caveat<'c>>; 4] = [None; 4];
+    let mut last_builtin: [Option<Caveat<'c>>; BUILTINS] = [None; BUILTINS];
     let mut inline_extra: [Option<Caveat<'c>>; INLINE_EXTRA] = [None; INLINE_EXTRA];
     let mut heap_extra: Vec<Option<Caveat<'c>>> = Vec::new();
     let last_extra: &mut [Option<Caveat<'c>>] = if extra.len() <= INLINE_EXTRA {
@@ -673,6 +831,15 @@ where
             builtin_final(i, cav, ctx)?;
         }
     }
+    if ctx.grant.is_some() {
+        // A token that does not say what it paid for grants nothing here.
+        if last_builtin[4].is_none() {
+            return Err(CaveatError::WrongRoute);
+        }
+        if last_builtin[5].is_none() {
+            return Err(CaveatError::PriceExceedsPaid);
+        }
+    }
     for (sat, last) in extra.iter().zip(last_extra.iter()) {
         if let Some(cav) = last {
             sat.satisfy_final(cav, ctx)?;
@@ -711,6 +878,25 @@ pub mod build {
     /// ```
     pub fn valid_until(service: &str, t: UnixTime) -> String {
         format!("{service}_valid_until={}", t.0)
+    }
+
+    /// `<service>_scope=<scope>`: the scope (route) the token is bought for.
+    ///
+    /// ```
+    /// assert_eq!(pay402_core::l402::caveat::build::scope("api", "/dear"), "api_scope=/dear");
+    /// ```
+    pub fn scope(service: &str, scope: &str) -> String {
+        format!("{service}_scope={scope}")
+    }
+
+    /// `<service>_paid_msat=<msat>`: what the token pays.
+    ///
+    /// ```
+    /// use pay402_core::money::Msat;
+    /// assert_eq!(pay402_core::l402::caveat::build::paid("api", Msat(1_000)), "api_paid_msat=1000");
+    /// ```
+    pub fn paid(service: &str, amount: Msat) -> String {
+        format!("{service}_paid_msat={}", amount.0)
     }
 
     /// `request=<METHOD> <path?query> <sha256 hex>` for this request.

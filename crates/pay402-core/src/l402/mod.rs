@@ -44,7 +44,7 @@ pub mod invoice;
 pub mod macaroon;
 pub mod token;
 
-pub use caveat::{Caveat, CaveatError, RequestFacts, Satisfier, VerifyContext};
+pub use caveat::{Caveat, CaveatError, Grant, RequestFacts, Satisfier, VerifyContext};
 pub use challenge::{Challenge, ChallengeError, ChallengeSet, Scheme};
 pub use credential::{Credential, CredentialError};
 pub use identifier::{Identifier, TokenId};

@@ -49,6 +49,10 @@ pub enum L402Error {
     /// No root key for this token: never minted here, or revoked.
     #[error("unknown or revoked token")]
     UnknownToken,
+    /// The identifier's payment hash differs from the one the server
+    /// recorded for this token id.
+    #[error("payment hash differs from the token's record")]
+    PaymentHashMismatch,
     /// The signature chain does not verify.
     #[error("invalid macaroon signature")]
     InvalidSignature,
@@ -74,6 +78,7 @@ impl Reason for L402Error {
             L402Error::Identifier(_) => "malformed_identifier",
             L402Error::PreimageMismatch => "preimage_mismatch",
             L402Error::UnknownToken => "unknown_token",
+            L402Error::PaymentHashMismatch => "payment_hash_mismatch",
             L402Error::InvalidSignature => "invalid_signature",
             L402Error::Caveat(e) => e.reason(),
         }

@@ -1,45 +1,69 @@
-//! SQLite root-key store (sqlx), the embedded default.
+//! SQLite token store (sqlx), the embedded default.
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use pay402_core::l402::{RootKey, TokenId};
+use pay402_core::l402::TokenId;
+use pay402_core::lightning::PaymentHash;
 use sqlx::sqlite::SqlitePool;
+use zeroize::Zeroize;
 
-use super::{RootKeyStore, StoreError};
+use super::{RootKeyStore, RootSecret, StoreError, TokenRecord};
 
-/// Root keys in a SQLite database; survives restarts.
+/// The root secret and token records in a SQLite database; survives restarts.
 ///
-/// The table `pay402_root_keys(token_id BLOB PRIMARY KEY, root_key BLOB, created_at INTEGER)`
-/// is created on open. Revoking deletes the row.
+/// Two tables are created on open:
+/// `pay402_l402_secret (id INTEGER PRIMARY KEY CHECK (id = 0), secret BLOB)`
+/// holds the root secret, generated from the OS RNG the first time the
+/// database is opened; `pay402_l402_tokens (token_id BLOB PRIMARY KEY,
+/// payment_hash BLOB, revoked INTEGER, first_used INTEGER)` holds one row per
+/// token used paid or revoked. Answering an unpaid request writes nothing.
+/// Database files are created readable and writable by their owner only.
 ///
 /// ```
 /// use pay402_server::store::{RootKeyStore, SqliteStore};
-/// use pay402_core::l402::{RootKey, TokenId};
+/// use pay402_core::l402::TokenId;
+/// use pay402_core::lightning::PaymentHash;
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store = SqliteStore::in_memory().await.unwrap();
-/// store.insert(TokenId([1; 32]), &RootKey::from_bytes([2; 32])).await.unwrap();
-/// let key = store.get(&TokenId([1; 32])).await.unwrap().unwrap();
-/// assert_eq!(key.as_bytes(), &[2; 32]);
+/// let id = TokenId([1; 32]);
+/// store.record_use(id, &PaymentHash([2; 32])).await.unwrap();
+/// let rec = store.get(&id).await.unwrap().unwrap();
+/// assert_eq!(rec.payment_hash, Some(PaymentHash([2; 32])));
 /// # });
 /// ```
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    secret: std::sync::Arc<RootSecret>,
 }
 
-const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS pay402_root_keys (
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS pay402_l402_secret (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 0),
+    secret BLOB NOT NULL
+)",
+    "CREATE TABLE IF NOT EXISTS pay402_l402_tokens (
     token_id BLOB PRIMARY KEY NOT NULL,
-    root_key BLOB NOT NULL,
-    created_at INTEGER NOT NULL
-)"];
+    payment_hash BLOB,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    first_used INTEGER NOT NULL
+)",
+];
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed, owner-only) the database file at `path`.
     ///
     /// ```no_run
     /// # async fn f() {
@@ -63,7 +87,7 @@ impl SqliteStore {
         SqliteStore::from_pool(pool).await
     }
 
-    /// Uses an existing pool, creating the table if needed.
+    /// Uses an existing pool, creating the tables and the root secret if needed.
     ///
     /// ```no_run
     /// # async fn f(pool: sqlx::SqlitePool) {
@@ -74,58 +98,98 @@ impl SqliteStore {
         crate::sqlite_pool::create(&pool, SCHEMA)
             .await
             .map_err(unavailable)?;
-        Ok(SqliteStore { pool })
+        let fresh = RootSecret::random();
+        sqlx::query("INSERT OR IGNORE INTO pay402_l402_secret (id, secret) VALUES (0, ?)")
+            .bind(&fresh.0[..])
+            .execute(&pool)
+            .await
+            .map_err(unavailable)?;
+        let (mut bytes,): (Vec<u8>,) =
+            sqlx::query_as("SELECT secret FROM pay402_l402_secret WHERE id = 0")
+                .fetch_one(&pool)
+                .await
+                .map_err(unavailable)?;
+        let secret: Result<[u8; 32], _> = bytes.as_slice().try_into();
+        bytes.zeroize();
+        let secret =
+            secret.map_err(|_| StoreError::Corrupt("root secret is not 32 bytes".into()))?;
+        Ok(SqliteStore {
+            pool,
+            secret: std::sync::Arc::new(RootSecret::from_bytes(secret)),
+        })
     }
+}
+
+fn record(hash: Option<Vec<u8>>, revoked: i64) -> Result<TokenRecord, StoreError> {
+    let payment_hash = match hash {
+        None => None,
+        Some(h) => Some(PaymentHash(h.as_slice().try_into().map_err(|_| {
+            StoreError::Corrupt("payment hash is not 32 bytes".into())
+        })?)),
+    };
+    Ok(TokenRecord {
+        payment_hash,
+        revoked: revoked != 0,
+    })
 }
 
 #[async_trait]
 impl RootKeyStore for SqliteStore {
-    async fn insert(&self, token_id: TokenId, key: &RootKey) -> Result<(), StoreError> {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let res = sqlx::query(
-            "INSERT INTO pay402_root_keys (token_id, root_key, created_at) VALUES (?, ?, ?)",
-        )
-        .bind(&token_id.0[..])
-        .bind(&key.as_bytes()[..])
-        .bind(now)
-        .execute(&self.pool)
-        .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate),
-            Err(e) => Err(unavailable(e)),
-        }
+    fn secret(&self) -> &RootSecret {
+        &self.secret
     }
 
-    async fn get(&self, token_id: &TokenId) -> Result<Option<RootKey>, StoreError> {
-        let row: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT root_key FROM pay402_root_keys WHERE token_id = ?")
-                .bind(&token_id.0[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-        match row {
-            None => Ok(None),
-            Some((mut bytes,)) => {
-                let key: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("root key is not 32 bytes".into()))?;
-                zeroize::Zeroize::zeroize(&mut bytes);
-                Ok(Some(RootKey::from_bytes(key)))
-            }
+    async fn get(&self, token_id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        let row: Option<(Option<Vec<u8>>, i64)> = sqlx::query_as(
+            "SELECT payment_hash, revoked FROM pay402_l402_tokens WHERE token_id = ?",
+        )
+        .bind(&token_id.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|(h, r)| record(h, r)).transpose()
+    }
+
+    async fn record_use(
+        &self,
+        token_id: TokenId,
+        payment_hash: &PaymentHash,
+    ) -> Result<TokenRecord, StoreError> {
+        // A read first: only a token's first paid use writes.
+        if let Some(rec) = self.get(&token_id).await? {
+            return Ok(rec);
         }
+        sqlx::query(
+            "INSERT OR IGNORE INTO pay402_l402_tokens (token_id, payment_hash, revoked, first_used) VALUES (?, ?, 0, ?)",
+        )
+        .bind(&token_id.0[..])
+        .bind(&payment_hash.0[..])
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        self.get(&token_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("token record vanished".into()))
     }
 
     async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
-        let res = sqlx::query("DELETE FROM pay402_root_keys WHERE token_id = ?")
-            .bind(&token_id.0[..])
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(res.rows_affected() > 0)
+        let was_live = matches!(
+            self.get(token_id).await?,
+            Some(TokenRecord {
+                payment_hash: Some(_),
+                revoked: false
+            })
+        );
+        sqlx::query(
+            "INSERT INTO pay402_l402_tokens (token_id, payment_hash, revoked, first_used) VALUES (?, NULL, 1, ?)
+             ON CONFLICT (token_id) DO UPDATE SET revoked = 1",
+        )
+        .bind(&token_id.0[..])
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(was_live)
     }
 }
