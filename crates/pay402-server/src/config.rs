@@ -151,6 +151,9 @@ pub struct L402Config {
     pub key_cache_capacity: usize,
     /// How long a cached key is trusted before re-reading the store.
     pub key_cache_ttl: Duration,
+    /// Whether paid responses may be cached (default: `Cache-Control:
+    /// private, no-store`; see [`crate::cache`]).
+    pub paid_caching: crate::cache::PaidCaching,
 }
 
 impl fmt::Debug for L402Config {
@@ -195,6 +198,7 @@ impl L402Config {
             memo: "{method} {path}".into(),
             key_cache_capacity: 100_000,
             key_cache_ttl: Duration::from_secs(60),
+            paid_caching: crate::cache::PaidCaching::PrivateNoStore,
         }
     }
 
