@@ -168,6 +168,9 @@ pub struct L402Config {
     /// at the node), per client address (see [`crate::limit::client_ip`]);
     /// `None` (the default) = no limit. Paid requests are never limited.
     pub challenge_limit: Option<Arc<KeyedLimiter<IpAddr>>>,
+    /// Whether paid responses may be cached (default: `Cache-Control:
+    /// private, no-store`; see [`crate::cache`]).
+    pub paid_caching: crate::cache::PaidCaching,
 }
 
 impl fmt::Debug for L402Config {
@@ -215,6 +218,7 @@ impl L402Config {
             key_cache_capacity: 100_000,
             key_cache_ttl: Duration::from_secs(60),
             challenge_limit: None,
+            paid_caching: crate::cache::PaidCaching::PrivateNoStore,
         }
     }
 

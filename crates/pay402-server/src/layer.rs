@@ -12,7 +12,8 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::response::Response;
-use futures_util::future::Either;
+use futures_util::FutureExt;
+use futures_util::future::{Either, Map};
 use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
@@ -309,14 +310,16 @@ where
         // which redoes the checks and answers with the right reason.
         if shared.config.is_free_path(req.uri().path()) {
             span.record("outcome", "free_path");
-            return Either::Left(self.inner.call(req).instrument(span));
+            let finish: crate::cache::FinishResponse = crate::cache::unchanged;
+            return Either::Left(self.inner.call(req).instrument(span).map(finish));
         }
         if !shared.config.bind_request {
             let now = UnixTime::from_system(SystemTime::now());
             if let Some(token) = span.in_scope(|| fast_verify(&self.layer, &req, now)) {
                 span.record("outcome", "paid");
                 req.extensions_mut().insert(token);
-                return Either::Left(self.inner.call(req).instrument(span));
+                let finish = crate::cache::l402_paid(shared.config.paid_caching);
+                return Either::Left(self.inner.call(req).instrument(span).map(finish));
             }
         }
         // Take the service that was driven to readiness; leave a clone behind.
@@ -335,7 +338,7 @@ where
 /// fn is_future<F: std::future::Future>() {}
 /// is_future::<pay402_server::L402Future<std::future::Ready<Result<axum::response::Response, std::convert::Infallible>>>>();
 /// ```
-pub type L402Future<F> = Either<Instrumented<F>, BoxedResponse>;
+pub type L402Future<F> = Either<Map<Instrumented<F>, crate::cache::FinishResponse>, BoxedResponse>;
 
 /// A boxed response future.
 ///
@@ -488,7 +491,10 @@ where
                     tracing::Span::current().record("outcome", "paid");
                     parts.extensions.insert(token);
                     let body = body_bytes.map_or_else(Body::empty, Body::from);
-                    return inner.call(Request::from_parts(parts, body)).await;
+                    let mut resp = inner.call(Request::from_parts(parts, body)).await?;
+                    cfg.paid_caching
+                        .apply_paid(resp.headers_mut(), crate::cache::L402_CREDENTIALS);
+                    return Ok(resp);
                 }
                 Err(Failure::Token(e)) => Some(e),
                 Err(Failure::Store(e)) => {
@@ -551,6 +557,7 @@ where
     );
     let mut resp = respond::problem(&problem);
     let h = resp.headers_mut();
+    crate::cache::challenge(h, crate::cache::L402_CREDENTIALS);
     for value in challenge {
         h.append(header::WWW_AUTHENTICATE, value);
     }

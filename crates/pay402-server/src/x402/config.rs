@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use pay402_core::time::UnixTime;
 
+use crate::cache::PaidCaching;
+
 /// When the payment is settled relative to the handler.
 ///
 /// ```
@@ -141,10 +143,27 @@ pub struct X402Config {
     /// A larger response is not served (and not charged): 500
     /// `response_too_large`; use settle-before for such routes.
     pub max_response_body: usize,
-    /// How long a reservation belongs to the request that took it before
-    /// the same payment may take it over as if pending (default 10 min). Keep
-    /// it above the handler's and the settlement's worst-case time.
+    /// How long a reservation belongs to the request that took it without
+    /// being renewed (default 60 s). While the request works (body upload,
+    /// handler, settlement) the layer renews the lease every third of it, so
+    /// a slow request keeps its payment; the lease only runs out when its
+    /// process died or lost the store, and then the same payment may take it
+    /// over as if pending. A request whose reservation was taken over is
+    /// never served (409 `reservation_lost`).
     pub reservation_lease: Duration,
+    /// How far past `maxTimeoutSeconds` from now an authorization's
+    /// `validBefore` may lie, for the payer's clock running ahead (default
+    /// 30 s). A later `validBefore` (an authorization that stays spendable
+    /// longer than the offer allows) is refused with 402
+    /// `invalid_exact_evm_payload_authorization_valid_before_too_far`.
+    pub clock_skew: Duration,
+    /// How long a `released` record (a payment refused, or whose handler
+    /// failed: nothing moved) is kept before the layer prunes it (default
+    /// 1 h). Pruning runs at most once a minute, from the request path.
+    pub released_retention: Duration,
+    /// Whether paid responses may be cached (default: `Cache-Control:
+    /// private, no-store`). See [`PaidCaching`].
+    pub paid_caching: PaidCaching,
     /// Bound on the facilitator's `verify` (default 30 s; past it: 503, nothing moved).
     pub verify_timeout: Duration,
     /// Bound on the facilitator's `settle` (default 120 s; past it the
@@ -167,7 +186,10 @@ impl Default for X402Config {
             facilitator_verify: true,
             payment_identifier: PaymentIdentifierMode::Optional,
             max_response_body: 8 * 1024 * 1024,
-            reservation_lease: Duration::from_secs(600),
+            reservation_lease: Duration::from_secs(60),
+            clock_skew: Duration::from_secs(30),
+            released_retention: Duration::from_secs(3600),
+            paid_caching: PaidCaching::PrivateNoStore,
             verify_timeout: Duration::from_secs(30),
             settle_timeout: Duration::from_secs(120),
             retry_after: Duration::from_secs(2),
@@ -249,6 +271,41 @@ impl X402Config {
     /// ```
     pub fn reservation_lease(mut self, lease: Duration) -> Self {
         self.reservation_lease = lease;
+        self
+    }
+
+    /// Sets the allowance for the payer's clock (see [`X402Config::clock_skew`]).
+    ///
+    /// ```
+    /// let c = pay402_server::x402::X402Config::new().clock_skew(std::time::Duration::from_secs(5));
+    /// assert_eq!(c.clock_skew.as_secs(), 5);
+    /// ```
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Sets how long released records are kept (see
+    /// [`X402Config::released_retention`]).
+    ///
+    /// ```
+    /// let c = pay402_server::x402::X402Config::new().released_retention(std::time::Duration::from_secs(600));
+    /// assert_eq!(c.released_retention.as_secs(), 600);
+    /// ```
+    pub fn released_retention(mut self, keep: Duration) -> Self {
+        self.released_retention = keep;
+        self
+    }
+
+    /// Sets the caching policy of paid responses.
+    ///
+    /// ```
+    /// use pay402_server::cache::PaidCaching;
+    /// let c = pay402_server::x402::X402Config::new().paid_caching(PaidCaching::HandlerDecides);
+    /// assert_eq!(c.paid_caching, PaidCaching::HandlerDecides);
+    /// ```
+    pub fn paid_caching(mut self, policy: PaidCaching) -> Self {
+        self.paid_caching = policy;
         self
     }
 

@@ -100,6 +100,15 @@ pub enum X402Error {
     /// Another request is handling the same payment right now.
     #[error("this payment is being processed by another request")]
     InProgress,
+    /// This request's reservation of the payment was taken over by another
+    /// request carrying the same payment (its lease ran out): that request
+    /// serves the payer, this one is not served.
+    #[error("this request lost its reservation of the payment to another request")]
+    ReservationLost,
+    /// The authorization's `validBefore` lies further ahead than the offer's
+    /// `maxTimeoutSeconds` (plus the configured clock skew) allows.
+    #[error("the authorization stays valid longer than the offer allows (maxTimeoutSeconds)")]
+    ValidBeforeTooFar,
     /// The `payment-identifier` was already used with a different payload.
     #[error("payment-identifier already used with a different payment")]
     PaymentIdConflict,
@@ -175,6 +184,7 @@ impl X402Error {
         !matches!(
             self,
             X402Error::InProgress
+                | X402Error::ReservationLost
                 | X402Error::PaymentIdConflict
                 | X402Error::SettlementPending { .. }
                 | X402Error::SettlementUnknown(_)
@@ -199,6 +209,10 @@ impl Reason for X402Error {
             X402Error::PaymentIdRequired => "payment_identifier_required",
             X402Error::NonceAlreadyUsed => "invalid_exact_evm_nonce_already_used",
             X402Error::InProgress => "payment_in_progress",
+            X402Error::ReservationLost => "reservation_lost",
+            X402Error::ValidBeforeTooFar => {
+                "invalid_exact_evm_payload_authorization_valid_before_too_far"
+            }
             X402Error::PaymentIdConflict => "payment_identifier_conflict",
             X402Error::FacilitatorRejected { .. } => "facilitator_rejected",
             X402Error::SettlementFailed { .. } => "settlement_failed",
@@ -222,9 +236,12 @@ impl Reason for X402Error {
             X402Error::Exact(e) => e.status(),
             X402Error::NoMatchingOffer(_)
             | X402Error::NonceAlreadyUsed
+            | X402Error::ValidBeforeTooFar
             | X402Error::FacilitatorRejected { .. }
             | X402Error::SettlementFailed { .. } => 402,
-            X402Error::InProgress | X402Error::PaymentIdConflict => 409,
+            X402Error::InProgress | X402Error::ReservationLost | X402Error::PaymentIdConflict => {
+                409
+            }
             X402Error::SettlementPending { .. } => 202,
             X402Error::SettlementUnknown(_) => 503,
             X402Error::Facilitator(e) => e.status(),

@@ -13,7 +13,7 @@ use pay402_core::x402::facilitator::PaymentRequest;
 use pay402_core::x402::header::{PAYMENT_SIGNATURE, X_PAYMENT};
 use pay402_core::x402::network::{caip2_to_slug, slug_to_caip2};
 use pay402_core::x402::{
-    ExactEvmPayload, HeaderError, HeaderValue, PaymentPayloadV1, PaymentRequirements,
+    EvmTimestamp, ExactEvmPayload, HeaderError, HeaderValue, PaymentPayloadV1, PaymentRequirements,
     PaymentRequirementsV1, ResourceInfo,
 };
 use serde::Serialize;
@@ -117,6 +117,7 @@ pub(crate) fn read_payment(
     v1_on: bool,
     id_mode: PaymentIdentifierMode,
     now: UnixTime,
+    skew_secs: u64,
 ) -> Result<Option<Intake>, X402Error> {
     let v2 = single(headers, PAYMENT_SIGNATURE)?;
     let v1 = single(headers, X_PAYMENT)?;
@@ -127,6 +128,7 @@ pub(crate) fn read_payment(
         (None, Some(_)) if !v1_on => return Err(X402Error::Version),
         (None, Some(value)) => read_v1(value, &offers.v1, now)?,
     };
+    check_valid_before(&intake, now, skew_secs)?;
     match (id_mode, &intake.payment_id) {
         (PaymentIdentifierMode::Required, None) => Err(X402Error::PaymentIdRequired),
         (PaymentIdentifierMode::Off, Some(_)) => Ok(Some(Intake {
@@ -259,6 +261,24 @@ fn read_v1(
         X402Error::NoMatchingOffer(Mismatch::Other),
         X402Error::Exact,
     ))
+}
+
+/// Refuses an authorization that stays spendable longer than the offer
+/// allows: `validBefore` past `now + maxTimeoutSeconds + skew`. (A payer who
+/// signs a far-future `validBefore` hands whoever sees the header a transfer
+/// they can replay elsewhere much later, and keeps a reservation alive past
+/// anything the server planned for.)
+fn check_valid_before(intake: &Intake, now: UnixTime, skew_secs: u64) -> Result<(), X402Error> {
+    let max_timeout = match &intake.request {
+        PaymentRequest::V1(r) => r.payment_requirements.max_timeout_seconds,
+        PaymentRequest::V2(r) => r.payment_requirements.max_timeout_seconds,
+    };
+    let latest = now.0.saturating_add(max_timeout).saturating_add(skew_secs);
+    let valid_before = intake.request.exact_payload().authorization.valid_before;
+    if valid_before > EvmTimestamp::from_u64(latest) {
+        return Err(X402Error::ValidBeforeTooFar);
+    }
+    Ok(())
 }
 
 fn nonce_key(network: &str, v: &VerifiedExact) -> NonceKey {

@@ -3,7 +3,9 @@
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -24,8 +26,10 @@ use super::intake::{self, Intake, OfferSet};
 use super::respond;
 use super::route::{Offers, X402Route, check_offer};
 use super::store::{
-    AttemptId, CachedResponse, Claim, PaymentState, PaymentStore, Reservation, Resumed,
+    AttemptId, CachedResponse, Claim, NonceKey, PaymentState, PaymentStore, Reservation, Resumed,
+    StoreError,
 };
+use crate::cache::X402_CREDENTIALS;
 use crate::config::PriceRequest;
 use crate::layer::BoxedResponse;
 
@@ -33,6 +37,87 @@ struct Shared {
     config: X402Config,
     facilitator: Arc<dyn Facilitator>,
     store: Arc<dyn PaymentStore>,
+    /// When released records were last pruned (unix seconds).
+    last_prune: AtomicU64,
+}
+
+/// Released records are pruned at most this often (seconds)...
+const PRUNE_EVERY_SECS: u64 = 60;
+/// ...and at most this many at a time.
+const PRUNE_BATCH: usize = 512;
+
+impl Shared {
+    fn lease_secs(&self) -> u64 {
+        self.config.reservation_lease.as_secs().max(1)
+    }
+
+    /// Prunes the released records older than the retention, at most once
+    /// every [`PRUNE_EVERY_SECS`] across the clones of a layer.
+    async fn maybe_prune(&self, now: UnixTime) {
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if last != 0 && now.0 < last.saturating_add(PRUNE_EVERY_SECS) {
+            return;
+        }
+        if self
+            .last_prune
+            .compare_exchange(last, now.0.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let _ = self.prune(now).await;
+    }
+
+    async fn prune(&self, now: UnixTime) -> Result<usize, StoreError> {
+        let older_than = UnixTime(
+            now.0
+                .saturating_sub(self.config.released_retention.as_secs()),
+        );
+        match self.store.prune_released(older_than, PRUNE_BATCH).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(pruned = n, "x402.released_pruned");
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "x402.prune_failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Renews a reservation's lease while its request works; stops (and the
+/// lease runs out) once dropped.
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LeaseKeeper {
+    fn start(shared: Arc<Shared>, key: NonceKey, attempt: AttemptId) -> LeaseKeeper {
+        let every = (shared.config.reservation_lease / 3).max(Duration::from_millis(50));
+        LeaseKeeper(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = shared.config.clock.now();
+                let until = now.saturating_add_secs(shared.lease_secs());
+                match shared.store.renew(&key, &attempt, until, now).await {
+                    Ok(true) => {}
+                    // Moved on (by this request, or taken over): nothing to keep.
+                    Ok(false) => break,
+                    Err(e) => tracing::warn!(key = %key, error = %e, "x402.lease_renew_failed"),
+                }
+            }
+        }))
+    }
 }
 
 /// A tower [`Layer`] that charges for requests with x402.
@@ -97,6 +182,7 @@ impl X402Layer {
                 config,
                 facilitator,
                 store,
+                last_prune: AtomicU64::new(0),
             }),
             route: Arc::new(X402Route {
                 offers: Offers::Fixed(Arc::from(Vec::new())),
@@ -145,6 +231,22 @@ impl X402Layer {
     /// ```
     pub fn store(&self) -> &Arc<dyn PaymentStore> {
         &self.shared.store
+    }
+
+    /// Deletes the `released` records (payments refused or not charged:
+    /// nothing moved) older than [`X402Config::released_retention`], up to a
+    /// batch; returns how many. The layer also does this by itself at most
+    /// once a minute when it releases a payment; call it from a timer on a
+    /// server that sees few requests.
+    ///
+    /// ```no_run
+    /// # async fn f(paywall: pay402_server::x402::X402Layer) {
+    /// let pruned = paywall.prune_released().await.unwrap();
+    /// # let _ = pruned;
+    /// # }
+    /// ```
+    pub async fn prune_released(&self) -> Result<usize, StoreError> {
+        self.shared.prune(self.shared.config.clock.now()).await
     }
 
     /// Asks the facilitator's `/supported` which of `offers` it cannot
@@ -324,6 +426,7 @@ where
         cfg.accept_v1,
         cfg.payment_identifier,
         now,
+        cfg.clock_skew.as_secs(),
     ) {
         Ok(None) => {
             outcome("challenged");
@@ -366,7 +469,7 @@ where
 {
     let cfg = &layer.shared.config;
     let now = cfg.clock.now();
-    let lease_until = now.saturating_add_secs(cfg.reservation_lease.as_secs());
+    let lease_until = now.saturating_add_secs(layer.shared.lease_secs());
     let request_json = serde_json::to_string(&intake.request).unwrap_or_default();
     let mut claim = Claim::new(
         intake.key.clone(),
@@ -399,6 +502,8 @@ where
                 respond::set_receipt(&mut resp, intake.payment.x402_version, &r);
             }
             respond::expose(resp.headers_mut());
+            cfg.paid_caching
+                .apply_paid(resp.headers_mut(), X402_CREDENTIALS);
             return resp;
         }
         Ok(Reservation::Spent { cached: None, .. } | Reservation::NonceConflict) => {
@@ -410,6 +515,9 @@ where
     if let Some(r) = &acquired.resumed {
         tracing::info!(from = %r.from, transaction = ?r.transaction, "x402.resumed");
     }
+    // Keep the reservation while this request works (body upload, handler,
+    // settlement); dropped (stopped) when the request is answered.
+    let _lease = LeaseKeeper::start(layer.shared.clone(), claim.key.clone(), acquired.attempt);
     let flow = Flow {
         layer: &layer,
         intake: &intake,
@@ -507,7 +615,10 @@ impl Flow<'_> {
             .release(&self.intake.key, &self.attempt, self.now())
             .await
         {
-            Ok(true) => tracing::debug!(key = %self.intake.key, "x402.released"),
+            Ok(true) => {
+                tracing::debug!(key = %self.intake.key, "x402.released");
+                self.layer.shared.maybe_prune(self.now()).await;
+            }
             Ok(false) => {
                 tracing::warn!(key = %self.intake.key, "x402.release_lost_reservation")
             }
@@ -517,7 +628,42 @@ impl Flow<'_> {
         }
     }
 
-    async fn mark_settled(&self, transaction: &str, receipt: &str, keep: Option<&CachedResponse>) {
+    /// Confirms (and extends) this request's reservation right before it
+    /// settles: a request whose reservation was taken over must neither
+    /// settle nor serve (the new owner does both). When the store cannot
+    /// say, nothing is settled either (503, retry the same payment).
+    async fn still_owner(&self) -> Result<(), Response> {
+        let shared = &self.layer.shared;
+        let now = self.now();
+        let until = now.saturating_add_secs(shared.lease_secs());
+        match shared
+            .store
+            .renew(&self.intake.key, &self.attempt, until, now)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.lost()),
+            Err(e) => Err(self.fail(X402Error::Store(e))),
+        }
+    }
+
+    /// 409 `reservation_lost`: another request carrying the same payment
+    /// took this one's reservation over; it serves the payer, this one is
+    /// not served.
+    fn lost(&self) -> Response {
+        tracing::warn!(key = %self.intake.key, "x402.reservation_lost");
+        self.fail(X402Error::ReservationLost)
+    }
+
+    /// Records the settlement; false when this request's reservation was
+    /// taken over meanwhile (it must not serve).
+    #[must_use]
+    async fn mark_settled(
+        &self,
+        transaction: &str,
+        receipt: &str,
+        keep: Option<&CachedResponse>,
+    ) -> bool {
         match self
             .layer
             .shared
@@ -532,15 +678,21 @@ impl Flow<'_> {
             )
             .await
         {
-            Ok(true) => {}
-            Ok(false) => tracing::error!(
-                key = %self.intake.key, transaction,
-                "x402.settled_but_reservation_lost"
-            ),
-            Err(e) => tracing::error!(
-                key = %self.intake.key, transaction, error = %e,
-                "x402.settled_but_not_recorded"
-            ),
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::error!(
+                    key = %self.intake.key, transaction,
+                    "x402.settled_but_reservation_lost"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::error!(
+                    key = %self.intake.key, transaction, error = %e,
+                    "x402.settled_but_not_recorded"
+                );
+                true
+            }
         }
     }
 
@@ -732,6 +884,15 @@ impl Flow<'_> {
         refuse(self.set, self.cfg(), &err)
     }
 
+    /// The headers of a served paid response: CORS exposure and the
+    /// caching policy.
+    fn paid_headers(&self, resp: &mut Response) {
+        respond::expose(resp.headers_mut());
+        self.cfg()
+            .paid_caching
+            .apply_paid(resp.headers_mut(), X402_CREDENTIALS);
+    }
+
     async fn settle_after<S>(
         &self,
         inner: S,
@@ -791,15 +952,20 @@ impl Flow<'_> {
             }
         };
         let cached = cached_of(&head, &bytes);
+        if let Err(resp) = self.still_owner().await {
+            return resp;
+        }
         match self.settle().await {
             Settlement::Settled(s) => {
                 let receipt = respond::receipt(&s);
                 let tx = s.transaction.as_deref().unwrap_or_default();
                 let keep = self.intake.payment_id.is_some().then_some(&cached);
-                self.mark_settled(tx, &receipt, keep).await;
+                if !self.mark_settled(tx, &receipt, keep).await {
+                    return self.lost();
+                }
                 let mut resp = Response::from_parts(head, Body::from(bytes));
                 respond::set_receipt(&mut resp, self.version(), &receipt);
-                respond::expose(resp.headers_mut());
+                self.paid_headers(&mut resp);
                 outcome("paid");
                 resp
             }
@@ -839,6 +1005,9 @@ impl Flow<'_> {
         S: Service<Request<Body>, Response = Response, Error = Infallible>,
     {
         let earlier = earlier_attempt(resumed.as_ref());
+        if let Err(resp) = self.still_owner().await {
+            return resp;
+        }
         let s = match self.settle().await {
             Settlement::Settled(s) => s,
             Settlement::Failed(s) if may_hide_our_settlement(earlier.as_ref(), &s) => {
@@ -865,7 +1034,9 @@ impl Flow<'_> {
         };
         let receipt = respond::receipt(&s);
         let tx = s.transaction.clone().unwrap_or_default();
-        self.mark_settled(&tx, &receipt, None).await;
+        if !self.mark_settled(&tx, &receipt, None).await {
+            return self.lost();
+        }
         let resp = match resumed.and_then(|r| r.response) {
             Some(kept) => from_cached(kept),
             None => {
@@ -914,7 +1085,7 @@ impl Flow<'_> {
         };
         let mut resp = Response::from_parts(head, body);
         respond::set_receipt(&mut resp, self.version(), &receipt);
-        respond::expose(resp.headers_mut());
+        self.paid_headers(&mut resp);
         outcome("paid");
         resp
     }

@@ -80,7 +80,8 @@ fn base(status: u16, body: String) -> Response {
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Never cached, and never reused for a request carrying a credential.
+    crate::cache::challenge(h, crate::cache::X402_CREDENTIALS);
     expose(h);
     resp
 }

@@ -480,6 +480,26 @@ pub trait PaymentStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<bool, StoreError>;
 
+    /// Extends the lease of a reservation this attempt still owns to
+    /// `lease_until` (never shortens it): a check-and-set on the attempt id,
+    /// so a request whose reservation was taken over learns it here (`false`)
+    /// and must not serve or settle. The layer calls it on a timer while the
+    /// owner works, so a slow upload or handler keeps its reservation.
+    async fn renew(
+        &self,
+        key: &NonceKey,
+        attempt: &AttemptId,
+        lease_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes up to `limit` `released` records last changed before
+    /// `older_than` (free or failed requests leave them; nothing moved, so
+    /// forgetting them loses nothing: the signed authorization itself still
+    /// expires at its `validBefore`). Returns how many were deleted.
+    async fn prune_released(&self, older_than: UnixTime, limit: usize)
+    -> Result<usize, StoreError>;
+
     /// The record under `key`.
     async fn get(&self, key: &NonceKey) -> Result<Option<PaymentRecord>, StoreError>;
 
@@ -538,6 +558,22 @@ impl<T: PaymentStore + ?Sized> PaymentStore for std::sync::Arc<T> {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         (**self).attach_response(key, attempt, response, now).await
+    }
+    async fn renew(
+        &self,
+        key: &NonceKey,
+        attempt: &AttemptId,
+        lease_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        (**self).renew(key, attempt, lease_until, now).await
+    }
+    async fn prune_released(
+        &self,
+        older_than: UnixTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        (**self).prune_released(older_than, limit).await
     }
     async fn get(&self, key: &NonceKey) -> Result<Option<PaymentRecord>, StoreError> {
         (**self).get(key).await
@@ -796,6 +832,45 @@ impl PaymentStore for MemoryPaymentStore {
             r.response = Some(response.clone());
             r.updated_at = now;
         })
+    }
+
+    async fn renew(
+        &self,
+        key: &NonceKey,
+        attempt: &AttemptId,
+        lease_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.transition(key, attempt, PaymentState::Reserved, |r| {
+            r.lease_until = r.lease_until.max(lease_until);
+            r.updated_at = now;
+        })
+    }
+
+    async fn prune_released(
+        &self,
+        older_than: UnixTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut guard = self.lock()?;
+        let records = &mut *guard;
+        let mut doomed: Vec<(UnixTime, NonceKey)> = records
+            .by_key
+            .values()
+            .filter(|r| r.state == PaymentState::Released && r.updated_at < older_than)
+            .map(|r| (r.updated_at, r.key.clone()))
+            .collect();
+        doomed.sort();
+        doomed.truncate(limit);
+        for (_, key) in &doomed {
+            if let Some(r) = records.by_key.remove(key)
+                && let Some(id) = r.payment_id
+            {
+                records.by_id.remove(&id);
+            }
+            records.attempts.remove(key);
+        }
+        Ok(doomed.len())
     }
 
     async fn get(&self, key: &NonceKey) -> Result<Option<PaymentRecord>, StoreError> {

@@ -1,6 +1,7 @@
 //! What an x402_mock paywall accepts, how long its tokens last and how its
 //! settlement worker retries.
 
+use crate::cache::PaidCaching;
 use std::time::Duration;
 
 use pay402_core::x402::TokenAmount;
@@ -235,6 +236,9 @@ pub struct MockConfig {
     pub pay_to: Option<EvmAddress>,
     /// Settlement retries.
     pub retry: RetryPolicy,
+    /// Whether paid responses may be cached (default: `Cache-Control:
+    /// private, no-store`; see [`crate::cache`]).
+    pub paid_caching: PaidCaching,
 }
 
 impl std::fmt::Debug for MockConfig {
@@ -248,6 +252,7 @@ impl std::fmt::Debug for MockConfig {
             .field("max_body", &self.max_body)
             .field("pay_to", &self.pay_to)
             .field("retry", &self.retry)
+            .field("paid_caching", &self.paid_caching)
             .finish()
     }
 }
@@ -270,7 +275,21 @@ impl MockConfig {
             max_body: 16 * 1024,
             pay_to: None,
             retry: RetryPolicy::default(),
+            paid_caching: PaidCaching::PrivateNoStore,
         }
+    }
+
+    /// Sets the caching policy of paid responses.
+    ///
+    /// ```
+    /// use pay402_server::cache::PaidCaching;
+    /// let cfg = pay402_server::x402_mock::MockConfig::new(zeroize::Zeroizing::new(vec![7; 32]))
+    ///     .paid_caching(PaidCaching::HandlerDecides);
+    /// assert_eq!(cfg.paid_caching, PaidCaching::HandlerDecides);
+    /// ```
+    pub fn paid_caching(mut self, policy: PaidCaching) -> MockConfig {
+        self.paid_caching = policy;
+        self
     }
 
     /// Accepts a token.

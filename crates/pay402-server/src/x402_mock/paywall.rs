@@ -33,6 +33,7 @@ use super::error::MockServerError;
 use super::queue::SettlementStore;
 use super::token;
 use super::worker::{SettlementWorker, WorkerHandle};
+use crate::cache::{self, X402_MOCK_CREDENTIALS};
 use crate::respond;
 
 /// A resource for sale: its prices and its pre-built 402 body.
@@ -464,6 +465,7 @@ fn bearer(req: &Request<Body>) -> Bearer<'_> {
 
 fn unauthorized(e: &MockServerError) -> Response {
     let mut resp = respond::problem(&e.problem());
+    cache::challenge(resp.headers_mut(), X402_MOCK_CREDENTIALS);
     if resp.status() == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -481,7 +483,7 @@ fn payment_required(route: &Route) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    cache::challenge(h, X402_MOCK_CREDENTIALS);
     resp
 }
 
@@ -534,5 +536,10 @@ where
     }
     span.record("outcome", "paid");
     req.extensions_mut().insert(MockPaidToken(claims));
-    inner.call(req).await
+    let mut resp = inner.call(req).await?;
+    shared
+        .config
+        .paid_caching
+        .apply_paid(resp.headers_mut(), X402_MOCK_CREDENTIALS);
+    Ok(resp)
 }

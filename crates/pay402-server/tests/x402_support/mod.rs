@@ -60,14 +60,14 @@ pub fn random_nonce() -> Bytes32 {
 }
 
 /// The authorization an honest client signs for `offer` (value = amount,
-/// to = payTo, valid from 0 until now + 300).
+/// to = payTo, valid from 0 until now + maxTimeoutSeconds).
 pub fn authorization_for(payer: &Payer, offer: &PaymentRequirements) -> TransferAuthorization {
     TransferAuthorization {
         from: payer.address,
         to: offer.pay_to.parse().unwrap(),
         value: offer.amount,
         valid_after: EvmTimestamp::from_u64(0),
-        valid_before: EvmTimestamp::from_u64(now() + 300),
+        valid_before: EvmTimestamp::from_u64(now() + offer.max_timeout_seconds),
         nonce: random_nonce(),
     }
 }

@@ -128,6 +128,13 @@ impl SqlitePaymentStore {
         .execute(&pool)
         .await
         .map_err(unavailable)?;
+        sqlx::query(
+            "CREATE INDEX IF NOT EXISTS pay402_x402_payments_state_updated
+             ON pay402_x402_payments (state, updated_at)",
+        )
+        .execute(&pool)
+        .await
+        .map_err(unavailable)?;
         Ok(SqlitePaymentStore { pool })
     }
 
@@ -413,6 +420,37 @@ impl PaymentStore for SqlitePaymentStore {
             transition_sql("response_status = ?, response_content_type = ?, response_body = ?");
         let q = sqlx::query(&sql).bind(status).bind(content_type).bind(body);
         run_transition(&self.pool, q, key, attempt, PaymentState::Settled, now).await
+    }
+
+    async fn renew(
+        &self,
+        key: &NonceKey,
+        attempt: &AttemptId,
+        lease_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let sql = transition_sql("lease_until = MAX(lease_until, ?)");
+        let q = sqlx::query(&sql).bind(secs(lease_until));
+        run_transition(&self.pool, q, key, attempt, PaymentState::Reserved, now).await
+    }
+
+    async fn prune_released(
+        &self,
+        older_than: UnixTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let res = sqlx::query(
+            "DELETE FROM pay402_x402_payments WHERE nonce_key IN (
+                SELECT nonce_key FROM pay402_x402_payments
+                WHERE state = 'released' AND updated_at < ?
+                ORDER BY updated_at LIMIT ?)",
+        )
+        .bind(secs(older_than))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(usize::try_from(res.rows_affected()).unwrap_or(usize::MAX))
     }
 
     async fn get(&self, key: &NonceKey) -> Result<Option<PaymentRecord>, StoreError> {
