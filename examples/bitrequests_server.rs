@@ -49,7 +49,10 @@ Server:
 Methods (each enabled when its variable is set):
   PAY402_XPUB             on-chain: account xpub/tpub; a fresh address <xpub>/0/<i> per 402
   PAY402_ADDRESS          on-chain: one fixed address instead (two1 style, not bound to requests)
-  PAY402_CONFIRMATIONS    on-chain: confirmations before serving (default 0)
+  PAY402_CONFIRMATIONS    on-chain: confirmations before serving (default 1, at least 1)
+  PAY402_ACCEPT_UNCONFIRMED_UP_TO
+                          on-chain: serve prices up to this many sat unconfirmed
+                          (zero-conf: every such payment can be double-spent; off by default)
   PAY402_USERNAME         bit-transfer: the merchant's ledger username (default merchant)
   PAY402_CHANNEL_KEY      channels: merchant secret key, 64 hex digits
   PAY402_CHANNEL_FEE      channels: payment transaction fee in sat (default 125000, as two1)
@@ -98,14 +101,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = BitreqConfig::new(network)
         .public_url(&public_url)
         .transfer(TransferConfig::new(env_or("PAY402_USERNAME", "merchant")));
-    let confirmations: u32 = env_or("PAY402_CONFIRMATIONS", "0").parse()?;
+    let confirmations: u32 = env_or("PAY402_CONFIRMATIONS", "1").parse()?;
+    let zero_conf_cap: Option<u64> = var("PAY402_ACCEPT_UNCONFIRMED_UP_TO")
+        .map(|v| v.trim().parse())
+        .transpose()?;
+    let onchain = |oc: OnChainConfig| {
+        let oc = oc.confirmations(confirmations);
+        match zero_conf_cap {
+            Some(cap) => {
+                println!("on-chain: ZERO-CONF up to {cap} sat (double-spendable)");
+                oc.accept_unconfirmed_up_to(Sat(cap))
+            }
+            None => oc,
+        }
+    };
     if let Some(xpub) = var("PAY402_XPUB") {
         let xpub = Xpub::from_str(xpub.trim()).map_err(|e| format!("PAY402_XPUB: {e}"))?;
-        config = config.onchain(OnChainConfig::derived(xpub).confirmations(confirmations));
+        config = config.onchain(onchain(OnChainConfig::derived(xpub)));
         println!("on-chain: a fresh address per 402 from PAY402_XPUB");
     } else if let Some(address) = var("PAY402_ADDRESS") {
         let address = Address::from_str(address.trim())?.require_network(network)?;
-        config = config.onchain(OnChainConfig::fixed(address).confirmations(confirmations));
+        config = config.onchain(onchain(OnChainConfig::fixed(address)));
         println!("on-chain: fixed address (payments are not bound to requests)");
     } else {
         println!("on-chain: off (set PAY402_XPUB or PAY402_ADDRESS)");
@@ -152,7 +168,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ledger operator API: http://{}/accounts (Authorization: Bearer $PAY402_ADMIN_TOKEN)",
             listener.local_addr()?
         );
-        let admin = server.ledger_router(token);
+        let admin = server.ledger_router(token)?;
         admin_task = Some(tokio::spawn(
             async move { axum::serve(listener, admin).await },
         ));

@@ -346,8 +346,10 @@ async fn bitreq_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
     // The merchant: a fresh address per 402 (from its xpub) and a ledger.
     let xprv = Xpriv::new_master(BtcNetwork::Regtest, &rand_seed())?;
     let xpub = Xpub::from_priv(&Secp256k1::new(), &xprv);
+    // Zero-conf is an explicit, capped opt-in (the default waits for one
+    // confirmation); the demo serves its on-chain payment unconfirmed.
     let config = BitreqConfig::new(BtcNetwork::Regtest)
-        .onchain(OnChainConfig::derived(xpub))
+        .onchain(OnChainConfig::derived(xpub).accept_unconfirmed_up_to(PRICE))
         .transfer(TransferConfig::new("shop"));
     let merchant = BitreqServer::new(
         config,

@@ -203,6 +203,8 @@ pub struct L402ClientBuilder {
     payment_timeout: Duration,
     scope: TokenScope,
     http: Option<reqwest::Client>,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for L402ClientBuilder {
@@ -213,11 +215,57 @@ impl fmt::Debug for L402ClientBuilder {
             .field("max_fee", &self.max_fee)
             .field("payment_timeout", &self.payment_timeout)
             .field("scope", &self.scope)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl L402ClientBuilder {
+    /// The total time each HTTP attempt may take, from connecting until the
+    /// response body has been read (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT), 60 s). It
+    /// applies to every request the client sends, also with your own
+    /// [`http`](Self::http) client. A timeout after paying is
+    /// [`ClientError::RetryFailed`] with the receipt: you may have paid.
+    ///
+    /// ```
+    /// # fn f(b: pay402_client::L402ClientBuilder) -> pay402_client::L402ClientBuilder {
+    /// b.timeout(std::time::Duration::from_secs(20))
+    /// # }
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// No total timeout (for large downloads); the connect timeout stays.
+    ///
+    /// ```
+    /// # fn f(b: pay402_client::L402ClientBuilder) -> pay402_client::L402ClientBuilder {
+    /// b.no_timeout()
+    /// # }
+    /// ```
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// How long connecting may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s).
+    /// reqwest sets it per client: it applies to the client this builder
+    /// builds, not to one given with [`http`](Self::http).
+    ///
+    /// ```
+    /// # fn f(b: pay402_client::L402ClientBuilder) -> pay402_client::L402ClientBuilder {
+    /// b.connect_timeout(std::time::Duration::from_secs(5))
+    /// # }
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// The network invoices must be for; invoices for any other network are
     /// refused with [`ClientError::Invoice`] before paying.
     ///
@@ -325,11 +373,13 @@ impl L402ClientBuilder {
     pub fn build(self) -> L402Client {
         let http = match self.http {
             Some(http) => http,
-            None => default_http(),
+            None => default_http(self.connect_timeout, self.timeout),
         };
         L402Client {
             inner: Arc::new(Inner {
                 http,
+                timeout: self.timeout,
+                connect_timeout: self.connect_timeout,
                 payer: self.payer,
                 network: self.network,
                 max_price: self.max_price,
@@ -422,6 +472,8 @@ pub struct L402Client {
 
 struct Inner {
     http: reqwest::Client,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
     payer: Arc<dyn LightningPayer>,
     network: Network,
     max_price: Msat,
@@ -462,6 +514,8 @@ impl L402Client {
             payment_timeout: DEFAULT_PAYMENT_TIMEOUT,
             scope: TokenScope::Origin,
             http: None,
+            timeout: Some(crate::DEFAULT_REQUEST_TIMEOUT),
+            connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 
@@ -560,6 +614,29 @@ impl L402Client {
         &self.inner.http
     }
 
+    /// The total timeout of each HTTP attempt (`None`: turned off with
+    /// [`L402ClientBuilder::no_timeout`]).
+    ///
+    /// ```
+    /// # fn f(client: pay402_client::L402Client) {
+    /// assert_eq!(client.timeout(), Some(pay402_client::DEFAULT_REQUEST_TIMEOUT));
+    /// # }
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
+    }
+
+    /// The connect timeout of the client the builder built.
+    ///
+    /// ```
+    /// # fn f(client: pay402_client::L402Client) {
+    /// assert_eq!(client.connect_timeout(), pay402_client::DEFAULT_CONNECT_TIMEOUT);
+    /// # }
+    /// ```
+    pub fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
+    }
+
     /// The network invoices must be for.
     ///
     /// ```
@@ -637,6 +714,12 @@ fn with_token(template: &Request, token: &Token) -> Result<Request, ClientError>
 }
 
 impl Inner {
+    /// Sends `request` with the client's total timeout unless it has its own.
+    async fn execute_timed(&self, mut request: Request) -> reqwest::Result<reqwest::Response> {
+        crate::timeouts::apply(&mut request, self.timeout);
+        self.http.execute(request).await
+    }
+
     async fn run(self: Arc<Self>, mut request: Request) -> Result<Paid, ClientError> {
         let url = request.url().clone();
         let key = self.scope.key(&url);
@@ -648,7 +731,7 @@ impl Inner {
                 .headers_mut()
                 .insert(AUTHORIZATION, token.header.clone());
         }
-        let mut response = self.http.execute(request).await?;
+        let mut response = self.execute_timed(request).await?;
         let mut tried_peer_token = false;
         loop {
             match verdict(&response) {
@@ -697,7 +780,7 @@ impl Inner {
                 debug!(payment_hash = %peer.payment_hash, "retrying with a token paid by a concurrent request");
                 let retry = with_token(template, &peer)?;
                 sent = Some(peer);
-                response = self.http.execute(retry).await?;
+                response = self.execute_timed(retry).await?;
                 continue;
             }
             let challenge = parse_challenge(&response)?;
@@ -706,7 +789,7 @@ impl Inner {
                 .pay(challenge, key.clone(), url.clone(), guard)
                 .await?;
             let retry = with_token(template, &token)?;
-            let response = match self.http.execute(retry).await {
+            let response = match self.execute_timed(retry).await {
                 Ok(r) => r,
                 Err(source) => {
                     warn!(error = %source, "paid, but the retry failed; token kept");

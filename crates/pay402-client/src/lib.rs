@@ -47,6 +47,7 @@ mod cache;
 mod client;
 mod error;
 mod redirect;
+mod timeouts;
 
 #[cfg(feature = "x402")]
 pub mod x402;
@@ -64,3 +65,4 @@ pub use client::{
 };
 pub use error::ClientError;
 pub use redirect::{MAX_REDIRECTS, same_origin_redirects};
+pub use timeouts::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};

@@ -1,5 +1,7 @@
 //! A redirect policy that keeps credentials inside their origin.
 
+use std::time::Duration;
+
 use reqwest::redirect::Policy;
 
 /// Most redirects followed by [`same_origin_redirects`] (reqwest's default).
@@ -41,17 +43,21 @@ pub fn same_origin_redirects() -> Policy {
 }
 
 /// The HTTP client the paying clients build when given none: reqwest with
-/// [`same_origin_redirects`]. Should that fail (the TLS backend cannot
-/// initialise), a client that follows no redirects, never one that leaks.
-pub(crate) fn default_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(same_origin_redirects())
-        .build()
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot build the default HTTP client; following no redirects");
-            reqwest::Client::builder()
-                .redirect(Policy::none())
-                .build()
-                .unwrap_or_default()
-        })
+/// [`same_origin_redirects`], the `connect` timeout and, if any, the `total`
+/// one. Should that fail (the TLS backend cannot initialise), a client that
+/// follows no redirects, never one that leaks.
+pub(crate) fn default_http(connect: Duration, total: Option<Duration>) -> reqwest::Client {
+    let builder = |policy: Policy| {
+        let b = reqwest::Client::builder()
+            .redirect(policy)
+            .connect_timeout(connect);
+        match total {
+            Some(t) => b.timeout(t),
+            None => b,
+        }
+    };
+    builder(same_origin_redirects()).build().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot build the default HTTP client; following no redirects");
+        builder(Policy::none()).build().unwrap_or_default()
+    })
 }

@@ -360,8 +360,10 @@ async fn pay402_server(chain: Arc<dyn BitcoinChain>) -> Pay402Server {
     let secp = bitcoin::secp256k1::Secp256k1::new();
     let xprv = Xpriv::new_master(Network::Regtest, &fresh("merchant-xprv")).unwrap();
     let xpub = Xpub::from_priv(&secp, &xprv);
+    // Zero-conf is an explicit opt-in on the pay402 server (default: one
+    // confirmation); this test pays unconfirmed, up to the price.
     let config = BitreqConfig::new(Network::Regtest)
-        .onchain(OnChainConfig::derived(xpub))
+        .onchain(OnChainConfig::derived(xpub).accept_unconfirmed_up_to(PRICE))
         .transfer(TransferConfig::new("shop"))
         .channel(
             ServerChannelConfig::new(MerchantKey::from_slice(&fresh("channel-key")).unwrap())

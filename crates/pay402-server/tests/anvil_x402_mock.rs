@@ -346,6 +346,9 @@ async fn permit_buys_a_token_and_the_queue_settles_permit_and_transfer_from() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 402);
+    // Not cacheable, and never reused for a request with a credential.
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["vary"], "Authorization");
     let offer: Value = resp.json().await.unwrap();
     assert_eq!(
         offer["access_token_endpoint"],
@@ -365,6 +368,12 @@ async fn permit_buys_a_token_and_the_queue_settles_permit_and_transfer_from() {
         .await
         .unwrap();
     assert_eq!(paid.response.status(), 200);
+    // A paid body is never stored by a shared cache.
+    assert_eq!(
+        paid.response.headers()["cache-control"],
+        "private, no-store"
+    );
+    assert_eq!(paid.response.headers()["vary"], "Authorization");
     let receipt = paid.receipt.clone().unwrap();
     assert!(!paid.reused_token);
     assert_eq!(

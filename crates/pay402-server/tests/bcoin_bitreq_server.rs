@@ -240,7 +240,7 @@ async fn start() -> Harness {
             get(paid).route_layer(server.layer(Price::sats(CHEAP))),
         )
         .merge(server.channel_router())
-        .nest("/admin", server.ledger_router(ADMIN));
+        .nest("/admin", server.ledger_router(ADMIN).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Harness {
         node,
@@ -266,7 +266,7 @@ async fn onchain(h: &Harness) {
     let change = p2wpkh(&payer);
     // Funding for the good payment and every bad-input row, confirmed at once.
     let mut outpoints = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..12 {
         outpoints.push(h.fund(&change, 50_000).await);
     }
     h.mine();
@@ -277,7 +277,9 @@ async fn onchain(h: &Harness) {
         key: &payer,
     };
 
-    // Pay the quoted address; the server broadcasts, serves, and records.
+    // Pay the quoted address. By default a payment waits for one
+    // confirmation: the server broadcasts and records it at once (202),
+    // and serves it, once, when it is mined.
     let to = h.quote("/report").await;
     let tx = build_payment(&[utxo(0)], &to, Sat(PRICE), &change, Sat(1_000)).unwrap();
     let txid = tx.compute_txid();
@@ -291,12 +293,21 @@ async fn onchain(h: &Harness) {
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body, format!("paid by onchain ({PRICE} sat, {txid})"));
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (StatusCode::ACCEPTED, "awaiting_confirmations"),
+        "{}",
+        r.body
+    );
     let seen = h.tx(&txid).await.expect("the server broadcast the payment");
     assert_eq!(seen.confirmations, 0);
+    let rec = h.server.store().onchain(&txid).await.unwrap().unwrap();
+    assert_eq!(rec.state, OnChainState::Pending, "not served unconfirmed");
     h.mine();
     assert_eq!(h.tx(&txid).await.unwrap().confirmations, 1);
+    let r = h.get("/report", &[("Bitcoin-Transaction", &hex_tx)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, format!("paid by onchain ({PRICE} sat, {txid})"));
     let rec = h.server.store().onchain(&txid).await.unwrap().unwrap();
     assert_eq!(
         (rec.state, rec.amount, rec.quote_index.is_some()),
@@ -525,6 +536,61 @@ async fn onchain(h: &Harness) {
         (r.status, r.reason().as_str()),
         (StatusCode::CONFLICT, "payment_already_used")
     );
+
+    // Zero-conf is an explicit, price-capped opt-in: up to the cap a
+    // payment is served as soon as it is broadcast; above it, it still waits
+    // for its confirmation.
+    let eager = BitreqServer::new(
+        BitreqConfig::new(Network::Regtest).onchain(
+            OnChainConfig::derived(Xpub::from_priv(
+                &secp(),
+                &Xpriv::new_master(Network::Regtest, &[5; 32]).unwrap(),
+            ))
+            .accept_unconfirmed_up_to(Sat(PRICE)),
+        ),
+        h.rpc.clone(),
+        Arc::new(SqliteBitreqStore::in_memory().await.unwrap()),
+    )
+    .unwrap();
+    let app = Router::new()
+        .route(
+            "/report",
+            get(|| async { "unconfirmed report" }).route_layer(eager.layer(Price::sats(PRICE))),
+        )
+        .route(
+            "/dear",
+            get(|| async { "dear report" }).route_layer(eager.layer(Price::sats(2 * PRICE))),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for (path, price, coin, status) in [
+        ("/report", PRICE, 10, StatusCode::OK),
+        ("/dear", 2 * PRICE, 11, StatusCode::ACCEPTED),
+    ] {
+        let url = format!("{base}{path}");
+        let r = h.send(h.http.get(&url)).await;
+        let q = r
+            .info()
+            .address(Network::Regtest)
+            .unwrap()
+            .unwrap()
+            .script_pubkey();
+        let tx = build_payment(&[utxo(coin)], &q, Sat(price), &change, Sat(1_000)).unwrap();
+        let r = h
+            .send(
+                h.http
+                    .get(&url)
+                    .header("Bitcoin-Transaction", serialize_hex(&tx)),
+            )
+            .await;
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert_eq!(
+            h.tx(&tx.compute_txid()).await.unwrap().confirmations,
+            0,
+            "{path}: unconfirmed"
+        );
+    }
 }
 
 async fn transfer(h: &Harness) {

@@ -130,7 +130,7 @@ fn env_with(store: Arc<dyn BitreqStore>) -> Env {
             get(|| async { "free" }).route_layer(server.layer(Price::sats(0))),
         )
         .merge(server.channel_router());
-    let admin = server.ledger_router(ADMIN);
+    let admin = server.ledger_router(ADMIN).unwrap();
     Env { server, app, admin }
 }
 

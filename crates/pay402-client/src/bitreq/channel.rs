@@ -237,6 +237,8 @@ impl Channel {
 pub struct ChannelClient {
     wallet: Arc<Wallet>,
     http: reqwest::Client,
+    /// Total timeout of each call (set by the BitRequests builder).
+    timeout: Option<std::time::Duration>,
     config: ChannelConfig,
     channels: Mutex<Vec<Channel>>,
 }
@@ -266,9 +268,16 @@ impl ChannelClient {
         ChannelClient {
             wallet,
             http,
+            timeout: None,
             config,
             channels: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Gives every channel call this total timeout (unless `None`).
+    pub(crate) fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> ChannelClient {
+        self.timeout = timeout;
+        self
     }
 
     /// The configuration.
@@ -318,6 +327,9 @@ impl ChannelClient {
         what: &'static str,
     ) -> Result<T, BitRequestsError> {
         let mut rb = self.http.request(method, url);
+        if let Some(t) = self.timeout {
+            rb = rb.timeout(t);
+        }
         if let Some(body) = form {
             rb = rb
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")

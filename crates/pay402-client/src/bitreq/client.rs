@@ -19,11 +19,13 @@ use super::channel::{ChannelClient, ChannelConfig};
 use super::error::BitRequestsError;
 use super::http::{MAX_BODY, origin_of, problem_of, read_bounded, transient};
 use super::wallet::{PreparedTx, Wallet};
-use crate::redirect::same_origin_redirects;
+use crate::redirect::default_http;
 
 /// Default per-request maximum price: 10 000 sat, two1's `two1 buy` default.
 pub const DEFAULT_MAX_PRICE: Sat = Sat(10_000);
-/// Default HTTP timeout of each request (connect and whole exchange).
+/// Default total timeout of each HTTP request of the BitRequests client
+/// (30 s, from connecting until the body has been read; the connect timeout
+/// is [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of resends after a transport failure (and, for the paid
 /// request, after 502/503/504).
@@ -237,7 +239,8 @@ pub struct BitRequestsBuilder {
     method: PaymentMethod,
     username: Option<String>,
     max_price: Sat,
-    timeout: Duration,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
     retries: u32,
     http: Option<reqwest::Client>,
     channel: ChannelConfig,
@@ -267,8 +270,11 @@ impl BitRequestsBuilder {
         self
     }
 
-    /// The timeout of each HTTP request (ignored with [`http`](Self::http):
-    /// configure that client's timeout yourself).
+    /// The total timeout of each HTTP request, from connecting until the
+    /// body has been read (default [`DEFAULT_TIMEOUT`], 30 s), also with
+    /// your own [`http`](Self::http) client. A timeout after paying is
+    /// [`BitRequestsError::RetryFailed`](super::BitRequestsError::RetryFailed):
+    /// you may have paid.
     ///
     /// ```no_run
     /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
@@ -276,7 +282,34 @@ impl BitRequestsBuilder {
     /// # }
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// No total timeout (for large downloads); the connect timeout stays.
+    ///
+    /// ```no_run
+    /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
+    /// b.no_timeout()
+    /// # }
+    /// ```
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// How long connecting may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s);
+    /// applies to the client this builder builds, not to one given with
+    /// [`http`](Self::http).
+    ///
+    /// ```no_run
+    /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
+    /// b.connect_timeout(std::time::Duration::from_secs(5))
+    /// # }
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -294,8 +327,9 @@ impl BitRequestsBuilder {
         self
     }
 
-    /// Uses this reqwest client (its redirect policy and timeouts stay in
-    /// force; see [`same_origin_redirects`]).
+    /// Uses this reqwest client (its redirect policy and connect timeout
+    /// stay in force; the builder's total timeout applies to each request;
+    /// see [`same_origin_redirects`](crate::same_origin_redirects)).
     ///
     /// ```no_run
     /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
@@ -331,26 +365,17 @@ impl BitRequestsBuilder {
     pub fn build(self) -> BitRequests {
         let http = match self.http {
             Some(h) => h,
-            None => reqwest::Client::builder()
-                .redirect(same_origin_redirects())
-                .timeout(self.timeout)
-                .connect_timeout(self.timeout)
-                .build()
-                .unwrap_or_else(|e| {
-                    warn!(error = %e, "cannot build the default HTTP client; following no redirects");
-                    reqwest::Client::builder()
-                        .redirect(reqwest::redirect::Policy::none())
-                        .timeout(self.timeout)
-                        .build()
-                        .unwrap_or_default()
-                }),
+            None => default_http(self.connect_timeout, self.timeout),
         };
         let channels = (self.method == PaymentMethod::Channel).then(|| {
             ChannelClient::new(Arc::clone(&self.wallet), http.clone(), self.channel.clone())
+                .with_timeout(self.timeout)
         });
         BitRequests {
             inner: Arc::new(Inner {
                 http,
+                timeout: self.timeout,
+                connect_timeout: self.connect_timeout,
                 wallet: self.wallet,
                 method: self.method,
                 username: self.username,
@@ -434,6 +459,8 @@ pub struct BitRequests {
 
 struct Inner {
     http: reqwest::Client,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
     wallet: Arc<Wallet>,
     method: PaymentMethod,
     username: Option<String>,
@@ -477,7 +504,8 @@ impl BitRequests {
             method,
             username,
             max_price: DEFAULT_MAX_PRICE,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: Some(DEFAULT_TIMEOUT),
+            connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
             retries: DEFAULT_RETRIES,
             http: None,
             channel: ChannelConfig::default(),
@@ -576,6 +604,29 @@ impl BitRequests {
     /// ```
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The total timeout of each HTTP request (`None`: turned off with
+    /// [`BitRequestsBuilder::no_timeout`]).
+    ///
+    /// ```no_run
+    /// # fn f(c: pay402_client::bitreq::BitRequests) {
+    /// assert_eq!(c.timeout(), Some(pay402_client::bitreq::DEFAULT_TIMEOUT));
+    /// # }
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
+    }
+
+    /// The connect timeout of the client the builder built.
+    ///
+    /// ```no_run
+    /// # fn f(c: pay402_client::bitreq::BitRequests) {
+    /// assert_eq!(c.connect_timeout(), pay402_client::DEFAULT_CONNECT_TIMEOUT);
+    /// # }
+    /// ```
+    pub fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
     }
 
     /// `GET url`, paying if asked to.
@@ -706,9 +757,12 @@ impl Inner {
             } else {
                 None
             };
-            let Some(next) = next else {
-                return Ok(self.http.execute(request).await?);
+            let Some(mut next) = next else {
+                let mut last = request;
+                crate::timeouts::apply(&mut last, self.timeout);
+                return Ok(self.http.execute(last).await?);
             };
+            crate::timeouts::apply(&mut next, self.timeout);
             match self.http.execute(next).await {
                 Ok(r) if paid && transient(r.status()) => {
                     debug!(status = %r.status(), attempt, "transient answer; resending the proof");

@@ -80,8 +80,11 @@ struct Budget {
 /// Base Sepolia) allowed up to
 /// [`DEFAULT_MAX_PER_PAYMENT`](super::DEFAULT_MAX_PER_PAYMENT) (1 USDC)
 /// each, every other asset refused; every network and recipient allowed;
-/// [`Selection::FirstMatch`]; no budget; no timeout beyond the HTTP
-/// client's; [`DEFAULT_MAX_RESENDS`] resends of the same payment,
+/// [`Selection::FirstMatch`]; no budget; a total timeout of
+/// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT) (60 s) per
+/// HTTP attempt and a connect timeout of
+/// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT) (10 s);
+/// [`DEFAULT_MAX_RESENDS`] resends of the same payment,
 /// [`DEFAULT_RESEND_DELAY`] apart; a reqwest client that follows redirects
 /// only within the request's origin.
 ///
@@ -105,6 +108,7 @@ pub struct X402ClientBuilder {
     policy: SpendPolicy,
     budgets: Vec<Budget>,
     timeout: Option<Duration>,
+    connect_timeout: Duration,
     max_resends: u32,
     resend_delay: Duration,
     max_retry_after: Duration,
@@ -229,8 +233,12 @@ impl X402ClientBuilder {
         self
     }
 
-    /// Timeout of each HTTP attempt (the first request, and each sending of
-    /// the payment).
+    /// Total timeout of each HTTP attempt (the first request, and each
+    /// sending of the payment), from connecting until the response body has
+    /// been read (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT), 60 s). It
+    /// also holds with your own [`http`](Self::http) client. A timeout
+    /// after paying is [`X402Error::RetryFailed`] carrying the payment.
     ///
     /// ```
     /// # fn f(b: pay402_client::x402::X402ClientBuilder) -> pay402_client::x402::X402ClientBuilder {
@@ -239,6 +247,33 @@ impl X402ClientBuilder {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// No total timeout (for large downloads); the connect timeout stays.
+    ///
+    /// ```
+    /// # fn f(b: pay402_client::x402::X402ClientBuilder) -> pay402_client::x402::X402ClientBuilder {
+    /// b.no_timeout()
+    /// # }
+    /// ```
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// How long connecting may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s);
+    /// applies to the client this builder builds, not to one given with
+    /// [`http`](Self::http).
+    ///
+    /// ```
+    /// # fn f(b: pay402_client::x402::X402ClientBuilder) -> pay402_client::x402::X402ClientBuilder {
+    /// b.connect_timeout(std::time::Duration::from_secs(5))
+    /// # }
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -311,7 +346,10 @@ impl X402ClientBuilder {
     pub fn build(self) -> X402Client {
         X402Client {
             inner: Arc::new(Inner {
-                http: self.http.unwrap_or_else(default_http),
+                http: self
+                    .http
+                    .unwrap_or_else(|| default_http(self.connect_timeout, self.timeout)),
+                connect_timeout: self.connect_timeout,
                 signer: self.signer,
                 policy: self.policy,
                 budgets: Mutex::new(self.budgets),
@@ -407,6 +445,7 @@ struct Inner {
     policy: SpendPolicy,
     budgets: Mutex<Vec<Budget>>,
     timeout: Option<Duration>,
+    connect_timeout: Duration,
     max_resends: u32,
     resend_delay: Duration,
     max_retry_after: Duration,
@@ -436,7 +475,8 @@ impl X402Client {
             signer,
             policy: SpendPolicy::default(),
             budgets: Vec::new(),
-            timeout: None,
+            timeout: Some(crate::DEFAULT_REQUEST_TIMEOUT),
+            connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
             max_resends: DEFAULT_MAX_RESENDS,
             resend_delay: DEFAULT_RESEND_DELAY,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
@@ -544,6 +584,29 @@ impl X402Client {
     /// ```
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The total timeout of each HTTP attempt (`None`: turned off with
+    /// [`X402ClientBuilder::no_timeout`]).
+    ///
+    /// ```
+    /// # fn f(client: pay402_client::x402::X402Client) {
+    /// assert_eq!(client.timeout(), Some(pay402_client::DEFAULT_REQUEST_TIMEOUT));
+    /// # }
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
+    }
+
+    /// The connect timeout of the client the builder built.
+    ///
+    /// ```
+    /// # fn f(client: pay402_client::x402::X402Client) {
+    /// assert_eq!(client.connect_timeout(), pay402_client::DEFAULT_CONNECT_TIMEOUT);
+    /// # }
+    /// ```
+    pub fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
     }
 
     /// The paying account.
@@ -852,9 +915,7 @@ impl Inner {
     }
 
     fn with_timeout(&self, mut request: Request) -> Request {
-        if let (Some(t), None) = (self.timeout, request.timeout()) {
-            *request.timeout_mut() = Some(t);
-        }
+        crate::timeouts::apply(&mut request, self.timeout);
         request
     }
 

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use super::error::MockClientError;
-use crate::redirect::same_origin_redirects;
+use crate::redirect::default_http;
 use crate::x402::{PaymentSigner, SignerError};
 
 /// How long a signed permit stays valid (the seed's 600 s).
@@ -139,8 +139,18 @@ struct Inner {
     accepts: Vec<MockAccept>,
     permit_validity: Duration,
     nonce_wait: Duration,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
     cache: Mutex<HashMap<String, CachedToken>>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Inner {
+    /// Sends `request` with the client's total timeout unless it has its own.
+    async fn execute(&self, mut request: Request) -> reqwest::Result<Response> {
+        crate::timeouts::apply(&mut request, self.timeout);
+        self.http.execute(request).await
+    }
 }
 
 /// Pays x402_mock offers: on a 402 it picks a component (first accepted
@@ -197,6 +207,8 @@ pub struct MockClientBuilder {
     accepts: Vec<MockAccept>,
     permit_validity: Duration,
     nonce_wait: Duration,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for MockClientBuilder {
@@ -270,7 +282,52 @@ impl MockClientBuilder {
         self
     }
 
-    /// Builds the client (default HTTP client: 30 s timeout, same-origin redirects).
+    /// The total time each HTTP attempt may take, from connecting until the
+    /// response body has been read (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT), 60 s):
+    /// the unpaid request, the token exchange and the paid request, also
+    /// with your own [`http_client`](Self::http_client). A timeout after
+    /// paying is [`MockClientError::RetryFailed`] with the receipt.
+    ///
+    /// ```no_run
+    /// # fn f(b: pay402_client::x402_mock::MockClientBuilder) {
+    /// let b = b.timeout(std::time::Duration::from_secs(20));
+    /// # }
+    /// ```
+    pub fn timeout(mut self, d: Duration) -> MockClientBuilder {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// No total timeout (for large downloads); the connect timeout stays.
+    ///
+    /// ```no_run
+    /// # fn f(b: pay402_client::x402_mock::MockClientBuilder) {
+    /// let b = b.no_timeout();
+    /// # }
+    /// ```
+    pub fn no_timeout(mut self) -> MockClientBuilder {
+        self.timeout = None;
+        self
+    }
+
+    /// How long connecting may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s);
+    /// applies to the client this builder builds, not to one given with
+    /// [`http_client`](Self::http_client).
+    ///
+    /// ```no_run
+    /// # fn f(b: pay402_client::x402_mock::MockClientBuilder) {
+    /// let b = b.connect_timeout(std::time::Duration::from_secs(5));
+    /// # }
+    /// ```
+    pub fn connect_timeout(mut self, d: Duration) -> MockClientBuilder {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Builds the client (default HTTP client: same-origin redirects, the
+    /// connect and total timeouts).
     ///
     /// ```no_run
     /// # fn f(b: pay402_client::x402_mock::MockClientBuilder) {
@@ -278,13 +335,9 @@ impl MockClientBuilder {
     /// # }
     /// ```
     pub fn build(self) -> MockClient {
-        let http = self.http.unwrap_or_else(|| {
-            reqwest::Client::builder()
-                .redirect(same_origin_redirects())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default()
-        });
+        let http = self
+            .http
+            .unwrap_or_else(|| default_http(self.connect_timeout, self.timeout));
         MockClient {
             inner: Arc::new(Inner {
                 http,
@@ -293,6 +346,8 @@ impl MockClientBuilder {
                 accepts: self.accepts,
                 permit_validity: self.permit_validity,
                 nonce_wait: self.nonce_wait,
+                timeout: self.timeout,
+                connect_timeout: self.connect_timeout,
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
             }),
@@ -338,6 +393,8 @@ impl MockClient {
             accepts: Vec::new(),
             permit_validity: DEFAULT_PERMIT_VALIDITY,
             nonce_wait: DEFAULT_NONCE_WAIT,
+            timeout: Some(crate::DEFAULT_REQUEST_TIMEOUT),
+            connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 
@@ -350,6 +407,29 @@ impl MockClient {
     /// ```
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The total timeout of each HTTP attempt (`None`: turned off with
+    /// [`MockClientBuilder::no_timeout`]).
+    ///
+    /// ```no_run
+    /// # fn f(c: pay402_client::x402_mock::MockClient) {
+    /// assert_eq!(c.timeout(), Some(pay402_client::DEFAULT_REQUEST_TIMEOUT));
+    /// # }
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
+    }
+
+    /// The connect timeout of the client the builder built.
+    ///
+    /// ```no_run
+    /// # fn f(c: pay402_client::x402_mock::MockClient) {
+    /// assert_eq!(c.connect_timeout(), pay402_client::DEFAULT_CONNECT_TIMEOUT);
+    /// # }
+    /// ```
+    pub fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
     }
 
     /// Forgets the cached token for `url`, if any.
@@ -442,7 +522,6 @@ impl MockClient {
         set_bearer(&mut req, &token)?;
         let resp = self
             .inner
-            .http
             .execute(req)
             .await
             .map_err(MockClientError::Http)?;
@@ -483,7 +562,6 @@ impl MockClient {
             .ok_or(MockClientError::BodyNotCloneable)?;
         let resp = self
             .inner
-            .http
             .execute(first)
             .await
             .map_err(MockClientError::Http)?;
@@ -552,7 +630,7 @@ impl MockClient {
             .try_clone()
             .ok_or(MockClientError::BodyNotCloneable)?;
         set_bearer(&mut paid_req, &bearer)?;
-        let response = match self.inner.http.execute(paid_req).await {
+        let response = match self.inner.execute(paid_req).await {
             Ok(r) => r,
             Err(source) => {
                 return Err(MockClientError::RetryFailed {
@@ -625,7 +703,11 @@ impl MockClient {
                 detail,
                 receipt: Box::new(receipt.clone()),
             };
-            let resp = match inner.http.post(endpoint.clone()).json(&body).send().await {
+            let mut exchange = inner.http.post(endpoint.clone()).json(&body);
+            if let Some(t) = inner.timeout {
+                exchange = exchange.timeout(t);
+            }
+            let resp = match exchange.send().await {
                 Ok(r) => r,
                 Err(e) => return Err(lost(e.without_url().to_string(), &receipt)),
             };

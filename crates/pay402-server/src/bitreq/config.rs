@@ -16,6 +16,8 @@ use pay402_core::bitreq::{AmountRule, OnChainPolicy};
 use pay402_core::money::Sat;
 use zeroize::Zeroizing;
 
+use crate::cache::PaidCaching;
+
 /// The process-wide secp256k1 context of the BitRequests server.
 pub(crate) fn secp() -> &'static Secp256k1<All> {
     static CTX: OnceLock<Secp256k1<All>> = OnceLock::new();
@@ -47,6 +49,15 @@ pub enum ConfigError {
     /// The channel endpoint path must start with `/` and have no `{`, `}` or `*`.
     #[error("invalid channel endpoint path")]
     InvalidPath,
+    /// On-chain payments were configured to be served at 0 confirmations
+    /// with [`OnChainConfig::confirmations`]: zero-confirmation serving is
+    /// only available, price-capped, through
+    /// [`OnChainConfig::accept_unconfirmed_up_to`].
+    #[error("confirmations must be at least 1; use accept_unconfirmed_up_to for zero-conf")]
+    ZeroConfirmations,
+    /// The ledger operator API was given an empty (or blank) bearer token.
+    #[error("the ledger admin token is empty")]
+    EmptyAdminToken,
     /// The transfer username is empty, too long or not visible ASCII.
     #[error("invalid username")]
     InvalidUsername,
@@ -224,8 +235,8 @@ pub fn derived_script(
 /// use pay402_server::bitreq::OnChainConfig;
 /// let xprv = Xpriv::new_master(bitcoin::Network::Regtest, &[1; 32]).unwrap();
 /// let xpub = Xpub::from_priv(&bitcoin::secp256k1::Secp256k1::new(), &xprv);
-/// let cfg = OnChainConfig::derived(xpub).confirmations(1).quote_ttl(Duration::from_secs(600));
-/// assert_eq!(cfg.confirmations, 1);
+/// let cfg = OnChainConfig::derived(xpub).confirmations(2).quote_ttl(Duration::from_secs(600));
+/// assert_eq!(cfg.confirmations, 2);
 /// ```
 #[derive(Clone, Debug)]
 pub struct OnChainConfig {
@@ -233,8 +244,23 @@ pub struct OnChainConfig {
     pub addresses: AddressSource,
     /// Amount rule (exact by default), dust floor, minimum fee rate, RBF.
     pub policy: OnChainPolicy,
-    /// Confirmations required before serving (0: serve once broadcast, as two1).
+    /// Confirmations required before serving (default 1, at least 1). A
+    /// transaction in the mempool can be replaced (full-RBF is Bitcoin
+    /// Core's default since v28, whatever the transaction signals), so an
+    /// unconfirmed payment is not a payment.
     pub confirmations: u32,
+    /// Prices up to this amount are served once the transaction is
+    /// broadcast, unconfirmed (default `None`: never). Set it only with
+    /// [`OnChainConfig::accept_unconfirmed_up_to`], knowing that a payer can
+    /// double-spend every such payment.
+    pub unconfirmed_up_to: Option<Sat>,
+    /// The most unexpired quotes (derived addresses handed out by 402s and
+    /// not yet paid) kept at once (default 10 000). Past it, expired quotes
+    /// are purged first; if still full, the 402 leaves the on-chain address
+    /// out (the other methods are still offered) so unpaid requests cannot
+    /// grow the store or the address index without bound. Scan the xpub
+    /// with a gap limit at least this large.
+    pub max_open_quotes: u64,
     /// How long a quote (a derived address and its price) stays payable.
     pub quote_ttl: Duration,
     /// The most inputs a presented transaction may have (each costs a lookup
@@ -252,7 +278,8 @@ impl OnChainConfig {
     /// # let xprv = Xpriv::new_master(bitcoin::Network::Regtest, &[1; 32]).unwrap();
     /// # let xpub = Xpub::from_priv(&bitcoin::secp256k1::Secp256k1::new(), &xprv);
     /// let cfg = pay402_server::bitreq::OnChainConfig::derived(xpub);
-    /// assert_eq!(cfg.confirmations, 0);
+    /// assert_eq!(cfg.confirmations, 1);
+    /// assert_eq!(cfg.unconfirmed_up_to, None);
     /// ```
     pub fn derived(xpub: Xpub) -> OnChainConfig {
         OnChainConfig::with_source(AddressSource::Derived {
@@ -277,7 +304,9 @@ impl OnChainConfig {
         OnChainConfig {
             addresses,
             policy: OnChainPolicy::default(),
-            confirmations: 0,
+            confirmations: 1,
+            unconfirmed_up_to: None,
+            max_open_quotes: 10_000,
             quote_ttl: Duration::from_secs(3600),
             max_inputs: 64,
             max_outputs: 64,
@@ -317,7 +346,9 @@ impl OnChainConfig {
         self
     }
 
-    /// Sets the confirmations required before serving.
+    /// Sets the confirmations required before serving (at least 1:
+    /// [`crate::bitreq::BitreqServer::new`] refuses 0 with
+    /// [`ConfigError::ZeroConfirmations`]).
     ///
     /// ```
     /// # use bitcoin::bip32::{Xpriv, Xpub};
@@ -328,6 +359,59 @@ impl OnChainConfig {
     /// ```
     pub fn confirmations(mut self, n: u32) -> OnChainConfig {
         self.confirmations = n;
+        self
+    }
+
+    /// **Zero-confirmation opt-in.** Serves requests priced at most `cap`
+    /// as soon as their payment is broadcast, unconfirmed; dearer requests
+    /// still wait for [`OnChainConfig::confirmations`]. Every such payment
+    /// can be double-spent (full-RBF replaces any mempool transaction, and
+    /// refusing the BIP125 signal does not stop it): `cap` is what you are
+    /// willing to lose per request.
+    ///
+    /// ```
+    /// # use bitcoin::bip32::{Xpriv, Xpub};
+    /// # let xprv = Xpriv::new_master(bitcoin::Network::Regtest, &[1; 32]).unwrap();
+    /// # let xpub = Xpub::from_priv(&bitcoin::secp256k1::Secp256k1::new(), &xprv);
+    /// use pay402_core::money::Sat;
+    /// let cfg = pay402_server::bitreq::OnChainConfig::derived(xpub).accept_unconfirmed_up_to(Sat(1_000));
+    /// assert_eq!(cfg.required_confirmations(Sat(1_000)), 0);
+    /// assert_eq!(cfg.required_confirmations(Sat(1_001)), 1);
+    /// ```
+    pub fn accept_unconfirmed_up_to(mut self, cap: Sat) -> OnChainConfig {
+        self.unconfirmed_up_to = Some(cap);
+        self
+    }
+
+    /// The confirmations a payment for `price` needs before it is served:
+    /// 0 when `price` is within the zero-conf cap, else
+    /// [`OnChainConfig::confirmations`].
+    ///
+    /// ```
+    /// # use bitcoin::bip32::{Xpriv, Xpub};
+    /// # let xprv = Xpriv::new_master(bitcoin::Network::Regtest, &[1; 32]).unwrap();
+    /// # let xpub = Xpub::from_priv(&bitcoin::secp256k1::Secp256k1::new(), &xprv);
+    /// let cfg = pay402_server::bitreq::OnChainConfig::derived(xpub);
+    /// assert_eq!(cfg.required_confirmations(pay402_core::money::Sat(1)), 1);
+    /// ```
+    pub fn required_confirmations(&self, price: Sat) -> u32 {
+        match self.unconfirmed_up_to {
+            Some(cap) if price <= cap => 0,
+            _ => self.confirmations,
+        }
+    }
+
+    /// Sets the bound on open quotes (see [`OnChainConfig::max_open_quotes`]).
+    ///
+    /// ```
+    /// # use bitcoin::bip32::{Xpriv, Xpub};
+    /// # let xprv = Xpriv::new_master(bitcoin::Network::Regtest, &[1; 32]).unwrap();
+    /// # let xpub = Xpub::from_priv(&bitcoin::secp256k1::Secp256k1::new(), &xprv);
+    /// let cfg = pay402_server::bitreq::OnChainConfig::derived(xpub).max_open_quotes(100);
+    /// assert_eq!(cfg.max_open_quotes, 100);
+    /// ```
+    pub fn max_open_quotes(mut self, n: u64) -> OnChainConfig {
+        self.max_open_quotes = n;
         self
     }
 
@@ -548,6 +632,9 @@ pub struct BitreqConfig {
     pub transfer: Option<TransferConfig>,
     /// The payment channel method.
     pub channel: Option<ChannelConfig>,
+    /// Whether paid responses may be cached (default: `Cache-Control:
+    /// private, no-store`).
+    pub paid_caching: PaidCaching,
 }
 
 impl BitreqConfig {
@@ -564,7 +651,22 @@ impl BitreqConfig {
             onchain: None,
             transfer: None,
             channel: None,
+            paid_caching: PaidCaching::PrivateNoStore,
         }
+    }
+
+    /// Sets the caching policy of paid responses (default
+    /// `Cache-Control: private, no-store`; see [`crate::cache`]).
+    ///
+    /// ```
+    /// use pay402_server::cache::PaidCaching;
+    /// let cfg = pay402_server::bitreq::BitreqConfig::new(bitcoin::Network::Regtest)
+    ///     .paid_caching(PaidCaching::HandlerDecides);
+    /// assert_eq!(cfg.paid_caching, PaidCaching::HandlerDecides);
+    /// ```
+    pub fn paid_caching(mut self, policy: PaidCaching) -> BitreqConfig {
+        self.paid_caching = policy;
+        self
     }
 
     /// Sets the public origin.
@@ -637,6 +739,9 @@ impl BitreqConfig {
             }
         }
         if let Some(oc) = &self.onchain {
+            if oc.confirmations == 0 {
+                return Err(ConfigError::ZeroConfirmations);
+            }
             match &oc.addresses {
                 AddressSource::Derived { xpub, .. } => {
                     if xpub.network != NetworkKind::from(self.network) {

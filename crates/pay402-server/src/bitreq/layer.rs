@@ -17,6 +17,7 @@ use tracing::{Instrument, field};
 
 use super::error::BitreqServerError;
 use super::server::BitreqServer;
+use crate::cache::{self, BITREQ_CREDENTIALS};
 use crate::respond;
 use crate::{BoxedResponse, Price, PriceRequest};
 
@@ -255,7 +256,12 @@ where
                 "bitreq.paid"
             );
             parts.extensions.insert(payment);
-            inner.call(Request::from_parts(parts, body)).await
+            let mut resp = inner.call(Request::from_parts(parts, body)).await?;
+            server
+                .config()
+                .paid_caching
+                .apply_paid(resp.headers_mut(), BITREQ_CREDENTIALS);
+            Ok(resp)
         }
         Err(e) => {
             tracing::Span::current().record("outcome", e.reason());
@@ -285,6 +291,7 @@ impl BitreqServer {
             return self.payment_required(price, parts, problem).await;
         }
         let mut resp = respond::problem(&problem);
+        cache::challenge(resp.headers_mut(), BITREQ_CREDENTIALS);
         if status == 202 {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
@@ -311,6 +318,7 @@ impl BitreqServer {
         };
         let mut resp = respond::problem(&problem);
         let h = resp.headers_mut();
+        cache::challenge(h, BITREQ_CREDENTIALS);
         if let Err(e) = info.insert_into(h) {
             tracing::warn!(error = %e, "bitreq.offer_header_invalid");
             return respond::problem(&Problem::new(

@@ -76,13 +76,15 @@ impl BitreqServer {
                 None
             };
             let verified = verify_payment_tx(tx, &merchant, price, amounts.as_deref(), &oc.policy)?;
+            // Zero-conf only where the operator opted in, up to its cap.
+            let required = oc.required_confirmations(price);
             let record = OnChainRecord {
                 txid,
                 quote_index,
                 amount: verified.amount,
                 resource: resource.clone(),
                 return_address,
-                state: if oc.confirmations == 0 {
+                state: if required == 0 {
                     OnChainState::Redeemed
                 } else {
                     OnChainState::Pending
@@ -106,10 +108,10 @@ impl BitreqServer {
                 }
             }
             tracing::info!(amount = verified.amount.0, fee = ?verified.fee, "bitreq.onchain.broadcast");
-            if oc.confirmations > 0 {
+            if required > 0 {
                 return Err(BitreqServerError::AwaitingConfirmations {
                     confirmations: 0,
-                    required: oc.confirmations,
+                    required,
                 });
             }
             Ok(paid(txid, verified.amount))
@@ -147,10 +149,13 @@ impl BitreqServer {
                 Err(e) => return Err(e.into()),
             },
         };
-        if confirmations < u64::from(oc.confirmations) {
+        // A pending record was not served unconfirmed: it waits for the
+        // full count (never fewer than 1).
+        let required = oc.confirmations.max(1);
+        if confirmations < u64::from(required) {
             return Err(BitreqServerError::AwaitingConfirmations {
                 confirmations,
-                required: oc.confirmations,
+                required,
             });
         }
         if !store.confirm_onchain(&rec.txid).await? {

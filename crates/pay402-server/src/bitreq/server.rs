@@ -221,10 +221,21 @@ impl BitreqServer {
     /// #     user: "u".into(), password: "p".into(), timeout: std::time::Duration::from_secs(5) }).unwrap();
     /// # let server = BitreqServer::new(BitreqConfig::new(bitcoin::Network::Regtest).transfer(TransferConfig::new("shop")),
     /// #     Arc::new(chain), Arc::new(MemoryBitreqStore::new())).unwrap();
-    /// let admin: axum::Router = server.ledger_router("a long random operator token");
+    /// let admin: axum::Router = server.ledger_router("a long random operator token").unwrap();
+    /// // An empty (or blank) token would let anyone in: refused.
+    /// assert!(server.ledger_router("").is_err());
     /// ```
-    pub fn ledger_router(&self, admin_token: impl Into<String>) -> Router {
-        super::ledger::router(self.clone(), admin_token.into())
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptyAdminToken`] when the token is empty or only
+    /// whitespace.
+    pub fn ledger_router(&self, admin_token: impl Into<String>) -> Result<Router, ConfigError> {
+        let token = zeroize::Zeroizing::new(admin_token.into());
+        if token.trim().is_empty() {
+            return Err(ConfigError::EmptyAdminToken);
+        }
+        Ok(super::ledger::router(self.clone(), token.to_string()))
     }
 
     /// The 402 offer for a request costing `price`: `Price`, and for each
@@ -255,8 +266,12 @@ impl BitreqServer {
             && price >= oc.policy.dust_limit
         {
             let address = match &oc.addresses {
-                AddressSource::Fixed(a) => a.to_string(),
-                AddressSource::Derived { xpub, kind } => {
+                AddressSource::Fixed(a) => Some(a.to_string()),
+                AddressSource::Derived { xpub, kind } => 'derived: {
+                    if !self.quote_room(oc.max_open_quotes).await? {
+                        tracing::warn!(max = oc.max_open_quotes, "bitreq.quotes_full");
+                        break 'derived None;
+                    }
                     let index = self.inner.store.next_address_index().await?;
                     let address =
                         derive_address(xpub, *kind, cfg.network, index).ok_or_else(|| {
@@ -273,10 +288,12 @@ impl BitreqServer {
                     };
                     self.inner.store.insert_quote(&quote).await?;
                     tracing::debug!(index, %address, "bitreq.quote");
-                    address.to_string()
+                    Some(address.to_string())
                 }
             };
-            info = info.with_bitcoin_address(address);
+            if let Some(address) = address {
+                info = info.with_bitcoin_address(address);
+            }
         }
         if let Some(t) = &cfg.transfer {
             info = info.with_username(t.username.clone());
@@ -285,6 +302,20 @@ impl BitreqServer {
             info = info.with_channel_server(self.channel_url(&c.path, headers));
         }
         Ok(info)
+    }
+
+    /// Whether another quote may be stored: below `max` quotes, after
+    /// purging the expired ones when the store is full.
+    async fn quote_room(&self, max: u64) -> Result<bool, StoreError> {
+        let store = &self.inner.store;
+        if store.count_quotes().await? < max {
+            return Ok(true);
+        }
+        let purged = store.purge_quotes(now()).await?;
+        if purged > 0 {
+            tracing::debug!(purged, "bitreq.quotes_purged");
+        }
+        Ok(store.count_quotes().await? < max)
     }
 
     fn channel_url(&self, path: &str, headers: &HeaderMap) -> String {

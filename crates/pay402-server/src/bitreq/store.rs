@@ -448,6 +448,9 @@ pub trait BitreqStore: Send + Sync + 'static {
     async fn quote_by_script(&self, script: &Script) -> Result<Option<Quote>, StoreError>;
     /// Deletes quotes expired before `now`; returns how many.
     async fn purge_quotes(&self, now: UnixTime) -> Result<u64, StoreError>;
+    /// How many quotes are stored (expired or not): the layer stops handing
+    /// out derived addresses past [`OnChainConfig::max_open_quotes`](crate::bitreq::OnChainConfig::max_open_quotes).
+    async fn count_quotes(&self) -> Result<u64, StoreError>;
 
     /// Records an on-chain payment unless its txid or quote is already used.
     async fn reserve_onchain(&self, record: &OnChainRecord) -> Result<Reservation, StoreError>;
@@ -527,6 +530,9 @@ impl<T: BitreqStore + ?Sized> BitreqStore for std::sync::Arc<T> {
     }
     async fn purge_quotes(&self, now: UnixTime) -> Result<u64, StoreError> {
         (**self).purge_quotes(now).await
+    }
+    async fn count_quotes(&self) -> Result<u64, StoreError> {
+        (**self).count_quotes().await
     }
     async fn reserve_onchain(&self, record: &OnChainRecord) -> Result<Reservation, StoreError> {
         (**self).reserve_onchain(record).await

@@ -105,6 +105,10 @@ impl BitreqStore for MemoryBitreqStore {
         Ok((before - g.quotes.len()) as u64)
     }
 
+    async fn count_quotes(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.quotes.len() as u64)
+    }
+
     async fn reserve_onchain(&self, record: &OnChainRecord) -> Result<Reservation, StoreError> {
         let mut g = self.lock()?;
         if let Some(existing) = g.onchain.get(&record.txid) {

@@ -317,6 +317,14 @@ impl BitreqStore for SqliteBitreqStore {
         Ok(res.rows_affected())
     }
 
+    async fn count_quotes(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bitreq_quotes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn reserve_onchain(&self, record: &OnChainRecord) -> Result<Reservation, StoreError> {
         let res = sqlx::query(
             "INSERT INTO bitreq_onchain (txid, quote_index, amount, resource, return_address, state, created_at)

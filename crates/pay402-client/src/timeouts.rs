@@ -1,0 +1,56 @@
+//! The default timeouts of every paying client, and how they are applied.
+//!
+//! Every client builder ([`L402ClientBuilder`](crate::L402ClientBuilder),
+//! `x402::X402ClientBuilder`, `x402_mock::MockClientBuilder`,
+//! `bitreq::BitRequestsBuilder`) has two timeouts:
+//!
+//! - a **connect timeout** ([`DEFAULT_CONNECT_TIMEOUT`], 10 s), set on the
+//!   reqwest client the builder builds when it is given none (reqwest can
+//!   only set it per client: with your own client, set it on that client);
+//! - a **total timeout per attempt** ([`DEFAULT_REQUEST_TIMEOUT`], 60 s; the
+//!   BitRequests client keeps its own 30 s `bitreq::DEFAULT_TIMEOUT`), from
+//!   connecting until the whole response body has been read. It is set on
+//!   the built reqwest client and on every request the client sends (the
+//!   unpaid request, the paid one, each resend of the same payment, the
+//!   x402_mock token exchange), so it also holds with your own reqwest
+//!   client and then takes precedence over that client's own `timeout`. A
+//!   timeout set on the request itself (`RequestBuilder::timeout`) wins.
+//!
+//! `no_timeout()` on a builder turns the total timeout off (for large
+//! downloads whose body may take longer to arrive); the connect timeout
+//! stays. A timeout after a payment is the client's `retry_failed` error
+//! carrying the receipt: you may have paid, do not pay again.
+//!
+//! ```
+//! use std::time::Duration;
+//! assert_eq!(pay402_client::DEFAULT_CONNECT_TIMEOUT, Duration::from_secs(10));
+//! assert_eq!(pay402_client::DEFAULT_REQUEST_TIMEOUT, Duration::from_secs(60));
+//! ```
+
+use std::time::Duration;
+
+use reqwest::Request;
+
+/// Default connect timeout of the reqwest client a paying client builds
+/// (10 s).
+///
+/// ```
+/// assert_eq!(pay402_client::DEFAULT_CONNECT_TIMEOUT.as_secs(), 10);
+/// ```
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default total timeout of each HTTP attempt of the L402, x402 and
+/// x402_mock clients (60 s), from connecting until the response body has
+/// been read. Turn it off with the builders' `no_timeout()`.
+///
+/// ```
+/// assert_eq!(pay402_client::DEFAULT_REQUEST_TIMEOUT.as_secs(), 60);
+/// ```
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Gives `request` the total timeout `total` unless it carries its own.
+pub(crate) fn apply(request: &mut Request, total: Option<Duration>) {
+    if let (Some(t), None) = (total, request.timeout()) {
+        *request.timeout_mut() = Some(t);
+    }
+}
