@@ -6,13 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::net::IpAddr;
 
 use bytes::Bytes;
 use pay402_core::l402::Satisfier;
 use pay402_core::money::Msat;
 
-use crate::limit::{KeyedLimiter, RateLimit};
+use crate::limit::{ClientLimiter, RateLimit};
 
 /// How the server answers an invalid or malformed credential.
 ///
@@ -167,7 +166,7 @@ pub struct L402Config {
     /// Rate limit on issuing challenges (402s, which each create an invoice
     /// at the node), per client address (see [`crate::limit::client_ip`]);
     /// `None` (the default) = no limit. Paid requests are never limited.
-    pub challenge_limit: Option<Arc<KeyedLimiter<IpAddr>>>,
+    pub challenge_limit: Option<Arc<ClientLimiter>>,
     /// Whether paid responses may be cached (default: `Cache-Control:
     /// private, no-store`; see [`crate::cache`]).
     pub paid_caching: crate::cache::PaidCaching,
@@ -396,7 +395,7 @@ impl L402Config {
     /// assert_eq!(c.challenge_limit.unwrap().limit().burst(), 60);
     /// ```
     pub fn challenge_rate_limit(mut self, limit: RateLimit) -> Self {
-        self.challenge_limit = Some(Arc::new(KeyedLimiter::<IpAddr>::new(limit)));
+        self.challenge_limit = Some(Arc::new(ClientLimiter::new(limit)));
         self
     }
 

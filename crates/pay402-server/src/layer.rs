@@ -524,10 +524,7 @@ where
         return Ok(respond::problem(&Problem::from_reason(e, 400)));
     }
 
-    if let Some(limiter) = &cfg.challenge_limit
-        && let Some(ip) = crate::limit::client_ip(&parts.extensions)
-        && let Err(limited) = limiter.check(ip)
-    {
+    if let Err(limited) = crate::limit::admit(cfg.challenge_limit.as_deref(), &parts.extensions) {
         tracing::Span::current().record("outcome", "rate_limited");
         tracing::info!(reason = "rate_limited", "l402.reject");
         return Ok(limited.response());

@@ -117,6 +117,19 @@ impl Reason for RateLimited {
 }
 
 impl RateLimited {
+    /// [`retry_after`](Self::retry_after) in whole seconds, rounded up (the
+    /// `Retry-After` value).
+    ///
+    /// ```
+    /// let e = pay402_server::limit::RateLimited { retry_after: std::time::Duration::from_millis(1_200) };
+    /// assert_eq!(e.retry_after_secs(), 2);
+    /// ```
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after
+            .as_secs()
+            .saturating_add(u64::from(self.retry_after.subsec_nanos() > 0))
+    }
+
     /// The problem+json 429 response, with `Retry-After` in whole seconds
     /// (rounded up).
     ///
@@ -125,10 +138,7 @@ impl RateLimited {
     /// assert_eq!(e.response().headers()["retry-after"], "1");
     /// ```
     pub fn response(&self) -> Response {
-        let secs = self
-            .retry_after
-            .as_secs()
-            .saturating_add(u64::from(self.retry_after.subsec_nanos() > 0));
+        let secs = self.retry_after_secs();
         let problem = Problem::from_reason(self, 429).with_detail(format!(
             "too many requests from this client; retry after {secs} s"
         ));
@@ -290,4 +300,26 @@ pub fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
             }
         },
     })
+}
+
+/// A per-client-address limiter, as the rails' configurations hold it.
+///
+/// ```
+/// use pay402_server::limit::{ClientLimiter, RateLimit};
+/// let l = ClientLimiter::new(RateLimit::per_minute(10));
+/// assert_eq!(l.limit().burst(), 10);
+/// ```
+pub type ClientLimiter = KeyedLimiter<IpAddr>;
+
+/// Counts one request of the client of `extensions` against `limiter`, if
+/// both are known: `Err` (the 429) when it is over its limit. A request
+/// without [`ConnectInfo`] is not limited.
+pub(crate) fn admit(
+    limiter: Option<&ClientLimiter>,
+    extensions: &http::Extensions,
+) -> Result<(), RateLimited> {
+    match (limiter, client_ip(extensions)) {
+        (Some(l), Some(ip)) => l.check(ip),
+        _ => Ok(()),
+    }
 }

@@ -121,6 +121,17 @@ fn fast_retry() -> RetryPolicy {
 }
 
 async fn serve(chain: &Anvil, usdc: &Usdc<'_>, settler: Arc<dyn PermitSettler>) -> Server {
+    serve_with(chain, usdc, settler, |c| c).await
+}
+
+/// [`serve`] with the configuration adjusted by `tune`; served with the
+/// client address (`ConnectInfo`), as the per-client limits need.
+async fn serve_with(
+    chain: &Anvil,
+    usdc: &Usdc<'_>,
+    settler: Arc<dyn PermitSettler>,
+    tune: impl FnOnce(MockConfig) -> MockConfig,
+) -> Server {
     let reader = Arc::new(AlloyPermitReader::connect(&chain.rpc_url()).await.unwrap());
     let token = EvmAddress(usdc.address);
     let accepted = AcceptedToken::usdc(token, CHAIN_ID, "anvil");
@@ -130,9 +141,11 @@ async fn serve(chain: &Anvil, usdc: &Usdc<'_>, settler: Arc<dyn PermitSettler>) 
             .await
             .unwrap(),
     );
-    let config = MockConfig::new(Zeroizing::new(vec![0x42; 32]))
-        .accept(accepted.clone())
-        .retry(fast_retry());
+    let config = tune(
+        MockConfig::new(Zeroizing::new(vec![0x42; 32]))
+            .accept(accepted.clone())
+            .retry(fast_retry()),
+    );
     let paywall = MockPaywall::new(config, settler, store.clone()).unwrap();
     let layer = paywall
         .protect(RESOURCE, [MockPrice::new(token, amount(PRICE))])
@@ -152,7 +165,14 @@ async fn serve(chain: &Anvil, usdc: &Usdc<'_>, settler: Arc<dyn PermitSettler>) 
         .merge(paywall.token_router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     let component = accepted.component(amount(PRICE), addr(SPENDER)).unwrap();
     Server {
         base,
@@ -1010,4 +1030,52 @@ async fn client_respects_its_cap_pays_once_for_concurrent_requests_and_repays_a_
         .await;
     assert_eq!(balance(&usdc, addr(payer)), amount(FUNDS - 2 * PRICE));
     worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_token_endpoint_rate_limits_each_client_after_the_local_checks() {
+    use pay402_server::limit::RateLimit;
+    let chain = start_chain();
+    let usdc = chain.deploy_usdc().unwrap();
+    for payer in [2, 3] {
+        usdc.mint(addr(payer).0, amount(FUNDS).0).unwrap();
+    }
+    let server = serve_with(&chain, &usdc, settler(&chain).await, |c| {
+        c.token_rate_limit(RateLimit::per_period(1, Duration::from_secs(3_600)))
+    })
+    .await;
+    // The first permit from this client (127.0.0.1) buys a token.
+    let (status, body) = server.post_permit(&server.sign(&server.draft(2, 0))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(server.store.get(1).await.unwrap().is_some(), "queued");
+    // A locally bad permit still gets its own reason: cheap refusals first,
+    // and they do not count against the client.
+    let mut bad = server.draft(3, 0);
+    bad.signer = 4;
+    let (status, body) = server.post_permit(&server.sign(&bad)).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (402, Some("invalid_permit_signature"))
+    );
+    // A second sound permit from the same client: 429 before any chain
+    // call, nothing queued.
+    let permit = server.sign(&server.draft(3, 0));
+    let body = serde_json::to_vec(&MockPermitRequest {
+        version: "Version 0.1".into(),
+        permit,
+    })
+    .unwrap();
+    let resp = server
+        .http
+        .post(server.endpoint(RESOURCE))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["reason"], "rate_limited");
+    assert!(server.store.get(2).await.unwrap().is_none(), "nothing queued");
 }

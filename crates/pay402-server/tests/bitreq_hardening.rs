@@ -328,3 +328,87 @@ async fn paid_responses_are_not_cacheable_and_402s_vary_on_the_proof_headers() {
         Some("public, max-age=600")
     );
 }
+
+/// `req` as if it came from `ip` over TCP (what axum's
+/// `into_make_service_with_connect_info::<SocketAddr>()` inserts).
+fn from_ip(mut req: Request<Body>, ip: &str) -> Request<Body> {
+    let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    req
+}
+
+#[tokio::test]
+async fn challenges_and_onchain_proofs_are_rate_limited_per_client_address() {
+    use pay402_server::limit::RateLimit;
+    let store = Arc::new(MemoryBitreqStore::new());
+    let cfg = BitreqConfig::new(Network::Regtest)
+        .public_url("http://merchant.test")
+        .onchain(OnChainConfig::derived(xpub()))
+        .transfer(TransferConfig::new("shop"))
+        .challenge_rate_limit(RateLimit::per_period(2, Duration::from_secs(3_600)));
+    let server = BitreqServer::new(cfg, dead_chain(), store.clone()).unwrap();
+    let alice = SecretKey::from_slice(&[21; 32]).unwrap();
+    server
+        .open_account("alice", &alice.public_key(&Secp256k1::new()))
+        .await
+        .unwrap();
+    server.credit("alice", Sat(PRICE), "dep-1").await.unwrap();
+    let app = paid_app(&server);
+
+    for _ in 0..2 {
+        let r = send(&app, from_ip(get_with("/report", &[]), "192.0.2.7")).await;
+        assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text());
+    }
+    let limited = send(&app, from_ip(get_with("/report", &[]), "192.0.2.7")).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.text().contains("\"rate_limited\""), "{}", limited.text());
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(store.count_quotes().await.unwrap(), 2, "no quote for a 429");
+
+    // A new on-chain proof from the limited client: refused before the
+    // quote and chain lookups (the dead chain would otherwise answer 503).
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![],
+        output: vec![bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(PRICE),
+            script_pubkey: ScriptBuf::new(),
+        }],
+    };
+    let tx_hex = bitcoin::consensus::encode::serialize_hex(&tx);
+    let proof = send(
+        &app,
+        from_ip(
+            get_with("/report", &[("Bitcoin-Transaction", tx_hex.as_str())]),
+            "192.0.2.7",
+        ),
+    )
+    .await;
+    assert_eq!(proof.status, StatusCode::TOO_MANY_REQUESTS, "{}", proof.text());
+    assert!(proof.text().contains("\"rate_limited\""));
+    assert!(proof.header("retry-after").is_some());
+
+    // Bit-transfers are not limited: the limited client still pays.
+    let (t, a) = signed_transfer(&alice, PRICE);
+    let paid = send(
+        &app,
+        from_ip(
+            get_with(
+                "/report",
+                &[
+                    ("Bitcoin-Transfer", t.as_str()),
+                    ("Authorization", a.as_str()),
+                ],
+            ),
+            "192.0.2.7",
+        ),
+    )
+    .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.text());
+
+    // Another client has its own allowance.
+    let other = send(&app, from_ip(get_with("/report", &[]), "192.0.2.8")).await;
+    assert_eq!(other.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(store.count_quotes().await.unwrap(), 3);
+}

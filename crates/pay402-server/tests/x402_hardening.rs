@@ -495,3 +495,61 @@ async fn paid_responses_are_not_cacheable_and_402s_vary_on_the_payment_headers()
         Some("public, max-age=3600")
     );
 }
+
+/// `req` as if it came from `ip` over TCP (what axum's
+/// `into_make_service_with_connect_info::<SocketAddr>()` inserts).
+fn from_ip(mut req: http::Request<axum::body::Body>, ip: &str) -> http::Request<axum::body::Body> {
+    let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    req
+}
+
+#[tokio::test]
+async fn payments_are_rate_limited_per_client_address_before_the_store_and_the_facilitator() {
+    use pay402_server::limit::RateLimit;
+    let store = Arc::new(MemoryPaymentStore::new());
+    let env = slow_app(
+        X402Config::new().payment_rate_limit(RateLimit::per_period(2, Duration::from_secs(3_600))),
+        store.clone(),
+    );
+    env.gate.notify_one();
+    for i in 0..2 {
+        let header = pay_v2(&Payer::dev(1), &offer(), None);
+        let r = send(
+            &env.app,
+            from_ip(req("/paid", &[("payment-signature", &header)]), "192.0.2.7"),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "payment {i}: {}", r.text());
+    }
+    let verified = env.facilitator.verify_count();
+    let settled = env.facilitator.settle_count();
+
+    // The third payment from the same client: 429 before any work.
+    let header = pay_v2(&Payer::dev(1), &offer(), None);
+    let limited = send(
+        &env.app,
+        from_ip(req("/paid", &[("payment-signature", &header)]), "192.0.2.7"),
+    )
+    .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.reason(), "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(env.facilitator.verify_count(), verified, "no facilitator call");
+    assert_eq!(env.facilitator.settle_count(), settled);
+    assert!(
+        store.get(&key_of(&header)).await.unwrap().is_none(),
+        "no reservation for a refused payment"
+    );
+    // 402s cost no write and are not limited.
+    let challenge = send(&env.app, from_ip(req("/paid", &[]), "192.0.2.7")).await;
+    assert_eq!(challenge.status, StatusCode::PAYMENT_REQUIRED);
+    // Another client has its own allowance; the same payment is served there.
+    let other = send(
+        &env.app,
+        from_ip(req("/paid", &[("payment-signature", &header)]), "192.0.2.8"),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text());
+    assert_eq!(env.runs.load(Ordering::SeqCst), 3);
+}

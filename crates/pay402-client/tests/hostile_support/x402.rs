@@ -60,10 +60,11 @@ pub enum Misbehaviour {
 
 /// The one place the tests build a facilitator (so that a change to its
 /// builder, such as a required asset allow-list, is a one-line change here).
-pub async fn facilitator(chain: &Anvil, _usdc: Address) -> LocalFacilitator {
+pub async fn facilitator(chain: &Anvil, usdc: Address) -> LocalFacilitator {
     LocalFacilitator::builder(chain.rpc_url())
         .signer(DEV_ACCOUNTS[1].private_key)
         .network(NETWORK)
+        .allow_asset(usdc, USDC_NAME, USDC_VERSION)
         .receipt_timeout(Duration::from_secs(20))
         .build()
         .await

@@ -17,6 +17,7 @@ use pay402_core::money::Sat;
 use zeroize::Zeroizing;
 
 use crate::cache::PaidCaching;
+use crate::limit::{ClientLimiter, RateLimit};
 
 /// The process-wide secp256k1 context of the BitRequests server.
 pub(crate) fn secp() -> &'static Secp256k1<All> {
@@ -635,6 +636,14 @@ pub struct BitreqConfig {
     /// Whether paid responses may be cached (default: `Cache-Control:
     /// private, no-store`).
     pub paid_caching: PaidCaching,
+    /// Rate limit, per client address (see [`crate::limit::client_ip`]), on
+    /// the work an unpaid client can make the server do: every 402 (with
+    /// derived on-chain addresses, each stores a quote and takes an address
+    /// index) and every on-chain proof checked (each input is looked up on
+    /// the chain). Past it: 429 `rate_limited`, before any of that work.
+    /// Bit-transfers and channel payments are not limited. `None` (the
+    /// default) = no limit.
+    pub challenge_limit: Option<Arc<ClientLimiter>>,
 }
 
 impl BitreqConfig {
@@ -652,7 +661,25 @@ impl BitreqConfig {
             transfer: None,
             channel: None,
             paid_caching: PaidCaching::PrivateNoStore,
+            challenge_limit: None,
         }
+    }
+
+    /// Limits 402s and on-chain proof checks per client address (see
+    /// [`BitreqConfig::challenge_limit`]). Serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`; behind a
+    /// reverse proxy every client shares the proxy's address, so set the
+    /// limit there instead.
+    ///
+    /// ```
+    /// use pay402_server::limit::RateLimit;
+    /// let cfg = pay402_server::bitreq::BitreqConfig::new(bitcoin::Network::Regtest)
+    ///     .challenge_rate_limit(RateLimit::per_minute(60));
+    /// assert_eq!(cfg.challenge_limit.unwrap().limit().burst(), 60);
+    /// ```
+    pub fn challenge_rate_limit(mut self, limit: RateLimit) -> BitreqConfig {
+        self.challenge_limit = Some(Arc::new(ClientLimiter::new(limit)));
+        self
     }
 
     /// Sets the caching policy of paid responses (default

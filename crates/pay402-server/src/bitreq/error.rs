@@ -83,6 +83,14 @@ pub enum BitreqServerError {
     /// A concurrent update won; retry.
     #[error("concurrent update, retry")]
     Concurrent,
+    /// The client is over the
+    /// [`challenge_limit`](crate::bitreq::BitreqConfig::challenge_limit);
+    /// it may try again after this many seconds (`Retry-After`).
+    #[error("too many requests from this client; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the client may try again.
+        retry_after_secs: u64,
+    },
 }
 
 impl Reason for BitreqServerError {
@@ -105,6 +113,7 @@ impl Reason for BitreqServerError {
             BitreqServerError::TransferExpired => "transfer_expired",
             BitreqServerError::TransferWrongResource => "transfer_wrong_resource",
             BitreqServerError::Concurrent => "concurrent_update",
+            BitreqServerError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -133,6 +142,7 @@ impl Reason for BitreqServerError {
             | BitreqServerError::TransferExpired => 402,
             BitreqServerError::AlreadyUsed | BitreqServerError::Concurrent => 409,
             BitreqServerError::AwaitingConfirmations { .. } => 202,
+            BitreqServerError::RateLimited { .. } => 429,
             BitreqServerError::PayerKeyMismatch => 401,
             BitreqServerError::InputNotFound
             | BitreqServerError::TooComplex(_)

@@ -296,16 +296,37 @@ impl BitreqServer {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         }
+        if let BitreqServerError::RateLimited { retry_after_secs } = err {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         resp
     }
 
-    /// A 402 carrying `problem` and a fresh offer for `price`.
+    /// `Ok` if the client of `parts` is within the configured
+    /// [`challenge_limit`](crate::bitreq::BitreqConfig::challenge_limit);
+    /// otherwise the 429.
+    fn admit(&self, parts: &Parts) -> Result<(), Response> {
+        crate::limit::admit(self.config().challenge_limit.as_deref(), &parts.extensions).map_err(
+            |limited| {
+                tracing::Span::current().record("outcome", "rate_limited");
+                tracing::info!(reason = "rate_limited", "bitreq.reject");
+                limited.response()
+            },
+        )
+    }
+
+    /// A 402 carrying `problem` and a fresh offer for `price` (or the 429
+    /// of the challenge limit).
     pub(crate) async fn payment_required(
         &self,
         price: Sat,
         parts: &Parts,
         problem: Problem,
     ) -> Response {
+        if let Err(limited) = self.admit(parts) {
+            return limited;
+        }
         let info = match self
             .offer(price, &parts.method, &parts.uri, &parts.headers)
             .await

@@ -50,6 +50,16 @@ impl BitreqServer {
             if tx.output.len() > oc.max_outputs {
                 return Err(BitreqServerError::TooComplex("outputs"));
             }
+            // A new transaction, locally sound so far: count it against its
+            // client before the quote and chain lookups (a known one, whose
+            // payer polls for confirmations, is not counted).
+            crate::limit::admit(
+                self.inner.config.challenge_limit.as_deref(),
+                &parts.extensions,
+            )
+            .map_err(|l| BitreqServerError::RateLimited {
+                retry_after_secs: l.retry_after_secs(),
+            })?;
             let (merchant, price, quote_index) = match &oc.addresses {
                 AddressSource::Fixed(a) => (a.script_pubkey(), route_price, None),
                 AddressSource::Derived { .. } => {

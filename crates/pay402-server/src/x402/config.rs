@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use pay402_core::time::UnixTime;
 
 use crate::cache::PaidCaching;
+use crate::limit::{ClientLimiter, RateLimit};
 
 /// When the payment is settled relative to the handler.
 ///
@@ -164,6 +165,13 @@ pub struct X402Config {
     /// Whether paid responses may be cached (default: `Cache-Control:
     /// private, no-store`). See [`PaidCaching`].
     pub paid_caching: PaidCaching,
+    /// Rate limit on payments checked, per client address (see
+    /// [`crate::limit::client_ip`]): each new payment costs a durable
+    /// reservation and facilitator calls before it is known to be good, so
+    /// a client sending signed but unfunded payments is answered 429
+    /// (`rate_limited`) past this limit, before any of that work. `None`
+    /// (the default) = no limit; 402s cost no write and are not limited.
+    pub payment_limit: Option<Arc<ClientLimiter>>,
     /// Bound on the facilitator's `verify` (default 30 s; past it: 503, nothing moved).
     pub verify_timeout: Duration,
     /// Bound on the facilitator's `settle` (default 120 s; past it the
@@ -190,6 +198,7 @@ impl Default for X402Config {
             clock_skew: Duration::from_secs(30),
             released_retention: Duration::from_secs(3600),
             paid_caching: PaidCaching::PrivateNoStore,
+            payment_limit: None,
             verify_timeout: Duration::from_secs(30),
             settle_timeout: Duration::from_secs(120),
             retry_after: Duration::from_secs(2),
@@ -306,6 +315,22 @@ impl X402Config {
     /// ```
     pub fn paid_caching(mut self, policy: PaidCaching) -> Self {
         self.paid_caching = policy;
+        self
+    }
+
+    /// Limits the payments checked per client address (see
+    /// [`X402Config::payment_limit`]). Serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`; behind a
+    /// reverse proxy every client shares the proxy's address, so set the
+    /// limit there instead.
+    ///
+    /// ```
+    /// use pay402_server::limit::RateLimit;
+    /// let c = pay402_server::x402::X402Config::new().payment_rate_limit(RateLimit::per_minute(600));
+    /// assert_eq!(c.payment_limit.unwrap().limit().burst(), 600);
+    /// ```
+    pub fn payment_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.payment_limit = Some(Arc::new(ClientLimiter::new(limit)));
         self
     }
 

@@ -438,6 +438,13 @@ where
     let span = tracing::Span::current();
     span.record("version", intake.payment.x402_version);
     span.record("payer", field::display(&intake.payment.payer));
+    // A well-formed payment, locally checked: before the store and the
+    // facilitator spend anything on it, count it against the client.
+    if let Err(limited) = crate::limit::admit(cfg.payment_limit.as_deref(), &parts.extensions) {
+        outcome("rate_limited");
+        tracing::info!(reason = "rate_limited", "x402.reject");
+        return Ok(limited.response());
+    }
 
     // From here on a payment is at stake: run it as its own task, so a
     // client that disconnects cannot abandon it between settlement and

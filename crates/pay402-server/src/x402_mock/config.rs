@@ -2,6 +2,8 @@
 //! settlement worker retries.
 
 use crate::cache::PaidCaching;
+use crate::limit::{ClientLimiter, RateLimit};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pay402_core::x402::TokenAmount;
@@ -239,6 +241,13 @@ pub struct MockConfig {
     /// Whether paid responses may be cached (default: `Cache-Control:
     /// private, no-store`; see [`crate::cache`]).
     pub paid_caching: PaidCaching,
+    /// Rate limit on permits checked by the token endpoint, per client
+    /// address (see [`crate::limit::client_ip`]): each costs chain reads
+    /// (nonce, balance) and a queued settlement, so past it the endpoint
+    /// answers 429 `rate_limited` after the local checks (signature,
+    /// spender, deadline, amount) and before any chain call. `None` (the
+    /// default) = no limit.
+    pub token_limit: Option<Arc<ClientLimiter>>,
 }
 
 impl std::fmt::Debug for MockConfig {
@@ -253,6 +262,7 @@ impl std::fmt::Debug for MockConfig {
             .field("pay_to", &self.pay_to)
             .field("retry", &self.retry)
             .field("paid_caching", &self.paid_caching)
+            .field("token_limit", &self.token_limit)
             .finish()
     }
 }
@@ -276,6 +286,7 @@ impl MockConfig {
             pay_to: None,
             retry: RetryPolicy::default(),
             paid_caching: PaidCaching::PrivateNoStore,
+            token_limit: None,
         }
     }
 
@@ -289,6 +300,24 @@ impl MockConfig {
     /// ```
     pub fn paid_caching(mut self, policy: PaidCaching) -> MockConfig {
         self.paid_caching = policy;
+        self
+    }
+
+    /// Limits the permits the token endpoint checks per client address (see
+    /// [`MockConfig::token_limit`]). Serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`; behind a
+    /// reverse proxy every client shares the proxy's address, so set the
+    /// limit there instead.
+    ///
+    /// ```
+    /// use pay402_server::limit::RateLimit;
+    /// use pay402_server::x402_mock::MockConfig;
+    /// let cfg = MockConfig::new(zeroize::Zeroizing::new(vec![7; 32]))
+    ///     .token_rate_limit(RateLimit::per_minute(30));
+    /// assert_eq!(cfg.token_limit.unwrap().limit().burst(), 30);
+    /// ```
+    pub fn token_rate_limit(mut self, limit: RateLimit) -> MockConfig {
+        self.token_limit = Some(Arc::new(ClientLimiter::new(limit)));
         self
     }
 

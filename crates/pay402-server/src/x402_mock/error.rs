@@ -62,6 +62,14 @@ pub enum MockServerError {
     /// The access token was revoked (its settlement failed).
     #[error("access token revoked")]
     Revoked,
+    /// The client sent more permits than
+    /// [`MockConfig::token_limit`](super::MockConfig::token_limit) allows;
+    /// it may try again after this many seconds.
+    #[error("too many permits from this client; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the client may try again (`Retry-After`).
+        retry_after_secs: u64,
+    },
 }
 
 impl Reason for MockServerError {
@@ -80,6 +88,7 @@ impl Reason for MockServerError {
             MockServerError::Chain(_) => "chain_unavailable",
             MockServerError::Token(e) => e.reason(),
             MockServerError::Revoked => "access_token_revoked",
+            MockServerError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -100,6 +109,7 @@ impl Reason for MockServerError {
             MockServerError::Chain(_) => 503,
             MockServerError::Token(AccessTokenError::KeyTooShort) => 500,
             MockServerError::Token(_) | MockServerError::Revoked => 401,
+            MockServerError::RateLimited { .. } => 429,
         }
     }
 }

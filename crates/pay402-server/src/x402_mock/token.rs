@@ -66,6 +66,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response 
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
                 }
+                if let MockServerError::RateLimited { retry_after_secs } = e {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                }
                 resp
             }
         }
@@ -78,6 +82,7 @@ async fn issue(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, MockServe
     let span = tracing::Span::current();
     let now = now();
     let cfg = &shared.config;
+    let client = crate::limit::client_ip(req.extensions());
 
     let query = axum::extract::Query::<TokenQuery>::try_from_uri(req.uri())
         .map_err(|_| MockServerError::UnknownResource)?;
@@ -117,6 +122,14 @@ async fn issue(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, MockServe
     let settle_by = now.0.saturating_add(cfg.min_permit_validity.as_secs());
     if permit.deadline < EvmTimestamp::from_u64(settle_by).0 {
         return Err(MockServerError::DeadlineTooSoon);
+    }
+    // Locally sound: count it against its client before any chain call.
+    if let (Some(limiter), Some(ip)) = (cfg.token_limit.as_deref(), client) {
+        limiter
+            .check(ip)
+            .map_err(|limited| MockServerError::RateLimited {
+                retry_after_secs: limited.retry_after_secs(),
+            })?;
     }
     // On chain: the nonce is the owner's current one, the balance covers the price.
     let on_chain = shared
