@@ -204,6 +204,7 @@ pub struct L402ClientBuilder {
     scope: TokenScope,
     http: Option<reqwest::Client>,
     timeout: Option<Duration>,
+    timeout_set: bool,
     connect_timeout: Duration,
 }
 
@@ -225,8 +226,9 @@ impl L402ClientBuilder {
     /// The total time each HTTP attempt may take, from connecting until the
     /// response body has been read (default
     /// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT), 60 s). It
-    /// applies to every request the client sends, also with your own
-    /// [`http`](Self::http) client. A timeout after paying is
+    /// applies to every request the client sends; set with your own
+    /// [`http`](Self::http) client, it overrides that client's timeout
+    /// (without this call, your client's settings rule). A timeout after paying is
     /// [`ClientError::RetryFailed`] with the receipt: you may have paid.
     ///
     /// ```
@@ -236,6 +238,7 @@ impl L402ClientBuilder {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self.timeout_set = true;
         self
     }
 
@@ -248,6 +251,7 @@ impl L402ClientBuilder {
     /// ```
     pub fn no_timeout(mut self) -> Self {
         self.timeout = None;
+        self.timeout_set = true;
         self
     }
 
@@ -371,6 +375,7 @@ impl L402ClientBuilder {
     /// # }
     /// ```
     pub fn build(self) -> L402Client {
+        let timeout = crate::timeouts::per_request(self.timeout, self.timeout_set, &self.http);
         let http = match self.http {
             Some(http) => http,
             None => default_http(self.connect_timeout, self.timeout),
@@ -378,7 +383,7 @@ impl L402ClientBuilder {
         L402Client {
             inner: Arc::new(Inner {
                 http,
-                timeout: self.timeout,
+                timeout,
                 connect_timeout: self.connect_timeout,
                 payer: self.payer,
                 network: self.network,
@@ -515,6 +520,7 @@ impl L402Client {
             scope: TokenScope::Origin,
             http: None,
             timeout: Some(crate::DEFAULT_REQUEST_TIMEOUT),
+            timeout_set: false,
             connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
         }
     }
@@ -614,8 +620,9 @@ impl L402Client {
         &self.inner.http
     }
 
-    /// The total timeout of each HTTP attempt (`None`: turned off with
-    /// [`L402ClientBuilder::no_timeout`]).
+    /// The total timeout the client sets on each HTTP attempt (`None`:
+    /// turned off with [`L402ClientBuilder::no_timeout`], or left to your
+    /// own reqwest client).
     ///
     /// ```
     /// # fn f(client: pay402_client::L402Client) {

@@ -10,11 +10,13 @@
 //! - a **total timeout per attempt** ([`DEFAULT_REQUEST_TIMEOUT`], 60 s; the
 //!   BitRequests client keeps its own 30 s `bitreq::DEFAULT_TIMEOUT`), from
 //!   connecting until the whole response body has been read. It is set on
-//!   the built reqwest client and on every request the client sends (the
-//!   unpaid request, the paid one, each resend of the same payment, the
-//!   x402_mock token exchange), so it also holds with your own reqwest
-//!   client and then takes precedence over that client's own `timeout`. A
-//!   timeout set on the request itself (`RequestBuilder::timeout`) wins.
+//!   the reqwest client the builder builds. With your own reqwest client,
+//!   that client's settings rule unless you call the builder's `timeout(d)`:
+//!   then `d` is set on every request the client sends (the unpaid request,
+//!   the paid one, each resend of the same payment, the x402_mock token
+//!   exchange, the channel calls) and takes precedence over your client's
+//!   own `timeout`. A timeout set on the request itself
+//!   (`RequestBuilder::timeout`) always wins.
 //!
 //! `no_timeout()` on a builder turns the total timeout off (for large
 //! downloads whose body may take longer to arrive); the connect timeout
@@ -47,6 +49,22 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// assert_eq!(pay402_client::DEFAULT_REQUEST_TIMEOUT.as_secs(), 60);
 /// ```
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The total timeout a client applies to each request: the builder's,
+/// except with the caller's own reqwest client and no `timeout()` or
+/// `no_timeout()` call on the builder, where that client's own settings
+/// rule (a timeout configured on it is not overridden by the default).
+pub(crate) fn per_request(
+    builder: Option<Duration>,
+    explicit: bool,
+    own_client: &Option<reqwest::Client>,
+) -> Option<Duration> {
+    if own_client.is_some() && !explicit {
+        None
+    } else {
+        builder
+    }
+}
 
 /// Gives `request` the total timeout `total` unless it carries its own.
 pub(crate) fn apply(request: &mut Request, total: Option<Duration>) {

@@ -145,6 +145,34 @@ async fn l402_the_timeout_also_holds_with_an_own_http_client() {
     l402_hang(true).await;
 }
 
+/// An own reqwest client's timeout is not overridden by the default: only a
+/// `timeout()` call on the builder does that.
+#[tokio::test]
+async fn l402_an_own_clients_timeout_rules_without_a_builder_timeout() {
+    let net = SimNet::new(Network::Regtest);
+    let merchant = net.add_node("merchant", Msat(0));
+    let payer = net.add_node("payer", Msat(1_000_000_000));
+    let server = HostileL402::start(
+        Arc::new(merchant.clone()),
+        Msat(100_000),
+        Misbehaviour::HangAfterSettling,
+    )
+    .await;
+    let http = reqwest::Client::builder().timeout(SHORT).build().unwrap();
+    let client = L402Client::builder(Arc::new(payer.clone()))
+        .network(Network::Regtest)
+        .http(http)
+        .build();
+    assert_eq!(client.timeout(), None, "left to the own client");
+    // Far below the 60 s default: only the own client's timeout can end it.
+    let e = tokio::time::timeout(Duration::from_secs(30), client.get(&server.url))
+        .await
+        .expect("the own client's timeout ended the call")
+        .expect_err("no answer is not a success");
+    assert_eq!(e.reason(), "retry_failed", "{e}");
+    assert_eq!(payer.payments_sent(), 1);
+}
+
 // ---------------------------------------------------------------- x402
 
 const SEPOLIA_USDC: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use bytes::Bytes;
 use pay402_core::l402::Satisfier;
 use pay402_core::money::Msat;
@@ -396,6 +395,19 @@ impl L402Config {
     /// ```
     pub fn challenge_rate_limit(mut self, limit: RateLimit) -> Self {
         self.challenge_limit = Some(Arc::new(ClientLimiter::new(limit)));
+        self
+    }
+
+    /// Sets the caching policy of paid responses (default
+    /// [`PaidCaching::PrivateNoStore`](crate::cache::PaidCaching::PrivateNoStore)).
+    ///
+    /// ```
+    /// use pay402_server::cache::PaidCaching;
+    /// let c = pay402_server::L402Config::new("a").paid_caching(PaidCaching::HandlerDecides);
+    /// assert_eq!(c.paid_caching, PaidCaching::HandlerDecides);
+    /// ```
+    pub fn paid_caching(mut self, policy: crate::cache::PaidCaching) -> Self {
+        self.paid_caching = policy;
         self
     }
 

@@ -1077,5 +1077,8 @@ async fn the_token_endpoint_rate_limits_each_client_after_the_local_checks() {
     assert!(resp.headers().contains_key("retry-after"));
     let problem: Value = resp.json().await.unwrap();
     assert_eq!(problem["reason"], "rate_limited");
-    assert!(server.store.get(2).await.unwrap().is_none(), "nothing queued");
+    assert!(
+        server.store.get(2).await.unwrap().is_none(),
+        "nothing queued"
+    );
 }

@@ -333,7 +333,8 @@ async fn paid_responses_are_not_cacheable_and_402s_vary_on_the_proof_headers() {
 /// `into_make_service_with_connect_info::<SocketAddr>()` inserts).
 fn from_ip(mut req: Request<Body>, ip: &str) -> Request<Body> {
     let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
-    req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
     req
 }
 
@@ -361,7 +362,11 @@ async fn challenges_and_onchain_proofs_are_rate_limited_per_client_address() {
     }
     let limited = send(&app, from_ip(get_with("/report", &[]), "192.0.2.7")).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(limited.text().contains("\"rate_limited\""), "{}", limited.text());
+    assert!(
+        limited.text().contains("\"rate_limited\""),
+        "{}",
+        limited.text()
+    );
     assert!(limited.header("retry-after").is_some());
     assert_eq!(store.count_quotes().await.unwrap(), 2, "no quote for a 429");
 
@@ -385,7 +390,12 @@ async fn challenges_and_onchain_proofs_are_rate_limited_per_client_address() {
         ),
     )
     .await;
-    assert_eq!(proof.status, StatusCode::TOO_MANY_REQUESTS, "{}", proof.text());
+    assert_eq!(
+        proof.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        proof.text()
+    );
     assert!(proof.text().contains("\"rate_limited\""));
     assert!(proof.header("retry-after").is_some());
 

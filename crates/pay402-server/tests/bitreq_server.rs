@@ -1455,3 +1455,72 @@ async fn memory_store_contract() {
 async fn sqlite_store_contract() {
     store_contract(Arc::new(SqliteBitreqStore::in_memory().await.unwrap())).await;
 }
+
+/// A well-formed (never broadcast) channel deposit of customer key `k`.
+fn open_request(k: u8) -> (OpenRequest, Txid) {
+    let merchant = pk(&key(MERCHANT_KEY[0]));
+    let customer = key(k);
+    let expiry = u32::try_from(unix_now() + 3 * 24 * 3600).unwrap();
+    let redeem =
+        RedeemScript::new(merchant, pk(&customer), expiry, ExpiryEncoding::Two1Raw).unwrap();
+    let value = deposit_output_value(Sat(100_000), Sat(3_000), FEE).unwrap();
+    let utxo = SpendableUtxo {
+        outpoint: OutPoint::new(Txid::from_byte_array([k; 32]), 1),
+        amount: Sat(200_000),
+        kind: SpendKind::P2pkh,
+        key: &customer,
+    };
+    let deposit =
+        build_deposit(&[utxo], &redeem, value, &utxo.script_pubkey(), Sat(1_000)).unwrap();
+    let open = OpenRequest {
+        deposit_tx: serialize_hex(&deposit),
+        redeem_script: hex::encode(redeem.to_script().as_bytes()),
+    };
+    (open, deposit.compute_txid())
+}
+
+#[tokio::test]
+async fn channel_opens_count_against_the_client_rate_limit() {
+    use pay402_server::limit::RateLimit;
+    let store: Arc<dyn BitreqStore> = Arc::new(MemoryBitreqStore::new());
+    let cfg = config().challenge_rate_limit(RateLimit::per_period(2, Duration::from_secs(3_600)));
+    let server = BitreqServer::new(cfg, dead_chain(), store.clone()).unwrap();
+    let app = server.channel_router();
+    let from = |ip: &str, open: &OpenRequest| {
+        let mut req = body_req("POST", "/payment", encode_form(open), None);
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        req
+    };
+    // A malformed open is refused for what it is, and is not counted.
+    let r = send(
+        &app,
+        from(
+            "192.0.2.7",
+            &OpenRequest {
+                deposit_tx: "00".into(),
+                redeem_script: "00".into(),
+            },
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    for k in [51, 52] {
+        let (open, _) = open_request(k);
+        let r = send(&app, from("192.0.2.7", &open)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let (open, id) = open_request(53);
+    let r = send(&app, from("192.0.2.7", &open)).await;
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(store.channel(&id).await.unwrap().is_none(), "not stored");
+    // Another client has its own allowance.
+    let r = send(&app, from("192.0.2.8", &open)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(store.channel(&id).await.unwrap().is_some());
+}

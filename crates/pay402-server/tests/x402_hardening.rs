@@ -500,7 +500,8 @@ async fn paid_responses_are_not_cacheable_and_402s_vary_on_the_payment_headers()
 /// `into_make_service_with_connect_info::<SocketAddr>()` inserts).
 fn from_ip(mut req: http::Request<axum::body::Body>, ip: &str) -> http::Request<axum::body::Body> {
     let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
-    req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
     req
 }
 
@@ -535,7 +536,11 @@ async fn payments_are_rate_limited_per_client_address_before_the_store_and_the_f
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.reason(), "rate_limited");
     assert!(limited.header("retry-after").is_some());
-    assert_eq!(env.facilitator.verify_count(), verified, "no facilitator call");
+    assert_eq!(
+        env.facilitator.verify_count(),
+        verified,
+        "no facilitator call"
+    );
     assert_eq!(env.facilitator.settle_count(), settled);
     assert!(
         store.get(&key_of(&header)).await.unwrap().is_none(),

@@ -397,7 +397,9 @@ impl Chain {
             .topic1(movement.from.into_word())
             .topic2(movement.nonce);
         let chunk = self.log_chunk_blocks.max(1);
-        let oldest = head.saturating_sub(self.log_lookback_blocks);
+        // The `lookback` blocks ending at `head` (inclusive), so a lookup
+        // makes at most ceil(lookback / chunk) requests.
+        let oldest = head.saturating_sub(self.log_lookback_blocks.saturating_sub(1));
         let mut to = head;
         loop {
             let from = to.saturating_sub(chunk - 1).max(oldest);

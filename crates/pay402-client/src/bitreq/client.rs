@@ -240,6 +240,7 @@ pub struct BitRequestsBuilder {
     username: Option<String>,
     max_price: Sat,
     timeout: Option<Duration>,
+    timeout_set: bool,
     connect_timeout: Duration,
     retries: u32,
     http: Option<reqwest::Client>,
@@ -271,8 +272,9 @@ impl BitRequestsBuilder {
     }
 
     /// The total timeout of each HTTP request, from connecting until the
-    /// body has been read (default [`DEFAULT_TIMEOUT`], 30 s), also with
-    /// your own [`http`](Self::http) client. A timeout after paying is
+    /// body has been read (default [`DEFAULT_TIMEOUT`], 30 s); it overrides
+    /// the timeout of your own [`http`](Self::http) client (without this
+    /// call, that client's settings rule). A timeout after paying is
     /// [`BitRequestsError::RetryFailed`](super::BitRequestsError::RetryFailed):
     /// you may have paid.
     ///
@@ -283,6 +285,7 @@ impl BitRequestsBuilder {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self.timeout_set = true;
         self
     }
 
@@ -295,6 +298,7 @@ impl BitRequestsBuilder {
     /// ```
     pub fn no_timeout(mut self) -> Self {
         self.timeout = None;
+        self.timeout_set = true;
         self
     }
 
@@ -363,18 +367,19 @@ impl BitRequestsBuilder {
     /// # let _ = client; }
     /// ```
     pub fn build(self) -> BitRequests {
+        let timeout = crate::timeouts::per_request(self.timeout, self.timeout_set, &self.http);
         let http = match self.http {
             Some(h) => h,
             None => default_http(self.connect_timeout, self.timeout),
         };
         let channels = (self.method == PaymentMethod::Channel).then(|| {
             ChannelClient::new(Arc::clone(&self.wallet), http.clone(), self.channel.clone())
-                .with_timeout(self.timeout)
+                .with_timeout(timeout)
         });
         BitRequests {
             inner: Arc::new(Inner {
                 http,
-                timeout: self.timeout,
+                timeout,
                 connect_timeout: self.connect_timeout,
                 wallet: self.wallet,
                 method: self.method,
@@ -505,6 +510,7 @@ impl BitRequests {
             username,
             max_price: DEFAULT_MAX_PRICE,
             timeout: Some(DEFAULT_TIMEOUT),
+            timeout_set: false,
             connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
             retries: DEFAULT_RETRIES,
             http: None,
@@ -606,8 +612,9 @@ impl BitRequests {
         &self.inner.http
     }
 
-    /// The total timeout of each HTTP request (`None`: turned off with
-    /// [`BitRequestsBuilder::no_timeout`]).
+    /// The total timeout the client sets on each HTTP request (`None`:
+    /// turned off with [`BitRequestsBuilder::no_timeout`], or left to your
+    /// own reqwest client).
     ///
     /// ```no_run
     /// # fn f(c: pay402_client::bitreq::BitRequests) {

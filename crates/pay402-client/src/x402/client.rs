@@ -108,6 +108,7 @@ pub struct X402ClientBuilder {
     policy: SpendPolicy,
     budgets: Vec<Budget>,
     timeout: Option<Duration>,
+    timeout_set: bool,
     connect_timeout: Duration,
     max_resends: u32,
     resend_delay: Duration,
@@ -237,7 +238,8 @@ impl X402ClientBuilder {
     /// sending of the payment), from connecting until the response body has
     /// been read (default
     /// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT), 60 s). It
-    /// also holds with your own [`http`](Self::http) client. A timeout
+    /// overrides the timeout of your own [`http`](Self::http) client (without
+    /// this call, that client's settings rule). A timeout
     /// after paying is [`X402Error::RetryFailed`] carrying the payment.
     ///
     /// ```
@@ -247,6 +249,7 @@ impl X402ClientBuilder {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self.timeout_set = true;
         self
     }
 
@@ -259,6 +262,7 @@ impl X402ClientBuilder {
     /// ```
     pub fn no_timeout(mut self) -> Self {
         self.timeout = None;
+        self.timeout_set = true;
         self
     }
 
@@ -344,6 +348,7 @@ impl X402ClientBuilder {
     /// # }
     /// ```
     pub fn build(self) -> X402Client {
+        let timeout = crate::timeouts::per_request(self.timeout, self.timeout_set, &self.http);
         X402Client {
             inner: Arc::new(Inner {
                 http: self
@@ -353,7 +358,7 @@ impl X402ClientBuilder {
                 signer: self.signer,
                 policy: self.policy,
                 budgets: Mutex::new(self.budgets),
-                timeout: self.timeout,
+                timeout,
                 max_resends: self.max_resends,
                 resend_delay: self.resend_delay,
                 max_retry_after: self.max_retry_after,
@@ -476,6 +481,7 @@ impl X402Client {
             policy: SpendPolicy::default(),
             budgets: Vec::new(),
             timeout: Some(crate::DEFAULT_REQUEST_TIMEOUT),
+            timeout_set: false,
             connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
             max_resends: DEFAULT_MAX_RESENDS,
             resend_delay: DEFAULT_RESEND_DELAY,
@@ -586,8 +592,9 @@ impl X402Client {
         &self.inner.http
     }
 
-    /// The total timeout of each HTTP attempt (`None`: turned off with
-    /// [`X402ClientBuilder::no_timeout`]).
+    /// The total timeout the client sets on each HTTP attempt (`None`:
+    /// turned off with [`X402ClientBuilder::no_timeout`], or left to your
+    /// own reqwest client).
     ///
     /// ```
     /// # fn f(client: pay402_client::x402::X402Client) {

@@ -208,6 +208,7 @@ pub struct MockClientBuilder {
     permit_validity: Duration,
     nonce_wait: Duration,
     timeout: Option<Duration>,
+    timeout_set: bool,
     connect_timeout: Duration,
 }
 
@@ -285,8 +286,9 @@ impl MockClientBuilder {
     /// The total time each HTTP attempt may take, from connecting until the
     /// response body has been read (default
     /// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT), 60 s):
-    /// the unpaid request, the token exchange and the paid request, also
-    /// with your own [`http_client`](Self::http_client). A timeout after
+    /// the unpaid request, the token exchange and the paid request; it
+    /// overrides the timeout of your own [`http_client`](Self::http_client)
+    /// (without this call, that client's settings rule). A timeout after
     /// paying is [`MockClientError::RetryFailed`] with the receipt.
     ///
     /// ```no_run
@@ -296,6 +298,7 @@ impl MockClientBuilder {
     /// ```
     pub fn timeout(mut self, d: Duration) -> MockClientBuilder {
         self.timeout = Some(d);
+        self.timeout_set = true;
         self
     }
 
@@ -308,6 +311,7 @@ impl MockClientBuilder {
     /// ```
     pub fn no_timeout(mut self) -> MockClientBuilder {
         self.timeout = None;
+        self.timeout_set = true;
         self
     }
 
@@ -335,6 +339,7 @@ impl MockClientBuilder {
     /// # }
     /// ```
     pub fn build(self) -> MockClient {
+        let timeout = crate::timeouts::per_request(self.timeout, self.timeout_set, &self.http);
         let http = self
             .http
             .unwrap_or_else(|| default_http(self.connect_timeout, self.timeout));
@@ -346,7 +351,7 @@ impl MockClientBuilder {
                 accepts: self.accepts,
                 permit_validity: self.permit_validity,
                 nonce_wait: self.nonce_wait,
-                timeout: self.timeout,
+                timeout,
                 connect_timeout: self.connect_timeout,
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
@@ -394,6 +399,7 @@ impl MockClient {
             permit_validity: DEFAULT_PERMIT_VALIDITY,
             nonce_wait: DEFAULT_NONCE_WAIT,
             timeout: Some(crate::DEFAULT_REQUEST_TIMEOUT),
+            timeout_set: false,
             connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
         }
     }
@@ -409,8 +415,9 @@ impl MockClient {
         &self.inner.http
     }
 
-    /// The total timeout of each HTTP attempt (`None`: turned off with
-    /// [`MockClientBuilder::no_timeout`]).
+    /// The total timeout the client sets on each HTTP attempt (`None`:
+    /// turned off with [`MockClientBuilder::no_timeout`], or left to your
+    /// own reqwest client).
     ///
     /// ```no_run
     /// # fn f(c: pay402_client::x402_mock::MockClient) {

@@ -49,7 +49,14 @@ impl IntoResponse for BitreqServerError {
         } else {
             tracing::info!(reason = self.reason(), error = %self, "bitreq.channel.reject");
         }
-        respond::problem(&Problem::from_reason(&self, status))
+        let mut resp = respond::problem(&Problem::from_reason(&self, status));
+        if let BitreqServerError::RateLimited { retry_after_secs } = self {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        resp
     }
 }
 
@@ -98,8 +105,9 @@ async fn info(State(server): State<BitreqServer>) -> Result<Json<ChannelInfo>, B
 
 async fn open(
     State(server): State<BitreqServer>,
-    body: Body,
+    req: http::Request<Body>,
 ) -> Result<Json<OpenResponse>, BitreqServerError> {
+    let (parts, body) = req.into_parts();
     let span = tracing::info_span!("bitreq.channel.open", deposit_txid = tracing::field::Empty);
     async {
         let cc = channel_cfg(&server)?;
@@ -112,6 +120,15 @@ async fn open(
             verify_deposit(&deposit, &script, &merchant, now, cc.min_duration.as_secs())
                 .map_err(ChannelError::Invalid)?;
         tracing::Span::current().record("deposit_txid", tracing::field::display(outpoint.txid));
+        // Locally sound; nothing tells yet whether the deposit exists: count
+        // the open against its client before storing it.
+        crate::limit::admit(
+            server.inner.config.challenge_limit.as_deref(),
+            &parts.extensions,
+        )
+        .map_err(|l| BitreqServerError::RateLimited {
+            retry_after_secs: l.retry_after_secs(),
+        })?;
         let room = cc
             .fee
             .0

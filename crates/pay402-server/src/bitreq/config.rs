@@ -639,10 +639,12 @@ pub struct BitreqConfig {
     /// Rate limit, per client address (see [`crate::limit::client_ip`]), on
     /// the work an unpaid client can make the server do: every 402 (with
     /// derived on-chain addresses, each stores a quote and takes an address
-    /// index) and every on-chain proof checked (each input is looked up on
-    /// the chain). Past it: 429 `rate_limited`, before any of that work.
-    /// Bit-transfers and channel payments are not limited. `None` (the
-    /// default) = no limit.
+    /// index), every new on-chain proof checked (each input is looked up on
+    /// the chain) and every channel opened (stored, then looked up on the
+    /// chain by each sync pass until it confirms or expires). Past it: 429
+    /// `rate_limited`, after the local checks and before any of that work.
+    /// Bit-transfers, channel payments and a known transaction presented
+    /// again are not limited. `None` (the default) = no limit.
     pub challenge_limit: Option<Arc<ClientLimiter>>,
 }
 
@@ -665,7 +667,8 @@ impl BitreqConfig {
         }
     }
 
-    /// Limits 402s and on-chain proof checks per client address (see
+    /// Limits 402s, on-chain proof checks and channel opens per client
+    /// address (see
     /// [`BitreqConfig::challenge_limit`]). Serve with
     /// `into_make_service_with_connect_info::<SocketAddr>()`; behind a
     /// reverse proxy every client shares the proxy's address, so set the
