@@ -303,17 +303,16 @@ impl BitreqServer {
         resp
     }
 
-    /// `Ok` if the client of `parts` is within the configured
+    /// `None` if the client of `parts` is within the configured
     /// [`challenge_limit`](crate::bitreq::BitreqConfig::challenge_limit);
     /// otherwise the 429.
-    fn admit(&self, parts: &Parts) -> Result<(), Response> {
-        crate::limit::admit(self.config().challenge_limit.as_deref(), &parts.extensions).map_err(
-            |limited| {
-                tracing::Span::current().record("outcome", "rate_limited");
-                tracing::info!(reason = "rate_limited", "bitreq.reject");
-                limited.response()
-            },
-        )
+    fn over_limit(&self, parts: &Parts) -> Option<Response> {
+        let limited =
+            crate::limit::admit(self.config().challenge_limit.as_deref(), &parts.extensions)
+                .err()?;
+        tracing::Span::current().record("outcome", "rate_limited");
+        tracing::info!(reason = "rate_limited", "bitreq.reject");
+        Some(limited.response())
     }
 
     /// A 402 carrying `problem` and a fresh offer for `price` (or the 429
@@ -324,7 +323,7 @@ impl BitreqServer {
         parts: &Parts,
         problem: Problem,
     ) -> Response {
-        if let Err(limited) = self.admit(parts) {
+        if let Some(limited) = self.over_limit(parts) {
             return limited;
         }
         let info = match self
