@@ -998,3 +998,57 @@ fn the_signer_never_shows_its_key() {
     assert!(!format!("{client:?}").contains("59c6995e"));
     let _ = Extra::default();
 }
+
+/// A server on another origin (another port) that redirects `/paid` to `to`.
+async fn redirector(to: String) -> String {
+    let app = axum::Router::new().route(
+        "/paid",
+        any(move || {
+            let to = to.clone();
+            async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, to)],
+                )
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/paid")
+}
+
+#[tokio::test]
+async fn a_402_from_another_origin_is_never_paid() {
+    let server = TestServer::start(
+        Challenge::V2(offer_v2(vec![requirement(
+            "eip155:84532",
+            SEPOLIA_USDC,
+            10_000,
+        )])),
+        vec![],
+    )
+    .await;
+    let entry = redirector(server.url("/paid")).await;
+
+    // The default client follows redirects only within the origin: the
+    // redirect comes back as the answer and the other origin is never asked.
+    let paid = client(signer()).get(&entry).await.unwrap();
+    assert_eq!(paid.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert!(paid.receipt.is_none());
+    assert!(
+        server.state.lock().unwrap().bodies.is_empty(),
+        "not followed"
+    );
+
+    // With an own reqwest client that follows every redirect, the 402
+    // arrives from the other origin: refused before signing.
+    let follows_all = X402Client::builder(signer())
+        .http(reqwest::Client::new())
+        .build();
+    let e = follows_all.get(&entry).await.unwrap_err();
+    assert_eq!(e.reason(), "cross_origin_challenge", "{e}");
+    assert!(!e.may_have_paid());
+    assert!(server.received().is_empty(), "nothing signed or sent");
+}

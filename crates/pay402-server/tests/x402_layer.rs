@@ -640,7 +640,11 @@ fn env_no_verify() -> Env {
 
 #[tokio::test]
 async fn bad_input_gets_4xx_with_the_reference_reason_and_never_reaches_the_handler() {
-    let env = env(X402Config::new());
+    let store = Arc::new(MemoryPaymentStore::new());
+    let env = env_with(X402Config::new(), store.clone());
+    // An unpaid request: a 402 and no write.
+    let r = send(&env.app, req("/paid", &[])).await;
+    assert_eq!(r.status.as_u16(), 402);
     let payer = Payer::dev(1);
     let o = offer();
     let honest = |f: &dyn Fn(&mut pay402_core::x402::evm::TransferAuthorization)| {
@@ -858,6 +862,10 @@ async fn bad_input_gets_4xx_with_the_reference_reason_and_never_reaches_the_hand
         .unwrap();
     assert_refused(&send(&env.app, req).await, 400, "invalid_payload");
     assert_eq!(runs(&env), 0);
+    assert!(
+        store.is_empty(),
+        "neither an unpaid request nor a refused payment wrote a record"
+    );
     assert_eq!(env.facilitator.settle_count(), 0);
     assert_eq!(env.facilitator.verify_count(), 0, "refused before any I/O");
 }
