@@ -31,6 +31,8 @@ pub mod ct;
 pub mod l402;
 pub mod lightning;
 pub mod money;
+pub mod offer;
 pub mod problem;
+pub mod rates;
 pub mod time;
 pub mod x402;
