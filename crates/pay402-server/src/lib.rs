@@ -35,13 +35,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cache;
-mod config;
-mod keycache;
-mod layer;
+pub mod l402;
 pub mod limit;
 pub mod respond;
 mod sqlite_pool;
-pub mod store;
+
+/// The L402 root-key store (also at [`l402::store`]); its
+/// [`StoreError`](store::StoreError) is shared by every rail's store.
+pub use l402::store;
 
 #[cfg(feature = "x402")]
 pub mod x402;
@@ -52,9 +53,7 @@ pub mod x402_mock;
 #[cfg(feature = "bitreq")]
 pub mod bitreq;
 
-pub use config::{
-    DEFAULT_TOKEN_LIFETIME, L402Config, Price, PriceFuture, PriceRequest, RejectMode,
-    normalize_path,
+pub use l402::{
+    BoxedResponse, DEFAULT_TOKEN_LIFETIME, KeyCache, L402Config, L402Future, L402Layer,
+    L402Service, PaidToken, Price, PriceFuture, PriceRequest, RejectMode, normalize_path,
 };
-pub use keycache::KeyCache;
-pub use layer::{BoxedResponse, L402Future, L402Layer, L402Service, PaidToken};

@@ -30,8 +30,7 @@ use super::store::{
     StoreError,
 };
 use crate::cache::X402_CREDENTIALS;
-use crate::config::PriceRequest;
-use crate::layer::BoxedResponse;
+use crate::{BoxedResponse, PriceRequest};
 
 struct Shared {
     config: X402Config,

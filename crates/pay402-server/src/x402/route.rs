@@ -12,7 +12,7 @@ use pay402_core::x402::network::Caip2;
 use pay402_core::x402::{Extra, PaymentRequirements, TokenAmount};
 use serde_json::Value;
 
-use crate::config::PriceRequest;
+use crate::PriceRequest;
 
 /// The offer of an `exact` EVM (EIP-3009) payment: `amount` base units of the
 /// token `asset` on `network` (CAIP-2) to `pay_to`, signed under the token's

@@ -30,8 +30,8 @@ use tower::{Layer, Service};
 use tracing::instrument::Instrumented;
 use tracing::{Instrument, field};
 
-use crate::config::{L402Config, Price, PriceRequest, RejectMode, normalized_path};
-use crate::keycache::KeyCache;
+use super::config::{L402Config, Price, PriceRequest, RejectMode, normalized_path};
+use super::keycache::KeyCache;
 use crate::respond;
 use crate::store::{RootKeyStore, StoreError};
 
