@@ -9,6 +9,9 @@
 //! - [`anvil::Anvil`]: a real EVM chain (Foundry's anvil 1.7.1 from npm) with
 //!   Circle's FiatTokenV2_2 deployed and initialised like mainnet USDC
 //!   ([`anvil::Anvil::deploy_usdc`]): real EIP-3009 and EIP-2612.
+//! - [`postgres::Postgres`]: a real PostgreSQL server (Debian's package,
+//!   installed with `apt-get` when missing), one private cluster per test
+//!   process on loopback, a database per test.
 //!
 //! Peers are installed on first use into a cache directory the harness owns
 //! (see [`peers_dir`]), guarded by a cross-process file lock so parallel test
@@ -40,6 +43,7 @@ pub mod bcoin;
 mod error;
 pub mod logs;
 mod npm;
+pub mod postgres;
 mod process;
 pub mod x402_sdk;
 

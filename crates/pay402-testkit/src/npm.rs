@@ -301,12 +301,16 @@ fn tail_of_file(path: &Path, max: usize) -> String {
 }
 
 /// An exclusive advisory lock (`flock(2)`), released on drop or process exit.
-struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
 impl FileLock {
-    fn acquire(path: &Path, timeout: Duration, peer: &'static str) -> Result<Self, PeerError> {
+    pub(crate) fn acquire(
+        path: &Path,
+        timeout: Duration,
+        peer: &'static str,
+    ) -> Result<Self, PeerError> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -1,7 +1,7 @@
 //! A peer child process: output capture, protocol lines, and stop-by-PID.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -151,6 +151,35 @@ impl PeerProcess {
                 })
             }
             Err(RecvTimeoutError::Timeout) => Ok(None),
+        }
+    }
+
+    /// Writes `line` and a newline to the process's stdin (for launchers
+    /// that take commands there).
+    pub(crate) fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("stdin already closed"))?;
+        stdin.write_all(line.as_bytes())?;
+        stdin.write_all(b"\n")?;
+        stdin.flush()
+    }
+
+    /// Closes stdin and waits up to `grace` for the process to exit by
+    /// itself (a launcher that stops its peer on stdin EOF); `true` once it
+    /// has exited and been reaped.
+    pub(crate) fn finish(&mut self, grace: Duration) -> bool {
+        drop(self.stdin.take());
+        let until = Instant::now() + grace;
+        loop {
+            if self.try_status().is_some() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
