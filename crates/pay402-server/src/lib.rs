@@ -35,9 +35,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cache;
+pub mod database;
 pub mod l402;
 pub mod limit;
+mod pg_pool;
 pub mod respond;
+mod rows;
 mod sqlite_pool;
 
 /// The L402 root-key store (also at [`l402::store`]); its

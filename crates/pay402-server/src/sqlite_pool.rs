@@ -1,31 +1,38 @@
 //! The SQLite pools every store opens: a database file in WAL mode whose
-//! writers wait for each other (10 s busy timeout), or a private in-memory
-//! database; and the idempotent schema step of `from_pool`.
+//! writers wait for each other (the busy timeout is the
+//! [`DatabaseOptions::statement_timeout`], 10 s by default), or a private
+//! in-memory database; and the idempotent schema step of `from_pool`.
 //!
 //! Database files are created readable and writable by their owner only
 //! (mode 0600 on Unix); SQLite gives the `-wal` and `-shm` files it creates
 //! beside them the database file's permissions.
 
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-
-/// How long a writer waits for another one's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::database::DatabaseOptions;
 
 /// Opens (creating if needed, owner-only) the database file at `path`.
 pub(crate) async fn file(path: impl AsRef<Path>) -> Result<SqlitePool, sqlx::Error> {
-    let path = path.as_ref();
+    file_with(path.as_ref(), &DatabaseOptions::default()).await
+}
+
+/// [`file`] with the pool size (default 4), the busy timeout (the
+/// statement timeout) and the acquire timeout of `options`.
+pub(crate) async fn file_with(
+    path: &Path,
+    options: &DatabaseOptions,
+) -> Result<SqlitePool, sqlx::Error> {
     create_owner_only(path).map_err(sqlx::Error::Io)?;
     let opts = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(BUSY_TIMEOUT);
+        .busy_timeout(options.statement_timeout);
     SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(options.max_connections.unwrap_or(4).max(1))
+        .acquire_timeout(options.acquire_timeout.max(options.statement_timeout))
         .connect_with(opts)
         .await
 }

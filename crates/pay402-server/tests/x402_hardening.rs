@@ -1,8 +1,9 @@
 //! Issue 10 on the x402 server: one payment is never served twice when a
 //! reservation's lease runs out during a slow request (memory and SQLite
 //! stores), the owner renews its lease, `validBefore` is bounded by the
-//! offer, released records are pruned, and paid responses and 402s carry
-//! the caching headers.
+//! offer, the layer prunes released records, and paid responses and 402s
+//! carry the caching headers. (The stores' own renew and prune are checked
+//! by the conformance suite, `store_conformance`.)
 //!
 //! Payments are really signed and verified by the layer; the facilitator is
 //! the `FaultInjectingFacilitator` double of `x402_support` (it settles
@@ -22,8 +23,7 @@ use pay402_core::time::UnixTime;
 use pay402_core::x402::{EvmTimestamp, HeaderValue, PaymentRequirements, TokenAmount};
 use pay402_server::cache::PaidCaching;
 use pay402_server::x402::store::{
-    Claim, MemoryPaymentStore, NonceKey, PaymentState, PaymentStore, Reservation,
-    SqlitePaymentStore,
+    MemoryPaymentStore, NonceKey, PaymentState, PaymentStore, SqlitePaymentStore,
 };
 use pay402_server::x402::{Clock, X402Config, X402Layer, X402Route, exact_offer};
 use tokio::sync::Notify;
@@ -238,81 +238,6 @@ async fn the_owner_renews_its_lease_while_its_handler_works() {
     assert_eq!(env.facilitator.settle_count(), 1);
 }
 
-/// Store level, both stores: `renew` is a check-and-set on the attempt; the
-/// displaced attempt can neither renew nor settle.
-#[tokio::test]
-async fn renew_is_a_check_and_set_on_the_owner_in_both_stores() {
-    let stores: [Arc<dyn PaymentStore>; 2] = [
-        Arc::new(MemoryPaymentStore::new()),
-        Arc::new(SqlitePaymentStore::in_memory().await.unwrap()),
-    ];
-    for store in stores {
-        let t = UnixTime(1_000);
-        let key = NonceKey::new(NETWORK, ASSET, "0xb", "0x01");
-        let claim = Claim::new(key.clone(), [1; 32], "{}", t.saturating_add_secs(1));
-        let Reservation::Acquired(first) = store.reserve(&claim, t).await.unwrap() else {
-            panic!("first reservation")
-        };
-        // Renewed: still held 10 s later.
-        assert!(
-            store
-                .renew(&key, &first.attempt, t.saturating_add_secs(20), t)
-                .await
-                .unwrap()
-        );
-        let later = t.saturating_add_secs(10);
-        assert_eq!(
-            store.reserve(&claim.retry(), later).await.unwrap(),
-            Reservation::InProgress
-        );
-        // Not renewed: taken over once the lease ran out...
-        let much_later = t.saturating_add_secs(30);
-        let Reservation::Acquired(second) =
-            store.reserve(&claim.retry(), much_later).await.unwrap()
-        else {
-            panic!("takeover after the lease")
-        };
-        // ...and the displaced attempt can neither renew nor settle.
-        assert!(
-            !store
-                .renew(
-                    &key,
-                    &first.attempt,
-                    much_later.saturating_add_secs(5),
-                    much_later
-                )
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .mark_settled(&key, &first.attempt, "0x1", "e30", None, much_later)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .renew(
-                    &key,
-                    &second.attempt,
-                    much_later.saturating_add_secs(5),
-                    much_later
-                )
-                .await
-                .unwrap()
-        );
-        // Renewal never shortens a lease.
-        assert!(
-            store
-                .renew(&key, &second.attempt, t, much_later)
-                .await
-                .unwrap()
-        );
-        let r = store.get(&key).await.unwrap().unwrap();
-        assert_eq!(r.lease_until, much_later.saturating_add_secs(5));
-    }
-}
-
 /// An authorization valid far beyond the offer's `maxTimeoutSeconds` is
 /// refused before any I/O with a stable reason; one within it (plus the
 /// clock skew) is served.
@@ -350,71 +275,6 @@ async fn a_far_future_valid_before_is_refused_with_a_stable_reason() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-}
-
-/// Released records (free or failed requests) are pruned after the
-/// retention, by the stores and by the layer on its own.
-#[tokio::test]
-async fn released_records_are_pruned_in_both_stores() {
-    let stores: [Arc<dyn PaymentStore>; 2] = [
-        Arc::new(MemoryPaymentStore::new()),
-        Arc::new(SqlitePaymentStore::in_memory().await.unwrap()),
-    ];
-    for store in stores {
-        let t = UnixTime(10_000);
-        let mut keys = Vec::new();
-        for (i, id) in [(1u8, None), (2, Some("pay_0123456789abcdef"))] {
-            let key = NonceKey::new(NETWORK, ASSET, "0xb", &format!("0x0{i}"));
-            let claim = Claim::new(key.clone(), [i; 32], "{}", t.saturating_add_secs(60))
-                .with_payment_id(id.map(str::to_owned));
-            let Reservation::Acquired(a) = store.reserve(&claim, t).await.unwrap() else {
-                panic!()
-            };
-            assert!(store.release(&key, &a.attempt, t).await.unwrap());
-            keys.push((key, claim));
-        }
-        // A settled and a pending record are never pruned.
-        let settled = NonceKey::new(NETWORK, ASSET, "0xb", "0x03");
-        let c = Claim::new(settled.clone(), [3; 32], "{}", t.saturating_add_secs(60));
-        let Reservation::Acquired(a) = store.reserve(&c, t).await.unwrap() else {
-            panic!()
-        };
-        assert!(
-            store
-                .mark_settled(&settled, &a.attempt, "0x1", "e30", None, t)
-                .await
-                .unwrap()
-        );
-        let pending = NonceKey::new(NETWORK, ASSET, "0xb", "0x04");
-        let c = Claim::new(pending.clone(), [4; 32], "{}", t.saturating_add_secs(60));
-        let Reservation::Acquired(a) = store.reserve(&c, t).await.unwrap() else {
-            panic!()
-        };
-        assert!(
-            store
-                .mark_pending(&pending, &a.attempt, None, None, t)
-                .await
-                .unwrap()
-        );
-        // Not old enough yet.
-        assert_eq!(store.prune_released(t, 100).await.unwrap(), 0);
-        // Old enough: both released records go, in batches.
-        let later = t.saturating_add_secs(1);
-        assert_eq!(store.prune_released(later, 1).await.unwrap(), 1);
-        assert_eq!(store.prune_released(later, 100).await.unwrap(), 1);
-        for (key, _) in &keys {
-            assert!(store.get(key).await.unwrap().is_none());
-        }
-        assert!(store.get(&settled).await.unwrap().is_some());
-        assert!(store.get(&pending).await.unwrap().is_some());
-        // A pruned payment (nothing moved) may be presented again, and its
-        // payment-identifier is free again.
-        let (_, claim) = &keys[1];
-        assert!(matches!(
-            store.reserve(&claim.retry(), later).await.unwrap(),
-            Reservation::Acquired(_)
-        ));
-    }
 }
 
 #[tokio::test]

@@ -20,8 +20,7 @@ use http::StatusCode;
 use pay402_core::x402::evm::EvmSignature;
 use pay402_core::x402::{EvmTimestamp, HeaderValue, PaymentRequirements, TokenAmount};
 use pay402_server::x402::store::{
-    Claim, MemoryPaymentStore, NonceKey, PaymentState, PaymentStore, Reservation,
-    SqlitePaymentStore,
+    MemoryPaymentStore, NonceKey, PaymentState, PaymentStore, SqlitePaymentStore,
 };
 use pay402_server::x402::{
     Clock, PaymentIdentifierMode, SettleTiming, X402Config, X402Layer, X402Payment, X402Route,
@@ -936,96 +935,6 @@ fn temp_db(name: &str) -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("payments.sqlite")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_reservations_are_atomic_across_two_stores_on_one_file() {
-    let path = temp_db("atomic");
-    let a = Arc::new(SqlitePaymentStore::open(&path).await.unwrap());
-    let b = Arc::new(SqlitePaymentStore::open(&path).await.unwrap());
-    let now = pay402_core::time::UnixTime(now());
-    let key = NonceKey::new(NETWORK, ASSET, "0xb", "0x01");
-    let claim = Claim::new(key.clone(), [9; 32], "{}", now.saturating_add_secs(600))
-        .with_payment_id(Some("pay_0123456789abcdef".into()));
-    let mut tasks = Vec::new();
-    for i in 0..40 {
-        let store: Arc<SqlitePaymentStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let claim = claim.retry();
-        tasks.push(tokio::spawn(async move {
-            store.reserve(&claim, now).await.unwrap()
-        }));
-    }
-    let mut acquired = Vec::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            Reservation::Acquired(x) => acquired.push(x),
-            Reservation::InProgress => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(acquired.len(), 1, "exactly one owner");
-    let owner = acquired.pop().unwrap();
-    // Only the owner moves it on; the other store sees the outcome.
-    let stranger = claim.retry();
-    assert!(!b.release(&key, &stranger.attempt, now).await.unwrap());
-    assert!(
-        a.mark_pending(&key, &owner.attempt, Some("0xfeed"), None, now)
-            .await
-            .unwrap()
-    );
-    // A pending payment is taken over by the same payment (any server)...
-    let Reservation::Acquired(second) = b.reserve(&claim.retry(), now).await.unwrap() else {
-        panic!("pending must be taken over");
-    };
-    let resumed = second.resumed.unwrap();
-    assert_eq!(resumed.from, PaymentState::Pending);
-    assert_eq!(resumed.transaction.as_deref(), Some("0xfeed"));
-    // ...and the first owner has lost it.
-    assert!(!a.release(&key, &owner.attempt, now).await.unwrap());
-    assert!(
-        b.mark_settled(&key, &second.attempt, "0xfeed", "eyJ9", None, now)
-            .await
-            .unwrap()
-    );
-    assert!(matches!(
-        a.reserve(&claim.retry(), now).await.unwrap(),
-        Reservation::Spent { .. }
-    ));
-    // The same id with another payment: conflict, from either store.
-    let other = Claim::new(
-        NonceKey::new(NETWORK, ASSET, "0xb", "0x02"),
-        [8; 32],
-        "{}",
-        now.saturating_add_secs(600),
-    )
-    .with_payment_id(Some("pay_0123456789abcdef".into()));
-    assert_eq!(
-        a.reserve(&other, now).await.unwrap(),
-        Reservation::IdConflict
-    );
-    // Another authorization with the same nonce key: refused.
-    let clash = Claim::new(key.clone(), [7; 32], "{}", now.saturating_add_secs(600));
-    assert_eq!(
-        b.reserve(&clash, now).await.unwrap(),
-        Reservation::NonceConflict
-    );
-    // An expired lease counts as pending.
-    let key3 = NonceKey::new(NETWORK, ASSET, "0xb", "0x03");
-    let short = Claim::new(key3.clone(), [6; 32], "{}", now);
-    assert!(matches!(
-        a.reserve(&short, now).await.unwrap(),
-        Reservation::Acquired(_)
-    ));
-    assert_eq!(
-        b.reserve(&short.retry(), now).await.unwrap(),
-        Reservation::InProgress
-    );
-    let later = now.saturating_add_secs(1);
-    let Reservation::Acquired(taken) = b.reserve(&short.retry(), later).await.unwrap() else {
-        panic!("an expired lease must be taken over");
-    };
-    assert_eq!(taken.resumed.unwrap().from, PaymentState::Reserved);
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,7 +2,8 @@
 //! transfer ledger and payment channels.
 //!
 //! Every guarantee is enforced by the database, not by a process lock, so
-//! several server processes can share one SQLite file:
+//! several server processes can share one SQLite file or one PostgreSQL
+//! database:
 //!
 //! - a transaction is redeemed once (`txid` primary key) and a quote is paid
 //!   once (`quote_index` UNIQUE);
@@ -13,8 +14,9 @@
 //!   cumulative amount, and its token is redeemed by a conditional `UPDATE`
 //!   that only matches an unredeemed token paying at least the price.
 //!
-//! [`SqliteBitreqStore`] is the embedded default; [`MemoryBitreqStore`] keeps
-//! everything in one process (tests, demos).
+//! [`SqliteBitreqStore`] is the embedded default; [`PostgresBitreqStore`]
+//! is shared by several instances; [`MemoryBitreqStore`] keeps everything
+//! in one process (tests, demos).
 
 use async_trait::async_trait;
 use bitcoin::secp256k1::PublicKey;
@@ -26,11 +28,41 @@ use pay402_core::time::UnixTime;
 
 pub use crate::store::StoreError;
 
+mod db;
 mod memory;
+mod postgres;
 mod sqlite;
 
 pub use memory::MemoryBitreqStore;
+pub use postgres::PostgresBitreqStore;
 pub use sqlite::SqliteBitreqStore;
+
+/// Opens the BitRequests store on `db` (see [`crate::database`]): a fresh
+/// [`MemoryBitreqStore`], or a [`SqliteBitreqStore`] /
+/// [`PostgresBitreqStore`] on the database's pool.
+///
+/// ```
+/// use pay402_server::database::Database;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let db = Database::open("sqlite::memory:", &Default::default()).await.unwrap();
+/// let store = pay402_server::bitreq::store::open(&db).await.unwrap();
+/// assert_eq!(store.next_address_index().await.unwrap(), 0);
+/// # });
+/// ```
+pub async fn open(
+    db: &crate::database::Database,
+) -> Result<std::sync::Arc<dyn BitreqStore>, StoreError> {
+    use crate::database::Database;
+    Ok(match db {
+        Database::Memory => std::sync::Arc::new(MemoryBitreqStore::new()),
+        Database::Sqlite(pool) => {
+            std::sync::Arc::new(SqliteBitreqStore::from_pool(pool.clone()).await?)
+        }
+        Database::Postgres(pool) => {
+            std::sync::Arc::new(PostgresBitreqStore::from_pool(pool.clone()).await?)
+        }
+    })
+}
 
 /// The largest balance the ledger holds (21 million bitcoin, in satoshis).
 pub const MAX_BALANCE: Sat = Sat(2_100_000_000_000_000);

@@ -12,7 +12,9 @@
 //! [`MemoryStore`] is for tests and single processes (a fresh random secret
 //! per store unless one is given); [`SqliteStore`] is the embedded default
 //! that survives restarts (the secret is generated on first open and kept in
-//! the database file, which is created owner-only). Verification never costs
+//! the database file, which is created owner-only); [`PostgresStore`] lets
+//! several instances share the secret and the records. [`open`] picks one
+//! from a [`Database`](crate::database::Database) opened by URL. Verification never costs
 //! a store round trip for a warm token: the layer keeps derived keys in a
 //! bounded in-process cache (see [`crate::KeyCache`]).
 
@@ -28,8 +30,36 @@ use pay402_core::problem::Reason;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+mod db;
+mod postgres;
 mod sqlite;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the root-key store on `db` (see [`crate::database`]): a fresh
+/// [`MemoryStore`], or a [`SqliteStore`] / [`PostgresStore`] on the
+/// database's pool (creating its tables and secret if needed).
+///
+/// ```
+/// use pay402_server::database::Database;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let db = Database::open("sqlite::memory:", &Default::default()).await.unwrap();
+/// let store = pay402_server::store::open(&db).await.unwrap();
+/// assert!(store.get(&pay402_core::l402::TokenId([0; 32])).await.unwrap().is_none());
+/// # });
+/// ```
+pub async fn open(
+    db: &crate::database::Database,
+) -> Result<std::sync::Arc<dyn RootKeyStore>, StoreError> {
+    use crate::database::Database;
+    Ok(match db {
+        Database::Memory => std::sync::Arc::new(MemoryStore::new()),
+        Database::Sqlite(pool) => std::sync::Arc::new(SqliteStore::from_pool(pool.clone()).await?),
+        Database::Postgres(pool) => {
+            std::sync::Arc::new(PostgresStore::from_pool(pool.clone()).await?)
+        }
+    })
+}
 
 /// A store operation failed.
 ///
@@ -49,6 +79,10 @@ pub enum StoreError {
     /// Stored data is corrupt.
     #[error("corrupt store entry: {0}")]
     Corrupt(String),
+    /// The store cannot be opened as configured (an unsupported URL, a
+    /// remote PostgreSQL without TLS, ...): fix the configuration.
+    #[error("store configuration: {0}")]
+    Config(String),
 }
 
 impl Reason for StoreError {
@@ -57,10 +91,14 @@ impl Reason for StoreError {
             StoreError::Unavailable(_) => "store_unavailable",
             StoreError::Duplicate => "store_duplicate",
             StoreError::Corrupt(_) => "store_corrupt",
+            StoreError::Config(_) => "store_config",
         }
     }
     fn status(&self) -> u16 {
-        503
+        match self {
+            StoreError::Config(_) => 500,
+            _ => 503,
+        }
     }
 }
 

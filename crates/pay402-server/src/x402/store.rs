@@ -5,7 +5,7 @@
 //! [`PaymentStore`] under its [`NonceKey`] `(network, asset, from, nonce)`:
 //! the key under which the token contract itself makes an EIP-3009
 //! authorization single-use. The reservation is one atomic store operation
-//! (a `PRIMARY KEY` insert or a conditional `UPDATE` in SQLite, one critical
+//! (a `PRIMARY KEY` insert or a conditional `UPDATE` in SQLite and PostgreSQL, one critical
 //! section in [`MemoryPaymentStore`]), taken **before** the handler runs, so
 //! when the same payload arrives twice at once exactly one request owns it.
 //!
@@ -60,8 +60,39 @@ use rand::RngCore;
 
 pub use crate::store::StoreError;
 
+mod db;
+mod postgres;
 mod sqlite;
+pub use postgres::PostgresPaymentStore;
 pub use sqlite::SqlitePaymentStore;
+
+/// Opens the payment store on `db` (see [`crate::database`]): a fresh
+/// [`MemoryPaymentStore`], or a [`SqlitePaymentStore`] /
+/// [`PostgresPaymentStore`] on the database's pool.
+///
+/// ```
+/// use pay402_server::database::Database;
+/// use pay402_server::x402::store::NonceKey;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let db = Database::open("sqlite::memory:", &Default::default()).await.unwrap();
+/// let store = pay402_server::x402::store::open(&db).await.unwrap();
+/// assert!(store.get(&NonceKey::new("eip155:1", "0xa", "0xb", "0x1")).await.unwrap().is_none());
+/// # });
+/// ```
+pub async fn open(
+    db: &crate::database::Database,
+) -> Result<std::sync::Arc<dyn PaymentStore>, StoreError> {
+    use crate::database::Database;
+    Ok(match db {
+        Database::Memory => std::sync::Arc::new(MemoryPaymentStore::new()),
+        Database::Sqlite(pool) => {
+            std::sync::Arc::new(SqlitePaymentStore::from_pool(pool.clone()).await?)
+        }
+        Database::Postgres(pool) => {
+            std::sync::Arc::new(PostgresPaymentStore::from_pool(pool.clone()).await?)
+        }
+    })
+}
 
 /// Where an EIP-3009 authorization is single-use: `(network, asset, from,
 /// nonce)`, normalised (CAIP-2 network, lowercase hex).

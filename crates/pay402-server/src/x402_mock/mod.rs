@@ -55,7 +55,7 @@ pub use config::{AcceptedToken, MockConfig, MockConfigError, MockPrice, RetryPol
 pub use error::MockServerError;
 pub use paywall::{MockLayer, MockPaidToken, MockPaywall, MockService};
 pub use queue::{
-    MemorySettlementStore, NewSettlement, QueueError, Settlement, SettlementState, SettlementStore,
-    SqliteSettlementStore,
+    MemorySettlementStore, NewSettlement, PostgresSettlementStore, QueueError, Settlement,
+    SettlementState, SettlementStore, SqliteSettlementStore, open_store,
 };
 pub use worker::{SettlementWorker, WorkerHandle};

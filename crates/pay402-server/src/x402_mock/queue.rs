@@ -3,6 +3,7 @@
 //! access tokens whose settlement failed.
 //!
 //! [`SqliteSettlementStore`] is the default (survives restarts);
+//! [`PostgresSettlementStore`] is shared by several instances;
 //! [`MemorySettlementStore`] is for tests and single processes.
 //!
 //! Guarantees every store gives:
@@ -10,7 +11,7 @@
 //! - **one live job per permit nonce**: [`SettlementStore::enqueue`] refuses a
 //!   second job for the same `(chain, token, owner, nonce)` while an earlier
 //!   one is not [`Failed`](SettlementState::Failed) — atomically (a partial
-//!   unique index in SQLite, a lock in memory), so two concurrent POSTs of
+//!   unique index in SQLite and PostgreSQL, a lock in memory), so two concurrent POSTs of
 //!   the same permit cannot both be accepted;
 //! - **one worker per job at a time**: [`SettlementStore::claim_due`] leases
 //!   the jobs it returns until a given time;
@@ -27,8 +28,47 @@ use pay402_core::x402::evm::{Bytes32, EvmAddress};
 use pay402_core::x402::mock::MockPermit;
 use pay402_core::x402::mock_chain::SignedTx;
 
+mod db;
+mod postgres;
 mod sqlite;
+pub use postgres::PostgresSettlementStore;
 pub use sqlite::SqliteSettlementStore;
+
+/// Opens the settlement store on `db` (see [`crate::database`]): a fresh
+/// [`MemorySettlementStore`], or a [`SqliteSettlementStore`] /
+/// [`PostgresSettlementStore`] on the database's pool.
+///
+/// ```
+/// use pay402_server::database::Database;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let db = Database::open("sqlite::memory:", &Default::default()).await.unwrap();
+/// let store = pay402_server::x402_mock::open_store(&db).await.unwrap();
+/// assert!(store.get(1).await.unwrap().is_none());
+/// # });
+/// ```
+pub async fn open_store(
+    db: &crate::database::Database,
+) -> Result<std::sync::Arc<dyn SettlementStore>, QueueError> {
+    use crate::database::Database;
+    Ok(match db {
+        Database::Memory => std::sync::Arc::new(MemorySettlementStore::new()),
+        Database::Sqlite(pool) => {
+            std::sync::Arc::new(SqliteSettlementStore::from_pool(pool.clone()).await?)
+        }
+        Database::Postgres(pool) => {
+            std::sync::Arc::new(PostgresSettlementStore::from_pool(pool.clone()).await?)
+        }
+    })
+}
+
+impl From<crate::store::StoreError> for QueueError {
+    fn from(e: crate::store::StoreError) -> QueueError {
+        match e {
+            crate::store::StoreError::Corrupt(m) => QueueError::Corrupt(m),
+            other => QueueError::Unavailable(other.to_string()),
+        }
+    }
+}
 
 /// Where a settlement stands.
 ///
@@ -384,17 +424,21 @@ impl SettlementStore for MemorySettlementStore {
         limit: u32,
     ) -> Result<Vec<Settlement>, QueueError> {
         let mut m = self.lock()?;
-        let mut out = Vec::new();
-        for s in m.jobs.iter_mut() {
-            if out.len() >= limit as usize {
-                break;
-            }
-            if !s.state.is_final() && s.next_attempt_at <= now && s.lease_until <= now {
+        // Earliest due first, like the database stores.
+        let mut due: Vec<&mut Settlement> = m
+            .jobs
+            .iter_mut()
+            .filter(|s| !s.state.is_final() && s.next_attempt_at <= now && s.lease_until <= now)
+            .collect();
+        due.sort_by_key(|s| (s.next_attempt_at, s.id));
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|s| {
                 s.lease_until = lease_until;
-                out.push(s.clone());
-            }
-        }
-        Ok(out)
+                s.clone()
+            })
+            .collect())
     }
 
     async fn save(&self, job: &Settlement) -> Result<(), QueueError> {
@@ -419,66 +463,5 @@ impl SettlementStore for MemorySettlementStore {
 
     async fn is_revoked(&self, jti: &Bytes32) -> Result<bool, QueueError> {
         Ok(self.lock()?.revoked.contains(jti))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pay402_core::x402::mock::MockPermitSignature;
-
-    fn job(nonce: u64, digest: u8) -> NewSettlement {
-        NewSettlement {
-            permit: MockPermit {
-                permit_type: "EIP2612".into(),
-                owner: EvmAddress::default(),
-                spender: EvmAddress::default(),
-                token: EvmAddress::default(),
-                value: 1u64.try_into().unwrap(),
-                nonce: nonce.try_into().unwrap(),
-                deadline: 10u64.try_into().unwrap(),
-                chain_id: 1,
-                signature: MockPermitSignature {
-                    signature_type: "EIP2612".into(),
-                    v: 27,
-                    r: Bytes32([1; 32]),
-                    s: Bytes32([2; 32]),
-                },
-                created_at: None,
-            },
-            digest: Bytes32([digest; 32]),
-            resource: "/r".into(),
-            pay_to: EvmAddress::default(),
-            amount: TokenAmount::from_u64(1),
-            token_exp: 100,
-            created_at: 10,
-        }
-    }
-
-    #[tokio::test]
-    async fn memory_store_keeps_the_sqlite_guarantees() {
-        let store = MemorySettlementStore::new();
-        let id = store.enqueue(job(0, 1)).await.unwrap();
-        assert_eq!(
-            store.enqueue(job(0, 1)).await,
-            Err(QueueError::Duplicate { same_permit: true })
-        );
-        assert_eq!(
-            store.enqueue(job(0, 2)).await,
-            Err(QueueError::Duplicate { same_permit: false })
-        );
-        let claimed = store.claim_due(10, 70, 5).await.unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert!(store.claim_due(20, 80, 5).await.unwrap().is_empty()); // leased
-        let mut s = claimed[0].clone();
-        s.state = SettlementState::Failed;
-        store.save(&s).await.unwrap();
-        assert!(store.claim_due(100, 160, 5).await.unwrap().is_empty()); // final
-        store.enqueue(job(0, 3)).await.unwrap(); // the nonce is free again
-        assert_eq!(
-            store.get(id).await.unwrap().unwrap().state,
-            SettlementState::Failed
-        );
-        assert_eq!(store.len(), 2);
     }
 }
