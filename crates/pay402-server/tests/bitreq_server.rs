@@ -35,7 +35,7 @@ use pay402_core::bitreq::{
 use pay402_core::money::Sat;
 use pay402_server::Price;
 use pay402_server::bitreq::store::{
-    BitreqStore, CreditOutcome, MemoryBitreqStore, SqliteBitreqStore,
+    BitreqStore, CreditOutcome, MemoryBitreqStore, PostgresBitreqStore, SqliteBitreqStore,
 };
 use pay402_server::bitreq::{
     BitreqConfig, BitreqPayment, BitreqServer, ChannelConfig, ConfigError, MerchantKey,
@@ -1070,19 +1070,12 @@ async fn config_is_checked() {
 }
 
 /// Concurrent presentations of one transfer, through two stores sharing one
-/// SQLite file (as two server processes would): exactly one is served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn transfer_replay_is_atomic_across_stores_sharing_a_database() {
-    let path = std::env::temp_dir().join(format!(
-        "pay402-bitreq-{}-{}.sqlite",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let s1 = Arc::new(SqliteBitreqStore::open(&path).await.unwrap());
-    let s2 = Arc::new(SqliteBitreqStore::open(&path).await.unwrap());
+/// database (as two server processes would): exactly one is served, and
+/// many different transfers at once never overdraw.
+async fn transfer_replay_is_atomic_across_stores_sharing_a_database(
+    s1: Arc<dyn BitreqStore>,
+    s2: Arc<dyn BitreqStore>,
+) {
     let e1 = env_with(s1);
     let e2 = env_with(s2);
     let alice = key(21);
@@ -1159,7 +1152,44 @@ async fn transfer_replay_is_atomic_across_stores_sharing_a_database() {
     assert_eq!(served, affordable);
     let left = e1.server.account("alice").await.unwrap().unwrap().balance.0;
     assert_eq!(left, balance - affordable * PRICE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_replay_is_atomic_across_two_servers_on_one_sqlite_file() {
+    let path = std::env::temp_dir().join(format!(
+        "pay402-bitreq-{}-{}.sqlite",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    transfer_replay_is_atomic_across_stores_sharing_a_database(
+        Arc::new(SqliteBitreqStore::open(&path).await.unwrap()),
+        Arc::new(SqliteBitreqStore::open(&path).await.unwrap()),
+    )
+    .await;
     let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_replay_is_atomic_across_two_servers_on_one_postgres_database() {
+    let pg = pay402_testkit::postgres::Postgres::shared().expect("the PostgreSQL test peer");
+    let db = pg.create_database().unwrap();
+    let options = pay402_server::database::DatabaseOptions::default();
+    transfer_replay_is_atomic_across_stores_sharing_a_database(
+        Arc::new(
+            PostgresBitreqStore::connect(db.url(), &options)
+                .await
+                .unwrap(),
+        ),
+        Arc::new(
+            PostgresBitreqStore::connect(db.url(), &options)
+                .await
+                .unwrap(),
+        ),
+    )
+    .await;
 }
 
 /// A well-formed (never broadcast) channel deposit of customer key `k`.

@@ -1,6 +1,7 @@
 //! The x402 layer's behaviour: offers, v1/v2 intake, local refusals with the
 //! reference reasons, settle-after / settle-before, pending settlements,
-//! payment-identifier, replay, and store atomicity (memory and SQLite).
+//! payment-identifier, replay, and two servers on one database (SQLite and
+//! PostgreSQL) serving one payment once.
 //!
 //! Payments are really signed (EIP-712 with a dev key) and really verified
 //! by the layer; the facilitator is `FaultInjectingFacilitator`, a named
@@ -20,7 +21,8 @@ use http::StatusCode;
 use pay402_core::x402::evm::EvmSignature;
 use pay402_core::x402::{EvmTimestamp, HeaderValue, PaymentRequirements, TokenAmount};
 use pay402_server::x402::store::{
-    MemoryPaymentStore, NonceKey, PaymentState, PaymentStore, SqlitePaymentStore,
+    MemoryPaymentStore, NonceKey, PaymentState, PaymentStore, PostgresPaymentStore,
+    SqlitePaymentStore,
 };
 use pay402_server::x402::{
     Clock, PaymentIdentifierMode, SettleTiming, X402Config, X402Layer, X402Payment, X402Route,
@@ -937,17 +939,14 @@ fn temp_db(name: &str) -> std::path::PathBuf {
     dir.join("payments.sqlite")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_servers_on_one_sqlite_file_serve_one_payment_once() {
-    let path = temp_db("servers");
-    let one = env_with(
-        X402Config::new(),
-        Arc::new(SqlitePaymentStore::open(&path).await.unwrap()),
-    );
-    let two = env_with(
-        X402Config::new(),
-        Arc::new(SqlitePaymentStore::open(&path).await.unwrap()),
-    );
+/// Two servers, each with its own store (its own pool) on one database,
+/// as two processes would run.
+async fn two_servers_on_one_database_serve_one_payment_once(
+    first: Arc<dyn PaymentStore>,
+    second: Arc<dyn PaymentStore>,
+) {
+    let one = env_with(X402Config::new(), first);
+    let two = env_with(X402Config::new(), second);
     one.facilitator.delay_settle(Duration::from_millis(300));
     two.facilitator.delay_settle(Duration::from_millis(300));
     let header = pay_v2(&Payer::dev(1), &offer(), None);
@@ -988,7 +987,37 @@ async fn two_servers_on_one_sqlite_file_serve_one_payment_once() {
         402,
         "invalid_exact_evm_nonce_already_used",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_on_one_sqlite_file_serve_one_payment_once() {
+    let path = temp_db("servers");
+    two_servers_on_one_database_serve_one_payment_once(
+        Arc::new(SqlitePaymentStore::open(&path).await.unwrap()),
+        Arc::new(SqlitePaymentStore::open(&path).await.unwrap()),
+    )
+    .await;
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_on_one_postgres_database_serve_one_payment_once() {
+    let pg = pay402_testkit::postgres::Postgres::shared().expect("the PostgreSQL test peer");
+    let db = pg.create_database().unwrap();
+    let options = pay402_server::database::DatabaseOptions::default();
+    two_servers_on_one_database_serve_one_payment_once(
+        Arc::new(
+            PostgresPaymentStore::connect(db.url(), &options)
+                .await
+                .unwrap(),
+        ),
+        Arc::new(
+            PostgresPaymentStore::connect(db.url(), &options)
+                .await
+                .unwrap(),
+        ),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -1,0 +1,141 @@
+//! A PostgreSQL store that goes away: requests that need it answer 503
+//! problem+json with `store_unavailable` (never serving unpaid content,
+//! never settling a payment whose record cannot be written), requests that
+//! do not need it carry on, and everything recovers by itself once the
+//! database is back, on the same pool, with no restart of the server.
+//!
+//! Each test runs its own PostgreSQL cluster (`pay402-testkit`), stops it
+//! by its PID mid-test and starts it again on the same port and data.
+#![cfg(feature = "x402")]
+
+mod common;
+mod x402_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http::StatusCode;
+use pay402_core::x402::{PaymentRequirements, TokenAmount};
+use pay402_server::database::{Database, DatabaseOptions};
+use pay402_server::x402::store::PaymentStore;
+use pay402_server::x402::{X402Config, X402Layer, X402Route, exact_offer};
+use pay402_server::{L402Config, store};
+use pay402_testkit::postgres::Postgres;
+
+/// Short waits so an outage answers quickly (the default is 5 s).
+fn options() -> DatabaseOptions {
+    DatabaseOptions::default()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_millis(800))
+        .statement_timeout(Duration::from_secs(5))
+}
+
+async fn database(pg: &Postgres) -> Database {
+    let db = pg.create_database().expect("a database");
+    Database::open(db.url(), &options()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l402_answers_503_while_postgres_is_down_and_recovers_by_itself() {
+    let pg = Postgres::start().expect("the PostgreSQL test peer must start");
+    let db = database(&pg).await;
+    let env = common::env_with(L402Config::new("outage"), store::open(&db).await.unwrap());
+
+    // A token used before the outage (its key is now in the layer's cache).
+    let warm = common::buy(&env, "/paid").await;
+    let r = common::send(&env.app, common::get_req("/paid", &[&warm])).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // A token paid for but not yet used: its first use needs the store.
+    let cold = common::buy(&env, "/paid").await;
+
+    pg.stop().unwrap();
+    let r = common::send(&env.app, common::get_req("/paid", &[&cold])).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.headers[http::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(r.reason(), "store_unavailable");
+    assert!(!String::from_utf8_lossy(&r.body).contains("paid:"));
+    // Unpaid requests write nothing: they still get their 402.
+    let r = common::send(&env.app, common::get_req("/paid", &[])).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    // A warm token is verified from the key cache without the store.
+    let r = common::send(&env.app, common::get_req("/paid", &[&warm])).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    pg.restart().unwrap();
+    let r = common::send(&env.app, common::get_req("/paid", &[&cold])).await;
+    assert_eq!(r.status, StatusCode::OK, "recovered on the same pool");
+    assert!(String::from_utf8_lossy(&r.body).starts_with("paid:"));
+}
+
+const NETWORK: &str = "eip155:84532";
+
+fn offer() -> PaymentRequirements {
+    exact_offer(
+        NETWORK,
+        "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+        TokenAmount::from_u64(10_000),
+        "USDC",
+        "2",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x402_answers_503_while_postgres_is_down_settles_nothing_and_recovers() {
+    let pg = Postgres::start().expect("the PostgreSQL test peer must start");
+    let db = database(&pg).await;
+    let payments: Arc<dyn PaymentStore> = pay402_server::x402::store::open(&db).await.unwrap();
+    let facilitator = Arc::new(x402_support::FaultInjectingFacilitator::new(NETWORK));
+    let layer = X402Layer::new(X402Config::new(), facilitator.clone(), payments.clone());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let app: Router = Router::new().route(
+        "/paid",
+        get(move || {
+            let runs = counter.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                "SECRET"
+            }
+        })
+        .route_layer(layer.with_route(X402Route::new([offer()]).unwrap())),
+    );
+    let header = x402_support::pay_v2(&x402_support::Payer::dev(1), &offer(), None);
+    let paid = || x402_support::req("/paid", &[("payment-signature", header.as_str())]);
+
+    pg.stop().unwrap();
+    let r = x402_support::send(&app, paid()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.reason(), "store_unavailable");
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    assert!(!r.text().contains("SECRET"));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "no content without a record"
+    );
+    assert_eq!(facilitator.settle_count(), 0, "nothing charged");
+    // An unpaid request still gets its offer.
+    let r = x402_support::send(&app, x402_support::req("/paid", &[])).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+
+    pg.restart().unwrap();
+    // The same payment, retried: served and settled once.
+    let r = x402_support::send(&app, paid()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(facilitator.settle_count(), 1);
+    let r = x402_support::send(&app, paid()).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text());
+    assert_eq!(r.reason(), "invalid_exact_evm_nonce_already_used");
+    assert_eq!(facilitator.settle_count(), 1);
+}
