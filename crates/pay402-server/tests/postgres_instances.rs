@@ -1,11 +1,14 @@
-//! A PostgreSQL store that goes away: requests that need it answer 503
-//! problem+json with `store_unavailable` (never serving unpaid content,
-//! never settling a payment whose record cannot be written), requests that
-//! do not need it carry on, and everything recovers by itself once the
-//! database is back, on the same pool, with no restart of the server.
+//! Servers on PostgreSQL. A store that goes away: requests that need it
+//! answer 503 problem+json with `store_unavailable` (never serving unpaid
+//! content, never settling a payment whose record cannot be written),
+//! requests that do not need it carry on, and everything recovers by itself
+//! once the database is back, on the same pool, with no restart of the
+//! server. And an L402 token revoked through one instance is refused by
+//! another within that instance's key cache TTL.
 //!
-//! Each test runs its own PostgreSQL cluster (`pay402-testkit`), stops it
-//! by its PID mid-test and starts it again on the same port and data.
+//! The outage tests run their own PostgreSQL cluster (`pay402-testkit`),
+//! stop it by its PID mid-test and start it again on the same port and
+//! data.
 #![cfg(feature = "x402")]
 
 mod common;
@@ -138,4 +141,56 @@ async fn x402_answers_503_while_postgres_is_down_settles_nothing_and_recovers() 
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text());
     assert_eq!(r.reason(), "invalid_exact_evm_nonce_already_used");
     assert_eq!(facilitator.settle_count(), 1);
+}
+
+/// Two L402 instances, each with its own pool on one database: a token
+/// bought through one is accepted by the other (one root secret), and once
+/// revoked through the first it is refused by the second within the
+/// second's `key_cache_ttl` (1 s here; 60 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l402_revocation_through_one_instance_is_honoured_by_another_within_the_key_cache_ttl() {
+    let pg = Postgres::shared().expect("the PostgreSQL test peer must start");
+    let db = pg.create_database().unwrap();
+    let mut cfg = L402Config::new("instances");
+    cfg.key_cache_ttl = Duration::from_secs(1);
+    let open = || async {
+        let db = Database::open(db.url(), &options()).await.unwrap();
+        store::open(&db).await.unwrap()
+    };
+    let one = common::env_with(cfg.clone(), open().await);
+    let two = common::env_with(cfg, open().await);
+
+    let token = common::buy(&one, "/paid").await;
+    let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
+    assert_eq!(r.status, StatusCode::OK, "the other instance accepts it");
+    let cred = pay402_core::l402::Credential::parse(&token).unwrap();
+    let mut buf = Vec::new();
+    let id = pay402_core::l402::PresentedToken::decode(&cred, &mut buf)
+        .unwrap()
+        .token_id();
+    assert!(one.layer.revoke(&id).await.unwrap());
+    let r = common::send(&one.app, common::get_req("/paid", &[&token])).await;
+    assert_eq!(
+        r.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "at once where revoked"
+    );
+    assert_eq!(r.reason(), "unknown_token");
+
+    let revoked_at = std::time::Instant::now();
+    let bound = Duration::from_secs(1) + Duration::from_secs(1); // TTL + clock granularity
+    loop {
+        let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
+        if r.status == StatusCode::PAYMENT_REQUIRED {
+            assert_eq!(r.reason(), "unknown_token");
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            revoked_at.elapsed() <= bound,
+            "still served {:?} after the revocation",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
