@@ -271,6 +271,29 @@ async fn request_binding_accepts_only_the_quoted_request() {
     assert_eq!(big.reason(), "body_too_large");
 }
 
+/// Without request binding the layer does not buffer bodies: the handler
+/// gets the request's own body, on the first paid use (key not cached yet,
+/// the full path) as on later ones (the fast path).
+#[tokio::test]
+async fn the_handler_gets_the_body_without_request_binding() {
+    let env = env(L402Config::new("api"));
+    let post = |auth: Option<&str>| {
+        let mut b = Request::post("/echo");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(Body::from("payload")).unwrap()
+    };
+    let r = send(&env.app, post(None)).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    let auth = pay(&env.payer, &r).await;
+    for use_ in ["first use (full path)", "second use (fast path)"] {
+        let ok = send(&env.app, post(Some(&auth))).await;
+        assert_eq!(ok.status, StatusCode::OK, "{use_}");
+        assert_eq!(&ok.body[..], b"payload", "{use_}");
+    }
+}
+
 #[tokio::test]
 async fn several_l402_authorization_headers_are_refused() {
     let env = env(L402Config::new("api"));
