@@ -37,6 +37,7 @@
 pub mod cache;
 pub mod l402;
 pub mod limit;
+pub mod paywall;
 pub mod respond;
 mod sqlite_pool;
 

@@ -9,10 +9,7 @@ use axum::body::Body;
 use common::*;
 use http::{Request, StatusCode, header};
 use pay402_core::l402::{ChallengeSet, Credential, Macaroon, TokenId, check_challenge};
-use pay402_core::lightning::{
-    CreatedInvoice, InvoiceIssuer, InvoiceRequest, InvoiceState, LightningError, Network,
-    PaymentHash,
-};
+use pay402_core::lightning::Network;
 use pay402_core::money::Msat;
 use pay402_core::time::UnixTime;
 use pay402_server::store::{MemoryStore, RootKeyStore, SqliteStore};
@@ -304,25 +301,6 @@ async fn several_l402_authorization_headers_are_refused() {
     // Another scheme beside it is fine.
     let r = send(&env.app, get_req("/paid", &["Bearer abc", &auth])).await;
     assert_eq!(r.status, StatusCode::OK);
-}
-
-struct DownNode;
-
-#[async_trait::async_trait]
-impl InvoiceIssuer for DownNode {
-    async fn create_invoice(&self, _: &InvoiceRequest) -> Result<CreatedInvoice, LightningError> {
-        Err(LightningError::Unreachable {
-            backend: "test",
-            call: "create_invoice",
-            detail: "connection refused".into(),
-        })
-    }
-    async fn lookup_invoice(&self, _: &PaymentHash) -> Result<InvoiceState, LightningError> {
-        Err(LightningError::NotFound)
-    }
-    fn network(&self) -> Network {
-        Network::Regtest
-    }
 }
 
 #[tokio::test]

@@ -19,4 +19,5 @@ pub use config::{
     normalize_path,
 };
 pub use keycache::KeyCache;
+pub(crate) use layer::Verdict;
 pub use layer::{BoxedResponse, L402Future, L402Layer, L402Service, PaidToken};

@@ -895,6 +895,13 @@ impl Flow<'_> {
 
     fn handler_request(&self, parts: Parts, body: Body, tx: Option<String>) -> Request<Body> {
         let mut req = Request::from_parts(parts, body);
+        // Behind a `Paywall`, its record of the payment names the
+        // settlement once there is one.
+        if let (Some(tx), Some(paid)) =
+            (&tx, req.extensions_mut().get_mut::<crate::paywall::Paid>())
+        {
+            paid.receipt = crate::paywall::Receipt::X402Transaction(tx.clone());
+        }
         let mut payment = self.intake.payment.clone();
         payment.transaction = tx;
         req.extensions_mut().insert(payment);
