@@ -12,9 +12,10 @@ use axum::body::Body;
 use axum::response::Response;
 use futures_util::FutureExt;
 use futures_util::future::{Either, Map};
-use http::Request;
 use http::request::Parts;
+use http::{HeaderValue, Request, header};
 use pay402_core::l402::Grant;
+use pay402_core::money::Msat;
 use pay402_core::offer::Rail;
 use pay402_core::problem::{Problem, Reason};
 use pay402_core::rates::Amount;
@@ -27,7 +28,7 @@ use super::builder::{Paywall, credentials_of};
 use super::challenge;
 use super::error::PaywallError;
 use super::paid::{Paid, Receipt};
-use super::price::{PaywallPrice, RailPrices};
+use super::price::{Charge, PaywallPrice, RailPrices};
 use super::proof::Presented;
 use crate::cache::{FinishResponse, PaidCaching};
 use crate::l402::{L402Layer, Verdict};
@@ -59,6 +60,19 @@ pub struct PaywallLayer {
     x402_route: Arc<crate::x402::X402Route>,
     /// Finishes a paid response on the L402 fast path.
     finish: FinishResponse,
+    /// The L402 price of the fast path.
+    fast: FastPrice,
+}
+
+/// The L402 price on the fast path.
+#[derive(Clone, Copy, Debug)]
+enum FastPrice {
+    /// Fixed, in a unit that needs no rate: known once.
+    Known(Msat),
+    /// Fixed, converted through the rates per request.
+    Convert,
+    /// Dynamic, or not offered on L402: no fast path.
+    Off,
 }
 
 impl std::fmt::Debug for PaywallLayer {
@@ -67,6 +81,21 @@ impl std::fmt::Debug for PaywallLayer {
             .field("paywall", &self.paywall)
             .field("price", &self.price)
             .finish_non_exhaustive()
+    }
+}
+
+/// `Vary` on the credentials of L402 and, per the flags, x402 and
+/// BitRequests: [`credentials_of`] joined.
+const fn vary_of(x402: bool, bitreq: bool) -> &'static str {
+    match (x402, bitreq) {
+        (false, false) => "Authorization",
+        (true, false) => "Authorization, PAYMENT-SIGNATURE, X-PAYMENT",
+        (false, true) => {
+            "Authorization, Bitcoin-Transaction, Bitcoin-Transfer, Bitcoin-Payment-Channel-Token"
+        }
+        (true, true) => {
+            "Authorization, PAYMENT-SIGNATURE, X-PAYMENT, Bitcoin-Transaction, Bitcoin-Transfer, Bitcoin-Payment-Channel-Token"
+        }
     }
 }
 
@@ -81,7 +110,22 @@ fn finish_l402<const PRIVATE: bool, const X402: bool, const BITREQ: bool>(
         } else {
             PaidCaching::HandlerDecides
         };
-        policy.apply_paid(resp.headers_mut(), credentials_of(true, X402, BITREQ));
+        let h = resp.headers_mut();
+        if h.contains_key(header::VARY) {
+            policy.apply_paid(h, credentials_of(true, X402, BITREQ));
+        } else {
+            // The common case, without building the list.
+            if PRIVATE {
+                h.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, no-store"),
+                );
+            }
+            h.insert(
+                header::VARY,
+                HeaderValue::from_static(vary_of(X402, BITREQ)),
+            );
+        }
         resp
     })
 }
@@ -109,7 +153,18 @@ impl PaywallLayer {
             .as_ref()
             .map_or(PaidCaching::PrivateNoStore, |l| l.config().paid_caching);
         let finish = l402_finisher(policy, shared.has_x402(), shared.has_bitreq());
+        let fast = match &price {
+            PaywallPrice::Fixed(
+                c @ (Charge::PerRail(_) | Charge::Amount(Amount::Msat(_) | Amount::Sat(_))),
+            ) => match c.l402(shared.rates.as_ref()) {
+                Ok(Some(m)) => FastPrice::Known(m),
+                _ => FastPrice::Off,
+            },
+            PaywallPrice::Fixed(_) => FastPrice::Convert,
+            PaywallPrice::Dynamic(_) => FastPrice::Off,
+        };
         PaywallLayer {
+            fast,
             l402,
             #[cfg(feature = "x402")]
             x402_route: Arc::new(crate::x402::X402Route {
@@ -284,9 +339,15 @@ where
                 return Either::Left(self.inner.call(req).instrument(span).map(finish));
             }
             let shared = &self.layer.paywall.shared;
+            let price = match (self.layer.fast, &self.layer.price) {
+                (FastPrice::Known(m), _) => Some(m),
+                (FastPrice::Convert, PaywallPrice::Fixed(charge)) => {
+                    charge.l402(shared.rates.as_ref()).ok().flatten()
+                }
+                _ => None,
+            };
             if !cfg.bind_request
-                && let PaywallPrice::Fixed(charge) = &self.layer.price
-                && let Ok(Some(price)) = charge.l402(shared.rates.as_ref())
+                && let Some(price) = price
                 && !Presented::other_than_l402(req.headers(), shared)
             {
                 let now = now();
@@ -560,5 +621,19 @@ impl Pending<'_> {
             .paid_caching
             .apply_paid(resp.headers_mut(), shared.credentials);
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_path_vary_is_the_credentials_list() {
+        for x in [false, true] {
+            for b in [false, true] {
+                assert_eq!(vary_of(x, b), credentials_of(true, x, b).join(", "));
+            }
+        }
     }
 }

@@ -11,19 +11,28 @@
 //! Only enabled rails count: a proof for a rail the paywall does not offer is
 //! ignored, as a single-rail layer ignores the others' headers.
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderName, header};
 use pay402_core::offer::Rail;
 
 use super::builder::Shared;
 
 /// The x402 proof headers.
-const X402_PROOFS: [&str; 2] = ["payment-signature", "x-payment"];
-/// The BitRequests proof headers.
-const BITREQ_PROOFS: [&str; 3] = [
-    "bitcoin-transaction",
-    "bitcoin-transfer",
-    "bitcoin-payment-channel-token",
+const X402_PROOFS: [HeaderName; 2] = [
+    HeaderName::from_static("payment-signature"),
+    HeaderName::from_static("x-payment"),
 ];
+/// The BitRequests proof headers.
+const BITREQ_PROOFS: [HeaderName; 3] = [
+    HeaderName::from_static("bitcoin-transaction"),
+    HeaderName::from_static("bitcoin-transfer"),
+    HeaderName::from_static("bitcoin-payment-channel-token"),
+];
+
+/// Whether `headers` carry any of `names`: one pass over the request's
+/// header names (a request has few), rather than a hashed lookup per name.
+fn any_of(headers: &HeaderMap, names: &[HeaderName]) -> bool {
+    headers.keys().any(|k| names.contains(k))
+}
 
 /// Whether an `Authorization` value is under the L402 or LSAT scheme.
 fn is_l402(value: &[u8]) -> bool {
@@ -52,16 +61,19 @@ impl Presented {
                     .get_all(header::AUTHORIZATION)
                     .iter()
                     .any(|v| is_l402(v.as_bytes())),
-            x402: shared.has_x402() && X402_PROOFS.iter().any(|h| headers.contains_key(*h)),
-            bitreq: shared.has_bitreq() && BITREQ_PROOFS.iter().any(|h| headers.contains_key(*h)),
+            x402: shared.has_x402() && any_of(headers, &X402_PROOFS),
+            bitreq: shared.has_bitreq() && any_of(headers, &BITREQ_PROOFS),
         }
     }
 
     /// Whether a request carries a proof of x402 or BitRequests (the L402
     /// fast path must then not take it).
     pub(crate) fn other_than_l402(headers: &HeaderMap, shared: &Shared) -> bool {
-        (shared.has_x402() && X402_PROOFS.iter().any(|h| headers.contains_key(*h)))
-            || (shared.has_bitreq() && BITREQ_PROOFS.iter().any(|h| headers.contains_key(*h)))
+        let (x402, bitreq) = (shared.has_x402(), shared.has_bitreq());
+        (x402 || bitreq)
+            && headers
+                .keys()
+                .any(|k| (x402 && X402_PROOFS.contains(k)) || (bitreq && BITREQ_PROOFS.contains(k)))
     }
 
     /// The rails, in a stable order.
