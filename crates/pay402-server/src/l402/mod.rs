@@ -1,4 +1,4 @@
-//! The L402 rail on the server: [`L402Layer`](crate::L402Layer), its
+//! The L402 rail on the server: [`L402Layer`], its
 //! configuration, the cache of derived macaroon keys and the root-key store.
 //!
 //! Everything here is also re-exported at the crate root
