@@ -802,6 +802,52 @@ async fn rounding_up_with_an_uneven_rate() {
 }
 
 #[tokio::test]
+async fn a_usd_stablecoin_is_worth_a_dollar_whatever_rates_are_given() {
+    // Rates knowing only the bitcoin price: USDC's value comes from the asset.
+    let facilitator = Arc::new(FaultInjectingFacilitator::new(NETWORK));
+    let node = SimNet::new(Network::Regtest).add_node("m", Msat(0));
+    let paywall = Paywall::builder()
+        .l402(Arc::new(node), Arc::new(MemoryStore::new()))
+        .x402_layer(x402_layer(&facilitator), PAY_TO.parse().unwrap(), usdc())
+        .rates(Arc::new(FixedRates::new().usd_cents_per_btc(CENTS_PER_BTC)))
+        .build()
+        .unwrap();
+    for (price, msat, usdc_units) in [
+        (PaywallPrice::usd_cents(5), 50_000, 50_000),
+        (PaywallPrice::sats(100), 100_000, 100_000),
+        (
+            PaywallPrice::amount(Amount::Token(TokenAmount::from_u64(2_500), usdc_unit())),
+            2_500,
+            2_500,
+        ),
+    ] {
+        let what = format!("{price:?}");
+        let r = send(&app(&paywall, price), req("/paid", &[])).await;
+        assert_eq!(r.l402_amount(), Msat(msat), "{what}");
+        assert_eq!(
+            r.payment_required().accepts[0].amount,
+            TokenAmount::from_u64(usdc_units),
+            "{what}"
+        );
+    }
+    // Another token is not a stablecoin unless declared one.
+    let other = X402Asset::new(NETWORK, USDC.parse().unwrap(), 6, "USD Coin", "2");
+    let paywall = Paywall::builder()
+        .x402_layer(x402_layer(&facilitator), PAY_TO.parse().unwrap(), other)
+        .build()
+        .unwrap();
+    let r = send(
+        &app(&paywall, PaywallPrice::usd_cents(5)),
+        req("/paid", &[]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "no_rate")
+    );
+}
+
+#[tokio::test]
 async fn an_unconvertible_price_leaves_its_rails_out_and_never_serves_free() {
     // The default rates know USDC's dollar value, not the bitcoin price.
     let facilitator = Arc::new(FaultInjectingFacilitator::new(NETWORK));

@@ -442,10 +442,12 @@ impl PaywallBuilder {
         self
     }
 
-    /// The exchange rates prices are converted with. Default: fixed rates
-    /// knowing msat ↔ sat, and 1 US dollar per whole token of an x402 asset
-    /// declared a USD stablecoin ([`X402Asset::usdc`]). Rates given here
-    /// replace the default entirely.
+    /// The exchange rates prices are converted with (default: fixed rates
+    /// knowing msat ↔ sat only). Whatever the rates, an x402 asset declared
+    /// a USD stablecoin ([`X402Asset::usdc`]) is worth one US dollar per
+    /// token, unless the rates know its value themselves: give the bitcoin
+    /// price (`FixedRates::usd_cents_per_btc`) and a price in US cents, sats
+    /// or USDC is offered on every rail.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -497,19 +499,15 @@ impl PaywallBuilder {
         if !(l || x || b) {
             return Err(BuildError::NoRail);
         }
-        let rates: Arc<dyn Rates> = match self.rates {
-            Some(r) => r,
-            None => {
-                #[allow(unused_mut)]
-                let mut fixed = FixedRates::new();
-                #[cfg(feature = "x402")]
-                if let Some(r) = &shared.x402
-                    && r.asset.is_usd_stablecoin()
-                {
-                    fixed = fixed.usd_stablecoin(r.unit.clone());
-                }
-                Arc::new(fixed)
+        let rates: Arc<dyn Rates> = self.rates.unwrap_or_else(|| Arc::new(FixedRates::new()));
+        // An asset declared a USD stablecoin is worth one dollar per token,
+        // whatever rates were given (theirs win where they know the token).
+        #[cfg(feature = "x402")]
+        let rates: Arc<dyn Rates> = match &shared.x402 {
+            Some(r) if r.asset.is_usd_stablecoin() => {
+                Arc::new(StablecoinRates::new(rates, &r.unit))
             }
+            _ => rates,
         };
         let mut expose: Vec<&str> = Vec::new();
         if l {
@@ -533,5 +531,61 @@ impl PaywallBuilder {
                 ..shared
             }),
         })
+    }
+}
+
+/// Rates that also know a USD stablecoin's value: one dollar per whole
+/// token (one cent is `10^(decimals - 2)` base units, kept exact), used
+/// when the inner rates have no answer, directly or through US cents.
+#[cfg(feature = "x402")]
+struct StablecoinRates {
+    inner: Arc<dyn Rates>,
+    token: pay402_core::rates::Unit,
+    /// One whole token in base units.
+    whole: u128,
+}
+
+#[cfg(feature = "x402")]
+impl StablecoinRates {
+    fn new(inner: Arc<dyn Rates>, token: &pay402_core::rates::TokenUnit) -> StablecoinRates {
+        StablecoinRates {
+            inner,
+            token: pay402_core::rates::Unit::Token(token.clone()),
+            whole: 10u128.saturating_pow(u32::from(token.decimals().min(36))),
+        }
+    }
+}
+
+#[cfg(feature = "x402")]
+impl Rates for StablecoinRates {
+    fn rate(
+        &self,
+        from: &pay402_core::rates::Unit,
+        to: &pay402_core::rates::Unit,
+    ) -> Option<pay402_core::rates::Ratio> {
+        use pay402_core::rates::Unit;
+        if let Some(r) = self.inner.rate(from, to) {
+            return Some(r);
+        }
+        // One US cent in base units of the token.
+        let cent = pay402_core::rates::Ratio::new(self.whole, 100)?;
+        let cents = |u: &Unit| {
+            if *u == Unit::UsdCents {
+                pay402_core::rates::Ratio::new(1, 1)
+            } else {
+                None
+            }
+        };
+        if *to == self.token {
+            // from → cents → token
+            let to_cents = cents(from).or_else(|| self.inner.rate(from, &Unit::UsdCents))?;
+            return to_cents.then(cent);
+        }
+        if *from == self.token {
+            // token → cents → to
+            let from_cents = cents(to).or_else(|| self.inner.rate(&Unit::UsdCents, to))?;
+            return cent.inverse().then(from_cents);
+        }
+        None
     }
 }

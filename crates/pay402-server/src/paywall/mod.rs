@@ -71,9 +71,9 @@
 //! }
 //! ```
 //!
-//! (`rates` replaces the default rates, which know msat ↔ sat and the US
-//! dollar value of a stablecoin asset; the fixed rates above know both and
-//! the BTC price.)
+//! (msat ↔ sat is fixed and USDC, declared a USD stablecoin by
+//! [`X402Asset::usdc`], is worth one dollar per token: the rates only need
+//! the bitcoin price.)
 //!
 //! Not included: the x402_mock dialect. Its challenge is a JSON body of
 //! its own and its proof an access token bought at a separate endpoint for
