@@ -17,7 +17,7 @@ use axum::routing::get;
 use pay402_backends::bitcoind::{BitcoindConfig, BitcoindRpc};
 use pay402_core::chain::BitcoinChain;
 use pay402_core::money::Sat;
-use pay402_examples::env_or;
+use pay402_examples::{env_or, var};
 use pay402_server::Price;
 use pay402_server::bitreq::bitcoin::bip32::Xpub;
 use pay402_server::bitreq::bitcoin::{Address, Network};
@@ -66,10 +66,6 @@ Example (bcoin or bitcoind on regtest):
   PAY402_XPUB=tpub... PAY402_CHANNEL_KEY=$(openssl rand -hex 32) PAY402_ADMIN_TOKEN=$(openssl rand -hex 16) \\
   cargo run -p pay402-examples --features bitreq --example bitrequests_server
 ";
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

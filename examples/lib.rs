@@ -15,6 +15,15 @@ pub fn env_or(name: &str, default: &str) -> String {
     }
 }
 
+/// Reads an environment variable, `None` when unset or empty.
+///
+/// ```
+/// assert_eq!(pay402_examples::var("PAY402_SURELY_UNSET_VAR"), None);
+/// ```
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 /// Shortens a long header value for display: `head…(N chars)`.
 ///
 /// ```

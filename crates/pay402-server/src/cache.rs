@@ -125,7 +125,7 @@ pub fn challenge(headers: &mut HeaderMap, credentials: &[&str]) {
 
 /// Appends `credentials` to `Vary` (once: a header already named is not
 /// repeated; `Vary: *` is left alone).
-fn vary(headers: &mut HeaderMap, credentials: &[&str]) {
+pub(crate) fn vary(headers: &mut HeaderMap, credentials: &[&str]) {
     let present: Vec<String> = headers
         .get_all(header::VARY)
         .iter()

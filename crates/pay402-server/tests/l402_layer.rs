@@ -9,10 +9,7 @@ use axum::body::Body;
 use common::*;
 use http::{Request, StatusCode, header};
 use pay402_core::l402::{ChallengeSet, Credential, Macaroon, TokenId, check_challenge};
-use pay402_core::lightning::{
-    CreatedInvoice, InvoiceIssuer, InvoiceRequest, InvoiceState, LightningError, Network,
-    PaymentHash,
-};
+use pay402_core::lightning::Network;
 use pay402_core::money::Msat;
 use pay402_core::time::UnixTime;
 use pay402_server::store::{MemoryStore, RootKeyStore, SqliteStore};
@@ -271,6 +268,29 @@ async fn request_binding_accepts_only_the_quoted_request() {
     assert_eq!(big.reason(), "body_too_large");
 }
 
+/// Without request binding the layer does not buffer bodies: the handler
+/// gets the request's own body, on the first paid use (key not cached yet,
+/// the full path) as on later ones (the fast path).
+#[tokio::test]
+async fn the_handler_gets_the_body_without_request_binding() {
+    let env = env(L402Config::new("api"));
+    let post = |auth: Option<&str>| {
+        let mut b = Request::post("/echo");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(Body::from("payload")).unwrap()
+    };
+    let r = send(&env.app, post(None)).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    let auth = pay(&env.payer, &r).await;
+    for use_ in ["first use (full path)", "second use (fast path)"] {
+        let ok = send(&env.app, post(Some(&auth))).await;
+        assert_eq!(ok.status, StatusCode::OK, "{use_}");
+        assert_eq!(&ok.body[..], b"payload", "{use_}");
+    }
+}
+
 #[tokio::test]
 async fn several_l402_authorization_headers_are_refused() {
     let env = env(L402Config::new("api"));
@@ -281,25 +301,6 @@ async fn several_l402_authorization_headers_are_refused() {
     // Another scheme beside it is fine.
     let r = send(&env.app, get_req("/paid", &["Bearer abc", &auth])).await;
     assert_eq!(r.status, StatusCode::OK);
-}
-
-struct DownNode;
-
-#[async_trait::async_trait]
-impl InvoiceIssuer for DownNode {
-    async fn create_invoice(&self, _: &InvoiceRequest) -> Result<CreatedInvoice, LightningError> {
-        Err(LightningError::Unreachable {
-            backend: "test",
-            call: "create_invoice",
-            detail: "connection refused".into(),
-        })
-    }
-    async fn lookup_invoice(&self, _: &PaymentHash) -> Result<InvoiceState, LightningError> {
-        Err(LightningError::NotFound)
-    }
-    fn network(&self) -> Network {
-        Network::Regtest
-    }
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::response::Response;
 use http::request::Parts;
 use http::{HeaderValue, Request, header};
-use pay402_core::bitreq::{BitreqError, Proof};
+use pay402_core::bitreq::{BitreqError, PaymentInfo, Proof};
 use pay402_core::money::{Msat, Sat};
 use pay402_core::problem::{Problem, Reason};
 use tower::{Layer, Service};
@@ -22,7 +22,7 @@ use crate::respond;
 use crate::{BoxedResponse, Price, PriceRequest};
 
 /// The headers browsers may read from a BitRequests 402.
-const EXPOSE: &str = "Price, Bitcoin-Address, Username, Bitcoin-Payment-Channel-Server";
+pub(crate) const EXPOSE: &str = "Price, Bitcoin-Address, Username, Bitcoin-Payment-Channel-Server";
 
 /// How a request was paid.
 ///
@@ -215,36 +215,12 @@ where
     let result = match Proof::from_header_map(&parts.headers) {
         Err(BitreqError::NoPaymentProof) => {
             tracing::Span::current().record("outcome", "challenged");
-            let problem =
-                Problem::new(402, "payment_required", "Payment required").with_detail(format!(
-                    "pay {} sat with one of the offered methods and retry with its proof header",
-                    price.0
-                ));
-            return Ok(server.payment_required(price, &parts, problem).await);
+            return Ok(server
+                .payment_required(price, &parts, BitreqServer::payment_required_problem(price))
+                .await);
         }
         Err(e) => Err(BitreqServerError::Proof(e)),
-        Ok(proof) => {
-            tracing::Span::current().record("payment", proof.method());
-            match proof {
-                Proof::Channel { token } => server.redeem_channel(&token, price).await,
-                Proof::OnChain {
-                    tx_hex,
-                    return_address,
-                } => {
-                    server
-                        .pay_onchain(&parts, &tx_hex, return_address, price)
-                        .await
-                }
-                Proof::Transfer {
-                    transfer,
-                    authorization,
-                } => {
-                    server
-                        .pay_transfer(&parts, &transfer, &authorization, price)
-                        .await
-                }
-            }
-        }
+        Ok(proof) => server.redeem(&parts, proof, price).await,
     };
     match result {
         Ok(payment) => {
@@ -315,16 +291,53 @@ impl BitreqServer {
         Some(limited.response())
     }
 
-    /// A 402 carrying `problem` and a fresh offer for `price` (or the 429
-    /// of the challenge limit).
-    pub(crate) async fn payment_required(
+    /// The problem of a BitRequests 402: what to pay and how to retry.
+    pub(crate) fn payment_required_problem(price: Sat) -> Problem {
+        Problem::new(402, "payment_required", "Payment required").with_detail(format!(
+            "pay {} sat with one of the offered methods and retry with its proof header",
+            price.0
+        ))
+    }
+
+    /// Checks a proof for a request costing `price` with its method (the
+    /// channel token is redeemed, the transaction verified and broadcast,
+    /// the transfer debited), and returns what paid.
+    pub(crate) async fn redeem(
+        &self,
+        parts: &Parts,
+        proof: Proof,
+        price: Sat,
+    ) -> Result<BitreqPayment, BitreqServerError> {
+        tracing::Span::current().record("payment", proof.method());
+        match proof {
+            Proof::Channel { token } => self.redeem_channel(&token, price).await,
+            Proof::OnChain {
+                tx_hex,
+                return_address,
+            } => {
+                self.pay_onchain(parts, &tx_hex, return_address, price)
+                    .await
+            }
+            Proof::Transfer {
+                transfer,
+                authorization,
+            } => {
+                self.pay_transfer(parts, &transfer, &authorization, price)
+                    .await
+            }
+        }
+    }
+
+    /// A fresh offer for `price` (a new quote with derived addresses), or
+    /// the answer when none can be made: the 429 of the challenge limit, or
+    /// the store's error.
+    pub(crate) async fn challenge_info(
         &self,
         price: Sat,
         parts: &Parts,
-        problem: Problem,
-    ) -> Response {
+    ) -> Result<PaymentInfo, Response> {
         if let Some(limited) = self.over_limit(parts) {
-            return limited;
+            return Err(limited);
         }
         let info = match self
             .offer(price, &parts.method, &parts.uri, &parts.headers)
@@ -333,19 +346,30 @@ impl BitreqServer {
             Ok(info) => info,
             Err(e) => {
                 tracing::warn!(reason = e.reason(), error = %e, "bitreq.offer_failed");
-                return respond::problem(&Problem::from_reason(&e, e.status()));
+                return Err(respond::problem(&Problem::from_reason(&e, e.status())));
             }
+        };
+        Ok(info)
+    }
+
+    /// A 402 carrying `problem` and a fresh offer for `price` (or the 429
+    /// of the challenge limit).
+    pub(crate) async fn payment_required(
+        &self,
+        price: Sat,
+        parts: &Parts,
+        problem: Problem,
+    ) -> Response {
+        let info = match self.challenge_info(price, parts).await {
+            Ok(info) => info,
+            Err(resp) => return resp,
         };
         let mut resp = respond::problem(&problem);
         let h = resp.headers_mut();
         cache::challenge(h, BITREQ_CREDENTIALS);
         if let Err(e) = info.insert_into(h) {
             tracing::warn!(error = %e, "bitreq.offer_header_invalid");
-            return respond::problem(&Problem::new(
-                503,
-                "offer_unavailable",
-                "Payment offer not usable in a header",
-            ));
+            return offer_unusable();
         }
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -353,4 +377,13 @@ impl BitreqServer {
         );
         resp
     }
+}
+
+/// 503: an offer whose values cannot be header values.
+pub(crate) fn offer_unusable() -> Response {
+    respond::problem(&Problem::new(
+        503,
+        "offer_unavailable",
+        "Payment offer not usable in a header",
+    ))
 }

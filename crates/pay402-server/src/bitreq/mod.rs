@@ -58,5 +58,6 @@ pub use config::{
 };
 pub use error::BitreqServerError;
 pub use layer::{BitreqLayer, BitreqPayment, BitreqService, PaymentMethod};
+pub(crate) use layer::{EXPOSE, offer_unusable};
 pub use server::BitreqServer;
 pub use sync::SyncReport;

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::response::Response;
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{Either, Map};
 use http::request::Parts;
@@ -170,7 +171,7 @@ impl L402Layer {
     /// The scope a request falls under: the explicit scope, else the
     /// matched axum route, else the normalised path (the raw path if it
     /// does not normalise).
-    fn scope_of<'a>(
+    pub(crate) fn scope_of<'a>(
         &'a self,
         extensions: &'a http::Extensions,
         uri: &'a http::Uri,
@@ -313,9 +314,11 @@ where
             let finish: crate::cache::FinishResponse = crate::cache::unchanged;
             return Either::Left(self.inner.call(req).instrument(span).map(finish));
         }
-        if !shared.config.bind_request {
+        if !shared.config.bind_request
+            && let Price::Fixed(price) = self.layer.price
+        {
             let now = UnixTime::from_system(SystemTime::now());
-            if let Some(token) = span.in_scope(|| fast_verify(&self.layer, &req, now)) {
+            if let Some(token) = span.in_scope(|| self.layer.fast_check(&req, price, now)) {
                 span.record("outcome", "paid");
                 req.extensions_mut().insert(token);
                 let finish = crate::cache::l402_paid(shared.config.paid_caching);
@@ -355,36 +358,42 @@ thread_local! {
     static MACAROON_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
-/// Verifies a credential synchronously when its key is cached; `None` means
-/// "take the full path" (which also explains any rejection).
-fn fast_verify(layer: &L402Layer, req: &Request<Body>, now: UnixTime) -> Option<VerifiedToken> {
-    let cred = Credential::from_headers(
-        req.headers()
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    )
-    .ok()??;
-    MACAROON_BUF.with(|cell| {
-        let mut buf = cell.try_borrow_mut().ok()?;
-        let token = PresentedToken::decode(&cred, &mut buf).ok()?;
-        let _verify = tracing::debug_span!("l402.verify", token_id = %token.token_id()).entered();
-        let key = layer.shared.cache.get(&token.token_id(), now)?;
-        // A dynamic price is computed on the full path.
-        let Price::Fixed(price) = &layer.price else {
-            return None;
-        };
-        let scope = layer.scope_of(req.extensions(), req.uri());
-        let grant = Grant {
-            scope: &scope,
-            price: *price,
-        };
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let facts = RequestFacts::new(req.method(), path, req.headers());
-        let verified = check(layer, &token, &key, &facts, grant, now).ok()?;
-        tracing::debug!("l402.verified");
-        Some(verified)
-    })
+impl L402Layer {
+    /// Verifies the request's credential synchronously when its key is
+    /// cached, for a request costing `price`; `None` means "take the full
+    /// path" (which also explains any rejection). The fast path of this
+    /// layer and of [`Paywall`](crate::paywall::Paywall).
+    pub(crate) fn fast_check(
+        &self,
+        req: &Request<Body>,
+        price: Msat,
+        now: UnixTime,
+    ) -> Option<VerifiedToken> {
+        let cred = Credential::from_headers(
+            req.headers()
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
+        .ok()??;
+        MACAROON_BUF.with(|cell| {
+            let mut buf = cell.try_borrow_mut().ok()?;
+            let token = PresentedToken::decode(&cred, &mut buf).ok()?;
+            let _verify =
+                tracing::debug_span!("l402.verify", token_id = %token.token_id()).entered();
+            let key = self.shared.cache.get(&token.token_id(), now)?;
+            let scope = self.scope_of(req.extensions(), req.uri());
+            let grant = Grant {
+                scope: &scope,
+                price,
+            };
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let facts = RequestFacts::new(req.method(), path, req.headers());
+            let verified = check(self, &token, &key, &facts, grant, now).ok()?;
+            tracing::debug!("l402.verified");
+            Some(verified)
+        })
+    }
 }
 
 /// Steps 4-5 of verification (signature, caveats) with this layer's service,
@@ -418,6 +427,152 @@ enum Failure {
     Store(StoreError),
 }
 
+/// What the L402 credential of a request came to.
+pub(crate) enum Verdict {
+    /// No L402 credential.
+    Absent,
+    /// A valid token for the grant.
+    Paid(VerifiedToken),
+    /// A malformed or invalid credential.
+    Rejected(L402Error),
+    /// The store could not be read: 503.
+    Unavailable(Response),
+}
+
+impl L402Layer {
+    /// The request body: buffered (bounded by `max_body`) when tokens are
+    /// bound to requests, the bytes beside a body made of them; otherwise
+    /// `None` and the body untouched. `Err` is the 413 / 400 answer.
+    pub(crate) async fn read_body(&self, body: Body) -> Result<(Option<Bytes>, Body), Response> {
+        let cfg = &self.shared.config;
+        if !cfg.bind_request {
+            return Ok((None, body));
+        }
+        match Limited::new(body, cfg.max_body).collect().await {
+            Ok(c) => {
+                let bytes = c.to_bytes();
+                Ok((Some(bytes.clone()), Body::from(bytes)))
+            }
+            Err(e) => {
+                let (status, reason) = if e.is::<http_body_util::LengthLimitError>() {
+                    (413, "body_too_large")
+                } else {
+                    (400, "body_unreadable")
+                };
+                tracing::info!(reason, "l402.reject");
+                Err(respond::problem(&Problem::new(
+                    status,
+                    reason,
+                    "Request body rejected",
+                )))
+            }
+        }
+    }
+
+    /// Verifies the request's L402 credential (if any) for `grant`.
+    pub(crate) async fn verify_credential(
+        &self,
+        parts: &Parts,
+        body: Option<&[u8]>,
+        grant: Grant<'_>,
+        now: UnixTime,
+    ) -> Verdict {
+        let creds = Credential::from_headers(
+            parts
+                .headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+        match creds {
+            Ok(None) => Verdict::Absent,
+            Err(e) => Verdict::Rejected(L402Error::Credential(e)),
+            Ok(Some(cred)) => match verify(self, &cred, parts, body, grant, now).await {
+                Ok(token) => Verdict::Paid(token),
+                Err(Failure::Token(e)) => Verdict::Rejected(e),
+                Err(Failure::Store(e)) => {
+                    tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
+                    Verdict::Unavailable(respond::problem(&Problem::from_reason(&e, 503)))
+                }
+            },
+        }
+    }
+
+    /// The problem of an L402 402: what to pay and how to retry.
+    pub(crate) fn payment_required_problem(amount: Msat) -> Problem {
+        Problem::new(402, "payment_required", "Payment required").with_detail(format!(
+            "pay the Lightning invoice of {} msat in the WWW-Authenticate challenge and retry with Authorization: L402 <macaroon>:<preimage>",
+            amount.0
+        ))
+    }
+
+    /// `None` if this layer's challenge limit admits one more challenge for
+    /// the client of `parts`; otherwise the 429.
+    pub(crate) fn over_challenge_limit(&self, parts: &Parts) -> Option<Response> {
+        let limited = crate::limit::admit(
+            self.shared.config.challenge_limit.as_deref(),
+            &parts.extensions,
+        )
+        .err()?;
+        tracing::info!(reason = "rate_limited", "l402.reject");
+        Some(limited.response())
+    }
+
+    /// The answer to a request costing `amount` without a valid token: 400
+    /// for a malformed credential in spec mode, the 429 of the challenge
+    /// limit, or a fresh challenge (402, or 401 for a rejected credential in
+    /// spec mode) with `WWW-Authenticate` and problem+json.
+    pub(crate) async fn challenge(
+        &self,
+        amount: Msat,
+        scope: &str,
+        parts: &Parts,
+        body: Option<&[u8]>,
+        now: UnixTime,
+        rejection: Option<&L402Error>,
+    ) -> Response {
+        let cfg = &self.shared.config;
+        if let Some(e) = rejection {
+            tracing::info!(reason = e.reason(), "l402.reject");
+            if cfg.reject_mode == RejectMode::Spec && e.status() == 400 {
+                tracing::Span::current().record("outcome", "malformed");
+                return respond::problem(&Problem::from_reason(e, 400));
+            }
+        }
+        if let Some(limited) = self.over_challenge_limit(parts) {
+            tracing::Span::current().record("outcome", "rate_limited");
+            return limited;
+        }
+        let challenge = match self.mint_challenge(amount, scope, parts, body, now).await {
+            Ok(c) => c,
+            Err(problem) => return respond::problem(&problem),
+        };
+        let status = match (rejection, cfg.reject_mode) {
+            (Some(_), RejectMode::Spec) => 401,
+            _ => 402,
+        };
+        let problem = match rejection {
+            Some(e) => Problem::from_reason(e, status),
+            None => Self::payment_required_problem(amount),
+        };
+        tracing::Span::current().record(
+            "outcome",
+            if status == 402 {
+                "challenged"
+            } else {
+                "rejected"
+            },
+        );
+        let mut resp = respond::problem(&problem);
+        let h = resp.headers_mut();
+        crate::cache::challenge(h, crate::cache::L402_CREDENTIALS);
+        for value in challenge {
+            h.append(header::WWW_AUTHENTICATE, value);
+        }
+        resp
+    }
+}
+
 async fn handle<S>(
     layer: L402Layer,
     mut inner: S,
@@ -426,32 +581,15 @@ async fn handle<S>(
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
-    let shared = &layer.shared;
-    let cfg = &shared.config;
+    let cfg = &layer.shared.config;
     if cfg.is_free_path(req.uri().path()) {
         tracing::Span::current().record("outcome", "free_path");
         return inner.call(req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let body_bytes = if cfg.bind_request {
-        match Limited::new(body, cfg.max_body).collect().await {
-            Ok(c) => Some(c.to_bytes()),
-            Err(e) => {
-                let (status, reason) = if e.is::<http_body_util::LengthLimitError>() {
-                    (413, "body_too_large")
-                } else {
-                    (400, "body_unreadable")
-                };
-                tracing::info!(reason, "l402.reject");
-                return Ok(respond::problem(&Problem::new(
-                    status,
-                    reason,
-                    "Request body rejected",
-                )));
-            }
-        }
-    } else {
-        None
+    let (body_bytes, body) = match layer.read_body(body).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
     };
     let now = UnixTime::from_system(SystemTime::now());
 
@@ -475,90 +613,42 @@ where
         price: amount.unwrap_or(Msat::ZERO),
     };
 
-    let creds = Credential::from_headers(
-        parts
-            .headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    );
-    let rejection = match creds {
-        Ok(None) => None,
-        Err(e) => Some(L402Error::Credential(e)),
-        Ok(Some(cred)) => {
-            match verify(&layer, &cred, &parts, body_bytes.as_deref(), grant, now).await {
-                Ok(token) => {
-                    tracing::Span::current().record("outcome", "paid");
-                    parts.extensions.insert(token);
-                    let body = body_bytes.map_or_else(Body::empty, Body::from);
-                    let mut resp = inner.call(Request::from_parts(parts, body)).await?;
-                    cfg.paid_caching
-                        .apply_paid(resp.headers_mut(), crate::cache::L402_CREDENTIALS);
-                    return Ok(resp);
-                }
-                Err(Failure::Token(e)) => Some(e),
-                Err(Failure::Store(e)) => {
-                    tracing::warn!(reason = e.reason(), error = %e, "l402.store_error");
-                    return Ok(respond::problem(&Problem::from_reason(&e, 503)));
-                }
-            }
+    let rejection = match layer
+        .verify_credential(&parts, body_bytes.as_deref(), grant, now)
+        .await
+    {
+        Verdict::Absent => None,
+        Verdict::Rejected(e) => Some(e),
+        Verdict::Unavailable(resp) => return Ok(resp),
+        Verdict::Paid(token) => {
+            tracing::Span::current().record("outcome", "paid");
+            parts.extensions.insert(token);
+            let mut resp = inner.call(Request::from_parts(parts, body)).await?;
+            cfg.paid_caching
+                .apply_paid(resp.headers_mut(), crate::cache::L402_CREDENTIALS);
+            return Ok(resp);
         }
     };
-    if let Some(e) = &rejection {
-        tracing::info!(reason = e.reason(), "l402.reject");
-    }
 
     // No valid token: quote the price.
     let Some(amount) = amount else {
+        if let Some(e) = &rejection {
+            tracing::info!(reason = e.reason(), "l402.reject");
+        }
         // A price of zero means free access, as in Aperture.
         tracing::Span::current().record("outcome", "free_price");
-        let body = body_bytes.map_or_else(Body::empty, Body::from);
         return inner.call(Request::from_parts(parts, body)).await;
     };
-
-    if let Some(e) = &rejection
-        && cfg.reject_mode == RejectMode::Spec
-        && e.status() == 400
-    {
-        tracing::Span::current().record("outcome", "malformed");
-        return Ok(respond::problem(&Problem::from_reason(e, 400)));
-    }
-
-    if let Err(limited) = crate::limit::admit(cfg.challenge_limit.as_deref(), &parts.extensions) {
-        tracing::Span::current().record("outcome", "rate_limited");
-        tracing::info!(reason = "rate_limited", "l402.reject");
-        return Ok(limited.response());
-    }
-    let challenge = match mint(shared, amount, &scope, &parts, body_bytes.as_deref(), now).await {
-        Ok(c) => c,
-        Err(problem) => return Ok(respond::problem(&problem)),
-    };
-    let status = match (&rejection, cfg.reject_mode) {
-        (Some(_), RejectMode::Spec) => 401,
-        _ => 402,
-    };
-    let problem = match &rejection {
-        Some(e) => Problem::from_reason(e, status),
-        None => Problem::new(status, "payment_required", "Payment required").with_detail(format!(
-            "pay the Lightning invoice of {} msat in the WWW-Authenticate challenge and retry with Authorization: L402 <macaroon>:<preimage>",
-            amount.0
-        )),
-    };
-    tracing::Span::current().record(
-        "outcome",
-        if status == 402 {
-            "challenged"
-        } else {
-            "rejected"
-        },
-    );
-    let mut resp = respond::problem(&problem);
-    let h = resp.headers_mut();
-    crate::cache::challenge(h, crate::cache::L402_CREDENTIALS);
-    for value in challenge {
-        h.append(header::WWW_AUTHENTICATE, value);
-    }
-    Ok(resp)
+    Ok(layer
+        .challenge(
+            amount,
+            &scope,
+            &parts,
+            body_bytes.as_deref(),
+            now,
+            rejection.as_ref(),
+        )
+        .await)
 }
 
 async fn verify(
@@ -617,79 +707,6 @@ fn random32() -> [u8; 32] {
     b
 }
 
-/// Mints a token for `amount` on `scope` and returns the `WWW-Authenticate`
-/// values. Writes nothing: the root key is derived from the store's secret.
-async fn mint(
-    shared: &Shared,
-    amount: Msat,
-    scope: &str,
-    parts: &Parts,
-    body: Option<&[u8]>,
-    now: UnixTime,
-) -> Result<Vec<HeaderValue>, Problem> {
-    let cfg = &shared.config;
-    let span = tracing::info_span!("l402.mint", amount_msat = amount.0, token_id = field::Empty);
-    async {
-        let memo = cfg
-            .memo
-            .replace("{method}", parts.method.as_str())
-            .replace("{path}", parts.uri.path());
-        let mut req = InvoiceRequest::new(amount, memo);
-        req.expiry = cfg.invoice_expiry;
-        let invoice = shared.issuer.create_invoice(&req).await.map_err(|e| {
-            tracing::warn!(reason = e.reason(), error = %e, "l402.invoice_failed");
-            Problem::from_reason(&e, 503)
-        })?;
-        let token_id = TokenId(random32());
-        tracing::Span::current().record("token_id", field::display(&token_id));
-        let root = shared.store.secret().root_key(&token_id);
-        let id = Identifier::new(invoice.payment_hash, token_id);
-        let mut mac = Macaroon::new(&root, Some(&cfg.location), &id.encode());
-        drop(root);
-        mac.add_first_party_caveat(caveat::build::services(&cfg.service, cfg.tier));
-        mac.add_first_party_caveat(caveat::build::scope(&cfg.service, scope));
-        mac.add_first_party_caveat(caveat::build::paid(&cfg.service, amount));
-        if !cfg.capabilities.is_empty() {
-            let caps: Vec<&str> = cfg.capabilities.iter().map(String::as_str).collect();
-            mac.add_first_party_caveat(caveat::build::capabilities(&cfg.service, &caps));
-        }
-        if let Some(lifetime) = cfg.token_lifetime {
-            let until = now.saturating_add_secs(lifetime.as_secs());
-            mac.add_first_party_caveat(caveat::build::valid_until(&cfg.service, until));
-        }
-        if cfg.bind_request {
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let facts = RequestFacts::new(&parts.method, path, &parts.headers)
-                .with_body(body.unwrap_or_default());
-            mac.add_first_party_caveat(caveat::build::request_binding(&facts));
-        }
-        for c in &cfg.extra_caveats {
-            mac.add_first_party_caveat(c);
-        }
-        let challenge = Challenge::new(mac.to_base64(), invoice.bolt11);
-        let mut values = Vec::with_capacity(2);
-        let schemes: &[Scheme] = if cfg.emit_lsat {
-            &[Scheme::Lsat, Scheme::L402]
-        } else {
-            &[Scheme::L402]
-        };
-        for s in schemes {
-            let v = HeaderValue::from_str(&challenge.to_header_value(*s)).map_err(|_| {
-                Problem::new(
-                    503,
-                    "node_invalid_response",
-                    "Invoice not usable in a header",
-                )
-            })?;
-            values.push(v);
-        }
-        tracing::info!("l402.minted");
-        Ok(values)
-    }
-    .instrument(span)
-    .await
-}
-
 /// Axum extractor for the token that paid for this request.
 ///
 /// ```
@@ -716,5 +733,82 @@ impl<S: Send + Sync> FromRequestParts<S> for PaidToken {
                     "This route is not behind an L402 layer",
                 ))
             })
+    }
+}
+
+impl L402Layer {
+    /// Mints a token for `amount` on `scope` and returns the `WWW-Authenticate`
+    /// values (`LSAT` first when enabled). Writes nothing: the root key is derived from the store's secret.
+    pub(crate) async fn mint_challenge(
+        &self,
+        amount: Msat,
+        scope: &str,
+        parts: &Parts,
+        body: Option<&[u8]>,
+        now: UnixTime,
+    ) -> Result<Vec<HeaderValue>, Problem> {
+        let shared = &self.shared;
+        let cfg = &shared.config;
+        let span =
+            tracing::info_span!("l402.mint", amount_msat = amount.0, token_id = field::Empty);
+        async {
+            let memo = cfg
+                .memo
+                .replace("{method}", parts.method.as_str())
+                .replace("{path}", parts.uri.path());
+            let mut req = InvoiceRequest::new(amount, memo);
+            req.expiry = cfg.invoice_expiry;
+            let invoice = shared.issuer.create_invoice(&req).await.map_err(|e| {
+                tracing::warn!(reason = e.reason(), error = %e, "l402.invoice_failed");
+                Problem::from_reason(&e, 503)
+            })?;
+            let token_id = TokenId(random32());
+            tracing::Span::current().record("token_id", field::display(&token_id));
+            let root = shared.store.secret().root_key(&token_id);
+            let id = Identifier::new(invoice.payment_hash, token_id);
+            let mut mac = Macaroon::new(&root, Some(&cfg.location), &id.encode());
+            drop(root);
+            mac.add_first_party_caveat(caveat::build::services(&cfg.service, cfg.tier));
+            mac.add_first_party_caveat(caveat::build::scope(&cfg.service, scope));
+            mac.add_first_party_caveat(caveat::build::paid(&cfg.service, amount));
+            if !cfg.capabilities.is_empty() {
+                let caps: Vec<&str> = cfg.capabilities.iter().map(String::as_str).collect();
+                mac.add_first_party_caveat(caveat::build::capabilities(&cfg.service, &caps));
+            }
+            if let Some(lifetime) = cfg.token_lifetime {
+                let until = now.saturating_add_secs(lifetime.as_secs());
+                mac.add_first_party_caveat(caveat::build::valid_until(&cfg.service, until));
+            }
+            if cfg.bind_request {
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let facts = RequestFacts::new(&parts.method, path, &parts.headers)
+                    .with_body(body.unwrap_or_default());
+                mac.add_first_party_caveat(caveat::build::request_binding(&facts));
+            }
+            for c in &cfg.extra_caveats {
+                mac.add_first_party_caveat(c);
+            }
+            let challenge = Challenge::new(mac.to_base64(), invoice.bolt11);
+            let mut values = Vec::with_capacity(2);
+            let schemes: &[Scheme] = if cfg.emit_lsat {
+                &[Scheme::Lsat, Scheme::L402]
+            } else {
+                &[Scheme::L402]
+            };
+            for s in schemes {
+                let v = HeaderValue::from_str(&challenge.to_header_value(*s)).map_err(|_| {
+                    Problem::new(
+                        503,
+                        "node_invalid_response",
+                        "Invoice not usable in a header",
+                    )
+                })?;
+                values.push(v);
+            }
+            tracing::info!("l402.minted");
+            Ok(values)
+        }
+        .instrument(span)
+        .await
     }
 }

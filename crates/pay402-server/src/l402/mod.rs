@@ -1,4 +1,4 @@
-//! The L402 rail on the server: [`L402Layer`](crate::L402Layer), its
+//! The L402 rail on the server: [`L402Layer`], its
 //! configuration, the cache of derived macaroon keys and the root-key store.
 //!
 //! Everything here is also re-exported at the crate root
@@ -19,4 +19,5 @@ pub use config::{
     normalize_path,
 };
 pub use keycache::KeyCache;
+pub(crate) use layer::Verdict;
 pub use layer::{BoxedResponse, L402Future, L402Layer, L402Service, PaidToken};

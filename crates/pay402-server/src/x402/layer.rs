@@ -379,6 +379,114 @@ fn resource(route: &X402Route, cfg: &X402Config, parts: &Parts) -> ResourceInfo 
     }
 }
 
+impl X402Layer {
+    /// The offers of `parts` on this layer's route: fixed, or computed and
+    /// checked (a bad computed offer is answered 500).
+    async fn route_offers(&self, parts: &Parts) -> Result<Arc<[PaymentRequirements]>, Response> {
+        match &self.route.offers {
+            Offers::Fixed(o) => Ok(o.clone()),
+            Offers::Dynamic(f) => {
+                let offers = f(PriceRequest {
+                    method: parts.method.clone(),
+                    uri: parts.uri.clone(),
+                    headers: parts.headers.clone(),
+                    body: None,
+                })
+                .await;
+                if let Err(e) = offers.iter().try_for_each(check_offer) {
+                    tracing::error!(error = %e, "x402.invalid_offer");
+                    outcome("failed");
+                    return Err(respond::problem(
+                        &X402Error::Config(e.to_string()),
+                        &self.shared.config,
+                    ));
+                }
+                Ok(offers.into())
+            }
+        }
+    }
+
+    /// The offers of one request, in both versions, for the resource
+    /// `route` describes.
+    pub(crate) fn offer_set(
+        &self,
+        offers: Arc<[PaymentRequirements]>,
+        route: &X402Route,
+        parts: &Parts,
+    ) -> OfferSet {
+        let cfg = &self.shared.config;
+        OfferSet::new(
+            offers,
+            resource(route, cfg, parts),
+            cfg.accept_v1,
+            route.output_schema.as_ref(),
+        )
+    }
+
+    /// Reads and checks locally the payment of a request against `set`:
+    /// `Ok(None)` without a payment header.
+    pub(crate) fn read_payment(
+        &self,
+        parts: &Parts,
+        set: &OfferSet,
+    ) -> Result<Option<Intake>, X402Error> {
+        let cfg = &self.shared.config;
+        intake::read_payment(
+            &parts.headers,
+            set,
+            cfg.accept_v1,
+            cfg.payment_identifier,
+            cfg.clock.now(),
+            cfg.clock_skew.as_secs(),
+        )
+    }
+
+    /// Logs and answers a refused payment (with the offer again where
+    /// paying again can help).
+    pub(crate) fn refusal(&self, set: &OfferSet, err: &X402Error) -> Response {
+        refuse(set, &self.shared.config, err)
+    }
+
+    /// Serves a locally checked payment: the payment limit, then, in a task
+    /// of its own, reservation, facilitator verify, handler and settlement.
+    pub(crate) async fn serve_payment<S>(
+        &self,
+        inner: S,
+        parts: Parts,
+        body: Body,
+        intake: Intake,
+        set: OfferSet,
+    ) -> Response
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let cfg = &self.shared.config;
+        let span = tracing::Span::current();
+        span.record("version", intake.payment.x402_version);
+        span.record("payer", field::display(&intake.payment.payer));
+        // A well-formed payment, locally checked: before the store and the
+        // facilitator spend anything on it, count it against the client.
+        if let Err(limited) = crate::limit::admit(cfg.payment_limit.as_deref(), &parts.extensions) {
+            outcome("rate_limited");
+            tracing::info!(reason = "rate_limited", "x402.reject");
+            return limited.response();
+        }
+        // From here on a payment is at stake: run it as its own task, so a
+        // client that disconnects cannot abandon it between settlement and
+        // recording.
+        let task =
+            tokio::spawn(paid(self.clone(), inner, parts, body, intake, set).instrument(span));
+        match task.await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = %e, "x402.task_failed");
+                respond::problem(&X402Error::Handler("the payment task failed".into()), cfg)
+            }
+        }
+    }
+}
+
 async fn handle<S>(
     layer: X402Layer,
     mut inner: S,
@@ -388,76 +496,23 @@ where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
 {
-    let cfg = &layer.shared.config;
     let (parts, body) = req.into_parts();
-    let offers: Arc<[PaymentRequirements]> = match &layer.route.offers {
-        Offers::Fixed(o) => o.clone(),
-        Offers::Dynamic(f) => {
-            let offers = f(PriceRequest {
-                method: parts.method.clone(),
-                uri: parts.uri.clone(),
-                headers: parts.headers.clone(),
-                body: None,
-            })
-            .await;
-            if let Err(e) = offers.iter().try_for_each(check_offer) {
-                tracing::error!(error = %e, "x402.invalid_offer");
-                outcome("failed");
-                return Ok(respond::problem(&X402Error::Config(e.to_string()), cfg));
-            }
-            offers.into()
-        }
+    let offers = match layer.route_offers(&parts).await {
+        Ok(o) => o,
+        Err(resp) => return Ok(resp),
     };
     if offers.is_empty() {
         outcome("free");
         return inner.call(Request::from_parts(parts, body)).await;
     }
-    let set = OfferSet::new(
-        offers,
-        resource(&layer.route, cfg, &parts),
-        cfg.accept_v1,
-        layer.route.output_schema.as_ref(),
-    );
-    let now = cfg.clock.now();
-    let intake = match intake::read_payment(
-        &parts.headers,
-        &set,
-        cfg.accept_v1,
-        cfg.payment_identifier,
-        now,
-        cfg.clock_skew.as_secs(),
-    ) {
+    let set = layer.offer_set(offers, &layer.route, &parts);
+    match layer.read_payment(&parts, &set) {
         Ok(None) => {
             outcome("challenged");
-            return Ok(respond::offer(&set, cfg, None));
+            Ok(respond::offer(&set, &layer.shared.config, None))
         }
-        Ok(Some(i)) => i,
-        Err(e) => return Ok(refuse(&set, cfg, &e)),
-    };
-    let span = tracing::Span::current();
-    span.record("version", intake.payment.x402_version);
-    span.record("payer", field::display(&intake.payment.payer));
-    // A well-formed payment, locally checked: before the store and the
-    // facilitator spend anything on it, count it against the client.
-    if let Err(limited) = crate::limit::admit(cfg.payment_limit.as_deref(), &parts.extensions) {
-        outcome("rate_limited");
-        tracing::info!(reason = "rate_limited", "x402.reject");
-        return Ok(limited.response());
-    }
-
-    // From here on a payment is at stake: run it as its own task, so a
-    // client that disconnects cannot abandon it between settlement and
-    // recording.
-    let task = tokio::spawn(paid(layer.clone(), inner, parts, body, intake, set).instrument(span));
-    match task.await {
-        Ok(resp) => Ok(resp),
-        Err(e) => {
-            tracing::error!(error = %e, "x402.task_failed");
-            Ok(respond::problem(
-                &X402Error::Handler("the payment task failed".into()),
-                cfg,
-            ))
-        }
+        Ok(Some(intake)) => Ok(layer.serve_payment(inner, parts, body, intake, set).await),
+        Err(e) => Ok(layer.refusal(&set, &e)),
     }
 }
 
@@ -840,6 +895,13 @@ impl Flow<'_> {
 
     fn handler_request(&self, parts: Parts, body: Body, tx: Option<String>) -> Request<Body> {
         let mut req = Request::from_parts(parts, body);
+        // Behind a `Paywall`, its record of the payment names the
+        // settlement once there is one.
+        if let (Some(tx), Some(paid)) =
+            (&tx, req.extensions_mut().get_mut::<crate::paywall::Paid>())
+        {
+            paid.receipt = crate::paywall::Receipt::X402Transaction(tx.clone());
+        }
         let mut payment = self.intake.payment.clone();
         payment.transaction = tx;
         req.extensions_mut().insert(payment);

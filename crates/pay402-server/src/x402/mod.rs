@@ -99,6 +99,11 @@ mod respond;
 mod route;
 pub mod store;
 
+pub(crate) use intake::OfferSet;
+pub(crate) use respond::{
+    EXPOSE, PAYMENT_REQUIRED, add_v1_offer, payment_required_value, unpaid_problem,
+};
+
 pub use config::{Clock, PaymentIdentifierMode, SettleTiming, X402Config};
 pub use error::{Mismatch, X402Error};
 pub use extract::X402Payment;

@@ -17,7 +17,7 @@ pub(crate) static PAYMENT_RESPONSE: HeaderName = HeaderName::from_static("paymen
 pub(crate) static X_PAYMENT_RESPONSE: HeaderName = HeaderName::from_static("x-payment-response");
 
 /// The headers a browser client must be allowed to read.
-const EXPOSE: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE";
+pub(crate) const EXPOSE: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE";
 
 fn title(status: u16) -> &'static str {
     match status {
@@ -94,35 +94,54 @@ pub(crate) fn expose(h: &mut http::HeaderMap) {
     );
 }
 
+/// The problem of an unpaid request's 402 and the offer's `error` text.
+pub(crate) fn unpaid_problem() -> (Problem, &'static str) {
+    (
+        Problem::new(402, "payment_required", "Payment required").with_detail(
+            "pay one of the offers in the PAYMENT-REQUIRED header (base64 JSON) and retry \
+             with PAYMENT-SIGNATURE",
+        ),
+        "PAYMENT-SIGNATURE header is required",
+    )
+}
+
+/// Adds the v1 offer (`x402Version: 1`, `error`, `accepts`) to a
+/// problem+json body when v1 is on.
+pub(crate) fn add_v1_offer(body: &mut Value, set: &OfferSet, cfg: &X402Config, error: &str) {
+    if cfg.accept_v1
+        && let Value::Object(m) = body
+    {
+        m.insert("x402Version".into(), json!(1));
+        m.insert("error".into(), Value::String(error.to_owned()));
+        m.insert(
+            "accepts".into(),
+            serde_json::to_value(&set.v1).unwrap_or_else(|_| json!([])),
+        );
+    }
+}
+
+/// The `PAYMENT-REQUIRED` value (the v2 offer) of `set` with `error`.
+pub(crate) fn payment_required_value(
+    set: &OfferSet,
+    cfg: &X402Config,
+    error: &str,
+) -> Option<HeaderValue> {
+    HeaderValue::try_from(payment_required(set, cfg, error).encode_header()).ok()
+}
+
 /// A 402 (or the refusal's own 4xx) that offers the requirements again:
 /// `PAYMENT-REQUIRED` for v2 clients, and a problem+json body that also
 /// carries the v1 offer (`x402Version: 1`, `error`, `accepts`) when v1 is
 /// on, so both generations of clients can pay.
 pub(crate) fn offer(set: &OfferSet, cfg: &X402Config, err: Option<&X402Error>) -> Response {
     let (problem, error) = match err {
-        Some(e) => (problem_of(e), e.reason_str().to_owned()),
-        None => (
-            Problem::new(402, "payment_required", "Payment required").with_detail(
-                "pay one of the offers in the PAYMENT-REQUIRED header (base64 JSON) and retry \
-                 with PAYMENT-SIGNATURE",
-            ),
-            "PAYMENT-SIGNATURE header is required".to_owned(),
-        ),
+        Some(e) => (problem_of(e), e.reason_str()),
+        None => unpaid_problem(),
     };
     let mut body = serde_json::to_value(&problem).unwrap_or_else(|_| json!({}));
-    if cfg.accept_v1
-        && let Value::Object(m) = &mut body
-    {
-        m.insert("x402Version".into(), json!(1));
-        m.insert("error".into(), Value::String(error.clone()));
-        m.insert(
-            "accepts".into(),
-            serde_json::to_value(&set.v1).unwrap_or_else(|_| json!([])),
-        );
-    }
+    add_v1_offer(&mut body, set, cfg, error);
     let mut resp = base(problem.status, body.to_string());
-    let required = payment_required(set, cfg, &error).encode_header();
-    if let Ok(v) = HeaderValue::try_from(required) {
+    if let Some(v) = payment_required_value(set, cfg, error) {
         resp.headers_mut().insert(PAYMENT_REQUIRED.clone(), v);
     }
     resp

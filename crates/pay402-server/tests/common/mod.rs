@@ -13,7 +13,10 @@ use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use pay402_backends::simnet::{SimNet, SimNode};
 use pay402_core::l402::{ChallengeSet, Credential};
-use pay402_core::lightning::{LightningPayer, Network, PayRequest};
+use pay402_core::lightning::{
+    CreatedInvoice, InvoiceIssuer, InvoiceRequest, InvoiceState, LightningError, LightningPayer,
+    Network, PayRequest, PaymentHash,
+};
 use pay402_core::money::Msat;
 use pay402_server::store::{MemoryStore, RootKeyStore};
 use pay402_server::{L402Config, L402Layer, PaidToken, Price};
@@ -127,4 +130,24 @@ pub async fn buy(env: &Env, path: &str) -> String {
     let r = send(&env.app, get_req(path, &[])).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
     pay(&env.payer, &r).await
+}
+
+/// A Lightning node that cannot be reached: every invoice fails.
+pub struct DownNode;
+
+#[async_trait::async_trait]
+impl InvoiceIssuer for DownNode {
+    async fn create_invoice(&self, _: &InvoiceRequest) -> Result<CreatedInvoice, LightningError> {
+        Err(LightningError::Unreachable {
+            backend: "test",
+            call: "create_invoice",
+            detail: "connection refused".into(),
+        })
+    }
+    async fn lookup_invoice(&self, _: &PaymentHash) -> Result<InvoiceState, LightningError> {
+        Err(LightningError::NotFound)
+    }
+    fn network(&self) -> Network {
+        Network::Regtest
+    }
 }
