@@ -106,7 +106,8 @@ pub struct ChargeRequest<'a> {
 ///
 /// ```
 /// use pay402_core::mpp::methods::lightning::ChargePayload;
-/// let p: ChargePayload = serde_json::from_str(&format!(r#"{{"preimage":"{}"}}"#, "11".repeat(32))).unwrap();
+/// let json = format!(r#"{{"preimage":"{}"}}"#, "11".repeat(32));
+/// let p: ChargePayload = serde_json::from_str(&json).unwrap();
 /// assert_eq!(p.preimage.len(), 64);
 /// ```
 #[derive(Clone, Debug, Deserialize)]
