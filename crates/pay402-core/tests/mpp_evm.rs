@@ -17,6 +17,9 @@ use pay402_core::x402::evm::{EvmAddress, EvmSignature, TransferAuthorization};
 use pay402_core::x402::{ExactEvmError, TokenAmount};
 use secp256k1::{Message, SECP256K1, SecretKey};
 
+type AuthTweak = Box<dyn FnOnce(&mut TransferAuthorization)>;
+type RequestTweak = Box<dyn FnOnce(&mut evm::ChargeRequest)>;
+
 const NOW: UnixTime = UnixTime(1_767_225_600);
 const REALM: &str = "api.example.com";
 const PRICE: u64 = 10_000;
@@ -183,11 +186,7 @@ fn distinct_nonces_give_distinct_challenges() {
 fn authorization_failures_in_order() {
     let c = challenge();
     let at = NOW.saturating_add_secs(10);
-    let cases: Vec<(
-        &str,
-        Box<dyn FnOnce(&mut TransferAuthorization)>,
-        VerifyError,
-    )> = vec![
+    let cases: Vec<(&str, AuthTweak, VerifyError)> = vec![
         (
             "nonce not bound",
             Box::new(|a| a.nonce.0[0] ^= 1),
@@ -210,12 +209,12 @@ fn authorization_failures_in_order() {
         ),
         (
             "not yet valid",
-            Box::new(|a| a.valid_after = pay402_core::x402::EvmTimestamp::from_u64(at.0 + 60)),
+            Box::new(move |a| a.valid_after = pay402_core::x402::EvmTimestamp::from_u64(at.0 + 60)),
             VerifyError::Authorization(ExactEvmError::ValidAfter),
         ),
         (
             "expires too soon",
-            Box::new(|a| a.valid_before = pay402_core::x402::EvmTimestamp::from_u64(at.0 + 3)),
+            Box::new(move |a| a.valid_before = pay402_core::x402::EvmTimestamp::from_u64(at.0 + 3)),
             VerifyError::Authorization(ExactEvmError::ValidBefore),
         ),
     ];
@@ -285,7 +284,7 @@ fn sign_any(c: &Challenge<'_>) -> String {
 #[test]
 fn route_pinning() {
     let at = NOW.saturating_add_secs(10);
-    let table: Vec<(Box<dyn FnOnce(&mut evm::ChargeRequest)>, VerifyError)> = vec![
+    let table: Vec<(RequestTweak, VerifyError)> = vec![
         (
             Box::new(|r| r.amount = TokenAmount::from_u64(1)),
             VerifyError::RouteMismatch("amount"),
