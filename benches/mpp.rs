@@ -139,12 +139,25 @@ fn verification(c: &mut Criterion) {
             black_box(verifier.verify(&cred, f.now).unwrap())
         })
     });
-    g.bench_function("invoice_read", |b| {
+    // The invoice facts: the fast reader of the verify path, and lightning-invoice.
+    g.bench_function("invoice_read_fast", |b| {
+        b.iter(|| black_box(pay402_core::mpp::methods::bolt11::read(black_box(INVOICE)).unwrap()))
+    });
+    g.bench_function("invoice_read_full", |b| {
         b.iter(|| {
             black_box(
                 pay402_core::mpp::methods::lightning::InvoiceFacts::read(black_box(INVOICE))
                     .unwrap(),
             )
+        })
+    });
+    // The pieces of the full verification besides the HMAC.
+    g.bench_function("request_decode", |b| {
+        let mut buf = Vec::new();
+        b.iter(|| {
+            let r: pay402_core::mpp::methods::lightning::ChargeRequest<'_> =
+                pay402_core::mpp::verify::decode_request(black_box(&challenge), &mut buf).unwrap();
+            black_box(r.amount.len())
         })
     });
     g.finish();

@@ -905,3 +905,31 @@ fn mutations_never_panic() {
         assert!(r.is_ok(), "panic on mutated input");
     }
 }
+
+#[test]
+fn strict_base64url_matches_the_scalar_rules() {
+    // The strict decoder tries SIMD first; it must accept exactly what the
+    // scalar engine with Aperture's rules accepts, with the same bytes.
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let scalar = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(false),
+    );
+    let alphabet = b"AB_-az09+/=\n";
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    for _ in 0..20_000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let len = (rng % 12) as usize;
+        let s: String = (0..len)
+            .map(|i| alphabet[((rng >> (i * 5)) % alphabet.len() as u64) as usize] as char)
+            .collect();
+        let want = scalar.decode(s.as_bytes()).ok();
+        let got = b64url::decode_strict(&s, 64).ok();
+        assert_eq!(got, want, "{s:?}");
+    }
+}

@@ -66,9 +66,21 @@ pub fn decode_strict_into(
     if s.len() / 4 * 3 > max_decoded.saturating_add(3) {
         return Err(Base64Error::TooLong);
     }
-    STRICT
-        .decode_vec(s.as_bytes(), out)
-        .map_err(|_| Base64Error::Invalid)?;
+    // SIMD first (strict: URL-safe alphabet, canonical trailing bits, exact
+    // padding when padded); the scalar engine settles what SIMD refuses, so
+    // the rules stay those of `STRICT`.
+    let b = s.as_bytes();
+    let simd = if b.last() == Some(&b'=') {
+        &base64_simd::URL_SAFE
+    } else {
+        &base64_simd::URL_SAFE_NO_PAD
+    };
+    if simd.decode_append(b, out).is_err() {
+        out.clear();
+        STRICT
+            .decode_vec(b, out)
+            .map_err(|_| Base64Error::Invalid)?;
+    }
     if out.len() > max_decoded {
         out.clear();
         return Err(Base64Error::TooLong);

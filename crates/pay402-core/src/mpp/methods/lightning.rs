@@ -15,8 +15,8 @@
 //! invoice against the request (payment hash, network, amount), the
 //! effective expiry (the earlier of `expires` and the invoice's), and
 //! `sha256(preimage) == paymentHash` in constant time. The invoice is read
-//! without checking its signature on this path: it is HMAC-protected and the
-//! server minted it. No node is contacted.
+//! by [`super::bolt11::read`], without checking its signature: it is
+//! HMAC-protected and the server minted it. No node is contacted.
 //!
 //! Client: [`check_charge`] decodes the invoice itself (signature included,
 //! with the L402 reader [`crate::l402::check_invoice`]), requires its hash,
@@ -481,7 +481,7 @@ impl<'k> ChargeVerifier<'k> {
         let preimage = Preimage::from_hex(&payload.preimage)
             .map_err(|_| VerifyError::InvalidPayload("preimage is not 64 hex digits"))?;
         // 6. The invoice against the request, the effective expiry, the preimage.
-        let facts = InvoiceFacts::read(&req.method_details.invoice)
+        let facts = super::bolt11::read(&req.method_details.invoice)
             .ok_or(VerifyError::InvoiceMismatch("invoice does not parse"))?;
         if let Some(h) = req.method_details.payment_hash.as_deref() {
             let declared: PaymentHash = h
