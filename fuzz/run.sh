@@ -60,6 +60,8 @@ declare -A max_len=(
   [bitreq_rest]=20000            # rest::MAX_BODY_BYTES = 256 KiB
   [bitreq_channel]=20000         # rest::MAX_BODY_BYTES = 256 KiB
   [bitreq_onchain]=20000         # MAX_TX_HEX_LEN = 200 000
+  [mpp_challenge]=20000          # mpp::challenge::MAX_CHALLENGE_HEADER = 64 KiB a line
+  [mpp_credential]=20000         # credential::MAX_AUTHORIZATION_LEN ~ 88 KiB
 )
 # Every target is listed above: a new one must say its bound.
 all=$(cd fuzz && cargo fuzz list)

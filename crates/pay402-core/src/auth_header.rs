@@ -49,6 +49,10 @@ pub struct AuthParam<'a> {
     pub name: &'a str,
     /// The value, unquoted and unescaped.
     pub value: Cow<'a, str>,
+    /// The value as written: between the quotes, escapes kept (the same as
+    /// `value` for a bare token). For readers that must apply a non-standard
+    /// escape rule of their own (MPP's `\uXXXX` in `description`).
+    pub raw: &'a str,
 }
 
 /// One challenge: a scheme and its token68 or parameters.
@@ -173,7 +177,7 @@ impl<'a> Cursor<'a> {
         }
         !matches!(self.b.get(j), None | Some(b'=' | b','))
     }
-    fn quoted(&mut self) -> Result<Cow<'a, str>, HeaderSyntaxError> {
+    fn quoted(&mut self) -> Result<(Cow<'a, str>, &'a str), HeaderSyntaxError> {
         // at opening quote
         self.i += 1;
         let start = self.i;
@@ -189,7 +193,10 @@ impl<'a> Cursor<'a> {
                     .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
                 {
                     self.i = start + end + 1;
-                    return Ok(Cow::Borrowed(&self.s[start..start + end]));
+                    return Ok((
+                        Cow::Borrowed(&self.s[start..start + end]),
+                        &self.s[start..start + end],
+                    ));
                 }
             }
             Some(_) => {}
@@ -201,9 +208,10 @@ impl<'a> Cursor<'a> {
                 Some(b'"') => {
                     let end = self.i;
                     self.i += 1;
+                    let raw = &self.s[start..end];
                     return Ok(match owned {
-                        Some(o) => Cow::Owned(o),
-                        None => Cow::Borrowed(&self.s[start..end]),
+                        Some(o) => (Cow::Owned(o), raw),
+                        None => (Cow::Borrowed(raw), raw),
                     });
                 }
                 Some(b'\\') => {
@@ -278,7 +286,27 @@ pub fn parse_challenges_into<'a>(
     value: &'a str,
     out: &mut Vec<AuthChallenge<'a>>,
 ) -> Result<(), HeaderSyntaxError> {
-    if value.len() > MAX_HEADER_VALUE {
+    parse_challenges_bounded(value, MAX_HEADER_VALUE, out)
+}
+
+/// Like [`parse_challenges_into`] with a caller-chosen length bound instead of
+/// [`MAX_HEADER_VALUE`] (MPP challenges carry a `request` of up to 16 KiB, and
+/// fetch-based peers join several challenges into one value). The challenge
+/// and parameter counts stay bounded by [`MAX_CHALLENGES`] and [`MAX_PARAMS`].
+///
+/// ```
+/// use pay402_core::auth_header::{parse_challenges_bounded, HeaderSyntaxError};
+/// let mut out = Vec::new();
+/// assert_eq!(parse_challenges_bounded("A x=1", 3, &mut out), Err(HeaderSyntaxError::TooLong));
+/// parse_challenges_bounded("A x=1", 5, &mut out).unwrap();
+/// assert_eq!(out[0].param("x"), Some("1"));
+/// ```
+pub fn parse_challenges_bounded<'a>(
+    value: &'a str,
+    max_len: usize,
+    out: &mut Vec<AuthChallenge<'a>>,
+) -> Result<(), HeaderSyntaxError> {
+    if value.len() > max_len {
         return Err(HeaderSyntaxError::TooLong);
     }
     let mut c = Cursor {
@@ -341,15 +369,22 @@ pub fn parse_challenges_into<'a>(
             }
             c.i += 1;
             c.skip_ws();
-            let v = match c.peek() {
+            let (v, raw) = match c.peek() {
                 Some(b'"') => c.quoted()?,
-                Some(_) => Cow::Borrowed(c.bare_value().ok_or(HeaderSyntaxError::Syntax(c.i))?),
+                Some(_) => {
+                    let bare = c.bare_value().ok_or(HeaderSyntaxError::Syntax(c.i))?;
+                    (Cow::Borrowed(bare), bare)
+                }
                 None => return Err(HeaderSyntaxError::Syntax(c.i)),
             };
             if ch.params.len() >= MAX_PARAMS {
                 return Err(HeaderSyntaxError::TooMany);
             }
-            ch.params.push(AuthParam { name, value: v });
+            ch.params.push(AuthParam {
+                name,
+                value: v,
+                raw,
+            });
             let ws = c.skip_ws();
             match c.peek() {
                 None => break,

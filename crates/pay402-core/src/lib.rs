@@ -10,6 +10,7 @@
 //! - [`l402`]: L402 (and legacy LSAT): macaroons + Lightning invoices.
 //! - [`x402`]: x402 v1 and v2: signed EIP-3009 token transfers (`exact` on EVM).
 //! - [`bitreq`]: 21 BitRequests (two1): on-chain, bit-transfer and CLTV payment channels.
+//! - [`mpp`]: MPP, the `Payment` HTTP authentication scheme (`lightning` and `evm` charges).
 //!
 //! ```
 //! use pay402_core::l402::{Credential, ChallengeSet};
@@ -31,6 +32,7 @@ pub mod ct;
 pub mod l402;
 pub mod lightning;
 pub mod money;
+pub mod mpp;
 pub mod offer;
 pub mod problem;
 pub mod rates;

@@ -443,5 +443,81 @@ fn main() {
         "close",
         format!(r#"{{"signature":"{}"}}"#, hex::encode(close)),
     );
+    mpp_seeds(&out);
     println!("seeds written under {dir}");
+}
+
+/// MPP: the derived vector of the protocol reference (§12.5), Aperture's
+/// list and header vectors, an EVM charge minted with the fuzz target's
+/// secret, receipts and `Accept-Payment` values.
+fn mpp_seeds(out: &Out) {
+    use pay402_core::mpp::methods::{evm, lightning as ln};
+    use pay402_core::mpp::{ChallengeKey, ChallengeKeys, Receipt};
+    const SECRET: &[u8] = b"pay402-mpp-derived-vector-secret-0001";
+    const INVOICE: &str = "lnbcrt1u1p54twgqdpywpshjdpsxgsx6ursyp6x2um5ypmx2cm5daeqpp5qt2yngclhvn8ere496vk3fu78e0ujhqmh649qt7kg48tmedyhmwqsp5yg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3q9qrsgqxqrrsscqzys7dz5y6tks849lptg8k2c4yahuj5kr37mthak4fls76k8748h7ujrmqrqd4zhrdgx63qhymjansz6vxq4juhvtpraperrpjh5d7su99sqg8e6k7";
+    let keys = ChallengeKeys::new(ChallengeKey::new(SECRET).expect("32+ bytes"));
+    let t0 = UnixTime(1_767_225_600);
+    let mut offer = ln::ChargeOffer::new("api.example.com", INVOICE);
+    offer.memo = Some("pay402 mpp test vector");
+    offer.ttl_secs = 900;
+    let c = ln::issue_charge(&keys, &offer, t0).expect("issue");
+    let line = c.to_header_value().expect("emit");
+    out.put("mpp_challenge", "derived", &line);
+    out.put(
+        "mpp_challenge",
+        "l402-then-payment",
+        format!("L402 macaroon=\"AgEB\", invoice=\"{INVOICE}\"\n{line}"),
+    );
+    let mut full = c.clone();
+    full.description = Some("1 \u{d7} ticket \u{2014} VIP".into());
+    full.digest = Some(pay402_core::mpp::digest::compute(b"{}").into());
+    full.opaque = Some("eyJwaSI6InBpXzNhYmMxMjNYWVoifQ".into());
+    full.header = Some("Payment-Authorization".into());
+    keys.bind(&mut full);
+    out.put("mpp_challenge", "every-param", full.to_header_value().expect("emit"));
+    out.put(
+        "mpp_challenge",
+        "joined-list",
+        r#"Basic realm="other", Payment id="a", realm="r", method="lightning", intent="charge", request="cQ", Digest realm="other", intent="bogus", payment ID=b, Realm=r, METHOD=lightning, intent=session, ReQuEsT=cQ"#,
+    );
+    out.put(
+        "mpp_challenge",
+        "escapes",
+        r#"Payment id="quote-id", realm="api \"quoted\" example", method="lightning", intent="charge", request="e30", description="Tickets \ud83c\udf9f\ufe0f \"VIP\"""#,
+    );
+    out.put("mpp_challenge", "accept-payment", "lightning/charge, evm/*;q=0.5, */*;q=0");
+    out.put("mpp_challenge", "rfc3339", "2026-09-01T00:00:00.000+02:00");
+    let pre = Preimage::from_bytes([0x11; 32]);
+    let cred = ln::credential(&c, &pre, None);
+    out.put("mpp_credential", "lightning", format!("Bearer x, {cred}"));
+    let terms = evm::EvmTerms::new(
+        31337,
+        "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512".parse().expect("address"),
+        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".parse().expect("address"),
+        "USD Coin",
+        "2",
+    );
+    let ec = evm::issue_charge(
+        &keys,
+        "api.example.com",
+        &terms,
+        pay402_core::x402::TokenAmount::from_u64(10_000),
+        t0,
+        900,
+        Some(&[9; 16]),
+    )
+    .expect("issue evm");
+    let req: evm::ChargeRequest = {
+        let mut buf = Vec::new();
+        pay402_core::mpp::verify::decode_request(&ec, &mut buf).expect("request")
+    };
+    let payable = evm::PayableCharge {
+        request: req,
+        expires_at: ec.expires_at(),
+    };
+    let auth = evm::authorization_for(&ec, &payable, Default::default(), t0);
+    let sig = pay402_core::x402::evm::EvmSignature::from_bytes(vec![0x1b; 65]);
+    out.put("mpp_credential", "evm", evm::credential(&ec, &auth, sig, 31337));
+    let receipt = Receipt::lightning(&pre.payment_hash(), &c.id, t0).encode();
+    out.put("mpp_credential", "receipt", format!("{receipt}\n{cred}"));
 }

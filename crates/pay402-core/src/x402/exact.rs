@@ -184,9 +184,38 @@ fn check_common(
         .parse()
         .map_err(|_| ExactEvmError::InvalidRequirements)?;
 
-    // Step 4: the signature (EOA only; see the module docs).
     let domain = Eip712Domain::new(name, version, chain_id, asset);
-    let digest = auth.signing_hash(&domain);
+    verify_authorization(auth, signature, &domain, pay_to, now, value_ok)
+}
+
+/// Steps 4 to 8 on their own: an EIP-3009 `TransferWithAuthorization`
+/// checked against an EIP-712 domain (token name, version, chain, contract)
+/// and a recipient, at `now`. x402's `exact` scheme and MPP's `evm`/`charge`
+/// `authorization` credential share this code.
+///
+/// ```
+/// use pay402_core::x402::exact::{verify_authorization, ExactEvmError};
+/// use pay402_core::x402::evm::{Eip712Domain, TransferAuthorization};
+/// use pay402_core::time::UnixTime;
+/// let auth: TransferAuthorization = serde_json::from_str(r#"{"from":"0x857b06519E91e3A54538791bDbb0E22373e36b66","to":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","value":"10000","validAfter":"1740672089","validBefore":"1740672154","nonce":"0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"}"#).unwrap();
+/// let sig = hex::decode("2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a1283259764173608a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c").unwrap();
+/// let domain = Eip712Domain::new("USDC", "2", 84532, "0x036CbD53842c5426634e7929541eC2318f3dCF7e".parse().unwrap());
+/// let ok = verify_authorization(&auth, &sig, &domain, auth.to, UnixTime(1_740_672_100), |v| v.0 == alloy_primitives::U256::from(10_000u64));
+/// assert_eq!(ok.unwrap().payer, auth.from);
+/// let wrong_chain = Eip712Domain::new("USDC", "2", 8453, domain.verifying_contract);
+/// let e = verify_authorization(&auth, &sig, &wrong_chain, auth.to, UnixTime(1_740_672_100), |_| true);
+/// assert_eq!(e.unwrap_err(), ExactEvmError::Signature);
+/// ```
+pub fn verify_authorization(
+    auth: &TransferAuthorization,
+    signature: &[u8],
+    domain: &Eip712Domain,
+    pay_to: EvmAddress,
+    now: UnixTime,
+    value_ok: impl FnOnce(&TokenAmount) -> bool,
+) -> Result<VerifiedExact, ExactEvmError> {
+    // Step 4: the signature (EOA only; see the module docs).
+    let digest = auth.signing_hash(domain);
     let signer = recover_signer(&digest, signature).map_err(|_| ExactEvmError::Signature)?;
     if signer != auth.from {
         return Err(ExactEvmError::Signature);
@@ -210,8 +239,8 @@ fn check_common(
     }
     Ok(VerifiedExact {
         payer: signer,
-        chain_id,
-        asset,
+        chain_id: domain.chain_id,
+        asset: domain.verifying_contract,
         authorization: auth.clone(),
         digest,
     })
