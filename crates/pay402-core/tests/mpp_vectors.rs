@@ -472,6 +472,18 @@ fn derived_lightning_vector_issue() {
             r#"Payment id="{ID}", realm="api.example.com", method="lightning", intent="charge", request="{REQUEST}", expires="2026-01-01T00:15:00Z""#
         )
     );
+    // The opt-in credential field is bound (8 slots) and advertised.
+    let mut alt = offer.clone();
+    alt.header = Some("Payment-Authorization");
+    let h = lightning::issue_charge(&derived_keys(), &alt, UnixTime(T0)).unwrap();
+    assert_ne!(h.id, ID);
+    assert_eq!(h.credential_header(), "Payment-Authorization");
+    assert!(binding_input(&h).ends_with("|Payment-Authorization|"));
+    assert!(
+        h.to_header_value()
+            .unwrap()
+            .ends_with(r#", header="Payment-Authorization""#)
+    );
     // A longer TTL is capped by the invoice's expiry (01:00:00).
     offer.ttl_secs = 7200;
     let capped = lightning::issue_charge(&derived_keys(), &offer, UnixTime(T0)).unwrap();
