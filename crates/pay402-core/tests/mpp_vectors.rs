@@ -440,6 +440,28 @@ fn mppx_two_offer_header_and_escapes() {
     }
 }
 
+#[test]
+fn accept_payment_as_mppx_writes_it() {
+    // mppx's client with stripe at q=0.5 (protocol reference §4.3).
+    let a = pay402_core::mpp::AcceptPayment::from_prefs([
+        ("tempo", "charge", 1000),
+        ("stripe", "charge", 500),
+    ]);
+    assert_eq!(a.to_header_value(), "tempo/charge, stripe/charge;q=0.5");
+    let back = pay402_core::mpp::AcceptPayment::parse("tempo/charge, stripe/charge;q=0.5").unwrap();
+    assert_eq!(back, a);
+    // Server side: filter q=0, order by q, keep server order on ties.
+    let b = pay402_core::mpp::AcceptPayment::parse("lightning/*;q=0.8, evm/charge;q=0.8, */*;q=0")
+        .unwrap();
+    let offers = [
+        ("stripe", "charge"),
+        ("evm", "charge"),
+        ("lightning", "session"),
+        ("lightning", "charge"),
+    ];
+    assert_eq!(b.order(offers), vec![1, 2, 3]);
+}
+
 // ---------------------------------------------------------------------------
 // §12.5: the derived end-to-end Lightning vector.
 
