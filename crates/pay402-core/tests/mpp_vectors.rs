@@ -440,6 +440,28 @@ fn mppx_two_offer_header_and_escapes() {
     }
 }
 
+#[test]
+fn accept_payment_as_mppx_writes_it() {
+    // mppx's client with stripe at q=0.5 (protocol reference §4.3).
+    let a = pay402_core::mpp::AcceptPayment::from_prefs([
+        ("tempo", "charge", 1000),
+        ("stripe", "charge", 500),
+    ]);
+    assert_eq!(a.to_header_value(), "tempo/charge, stripe/charge;q=0.5");
+    let back = pay402_core::mpp::AcceptPayment::parse("tempo/charge, stripe/charge;q=0.5").unwrap();
+    assert_eq!(back, a);
+    // Server side: filter q=0, order by q, keep server order on ties.
+    let b = pay402_core::mpp::AcceptPayment::parse("lightning/*;q=0.8, evm/charge;q=0.8, */*;q=0")
+        .unwrap();
+    let offers = [
+        ("stripe", "charge"),
+        ("evm", "charge"),
+        ("lightning", "session"),
+        ("lightning", "charge"),
+    ];
+    assert_eq!(b.order(offers), vec![1, 2, 3]);
+}
+
 // ---------------------------------------------------------------------------
 // §12.5: the derived end-to-end Lightning vector.
 
@@ -471,6 +493,18 @@ fn derived_lightning_vector_issue() {
         format!(
             r#"Payment id="{ID}", realm="api.example.com", method="lightning", intent="charge", request="{REQUEST}", expires="2026-01-01T00:15:00Z""#
         )
+    );
+    // The opt-in credential field is bound (8 slots) and advertised.
+    let mut alt = offer.clone();
+    alt.header = Some("Payment-Authorization");
+    let h = lightning::issue_charge(&derived_keys(), &alt, UnixTime(T0)).unwrap();
+    assert_ne!(h.id, ID);
+    assert_eq!(h.credential_header(), "Payment-Authorization");
+    assert!(binding_input(&h).ends_with("|Payment-Authorization|"));
+    assert!(
+        h.to_header_value()
+            .unwrap()
+            .ends_with(r#", header="Payment-Authorization""#)
     );
     // A longer TTL is capped by the invoice's expiry (01:00:00).
     offer.ttl_secs = 7200;

@@ -271,6 +271,9 @@ pub struct ChargeOffer<'a> {
     pub opaque: Option<&'a str>,
     /// `digest` of the request body ([`crate::mpp::digest::compute`]).
     pub digest: Option<&'a str>,
+    /// `header`: the field the credential must come in, when not
+    /// `Authorization` (opt-in `Payment-Authorization`; bound by the HMAC).
+    pub header: Option<&'a str>,
 }
 
 impl<'a> ChargeOffer<'a> {
@@ -291,6 +294,7 @@ impl<'a> ChargeOffer<'a> {
             description: None,
             opaque: None,
             digest: None,
+            header: None,
         }
     }
 }
@@ -348,6 +352,7 @@ pub fn issue_charge(
     c.digest = offer.digest.map(|d| Cow::Owned(d.to_owned()));
     c.description = offer.description.map(|d| Cow::Owned(d.to_owned()));
     c.opaque = offer.opaque.map(|o| Cow::Owned(o.to_owned()));
+    c.header = offer.header.map(|h| Cow::Owned(h.to_owned()));
     let mut c = c.into_owned();
     keys.bind(&mut c);
     c.check_emit()?;
