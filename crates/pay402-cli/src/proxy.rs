@@ -1,0 +1,137 @@
+//! The proxy's front service: pick the service by host and path, skip the
+//! paywall on free paths, count and log every request.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use http::{Request, header};
+use pay402_server::L402Config;
+use regex::Regex;
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+use crate::metrics as m;
+use crate::paywall::{Handler, proof_rail};
+use crate::upstream::ProxyError;
+
+/// One service as the proxy routes it.
+pub struct Route {
+    /// The service name.
+    pub name: String,
+    /// Host regex.
+    pub host: Regex,
+    /// Path regex.
+    pub path: Regex,
+    /// Free path patterns (held in an [`L402Config`] for its matcher).
+    pub free: L402Config,
+    /// The upstream, unpaid.
+    pub free_handler: Handler,
+    /// The upstream behind the paywall (`None`: the service is free).
+    pub paid_handler: Option<Handler>,
+}
+
+impl Route {
+    /// Whether a request to `host` and `path` is this service's (Aperture's
+    /// `hostregexp` / `pathregexp`: unanchored searches, anchors in the
+    /// pattern when wanted).
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        self.host.is_match(host) && self.path.is_match(path)
+    }
+}
+
+/// The front service.
+#[derive(Clone)]
+pub struct Proxy {
+    routes: Arc<Vec<Route>>,
+}
+
+impl Proxy {
+    /// A proxy over `routes`, tried in order.
+    pub fn new(routes: Vec<Route>) -> Proxy {
+        Proxy {
+            routes: Arc::new(routes),
+        }
+    }
+}
+
+impl Service<Request<Body>> for Proxy {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let routes = self.routes.clone();
+        Box::pin(async move { Ok(route(&routes, req).await) })
+    }
+}
+
+async fn route(routes: &[Route], req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
+    if pay402_server::normalize_path(&path).is_none() {
+        return log_done(
+            None,
+            &method,
+            &path,
+            ProxyError::InvalidPath.into_response(),
+            started,
+        );
+    }
+    let Some(route) = routes.iter().find(|r| r.matches(&host, &path)) else {
+        return log_done(
+            None,
+            &method,
+            &path,
+            ProxyError::NoService.into_response(),
+            started,
+        );
+    };
+    let span = tracing::info_span!("proxy.request", service = %route.name, %method, %path);
+    let (handler, rail) = match &route.paid_handler {
+        Some(paid) if !route.free.is_free_path(&path) => (paid.clone(), proof_rail(req.headers())),
+        _ => (route.free_handler.clone(), None),
+    };
+    let Ok(resp) = handler.oneshot(req).instrument(span).await;
+    if let Some(rail) = rail {
+        m::payment(&route.name, rail, resp.status().as_u16());
+    }
+    log_done(Some(&route.name), &method, &path, resp, started)
+}
+
+fn log_done(
+    service: Option<&str>,
+    method: &http::Method,
+    path: &str,
+    resp: Response,
+    started: Instant,
+) -> Response {
+    let status = resp.status().as_u16();
+    let service = service.unwrap_or("-");
+    m::request(service, status);
+    tracing::info!(
+        service,
+        %method,
+        path,
+        status,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}

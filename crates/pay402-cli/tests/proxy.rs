@@ -1,0 +1,301 @@
+//! `pay402 proxy` through the real binary: bodies of every kind, headers,
+//! an L402 payment over simnet, metrics, and SIGTERM during a request.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Proxy, big_body, config, start_upstream, temp_dir};
+use futures_util::StreamExt;
+use pay402_backends::lnd::{LndConfig, LndRest};
+use pay402_client::L402Client;
+use pay402_core::lightning::Network;
+
+fn free_service(upstream: std::net::SocketAddr) -> String {
+    config(&format!(
+        "[[services]]\nname = \"plain\"\nupstream = \"http://{upstream}\"\nstrip_headers = [\"X-Secret\"]\nadd_headers = {{ \"X-Added\" = \"yes\" }}\n"
+    ))
+}
+
+#[tokio::test]
+async fn plain_requests_are_forwarded_with_forwarding_headers_and_without_hop_by_hop_ones() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("plain");
+    let proxy = Proxy::start(&dir, &free_service(upstream)).await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(proxy.url("/echo?q=1"))
+        .header("Connection", "keep-alive, X-Hop")
+        .header("X-Hop", "drop me")
+        .header("Keep-Alive", "timeout=5")
+        .header("X-Secret", "strip me")
+        .header("X-Kept", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let h = &v["headers"];
+    assert_eq!(v["uri"], "/echo?q=1");
+    assert_eq!(h["x-kept"], "kept");
+    assert_eq!(h["x-added"], "yes");
+    assert!(
+        h.get("x-hop").is_none() && h.get("keep-alive").is_none(),
+        "{h}"
+    );
+    assert!(h.get("x-secret").is_none(), "{h}");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], proxy.addr.to_string());
+    assert_eq!(
+        h["forwarded"],
+        format!("for=127.0.0.1;host=\"{}\";proto=http", proxy.addr)
+    );
+
+    // A path with dot segments never reaches a service (sent raw: URL
+    // parsers in clients would resolve it).
+    let raw = common::raw_request(
+        proxy.addr,
+        "GET /a/%2e%2e/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.contains("invalid_path"), "{raw}");
+}
+
+#[tokio::test]
+async fn large_and_streamed_bodies_pass_both_ways() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("bodies");
+    let proxy = Proxy::start(&dir, &free_service(upstream)).await;
+    let http = reqwest::Client::new();
+
+    // 8 MiB up and back.
+    let big = big_body();
+    let resp = http
+        .post(proxy.url("/body"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap() == big);
+
+    // A chunked (unknown length) request body.
+    let chunks = futures_util::stream::iter(
+        (0..64).map(|i| Ok::<_, std::io::Error>(vec![i as u8; 16 * 1024])),
+    );
+    let resp = http
+        .post(proxy.url("/echo"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["body_len"], 64 * 16 * 1024);
+    assert_eq!(v["headers"]["transfer-encoding"], "chunked");
+
+    // 8 MiB down.
+    let resp = http.get(proxy.url("/big")).send().await.unwrap();
+    assert!(resp.bytes().await.unwrap() == big);
+
+    // A streamed response arrives chunk by chunk, not all at the end.
+    let started = std::time::Instant::now();
+    let resp = http.get(proxy.url("/stream")).send().await.unwrap();
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(&first[..], b"chunk 0\n");
+    let mut rest = Vec::new();
+    while let Some(c) = stream.next().await {
+        rest.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(rest, b"chunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+    // The upstream needs 500 ms for all five; the first came well before.
+    assert!(first_at < Duration::from_millis(400), "{first_at:?}");
+}
+
+#[tokio::test]
+async fn http2_clients_are_served() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("h2");
+    let proxy = Proxy::start(&dir, &free_service(upstream)).await;
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = http.get(proxy.url("/echo")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn l402_route_is_paid_through_the_proxy_and_the_upstream_never_sees_the_proof() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("l402");
+    let toml = config(&format!(
+        r#"
+[lightning]
+kind = "simnet-rest"
+listen = "127.0.0.1:0"
+
+[[services]]
+name = "paid"
+path = '^/paid/'
+upstream = "http://{upstream}"
+rails = ["l402"]
+price = {{ sats = 25 }}
+free_paths = ["/paid/free/*"]
+identity_header = "X-Pay402-Payment"
+
+[[services]]
+name = "open"
+path = '^/free/'
+upstream = "http://{upstream}"
+"#
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    let http = reqwest::Client::new();
+
+    // Unpaid: 402 with an L402 challenge.
+    let resp = http.get(proxy.url("/paid/echo")).send().await.unwrap();
+    assert_eq!(resp.status(), 402);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.starts_with("L402 "), "{challenge}");
+
+    // A free path of the paid service, and the free service, need nothing.
+    assert_eq!(
+        http.get(proxy.url("/free/echo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Paid with the L402 client through simnet's LND REST face.
+    let wallet = proxy.simnet.expect("simnet wallet address");
+    let lnd = LndRest::new(LndConfig::new(
+        format!("http://{wallet}").parse().unwrap(),
+        Network::Regtest,
+    ))
+    .unwrap();
+    let client = L402Client::builder(Arc::new(lnd))
+        .network(Network::Regtest)
+        .max_price(pay402_core::money::Msat(100_000))
+        .build();
+    let paid = client.get(proxy.url("/paid/echo")).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&paid.text().await.unwrap()).unwrap();
+    let h = &v["headers"];
+    assert!(
+        h.get("authorization").is_none(),
+        "the proof reached the upstream: {h}"
+    );
+    let id = h["x-pay402-payment"].as_str().unwrap();
+    assert!(id.starts_with("l402:") && id.len() == 5 + 64, "{id}");
+
+    // A client cannot forge the identity header.
+    let forged = client
+        .send(
+            client
+                .request(http::Method::GET, proxy.url("/paid/echo"))
+                .header("X-Pay402-Payment", "l402:forged"),
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&forged.text().await.unwrap()).unwrap();
+    assert_eq!(v["headers"]["x-pay402-payment"], id);
+
+    // Metrics count the challenge and the payments.
+    let metrics = http
+        .get(proxy.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pay402_challenges_total{service=\"paid\"}"),
+        "{metrics}"
+    );
+    let accepted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("pay402_payments_total")
+                && l.contains("rail=\"l402\"")
+                && l.contains("outcome=\"accepted\"")
+                && l.contains("service=\"paid\"")
+        })
+        .unwrap_or_else(|| panic!("no accepted l402 payment counted:\n{metrics}"));
+    assert!(accepted.ends_with(" 2"), "{accepted}");
+    assert!(
+        metrics.contains("pay402_upstream_latency_seconds_bucket{service=\"paid\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pay402_requests_total{service=\"open\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+
+    // Health and readiness.
+    assert_eq!(
+        http.get(proxy.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready = http.get(proxy.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_fails_when_an_upstream_is_down() {
+    // A port that was free a moment ago: nothing listens on it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = temp_dir("readyz");
+    let proxy = Proxy::start(
+        &dir,
+        &config(&format!(
+            "[[services]]\nname = \"down\"\nupstream = \"http://{dead}\"\n"
+        )),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let ready = http.get(proxy.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let resp = http.get(proxy.url("/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let p: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(p["reason"], "upstream_unreachable");
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_request_lets_it_finish() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("sigterm");
+    let mut proxy = Proxy::start(&dir, &free_service(upstream)).await;
+    let url = proxy.url("/slow");
+    let slow = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = rustix::process::Pid::from_raw(proxy.pid()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(slow.await.unwrap(), "slow done");
+    let status = tokio::time::timeout(Duration::from_secs(10), proxy.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once it is gone.
+    assert!(reqwest::get(proxy.url("/echo")).await.is_err());
+}
