@@ -1,0 +1,156 @@
+//! Both rails on one service of the real `pay402` binary: x402 settled on
+//! anvil with Circle's real USDC by the proxy's local facilitator, and L402
+//! over simnet. Needs anvil (installed from npm by `pay402_testkit` on first
+//! use); fails loudly when it cannot start.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::U256;
+use common::{Proxy, config, start_upstream, temp_dir};
+use pay402_backends::lnd::{LndConfig, LndRest};
+use pay402_client::L402Client;
+use pay402_client::x402::{LocalSigner, X402Client};
+use pay402_core::lightning::Network;
+use pay402_core::x402::TokenAmount;
+use pay402_core::x402::evm::EvmAddress;
+use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
+
+const PRICE: u64 = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_service_takes_x402_on_anvil_and_l402_on_simnet() {
+    let chain =
+        Anvil::start().unwrap_or_else(|e| panic!("anvil (the real EVM peer) could not start: {e}"));
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let signer = Arc::new(LocalSigner::random());
+    let payer = signer.address().0;
+    usdc.mint(payer, U256::from(1_000_000u64)).expect("mint");
+    let payee = DEV_ACCOUNTS[3].address;
+    let payee_before = usdc.balance_of(payee).unwrap();
+
+    let upstream = start_upstream().await;
+    let dir = temp_dir("anvil-x402");
+    // Secrets from files, never the command line.
+    std::fs::write(dir.join("rpc_url"), chain.rpc_url()).unwrap();
+    std::fs::write(
+        dir.join("key"),
+        format!("{}\n", DEV_ACCOUNTS[1].private_key),
+    )
+    .unwrap();
+    let toml = config(&format!(
+        r#"
+[lightning]
+kind = "simnet-rest"
+listen = "127.0.0.1:0"
+
+[x402]
+network = "eip155:31337"
+asset = "{asset}"
+asset_name = "{USDC_NAME}"
+asset_version = "{USDC_VERSION}"
+pay_to = "{payee}"
+
+[x402.facilitator]
+kind = "local"
+rpc_url = {{ file = "{dir}/rpc_url" }}
+key = {{ file = "{dir}/key" }}
+
+[[services]]
+name = "both"
+upstream = "http://{upstream}"
+rails = ["l402", "x402"]
+price = {{ sats = 10, x402_units = "{PRICE}" }}
+identity_header = "X-Pay402-Payment"
+"#,
+        asset = usdc.address,
+        dir = dir.display(),
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    let http = reqwest::Client::new();
+
+    // One 402 carrying both rails' challenges.
+    let resp = http.get(proxy.url("/echo")).send().await.unwrap();
+    assert_eq!(resp.status(), 402);
+    assert!(
+        resp.headers().contains_key("payment-required"),
+        "{:?}",
+        resp.headers()
+    );
+    let www = resp.headers()["www-authenticate"].to_str().unwrap();
+    assert!(www.starts_with("L402 "), "{www}");
+
+    // x402: paid, settled on chain, proof not forwarded.
+    let client = X402Client::builder(signer.clone())
+        .allow_asset(
+            "eip155:31337",
+            EvmAddress(usdc.address),
+            TokenAmount::from_u64(PRICE),
+        )
+        .timeout(Duration::from_secs(60))
+        .build();
+    let paid = client
+        .get(proxy.url("/echo"))
+        .await
+        .expect("x402 payment through the proxy");
+    assert_eq!(paid.status(), reqwest::StatusCode::OK);
+    let receipt = paid.receipt.clone().expect("receipt");
+    assert!(receipt.settled(), "{:?}", receipt.settlement);
+    let v: serde_json::Value =
+        serde_json::from_str(&paid.into_response().text().await.unwrap()).unwrap();
+    let h = &v["headers"];
+    assert!(
+        h.get("payment-signature").is_none() && h.get("x-payment").is_none(),
+        "{h}"
+    );
+    let id = h["x-pay402-payment"].as_str().unwrap();
+    assert!(
+        id.starts_with(&format!("x402:{}:", signer.address())),
+        "{id}"
+    );
+    assert_eq!(
+        usdc.balance_of(payee).unwrap(),
+        payee_before + U256::from(PRICE)
+    );
+
+    // L402 on the same service.
+    let wallet = proxy.simnet.expect("simnet wallet address");
+    let lnd = LndRest::new(LndConfig::new(
+        format!("http://{wallet}").parse().unwrap(),
+        Network::Regtest,
+    ))
+    .unwrap();
+    let l402 = L402Client::builder(Arc::new(lnd))
+        .network(Network::Regtest)
+        .build();
+    let paid = l402.get(proxy.url("/echo")).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&paid.text().await.unwrap()).unwrap();
+    assert!(
+        v["headers"]["x-pay402-payment"]
+            .as_str()
+            .unwrap()
+            .starts_with("l402:")
+    );
+
+    let metrics = http
+        .get(proxy.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for rail in ["x402", "l402"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("pay402_payments_total")
+                    && l.contains(&format!("rail=\"{rail}\""))
+                    && l.contains("outcome=\"accepted\"")),
+            "{rail}: {metrics}"
+        );
+    }
+}
