@@ -13,7 +13,7 @@ use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use pay402_core::l402::VerifiedToken;
 use pay402_server::x402::X402Payment;
 use tower::Service;
@@ -115,7 +115,14 @@ pub fn target_url(base: &reqwest::Url, uri: &http::Uri) -> reqwest::Url {
 }
 
 async fn forward(inner: &Inner, req: Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // An upgrade (WebSocket or any other protocol): forwarded with its
+    // Connection/Upgrade headers; on 101 both connections are spliced.
+    let upgrade = upgrade_protocol(&parts.headers);
+    let client_upgrade = match upgrade {
+        Some(_) => parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+        None => None,
+    };
     let url = target_url(&inner.base, &parts.uri);
     let client_ip = parts
         .extensions
@@ -136,6 +143,11 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
         headers.insert(name.clone(), id);
     }
 
+    if let (Some(protocol), Some(_)) = (&upgrade, &client_upgrade) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
     let mut builder = inner
@@ -149,6 +161,14 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
     let result = builder.send().await;
     m::upstream_latency(&inner.service, started.elapsed());
     match result {
+        Ok(resp)
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some() =>
+        {
+            match client_upgrade {
+                Some(on_upgrade) => splice(&inner.service, resp, on_upgrade).await,
+                None => ProxyError::UpstreamInvalidResponse.into_response(),
+            }
+        }
         Ok(resp) => {
             let status = resp.status();
             let mut out = Response::builder().status(status);
@@ -170,6 +190,61 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
             err.into_response()
         }
     }
+}
+
+/// The protocol a request asks to upgrade to (`Connection: upgrade` and an
+/// `Upgrade` header), if any.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Answers 101 to the client and, once both sides switched, copies bytes
+/// both ways until either closes.
+async fn splice(
+    service: &str,
+    resp: reqwest::Response,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Response {
+    let mut out = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    if let Some(h) = out.headers_mut() {
+        copy_end_to_end(resp.headers(), h);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(p) = resp.headers().get(header::UPGRADE) {
+            h.insert(header::UPGRADE, p.clone());
+        }
+    }
+    let upstream = match resp.upgrade().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(service, error = %e.without_url(), "upstream upgrade failed");
+            return ProxyError::UpstreamInvalidResponse.into_response();
+        }
+    };
+    let service = service.to_owned();
+    tokio::spawn(async move {
+        let mut upstream = upstream;
+        match on_upgrade.await {
+            Ok(client) => {
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(service, error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => tracing::debug!(service, error = %e, "client upgrade failed"),
+        }
+    });
+    out.body(Body::empty())
+        .unwrap_or_else(|_| ProxyError::UpstreamInvalidResponse.into_response())
 }
 
 /// The headers sent upstream: end-to-end only, without proofs, the

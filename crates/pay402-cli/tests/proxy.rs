@@ -117,6 +117,35 @@ async fn large_and_streamed_bodies_pass_both_ways() {
 }
 
 #[tokio::test]
+async fn upgrades_are_passed_through_and_bytes_flow_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = start_upstream().await;
+    let dir = temp_dir("upgrade");
+    let proxy = Proxy::start(&dir, &free_service(upstream)).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(
+        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = common::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    for msg in [&b"ping"[..], b"a second message"] {
+        s.write_all(msg).await.unwrap();
+        let mut back = vec![0; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, msg);
+    }
+}
+
+#[tokio::test]
 async fn http2_clients_are_served() {
     let upstream = start_upstream().await;
     let dir = temp_dir("h2");
@@ -166,6 +195,17 @@ upstream = "http://{upstream}"
         .unwrap()
         .to_owned();
     assert!(challenge.starts_with("L402 "), "{challenge}");
+
+    // No upgrade before payment.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(b"GET /paid/upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+            .await
+            .unwrap();
+        let head = common::read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 402"), "{head}");
+    }
 
     // A free path of the paid service, and the free service, need nothing.
     assert_eq!(

@@ -33,6 +33,8 @@ pub async fn start_upstream() -> SocketAddr {
         .route("/paid/echo", any(echo))
         .route("/free/echo", any(echo))
         .route("/body", any(|body: Bytes| async move { body }))
+        .route("/upgrade", get(upgrade_echo))
+        .route("/paid/upgrade", get(upgrade_echo))
         .route("/stream", get(stream))
         .route("/big", get(|| async { big_body() }))
         .route(
@@ -62,6 +64,26 @@ async fn echo(req: Request) -> axum::Json<serde_json::Value> {
         "headers": headers,
         "body_len": body.len(),
     }))
+}
+
+/// Switches to a raw echo protocol (`Upgrade: echo`): every byte sent
+/// comes back.
+async fn upgrade_echo(mut req: Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.headers().get("upgrade").map(|v| v.as_bytes()) != Some(b"echo") {
+        return (http::StatusCode::BAD_REQUEST, "want Upgrade: echo").into_response();
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = on_upgrade.await.unwrap();
+        let (mut r, mut w) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+    (
+        http::StatusCode::SWITCHING_PROTOCOLS,
+        [("connection", "upgrade"), ("upgrade", "echo")],
+    )
+        .into_response()
 }
 
 async fn stream() -> Body {
@@ -171,4 +193,24 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a response head (up to the blank line) byte by byte.
+pub async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n == 1 && head.len() < 16 * 1024,
+            "head: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
