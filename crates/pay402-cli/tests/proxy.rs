@@ -339,3 +339,59 @@ async fn sigterm_during_a_slow_request_lets_it_finish() {
     // New connections are refused once it is gone.
     assert!(reqwest::get(proxy.url("/echo")).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_paid_request_serves_it() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("sigterm-paid");
+    let toml = config(&format!(
+        r#"
+[lightning]
+kind = "simnet-rest"
+listen = "127.0.0.1:0"
+
+[[services]]
+name = "paid"
+upstream = "http://{upstream}"
+rails = ["l402"]
+price = {{ sats = 25 }}
+"#
+    ));
+    let mut proxy = Proxy::start(&dir, &toml).await;
+    let wallet = proxy.simnet.expect("simnet wallet address");
+    let lnd = LndRest::new(LndConfig::new(
+        format!("http://{wallet}").parse().unwrap(),
+        Network::Regtest,
+    ))
+    .unwrap();
+    let client = Arc::new(
+        L402Client::builder(Arc::new(lnd))
+            .network(Network::Regtest)
+            .build(),
+    );
+    // Buy the token (the service is its scope), then use it on a slow path.
+    assert_eq!(
+        client.get(proxy.url("/paid/echo")).await.unwrap().status(),
+        200
+    );
+    let url = proxy.url("/paid/slow");
+    let c = client.clone();
+    let slow = tokio::spawn(async move {
+        let paid = c.get(url).await.unwrap();
+        let reused = paid.reused_token && paid.receipt.is_none();
+        (paid.status(), reused, paid.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = rustix::process::Pid::from_raw(proxy.pid()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let (status, reused, body) = slow.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "slow done");
+    // Served with the token already bought: nothing paid a second time.
+    assert!(reused);
+    let exit = tokio::time::timeout(Duration::from_secs(10), proxy.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

@@ -38,6 +38,13 @@ pub async fn start_upstream() -> SocketAddr {
         .route("/stream", get(stream))
         .route("/big", get(|| async { big_body() }))
         .route(
+            "/paid/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "slow done"
+            }),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(2)).await;
