@@ -90,6 +90,11 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
 // ---------------------------------------------------------------- as written
 
 /// The file as written.
+///
+/// ```
+/// let raw: pay402_cli::config::RawConfig = toml::from_str("[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+/// assert!(raw.services.is_empty());
+/// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -112,6 +117,11 @@ pub struct RawConfig {
 }
 
 /// `[server]`.
+///
+/// ```
+/// let s = pay402_cli::config::ServerConfig::default();
+/// assert_eq!((s.listen.as_str(), s.shutdown_grace_secs), ("127.0.0.1:8402", 30));
+/// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -141,6 +151,11 @@ impl Default for ServerConfig {
 }
 
 /// Log output format.
+///
+/// ```
+/// let f: pay402_cli::config::LogFormat = serde_json::from_str("\"json\"").unwrap();
+/// assert_eq!(f, pay402_cli::config::LogFormat::Json);
+/// ```
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -151,6 +166,11 @@ pub enum LogFormat {
 }
 
 /// `[store]`.
+///
+/// ```
+/// let s = pay402_cli::config::StoreConfig::default();
+/// assert_eq!(s.url.get_ref(), "sqlite://pay402.sqlite");
+/// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -167,6 +187,10 @@ impl Default for StoreConfig {
 }
 
 /// `[rates]`: fixed exchange rates for prices given in US cents.
+///
+/// ```
+/// assert!(pay402_cli::config::RatesConfig::default().usd_cents_per_btc.is_none());
+/// ```
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RatesConfig {
@@ -175,6 +199,11 @@ pub struct RatesConfig {
 }
 
 /// A secret: read from a file or an environment variable, never inline.
+///
+/// ```
+/// let s = pay402_cli::config::SecretSource { file: None, env: Some("KEY".into()) };
+/// assert_eq!(s.to_string(), "env $KEY");
+/// ```
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
@@ -195,6 +224,11 @@ impl fmt::Display for SecretSource {
 }
 
 /// `[lightning]`.
+///
+/// ```
+/// let l: pay402_cli::config::LightningConfig = toml::from_str("kind = \"simnet\"").unwrap();
+/// assert!(matches!(l, pay402_cli::config::LightningConfig::Simnet {}));
+/// ```
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum LightningConfig {
@@ -234,6 +268,11 @@ fn default_timeout_secs() -> u64 {
 }
 
 /// `[x402]`.
+///
+/// ```
+/// let c = pay402_cli::config::Config::parse("p.toml", pay402_cli::init::EXAMPLE).unwrap();
+/// assert!(c.x402.is_none()); // commented out in the example
+/// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct X402Settings {
@@ -267,6 +306,10 @@ fn default_decimals() -> u8 {
 }
 
 /// When x402 payments settle.
+///
+/// ```
+/// assert_eq!(pay402_cli::config::Settle::default(), pay402_cli::config::Settle::After);
+/// ```
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Settle {
@@ -278,6 +321,12 @@ pub enum Settle {
 }
 
 /// `[x402.facilitator]`.
+///
+/// ```
+/// let f: pay402_cli::config::FacilitatorConfig =
+///     toml::from_str("kind = \"remote\"\nurl = \"https://f.example\"").unwrap();
+/// assert!(matches!(f, pay402_cli::config::FacilitatorConfig::Remote { timeout_secs: 30, .. }));
+/// ```
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FacilitatorConfig {
@@ -299,6 +348,14 @@ pub enum FacilitatorConfig {
 }
 
 /// A header value: a literal string, or a secret.
+///
+/// ```
+/// use pay402_cli::config::HeaderValueSource;
+/// let v: std::collections::BTreeMap<String, HeaderValueSource> =
+///     toml::from_str("a = \"x\"\nb = { env = \"B\" }").unwrap();
+/// assert_eq!(v["a"], HeaderValueSource::Literal("x".into()));
+/// assert!(matches!(v["b"], HeaderValueSource::Secret(_)));
+/// ```
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum HeaderValueSource {
@@ -309,6 +366,10 @@ pub enum HeaderValueSource {
 }
 
 /// Which payment rails a service offers.
+///
+/// ```
+/// assert_eq!(pay402_cli::config::RailName::L402.to_string(), "l402");
+/// ```
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum RailName {
@@ -328,6 +389,11 @@ impl fmt::Display for RailName {
 }
 
 /// `[services.price]`: one unit for every rail, or per rail.
+///
+/// ```
+/// let p: pay402_cli::config::PriceConfig = toml::from_str("sats = 10").unwrap();
+/// assert_eq!(p.sats, Some(10));
+/// ```
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
@@ -340,6 +406,12 @@ pub struct PriceConfig {
 }
 
 /// `[[services]]`.
+///
+/// ```
+/// let s: pay402_cli::config::ServiceConfig =
+///     toml::from_str("name = \"a\"\nupstream = \"http://127.0.0.1:1\"").unwrap();
+/// assert_eq!((s.name.as_str(), s.timeout_secs), ("a", 30));
+/// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -389,6 +461,11 @@ fn default_token_lifetime() -> u64 {
 // ---------------------------------------------------------------- resolved
 
 /// The configuration, checked and resolved.
+///
+/// ```
+/// let c = pay402_cli::config::Config::parse("p.toml", pay402_cli::init::EXAMPLE).unwrap();
+/// assert_eq!(c.services[0].name, "api");
+/// ```
 #[derive(Debug)]
 pub struct Config {
     /// The file it came from.
@@ -406,6 +483,11 @@ pub struct Config {
 }
 
 /// Where records live.
+///
+/// ```
+/// let c = pay402_cli::config::Config::parse("p.toml", pay402_cli::init::EXAMPLE).unwrap();
+/// assert_eq!(c.store.to_string(), "sqlite://pay402.sqlite");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     /// An SQLite file.
@@ -424,6 +506,12 @@ impl fmt::Display for StoreUrl {
 }
 
 /// One resolved service.
+///
+/// ```
+/// let c = pay402_cli::config::Config::parse("p.toml", pay402_cli::init::EXAMPLE).unwrap();
+/// let api = &c.services[0];
+/// assert!(api.host.is_match("anything") && api.l402_price.is_some());
+/// ```
 #[derive(Debug)]
 pub struct Service {
     /// Its name.

@@ -15,6 +15,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Installs the process-wide recorder; returns the handle that renders the
 /// text exposition format.
+///
+/// ```
+/// let handle = pay402_cli::metrics::install().unwrap();
+/// pay402_cli::metrics::request("api", 402);
+/// assert!(handle.render().contains("pay402_challenges_total{service=\"api\"} 1"));
+/// ```
 pub fn install() -> Result<PrometheusHandle, String> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -29,6 +35,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
 }
 
 /// Counts one answered request.
+///
+/// ```
+/// pay402_cli::metrics::request("api", 200); // a no-op until a recorder is installed
+/// ```
 pub fn request(service: &str, status: u16) {
     metrics::counter!("pay402_requests_total", "service" => service.to_owned(), "status" => status.to_string())
         .increment(1);
@@ -38,6 +48,10 @@ pub fn request(service: &str, status: u16) {
 }
 
 /// Counts one request that carried a payment proof, by what became of it.
+///
+/// ```
+/// pay402_cli::metrics::payment("api", "l402", 200); // outcome "accepted"
+/// ```
 pub fn payment(service: &str, rail: &'static str, status: u16) {
     let outcome = match status {
         200..=399 => "accepted",
@@ -49,12 +63,20 @@ pub fn payment(service: &str, rail: &'static str, status: u16) {
 }
 
 /// Records the time to the upstream's response head.
+///
+/// ```
+/// pay402_cli::metrics::upstream_latency("api", std::time::Duration::from_millis(3));
+/// ```
 pub fn upstream_latency(service: &str, elapsed: Duration) {
     metrics::histogram!("pay402_upstream_latency_seconds", "service" => service.to_owned())
         .record(elapsed.as_secs_f64());
 }
 
 /// Counts an upstream failure.
+///
+/// ```
+/// pay402_cli::metrics::upstream_error("api", "upstream_timeout");
+/// ```
 pub fn upstream_error(service: &str, reason: &'static str) {
     metrics::counter!("pay402_upstream_errors_total", "service" => service.to_owned(), "reason" => reason)
         .increment(1);

@@ -31,10 +31,25 @@ use tower::{Layer, Service, ServiceExt};
 use crate::config::{Service as ServiceConfig, Settle, X402Settings};
 
 /// A boxed request handler: the upstream, or the upstream behind a paywall.
+///
+/// ```
+/// use tower::util::BoxCloneSyncService;
+/// let h: pay402_cli::paywall::Handler = BoxCloneSyncService::new(tower::service_fn(|_req| async {
+///     Ok::<_, std::convert::Infallible>(axum::response::Response::new(axum::body::Body::from("hi")))
+/// }));
+/// # let _ = h;
+/// ```
 pub type Handler = BoxCloneSyncService<Request<Body>, Response, Infallible>;
 
 /// What the paywalls of every service share: the node, the facilitator and
 /// the stores.
+///
+/// ```
+/// let none = pay402_cli::paywall::PaywallBackends {
+///     issuer: None, l402_store: None, facilitator: None, x402_store: None, max_settle_body: 1 << 20,
+/// };
+/// # let _ = none;
+/// ```
 #[derive(Clone)]
 pub struct PaywallBackends {
     /// The node issuing L402 invoices.
@@ -50,6 +65,23 @@ pub struct PaywallBackends {
 }
 
 /// The paywall of one service (see the module docs for the seam).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use pay402_cli::paywall::{PaywallBackends, ServicePaywall};
+/// let toml = "[lightning]\nkind = \"simnet\"\n[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nrails = [\"l402\"]\nprice = { sats = 5 }\n";
+/// let c = pay402_cli::config::Config::parse("p.toml", toml).unwrap();
+/// let net = pay402_backends::simnet::SimNet::new(pay402_core::lightning::Network::Regtest);
+/// let backends = PaywallBackends {
+///     issuer: Some(Arc::new(net.add_node("merchant", pay402_core::money::Msat(0)))),
+///     l402_store: Some(Arc::new(pay402_server::store::MemoryStore::new())),
+///     facilitator: None, x402_store: None, max_settle_body: 1 << 20,
+/// };
+/// let paywall = ServicePaywall::build(&c.services[0], None, &backends).unwrap().unwrap();
+/// assert_eq!(paywall.rails(), ["l402"]);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ServicePaywall {
     l402: Option<L402Layer>,
@@ -57,6 +89,11 @@ pub struct ServicePaywall {
 }
 
 /// Why a service's paywall cannot be built.
+///
+/// ```
+/// let e = pay402_cli::paywall::PaywallError::Missing { service: "a".into(), rail: "x402", what: "[x402]" };
+/// assert_eq!(e.to_string(), "service a: x402 is on but [x402] is not configured");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum PaywallError {
     /// A rail is on but its backend is missing.
@@ -81,6 +118,8 @@ pub enum PaywallError {
 
 impl ServicePaywall {
     /// The paywall `service` asks for (no rail on: `None`, the service is free).
+    ///
+    /// See [`ServicePaywall`] for a runnable example.
     pub fn build(
         service: &ServiceConfig,
         x402: Option<&X402Settings>,
@@ -154,6 +193,12 @@ impl ServicePaywall {
     }
 
     /// `inner` behind this paywall.
+    ///
+    /// ```no_run
+    /// # fn f(p: pay402_cli::paywall::ServicePaywall, upstream: pay402_cli::paywall::Handler) {
+    /// let paid = p.wrap(upstream);
+    /// # let _ = paid; }
+    /// ```
     pub fn wrap(&self, inner: Handler) -> Handler {
         match (&self.l402, &self.x402) {
             (Some(l), None) => BoxCloneSyncService::new(l.layer(inner)),
@@ -167,6 +212,8 @@ impl ServicePaywall {
     }
 
     /// The rails this paywall offers.
+    ///
+    /// See [`ServicePaywall`] for a runnable example.
     pub fn rails(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if self.l402.is_some() {

@@ -20,6 +20,8 @@ use crate::paywall::{Handler, proof_rail};
 use crate::upstream::ProxyError;
 
 /// One service as the proxy routes it.
+///
+/// See [`Proxy`].
 pub struct Route {
     /// The service name.
     pub name: String,
@@ -39,12 +41,32 @@ impl Route {
     /// Whether a request to `host` and `path` is this service's (Aperture's
     /// `hostregexp` / `pathregexp`: unanchored searches, anchors in the
     /// pattern when wanted).
+    ///
+    /// See [`Proxy`].
     pub fn matches(&self, host: &str, path: &str) -> bool {
         self.host.is_match(host) && self.path.is_match(path)
     }
 }
 
 /// The front service.
+///
+/// ```
+/// use pay402_cli::proxy::{Proxy, Route};
+/// let upstream = tower::util::BoxCloneSyncService::new(tower::service_fn(|_req| async {
+///     Ok::<_, std::convert::Infallible>(axum::response::Response::new(axum::body::Body::empty()))
+/// }));
+/// let route = Route {
+///     name: "api".into(),
+///     host: regex::Regex::new(r"^api\.example$").unwrap(),
+///     path: regex::Regex::new("^/v1/").unwrap(),
+///     free: pay402_server::L402Config::new("api"),
+///     free_handler: upstream,
+///     paid_handler: None,
+/// };
+/// assert!(route.matches("api.example", "/v1/x") && !route.matches("api.example", "/v2"));
+/// let proxy = Proxy::new(vec![route]);
+/// # let _ = proxy;
+/// ```
 #[derive(Clone)]
 pub struct Proxy {
     routes: Arc<Vec<Route>>,
@@ -52,6 +74,8 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy over `routes`, tried in order.
+    ///
+    /// See [`Proxy`].
     pub fn new(routes: Vec<Route>) -> Proxy {
         Proxy {
             routes: Arc::new(routes),

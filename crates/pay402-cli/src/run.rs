@@ -30,10 +30,23 @@ use crate::proxy::{Proxy, Route};
 use crate::upstream::Upstream;
 
 /// A startup failure, with what it was about.
+///
+/// ```
+/// let e: pay402_cli::run::StartError = "server.listen: in use".into();
+/// assert_eq!(e.to_string(), "server.listen: in use");
+/// ```
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Reads a secret from its file or environment variable (trailing
 /// whitespace trimmed). The value is never logged.
+///
+/// ```
+/// use pay402_cli::config::SecretSource;
+/// let path = std::env::temp_dir().join("pay402-doc-secret");
+/// std::fs::write(&path, "s3cret\n").unwrap();
+/// let s = pay402_cli::run::read_secret(&SecretSource { file: Some(path), env: None }).unwrap();
+/// assert_eq!(s.as_str(), "s3cret");
+/// ```
 pub fn read_secret(s: &SecretSource) -> Result<Zeroizing<String>, StartError> {
     let value = match (&s.file, &s.env) {
         (Some(path), _) => Zeroizing::new(
@@ -49,6 +62,13 @@ pub fn read_secret(s: &SecretSource) -> Result<Zeroizing<String>, StartError> {
 }
 
 /// What runs in the background for the proxy's lifetime.
+///
+/// ```no_run
+/// # async fn f(c: pay402_cli::config::Config) -> Result<(), pay402_cli::run::StartError> {
+/// let running = pay402_cli::run::build(&c).await?;
+/// assert_eq!(running.upstreams.len(), c.services.len());
+/// # Ok(()) }
+/// ```
 pub struct Running {
     /// The routed services.
     pub proxy: Proxy,
@@ -59,6 +79,13 @@ pub struct Running {
 }
 
 /// Builds the backends, stores, paywalls and upstream clients.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pay402_cli::run::StartError> {
+/// let c = pay402_cli::config::Config::load("pay402.toml".as_ref())?;
+/// let running = pay402_cli::run::build(&c).await?;
+/// # let _ = running; Ok(()) }
+/// ```
 pub async fn build(config: &Config) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
     let needs_l402 = config.services.iter().any(|s| s.l402_price.is_some());
@@ -330,6 +357,13 @@ async fn readyz(State(ops): State<Ops>) -> axum::response::Response {
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting and gives
 /// in-flight requests `shutdown_grace_secs` to finish.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pay402_cli::run::StartError> {
+/// let c = pay402_cli::config::Config::load("pay402.toml".as_ref())?;
+/// pay402_cli::run::serve(c, pay402_cli::metrics::install()?).await?;
+/// # Ok(()) }
+/// ```
 pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), StartError> {
     let running = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen.as_str())

@@ -39,6 +39,14 @@ const HOP_BY_HOP: [&str; 9] = [
 const PROOF_HEADERS: [&str; 2] = ["payment-signature", "x-payment"];
 
 /// A service's upstream.
+///
+/// ```
+/// let client = reqwest::Client::new();
+/// let u = pay402_cli::upstream::Upstream::new(
+///     "api".into(), client, "http://127.0.0.1:9000".parse().unwrap(), vec![], vec![], None,
+/// );
+/// assert_eq!(u.base().port(), Some(9000));
+/// ```
 #[derive(Clone)]
 pub struct Upstream {
     inner: Arc<Inner>,
@@ -56,6 +64,8 @@ struct Inner {
 impl Upstream {
     /// An upstream at `base` reached through `client` (which carries the
     /// timeout, CA and client certificate).
+    ///
+    /// See [`Upstream`].
     pub fn new(
         service: String,
         client: reqwest::Client,
@@ -77,6 +87,8 @@ impl Upstream {
     }
 
     /// The upstream's base URL.
+    ///
+    /// See [`Upstream`].
     pub fn base(&self) -> &reqwest::Url {
         &self.inner.base
     }
