@@ -429,7 +429,8 @@ pub struct ServiceConfig {
     pub upstream_client_cert_file: Option<PathBuf>,
     /// Its private key (PEM).
     pub upstream_client_key_file: Option<PathBuf>,
-    /// Total upstream time limit per request, in seconds.
+    /// Longest wait on the upstream (for its response head, and between two
+    /// reads of its body), in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// Headers added to upstream requests.

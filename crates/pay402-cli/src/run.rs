@@ -251,7 +251,9 @@ async fn facilitator(x: &crate::config::X402Settings) -> Result<Arc<dyn Facilita
 /// The pooled HTTP client and forwarding settings of one service.
 fn upstream(service: &Service) -> Result<Upstream, StartError> {
     let mut builder = reqwest::Client::builder()
-        .timeout(service.timeout)
+        // A bound on each wait, not on the whole exchange: long downloads
+        // and streams run as long as bytes keep coming.
+        .read_timeout(service.timeout)
         .connect_timeout(service.timeout.min(Duration::from_secs(10)))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

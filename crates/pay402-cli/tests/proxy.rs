@@ -321,6 +321,31 @@ async fn readyz_fails_when_an_upstream_is_down() {
 }
 
 #[tokio::test]
+async fn an_upstream_slower_than_the_timeout_gets_504() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("timeout");
+    let proxy = Proxy::start(
+        &dir,
+        &config(&format!(
+            "[[services]]\nname = \"slow\"\nupstream = \"http://{upstream}\"\ntimeout_secs = 1\n"
+        )),
+    )
+    .await;
+    let resp = reqwest::get(proxy.url("/slow")).await.unwrap();
+    assert_eq!(resp.status(), 504);
+    let p: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(p["reason"], "upstream_timeout");
+    // A stream slower in total than the timeout, but never idle that long, passes.
+    let body = reqwest::get(proxy.url("/stream"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body.lines().count(), 5);
+}
+
+#[tokio::test]
 async fn sigterm_during_a_slow_request_lets_it_finish() {
     let upstream = start_upstream().await;
     let dir = temp_dir("sigterm");
