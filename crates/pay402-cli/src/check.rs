@@ -19,6 +19,13 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(s, "operations on {ops}");
     }
     let _ = writeln!(s, "store {}", config.store);
+    if let Some(a) = &config.admin {
+        let _ = writeln!(
+            s,
+            "admin API on {} (bearer token from {})",
+            a.listen, a.token
+        );
+    }
     match &config.lightning {
         None => {}
         Some(LightningConfig::Simnet {}) => {

@@ -111,9 +111,28 @@ pub struct RawConfig {
     pub lightning: Option<Spanned<LightningConfig>>,
     /// `[x402]`: the asset offered and the facilitator settling it.
     pub x402: Option<Spanned<X402Settings>>,
+    /// `[admin]`: the operator API, on its own listener.
+    pub admin: Option<Spanned<AdminConfig>>,
     /// `[[services]]`, matched in order.
     #[serde(default)]
     pub services: Vec<Spanned<ServiceConfig>>,
+}
+
+/// `[admin]`: the operator API (list x402 payments, revoke L402 tokens),
+/// served on its own address behind a bearer token.
+///
+/// ```
+/// let a: pay402_cli::config::AdminConfig =
+///     toml::from_str("listen = \"127.0.0.1:9403\"\ntoken = { env = \"PAY402_ADMIN_TOKEN\" }").unwrap();
+/// assert_eq!(a.listen, "127.0.0.1:9403");
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The admin listener's address (keep it private).
+    pub listen: String,
+    /// The bearer token (at least 32 characters).
+    pub token: SecretSource,
 }
 
 /// `[server]`.
@@ -479,6 +498,8 @@ pub struct Config {
     pub lightning: Option<LightningConfig>,
     /// `[x402]`, if any (checked).
     pub x402: Option<X402Settings>,
+    /// `[admin]`, if any.
+    pub admin: Option<AdminConfig>,
     /// Services in match order.
     pub services: Vec<Service>,
 }
@@ -646,6 +667,19 @@ impl Resolver<'_> {
         if let Some(x) = &raw.x402 {
             self.x402(x)?;
         }
+        if let Some(a) = &raw.admin {
+            a.get_ref()
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| {
+                    self.err(
+                        a.span(),
+                        "admin.listen",
+                        format!("{:?}: {e}", a.get_ref().listen),
+                    )
+                })?;
+            self.secret(a.span(), "admin.token", &a.get_ref().token)?;
+        }
         if raw.services.is_empty() {
             return Err(self.err(0..0, "services", "no [[services]]: nothing to proxy"));
         }
@@ -676,6 +710,7 @@ impl Resolver<'_> {
             store,
             lightning: raw.lightning.map(Spanned::into_inner),
             x402: raw.x402.map(Spanned::into_inner),
+            admin: raw.admin.map(Spanned::into_inner),
             services,
         })
     }

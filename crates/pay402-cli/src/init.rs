@@ -22,6 +22,11 @@ shutdown_grace_secs = 30
 # x402 settles after the upstream answered: its response is held, at most this many bytes.
 max_settle_body = 4194304
 
+# The operator API (list x402 payments, revoke L402 tokens) on a private address.
+# [admin]
+# listen = "127.0.0.1:9403"
+# token = { env = "PAY402_ADMIN_TOKEN" }   # at least 32 characters
+
 [store]
 # Root keys, revocations and payment records. sqlite://PATH or sqlite::memory:
 url = "sqlite://pay402.sqlite"

@@ -211,6 +211,26 @@ impl ServicePaywall {
         }
     }
 
+    /// Revokes an L402 token on this service (a revocation record in the
+    /// shared store, and this service's cached key dropped). Returns whether
+    /// the token had been used paid and was not yet revoked; `Ok(false)`
+    /// for a service without L402.
+    ///
+    /// ```no_run
+    /// # async fn f(p: pay402_cli::paywall::ServicePaywall) {
+    /// let existed = p.revoke(&pay402_core::l402::TokenId([7; 32])).await.unwrap();
+    /// # let _ = existed; }
+    /// ```
+    pub async fn revoke(
+        &self,
+        token: &pay402_core::l402::TokenId,
+    ) -> Result<bool, pay402_server::store::StoreError> {
+        match &self.l402 {
+            Some(l) => l.revoke(token).await,
+            None => Ok(false),
+        }
+    }
+
     /// The rails this paywall offers.
     ///
     /// See [`ServicePaywall`] for a runnable example.

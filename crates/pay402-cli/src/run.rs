@@ -76,6 +76,10 @@ pub struct Running {
     pub upstreams: Vec<(String, reqwest::Url)>,
     /// Background tasks (the simnet REST face).
     pub tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Every service's paywall, for the admin API.
+    pub paywalls: Vec<(String, Option<ServicePaywall>)>,
+    /// The x402 payment records, if any service takes x402.
+    pub x402_store: Option<Arc<dyn PaymentStore>>,
 }
 
 /// Builds the backends, stores, paywalls and upstream clients.
@@ -113,18 +117,20 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         issuer,
         l402_store,
         facilitator,
-        x402_store,
+        x402_store: x402_store.clone(),
         max_settle_body: config.server.max_settle_body,
     };
 
     let mut routes = Vec::with_capacity(config.services.len());
     let mut upstreams = Vec::new();
+    let mut paywalls = Vec::new();
     for service in &config.services {
         let upstream = upstream(service)?;
         upstreams.push((service.name.clone(), upstream.base().clone()));
         let free_handler = BoxCloneSyncService::new(upstream);
-        let paid_handler = ServicePaywall::build(service, config.x402.as_ref(), &backends)?
-            .map(|p| p.wrap(free_handler.clone()));
+        let paywall = ServicePaywall::build(service, config.x402.as_ref(), &backends)?;
+        let paid_handler = paywall.as_ref().map(|p| p.wrap(free_handler.clone()));
+        paywalls.push((service.name.clone(), paywall));
         let mut free = L402Config::new(service.name.clone());
         for p in &service.free_paths {
             free = free.free_path(p.clone());
@@ -142,6 +148,8 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         proxy: Proxy::new(routes),
         upstreams,
         tasks,
+        paywalls,
+        x402_store,
     })
 }
 
@@ -412,6 +420,31 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
         let mut rx = stop_rx.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(l, ops)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+
+    if let Some(admin) = &config.admin {
+        let token = read_secret(&admin.token)?;
+        if token.len() < 32 {
+            return Err("admin.token must be at least 32 characters".into());
+        }
+        let state = crate::admin::AdminState {
+            token_digest: crate::admin::token_digest(&token),
+            services: Arc::new(running.paywalls.clone()),
+            x402_store: running.x402_store.clone(),
+        };
+        let l = tokio::net::TcpListener::bind(admin.listen.as_str())
+            .await
+            .map_err(|e| format!("admin.listen {}: {e}", admin.listen))?;
+        tracing::info!(address = %l.local_addr()?, "admin API listening");
+        let app = crate::admin::router(state);
+        let mut rx = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(l, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })

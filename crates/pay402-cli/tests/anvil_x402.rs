@@ -40,8 +40,14 @@ async fn one_service_takes_x402_on_anvil_and_l402_on_simnet() {
         format!("{}\n", DEV_ACCOUNTS[1].private_key),
     )
     .unwrap();
+    let admin_token = "x402-ledger-0123456789abcdef0123456789";
+    std::fs::write(dir.join("admin-token"), admin_token).unwrap();
     let toml = config(&format!(
         r#"
+[admin]
+listen = "127.0.0.1:0"
+token = {{ file = "{dir}/admin-token" }}
+
 [lightning]
 kind = "simnet-rest"
 listen = "127.0.0.1:0"
@@ -113,6 +119,36 @@ identity_header = "X-Pay402-Payment"
     assert_eq!(
         usdc.balance_of(payee).unwrap(),
         payee_before + U256::from(PRICE)
+    );
+
+    // The settlement ledger through the admin API.
+    let ledger: serde_json::Value = http
+        .get(format!(
+            "http://{}/v1/x402/payments?state=settled",
+            proxy.admin.unwrap()
+        ))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let settled = ledger["payments"].as_array().unwrap();
+    assert_eq!(settled.len(), 1, "{ledger}");
+    assert_eq!(settled[0]["amount"], PRICE.to_string());
+    assert!(
+        settled[0]["payer"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(&signer.address().to_string()),
+        "{ledger}"
+    );
+    assert!(
+        settled[0]["transaction"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("0x")),
+        "{ledger}"
     );
 
     // L402 on the same service.

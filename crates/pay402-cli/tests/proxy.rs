@@ -420,3 +420,104 @@ price = {{ sats = 25 }}
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_revokes_a_paid_l402_token_and_wants_its_bearer_token() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("admin");
+    let token = "0123456789abcdef0123456789abcdef-admin";
+    std::fs::write(dir.join("admin-token"), format!("{token}\n")).unwrap();
+    let toml = config(&format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+token = {{ file = "{dir}/admin-token" }}
+
+[lightning]
+kind = "simnet-rest"
+listen = "127.0.0.1:0"
+
+[[services]]
+name = "paid"
+upstream = "http://{upstream}"
+rails = ["l402"]
+price = {{ sats = 25 }}
+identity_header = "X-Pay402-Payment"
+"#,
+        dir = dir.display()
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    let admin = format!("http://{}", proxy.admin.expect("admin address"));
+    let wallet = proxy.simnet.expect("simnet wallet address");
+    let lnd = LndRest::new(LndConfig::new(
+        format!("http://{wallet}").parse().unwrap(),
+        Network::Regtest,
+    ))
+    .unwrap();
+    let client = L402Client::builder(Arc::new(lnd))
+        .network(Network::Regtest)
+        .build();
+    let paid = client.get(proxy.url("/paid/echo")).await.unwrap();
+    assert!(paid.receipt.is_some());
+    let v: serde_json::Value = serde_json::from_str(&paid.text().await.unwrap()).unwrap();
+    let id = v["headers"]["x-pay402-payment"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("l402:")
+        .unwrap()
+        .to_owned();
+
+    // The token works until revoked.
+    let again = client.get(proxy.url("/paid/echo")).await.unwrap();
+    assert!(again.reused_token && again.receipt.is_none());
+
+    let http = reqwest::Client::new();
+    let revoke = format!("{admin}/v1/l402/tokens/{id}/revoke");
+    // No token, a wrong token: 401, nothing revoked.
+    assert_eq!(http.post(&revoke).send().await.unwrap().status(), 401);
+    let wrong = http
+        .post(&revoke)
+        .bearer_auth("0123456789abcdef0123456789abcdef-wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let p: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(p["reason"], "unauthorized");
+    let bad = http
+        .post(format!("{admin}/v1/l402/tokens/zz/revoke"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let done = http.post(&revoke).bearer_auth(token).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    let v: serde_json::Value = done.json().await.unwrap();
+    assert_eq!(v["revoked"], true);
+
+    // The revoked token is refused at once: the client pays for a new one.
+    let after = client.get(proxy.url("/paid/echo")).await.unwrap();
+    assert_eq!(after.status(), 200);
+    assert!(after.receipt.is_some() && !after.reused_token);
+
+    let services: serde_json::Value = http
+        .get(format!("{admin}/v1/services"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services["services"][0]["rails"][0], "l402");
+    // The admin API is not on the public listener.
+    assert_eq!(
+        reqwest::get(proxy.url("/v1/services"))
+            .await
+            .unwrap()
+            .status(),
+        402
+    );
+}

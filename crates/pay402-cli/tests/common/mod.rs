@@ -117,6 +117,7 @@ pub struct Proxy {
     pub child: Child,
     pub addr: SocketAddr,
     pub simnet: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
     pub lines: mpsc::UnboundedReceiver<String>,
 }
 
@@ -147,10 +148,15 @@ impl Proxy {
             }
         });
         let wants_simnet = toml.contains("simnet-rest");
+        let wants_admin = toml.contains("[admin]");
         let mut addr = None;
         let mut simnet = None;
+        let mut admin = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while addr.is_none() || (wants_simnet && simnet.is_none()) {
+        while addr.is_none()
+            || (wants_simnet && simnet.is_none())
+            || (wants_admin && admin.is_none())
+        {
             let line = tokio::time::timeout_at(deadline, rx.recv())
                 .await
                 .expect("the proxy announced its address in time")
@@ -160,12 +166,15 @@ impl Proxy {
                 addr = field;
             } else if line.contains("simnet wallet") {
                 simnet = field;
+            } else if line.contains("admin API listening") {
+                admin = field;
             }
         }
         Proxy {
             child,
             addr: addr.unwrap(),
             simnet,
+            admin,
             lines: rx,
         }
     }
