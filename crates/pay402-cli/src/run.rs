@@ -417,14 +417,7 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
     }));
     if let Some((l, ops)) = ops_listener {
         tracing::info!(address = %l.local_addr()?, "operations listening");
-        let mut rx = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(l, ops)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        servers.push(spawn_private(l, ops, stop_rx.clone()));
     }
 
     if let Some(admin) = &config.admin {
@@ -441,15 +434,11 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
             .await
             .map_err(|e| format!("admin.listen {}: {e}", admin.listen))?;
         tracing::info!(address = %l.local_addr()?, "admin API listening");
-        let app = crate::admin::router(state);
-        let mut rx = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(l, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        servers.push(spawn_private(
+            l,
+            crate::admin::router(state),
+            stop_rx.clone(),
+        ));
     }
 
     shutdown_signal().await;
@@ -471,6 +460,21 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
         }
         Err(_) => Err("requests still in flight after shutdown_grace_secs".into()),
     }
+}
+
+/// Serves an operations or admin router until `stop` turns true.
+fn spawn_private(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    })
 }
 
 async fn shutdown_signal() {

@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use alloy_primitives::U256;
 use common::{Proxy, config, start_upstream, temp_dir};
-use pay402_backends::lnd::{LndConfig, LndRest};
-use pay402_client::L402Client;
 use pay402_client::x402::{LocalSigner, X402Client};
-use pay402_core::lightning::Network;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::EvmAddress;
 use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
@@ -152,15 +149,7 @@ identity_header = "X-Pay402-Payment"
     );
 
     // L402 on the same service.
-    let wallet = proxy.simnet.expect("simnet wallet address");
-    let lnd = LndRest::new(LndConfig::new(
-        format!("http://{wallet}").parse().unwrap(),
-        Network::Regtest,
-    ))
-    .unwrap();
-    let l402 = L402Client::builder(Arc::new(lnd))
-        .network(Network::Regtest)
-        .build();
+    let l402 = common::l402_client(&proxy);
     let paid = l402.get(proxy.url("/echo")).await.unwrap();
     assert_eq!(paid.status(), 200);
     let v: serde_json::Value = serde_json::from_str(&paid.text().await.unwrap()).unwrap();

@@ -8,9 +8,6 @@ use std::time::Duration;
 
 use common::{Proxy, big_body, config, start_upstream, temp_dir};
 use futures_util::StreamExt;
-use pay402_backends::lnd::{LndConfig, LndRest};
-use pay402_client::L402Client;
-use pay402_core::lightning::Network;
 
 fn free_service(upstream: std::net::SocketAddr) -> String {
     config(&format!(
@@ -218,16 +215,7 @@ upstream = "http://{upstream}"
     );
 
     // Paid with the L402 client through simnet's LND REST face.
-    let wallet = proxy.simnet.expect("simnet wallet address");
-    let lnd = LndRest::new(LndConfig::new(
-        format!("http://{wallet}").parse().unwrap(),
-        Network::Regtest,
-    ))
-    .unwrap();
-    let client = L402Client::builder(Arc::new(lnd))
-        .network(Network::Regtest)
-        .max_price(pay402_core::money::Msat(100_000))
-        .build();
+    let client = common::l402_client(&proxy);
     let paid = client.get(proxy.url("/paid/echo")).await.unwrap();
     assert_eq!(paid.status(), 200);
     let v: serde_json::Value = serde_json::from_str(&paid.text().await.unwrap()).unwrap();
@@ -383,17 +371,7 @@ price = {{ sats = 25 }}
 "#
     ));
     let mut proxy = Proxy::start(&dir, &toml).await;
-    let wallet = proxy.simnet.expect("simnet wallet address");
-    let lnd = LndRest::new(LndConfig::new(
-        format!("http://{wallet}").parse().unwrap(),
-        Network::Regtest,
-    ))
-    .unwrap();
-    let client = Arc::new(
-        L402Client::builder(Arc::new(lnd))
-            .network(Network::Regtest)
-            .build(),
-    );
+    let client = Arc::new(common::l402_client(&proxy));
     // Buy the token (the service is its scope), then use it on a slow path.
     assert_eq!(
         client.get(proxy.url("/paid/echo")).await.unwrap().status(),
@@ -448,15 +426,7 @@ identity_header = "X-Pay402-Payment"
     ));
     let proxy = Proxy::start(&dir, &toml).await;
     let admin = format!("http://{}", proxy.admin.expect("admin address"));
-    let wallet = proxy.simnet.expect("simnet wallet address");
-    let lnd = LndRest::new(LndConfig::new(
-        format!("http://{wallet}").parse().unwrap(),
-        Network::Regtest,
-    ))
-    .unwrap();
-    let client = L402Client::builder(Arc::new(lnd))
-        .network(Network::Regtest)
-        .build();
+    let client = common::l402_client(&proxy);
     let paid = client.get(proxy.url("/paid/echo")).await.unwrap();
     assert!(paid.receipt.is_some());
     let v: serde_json::Value = serde_json::from_str(&paid.text().await.unwrap()).unwrap();

@@ -230,3 +230,17 @@ pub async fn read_head(s: &mut tokio::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&head).into_owned()
 }
+
+/// An L402 client paying through the proxy's simnet wallet (its LND REST face).
+pub fn l402_client(proxy: &Proxy) -> pay402_client::L402Client {
+    let wallet = proxy.simnet.expect("simnet wallet address");
+    let lnd = pay402_backends::lnd::LndRest::new(pay402_backends::lnd::LndConfig::new(
+        format!("http://{wallet}").parse().unwrap(),
+        pay402_core::lightning::Network::Regtest,
+    ))
+    .unwrap();
+    pay402_client::L402Client::builder(std::sync::Arc::new(lnd))
+        .network(pay402_core::lightning::Network::Regtest)
+        .max_price(pay402_core::money::Msat(100_000))
+        .build()
+}
