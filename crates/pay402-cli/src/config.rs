@@ -470,6 +470,12 @@ pub struct ServiceConfig {
     /// L402 token lifetime in seconds (default one day).
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_secs: u64,
+    /// Capabilities minted into L402 tokens (`<name>_capabilities=`).
+    #[serde(default)]
+    pub l402_capabilities: Vec<String>,
+    /// Extra first-party caveats (`key=value`) minted into L402 tokens.
+    #[serde(default)]
+    pub l402_caveats: Vec<String>,
     /// Header the upstream gets naming the paying token/payment.
     pub identity_header: Option<String>,
 }
@@ -562,6 +568,10 @@ pub struct Service {
     pub x402_price: Option<TokenAmount>,
     /// L402 token lifetime.
     pub token_lifetime: Duration,
+    /// Capabilities minted into L402 tokens.
+    pub l402_capabilities: Vec<String>,
+    /// Extra caveats minted into L402 tokens.
+    pub l402_caveats: Vec<String>,
     /// Identity header.
     pub identity_header: Option<http::HeaderName>,
 }
@@ -905,6 +915,25 @@ impl Resolver<'_> {
                 ));
             }
         }
+        for (k, list) in [
+            ("l402_capabilities", &c.l402_capabilities),
+            ("l402_caveats", &c.l402_caveats),
+        ] {
+            for v in list {
+                let ok = if k == "l402_caveats" {
+                    v.split_once('=').is_some_and(|(a, _)| !a.trim().is_empty())
+                } else {
+                    !v.is_empty() && !v.contains([',', '=', ' '])
+                };
+                if !ok || v.len() > 256 {
+                    return Err(self.err(
+                        span.clone(),
+                        key(k),
+                        format!("{v:?}: a capability is a word without , = or spaces; a caveat is key=value"),
+                    ));
+                }
+            }
+        }
         let identity_header = c
             .identity_header
             .as_ref()
@@ -1032,6 +1061,8 @@ impl Resolver<'_> {
             l402_price,
             x402_price,
             token_lifetime: Duration::from_secs(c.token_lifetime_secs.max(1)),
+            l402_capabilities: c.l402_capabilities.clone(),
+            l402_caveats: c.l402_caveats.clone(),
             identity_header,
         })
     }

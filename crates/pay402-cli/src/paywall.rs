@@ -141,8 +141,12 @@ impl ServicePaywall {
                     .l402_store
                     .clone()
                     .ok_or_else(|| missing("l402", "the store"))?;
-                let config =
-                    L402Config::new(service.name.clone()).token_lifetime(service.token_lifetime);
+                let mut config = L402Config::new(service.name.clone())
+                    .token_lifetime(service.token_lifetime)
+                    .capabilities(service.l402_capabilities.iter().cloned());
+                for caveat in &service.l402_caveats {
+                    config = config.caveat(caveat.clone());
+                }
                 Some(
                     L402Layer::new(config, issuer, store)
                         .with_price(Price::Fixed(price))

@@ -80,6 +80,10 @@ pub struct Running {
     pub paywalls: Vec<(String, Option<ServicePaywall>)>,
     /// The x402 payment records, if any service takes x402.
     pub x402_store: Option<Arc<dyn PaymentStore>>,
+    /// The Lightning node, for `/readyz`.
+    pub issuer: Option<Arc<dyn InvoiceIssuer>>,
+    /// The x402 facilitator, for `/readyz`.
+    pub facilitator: Option<Arc<dyn Facilitator>>,
 }
 
 /// Builds the backends, stores, paywalls and upstream clients.
@@ -114,9 +118,9 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         _ => None,
     };
     let backends = PaywallBackends {
-        issuer,
+        issuer: issuer.clone(),
         l402_store,
-        facilitator,
+        facilitator: facilitator.clone(),
         x402_store: x402_store.clone(),
         max_settle_body: config.server.max_settle_body,
     };
@@ -150,6 +154,8 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         tasks,
         paywalls,
         x402_store,
+        issuer,
+        facilitator,
     })
 }
 
@@ -310,10 +316,12 @@ fn upstream(service: &Service) -> Result<Upstream, StartError> {
 struct Ops {
     metrics: PrometheusHandle,
     upstreams: Arc<Vec<(String, reqwest::Url)>>,
+    issuer: Option<Arc<dyn InvoiceIssuer>>,
+    facilitator: Option<Arc<dyn Facilitator>>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
-fn ops_router(metrics: PrometheusHandle, upstreams: Vec<(String, reqwest::Url)>) -> Router {
+fn ops_router(metrics: PrometheusHandle, running: &Running) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -328,12 +336,17 @@ fn ops_router(metrics: PrometheusHandle, upstreams: Vec<(String, reqwest::Url)>)
         )
         .with_state(Ops {
             metrics,
-            upstreams: Arc::new(upstreams),
+            upstreams: Arc::new(running.upstreams.clone()),
+            issuer: running.issuer.clone(),
+            facilitator: running.facilitator.clone(),
         })
 }
 
-/// Ready when every upstream accepts a TCP connection within 2 s.
+/// Ready when every upstream accepts a TCP connection within 2 s, the
+/// Lightning node answers (any answer but "unreachable") and the x402
+/// facilitator lists what it supports.
 async fn readyz(State(ops): State<Ops>) -> axum::response::Response {
+    const PROBE: Duration = Duration::from_secs(2);
     let checks = ops.upstreams.iter().map(|(name, url)| async move {
         let host = url
             .host_str()
@@ -342,20 +355,43 @@ async fn readyz(State(ops): State<Ops>) -> axum::response::Response {
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
         let ok = matches!(
-            tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::net::TcpStream::connect((host.as_str(), port))
-            )
-            .await,
+            tokio::time::timeout(PROBE, tokio::net::TcpStream::connect((host.as_str(), port)))
+                .await,
             Ok(Ok(_))
         );
         (name.clone(), ok)
     });
-    let results = futures_util::future::join_all(checks).await;
-    let ready = results.iter().all(|(_, ok)| *ok);
+    let lightning = async {
+        let node = ops.issuer.as_ref()?;
+        let probe = node.lookup_invoice(&pay402_core::lightning::PaymentHash([0; 32]));
+        Some(!matches!(
+            tokio::time::timeout(PROBE, probe).await,
+            Err(_)
+                | Ok(Err(
+                    pay402_core::lightning::LightningError::Unreachable { .. }
+                ))
+        ))
+    };
+    let facilitator = async {
+        let f = ops.facilitator.as_ref()?;
+        Some(matches!(
+            tokio::time::timeout(PROBE, f.supported()).await,
+            Ok(Ok(_))
+        ))
+    };
+    let (results, lightning, facilitator) = tokio::join!(
+        futures_util::future::join_all(checks),
+        lightning,
+        facilitator
+    );
+    let ready = results.iter().all(|(_, ok)| *ok)
+        && lightning.unwrap_or(true)
+        && facilitator.unwrap_or(true);
     let body = serde_json::json!({
         "ready": ready,
         "upstreams": results.iter().map(|(n, ok)| serde_json::json!({"service": n, "reachable": ok})).collect::<Vec<_>>(),
+        "lightning": lightning,
+        "facilitator": facilitator,
     });
     let status = if ready {
         StatusCode::OK
@@ -379,7 +415,7 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
     let listener = tokio::net::TcpListener::bind(config.server.listen.as_str())
         .await
         .map_err(|e| format!("server.listen {}: {e}", config.server.listen))?;
-    let ops = ops_router(metrics.clone(), running.upstreams.clone());
+    let ops = ops_router(metrics.clone(), &running);
     let (app, ops_listener) = match &config.server.ops_listen {
         None => (ops.fallback_service(running.proxy.clone()), None),
         Some(addr) => (

@@ -160,6 +160,18 @@ identity_header = "X-Pay402-Payment"
             .starts_with("l402:")
     );
 
+    let ready: serde_json::Value = http
+        .get(proxy.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["facilitator"], true, "{ready}");
+    assert_eq!(ready["lightning"], true, "{ready}");
+
     let metrics = http
         .get(proxy.url("/metrics"))
         .send()

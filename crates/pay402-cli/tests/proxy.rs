@@ -174,6 +174,8 @@ rails = ["l402"]
 price = {{ sats = 25 }}
 free_paths = ["/paid/free/*"]
 identity_header = "X-Pay402-Payment"
+l402_capabilities = ["read"]
+l402_caveats = ["tenant=7"]
 
 [[services]]
 name = "open"
@@ -192,6 +194,17 @@ upstream = "http://{upstream}"
         .unwrap()
         .to_owned();
     assert!(challenge.starts_with("L402 "), "{challenge}");
+    // The configured capabilities and caveats are minted into the macaroon.
+    let mac = challenge
+        .split("macaroon=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let mac = pay402_core::b64::decode_any(mac, 8192).unwrap();
+    let has = |needle: &[u8]| mac.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"paid_capabilities=read") && has(b"tenant=7"));
 
     // No upgrade before payment.
     {
@@ -282,6 +295,9 @@ upstream = "http://{upstream}"
     );
     let ready = http.get(proxy.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["lightning"], true, "{ready}");
+    assert!(ready["facilitator"].is_null(), "{ready}");
 }
 
 #[tokio::test]
