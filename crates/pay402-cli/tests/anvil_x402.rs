@@ -160,26 +160,12 @@ identity_header = "X-Pay402-Payment"
             .starts_with("l402:")
     );
 
-    let ready: serde_json::Value = http
-        .get(proxy.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = common::get_json(proxy.url("/readyz")).await;
     assert_eq!(ready["ready"], true, "{ready}");
     assert_eq!(ready["facilitator"], true, "{ready}");
     assert_eq!(ready["lightning"], true, "{ready}");
 
-    let metrics = http
-        .get(proxy.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(proxy.url("/metrics")).await;
     for rail in ["x402", "l402"] {
         assert!(
             metrics

@@ -253,14 +253,7 @@ upstream = "http://{upstream}"
     assert_eq!(v["headers"]["x-pay402-payment"], id);
 
     // Metrics count the challenge and the payments.
-    let metrics = http
-        .get(proxy.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(proxy.url("/metrics")).await;
     assert!(
         metrics.contains("pay402_challenges_total{service=\"paid\"}"),
         "{metrics}"

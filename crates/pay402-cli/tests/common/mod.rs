@@ -244,3 +244,13 @@ pub fn l402_client(proxy: &Proxy) -> pay402_client::L402Client {
         .max_price(pay402_core::money::Msat(100_000))
         .build()
 }
+
+/// GET `url` and its body as text.
+pub async fn get_text(url: String) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// GET `url` and its body as JSON.
+pub async fn get_json(url: String) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
