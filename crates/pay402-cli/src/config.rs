@@ -478,6 +478,24 @@ pub struct ServiceConfig {
     pub l402_caveats: Vec<String>,
     /// Header the upstream gets naming the paying token/payment.
     pub identity_header: Option<String>,
+    /// Unpaid requests each client address gets per period.
+    pub freebies: Option<FreebiesConfig>,
+}
+
+/// `freebies = { requests = 3, period_secs = 86400 }`: unpaid requests per
+/// client address (IPv6 by /64), replenished evenly over the period.
+///
+/// ```
+/// let f: pay402_cli::config::FreebiesConfig = toml::from_str("requests = 3\nperiod_secs = 60").unwrap();
+/// assert_eq!(f.requests, 3);
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FreebiesConfig {
+    /// How many.
+    pub requests: u32,
+    /// Per how many seconds.
+    pub period_secs: u64,
 }
 
 fn default_token_lifetime() -> u64 {
@@ -572,6 +590,8 @@ pub struct Service {
     pub l402_capabilities: Vec<String>,
     /// Extra caveats minted into L402 tokens.
     pub l402_caveats: Vec<String>,
+    /// Unpaid requests per client address and period.
+    pub freebies: Option<FreebiesConfig>,
     /// Identity header.
     pub identity_header: Option<http::HeaderName>,
 }
@@ -1043,6 +1063,18 @@ impl Resolver<'_> {
                 }
             }
         }
+        if let Some(f) = c.freebies {
+            if f.requests == 0 || f.period_secs == 0 {
+                return Err(self.err(
+                    span,
+                    key("freebies"),
+                    "requests and period_secs must be at least 1",
+                ));
+            }
+            if rails.is_empty() {
+                return Err(self.err(span, key("freebies"), "freebies on a service without rails"));
+            }
+        }
         if rails.is_empty() && (p.sats.is_some() || p.x402_units.is_some() || p.usd_cents.is_some())
         {
             return Err(self.err(span, key("rails"), "a price is set but no rails are on"));
@@ -1063,6 +1095,7 @@ impl Resolver<'_> {
             token_lifetime: Duration::from_secs(c.token_lifetime_secs.max(1)),
             l402_capabilities: c.l402_capabilities.clone(),
             l402_caveats: c.l402_caveats.clone(),
+            freebies: c.freebies,
             identity_header,
         })
     }

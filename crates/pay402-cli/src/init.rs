@@ -80,6 +80,8 @@ token_lifetime_secs = 86400
 # Minted into every L402 token (Aperture's capabilities and constraints).
 # l402_capabilities = ["read"]
 # l402_caveats = ["tier=basic"]
+# Unpaid requests per client address before the 402.
+# freebies = { requests = 3, period_secs = 86400 }
 # The upstream sees which payment paid (l402:<token id> or x402:<payer>:<nonce>).
 identity_header = "X-Pay402-Payment"
 # Headers for the upstream: literal, or a secret from a file or the environment.

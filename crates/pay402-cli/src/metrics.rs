@@ -8,6 +8,7 @@
 //! | `pay402_payments_total` | counter | `service`, `rail`, `outcome` (`accepted`, `refused`, `error`) |
 //! | `pay402_upstream_latency_seconds` | histogram | `service` (time to the upstream's response head) |
 //! | `pay402_upstream_errors_total` | counter | `service`, `reason` |
+//! | `pay402_freebies_total` | counter | `service` (unpaid requests served as freebies) |
 
 use std::time::Duration;
 
@@ -80,4 +81,13 @@ pub fn upstream_latency(service: &str, elapsed: Duration) {
 pub fn upstream_error(service: &str, reason: &'static str) {
     metrics::counter!("pay402_upstream_errors_total", "service" => service.to_owned(), "reason" => reason)
         .increment(1);
+}
+
+/// Counts one request served as a freebie.
+///
+/// ```
+/// pay402_cli::metrics::freebie("api");
+/// ```
+pub fn freebie(service: &str) {
+    metrics::counter!("pay402_freebies_total", "service" => service.to_owned()).increment(1);
 }

@@ -10,7 +10,10 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use http::{Request, header};
+use std::net::IpAddr;
+
 use pay402_server::L402Config;
+use pay402_server::limit::KeyedLimiter;
 use regex::Regex;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
@@ -35,6 +38,8 @@ pub struct Route {
     pub free_handler: Handler,
     /// The upstream behind the paywall (`None`: the service is free).
     pub paid_handler: Option<Handler>,
+    /// Unpaid requests per client address, if any.
+    pub freebies: Option<Arc<KeyedLimiter<IpAddr>>>,
 }
 
 impl Route {
@@ -62,6 +67,7 @@ impl Route {
 ///     free: pay402_server::L402Config::new("api"),
 ///     free_handler: upstream,
 ///     paid_handler: None,
+///     freebies: None,
 /// };
 /// assert!(route.matches("api.example", "/v1/x") && !route.matches("api.example", "/v2"));
 /// let proxy = Proxy::new(vec![route]);
@@ -129,7 +135,15 @@ async fn route(routes: &[Route], req: Request<Body>) -> Response {
     };
     let span = tracing::info_span!("proxy.request", service = %route.name, %method, %path);
     let (handler, rail) = match &route.paid_handler {
-        Some(paid) if !route.free.is_free_path(&path) => (paid.clone(), proof_rail(req.headers())),
+        Some(paid) if !route.free.is_free_path(&path) => {
+            let rail = proof_rail(req.headers());
+            if rail.is_none() && freebie(route, req.extensions()) {
+                m::freebie(&route.name);
+                (route.free_handler.clone(), None)
+            } else {
+                (paid.clone(), rail)
+            }
+        }
         _ => (route.free_handler.clone(), None),
     };
     let Ok(resp) = handler.oneshot(req).instrument(span).await;
@@ -137,6 +151,15 @@ async fn route(routes: &[Route], req: Request<Body>) -> Response {
         m::payment(&route.name, rail, resp.status().as_u16());
     }
     log_done(Some(&route.name), &method, &path, resp, started)
+}
+
+/// Whether this unpaid request is one of the client's free ones (a request
+/// without a known peer address never is).
+fn freebie(route: &Route, ext: &http::Extensions) -> bool {
+    match (&route.freebies, pay402_server::limit::client_ip(ext)) {
+        (Some(limiter), Some(ip)) => limiter.check(ip).is_ok(),
+        _ => false,
+    }
 }
 
 fn log_done(

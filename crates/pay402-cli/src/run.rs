@@ -146,6 +146,14 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
             free,
             free_handler,
             paid_handler,
+            freebies: service.freebies.map(|f| {
+                Arc::new(pay402_server::limit::KeyedLimiter::new(
+                    pay402_server::limit::RateLimit::per_period(
+                        f.requests,
+                        Duration::from_secs(f.period_secs),
+                    ),
+                ))
+            }),
         });
     }
     Ok(Running {

@@ -500,3 +500,37 @@ identity_header = "X-Pay402-Payment"
         402
     );
 }
+
+#[tokio::test]
+async fn freebies_serve_n_unpaid_requests_per_client_then_402() {
+    let upstream = start_upstream().await;
+    let dir = temp_dir("freebies");
+    let toml = config(&format!(
+        r#"
+[lightning]
+kind = "simnet"
+
+[[services]]
+name = "tasting"
+upstream = "http://{upstream}"
+rails = ["l402"]
+price = {{ sats = 5 }}
+freebies = {{ requests = 2, period_secs = 3600 }}
+"#
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    for _ in 0..2 {
+        assert_eq!(
+            reqwest::get(proxy.url("/echo")).await.unwrap().status(),
+            200
+        );
+    }
+    let third = reqwest::get(proxy.url("/echo")).await.unwrap();
+    assert_eq!(third.status(), 402);
+    assert!(third.headers().contains_key("www-authenticate"));
+    let metrics = common::get_text(proxy.url("/metrics")).await;
+    assert!(
+        metrics.contains("pay402_freebies_total{service=\"tasting\"} 2"),
+        "{metrics}"
+    );
+}
