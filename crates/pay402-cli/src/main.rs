@@ -33,6 +33,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Write a commented example configuration.
     Init {
         /// Where to write it ("-" for standard output).
@@ -44,11 +49,64 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Convert an Aperture configuration (YAML) into a pay402.toml.
+    ///
+    /// Services, their regexes, upstreams, prices, capabilities,
+    /// constraints, token lifetimes and plain whitelist paths carry over;
+    /// every key that is changed, refused or ignored is listed on standard
+    /// error and as a comment in the output. Check the result with
+    /// `pay402 proxy --check` before use.
+    FromAperture {
+        /// Aperture's YAML configuration.
+        #[arg(value_name = "APERTURE_YAML")]
+        input: PathBuf,
+        /// Where to write the TOML ("-", the default, for standard output).
+        #[arg(short, long, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Init { output, force } => init(&output, force),
         Command::Proxy { config, check } => proxy(&config, check),
+        Command::Config {
+            command: ConfigCommand::FromAperture { input, output },
+        } => from_aperture(&input, &output),
+    }
+}
+
+fn from_aperture(input: &std::path::Path, output: &std::path::Path) -> ExitCode {
+    let yaml = match std::fs::read_to_string(input) {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("error: {}: {e}", input.display());
+            return ExitCode::from(2);
+        }
+    };
+    let converted = match pay402_cli::aperture::convert(&yaml) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", input.display());
+            return ExitCode::from(2);
+        }
+    };
+    for note in &converted.notes {
+        eprintln!("note: {note}");
+    }
+    if output.as_os_str() == "-" {
+        print!("{}", converted.toml);
+        return ExitCode::SUCCESS;
+    }
+    match std::fs::write(output, &converted.toml) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}: {e}", output.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -155,7 +155,13 @@ price = { usd_cents = 5 }
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [&["--help"][..], &["proxy", "--help"], &["init", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["proxy", "--help"],
+        &["init", "--help"],
+        &["config", "--help"],
+        &["config", "from-aperture", "--help"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success());
         assert!(
