@@ -19,7 +19,7 @@ fn free_service(upstream: std::net::SocketAddr) -> String {
 async fn plain_requests_are_forwarded_with_forwarding_headers_and_without_hop_by_hop_ones() {
     let upstream = start_upstream().await;
     let dir = temp_dir("plain");
-    let proxy = Proxy::start(&dir, &free_service(upstream)).await;
+    let mut proxy = Proxy::start(&dir, &free_service(upstream)).await;
     let http = reqwest::Client::new();
     let resp = http
         .get(proxy.url("/echo?q=1"))
@@ -49,6 +49,24 @@ async fn plain_requests_are_forwarded_with_forwarding_headers_and_without_hop_by
         h["forwarded"],
         format!("for=127.0.0.1;host=\"{}\";proto=http", proxy.addr)
     );
+
+    // One JSON log line per request, without the query string.
+    let line = loop {
+        let line = tokio::time::timeout(Duration::from_secs(5), proxy.lines.recv())
+            .await
+            .expect("a request log line")
+            .unwrap();
+        if line.contains("\"message\":\"request\"") {
+            break line;
+        }
+    };
+    let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(log["service"], "plain", "{log}");
+    assert_eq!(log["method"], "GET");
+    assert_eq!(log["path"], "/echo");
+    assert_eq!(log["status"], 200);
+    assert!(log["elapsed_ms"].is_u64(), "{log}");
+    assert!(!line.contains("q=1"), "{line}");
 
     // A path with dot segments never reaches a service (sent raw: URL
     // parsers in clients would resolve it).
