@@ -317,7 +317,7 @@ fn service(out: &mut String, notes: &mut Vec<String>, s: &ApService, lightning: 
     }
     if s.dynamicprice.as_ref().is_some_and(|d| d.enabled) {
         notes.push(format!(
-            "services.{name}.dynamicprice: not supported yet; written free — set a price before use"
+            "services.{name}.dynamicprice: Aperture's gRPC pricer is not supported; written free — set a price or a pricer before use"
         ));
         return;
     }

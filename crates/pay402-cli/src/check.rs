@@ -82,7 +82,19 @@ pub fn describe(config: &Config) -> String {
             svc.upstream,
             svc.timeout.as_secs()
         );
+        if let Some(p) = &svc.pricer {
+            let rails: Vec<String> = svc.rails.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "  {} priced by {} (timeout {} ms, cached {} s)",
+                rails.join(", "),
+                p.url,
+                p.timeout_ms,
+                p.cache_secs
+            );
+        }
         match (&svc.l402_price, &svc.x402_price) {
+            (None, None) if svc.pricer.is_some() => {}
             (None, None) => {
                 let _ = writeln!(s, "  free");
             }

@@ -480,6 +480,37 @@ pub struct ServiceConfig {
     pub identity_header: Option<String>,
     /// Unpaid requests each client address gets per period.
     pub freebies: Option<FreebiesConfig>,
+    /// A dynamic price from an HTTP pricer (instead of `price`).
+    pub pricer: Option<PricerConfig>,
+}
+
+/// `pricer = { url = "http://127.0.0.1:9000/price", timeout_ms = 500, cache_secs = 30 }`:
+/// the price of each request asked from an HTTP endpoint (bounded in time,
+/// cached per method and path, failing closed with 503).
+///
+/// ```
+/// let p: pay402_cli::config::PricerConfig = toml::from_str("url = \"http://127.0.0.1:9/p\"").unwrap();
+/// assert_eq!((p.timeout_ms, p.cache_secs), (1000, 60));
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PricerConfig {
+    /// The pricer's URL (`https://`, or `http://` on loopback).
+    pub url: String,
+    /// How long one price query may take.
+    #[serde(default = "default_pricer_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long a price is reused for the same method and path.
+    #[serde(default = "default_pricer_cache_secs")]
+    pub cache_secs: u64,
+}
+
+fn default_pricer_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_pricer_cache_secs() -> u64 {
+    60
 }
 
 /// `freebies = { requests = 3, period_secs = 86400 }`: unpaid requests per
@@ -592,6 +623,11 @@ pub struct Service {
     pub l402_caveats: Vec<String>,
     /// Unpaid requests per client address and period.
     pub freebies: Option<FreebiesConfig>,
+    /// The rails on.
+    pub rails: Vec<RailName>,
+    /// The dynamic pricer, when prices come from one (then `l402_price` and
+    /// `x402_price` are `None`).
+    pub pricer: Option<PricerConfig>,
     /// Identity header.
     pub identity_header: Option<http::HeaderName>,
 }
@@ -605,7 +641,7 @@ impl Service {
     /// assert!(!c.services[0].is_paid());
     /// ```
     pub fn is_paid(&self) -> bool {
-        self.l402_price.is_some() || self.x402_price.is_some()
+        !self.rails.is_empty()
     }
 }
 
@@ -833,6 +869,43 @@ impl Resolver<'_> {
         }
     }
 
+    fn pricer(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        pr: &PricerConfig,
+        rails: &[RailName],
+        raw: &RawConfig,
+        price: &PriceConfig,
+    ) -> Result<(), ConfigError> {
+        if price.sats.is_some() || price.x402_units.is_some() || price.usd_cents.is_some() {
+            return Err(self.err(span, key, "give a price or a pricer, not both"));
+        }
+        if rails.is_empty() {
+            return Err(self.err(span, key, "a pricer on a service without rails"));
+        }
+        if rails.contains(&RailName::L402) && raw.lightning.is_none() {
+            return Err(self.err(span, key, "l402 needs a [lightning] section"));
+        }
+        if rails.contains(&RailName::X402) && raw.x402.is_none() {
+            return Err(self.err(span, key, "x402 needs an [x402] section"));
+        }
+        let url = reqwest::Url::parse(&pr.url)
+            .map_err(|e| self.err(span.clone(), key, format!("url: {e}")))?;
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+            return Err(self.err(span, key, "url must be https:// (http:// only on loopback)"));
+        }
+        if pr.timeout_ms == 0 || pr.timeout_ms > 30_000 {
+            return Err(self.err(span, key, "timeout_ms must be 1 to 30000"));
+        }
+        Ok(())
+    }
+
     fn service(
         &self,
         i: usize,
@@ -968,7 +1041,10 @@ impl Resolver<'_> {
         let mut rails = c.rails.clone();
         rails.sort();
         rails.dedup();
-        for rail in &rails {
+        if let Some(pr) = &c.pricer {
+            self.pricer(span.clone(), &key("pricer"), pr, &rails, raw, p)?;
+        }
+        for rail in rails.iter().filter(|_| c.pricer.is_none()) {
             match rail {
                 RailName::L402 => {
                     if raw.lightning.is_none() {
@@ -1096,6 +1172,8 @@ impl Resolver<'_> {
             l402_capabilities: c.l402_capabilities.clone(),
             l402_caveats: c.l402_caveats.clone(),
             freebies: c.freebies,
+            rails,
+            pricer: c.pricer.clone(),
             identity_header,
         })
     }

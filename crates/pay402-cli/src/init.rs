@@ -76,6 +76,8 @@ timeout_secs = 30
 free_paths = ["/health", "/public/*"]
 rails = ["l402"]
 price = { sats = 10 }
+# Or a price per request from your own endpoint (503 when it cannot answer):
+# pricer = { url = "http://127.0.0.1:8090/price", timeout_ms = 1000, cache_secs = 60 }
 token_lifetime_secs = 86400
 # Minted into every L402 token (Aperture's capabilities and constraints).
 # l402_capabilities = ["read"]

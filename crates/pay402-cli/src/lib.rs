@@ -34,6 +34,7 @@ pub mod config;
 pub mod init;
 pub mod metrics;
 pub mod paywall;
+pub mod pricer;
 pub mod proxy;
 pub mod run;
 pub mod upstream;

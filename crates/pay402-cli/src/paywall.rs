@@ -28,7 +28,11 @@ use pay402_server::{L402Config, L402Layer, Price};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::config::{Service as ServiceConfig, Settle, X402Settings};
+use crate::config::{RailName, Service as ServiceConfig, Settle, X402Settings};
+use crate::pricer::{L402_PRICE_HEADER, X402_PRICE_HEADER};
+use pay402_core::money::Msat;
+use pay402_core::x402::TokenAmount;
+use pay402_server::PriceRequest;
 
 /// A boxed request handler: the upstream, or the upstream behind a paywall.
 ///
@@ -130,9 +134,11 @@ impl ServicePaywall {
             rail,
             what,
         };
-        let l402 = match service.l402_price {
-            None => None,
-            Some(price) => {
+        let l402_on = service.rails.contains(&RailName::L402);
+        let x402_on = service.rails.contains(&RailName::X402);
+        let l402 = match l402_on {
+            false => None,
+            true => {
                 let issuer = backends
                     .issuer
                     .clone()
@@ -147,17 +153,32 @@ impl ServicePaywall {
                 for caveat in &service.l402_caveats {
                     config = config.caveat(caveat.clone());
                 }
+                // A static price, or the pricer's, which the proxy put in a
+                // header (a missing one prices the request out of reach:
+                // never free).
+                let price = match service.l402_price {
+                    Some(p) => Price::Fixed(p),
+                    None => Price::dynamic(|req: PriceRequest| async move {
+                        let msat = req
+                            .headers
+                            .get(L402_PRICE_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(u64::MAX);
+                        Some(Msat(msat))
+                    }),
+                };
                 Some(
                     L402Layer::new(config, issuer, store)
-                        .with_price(Price::Fixed(price))
+                        .with_price(price)
                         .with_scope(service.name.clone()),
                 )
             }
         };
-        let x402 = match (&service.x402_price, x402) {
-            (None, _) => None,
-            (Some(_), None) => return Err(missing("x402", "[x402]")),
-            (Some(amount), Some(x)) => {
+        let x402 = match (x402_on, x402) {
+            (false, _) => None,
+            (true, None) => return Err(missing("x402", "[x402]")),
+            (true, Some(x)) => {
                 let facilitator = backends
                     .facilitator
                     .clone()
@@ -166,20 +187,37 @@ impl ServicePaywall {
                     .x402_store
                     .clone()
                     .ok_or_else(|| missing("x402", "the store"))?;
-                let offer = exact_offer(
-                    &x.network,
-                    &x.asset,
-                    &x.pay_to,
-                    *amount,
-                    &x.asset_name,
-                    &x.asset_version,
-                );
+                let offer_for = {
+                    let (network, asset, pay_to) =
+                        (x.network.clone(), x.asset.clone(), x.pay_to.clone());
+                    let (name, version) = (x.asset_name.clone(), x.asset_version.clone());
+                    move |amount: TokenAmount| {
+                        exact_offer(&network, &asset, &pay_to, amount, &name, &version)
+                    }
+                };
                 let offer_err = |message: String| PaywallError::Offer {
                     service: service.name.clone(),
                     message,
                 };
-                check_offer(&offer).map_err(|e| offer_err(e.to_string()))?;
-                let route = X402Route::new([offer]).map_err(|e| offer_err(e.to_string()))?;
+                let route = match service.x402_price {
+                    Some(amount) => {
+                        let offer = offer_for(amount);
+                        check_offer(&offer).map_err(|e| offer_err(e.to_string()))?;
+                        X402Route::new([offer]).map_err(|e| offer_err(e.to_string()))?
+                    }
+                    // The pricer's price, from the header the proxy set; a
+                    // missing one is an amount nobody pays (never free).
+                    None => X402Route::dynamic(move |req: PriceRequest| {
+                        let amount = req
+                            .headers
+                            .get(X402_PRICE_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| TokenAmount::parse(v).ok())
+                            .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
+                        let offer = offer_for(amount);
+                        async move { vec![offer] }
+                    }),
+                };
                 let settle = match x.settle {
                     Settle::After => SettleTiming::AfterHandler,
                     Settle::Before => SettleTiming::BeforeHandler,

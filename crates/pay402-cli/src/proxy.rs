@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::metrics as m;
 use crate::paywall::{Handler, proof_rail};
+use crate::pricer::{L402_PRICE_HEADER, Pricer, X402_PRICE_HEADER};
 use crate::upstream::ProxyError;
 
 /// One service as the proxy routes it.
@@ -40,6 +41,8 @@ pub struct Route {
     pub paid_handler: Option<Handler>,
     /// Unpaid requests per client address, if any.
     pub freebies: Option<Arc<KeyedLimiter<IpAddr>>>,
+    /// The dynamic pricer, if prices come from one.
+    pub pricer: Option<Arc<Pricer>>,
 }
 
 impl Route {
@@ -68,6 +71,7 @@ impl Route {
 ///     free_handler: upstream,
 ///     paid_handler: None,
 ///     freebies: None,
+///     pricer: None,
 /// };
 /// assert!(route.matches("api.example", "/v1/x") && !route.matches("api.example", "/v2"));
 /// let proxy = Proxy::new(vec![route]);
@@ -104,7 +108,10 @@ impl Service<Request<Body>> for Proxy {
     }
 }
 
-async fn route(routes: &[Route], req: Request<Body>) -> Response {
+async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
+    // Prices travel to the paywall in internal headers: never a client's.
+    req.headers_mut().remove(L402_PRICE_HEADER);
+    req.headers_mut().remove(X402_PRICE_HEADER);
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -141,6 +148,13 @@ async fn route(routes: &[Route], req: Request<Body>) -> Response {
                 m::freebie(&route.name);
                 (route.free_handler.clone(), None)
             } else {
+                if let Some(pricer) = &route.pricer
+                    && let Err(e) = set_price(pricer, &mut req).await
+                {
+                    tracing::warn!(service = %route.name, error = %e, "no price: 503");
+                    let resp = ProxyError::PricerUnavailable.into_response();
+                    return log_done(Some(&route.name), &method, &path, resp, started);
+                }
                 (paid.clone(), rail)
             }
         }
@@ -151,6 +165,24 @@ async fn route(routes: &[Route], req: Request<Body>) -> Response {
         m::payment(&route.name, rail, resp.status().as_u16());
     }
     log_done(Some(&route.name), &method, &path, resp, started)
+}
+
+/// Asks the pricer and puts its prices in the internal headers.
+async fn set_price(
+    pricer: &Pricer,
+    req: &mut Request<Body>,
+) -> Result<(), crate::pricer::PricerError> {
+    let quote = pricer.quote(req.method(), req.uri().path()).await?;
+    if let Some(m) = quote.msat {
+        req.headers_mut()
+            .insert(L402_PRICE_HEADER, http::HeaderValue::from(m.0));
+    }
+    if let Some(t) = quote.x402
+        && let Ok(v) = http::HeaderValue::from_str(&t.to_string())
+    {
+        req.headers_mut().insert(X402_PRICE_HEADER, v);
+    }
+    Ok(())
 }
 
 /// Whether this unpaid request is one of the client's free ones (a request

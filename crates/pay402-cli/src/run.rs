@@ -96,8 +96,9 @@ pub struct Running {
 /// ```
 pub async fn build(config: &Config) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
-    let needs_l402 = config.services.iter().any(|s| s.l402_price.is_some());
-    let needs_x402 = config.services.iter().any(|s| s.x402_price.is_some());
+    let needs = |rail| config.services.iter().any(|s| s.rails.contains(&rail));
+    let needs_l402 = needs(crate::config::RailName::L402);
+    let needs_x402 = needs(crate::config::RailName::X402);
 
     let issuer: Option<Arc<dyn InvoiceIssuer>> = match (&config.lightning, needs_l402) {
         (Some(l), true) => Some(lightning(l, &mut tasks).await?),
@@ -146,6 +147,14 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
             free,
             free_handler,
             paid_handler,
+            pricer: match &service.pricer {
+                Some(p) => Some(crate::pricer::Pricer::new(
+                    &service.name,
+                    p,
+                    &service.rails,
+                )?),
+                None => None,
+            },
             freebies: service.freebies.map(|f| {
                 Arc::new(pay402_server::limit::KeyedLimiter::new(
                     pay402_server::limit::RateLimit::per_period(

@@ -35,8 +35,13 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Payment proof headers of the x402 rail (the L402 one is `Authorization`
-/// with the `L402`/`LSAT` scheme).
-const PROOF_HEADERS: [&str; 2] = ["payment-signature", "x-payment"];
+/// with the `L402`/`LSAT` scheme), and the proxy's internal price headers.
+const PROOF_HEADERS: [&str; 4] = [
+    "payment-signature",
+    "x-payment",
+    crate::pricer::L402_PRICE_HEADER,
+    crate::pricer::X402_PRICE_HEADER,
+];
 
 /// A service's upstream.
 ///
@@ -404,6 +409,9 @@ pub enum ProxyError {
     /// The path has dot segments or encoded separators.
     #[error("the path has dot segments or encoded separators")]
     InvalidPath,
+    /// The service's pricer gave no price (never served free).
+    #[error("no price could be had for this request")]
+    PricerUnavailable,
 }
 
 impl pay402_core::problem::Reason for ProxyError {
@@ -414,6 +422,7 @@ impl pay402_core::problem::Reason for ProxyError {
             ProxyError::UpstreamInvalidResponse => "upstream_invalid_response",
             ProxyError::NoService => "no_service",
             ProxyError::InvalidPath => "invalid_path",
+            ProxyError::PricerUnavailable => "pricer_unavailable",
         }
     }
     fn status(&self) -> u16 {
@@ -422,6 +431,7 @@ impl pay402_core::problem::Reason for ProxyError {
             ProxyError::UpstreamTimeout => 504,
             ProxyError::NoService => 404,
             ProxyError::InvalidPath => 400,
+            ProxyError::PricerUnavailable => 503,
         }
     }
 }

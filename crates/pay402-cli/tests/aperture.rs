@@ -92,7 +92,7 @@ fn an_aperture_configuration_converts_to_one_that_passes_check() {
         "services.quotes.ratelimits: not supported, refused",
         "services.quotes.headers: copied as written",
         "services.open: auth off, written free",
-        "services.dynamic.dynamicprice: not supported yet; written free",
+        "services.dynamic.dynamicprice: Aperture's gRPC pricer is not supported; written free",
         "staticroot: not used by pay402 (ignored)",
         "prometheus: not used by pay402 (ignored)",
         "tokens Aperture issued are not carried over",

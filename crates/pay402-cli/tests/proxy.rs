@@ -178,12 +178,8 @@ async fn http2_clients_are_served() {
 async fn l402_route_is_paid_through_the_proxy_and_the_upstream_never_sees_the_proof() {
     let upstream = start_upstream().await;
     let dir = temp_dir("l402");
-    let toml = config(&format!(
+    let toml = common::simnet_config(&format!(
         r#"
-[lightning]
-kind = "simnet-rest"
-listen = "127.0.0.1:0"
-
 [[services]]
 name = "paid"
 path = '^/paid/'
@@ -213,14 +209,7 @@ upstream = "http://{upstream}"
         .to_owned();
     assert!(challenge.starts_with("L402 "), "{challenge}");
     // The configured capabilities and caveats are minted into the macaroon.
-    let mac = challenge
-        .split("macaroon=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let mac = pay402_core::b64::decode_any(mac, 8192).unwrap();
+    let mac = challenge_macaroon(&challenge);
     let has = |needle: &[u8]| mac.windows(needle.len()).any(|w| w == needle);
     assert!(has(b"paid_capabilities=read") && has(b"tenant=7"));
 
@@ -384,12 +373,8 @@ async fn sigterm_during_a_slow_request_lets_it_finish() {
 async fn sigterm_during_a_paid_request_serves_it() {
     let upstream = start_upstream().await;
     let dir = temp_dir("sigterm-paid");
-    let toml = config(&format!(
+    let toml = common::simnet_config(&format!(
         r#"
-[lightning]
-kind = "simnet-rest"
-listen = "127.0.0.1:0"
-
 [[services]]
 name = "paid"
 upstream = "http://{upstream}"
@@ -551,4 +536,111 @@ freebies = {{ requests = 2, period_secs = 3600 }}
         metrics.contains("pay402_freebies_total{service=\"tasting\"} 2"),
         "{metrics}"
     );
+}
+
+/// A pricer: 50 sat under `/paid`, 5 sat elsewhere, 500 under `/broken`;
+/// counts the questions it is asked.
+async fn start_pricer() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::post;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        "/price",
+        post(move |axum::Json(q): axum::Json<serde_json::Value>| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let path = q["path"].as_str().unwrap_or_default().to_owned();
+                assert_eq!(q["service"], "priced");
+                if path.starts_with("/broken") {
+                    return Err(http::StatusCode::INTERNAL_SERVER_ERROR);
+                }
+                let sats = if path.starts_with("/paid") { 50 } else { 5 };
+                Ok(axum::Json(serde_json::json!({ "sats": sats })))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, asked)
+}
+
+/// The macaroon bytes of an L402 challenge.
+fn challenge_macaroon(challenge: &str) -> Vec<u8> {
+    let b64 = challenge
+        .split("macaroon=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    pay402_core::b64::decode_any(b64, 8192).unwrap()
+}
+
+/// The `_paid_msat` caveat of the macaroon in a 402's L402 challenge.
+fn challenged_msat(resp: &reqwest::Response) -> String {
+    let mac = challenge_macaroon(resp.headers()["www-authenticate"].to_str().unwrap());
+    let text = String::from_utf8_lossy(&mac).into_owned();
+    let at =
+        text.find("priced_paid_msat=").expect("a paid_msat caveat") + "priced_paid_msat=".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pricer_sets_the_price_is_cached_and_fails_closed() {
+    let upstream = start_upstream().await;
+    let (pricer, asked) = start_pricer().await;
+    let dir = temp_dir("pricer");
+    let toml = common::simnet_config(&format!(
+        r#"
+[[services]]
+name = "priced"
+upstream = "http://{upstream}"
+rails = ["l402"]
+pricer = {{ url = "http://{pricer}/price", timeout_ms = 2000, cache_secs = 60 }}
+"#
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    let http = reqwest::Client::new();
+
+    let cheap = http.get(proxy.url("/echo")).send().await.unwrap();
+    assert_eq!(cheap.status(), 402);
+    assert_eq!(challenged_msat(&cheap), "5000");
+    let dear = http.get(proxy.url("/paid/echo")).send().await.unwrap();
+    assert_eq!(challenged_msat(&dear), "50000");
+    // A client cannot set its own price.
+    let forged = http
+        .get(proxy.url("/paid/echo"))
+        .header("x-pay402-internal-price-msat", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenged_msat(&forged), "50000");
+
+    // Paid at the pricer's price; the internal header never reaches the upstream.
+    let client = common::l402_client(&proxy);
+    let paid = client.get(proxy.url("/paid/echo")).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    assert_eq!(
+        paid.receipt.as_ref().unwrap().amount,
+        pay402_core::money::Msat(50_000)
+    );
+    let v: serde_json::Value = serde_json::from_str(&paid.text().await.unwrap()).unwrap();
+    assert!(
+        v["headers"].get("x-pay402-internal-price-msat").is_none(),
+        "{v}"
+    );
+
+    // Cached per method and path: two questions for all of the above.
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // No price: 503, never free, nothing forwarded.
+    let broken = http.get(proxy.url("/broken")).send().await.unwrap();
+    assert_eq!(broken.status(), 503);
+    let p: serde_json::Value = broken.json().await.unwrap();
+    assert_eq!(p["reason"], "pricer_unavailable");
 }

@@ -254,3 +254,10 @@ pub async fn get_text(url: String) -> String {
 pub async fn get_json(url: String) -> serde_json::Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
+
+/// [`config`] with the embedded simnet whose wallet speaks LND REST.
+pub fn simnet_config(rest: &str) -> String {
+    config(&format!(
+        "[lightning]\nkind = \"simnet-rest\"\nlisten = \"127.0.0.1:0\"\n\n{rest}"
+    ))
+}
