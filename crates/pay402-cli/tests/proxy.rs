@@ -115,20 +115,22 @@ async fn large_and_streamed_bodies_pass_both_ways() {
     let resp = http.get(proxy.url("/big")).send().await.unwrap();
     assert!(resp.bytes().await.unwrap() == big);
 
-    // A streamed response arrives chunk by chunk, not all at the end.
-    let started = std::time::Instant::now();
-    let resp = http.get(proxy.url("/stream")).send().await.unwrap();
+    // A streamed response arrives chunk by chunk: the upstream sends its
+    // second chunk only after the first came through the proxy.
+    let resp = http.get(proxy.url("/gated")).send().await.unwrap();
     let mut stream = resp.bytes_stream();
-    let first = stream.next().await.unwrap().unwrap();
-    let first_at = started.elapsed();
-    assert_eq!(&first[..], b"chunk 0\n");
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the first chunk before the upstream finished: not buffered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first\n");
+    common::GATE.notify_one();
     let mut rest = Vec::new();
     while let Some(c) = stream.next().await {
         rest.extend_from_slice(&c.unwrap());
     }
-    assert_eq!(rest, b"chunk 1\nchunk 2\nchunk 3\nchunk 4\n");
-    // The upstream needs 500 ms for all five; the first came well before.
-    assert!(first_at < Duration::from_millis(400), "{first_at:?}");
+    assert_eq!(rest, b"rest\n");
 }
 
 #[tokio::test]
@@ -335,11 +337,12 @@ async fn an_upstream_slower_than_the_timeout_gets_504() {
         )),
     )
     .await;
-    let resp = reqwest::get(proxy.url("/slow")).await.unwrap();
+    let resp = reqwest::get(proxy.url("/stall")).await.unwrap();
     assert_eq!(resp.status(), 504);
     let p: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(p["reason"], "upstream_timeout");
-    // A stream slower in total than the timeout, but never idle that long, passes.
+    // A stream slower in total than the timeout (1.5 s), but never idle that
+    // long (300 ms between chunks), passes.
     let body = reqwest::get(proxy.url("/stream"))
         .await
         .unwrap()
@@ -356,7 +359,8 @@ async fn sigterm_during_a_slow_request_lets_it_finish() {
     let mut proxy = Proxy::start(&dir, &free_service(upstream)).await;
     let url = proxy.url("/slow");
     let slow = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGTERM once the request is at the upstream.
+    common::SLOW_STARTED.notified().await;
     let pid = rustix::process::Pid::from_raw(proxy.pid()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert_eq!(slow.await.unwrap(), "slow done");
@@ -396,7 +400,7 @@ price = {{ sats = 25 }}
         let reused = paid.reused_token && paid.receipt.is_none();
         (paid.status(), reused, paid.text().await.unwrap())
     });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    common::PAID_SLOW_STARTED.notified().await;
     let pid = rustix::process::Pid::from_raw(proxy.pid()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let (status, reused, body) = slow.await.unwrap();

@@ -24,9 +24,18 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Told when the upstream received `/slow`.
+pub static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Told when the upstream received `/paid/slow`.
+pub static PAID_SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// `/gated` sends its second chunk only once this is told.
+pub static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// The upstream: `/echo` answers with the request's headers (JSON) and
 /// body length, `/body` echoes the body back, `/stream` sends 5 chunks
-/// 100 ms apart, `/big` sends 8 MiB, `/slow` answers after 2 s.
+/// 300 ms apart, `/gated` sends `first` and then `rest` once [`GATE`] is
+/// told, `/big` sends 8 MiB, `/slow` answers 2 s after telling
+/// [`SLOW_STARTED`] (one test only uses it), `/stall` answers after 2 s.
 pub async fn start_upstream() -> SocketAddr {
     let app = Router::new()
         .route("/echo", any(echo))
@@ -36,17 +45,27 @@ pub async fn start_upstream() -> SocketAddr {
         .route("/upgrade", get(upgrade_echo))
         .route("/paid/upgrade", get(upgrade_echo))
         .route("/stream", get(stream))
+        .route("/gated", get(gated))
         .route("/big", get(|| async { big_body() }))
         .route(
             "/paid/slow",
             get(|| async {
+                PAID_SLOW_STARTED.notify_one();
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 "slow done"
             }),
         )
         .route(
+            "/stall",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "stalled"
+            }),
+        )
+        .route(
             "/slow",
             get(|| async {
+                SLOW_STARTED.notify_one();
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 "slow done"
             }),
@@ -93,12 +112,26 @@ async fn upgrade_echo(mut req: Request) -> axum::response::Response {
         .into_response()
 }
 
+async fn gated() -> Body {
+    let s = futures_util::stream::unfold(0u32, |i| async move {
+        match i {
+            0 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"first\n")), 1)),
+            1 => {
+                GATE.notified().await;
+                Some((Ok(Bytes::from_static(b"rest\n")), 2))
+            }
+            _ => None,
+        }
+    });
+    Body::from_stream(s)
+}
+
 async fn stream() -> Body {
     let s = futures_util::stream::unfold(0u32, |i| async move {
         if i == 5 {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         Some((
             Ok::<_, std::io::Error>(Bytes::from(format!("chunk {i}\n"))),
             i + 1,
