@@ -155,6 +155,24 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Largest upstream response buffered for x402 settle-after (bytes).
     pub max_settle_body: usize,
+    /// TLS on `listen` (HTTPS, HTTP/2 by ALPN); none = plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the certificate chain and key (PEM) the proxy serves.
+///
+/// ```
+/// let t: pay402_cli::config::TlsConfig =
+///     toml::from_str("cert_file = \"/etc/pay402/cert.pem\"\nkey_file = \"/etc/pay402/key.pem\"").unwrap();
+/// assert!(t.key_file.ends_with("key.pem"));
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -165,6 +183,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             shutdown_grace_secs: 30,
             max_settle_body: 4 * 1024 * 1024,
+            tls: None,
         }
     }
 }

@@ -13,6 +13,8 @@ pub const EXAMPLE: &str = r#"# pay402.toml: a paying reverse proxy.
 [server]
 # Where clients connect (HTTP/1.1 and HTTP/2 without TLS).
 listen = "127.0.0.1:8402"
+# HTTPS on `listen` (HTTP/2 by ALPN); without it, plain HTTP: put TLS in front.
+# tls = { cert_file = "/etc/pay402/cert.pem", key_file = "/etc/pay402/key.pem" }
 # /healthz, /readyz and /metrics; without ops_listen they are served on `listen`.
 # ops_listen = "127.0.0.1:9402"
 # "text" or "json" (one JSON object per line).

@@ -37,4 +37,5 @@ pub mod paywall;
 pub mod pricer;
 pub mod proxy;
 pub mod run;
+pub mod tls;
 pub mod upstream;

@@ -429,6 +429,10 @@ async fn readyz(State(ops): State<Ops>) -> axum::response::Response {
 /// ```
 pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), StartError> {
     let running = build(&config).await?;
+    let tls = match &config.server.tls {
+        Some(t) => Some(crate::tls::acceptor(&t.cert_file, &t.key_file)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen.as_str())
         .await
         .map_err(|e| format!("server.listen {}: {e}", config.server.listen))?;
@@ -445,7 +449,12 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
             )),
         ),
     };
-    tracing::info!(address = %listener.local_addr()?, services = config.services.len(), "pay402 proxy listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = tls.is_some(),
+        services = config.services.len(),
+        "pay402 proxy listening"
+    );
     // Scrapes see fresh histograms; upkeep also bounds the recorder's memory.
     let upkeep = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -458,16 +467,24 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     let mut rx = stop_rx.clone();
-    servers.push(tokio::spawn(async move {
-        axum::serve(
+    match tls {
+        Some(acceptor) => servers.push(tokio::spawn(crate::tls::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })
-        .await
-    }));
+            acceptor,
+            app,
+            stop_rx.clone(),
+        ))),
+        None => servers.push(tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+        })),
+    }
     if let Some((l, ops)) = ops_listener {
         tracing::info!(address = %l.local_addr()?, "operations listening");
         servers.push(spawn_private(l, ops, stop_rx.clone()));

@@ -153,7 +153,12 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
     });
 
     let mut headers = request_headers(&parts.headers, inner);
-    set_forwarded(&mut headers, client_ip, host.as_ref());
+    let proto = if parts.extensions.get::<crate::tls::Https>().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    set_forwarded(&mut headers, client_ip, host.as_ref(), proto);
     if let Some(name) = &inner.identity_header
         && let Some(id) = payment_identity(&parts.extensions)
     {
@@ -330,11 +335,12 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 /// Appends to `Forwarded` (RFC 7239) and `X-Forwarded-For`, sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host`.
+/// `X-Forwarded-Proto` (`proto`) and `X-Forwarded-Host`.
 fn set_forwarded(
     headers: &mut HeaderMap,
     client_ip: Option<std::net::IpAddr>,
     host: Option<&HeaderValue>,
+    proto: &'static str,
 ) {
     let mut element = String::new();
     if let Some(ip) = client_ip {
@@ -362,8 +368,9 @@ fn set_forwarded(
     if !element.is_empty() {
         element.push(';');
     }
-    element.push_str("proto=http");
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    element.push_str("proto=");
+    element.push_str(proto);
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {element}"),
         None => element,

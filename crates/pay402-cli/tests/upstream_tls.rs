@@ -122,3 +122,41 @@ upstream = "https://localhost:{port}/"
         assert_eq!(p["reason"], "upstream_unreachable", "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_proxy_serves_https_with_http2_and_http1_by_alpn() {
+    let upstream = common::start_upstream().await;
+    let dir = temp_dir("listener-tls");
+    let toml = config(&format!(
+        "[server.tls]\ncert_file = \"{FIXTURES}/server.cert\"\nkey_file = \"{FIXTURES}/server.key\"\n\n[[services]]\nname = \"plain\"\nupstream = \"http://{upstream}\"\n"
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    let url = format!("https://localhost:{}/echo", proxy.addr.port());
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(format!("{FIXTURES}/ca.cert")).unwrap())
+        .unwrap();
+
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(ca.clone())
+        .build()
+        .unwrap();
+    let resp = h2.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.1");
+
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .http1_only()
+        .build()
+        .unwrap();
+    let resp = h1.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+
+    // Plain HTTP on the TLS port gets no answer, and a client that does not
+    // trust the CA refuses the certificate.
+    assert!(reqwest::get(proxy.url("/echo")).await.is_err());
+    assert!(reqwest::get(&url).await.is_err());
+}
