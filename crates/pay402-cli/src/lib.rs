@@ -33,6 +33,7 @@ pub mod check;
 pub mod config;
 pub mod init;
 pub mod metrics;
+mod ops;
 pub mod paywall;
 pub mod pricer;
 pub mod proxy;
