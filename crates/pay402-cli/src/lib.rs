@@ -31,6 +31,7 @@ pub mod admin;
 pub mod aperture;
 pub mod check;
 pub mod config;
+pub mod facilitator;
 pub mod init;
 pub mod metrics;
 mod ops;

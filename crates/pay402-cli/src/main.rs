@@ -33,6 +33,19 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run pay402's x402 facilitator (`/verify`, `/settle`, `/supported`)
+    /// for other x402 servers.
+    ///
+    /// It settles EIP-3009 transfers of the allowlisted tokens on one chain
+    /// from the configured key (which pays the gas), answers only requests
+    /// with one of the bearer API keys, and enforces the gas and fee caps,
+    /// the gas budget and per-client and per-payer rate limits. The RPC URL,
+    /// the key and the API keys come from files or environment variables.
+    Facilitator {
+        /// The configuration file (see docs/cli.md).
+        #[arg(short, long, value_name = "FILE", default_value = "facilitator.toml")]
+        config: PathBuf,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -76,7 +89,20 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::FromAperture { input, output },
         } => from_aperture(&input, &output),
+        Command::Facilitator { config } => facilitator(&config),
     }
+}
+
+fn facilitator(path: &std::path::Path) -> ExitCode {
+    let file = match pay402_cli::facilitator::FacilitatorFile::load(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(LogFormat::Json);
+    block_on(pay402_cli::facilitator::serve(file))
 }
 
 fn from_aperture(input: &std::path::Path, output: &std::path::Path) -> ExitCode {
@@ -165,6 +191,13 @@ fn proxy(path: &std::path::Path, check: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    block_on(pay402_cli::run::serve(config, metrics))
+}
+
+/// Runs `fut` on a multi-threaded runtime; the exit code says how it ended.
+fn block_on(
+    fut: impl std::future::Future<Output = Result<(), pay402_cli::run::StartError>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,10 +208,10 @@ fn proxy(path: &std::path::Path, check: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(pay402_cli::run::serve(config, metrics)) {
+    match runtime.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "pay402 proxy stopped");
+            tracing::error!(error = %e, "stopped");
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

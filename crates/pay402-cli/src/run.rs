@@ -268,11 +268,25 @@ async fn facilitator(x: &crate::config::X402Settings) -> Result<Arc<dyn Facilita
                 .await?;
             Arc::new(f)
         }
-        FacilitatorConfig::Remote { url, timeout_secs } => Arc::new(
-            pay402_backends::x402::RemoteFacilitator::builder(url.clone())
-                .timeout(Duration::from_secs(*timeout_secs))
-                .build()?,
-        ),
+        FacilitatorConfig::Remote {
+            url,
+            timeout_secs,
+            api_key,
+        } => {
+            let mut b = pay402_backends::x402::RemoteFacilitator::builder(url.clone())
+                .timeout(Duration::from_secs(*timeout_secs));
+            if let Some(k) = api_key {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {}", read_secret(k)?.as_str()))?;
+                value.set_sensitive(true);
+                b = b.auth(move |_endpoint: pay402_backends::x402::Endpoint| {
+                    let mut h = http::HeaderMap::new();
+                    h.insert(http::header::AUTHORIZATION, value.clone());
+                    h
+                });
+            }
+            Arc::new(b.build()?)
+        }
     })
 }
 
@@ -455,7 +469,7 @@ fn spawn_private(
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -86,14 +86,7 @@ identity_header = "X-Pay402-Payment"
     assert!(www.starts_with("L402 "), "{www}");
 
     // x402: paid, settled on chain, proof not forwarded.
-    let client = X402Client::builder(signer.clone())
-        .allow_asset(
-            "eip155:31337",
-            EvmAddress(usdc.address),
-            TokenAmount::from_u64(PRICE),
-        )
-        .timeout(Duration::from_secs(60))
-        .build();
+    let client = x402_client(&signer, usdc.address);
     let paid = client
         .get(proxy.url("/echo"))
         .await
@@ -176,4 +169,150 @@ identity_header = "X-Pay402-Payment"
             "{rail}: {metrics}"
         );
     }
+}
+
+/// An x402 client with its cap on the test price of `usdc`.
+fn x402_client(signer: &Arc<LocalSigner>, usdc: alloy_primitives::Address) -> X402Client {
+    X402Client::builder(signer.clone())
+        .allow_asset(
+            "eip155:31337",
+            EvmAddress(usdc),
+            TokenAmount::from_u64(PRICE),
+        )
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Starts `pay402 facilitator --config <file>` and waits for its address.
+async fn start_facilitator(
+    config: &std::path::Path,
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(common::BIN)
+        .args(["facilitator", "--config"])
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the pay402 binary runs");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            eprintln!("[facilitator] {line}");
+            if line.contains("pay402 facilitator listening") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                return v["address"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        panic!("the facilitator exited before listening");
+    })
+    .await
+    .expect("the facilitator announced its address in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_facilitator_subcommand_settles_for_a_proxy_using_it_remotely() {
+    let chain =
+        Anvil::start().unwrap_or_else(|e| panic!("anvil (the real EVM peer) could not start: {e}"));
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let signer = Arc::new(LocalSigner::random());
+    usdc.mint(signer.address().0, U256::from(1_000_000u64))
+        .expect("mint");
+    let payee = DEV_ACCOUNTS[3].address;
+    let payee_before = usdc.balance_of(payee).unwrap();
+
+    let dir = temp_dir("facilitator");
+    let api_key = "facilitator-api-key-0123456789abcdef0123";
+    std::fs::write(dir.join("rpc_url"), chain.rpc_url()).unwrap();
+    std::fs::write(
+        dir.join("key"),
+        format!("{}\n", DEV_ACCOUNTS[1].private_key),
+    )
+    .unwrap();
+    std::fs::write(dir.join("api-key"), api_key).unwrap();
+    let fconf = dir.join("facilitator.toml");
+    std::fs::write(
+        &fconf,
+        format!(
+            r#"listen = "127.0.0.1:0"
+network = "eip155:31337"
+rpc_url = {{ file = "{dir}/rpc_url" }}
+key = {{ file = "{dir}/key" }}
+api_keys = [{{ file = "{dir}/api-key" }}]
+
+[[assets]]
+address = "{asset}"
+name = "{USDC_NAME}"
+version = "{USDC_VERSION}"
+"#,
+            dir = dir.display(),
+            asset = usdc.address
+        ),
+    )
+    .unwrap();
+    let (_facilitator, faddr) = start_facilitator(&fconf).await;
+    let http = reqwest::Client::new();
+    // /verify and /settle want the API key; /supported is open (SDKs read it first).
+    let verify = format!("http://{faddr}/verify");
+    let refused = http
+        .post(&verify)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let supported = http
+        .get(format!("http://{faddr}/supported"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(supported.status(), 200);
+    assert_eq!(
+        http.get(format!("http://{faddr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A proxy settling through it.
+    let upstream = start_upstream().await;
+    let toml = config(&format!(
+        r#"
+[x402]
+network = "eip155:31337"
+asset = "{asset}"
+asset_name = "{USDC_NAME}"
+pay_to = "{payee}"
+
+[x402.facilitator]
+kind = "remote"
+url = "http://{faddr}"
+api_key = {{ file = "{dir}/api-key" }}
+
+[[services]]
+name = "remote"
+upstream = "http://{upstream}"
+rails = ["x402"]
+price = {{ x402_units = "{PRICE}" }}
+"#,
+        asset = usdc.address,
+        dir = dir.display(),
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    let client = x402_client(&signer, usdc.address);
+    let paid = client
+        .get(proxy.url("/echo"))
+        .await
+        .expect("x402 through a remote facilitator");
+    assert_eq!(paid.status(), reqwest::StatusCode::OK);
+    assert!(paid.receipt.as_ref().expect("receipt").settled());
+    assert_eq!(
+        usdc.balance_of(payee).unwrap(),
+        payee_before + U256::from(PRICE)
+    );
 }

@@ -300,6 +300,8 @@ pub enum FacilitatorConfig {
         /// Per-call timeout.
         #[serde(default = "default_timeout_secs")]
         timeout_secs: u64,
+        /// A bearer API key sent to the facilitator (a secret).
+        api_key: Option<SecretSource>,
     },
 }
 

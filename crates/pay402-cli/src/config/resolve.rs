@@ -171,9 +171,14 @@ impl Resolver<'_> {
                 self.secret(span.clone(), "x402.facilitator.rpc_url", rpc_url)?;
                 self.secret(span, "x402.facilitator.key", key)
             }
-            FacilitatorConfig::Remote { url, .. } => reqwest::Url::parse(url)
-                .map(|_| ())
-                .map_err(|e| self.err(span, "x402.facilitator.url", format!("{url:?}: {e}"))),
+            FacilitatorConfig::Remote { url, api_key, .. } => {
+                if let Some(k) = api_key {
+                    self.secret(span.clone(), "x402.facilitator.api_key", k)?;
+                }
+                reqwest::Url::parse(url)
+                    .map(|_| ())
+                    .map_err(|e| self.err(span, "x402.facilitator.url", format!("{url:?}: {e}")))
+            }
         }
     }
 
