@@ -161,6 +161,7 @@ fn every_subcommand_has_help() {
         &["init", "--help"],
         &["config", "--help"],
         &["config", "from-aperture", "--help"],
+        &["facilitator", "--help"],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success());
