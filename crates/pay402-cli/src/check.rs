@@ -1,0 +1,132 @@
+//! `pay402 proxy --check`: the resolved configuration, as the proxy will
+//! run it (secrets named by their source, never printed).
+
+use std::fmt::Write;
+
+use crate::config::{Config, FacilitatorConfig, HeaderValueSource, LightningConfig};
+
+/// A human-readable summary of `config`.
+///
+/// ```
+/// let c = pay402_cli::config::Config::parse("p.toml", pay402_cli::init::EXAMPLE).unwrap();
+/// assert!(pay402_cli::check::describe(&c).contains("service api"));
+/// ```
+pub fn describe(config: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: ok", config.file.display());
+    let _ = writeln!(s, "listen {}", config.server.listen);
+    if let Some(ops) = &config.server.ops_listen {
+        let _ = writeln!(s, "operations on {ops}");
+    }
+    let _ = writeln!(s, "store {}", config.store);
+    if let Some(a) = &config.admin {
+        let _ = writeln!(
+            s,
+            "admin API on {} (bearer token from {})",
+            a.listen, a.token
+        );
+    }
+    match &config.lightning {
+        None => {}
+        Some(LightningConfig::Simnet {}) => {
+            let _ = writeln!(s, "lightning: embedded simnet");
+        }
+        Some(LightningConfig::SimnetRest {
+            listen,
+            wallet_sats,
+        }) => {
+            let _ = writeln!(
+                s,
+                "lightning: embedded simnet, wallet ({wallet_sats} sat) LND REST on {listen}"
+            );
+        }
+        Some(LightningConfig::Lnd {
+            url,
+            network,
+            macaroon,
+            ..
+        }) => {
+            let m = macaroon
+                .as_ref()
+                .map_or("none".to_owned(), |m| m.to_string());
+            let _ = writeln!(s, "lightning: lnd at {url} ({network}), macaroon from {m}");
+        }
+    }
+    if let Some(x) = &config.x402 {
+        let f = match &x.facilitator {
+            FacilitatorConfig::Local { rpc_url, key } => {
+                format!(
+                    "local facilitator (rpc from {rpc_url}, key from {key}, allows only {})",
+                    x.asset
+                )
+            }
+            FacilitatorConfig::Remote { url, .. } => format!("remote facilitator {url}"),
+        };
+        let _ = writeln!(
+            s,
+            "x402: {} on {} to {}, settle {:?}, {f}",
+            x.asset_name, x.network, x.pay_to, x.settle
+        );
+    }
+    for svc in &config.services {
+        let _ = writeln!(s, "service {}", svc.name);
+        let _ = writeln!(
+            s,
+            "  host ~ {:?}  path ~ {:?}",
+            svc.host.as_str(),
+            svc.path.as_str()
+        );
+        let _ = writeln!(
+            s,
+            "  upstream {} (timeout {} s)",
+            svc.upstream,
+            svc.timeout.as_secs()
+        );
+        if let Some(p) = &svc.pricer {
+            let rails: Vec<String> = svc.rails.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "  {} priced by {} (timeout {} ms, cached {} s)",
+                rails.join(", "),
+                p.url,
+                p.timeout_ms,
+                p.cache_secs
+            );
+        }
+        match (&svc.l402_price, &svc.x402_price) {
+            (None, None) if svc.pricer.is_some() => {}
+            (None, None) => {
+                let _ = writeln!(s, "  free");
+            }
+            (l, x) => {
+                if let Some(m) = l {
+                    let _ = writeln!(
+                        s,
+                        "  l402 {m} (tokens valid {} s)",
+                        svc.token_lifetime.as_secs()
+                    );
+                }
+                if let Some(a) = x {
+                    let _ = writeln!(s, "  x402 {a} base units");
+                }
+            }
+        }
+        if !svc.free_paths.is_empty() {
+            let _ = writeln!(s, "  free paths {}", svc.free_paths.join(", "));
+        }
+        for (name, value) in &svc.add_headers {
+            let v = match value {
+                HeaderValueSource::Literal(v) => format!("{v:?}"),
+                HeaderValueSource::Secret(sec) => format!("<secret from {sec}>"),
+            };
+            let _ = writeln!(s, "  add header {name}: {v}");
+        }
+        for name in &svc.strip_headers {
+            let _ = writeln!(s, "  strip header {name}");
+        }
+        if let Some(h) = &svc.identity_header {
+            let _ = writeln!(s, "  identity header {h}");
+        }
+    }
+    s
+}

@@ -1,0 +1,473 @@
+//! The file as written: serde types, unknown keys refused.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The file as written.
+///
+/// ```
+/// let raw: pay402_cli::config::RawConfig = toml::from_str("[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+/// assert!(raw.services.is_empty());
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// `[rates]`.
+    #[serde(default)]
+    pub rates: RatesConfig,
+    /// `[lightning]`: the node that issues L402 invoices.
+    pub lightning: Option<Spanned<LightningConfig>>,
+    /// `[x402]`: the asset offered and the facilitator settling it.
+    pub x402: Option<Spanned<X402Settings>>,
+    /// `[admin]`: the operator API, on its own listener.
+    pub admin: Option<Spanned<AdminConfig>>,
+    /// `[[services]]`, matched in order.
+    #[serde(default)]
+    pub services: Vec<Spanned<ServiceConfig>>,
+}
+
+/// `[admin]`: the operator API (list x402 payments, revoke L402 tokens),
+/// served on its own address behind a bearer token.
+///
+/// ```
+/// let a: pay402_cli::config::AdminConfig =
+///     toml::from_str("listen = \"127.0.0.1:9403\"\ntoken = { env = \"PAY402_ADMIN_TOKEN\" }").unwrap();
+/// assert_eq!(a.listen, "127.0.0.1:9403");
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The admin listener's address (keep it private).
+    pub listen: String,
+    /// The bearer token (at least 32 characters).
+    pub token: SecretSource,
+}
+
+/// `[server]`.
+///
+/// ```
+/// let s = pay402_cli::config::ServerConfig::default();
+/// assert_eq!((s.listen.as_str(), s.shutdown_grace_secs), ("127.0.0.1:8402", 30));
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the proxy listens on.
+    pub listen: String,
+    /// Address of the operations listener (`/healthz`, `/readyz`,
+    /// `/metrics`); `None` serves them on `listen`.
+    pub ops_listen: Option<String>,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Largest upstream response buffered for x402 settle-after (bytes).
+    pub max_settle_body: usize,
+    /// TLS on `listen` (HTTPS, HTTP/2 by ALPN); none = plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the certificate chain and key (PEM) the proxy serves.
+///
+/// ```
+/// let t: pay402_cli::config::TlsConfig =
+///     toml::from_str("cert_file = \"/etc/pay402/cert.pem\"\nkey_file = \"/etc/pay402/key.pem\"").unwrap();
+/// assert!(t.key_file.ends_with("key.pem"));
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8402".into(),
+            ops_listen: None,
+            log_format: LogFormat::Text,
+            shutdown_grace_secs: 30,
+            max_settle_body: 4 * 1024 * 1024,
+            tls: None,
+        }
+    }
+}
+
+/// Log output format.
+///
+/// ```
+/// let f: pay402_cli::config::LogFormat = serde_json::from_str("\"json\"").unwrap();
+/// assert_eq!(f, pay402_cli::config::LogFormat::Json);
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[store]`.
+///
+/// ```
+/// let s = pay402_cli::config::StoreConfig::default();
+/// assert_eq!(s.url.get_ref(), "sqlite://pay402.sqlite");
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `sqlite::memory:` (PostgreSQL URLs later).
+    pub url: Spanned<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: Spanned::new(0..0, "sqlite://pay402.sqlite".into()),
+        }
+    }
+}
+
+/// `[rates]`: fixed exchange rates for prices given in US cents.
+///
+/// ```
+/// assert!(pay402_cli::config::RatesConfig::default().usd_cents_per_btc.is_none());
+/// ```
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RatesConfig {
+    /// US cents per bitcoin.
+    pub usd_cents_per_btc: Option<u64>,
+}
+
+/// A secret: read from a file or an environment variable, never inline.
+///
+/// ```
+/// let s = pay402_cli::config::SecretSource { file: None, env: Some("KEY".into()) };
+/// assert_eq!(s.to_string(), "env $KEY");
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// Read the file (trailing whitespace trimmed).
+    pub file: Option<PathBuf>,
+    /// Read the environment variable.
+    pub env: Option<String>,
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, &self.env) {
+            (Some(p), _) => write!(f, "file {}", p.display()),
+            (None, Some(v)) => write!(f, "env ${v}"),
+            (None, None) => f.write_str("(none)"),
+        }
+    }
+}
+
+/// `[lightning]`.
+///
+/// ```
+/// let l: pay402_cli::config::LightningConfig = toml::from_str("kind = \"simnet\"").unwrap();
+/// assert!(matches!(l, pay402_cli::config::LightningConfig::Simnet {}));
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LightningConfig {
+    /// An embedded simnet node (invoices payable only inside the process).
+    Simnet {},
+    /// An embedded simnet with a funded wallet node whose LND-compatible
+    /// REST API listens on `listen`, so clients can pay.
+    SimnetRest {
+        /// The wallet's REST address.
+        listen: String,
+        /// The wallet's balance in sat.
+        #[serde(default = "default_wallet_sats")]
+        wallet_sats: u64,
+    },
+    /// LND over REST.
+    Lnd {
+        /// `https://host:8080` (`http://` only on loopback).
+        url: String,
+        /// `bitcoin`, `testnet`, `testnet4`, `signet` or `regtest`.
+        network: String,
+        /// The invoice macaroon (binary file, or hex in an environment variable).
+        macaroon: Option<SecretSource>,
+        /// lnd's `tls.cert`, pinned.
+        tls_cert_file: Option<PathBuf>,
+        /// Per-call timeout.
+        #[serde(default = "default_timeout_secs")]
+        timeout_secs: u64,
+    },
+}
+
+fn default_wallet_sats() -> u64 {
+    10_000_000
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+/// `[x402]`.
+///
+/// ```
+/// let c = pay402_cli::config::Config::parse("p.toml", pay402_cli::init::EXAMPLE).unwrap();
+/// assert!(c.x402.is_none()); // commented out in the example
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Settings {
+    /// CAIP-2 network, e.g. `eip155:8453`.
+    pub network: String,
+    /// Token contract (`0x…`).
+    pub asset: String,
+    /// The token's EIP-712 domain name (`USD Coin`).
+    pub asset_name: String,
+    /// The token's EIP-712 domain version.
+    #[serde(default = "default_asset_version")]
+    pub asset_version: String,
+    /// The token's decimals (for prices in US cents).
+    #[serde(default = "default_decimals")]
+    pub asset_decimals: u8,
+    /// The recipient (`0x…`).
+    pub pay_to: String,
+    /// `after` (default) or `before` the upstream answers.
+    #[serde(default)]
+    pub settle: Settle,
+    /// Who verifies and settles.
+    pub facilitator: FacilitatorConfig,
+}
+
+fn default_asset_version() -> String {
+    "2".into()
+}
+
+fn default_decimals() -> u8 {
+    6
+}
+
+/// When x402 payments settle.
+///
+/// ```
+/// assert_eq!(pay402_cli::config::Settle::default(), pay402_cli::config::Settle::After);
+/// ```
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Settle {
+    /// After the upstream answered (its response is buffered, bounded).
+    #[default]
+    After,
+    /// Before the request is forwarded (the response streams).
+    Before,
+}
+
+/// `[x402.facilitator]`.
+///
+/// ```
+/// let f: pay402_cli::config::FacilitatorConfig =
+///     toml::from_str("kind = \"remote\"\nurl = \"https://f.example\"").unwrap();
+/// assert!(matches!(f, pay402_cli::config::FacilitatorConfig::Remote { timeout_secs: 30, .. }));
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FacilitatorConfig {
+    /// Settle on chain from a key of ours; only `[x402].asset` is accepted.
+    Local {
+        /// The chain's JSON-RPC URL (`https://`, or `http://` on loopback).
+        rpc_url: SecretSource,
+        /// The settling account's private key (hex).
+        key: SecretSource,
+    },
+    /// A remote facilitator (`https://`).
+    Remote {
+        /// Its base URL.
+        url: String,
+        /// Per-call timeout.
+        #[serde(default = "default_timeout_secs")]
+        timeout_secs: u64,
+        /// A bearer API key sent to the facilitator (a secret).
+        api_key: Option<SecretSource>,
+    },
+}
+
+/// A header value: a literal string, or a secret.
+///
+/// ```
+/// use pay402_cli::config::HeaderValueSource;
+/// let v: std::collections::BTreeMap<String, HeaderValueSource> =
+///     toml::from_str("a = \"x\"\nb = { env = \"B\" }").unwrap();
+/// assert_eq!(v["a"], HeaderValueSource::Literal("x".into()));
+/// assert!(matches!(v["b"], HeaderValueSource::Secret(_)));
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum HeaderValueSource {
+    /// Sent as written.
+    Literal(String),
+    /// Read from a file or the environment at start.
+    Secret(SecretSource),
+}
+
+/// Which payment rails a service offers.
+///
+/// ```
+/// assert_eq!(pay402_cli::config::RailName::L402.to_string(), "l402");
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum RailName {
+    /// L402 (Lightning).
+    L402,
+    /// x402 (EIP-3009 `exact`).
+    X402,
+}
+
+impl fmt::Display for RailName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RailName::L402 => "l402",
+            RailName::X402 => "x402",
+        })
+    }
+}
+
+/// `[services.price]`: one unit for every rail, or per rail.
+///
+/// ```
+/// let p: pay402_cli::config::PriceConfig = toml::from_str("sats = 10").unwrap();
+/// assert_eq!(p.sats, Some(10));
+/// ```
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// The L402 price in sat.
+    pub sats: Option<u64>,
+    /// The x402 price in the token's base units (a decimal string).
+    pub x402_units: Option<String>,
+    /// One price in US cents for every rail (needs `[rates]` for L402).
+    pub usd_cents: Option<u64>,
+}
+
+/// `[[services]]`.
+///
+/// ```
+/// let s: pay402_cli::config::ServiceConfig =
+///     toml::from_str("name = \"a\"\nupstream = \"http://127.0.0.1:1\"").unwrap();
+/// assert_eq!((s.name.as_str(), s.timeout_secs), ("a", 30));
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// A name (also the L402 service name and token scope).
+    pub name: String,
+    /// Regex on the `Host` (port included), as Aperture's `hostregexp`.
+    pub host: Option<Spanned<String>>,
+    /// Regex on the path, as Aperture's `pathregexp`.
+    pub path: Option<Spanned<String>>,
+    /// Where requests go: `http://` or `https://`, with an optional path prefix.
+    pub upstream: Spanned<String>,
+    /// Extra CA (PEM) trusted for the upstream's certificate.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to the upstream.
+    pub upstream_client_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub upstream_client_key_file: Option<PathBuf>,
+    /// Longest wait on the upstream (for its response head, and between two
+    /// reads of its body), in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Headers added to upstream requests.
+    #[serde(default)]
+    pub add_headers: BTreeMap<String, HeaderValueSource>,
+    /// Headers removed from upstream requests.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    /// Paths served without payment (`/health`, `/public/*`).
+    #[serde(default)]
+    pub free_paths: Vec<String>,
+    /// Rails offered (`["l402", "x402"]`); empty = free service.
+    #[serde(default)]
+    pub rails: Vec<RailName>,
+    /// The price.
+    #[serde(default)]
+    pub price: PriceConfig,
+    /// L402 token lifetime in seconds (default one day).
+    #[serde(default = "default_token_lifetime")]
+    pub token_lifetime_secs: u64,
+    /// Capabilities minted into L402 tokens (`<name>_capabilities=`).
+    #[serde(default)]
+    pub l402_capabilities: Vec<String>,
+    /// Extra first-party caveats (`key=value`) minted into L402 tokens.
+    #[serde(default)]
+    pub l402_caveats: Vec<String>,
+    /// Header the upstream gets naming the paying token/payment.
+    pub identity_header: Option<String>,
+    /// Unpaid requests each client address gets per period.
+    pub freebies: Option<FreebiesConfig>,
+    /// A dynamic price from an HTTP pricer (instead of `price`).
+    pub pricer: Option<PricerConfig>,
+}
+
+/// `pricer = { url = "http://127.0.0.1:9000/price", timeout_ms = 500, cache_secs = 30 }`:
+/// the price of each request asked from an HTTP endpoint (bounded in time,
+/// cached per method and path, failing closed with 503).
+///
+/// ```
+/// let p: pay402_cli::config::PricerConfig = toml::from_str("url = \"http://127.0.0.1:9/p\"").unwrap();
+/// assert_eq!((p.timeout_ms, p.cache_secs), (1000, 60));
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PricerConfig {
+    /// The pricer's URL (`https://`, or `http://` on loopback).
+    pub url: String,
+    /// How long one price query may take.
+    #[serde(default = "default_pricer_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long a price is reused for the same method and path.
+    #[serde(default = "default_pricer_cache_secs")]
+    pub cache_secs: u64,
+}
+
+fn default_pricer_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_pricer_cache_secs() -> u64 {
+    60
+}
+
+/// `freebies = { requests = 3, period_secs = 86400 }`: unpaid requests per
+/// client address (IPv6 by /64), replenished evenly over the period.
+///
+/// ```
+/// let f: pay402_cli::config::FreebiesConfig = toml::from_str("requests = 3\nperiod_secs = 60").unwrap();
+/// assert_eq!(f.requests, 3);
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FreebiesConfig {
+    /// How many.
+    pub requests: u32,
+    /// Per how many seconds.
+    pub period_secs: u64,
+}
+
+fn default_token_lifetime() -> u64 {
+    86_400
+}

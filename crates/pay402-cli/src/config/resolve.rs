@@ -1,0 +1,510 @@
+//! Checking and resolving the file as written: regexes compiled, prices
+//! converted exactly, every error placed in the file.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pay402_core::money::{Msat, Sat};
+use pay402_core::rates::{Amount, FixedRates, Rates, Rounding, TokenUnit, Unit};
+use pay402_core::x402::TokenAmount;
+use regex::Regex;
+use toml::Spanned;
+
+use super::*;
+
+pub(super) struct Resolver<'a> {
+    pub(super) file: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Resolver<'_> {
+    fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> ConfigError {
+        let span = if span.is_empty() && span.start == 0 {
+            None
+        } else {
+            Some(span)
+        };
+        ConfigError::new(self.file, self.text, span, key, msg)
+    }
+
+    pub(super) fn resolve(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let store = self.store(&raw.store)?;
+        if let Some(l) = &raw.lightning {
+            self.lightning(l)?;
+        }
+        if let Some(x) = &raw.x402 {
+            self.x402(x)?;
+        }
+        if let Some(a) = &raw.admin {
+            a.get_ref()
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| {
+                    self.err(
+                        a.span(),
+                        "admin.listen",
+                        format!("{:?}: {e}", a.get_ref().listen),
+                    )
+                })?;
+            self.secret(a.span(), "admin.token", &a.get_ref().token)?;
+        }
+        if raw.services.is_empty() {
+            return Err(self.err(0..0, "services", "no [[services]]: nothing to proxy"));
+        }
+        let rates = raw.rates.usd_cents_per_btc.map(|c| {
+            let mut r = FixedRates::new().usd_cents_per_btc(c);
+            if let Some(x) = &raw.x402 {
+                let x = x.get_ref();
+                r = r.usd_stablecoin(TokenUnit::new(&x.network, &x.asset, x.asset_decimals));
+            }
+            r
+        });
+        let mut services = Vec::with_capacity(raw.services.len());
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in raw.services.iter().enumerate() {
+            let service = self.service(i, s, &raw, rates.as_ref())?;
+            if !names.insert(service.name.clone()) {
+                return Err(self.err(
+                    s.span(),
+                    format!("services[{i}].name"),
+                    format!("{:?} is used by an earlier service", service.name),
+                ));
+            }
+            services.push(service);
+        }
+        Ok(Config {
+            file: self.file.to_owned(),
+            server: raw.server,
+            store,
+            lightning: raw.lightning.map(Spanned::into_inner),
+            x402: raw.x402.map(Spanned::into_inner),
+            admin: raw.admin.map(Spanned::into_inner),
+            services,
+        })
+    }
+
+    fn store(&self, s: &StoreConfig) -> Result<StoreUrl, ConfigError> {
+        let url = s.url.get_ref().trim();
+        if url == "sqlite::memory:" {
+            return Ok(StoreUrl::SqliteMemory);
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(self.err(s.url.span(), "store.url", "sqlite:// needs a file path"));
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        let msg = if url.starts_with("postgres") {
+            "PostgreSQL stores are not available yet; use sqlite://PATH"
+        } else {
+            "expected sqlite://PATH or sqlite::memory:"
+        };
+        Err(self.err(s.url.span(), "store.url", msg))
+    }
+
+    fn lightning(&self, l: &Spanned<LightningConfig>) -> Result<(), ConfigError> {
+        match l.get_ref() {
+            LightningConfig::Simnet {} => Ok(()),
+            LightningConfig::SimnetRest { listen, .. } => listen
+                .parse::<std::net::SocketAddr>()
+                .map(|_| ())
+                .map_err(|e| self.err(l.span(), "lightning.listen", format!("{listen:?}: {e}"))),
+            LightningConfig::Lnd {
+                url,
+                network,
+                macaroon,
+                ..
+            } => {
+                reqwest::Url::parse(url)
+                    .map_err(|e| self.err(l.span(), "lightning.url", format!("{url:?}: {e}")))?;
+                parse_ln_network(network).ok_or_else(|| {
+                    self.err(
+                        l.span(),
+                        "lightning.network",
+                        format!("{network:?} is not bitcoin, testnet, testnet4, signet or regtest"),
+                    )
+                })?;
+                if let Some(m) = macaroon {
+                    self.secret(l.span(), "lightning.macaroon", m)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn secret(&self, span: Range<usize>, key: &str, s: &SecretSource) -> Result<(), ConfigError> {
+        match (&s.file, &s.env) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err(self.err(
+                span,
+                key,
+                "give exactly one of file = \"PATH\" or env = \"VAR\"",
+            )),
+        }
+    }
+
+    fn x402(&self, x: &Spanned<X402Settings>) -> Result<(), ConfigError> {
+        let span = x.span();
+        let s = x.get_ref();
+        if pay402_core::x402::network::Caip2::parse(&s.network).is_err() {
+            return Err(self.err(
+                span,
+                "x402.network",
+                format!(
+                    "{:?} is not a CAIP-2 network id (eip155:<chain id>)",
+                    s.network
+                ),
+            ));
+        }
+        for (key, v) in [("x402.asset", &s.asset), ("x402.pay_to", &s.pay_to)] {
+            v.parse::<pay402_core::x402::evm::EvmAddress>()
+                .map_err(|_| self.err(span.clone(), key, format!("{v:?} is not a 0x address")))?;
+        }
+        match &s.facilitator {
+            FacilitatorConfig::Local { rpc_url, key } => {
+                self.secret(span.clone(), "x402.facilitator.rpc_url", rpc_url)?;
+                self.secret(span, "x402.facilitator.key", key)
+            }
+            FacilitatorConfig::Remote { url, api_key, .. } => {
+                if let Some(k) = api_key {
+                    self.secret(span.clone(), "x402.facilitator.api_key", k)?;
+                }
+                reqwest::Url::parse(url)
+                    .map(|_| ())
+                    .map_err(|e| self.err(span, "x402.facilitator.url", format!("{url:?}: {e}")))
+            }
+        }
+    }
+
+    fn pricer(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        pr: &PricerConfig,
+        rails: &[RailName],
+        raw: &RawConfig,
+        price: &PriceConfig,
+    ) -> Result<(), ConfigError> {
+        if price.sats.is_some() || price.x402_units.is_some() || price.usd_cents.is_some() {
+            return Err(self.err(span, key, "give a price or a pricer, not both"));
+        }
+        if rails.is_empty() {
+            return Err(self.err(span, key, "a pricer on a service without rails"));
+        }
+        if rails.contains(&RailName::L402) && raw.lightning.is_none() {
+            return Err(self.err(span, key, "l402 needs a [lightning] section"));
+        }
+        if rails.contains(&RailName::X402) && raw.x402.is_none() {
+            return Err(self.err(span, key, "x402 needs an [x402] section"));
+        }
+        let url = reqwest::Url::parse(&pr.url)
+            .map_err(|e| self.err(span.clone(), key, format!("url: {e}")))?;
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+            return Err(self.err(span, key, "url must be https:// (http:// only on loopback)"));
+        }
+        if pr.timeout_ms == 0 || pr.timeout_ms > 30_000 {
+            return Err(self.err(span, key, "timeout_ms must be 1 to 30000"));
+        }
+        Ok(())
+    }
+
+    fn service(
+        &self,
+        i: usize,
+        s: &Spanned<ServiceConfig>,
+        raw: &RawConfig,
+        rates: Option<&FixedRates>,
+    ) -> Result<Service, ConfigError> {
+        let span = s.span();
+        let key = |k: &str| format!("services[{i}].{k}");
+        let c = s.get_ref();
+        let regex = |field: &Option<Spanned<String>>, k: &str| -> Result<Regex, ConfigError> {
+            match field {
+                None => Regex::new("").map_err(|e| self.err(span.clone(), key(k), e.to_string())),
+                Some(r) => regex::RegexBuilder::new(r.get_ref())
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| self.err(r.span(), key(k), format!("not a regex: {e}"))),
+            }
+        };
+        let host = regex(&c.host, "host")?;
+        let path = regex(&c.path, "path")?;
+        let upstream = reqwest::Url::parse(c.upstream.get_ref()).map_err(|e| {
+            self.err(
+                c.upstream.span(),
+                key("upstream"),
+                format!("not a URL: {e}"),
+            )
+        })?;
+        if !matches!(upstream.scheme(), "http" | "https") || upstream.host().is_none() {
+            return Err(self.err(
+                c.upstream.span(),
+                key("upstream"),
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        if upstream.query().is_some() || upstream.fragment().is_some() {
+            return Err(self.err(
+                c.upstream.span(),
+                key("upstream"),
+                "no query or fragment allowed",
+            ));
+        }
+        let identity = match (&c.upstream_client_cert_file, &c.upstream_client_key_file) {
+            (Some(a), Some(b)) => Some((a.clone(), b.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(self.err(
+                    span,
+                    key("upstream_client_cert_file"),
+                    "give both upstream_client_cert_file and upstream_client_key_file",
+                ));
+            }
+        };
+        if c.timeout_secs == 0 {
+            return Err(self.err(span, key("timeout_secs"), "must be at least 1"));
+        }
+        let mut add_headers = Vec::new();
+        for (name, value) in &c.add_headers {
+            let n = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                self.err(
+                    span.clone(),
+                    key(&format!("add_headers.{name}")),
+                    "not a header name",
+                )
+            })?;
+            match value {
+                HeaderValueSource::Literal(v) => {
+                    http::HeaderValue::from_str(v).map_err(|_| {
+                        self.err(
+                            span.clone(),
+                            key(&format!("add_headers.{name}")),
+                            "not a header value",
+                        )
+                    })?;
+                }
+                HeaderValueSource::Secret(sec) => {
+                    self.secret(span.clone(), &key(&format!("add_headers.{name}")), sec)?
+                }
+            }
+            add_headers.push((n, value.clone()));
+        }
+        let mut strip_headers = Vec::new();
+        for name in &c.strip_headers {
+            strip_headers.push(http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                self.err(
+                    span.clone(),
+                    key("strip_headers"),
+                    format!("{name:?} is not a header name"),
+                )
+            })?);
+        }
+        for p in &c.free_paths {
+            if !p.starts_with('/')
+                || pay402_server::normalize_path(p.trim_end_matches('*')).is_none()
+            {
+                return Err(self.err(
+                    span.clone(),
+                    key("free_paths"),
+                    format!("{p:?}: a free path is /exact or /prefix/* without . or .. segments"),
+                ));
+            }
+        }
+        for (k, list) in [
+            ("l402_capabilities", &c.l402_capabilities),
+            ("l402_caveats", &c.l402_caveats),
+        ] {
+            for v in list {
+                let ok = if k == "l402_caveats" {
+                    v.split_once('=').is_some_and(|(a, _)| !a.trim().is_empty())
+                } else {
+                    !v.is_empty() && !v.contains([',', '=', ' '])
+                };
+                if !ok || v.len() > 256 {
+                    return Err(self.err(
+                        span.clone(),
+                        key(k),
+                        format!("{v:?}: a capability is a word without , = or spaces; a caveat is key=value"),
+                    ));
+                }
+            }
+        }
+        let identity_header = c
+            .identity_header
+            .as_ref()
+            .map(|h| http::HeaderName::from_bytes(h.as_bytes()))
+            .transpose()
+            .map_err(|_| self.err(span.clone(), key("identity_header"), "not a header name"))?;
+
+        // Prices: per rail, or one in US cents converted exactly (rounded up).
+        let p = &c.price;
+        let mut l402_price = None;
+        let mut x402_price = None;
+        let mut rails = c.rails.clone();
+        rails.sort();
+        rails.dedup();
+        if let Some(pr) = &c.pricer {
+            self.pricer(span.clone(), &key("pricer"), pr, &rails, raw, p)?;
+        }
+        for rail in rails.iter().filter(|_| c.pricer.is_none()) {
+            match rail {
+                RailName::L402 => {
+                    if raw.lightning.is_none() {
+                        return Err(self.err(
+                            span.clone(),
+                            key("rails"),
+                            "l402 needs a [lightning] section",
+                        ));
+                    }
+                    let msat = match (p.sats, p.usd_cents) {
+                        (Some(s), None) => Sat(s).to_msat(),
+                        (None, Some(cents)) => {
+                            let rates = rates.ok_or_else(|| {
+                                self.err(
+                                    span.clone(),
+                                    key("price.usd_cents"),
+                                    "needs [rates] usd_cents_per_btc for l402",
+                                )
+                            })?;
+                            match rates.convert(&Amount::UsdCents(cents), &Unit::Msat, Rounding::Up)
+                            {
+                                Ok(Amount::Msat(m)) => Some(m),
+                                _ => None,
+                            }
+                        }
+                        _ => {
+                            return Err(self.err(
+                                span.clone(),
+                                key("price"),
+                                "l402 needs exactly one of price.sats or price.usd_cents",
+                            ));
+                        }
+                    };
+                    match msat {
+                        Some(m) if m > Msat::ZERO => l402_price = Some(m),
+                        _ => {
+                            return Err(self.err(
+                                span.clone(),
+                                key("price"),
+                                "the l402 price must be above zero",
+                            ));
+                        }
+                    }
+                }
+                RailName::X402 => {
+                    let Some(x) = &raw.x402 else {
+                        return Err(self.err(
+                            span.clone(),
+                            key("rails"),
+                            "x402 needs an [x402] section",
+                        ));
+                    };
+                    let x = x.get_ref();
+                    let amount = match (&p.x402_units, p.usd_cents) {
+                        (Some(u), None) => TokenAmount::parse(u).map_err(|e| {
+                            self.err(span.clone(), key("price.x402_units"), e.to_string())
+                        })?,
+                        (None, Some(cents)) => {
+                            let token = TokenUnit::new(&x.network, &x.asset, x.asset_decimals);
+                            let r = FixedRates::new().usd_stablecoin(token.clone());
+                            match r.convert(
+                                &Amount::UsdCents(cents),
+                                &Unit::Token(token),
+                                Rounding::Up,
+                            ) {
+                                Ok(a) => TokenAmount(a.value()),
+                                Err(e) => {
+                                    return Err(self.err(
+                                        span.clone(),
+                                        key("price.usd_cents"),
+                                        e.to_string(),
+                                    ));
+                                }
+                            }
+                        }
+                        _ => {
+                            return Err(self.err(
+                                span.clone(),
+                                key("price"),
+                                "x402 needs exactly one of price.x402_units or price.usd_cents",
+                            ));
+                        }
+                    };
+                    if amount.0.is_zero() {
+                        return Err(self.err(
+                            span.clone(),
+                            key("price"),
+                            "the x402 price must be above zero",
+                        ));
+                    }
+                    x402_price = Some(amount);
+                }
+            }
+        }
+        if let Some(f) = c.freebies {
+            if f.requests == 0 || f.period_secs == 0 {
+                return Err(self.err(
+                    span,
+                    key("freebies"),
+                    "requests and period_secs must be at least 1",
+                ));
+            }
+            if rails.is_empty() {
+                return Err(self.err(span, key("freebies"), "freebies on a service without rails"));
+            }
+        }
+        if rails.is_empty() && (p.sats.is_some() || p.x402_units.is_some() || p.usd_cents.is_some())
+        {
+            return Err(self.err(span, key("rails"), "a price is set but no rails are on"));
+        }
+        Ok(Service {
+            name: c.name.clone(),
+            host,
+            path,
+            upstream,
+            upstream_ca_file: c.upstream_ca_file.clone(),
+            upstream_client_identity: identity,
+            timeout: Duration::from_secs(c.timeout_secs),
+            add_headers,
+            strip_headers,
+            free_paths: c.free_paths.clone(),
+            l402_price,
+            x402_price,
+            token_lifetime: Duration::from_secs(c.token_lifetime_secs.max(1)),
+            l402_capabilities: c.l402_capabilities.clone(),
+            l402_caveats: c.l402_caveats.clone(),
+            freebies: c.freebies,
+            rails,
+            pricer: c.pricer.clone(),
+            identity_header,
+        })
+    }
+}
+
+/// A Lightning network name.
+///
+/// ```
+/// assert!(pay402_cli::config::parse_ln_network("regtest").is_some());
+/// ```
+pub fn parse_ln_network(s: &str) -> Option<pay402_core::lightning::Network> {
+    use pay402_core::lightning::Network;
+    Some(match s {
+        "bitcoin" | "mainnet" => Network::Bitcoin,
+        "testnet" => Network::Testnet,
+        "testnet4" => Network::Testnet4,
+        "signet" => Network::Signet,
+        "regtest" => Network::Regtest,
+        _ => return None,
+    })
+}

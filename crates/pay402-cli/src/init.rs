@@ -1,0 +1,94 @@
+//! `pay402 init`: a commented example configuration.
+
+/// The example `pay402.toml` that `pay402 init` writes. It passes
+/// `pay402 proxy --check` as written.
+///
+/// ```
+/// assert!(pay402_cli::init::EXAMPLE.contains("[[services]]"));
+/// ```
+pub const EXAMPLE: &str = r#"# pay402.toml: a paying reverse proxy.
+# Every key is described in docs/cli.md. Check a change with
+#   pay402 proxy --config pay402.toml --check
+
+[server]
+# Where clients connect (HTTP/1.1 and HTTP/2 without TLS).
+listen = "127.0.0.1:8402"
+# HTTPS on `listen` (HTTP/2 by ALPN); without it, plain HTTP: put TLS in front.
+# tls = { cert_file = "/etc/pay402/cert.pem", key_file = "/etc/pay402/key.pem" }
+# /healthz, /readyz and /metrics; without ops_listen they are served on `listen`.
+# ops_listen = "127.0.0.1:9402"
+# "text" or "json" (one JSON object per line).
+log_format = "text"
+# After SIGTERM, in-flight requests get this long to finish.
+shutdown_grace_secs = 30
+# x402 settles after the upstream answered: its response is held, at most this many bytes.
+max_settle_body = 4194304
+
+# The operator API (list x402 payments, revoke L402 tokens) on a private address.
+# [admin]
+# listen = "127.0.0.1:9403"
+# token = { env = "PAY402_ADMIN_TOKEN" }   # at least 32 characters
+
+[store]
+# Root keys, revocations and payment records. sqlite://PATH or sqlite::memory:
+url = "sqlite://pay402.sqlite"
+
+# [rates]
+# Needed for prices in US cents on L402: US cents per bitcoin.
+# usd_cents_per_btc = 10000000
+
+# The Lightning node issuing L402 invoices.
+# simnet-rest: an embedded test network; its funded wallet speaks LND's REST
+# API on `listen`, so clients can pay (for trying things out, not money).
+[lightning]
+kind = "simnet-rest"
+listen = "127.0.0.1:8403"
+wallet_sats = 10000000
+# A real node:
+# kind = "lnd"
+# url = "https://127.0.0.1:8080"
+# network = "bitcoin"
+# macaroon = { file = "/home/lnd/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon" }
+# tls_cert_file = "/home/lnd/.lnd/tls.cert"
+
+# x402: the token offered and who settles it. Uncomment to turn it on.
+# [x402]
+# network = "eip155:8453"
+# asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+# asset_name = "USD Coin"
+# asset_version = "2"
+# asset_decimals = 6
+# pay_to = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+# settle = "after"
+# [x402.facilitator]
+# kind = "remote"
+# url = "https://facilitator.example.com"
+# Or settle yourself (only `asset` above is accepted):
+# kind = "local"
+# rpc_url = { env = "PAY402_X402_RPC_URL" }
+# key = { file = "/etc/pay402/facilitator.key" }
+
+[[services]]
+name = "api"
+# Regexes, as Aperture's hostregexp and pathregexp: unanchored, anchor them yourself.
+host = '.*'
+path = '^/'
+upstream = "http://127.0.0.1:8080"
+timeout_secs = 30
+free_paths = ["/health", "/public/*"]
+rails = ["l402"]
+price = { sats = 10 }
+# Or a price per request from your own endpoint (503 when it cannot answer):
+# pricer = { url = "http://127.0.0.1:8090/price", timeout_ms = 1000, cache_secs = 60 }
+token_lifetime_secs = 86400
+# Minted into every L402 token (Aperture's capabilities and constraints).
+# l402_capabilities = ["read"]
+# l402_caveats = ["tier=basic"]
+# Unpaid requests per client address before the 402.
+# freebies = { requests = 3, period_secs = 86400 }
+# The upstream sees which payment paid (l402:<token id> or x402:<payer>:<nonce>).
+identity_header = "X-Pay402-Payment"
+# Headers for the upstream: literal, or a secret from a file or the environment.
+# add_headers = { "X-Api-Key" = { env = "UPSTREAM_API_KEY" } }
+strip_headers = ["Cookie"]
+"#;

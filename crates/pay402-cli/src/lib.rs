@@ -1,0 +1,43 @@
+//! # pay402-cli
+//!
+//! The `pay402` binary: `pay402 proxy` puts a paywall (L402, x402) in front
+//! of any HTTP service, configured in TOML (see docs/cli.md); `pay402 init`
+//! writes a commented example configuration.
+//!
+//! This library holds the binary's parts so that they can be tested and
+//! documented; nothing else should depend on it.
+//!
+//! # The paywall seam
+//!
+//! The proxy reaches payments through one type only:
+//! [`paywall::ServicePaywall`], "the paywall layer for a service". Today it
+//! wraps the per-rail layers of `pay402-server` (`L402Layer`, `X402Layer`)
+//! and, for a service offering several rails, dispatches on the proof a
+//! request carries and merges the rails' challenges into one 402. When
+//! `pay402_server::Paywall` (one layer for every rail) is available,
+//! [`paywall::ServicePaywall::build`] builds it and
+//! [`paywall::ServicePaywall::wrap`] applies it; the router, the upstream
+//! forwarding and the operations endpoints stay as they are.
+//!
+//! ```
+//! let text = pay402_cli::init::EXAMPLE;
+//! let config = pay402_cli::config::Config::parse("pay402.toml", text).unwrap();
+//! assert!(!config.services.is_empty());
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod aperture;
+pub mod check;
+pub mod config;
+pub mod facilitator;
+pub mod init;
+pub mod metrics;
+mod ops;
+pub mod paywall;
+pub mod pricer;
+pub mod proxy;
+pub mod run;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,231 @@
+//! The `pay402` binary (see the crate docs and docs/cli.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pay402_cli::config::{Config, LogFormat};
+
+/// pay402: charge for HTTP APIs with L402 (Lightning) and x402 (stablecoins).
+#[derive(Parser, Debug)]
+#[command(name = "pay402", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a reverse proxy that answers unpaid requests with 402 and
+    /// forwards paid ones to the service's upstream.
+    ///
+    /// Services are matched by host and path regexes in the order of the
+    /// config file. Secrets (macaroons, keys, upstream credentials) are read
+    /// from files or environment variables named in the config, never from
+    /// the command line. SIGTERM or Ctrl-C stops accepting connections and
+    /// lets in-flight requests finish (`server.shutdown_grace_secs`).
+    Proxy {
+        /// The configuration file (TOML; see `pay402 init`).
+        #[arg(short, long, value_name = "FILE", default_value = "pay402.toml")]
+        config: PathBuf,
+        /// Validate the configuration, print the resolved services and exit
+        /// (0 when valid, 2 when not). Reads no secrets, opens no sockets.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run pay402's x402 facilitator (`/verify`, `/settle`, `/supported`)
+    /// for other x402 servers.
+    ///
+    /// It settles EIP-3009 transfers of the allowlisted tokens on one chain
+    /// from the configured key (which pays the gas), answers only requests
+    /// with one of the bearer API keys, and enforces the gas and fee caps,
+    /// the gas budget and per-client and per-payer rate limits. The RPC URL,
+    /// the key and the API keys come from files or environment variables.
+    Facilitator {
+        /// The configuration file (see docs/cli.md).
+        #[arg(short, long, value_name = "FILE", default_value = "facilitator.toml")]
+        config: PathBuf,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Write a commented example configuration.
+    Init {
+        /// Where to write it ("-" for standard output).
+        #[arg(short, long, value_name = "FILE", default_value = "pay402.toml")]
+        output: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Convert an Aperture configuration (YAML) into a pay402.toml.
+    ///
+    /// Services, their regexes, upstreams, prices, capabilities,
+    /// constraints, token lifetimes and plain whitelist paths carry over;
+    /// every key that is changed, refused or ignored is listed on standard
+    /// error and as a comment in the output. Check the result with
+    /// `pay402 proxy --check` before use.
+    FromAperture {
+        /// Aperture's YAML configuration.
+        #[arg(value_name = "APERTURE_YAML")]
+        input: PathBuf,
+        /// Where to write the TOML ("-", the default, for standard output).
+        #[arg(short, long, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init { output, force } => init(&output, force),
+        Command::Proxy { config, check } => proxy(&config, check),
+        Command::Config {
+            command: ConfigCommand::FromAperture { input, output },
+        } => from_aperture(&input, &output),
+        Command::Facilitator { config } => facilitator(&config),
+    }
+}
+
+fn facilitator(path: &std::path::Path) -> ExitCode {
+    let file = match pay402_cli::facilitator::FacilitatorFile::load(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(LogFormat::Json);
+    block_on(pay402_cli::facilitator::serve(file))
+}
+
+fn from_aperture(input: &std::path::Path, output: &std::path::Path) -> ExitCode {
+    let yaml = match std::fs::read_to_string(input) {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("error: {}: {e}", input.display());
+            return ExitCode::from(2);
+        }
+    };
+    let converted = match pay402_cli::aperture::convert(&yaml) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", input.display());
+            return ExitCode::from(2);
+        }
+    };
+    for note in &converted.notes {
+        eprintln!("note: {note}");
+    }
+    if output.as_os_str() == "-" {
+        print!("{}", converted.toml);
+        return ExitCode::SUCCESS;
+    }
+    match std::fs::write(output, &converted.toml) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}: {e}", output.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(output: &std::path::Path, force: bool) -> ExitCode {
+    if output.as_os_str() == "-" {
+        print!("{}", pay402_cli::init::EXAMPLE);
+        return ExitCode::SUCCESS;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let result = opts
+        .open(output)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, pay402_cli::init::EXAMPLE.as_bytes()));
+    match result {
+        Ok(()) => {
+            println!(
+                "wrote {}; check it with: pay402 proxy --config {} --check",
+                output.display(),
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("{} exists; use --force to overwrite it", output.display());
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", output.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn proxy(path: &std::path::Path, check: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check {
+        print!("{}", pay402_cli::check::describe(&config));
+        return ExitCode::SUCCESS;
+    }
+    init_logs(config.server.log_format);
+    let metrics = match pay402_cli::metrics::install() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    block_on(pay402_cli::run::serve(config, metrics))
+}
+
+/// Runs `fut` on a multi-threaded runtime; the exit code says how it ended.
+fn block_on(
+    fut: impl std::future::Future<Output = Result<(), pay402_cli::run::StartError>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stopped");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

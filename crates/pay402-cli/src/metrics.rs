@@ -1,0 +1,93 @@
+//! Prometheus metrics (the `metrics` facade, rendered by
+//! `metrics-exporter-prometheus`).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `pay402_requests_total` | counter | `service`, `status` |
+//! | `pay402_challenges_total` | counter | `service` (402 answers) |
+//! | `pay402_payments_total` | counter | `service`, `rail`, `outcome` (`accepted`, `refused`, `error`) |
+//! | `pay402_upstream_latency_seconds` | histogram | `service` (time to the upstream's response head) |
+//! | `pay402_upstream_errors_total` | counter | `service`, `reason` |
+//! | `pay402_freebies_total` | counter | `service` (unpaid requests served as freebies) |
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Installs the process-wide recorder; returns the handle that renders the
+/// text exposition format.
+///
+/// ```
+/// let handle = pay402_cli::metrics::install().unwrap();
+/// pay402_cli::metrics::request("api", 402);
+/// assert!(handle.render().contains("pay402_challenges_total{service=\"api\"} 1"));
+/// ```
+pub fn install() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("pay402_upstream_latency_seconds".into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+/// Counts one answered request.
+///
+/// ```
+/// pay402_cli::metrics::request("api", 200); // a no-op until a recorder is installed
+/// ```
+pub fn request(service: &str, status: u16) {
+    metrics::counter!("pay402_requests_total", "service" => service.to_owned(), "status" => status.to_string())
+        .increment(1);
+    if status == 402 {
+        metrics::counter!("pay402_challenges_total", "service" => service.to_owned()).increment(1);
+    }
+}
+
+/// Counts one request that carried a payment proof, by what became of it.
+///
+/// ```
+/// pay402_cli::metrics::payment("api", "l402", 200); // outcome "accepted"
+/// ```
+pub fn payment(service: &str, rail: &'static str, status: u16) {
+    let outcome = match status {
+        200..=399 => "accepted",
+        400..=499 => "refused",
+        _ => "error",
+    };
+    metrics::counter!("pay402_payments_total", "service" => service.to_owned(), "rail" => rail, "outcome" => outcome)
+        .increment(1);
+}
+
+/// Records the time to the upstream's response head.
+///
+/// ```
+/// pay402_cli::metrics::upstream_latency("api", std::time::Duration::from_millis(3));
+/// ```
+pub fn upstream_latency(service: &str, elapsed: Duration) {
+    metrics::histogram!("pay402_upstream_latency_seconds", "service" => service.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+/// Counts an upstream failure.
+///
+/// ```
+/// pay402_cli::metrics::upstream_error("api", "upstream_timeout");
+/// ```
+pub fn upstream_error(service: &str, reason: &'static str) {
+    metrics::counter!("pay402_upstream_errors_total", "service" => service.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+/// Counts one request served as a freebie.
+///
+/// ```
+/// pay402_cli::metrics::freebie("api");
+/// ```
+pub fn freebie(service: &str) {
+    metrics::counter!("pay402_freebies_total", "service" => service.to_owned()).increment(1);
+}

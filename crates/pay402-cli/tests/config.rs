@@ -1,0 +1,174 @@
+//! `pay402 init` and `pay402 proxy --check`, through the real binary.
+
+mod common;
+
+use std::process::Command;
+
+use common::{BIN, temp_dir};
+
+fn check(dir: &std::path::Path, toml: &str) -> std::process::Output {
+    let path = dir.join("pay402.toml");
+    std::fs::write(&path, toml).unwrap();
+    Command::new(BIN)
+        .args(["proxy", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn unknown_key_is_named_with_file_line_and_column() {
+    let dir = temp_dir("unknown-key");
+    let out = check(
+        &dir,
+        "[server]\nlisten = \"127.0.0.1:0\"\n  listne = 1\n\n[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let want = format!(
+        "{}:3:3: server.listne: unknown field `listne`",
+        dir.join("pay402.toml").display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
+
+#[test]
+fn bad_value_in_a_service_names_its_key_and_place() {
+    let dir = temp_dir("bad-regex");
+    let out = check(
+        &dir,
+        "[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n\n[[services]]\nname = \"b\"\npath = '^/(unclosed'\nupstream = \"http://127.0.0.1:1\"\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("pay402.toml:7:8: services[1].path: not a regex"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type_names_the_nested_key() {
+    let dir = temp_dir("bad-type");
+    let out = check(
+        &dir,
+        "[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\ntimeout_secs = \"soon\"\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("pay402.toml:4:16: services[0].timeout_secs:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_paid_rail_without_its_backend_is_refused() {
+    let dir = temp_dir("no-backend");
+    let out = check(
+        &dir,
+        "[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nrails = [\"x402\"]\nprice = { x402_units = \"1000\" }\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("pay402.toml:1:1: services[0].rails: x402 needs an [x402] section"),
+        "{err}"
+    );
+}
+
+#[test]
+fn postgres_store_is_refused_for_now_with_its_place() {
+    let dir = temp_dir("pg");
+    let out = check(
+        &dir,
+        "[store]\nurl = \"postgres://localhost/pay402\"\n[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("pay402.toml:2:7: store.url: PostgreSQL stores are not available yet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_output_passes_check_and_prints_the_resolved_services() {
+    let dir = temp_dir("init");
+    let path = dir.join("pay402.toml");
+    let out = Command::new(BIN)
+        .args(["init", "--output"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // A second init does not overwrite.
+    let again = Command::new(BIN)
+        .args(["init", "--output"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["proxy", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("service api"), "{text}");
+    assert!(text.contains("l402 10000 msat"), "{text}");
+    assert!(text.contains("upstream http://127.0.0.1:8080/"), "{text}");
+}
+
+#[test]
+fn usd_cents_price_is_converted_exactly_per_rail() {
+    let dir = temp_dir("usd");
+    let out = check(
+        &dir,
+        r#"
+[rates]
+usd_cents_per_btc = 10000000
+[lightning]
+kind = "simnet"
+[x402]
+network = "eip155:8453"
+asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+asset_name = "USD Coin"
+pay_to = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+[x402.facilitator]
+kind = "remote"
+url = "https://facilitator.example.com"
+[[services]]
+name = "a"
+upstream = "http://127.0.0.1:1"
+rails = ["l402", "x402"]
+price = { usd_cents = 5 }
+"#,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 5 cents at 100 000 USD/BTC = 50 sat; 5 cents of a 6-decimal token = 50 000 units.
+    assert!(text.contains("l402 50000 msat"), "{text}");
+    assert!(text.contains("x402 50000 base units"), "{text}");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        &["--help"][..],
+        &["proxy", "--help"],
+        &["init", "--help"],
+        &["config", "--help"],
+        &["config", "from-aperture", "--help"],
+        &["facilitator", "--help"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .contains("Usage: pay402")
+        );
+    }
+}
