@@ -10,14 +10,11 @@
 //! # The paywall seam
 //!
 //! The proxy reaches payments through one type only:
-//! [`paywall::ServicePaywall`], "the paywall layer for a service". Today it
-//! wraps the per-rail layers of `pay402-server` (`L402Layer`, `X402Layer`)
-//! and, for a service offering several rails, dispatches on the proof a
-//! request carries and merges the rails' challenges into one 402. When
-//! `pay402_server::Paywall` (one layer for every rail) is available,
-//! [`paywall::ServicePaywall::build`] builds it and
-//! [`paywall::ServicePaywall::wrap`] applies it; the router, the upstream
-//! forwarding and the operations endpoints stay as they are.
+//! [`paywall::ServicePaywall`], "the paywall layer for a service": one
+//! `pay402_server::Paywall` per service, offering the service's rails in one
+//! 402 and dispatching a paid request by its proof. Adding a rail to the
+//! proxy is a change in that module only; the router, the upstream
+//! forwarding and the operations endpoints do not know the rails.
 //!
 //! ```
 //! let text = pay402_cli::init::EXAMPLE;

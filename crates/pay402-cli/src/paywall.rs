@@ -1,38 +1,33 @@
 //! The seam: "the paywall layer for a service".
 //!
 //! [`ServicePaywall`] is the only place the proxy knows how payments are
-//! taken. Today it wraps the per-rail layers of `pay402-server`
-//! ([`L402Layer`], [`X402Layer`]) and, when a service offers several rails,
-//! dispatches on the proof a request carries and merges the rails' 402
-//! challenges into one answer. When `pay402_server::Paywall` (one layer
-//! offering every rail) lands, [`ServicePaywall::build`] constructs it
-//! instead and [`ServicePaywall::wrap`] becomes `paywall.layer(inner)`;
-//! nothing else in the proxy changes.
+//! taken. It builds one [`pay402_server::paywall::Paywall`] per service from
+//! the service's rails (L402 through an [`L402Layer`], x402 through an
+//! [`X402Layer`]): an unpaid request gets one 402 carrying every rail's
+//! challenge, a paid one is dispatched by the proof it carries (proofs of
+//! two rails are refused with `multiple_payment_proofs`), and every
+//! per-rail guarantee of those layers holds.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::Response;
-use futures_util::future::BoxFuture;
-use http::{HeaderMap, Request, StatusCode, header};
+use http::{HeaderMap, Request, header};
 use pay402_core::lightning::InvoiceIssuer;
+use pay402_core::money::Msat;
+use pay402_core::x402::TokenAmount;
 use pay402_core::x402::facilitator::Facilitator;
+use pay402_server::paywall::{Charge, Paywall, PaywallLayer, PaywallPrice, RailPrices, X402Asset};
 use pay402_server::store::RootKeyStore;
 use pay402_server::x402::store::PaymentStore;
-use pay402_server::x402::{
-    SettleTiming, X402Config, X402Layer, X402Route, check_offer, exact_offer,
-};
-use pay402_server::{L402Config, L402Layer, Price};
+use pay402_server::x402::{SettleTiming, X402Config, X402Layer, check_offer, exact_offer};
+use pay402_server::{L402Config, L402Layer, PriceRequest};
+use tower::Layer;
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service, ServiceExt};
 
 use crate::config::{RailName, Service as ServiceConfig, Settle, X402Settings};
 use crate::pricer::{L402_PRICE_HEADER, X402_PRICE_HEADER};
-use pay402_core::money::Msat;
-use pay402_core::x402::TokenAmount;
-use pay402_server::PriceRequest;
 
 /// A boxed request handler: the upstream, or the upstream behind a paywall.
 ///
@@ -88,8 +83,8 @@ pub struct PaywallBackends {
 /// ```
 #[derive(Clone)]
 pub struct ServicePaywall {
-    l402: Option<L402Layer>,
-    x402: Option<X402Layer>,
+    paywall: Paywall,
+    layer: PaywallLayer,
 }
 
 /// Why a service's paywall cannot be built.
@@ -136,47 +131,32 @@ impl ServicePaywall {
         };
         let l402_on = service.rails.contains(&RailName::L402);
         let x402_on = service.rails.contains(&RailName::X402);
-        let l402 = match l402_on {
-            false => None,
-            true => {
-                let issuer = backends
-                    .issuer
-                    .clone()
-                    .ok_or_else(|| missing("l402", "[lightning]"))?;
-                let store = backends
-                    .l402_store
-                    .clone()
-                    .ok_or_else(|| missing("l402", "the store"))?;
-                let mut config = L402Config::new(service.name.clone())
-                    .token_lifetime(service.token_lifetime)
-                    .capabilities(service.l402_capabilities.iter().cloned());
-                for caveat in &service.l402_caveats {
-                    config = config.caveat(caveat.clone());
-                }
-                // A static price, or the pricer's, which the proxy put in a
-                // header (a missing one prices the request out of reach:
-                // never free).
-                let price = match service.l402_price {
-                    Some(p) => Price::Fixed(p),
-                    None => Price::dynamic(|req: PriceRequest| async move {
-                        let msat = req
-                            .headers
-                            .get(L402_PRICE_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .unwrap_or(u64::MAX);
-                        Some(Msat(msat))
-                    }),
-                };
-                Some(
-                    L402Layer::new(config, issuer, store)
-                        .with_price(price)
-                        .with_scope(service.name.clone()),
-                )
+        let mut builder = Paywall::builder();
+        let mut prices = RailPrices::new();
+        let mut dynamic = false;
+        if l402_on {
+            let issuer = backends
+                .issuer
+                .clone()
+                .ok_or_else(|| missing("l402", "[lightning]"))?;
+            let store = backends
+                .l402_store
+                .clone()
+                .ok_or_else(|| missing("l402", "the store"))?;
+            let mut config = L402Config::new(service.name.clone())
+                .token_lifetime(service.token_lifetime)
+                .capabilities(service.l402_capabilities.iter().cloned());
+            for caveat in &service.l402_caveats {
+                config = config.caveat(caveat.clone());
             }
-        };
-        let x402 = match (x402_on, x402) {
-            (false, _) => None,
+            builder = builder.l402_layer(L402Layer::new(config, issuer, store));
+            match service.l402_price {
+                Some(p) => prices = prices.l402(p),
+                None => dynamic = true,
+            }
+        }
+        match (x402_on, x402) {
+            (false, _) => {}
             (true, None) => return Err(missing("x402", "[x402]")),
             (true, Some(x)) => {
                 let facilitator = backends
@@ -187,37 +167,35 @@ impl ServicePaywall {
                     .x402_store
                     .clone()
                     .ok_or_else(|| missing("x402", "the store"))?;
-                let offer_for = {
-                    let (network, asset, pay_to) =
-                        (x.network.clone(), x.asset.clone(), x.pay_to.clone());
-                    let (name, version) = (x.asset_name.clone(), x.asset_version.clone());
-                    move |amount: TokenAmount| {
-                        exact_offer(&network, &asset, &pay_to, amount, &name, &version)
-                    }
-                };
                 let offer_err = |message: String| PaywallError::Offer {
                     service: service.name.clone(),
                     message,
                 };
-                let route = match service.x402_price {
-                    Some(amount) => {
-                        let offer = offer_for(amount);
-                        check_offer(&offer).map_err(|e| offer_err(e.to_string()))?;
-                        X402Route::new([offer]).map_err(|e| offer_err(e.to_string()))?
-                    }
-                    // The pricer's price, from the header the proxy set; a
-                    // missing one is an amount nobody pays (never free).
-                    None => X402Route::dynamic(move |req: PriceRequest| {
-                        let amount = req
-                            .headers
-                            .get(X402_PRICE_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| TokenAmount::parse(v).ok())
-                            .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
-                        let offer = offer_for(amount);
-                        async move { vec![offer] }
-                    }),
-                };
+                // The offer this service would make, checked once here.
+                let probe = exact_offer(
+                    &x.network,
+                    &x.asset,
+                    &x.pay_to,
+                    service.x402_price.unwrap_or(TokenAmount::from_u64(1)),
+                    &x.asset_name,
+                    &x.asset_version,
+                );
+                check_offer(&probe).map_err(|e| offer_err(e.to_string()))?;
+                let pay_to = x
+                    .pay_to
+                    .parse()
+                    .map_err(|_| offer_err(format!("pay_to {:?} is not an address", x.pay_to)))?;
+                let address = x
+                    .asset
+                    .parse()
+                    .map_err(|_| offer_err(format!("asset {:?} is not an address", x.asset)))?;
+                let asset = X402Asset::new(
+                    x.network.clone(),
+                    address,
+                    x.asset_decimals,
+                    x.asset_name.clone(),
+                    x.asset_version.clone(),
+                );
                 let settle = match x.settle {
                     Settle::After => SettleTiming::AfterHandler,
                     Settle::Before => SettleTiming::BeforeHandler,
@@ -225,13 +203,53 @@ impl ServicePaywall {
                 let config = X402Config::new()
                     .settle(settle)
                     .max_response_body(backends.max_settle_body);
-                Some(X402Layer::new(config, facilitator, store).with_route(route))
+                builder =
+                    builder.x402_layer(X402Layer::new(config, facilitator, store), pay_to, asset);
+                match service.x402_price {
+                    Some(a) => prices = prices.x402(a),
+                    None => dynamic = true,
+                }
             }
-        };
-        if l402.is_none() && x402.is_none() {
+        }
+        if !l402_on && !x402_on {
             return Ok(None);
         }
-        Ok(Some(ServicePaywall { l402, x402 }))
+        let paywall = builder.build().map_err(|e| PaywallError::Offer {
+            service: service.name.clone(),
+            message: e.to_string(),
+        })?;
+        // A static price, or the pricer's, which the proxy put in internal
+        // headers (a missing one prices the request out of reach: never
+        // free).
+        let price = if dynamic {
+            let fixed = prices.clone();
+            PaywallPrice::dynamic(move |req: PriceRequest| {
+                let mut p = fixed.clone();
+                let header = |name: &str| {
+                    req.headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                if l402_on && p.l402.is_none() {
+                    let msat = header(L402_PRICE_HEADER)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(u64::MAX);
+                    p = p.l402(Msat(msat));
+                }
+                if x402_on && p.x402.is_none() {
+                    let amount = header(X402_PRICE_HEADER)
+                        .and_then(|v| TokenAmount::parse(&v).ok())
+                        .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
+                    p = p.x402(amount);
+                }
+                async move { Some(Charge::PerRail(p)) }
+            })
+        } else {
+            PaywallPrice::per_rail(prices)
+        };
+        let layer = paywall.price(price).scope(service.name.clone());
+        Ok(Some(ServicePaywall { paywall, layer }))
     }
 
     /// `inner` behind this paywall.
@@ -242,15 +260,7 @@ impl ServicePaywall {
     /// # let _ = paid; }
     /// ```
     pub fn wrap(&self, inner: Handler) -> Handler {
-        match (&self.l402, &self.x402) {
-            (Some(l), None) => BoxCloneSyncService::new(l.layer(inner)),
-            (None, Some(x)) => BoxCloneSyncService::new(x.layer(inner)),
-            (Some(l), Some(x)) => BoxCloneSyncService::new(Dispatch {
-                l402: BoxCloneSyncService::new(l.layer(inner.clone())),
-                x402: BoxCloneSyncService::new(x.layer(inner)),
-            }),
-            (None, None) => inner,
-        }
+        BoxCloneSyncService::new(self.layer.layer(inner))
     }
 
     /// Revokes an L402 token on this service (a revocation record in the
@@ -267,7 +277,7 @@ impl ServicePaywall {
         &self,
         token: &pay402_core::l402::TokenId,
     ) -> Result<bool, pay402_server::store::StoreError> {
-        match &self.l402 {
+        match self.paywall.l402() {
             Some(l) => l.revoke(token).await,
             None => Ok(false),
         }
@@ -277,14 +287,11 @@ impl ServicePaywall {
     ///
     /// See [`ServicePaywall`] for a runnable example.
     pub fn rails(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.l402.is_some() {
-            v.push("l402");
-        }
-        if self.x402.is_some() {
-            v.push("x402");
-        }
-        v
+        self.paywall
+            .rails()
+            .into_iter()
+            .map(|r| r.as_str())
+            .collect()
     }
 }
 
@@ -322,67 +329,4 @@ pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
 pub fn is_l402_authorization(v: &[u8]) -> bool {
     let scheme = v.split(|b| *b == b' ').next().unwrap_or_default();
     scheme.eq_ignore_ascii_case(b"L402") || scheme.eq_ignore_ascii_case(b"LSAT")
-}
-
-/// Several rails behind one service: a request with a proof goes to its
-/// rail; one without gets every rail's challenge in one 402.
-#[derive(Clone)]
-struct Dispatch {
-    l402: Handler,
-    x402: Handler,
-}
-
-impl Service<Request<Body>> for Dispatch {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let l402 = self.l402.clone();
-        let x402 = self.x402.clone();
-        Box::pin(async move {
-            match proof_rail(req.headers()) {
-                Some("x402") => return x402.oneshot(req).await,
-                Some(_) => return l402.oneshot(req).await,
-                None => {}
-            }
-            // No proof: ask each rail for its challenge (the body is not
-            // needed: prices are static) and answer with both.
-            let probe = bodyless_copy(&req);
-            let (x, l) = tokio::join!(x402.oneshot(req), l402.oneshot(probe));
-            let (Ok(mut x), Ok(l)) = (x, l);
-            if x.status() != StatusCode::PAYMENT_REQUIRED {
-                return Ok(x);
-            }
-            if l.status() != StatusCode::PAYMENT_REQUIRED {
-                return Ok(l);
-            }
-            for v in l.headers().get_all(header::WWW_AUTHENTICATE) {
-                x.headers_mut().append(header::WWW_AUTHENTICATE, v.clone());
-            }
-            Ok(x)
-        })
-    }
-}
-
-/// The same request line and headers, without a body.
-fn bodyless_copy(req: &Request<Body>) -> Request<Body> {
-    let mut copy = Request::new(Body::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy.headers_mut().remove(header::CONTENT_LENGTH);
-    copy.headers_mut().remove(header::TRANSFER_ENCODING);
-    if let Some(ci) = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-    {
-        copy.extensions_mut().insert(*ci);
-    }
-    copy
 }
