@@ -60,6 +60,7 @@ declare -A max_len=(
   [bitreq_rest]=20000            # rest::MAX_BODY_BYTES = 256 KiB
   [bitreq_channel]=20000         # rest::MAX_BODY_BYTES = 256 KiB
   [bitreq_onchain]=20000         # MAX_TX_HEX_LEN = 200 000
+  [offers]=20000                 # offer::MAX_BODY_BYTES = 64 KiB body + headers
 )
 # Every target is listed above: a new one must say its bound.
 all=$(cd fuzz && cargo fuzz list)

@@ -572,8 +572,12 @@ mod tests {
         assert_eq!(usdc_cent.value(), U256::from(10_000u64));
         // msat → token needs two hops (msat → sat → cents → token).
         assert_eq!(
-            r.convert(&Amount::Msat(Msat(10_000)), &Unit::Token(usdc()), Rounding::Up)
-                .unwrap(),
+            r.convert(
+                &Amount::Msat(Msat(10_000)),
+                &Unit::Token(usdc()),
+                Rounding::Up
+            )
+            .unwrap(),
             usdc_cent
         );
         // 1 sat = 0.1 cent: up gives 1, down gives 0.

@@ -877,7 +877,7 @@ impl Inner {
             warn!(reason = e.reason(), error = %e, "unusable 402");
         })?;
         let template = template.ok_or(X402Error::BodyNotCloneable)?;
-        let offers = challenge.offers();
+        let offers = offer::offers_of(&challenge);
         let index = self.policy.choose(&offers).inspect_err(|e| {
             warn!(reason = e.reason(), error = %e, "refusing to pay");
         })?;
