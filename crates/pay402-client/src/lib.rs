@@ -43,9 +43,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod body;
 mod cache;
 mod client;
 mod error;
+pub mod journal;
+mod payer;
 mod redirect;
 mod timeouts;
 
@@ -64,5 +67,9 @@ pub use client::{
     Paid, Receipt,
 };
 pub use error::ClientError;
+pub use payer::{
+    Candidate, Choice, ChooseFn, EventFn, Payer, PayerBuilder, PayerError, PayerEvent, PayerPaid,
+    PayerReceipt, RailReceipt, Refusal, RefusalReason,
+};
 pub use redirect::{MAX_REDIRECTS, same_origin_redirects};
 pub use timeouts::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
