@@ -31,6 +31,14 @@ async fn exercise(store: &dyn JournalStore) {
     );
     store.insert(&record("e2", &other, 2_000)).await.unwrap();
     assert_eq!(store.open_for(&key).await.unwrap().unwrap().id, "e1");
+    assert_eq!(
+        store
+            .list(&Query::default().open_only())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Steps keep what they do not change.
     store

@@ -182,6 +182,9 @@ pub enum PayerError {
         source: Box<ClientError>,
         /// The journal entry.
         entry: String,
+        /// The proof was presented by an earlier call or process (a
+        /// resumed purchase): a refusal now may follow a payment then.
+        resumed: bool,
     },
     /// The x402 rail failed.
     #[cfg(feature = "x402")]
@@ -192,6 +195,9 @@ pub enum PayerError {
         source: Box<crate::x402::X402Error>,
         /// The journal entry.
         entry: String,
+        /// The proof was presented by an earlier call or process (a
+        /// resumed purchase): a refusal now may follow a payment then.
+        resumed: bool,
     },
     /// The x402_mock rail failed.
     #[cfg(feature = "x402-mock")]
@@ -202,6 +208,9 @@ pub enum PayerError {
         source: Box<crate::x402_mock::MockClientError>,
         /// The journal entry.
         entry: String,
+        /// The proof was presented by an earlier call or process (a
+        /// resumed purchase): a refusal now may follow a payment then.
+        resumed: bool,
     },
     /// The BitRequests rail failed.
     #[cfg(feature = "bitreq")]
@@ -212,6 +221,9 @@ pub enum PayerError {
         source: Box<crate::bitreq::BitRequestsError>,
         /// The journal entry.
         entry: String,
+        /// The proof was presented by an earlier call or process (a
+        /// resumed purchase): a refusal now may follow a payment then.
+        resumed: bool,
     },
     /// An open journal entry whose payment may have left the process
     /// without its proof being recorded (an x402_mock permit sent to the
@@ -247,13 +259,21 @@ impl PayerError {
     pub fn may_have_paid(&self) -> bool {
         match self {
             PayerError::Journal { paid, .. } => *paid,
-            PayerError::L402 { source, .. } => source.may_have_paid(),
+            PayerError::L402 {
+                source, resumed, ..
+            } => *resumed || source.may_have_paid(),
             #[cfg(feature = "x402")]
-            PayerError::X402 { source, .. } => source.may_have_paid(),
+            PayerError::X402 {
+                source, resumed, ..
+            } => *resumed || source.may_have_paid(),
             #[cfg(feature = "x402-mock")]
-            PayerError::X402Mock { source, .. } => source.may_have_paid(),
+            PayerError::X402Mock {
+                source, resumed, ..
+            } => *resumed || source.may_have_paid(),
             #[cfg(feature = "bitreq")]
-            PayerError::BitRequests { source, .. } => source.may_have_paid(),
+            PayerError::BitRequests {
+                source, resumed, ..
+            } => *resumed || source.may_have_paid(),
             PayerError::OutcomeUnknown { .. } | PayerError::Unresumable { .. } => true,
             _ => false,
         }

@@ -437,6 +437,7 @@ impl Inner {
                     return Err(PayerError::L402 {
                         source: Box::new(e),
                         entry: p.id.clone(),
+                        resumed: p.resumed,
                     });
                 }
             };
@@ -463,6 +464,7 @@ impl Inner {
                         payment_hash: c.payment_hash,
                     }),
                     entry: p.id.clone(),
+                    resumed: p.resumed,
                 });
             }
         };
@@ -483,6 +485,7 @@ impl Inner {
             token_header(c.scheme, &c.macaroon, preimage).map_err(|e| PayerError::L402 {
                 source: Box::new(e),
                 entry: p.id.clone(),
+                resumed: p.resumed,
             })?;
         let credential = header.to_str().unwrap_or_default().to_owned();
         let token = Arc::new(Token {
@@ -545,11 +548,15 @@ impl Inner {
                     // The token stays: the same request presents it again.
                     ClientError::RetryFailed { .. }
                     | ClientError::ServerErrorAfterPayment { .. } => {}
-                    _ => self.fail(&p, e.reason(), e.may_have_paid()).await,
+                    _ => {
+                        self.fail(&p, e.reason(), e.may_have_paid() || p.resumed)
+                            .await
+                    }
                 }
                 Err(PayerError::L402 {
                     source: Box::new(e),
                     entry: p.id.clone(),
+                    resumed: p.resumed,
                 })
             }
         }
@@ -601,6 +608,7 @@ impl Inner {
                 return Err(PayerError::X402 {
                     source: Box::new(e),
                     entry: p.id.clone(),
+                    resumed: p.resumed,
                 });
             }
         };
@@ -667,11 +675,15 @@ impl Inner {
                     X402Error::RetryFailed { .. }
                     | X402Error::SettlementPending { .. }
                     | X402Error::ServerErrorAfterPayment { .. } => {}
-                    _ => self.fail(&p, e.reason(), e.may_have_paid()).await,
+                    _ => {
+                        self.fail(&p, e.reason(), e.may_have_paid() || p.resumed)
+                            .await
+                    }
                 }
                 Err(PayerError::X402 {
                     source: Box::new(e),
                     entry: p.id.clone(),
+                    resumed: p.resumed,
                 })
             }
         }
@@ -695,6 +707,7 @@ impl Inner {
         let err = |source, p: &Purchase| PayerError::X402Mock {
             source: Box::new(source),
             entry: p.id.clone(),
+            resumed: p.resumed,
         };
         let comp = c
             .component()
@@ -786,11 +799,15 @@ impl Inner {
                         self.fail(&p, e.reason(), true).await;
                     }
                     MockClientError::RetryFailed { .. } => {}
-                    _ => self.fail(&p, e.reason(), e.may_have_paid()).await,
+                    _ => {
+                        self.fail(&p, e.reason(), e.may_have_paid() || p.resumed)
+                            .await
+                    }
                 }
                 Err(PayerError::X402Mock {
                     source: Box::new(e),
                     entry: p.id.clone(),
+                    resumed: p.resumed,
                 })
             }
         }
@@ -821,6 +838,7 @@ impl Inner {
                 return Err(PayerError::BitRequests {
                     source: Box::new(e),
                     entry: p.id.clone(),
+                    resumed: p.resumed,
                 });
             }
         };
@@ -874,11 +892,15 @@ impl Inner {
             Err(e) => {
                 match &e {
                     BitRequestsError::RetryFailed { .. } => {}
-                    _ => self.fail(&p, e.reason(), e.may_have_paid()).await,
+                    _ => {
+                        self.fail(&p, e.reason(), e.may_have_paid() || p.resumed)
+                            .await
+                    }
                 }
                 Err(PayerError::BitRequests {
                     source: Box::new(e),
                     entry: p.id.clone(),
+                    resumed: p.resumed,
                 })
             }
         }
