@@ -12,7 +12,6 @@ use alloy::primitives::{Address, U256};
 use axum::Router;
 use axum::routing::get;
 use pay402_backends::simnet::SimNet;
-use pay402_backends::x402::LocalFacilitator;
 use pay402_client::journal::{EntryState, Journal, Query};
 use pay402_client::x402::{LocalSigner, X402Client};
 use pay402_client::{Choice, Payer, RailReceipt};
@@ -23,12 +22,10 @@ use pay402_core::problem::Reason;
 use pay402_core::rates::{Amount, FixedRates, TokenUnit, Unit};
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::EvmAddress;
-use pay402_server::x402::store::MemoryPaymentStore;
-use pay402_server::x402::{X402Config, X402Layer, X402Payment, X402Route, exact_offer};
-use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
-use payer_support::{l402_app, serve_merged};
+use pay402_server::x402::X402Payment;
+use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS};
+use payer_support::{NETWORK, l402_app, serve_merged, usdc_route, x402_layer};
 
-const NETWORK: &str = "eip155:31337";
 /// L402: 100 sat = 10 US cents at 100 000 USD per BTC.
 const L402_SAT: u64 = 100;
 /// x402 on `/paid`: 1 US cent; on `/other`: 20 US cents.
@@ -36,39 +33,17 @@ const CHEAP: u64 = 10_000;
 const DEAR: u64 = 200_000;
 
 async fn x402_app(chain: &Anvil, usdc: Address, payee: Address) -> Router {
-    let facilitator = LocalFacilitator::builder(chain.rpc_url())
-        .signer(DEV_ACCOUNTS[1].private_key)
-        .network(NETWORK)
-        .allow_asset(usdc, USDC_NAME, USDC_VERSION)
-        .receipt_timeout(Duration::from_secs(20))
-        .build()
-        .await
-        .expect("build the local facilitator");
-    let layer = X402Layer::new(
-        X402Config::new(),
-        Arc::new(facilitator),
-        Arc::new(MemoryPaymentStore::new()),
-    );
-    let offer = |amount| {
-        exact_offer(
-            NETWORK,
-            &usdc.to_string(),
-            &payee.to_string(),
-            TokenAmount::from_u64(amount),
-            USDC_NAME,
-            USDC_VERSION,
-        )
-    };
-    let route = |amount| layer.with_route(X402Route::new([offer(amount)]).expect("offer"));
+    let layer = x402_layer(chain, usdc).await;
     Router::new()
         .route(
             "/paid",
             get(|p: X402Payment| async move { format!("x402 from {}", p.payer) })
-                .route_layer(route(CHEAP)),
+                .route_layer(layer.with_route(usdc_route(usdc, payee, CHEAP))),
         )
         .route(
             "/other",
-            get(|| async { "other via x402" }).route_layer(route(DEAR)),
+            get(|| async { "other via x402" })
+                .route_layer(layer.with_route(usdc_route(usdc, payee, DEAR))),
         )
 }
 

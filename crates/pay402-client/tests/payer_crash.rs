@@ -20,8 +20,7 @@ use alloy::primitives::{B256, U256};
 use axum::Router;
 use axum::routing::get;
 use pay402_backends::lnd::{LndConfig, LndRest};
-use pay402_backends::simnet::{SimNet, rest};
-use pay402_backends::x402::LocalFacilitator;
+use pay402_backends::simnet::{SimNet, SimNode, rest};
 use pay402_client::journal::{EntryState, Journal, JournalRecord, Query};
 use pay402_client::x402::{LocalSigner, X402Client};
 use pay402_client::{Payer, PayerEvent};
@@ -32,15 +31,14 @@ use pay402_core::problem::Reason;
 use pay402_core::rates::TokenUnit;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::EvmAddress;
-use pay402_server::x402::store::MemoryPaymentStore;
-use pay402_server::x402::{X402Config, X402Layer, X402Payment, X402Route, exact_offer};
-use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION, Usdc};
+use pay402_server::x402::X402Payment;
+use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, Usdc};
 use payer_support::{l402_app, serve_merged};
 
 const ROLE: &str = "PAY402_CRASH_ROLE";
 const PRICE_SAT: u64 = 100;
 const PRICE_USDC: u64 = 10_000;
-const NETWORK: &str = "eip155:31337";
+use payer_support::NETWORK;
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set for the child"))
@@ -179,11 +177,17 @@ async fn only_entry(path: &Path) -> JournalRecord {
     all.remove(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn l402_killed_after_paying_pays_once_after_restart() {
-    if std::env::var(ROLE).is_ok() {
-        return child().await;
-    }
+/// A simnet payer node behind its LND REST face, and an L402 server.
+struct L402World {
+    _net: SimNet,
+    merchant: SimNode,
+    node: SimNode,
+    lnd: String,
+    server: payer_support::Merged,
+    journal: PathBuf,
+}
+
+async fn l402_world(name: &str) -> L402World {
     let net = SimNet::new(Network::Regtest);
     let merchant = net.add_node("merchant", Msat(0));
     let node = net.add_node("payer", Msat(10_000_000));
@@ -191,19 +195,39 @@ async fn l402_killed_after_paying_pays_once_after_restart() {
     let lnd = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(rest::serve(node.clone(), listener));
     let server = serve_merged(Some(l402_app(&merchant, PRICE_SAT)), None).await;
-    let journal = journal_path("l402");
-    let envs = |stop: Option<&str>| {
+    L402World {
+        _net: net,
+        merchant,
+        node,
+        lnd,
+        server,
+        journal: journal_path(name),
+    }
+}
+
+impl L402World {
+    fn envs(&self, stop: Option<&str>) -> Vec<(&'static str, String)> {
         let mut v = vec![
             (ROLE, "l402".to_owned()),
-            ("PAY402_CRASH_URL", server.url("/paid")),
-            ("PAY402_CRASH_LND", lnd.clone()),
-            ("PAY402_CRASH_JOURNAL", journal.display().to_string()),
+            ("PAY402_CRASH_URL", self.server.url("/paid")),
+            ("PAY402_CRASH_LND", self.lnd.clone()),
+            ("PAY402_CRASH_JOURNAL", self.journal.display().to_string()),
         ];
         if let Some(s) = stop {
             v.push(("PAY402_CRASH_STOP", s.to_owned()));
         }
         v
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l402_killed_after_paying_pays_once_after_restart() {
+    if std::env::var(ROLE).is_ok() {
+        return child().await;
+    }
+    let w = l402_world("l402").await;
+    let (node, merchant, server, journal) = (&w.node, &w.merchant, &w.server, &w.journal);
+    let envs = |stop| w.envs(stop);
     let test = "l402_killed_after_paying_pays_once_after_restart";
 
     // Killed after paying (the preimage is in the journal), before the retry.
@@ -213,7 +237,7 @@ async fn l402_killed_after_paying_pays_once_after_restart() {
     assert_eq!(node.payments_sent(), 1);
     assert_eq!(merchant.balance(), Msat(PRICE_SAT * 1000));
     assert!(server.seen().iter().all(|s| !s.paid), "no retry was sent");
-    let entry = only_entry(&journal).await;
+    let entry = only_entry(journal).await;
     assert_eq!(entry.state, EntryState::Paid);
 
     // Restarted: the same request presents the kept preimage.
@@ -226,7 +250,7 @@ async fn l402_killed_after_paying_pays_once_after_restart() {
     );
     assert_eq!(node.payments_sent(), 1, "one payment in total on the node");
     assert_eq!(merchant.balance(), Msat(PRICE_SAT * 1000));
-    assert_eq!(only_entry(&journal).await.state, EntryState::Served);
+    assert_eq!(only_entry(journal).await.state, EntryState::Served);
     assert_eq!(server.seen().iter().filter(|s| s.paid).count(), 1);
 
     // And once more: the kept token is reused, nothing is paid.
@@ -242,33 +266,16 @@ async fn l402_killed_between_paying_and_recording_pays_once_after_restart() {
     if std::env::var(ROLE).is_ok() {
         return child().await;
     }
-    let net = SimNet::new(Network::Regtest);
-    let merchant = net.add_node("merchant", Msat(0));
-    let node = net.add_node("payer", Msat(10_000_000));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let lnd = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(rest::serve(node.clone(), listener));
-    let server = serve_merged(Some(l402_app(&merchant, PRICE_SAT)), None).await;
-    let journal = journal_path("l402-intent");
-    let envs = |stop: Option<&str>| {
-        let mut v = vec![
-            (ROLE, "l402".to_owned()),
-            ("PAY402_CRASH_URL", server.url("/paid")),
-            ("PAY402_CRASH_LND", lnd.clone()),
-            ("PAY402_CRASH_JOURNAL", journal.display().to_string()),
-        ];
-        if let Some(s) = stop {
-            v.push(("PAY402_CRASH_STOP", s.to_owned()));
-        }
-        v
-    };
+    let w = l402_world("l402-intent").await;
+    let (node, merchant, journal) = (&w.node, &w.merchant, &w.journal);
+    let envs = |stop| w.envs(stop);
     let test = "l402_killed_between_paying_and_recording_pays_once_after_restart";
 
     // Killed with only the intent recorded...
     let first = Running::start(test, &envs(Some("intent")));
     first.expect("stopped").await;
     first.kill();
-    let entry = only_entry(&journal).await;
+    let entry = only_entry(journal).await;
     assert_eq!(entry.state, EntryState::Intent);
     // ... after its payment had left (as if the node had paid the invoice
     // just before the crash): pay the journaled invoice on the node.
@@ -305,7 +312,7 @@ async fn l402_killed_between_paying_and_recording_pays_once_after_restart() {
     );
     assert_eq!(node.payments_sent(), 1, "one payment in total on the node");
     assert_eq!(merchant.balance(), Msat(PRICE_SAT * 1000));
-    assert_eq!(only_entry(&journal).await.state, EntryState::Served);
+    assert_eq!(only_entry(journal).await.state, EntryState::Served);
 }
 
 struct X402World {
@@ -323,27 +330,7 @@ async fn x402_world(chain: &Anvil, usdc: &Usdc<'_>, hold: Duration) -> X402World
     usdc.mint(account.address, U256::from(1_000_000u64))
         .expect("mint");
     let payee = DEV_ACCOUNTS[2].address;
-    let facilitator = LocalFacilitator::builder(chain.rpc_url())
-        .signer(DEV_ACCOUNTS[1].private_key)
-        .network(NETWORK)
-        .allow_asset(usdc_address, USDC_NAME, USDC_VERSION)
-        .receipt_timeout(Duration::from_secs(20))
-        .build()
-        .await
-        .expect("build the local facilitator");
-    let layer = X402Layer::new(
-        X402Config::new(),
-        Arc::new(facilitator),
-        Arc::new(MemoryPaymentStore::new()),
-    );
-    let offer = exact_offer(
-        NETWORK,
-        &usdc_address.to_string(),
-        &payee.to_string(),
-        TokenAmount::from_u64(PRICE_USDC),
-        USDC_NAME,
-        USDC_VERSION,
-    );
+    let layer = payer_support::x402_layer(chain, usdc_address).await;
     let handled = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&handled);
     let app = Router::new().route(
@@ -356,7 +343,11 @@ async fn x402_world(chain: &Anvil, usdc: &Usdc<'_>, hold: Duration) -> X402World
                 format!("report for {}", p.payer)
             }
         })
-        .route_layer(layer.with_route(X402Route::new([offer]).expect("offer"))),
+        .route_layer(layer.with_route(payer_support::usdc_route(
+            usdc_address,
+            payee,
+            PRICE_USDC,
+        ))),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -400,7 +391,7 @@ async fn x402_killed_after_signing_sends_the_identical_payment_once_after_restar
     let chain = Anvil::start().expect("anvil must start (npm registry + glibc >= 2.35 needed)");
     let usdc = chain.deploy_usdc().expect("deploy USDC");
     let w = x402_world(&chain, &usdc, Duration::ZERO).await;
-    let journal = journal_path("x402");
+    let journal = &journal_path("x402");
     let test = "x402_killed_after_signing_sends_the_identical_payment_once_after_restart";
     let (payee0, payer0) = (
         usdc.balance_of(w.payee).unwrap(),
@@ -408,12 +399,12 @@ async fn x402_killed_after_signing_sends_the_identical_payment_once_after_restar
     );
 
     // Killed once the signed payment is journaled, before it is sent.
-    let first = Running::start(test, &w.envs(&journal, Some("paid")));
+    let first = Running::start(test, &w.envs(journal, Some("paid")));
     let paid = first.expect("step paid").await;
     first.expect("stopped").await;
     first.kill();
     let nonce = paid.trim_start_matches("step paid ").trim().to_owned();
-    let entry = only_entry(&journal).await;
+    let entry = only_entry(journal).await;
     assert_eq!(entry.state, EntryState::Paid);
     assert_eq!(entry.proof_id.as_deref(), Some(nonce.as_str()));
     let signed = entry.proof.clone().unwrap();
@@ -421,7 +412,7 @@ async fn x402_killed_after_signing_sends_the_identical_payment_once_after_restar
     assert_eq!(usdc.balance_of(w.payee).unwrap(), payee0);
 
     // Restarted: the very same signed payment is sent and settled, once.
-    let second = Running::start(test, &w.envs(&journal, None));
+    let second = Running::start(test, &w.envs(journal, None));
     let served = second.expect("served").await;
     second.finish();
     assert!(
@@ -440,7 +431,7 @@ async fn x402_killed_after_signing_sends_the_identical_payment_once_after_restar
         usdc.balance_of(w.payer).unwrap(),
         payer0 - U256::from(PRICE_USDC)
     );
-    let entry = only_entry(&journal).await;
+    let entry = only_entry(journal).await;
     assert_eq!(entry.state, EntryState::Served);
     assert_eq!(
         entry.proof.as_deref(),
@@ -459,14 +450,14 @@ async fn x402_killed_while_the_payment_is_in_flight_never_pays_again() {
     let chain = Anvil::start().expect("anvil must start (npm registry + glibc >= 2.35 needed)");
     let usdc = chain.deploy_usdc().expect("deploy USDC");
     let w = x402_world(&chain, &usdc, Duration::from_secs(2)).await;
-    let journal = journal_path("x402-flight");
+    let journal = &journal_path("x402-flight");
     let test = "x402_killed_while_the_payment_is_in_flight_never_pays_again";
     let (payee0, payer0) = (
         usdc.balance_of(w.payee).unwrap(),
         usdc.balance_of(w.payer).unwrap(),
     );
 
-    let first = Running::start(test, &w.envs(&journal, None));
+    let first = Running::start(test, &w.envs(journal, None));
     let paid = first.expect("step paid").await;
     let nonce = paid.trim_start_matches("step paid ").trim().to_owned();
     payer_support::eventually("the paid request reaches the handler", || {
@@ -478,11 +469,11 @@ async fn x402_killed_while_the_payment_is_in_flight_never_pays_again() {
         usdc.balance_of(w.payee).unwrap() == payee0 + U256::from(PRICE_USDC)
     })
     .await;
-    assert_eq!(only_entry(&journal).await.state, EntryState::Presented);
+    assert_eq!(only_entry(journal).await.state, EntryState::Presented);
 
     // Restarted: the identical payment is sent again (never a new one); the
     // server refuses it as already used; nothing moves twice.
-    let second = Running::start(test, &w.envs(&journal, None));
+    let second = Running::start(test, &w.envs(journal, None));
     let outcome = second.expect("").await;
     let outcome = if outcome.starts_with("step") {
         loop {
@@ -509,7 +500,7 @@ async fn x402_killed_while_the_payment_is_in_flight_never_pays_again() {
         payer0 - U256::from(PRICE_USDC)
     );
     assert_eq!(w.handled.load(Ordering::SeqCst), 1, "served once");
-    let entry = only_entry(&journal).await;
+    let entry = only_entry(journal).await;
     assert_eq!(entry.state, EntryState::Failed);
     assert!(entry.counted, "the payment counts against the budgets");
     assert_eq!(entry.proof_id.as_deref(), Some(nonce.as_str()));

@@ -173,6 +173,49 @@ async fn merge(s: &Shared, parts: &axum::http::request::Parts, body: &Bytes) -> 
     out.body(Body::from(bytes)).unwrap()
 }
 
+/// The x402 chain used by the tests: anvil's.
+pub const NETWORK: &str = "eip155:31337";
+
+/// An `X402Layer` settling through pay402's local facilitator on `chain`
+/// (dev account 1 pays the gas) for the USDC at `usdc`.
+pub async fn x402_layer(
+    chain: &pay402_testkit::anvil::Anvil,
+    usdc: alloy::primitives::Address,
+) -> pay402_server::x402::X402Layer {
+    use pay402_testkit::anvil::{DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
+    let facilitator = pay402_backends::x402::LocalFacilitator::builder(chain.rpc_url())
+        .signer(DEV_ACCOUNTS[1].private_key)
+        .network(NETWORK)
+        .allow_asset(usdc, USDC_NAME, USDC_VERSION)
+        .receipt_timeout(Duration::from_secs(20))
+        .build()
+        .await
+        .expect("build the local facilitator");
+    pay402_server::x402::X402Layer::new(
+        pay402_server::x402::X402Config::new(),
+        Arc::new(facilitator),
+        Arc::new(pay402_server::x402::store::MemoryPaymentStore::new()),
+    )
+}
+
+/// A route paid with `amount` base units of the USDC at `usdc` to `payee`.
+pub fn usdc_route(
+    usdc: alloy::primitives::Address,
+    payee: alloy::primitives::Address,
+    amount: u64,
+) -> pay402_server::x402::X402Route {
+    use pay402_testkit::anvil::{USDC_NAME, USDC_VERSION};
+    let offer = pay402_server::x402::exact_offer(
+        NETWORK,
+        &usdc.to_string(),
+        &payee.to_string(),
+        pay402_core::x402::TokenAmount::from_u64(amount),
+        USDC_NAME,
+        USDC_VERSION,
+    );
+    pay402_server::x402::X402Route::new([offer]).expect("offer")
+}
+
 /// Polls `f` until it holds (bounded).
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..200 {
