@@ -214,3 +214,102 @@ async fn one_402_two_rails_paid_by_policy_once() {
         payee_before + U256::from(CHEAP + DEAR)
     );
 }
+
+/// The x402_mock dialect through the `Payer`: an EIP-2612 permit (signed by
+/// the `MockClient`, nonce read on chain) buys a Bearer token from pay402's
+/// `MockPaywall`, whose worker settles `permit` + `transferFrom` on anvil;
+/// the token is kept in the journal and reused, even by a restarted payer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payer_pays_x402_mock_with_a_permit() {
+    use pay402_backends::x402_mock::{AlloyPermitReader, AlloyPermitSettler, SpenderKey};
+    use pay402_client::x402_mock::MockClient;
+    use pay402_server::x402_mock::{
+        AcceptedToken, MemorySettlementStore, MockConfig, MockPaidToken, MockPaywall, MockPrice,
+    };
+
+    let chain = Anvil::start().expect("anvil must start (npm registry + glibc >= 2.35 needed)");
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let token = EvmAddress(usdc.address);
+    let (payer_account, spender) = (&DEV_ACCOUNTS[3], &DEV_ACCOUNTS[1]);
+    usdc.mint(payer_account.address, U256::from(1_000_000u64))
+        .expect("mint");
+    let settler = AlloyPermitSettler::connect(
+        &chain.rpc_url(),
+        SpenderKey::from_hex(&spender.private_key.to_string()).unwrap(),
+    )
+    .await
+    .unwrap()
+    .with_poll_interval(Duration::from_millis(50));
+    let reader = Arc::new(AlloyPermitReader::connect(&chain.rpc_url()).await.unwrap());
+    let paywall = MockPaywall::new(
+        MockConfig::new(zeroize::Zeroizing::new(vec![0x42; 32]))
+            .accept(AcceptedToken::usdc(token, 31_337, "anvil")),
+        Arc::new(settler),
+        Arc::new(MemorySettlementStore::new()),
+    )
+    .unwrap();
+    let layer = paywall
+        .protect(
+            "/premium",
+            [MockPrice::new(token, TokenAmount::from_u64(CHEAP))],
+        )
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/premium",
+            get(
+                |MockPaidToken(c): MockPaidToken| async move { format!("premium for {}", c.payer) },
+            )
+            .route_layer(layer),
+        )
+        .merge(paywall.token_router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/premium", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    let _worker = paywall.spawn_worker();
+    let signer = Arc::new(LocalSigner::from_hex(&payer_account.private_key.to_string()).unwrap());
+    let journal = Journal::memory();
+    let payer = || {
+        Payer::builder()
+            .x402_mock(MockClient::builder(signer.clone(), reader.clone()).accept(
+                31_337,
+                token,
+                TokenAmount::from_u64(CHEAP),
+            ))
+            .journal(journal.clone())
+    };
+    let spender_before = usdc.balance_of(spender.address).unwrap();
+
+    let first = payer().build().await.unwrap();
+    let paid = first.get(&url).await.expect("paid");
+    assert_eq!(paid.status(), 200);
+    let r = paid.receipt.clone().expect("receipt");
+    assert_eq!((r.rail, r.offer.as_str()), (Rail::X402Mock, "x402_mock #0"));
+    assert_eq!(
+        paid.text().await.unwrap(),
+        format!("premium for {}", signer.address())
+    );
+    let again = first.get(&url).await.unwrap();
+    assert!(again.reused_credential && again.receipt.is_none());
+    drop(first);
+    // A restarted payer finds the token in the journal.
+    let restarted = payer().build().await.unwrap();
+    let again = restarted.get(&url).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(again.reused_credential && again.receipt.is_none());
+    let entries = journal.payments(&Query::default()).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].state, EntryState::Served);
+    // The worker settles the permit: the price moved once.
+    payer_support::eventually("the permit settles", || {
+        usdc.balance_of(spender.address).unwrap() == spender_before + U256::from(CHEAP)
+    })
+    .await;
+}

@@ -1175,27 +1175,34 @@ impl Inner {
         if let Some(s) = self.means.cached_credential(url) {
             return Some(s);
         }
-        let scope_str = scope_string(scope);
-        let first = self
-            .tokens_loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(scope_str.clone());
-        if !first {
-            return None;
+        // L402 tokens are kept under the payer's scope, x402_mock tokens
+        // under their origin and path.
+        let mut scopes = vec![scope_string(scope)];
+        #[cfg(feature = "x402-mock")]
+        if self.means.mock.is_some() {
+            scopes.push(rails::mock_scope(url));
         }
-        match self
-            .journal
-            .store()
-            .tokens(scope.origin(), &scope_str)
-            .await
-        {
-            Ok(tokens) => self.means.load_tokens(url, &tokens),
-            Err(e) => {
-                warn!(error = %e, "cannot read kept tokens");
-                None
+        let mut found = None;
+        for scope_str in scopes {
+            let first = self
+                .tokens_loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(scope_str.clone());
+            if !first {
+                continue;
+            }
+            match self
+                .journal
+                .store()
+                .tokens(scope.origin(), &scope_str)
+                .await
+            {
+                Ok(tokens) => found = self.means.load_tokens(url, &tokens).or(found),
+                Err(e) => warn!(error = %e, "cannot read kept tokens"),
             }
         }
+        found
     }
 
     fn attach(&self, request: &mut Request, sent: &Sent) {
