@@ -172,7 +172,7 @@ async fn one_402_two_rails_paid_by_policy_once() {
             (Some(Rail::L402), "price_above_max"),
             (Some(Rail::X402), "price_above_max"),
             // The layer's body repeats its offer in v1: paid in v2 or not at all.
-            (Some(Rail::X402), "superseded_by_v2"),
+            (Some(Rail::X402), "superseded"),
         ]
     );
     // Without rates for the token, a budget cannot price the x402 offer.
@@ -192,7 +192,7 @@ async fn one_402_two_rails_paid_by_policy_once() {
     let e = unpriced.get(server.url("/paid")).await.unwrap_err();
     let mut reasons: Vec<&str> = e.refusals().iter().map(|r| r.reason.reason()).collect();
     reasons.sort();
-    assert_eq!(reasons, ["no_rate", "price_above_max", "superseded_by_v2"]);
+    assert_eq!(reasons, ["no_rate", "price_above_max", "superseded"]);
     // The x402 client's own allow-list: an asset it does not allow.
     let strict = Payer::builder()
         .evm_signer(signer.clone())
@@ -206,7 +206,7 @@ async fn one_402_two_rails_paid_by_policy_once() {
     reasons.sort();
     assert_eq!(
         reasons,
-        ["asset_not_allowed", "rail_not_enabled", "superseded_by_v2"]
+        ["asset_not_allowed", "rail_not_enabled", "superseded"]
     );
     assert_eq!(node.payments_sent(), 2);
     assert_eq!(

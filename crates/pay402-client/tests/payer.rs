@@ -330,3 +330,36 @@ async fn events_follow_every_step() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_lsat_twin_is_paid_as_l402() {
+    use axum::Router;
+    use axum::routing::get;
+    use pay402_server::{L402Config, L402Layer, Price};
+    let w = world();
+    // Aperture's order: the LSAT challenge first, then the L402 one.
+    let layer = L402Layer::new(
+        L402Config::new("api").emit_lsat(true),
+        Arc::new(w.merchant.clone()),
+        Arc::new(pay402_server::store::MemoryStore::new()),
+    );
+    let app = Router::new().route(
+        "/paid",
+        get(|| async { "ok" }).route_layer(layer.with_price(Price::sats(PRICE_SAT))),
+    );
+    let server = serve_merged(Some(app), None).await;
+    let payer = builder(&w).build().await.unwrap();
+    let paid = payer.get(server.url("/paid")).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    assert_eq!(paid.receipt.as_ref().unwrap().offer, "l402");
+    // Refused, the LSAT twin says why.
+    let capped = builder(&w)
+        .max_price(Amount::Sat(Sat(1)))
+        .build()
+        .await
+        .unwrap();
+    let e = capped.get(server.url("/paid")).await.unwrap_err();
+    let mut reasons: Vec<&str> = e.refusals().iter().map(|r| r.reason.reason()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["price_above_max", "superseded"]);
+}

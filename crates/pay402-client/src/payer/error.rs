@@ -34,8 +34,9 @@ pub enum RefusalReason {
         /// The rail error's message.
         detail: String,
     },
-    /// An x402 v1 offer while the same 402 carries v2 offers (paid in v2).
-    #[error("an x402 v2 offer is preferred")]
+    /// The same offer in an older form: an x402 v1 offer while the 402
+    /// carries v2 offers, an `LSAT` challenge beside an `L402` one.
+    #[error("the newer form of this offer is preferred (x402 v2, L402)")]
     Superseded,
     /// Not a rail of the explicit rail order.
     #[error("rail not in the payer's rail order")]
@@ -78,7 +79,7 @@ impl Reason for RefusalReason {
             RefusalReason::RailNotEnabled => "rail_not_enabled",
             RefusalReason::Unreadable(e) => e.reason(),
             RefusalReason::Rail { reason, .. } => reason,
-            RefusalReason::Superseded => "superseded_by_v2",
+            RefusalReason::Superseded => "superseded",
             RefusalReason::NotInRailOrder => "rail_not_in_order",
             RefusalReason::NoRate(e) => e.reason(),
             RefusalReason::OverMaxPrice { .. } => "price_above_max",

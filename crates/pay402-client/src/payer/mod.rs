@@ -82,6 +82,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use alloy_primitives::U256;
+use pay402_core::l402::Scheme;
 use pay402_core::lightning::{LightningPayer, Network};
 use pay402_core::offer::{MAX_BODY_BYTES, Offer, OfferSet, Rail, ReadOptions, read_offers_with};
 use pay402_core::problem::Reason as _;
@@ -951,6 +952,9 @@ impl Inner {
         let has_v2 = set.offers.iter().any(|o| {
             matches!(&o.challenge, pay402_core::offer::RailChallenge::X402(c) if c.version() == 2)
         });
+        let has_l402 = set.offers.iter().any(|o| {
+            matches!(&o.challenge, pay402_core::offer::RailChallenge::L402(c) if c.scheme == Scheme::L402)
+        });
         let mut candidates: Vec<(usize, Option<Amount>)> = Vec::new();
         for (i, offer) in set.offers.iter().enumerate() {
             let refuse = |reason| Refusal {
@@ -959,7 +963,7 @@ impl Inner {
                 amount: Some(offer.amount.clone()),
                 reason,
             };
-            let judged = self.judge(offer, has_v2, now);
+            let judged = self.judge(offer, has_v2, has_l402, now);
             match judged {
                 Ok(cost) => candidates.push((i, cost)),
                 Err(reason) => refused.push(refuse(reason)),
@@ -1029,12 +1033,15 @@ impl Inner {
         &self,
         offer: &Offer,
         has_v2: bool,
+        has_l402: bool,
         now: UnixTime,
     ) -> Result<Option<Amount>, RefusalReason> {
-        if let pay402_core::offer::RailChallenge::X402(c) = &offer.challenge
-            && c.version() == 1
-            && has_v2
-        {
+        let superseded = match &offer.challenge {
+            pay402_core::offer::RailChallenge::X402(c) => c.version() == 1 && has_v2,
+            pay402_core::offer::RailChallenge::L402(c) => c.scheme == Scheme::Lsat && has_l402,
+            _ => false,
+        };
+        if superseded {
             return Err(RefusalReason::Superseded);
         }
         if !self.choice.allows(offer.rail) {
