@@ -10,7 +10,8 @@
 //!   BOLT11 invoice (signature recovery included) and decoding the
 //!   `PAYMENT-REQUIRED` header.
 //!
-//! Target: `paywall_402` ≤ 1.5 × (2 × invoice + header + body floors).
+//! Target: `paywall_402` ≤ 1.5 × (invoice + header + body floors): the
+//! LSAT twin of an L402 challenge repeats its invoice, which is decoded once.
 //!
 //! Run: `cargo bench -p pay402-benches --bench offers`.
 

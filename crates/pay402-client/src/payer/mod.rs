@@ -130,6 +130,11 @@ pub struct PayerEvent {
 }
 
 /// A callback told of every recorded step.
+///
+/// ```
+/// let f: pay402_client::EventFn = std::sync::Arc::new(|e| eprintln!("{} {}", e.entry, e.state));
+/// # let _ = f;
+/// ```
 pub type EventFn = Arc<dyn Fn(&PayerEvent) + Send + Sync>;
 
 /// Configures a [`Payer`]; see [`Payer::builder`].

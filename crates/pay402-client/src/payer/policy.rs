@@ -30,6 +30,13 @@ pub struct Candidate<'a> {
 
 /// A user's choice among candidates: the index of the one to pay, or
 /// `None` to pay nothing.
+///
+/// ```
+/// use pay402_client::{Choice, ChooseFn};
+/// let f: ChooseFn = std::sync::Arc::new(|c| (!c.is_empty()).then_some(0));
+/// let choice = Choice::Custom(f);
+/// # let _ = choice;
+/// ```
 pub type ChooseFn = Arc<dyn Fn(&[Candidate<'_>]) -> Option<usize> + Send + Sync>;
 
 /// How the payer picks one offer among those it can pay.

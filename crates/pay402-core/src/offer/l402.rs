@@ -5,7 +5,8 @@ use lightning_invoice::Currency;
 
 use super::{MAX_HEADER_LINES, Offer, OfferError, OfferSet, Rail, RailChallenge, Source};
 use crate::auth_header::{self, HeaderSyntaxError};
-use crate::l402::invoice::read_invoice;
+use crate::l402::InvoiceError;
+use crate::l402::invoice::{InvoiceFacts, read_invoice};
 use crate::l402::{Challenge, Scheme};
 use crate::lightning::PaymentHash;
 use crate::rates::Amount;
@@ -62,6 +63,9 @@ fn network_of(c: Currency) -> &'static str {
 
 pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
     let mut parsed = Vec::new();
+    // An LSAT challenge usually repeats its L402 twin's invoice: decode
+    // (and verify the signature of) each invoice once.
+    let mut decoded: Vec<(String, Result<InvoiceFacts, InvoiceError>)> = Vec::new();
     for (line, value) in headers.get_all(WWW_AUTHENTICATE).iter().enumerate() {
         if line >= MAX_HEADER_LINES {
             set.skip(
@@ -103,7 +107,7 @@ pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
                 continue;
             };
             match Challenge::from_auth(ch, scheme).map_err(OfferError::L402) {
-                Ok(c) => match offer_of(&c) {
+                Ok(c) => match offer_of(&c, &mut decoded) {
                     Ok(o) => set.push(o),
                     Err(e) => set.skip(
                         Some(Rail::L402),
@@ -123,11 +127,22 @@ pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
     }
 }
 
-fn offer_of(c: &Challenge<'_>) -> Result<Offer, OfferError> {
-    let facts = read_invoice(c.invoice()).map_err(OfferError::Invoice)?;
+fn offer_of(
+    c: &Challenge<'_>,
+    decoded: &mut Vec<(String, Result<InvoiceFacts, InvoiceError>)>,
+) -> Result<Offer, OfferError> {
+    let facts = match decoded.iter().find(|(i, _)| i == c.invoice()) {
+        Some((_, facts)) => facts.clone(),
+        None => {
+            let facts = read_invoice(c.invoice());
+            decoded.push((c.invoice().to_owned(), facts.clone()));
+            facts
+        }
+    }
+    .map_err(OfferError::Invoice)?;
     let amount = facts
         .amount
-        .ok_or(OfferError::Invoice(crate::l402::InvoiceError::NoAmount))?;
+        .ok_or(OfferError::Invoice(InvoiceError::NoAmount))?;
     Ok(Offer {
         rail: Rail::L402,
         amount: Amount::Msat(amount),
