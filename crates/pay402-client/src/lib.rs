@@ -73,7 +73,7 @@ mod cache;
 mod client;
 mod error;
 pub mod journal;
-mod payer;
+pub mod payer;
 mod redirect;
 mod timeouts;
 

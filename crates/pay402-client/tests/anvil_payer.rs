@@ -213,6 +213,34 @@ async fn one_402_two_rails_paid_by_policy_once() {
         usdc.balance_of(payee).unwrap(),
         payee_before + U256::from(CHEAP + DEAR)
     );
+
+    // Concurrent identical requests are purchases of their own (x402 pays
+    // per request): each pays once, none resumes another's entry.
+    let before = usdc.balance_of(payee).unwrap();
+    let concurrent = payer(Choice::RailOrder(vec![Rail::X402]))
+        .build()
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (p, url) = (concurrent.clone(), server.url("/paid"));
+            tokio::spawn(async move { p.get(url).await.map(|r| r.status()) })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), 200);
+    }
+    let entries = concurrent
+        .journal()
+        .payments(&Query::default())
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 3);
+    assert!(entries.iter().all(|e| e.state == EntryState::Served));
+    assert_eq!(
+        usdc.balance_of(payee).unwrap(),
+        before + U256::from(3 * CHEAP)
+    );
 }
 
 /// The x402_mock dialect through the `Payer`: an EIP-2612 permit (signed by

@@ -4,7 +4,7 @@
 //! A `Payer` holds any set of payment means: a Lightning node for L402
 //! ([`PayerBuilder::lightning`]), an EVM signer for x402
 //! ([`PayerBuilder::evm_signer`]), an x402_mock permit setup, BitRequests
-//! wallets. Each is a per-rail client ([`L402Client`], [`X402Client`],
+//! wallets. Each is a per-rail client ([`L402Client`], [`X402Client`](crate::x402::X402Client),
 //! [`MockClient`](crate::x402_mock::MockClient),
 //! [`BitRequests`](crate::bitreq::BitRequests)) configured as usual, so
 //! every per-rail guarantee holds: the L402 invoice is checked against the
@@ -216,7 +216,7 @@ impl PayerBuilder {
         self
     }
 
-    /// Pays x402 with `signer` (an [`X402Client`] with its defaults: USDC
+    /// Pays x402 with `signer` (an [`X402Client`](crate::x402::X402Client) with its defaults: USDC
     /// on Base and Base Sepolia up to 1 USDC per payment).
     ///
     /// ```
@@ -230,7 +230,7 @@ impl PayerBuilder {
         self.x402(crate::x402::X402Client::builder(signer))
     }
 
-    /// Pays x402 with a configured [`X402Client`] builder (allowed assets
+    /// Pays x402 with a configured [`X402Client`](crate::x402::X402Client) builder (allowed assets
     /// and caps, networks, recipients, budgets per asset, resends).
     ///
     /// ```
@@ -541,6 +541,7 @@ impl PayerBuilder {
                 budget_lock: tokio::sync::Mutex::new(()),
                 open: Mutex::new(open.into_iter().map(|r| r.key).collect()),
                 tokens_loaded: Mutex::new(HashSet::new()),
+                active: Arc::new(Mutex::new(HashSet::new())),
                 on_event: self.on_event,
             }),
         })
@@ -597,6 +598,9 @@ pub(crate) struct Inner {
     open: Mutex<HashSet<RequestKey>>,
     /// The scopes whose journal tokens were loaded.
     tokens_loaded: Mutex<HashSet<String>>,
+    /// The entries a call of this process is working on (never resumed by
+    /// another call).
+    active: Arc<Mutex<HashSet<String>>>,
     on_event: Option<EventFn>,
 }
 
@@ -764,6 +768,34 @@ impl Purchase {
     }
 }
 
+/// Marks an entry as worked on by this process until dropped.
+struct Active {
+    set: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Active {
+    /// `None` when another call already works on `id`.
+    fn claim(set: &Arc<Mutex<HashSet<String>>>, id: &str) -> Option<Active> {
+        set.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned())
+            .then(|| Active {
+                set: Arc::clone(set),
+                id: id.to_owned(),
+            })
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
 /// A credential sent with a request.
 pub(crate) enum Sent {
     L402(Arc<crate::cache::Token>, CacheKey),
@@ -848,12 +880,30 @@ impl Inner {
                     entry: None,
                     paid: false,
                 })?;
-            if let Some(record) = record {
+            // An entry another call of this process is paying is no crashed
+            // purchase: this request is a purchase of its own.
+            if let Some(record) = record
+                && let Some(active) = Active::claim(&self.active, &record.id)
+            {
                 let template = template.ok_or(PayerError::BodyNotCloneable)?;
                 let guard = self.locks.lock_key(&scope).await;
-                return Arc::clone(&self)
+                // Re-read under the lock: a step may have been recorded since.
+                let record = match self.journal.store().get(&record.id).await {
+                    Ok(Some(r)) if r.state.is_open() => r,
+                    Ok(_) => record,
+                    Err(source) => {
+                        return Err(PayerError::Journal {
+                            source,
+                            entry: Some(record.id),
+                            paid: true,
+                        });
+                    }
+                };
+                let result = Arc::clone(&self)
                     .resume(record, template, url, scope, guard)
                     .await;
+                drop(active);
+                return result;
             }
         }
 
@@ -924,11 +974,13 @@ impl Inner {
             let stored = |index: usize, offer: &Offer| {
                 StoredOffer::new(index, offer, &offer_url, &headers, &body).to_json()
             };
-            let purchase = self
+            let template = template.try_clone().ok_or(PayerError::BodyNotCloneable)?;
+            let (purchase, active) = self
                 .decide(&set, &key, &scope, &url, &offer_url, stored)
                 .await?;
-            let template = template.try_clone().ok_or(PayerError::BodyNotCloneable)?;
-            return Arc::clone(&self).pay(purchase, template, guard).await;
+            let result = Arc::clone(&self).pay(purchase, template, guard).await;
+            drop(active);
+            return result;
         }
     }
 
@@ -942,7 +994,7 @@ impl Inner {
         url: &Url,
         offer_url: &Url,
         stored: impl Fn(usize, &Offer) -> String,
-    ) -> Result<Purchase, PayerError> {
+    ) -> Result<(Purchase, Option<Active>), PayerError> {
         let now = UnixTime::from_system(SystemTime::now());
         let mut refused: Vec<Refusal> = set
             .skipped
@@ -1027,9 +1079,11 @@ impl Inner {
                 created: SystemTime::now(),
                 resumed: false,
             };
+            // Claimed before the intent is visible to other calls.
+            let active = Active::claim(&self.active, &purchase.id);
             self.record_intent(&purchase, stored(index, offer)).await?;
             info!(entry = %purchase.id, rail = %offer.rail, offer = %offer.label(), amount = %offer.amount, "paying");
-            return Ok(purchase);
+            return Ok((purchase, active));
         }
     }
 
