@@ -11,6 +11,10 @@
 //! - [`x402`]: x402 v1 and v2: signed EIP-3009 token transfers (`exact` on EVM).
 //! - [`bitreq`]: 21 BitRequests (two1): on-chain, bit-transfer and CLTV payment channels.
 //!
+//! Across rails: [`offer`] reads every offer of one 402 into rail-neutral
+//! [`offer::Offer`]s ([`offer::read_offers`]); [`rates`] converts amounts
+//! between units exactly.
+//!
 //! ```
 //! use pay402_core::l402::{Credential, ChallengeSet};
 //! let header = "L402 macaroon=\"AgJCAAA=\", invoice=\"lnbc1\"";
