@@ -363,3 +363,29 @@ async fn an_lsat_twin_is_paid_as_l402() {
     reasons.sort();
     assert_eq!(reasons, ["price_above_max", "superseded"]);
 }
+
+#[tokio::test]
+async fn timeouts_apply_to_every_attempt() {
+    use axum::Router;
+    use axum::routing::get;
+    let app = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let w = world();
+    let payer = builder(&w)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let e = payer.get(&url).await.unwrap_err();
+    assert_eq!(e.reason(), "http_error");
+    assert!(matches!(&e, PayerError::Http(h) if h.is_timeout()), "{e}");
+    assert!(!e.may_have_paid());
+}

@@ -432,6 +432,18 @@ impl PayerBuilder {
         self
     }
 
+    /// No total timeout (for large downloads); the connect timeout stays.
+    ///
+    /// ```
+    /// let b = pay402_client::Payer::builder().no_timeout();
+    /// # let _ = b;
+    /// ```
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self.timeout_set = true;
+        self
+    }
+
     /// How long connecting may take (default 10 s; for the client the
     /// builder builds).
     ///
@@ -507,7 +519,7 @@ impl PayerBuilder {
             .unwrap_or_else(|| default_http(self.connect_timeout, self.timeout));
         let means = Means::build(
             &http,
-            self.timeout_set.then_some(self.timeout).flatten(),
+            self.timeout_set.then_some(self.timeout),
             self.scope,
             self.l402,
             #[cfg(feature = "x402")]

@@ -56,11 +56,11 @@ pub(crate) fn bitreq_method(m: pay402_core::offer::BitreqMethod) -> crate::bitre
 
 impl Means {
     /// Builds each rail's client on the payer's HTTP client (and its
-    /// timeout, when one was set explicitly) and scope.
+    /// timeout, when one was set explicitly: `Some(None)` is none) and scope.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         http: &reqwest::Client,
-        timeout: Option<Duration>,
+        timeout: Option<Option<Duration>>,
         scope: TokenScope,
         l402: Option<L402ClientBuilder>,
         #[cfg(feature = "x402")] x402: Option<crate::x402::X402ClientBuilder>,
@@ -71,7 +71,8 @@ impl Means {
             l402: l402.map(|b| {
                 let b = b.scope(scope).http(http.clone());
                 match timeout {
-                    Some(t) => b.timeout(t),
+                    Some(Some(t)) => b.timeout(t),
+                    Some(None) => b.no_timeout(),
                     None => b,
                 }
                 .build()
@@ -80,7 +81,8 @@ impl Means {
             x402: x402.map(|b| {
                 let b = b.http(http.clone());
                 match timeout {
-                    Some(t) => b.timeout(t),
+                    Some(Some(t)) => b.timeout(t),
+                    Some(None) => b.no_timeout(),
                     None => b,
                 }
                 .build()
@@ -89,7 +91,8 @@ impl Means {
             mock: mock.map(|b| {
                 let b = b.http_client(http.clone());
                 match timeout {
-                    Some(t) => b.timeout(t),
+                    Some(Some(t)) => b.timeout(t),
+                    Some(None) => b.no_timeout(),
                     None => b,
                 }
                 .build()
@@ -100,7 +103,8 @@ impl Means {
                 .map(|b| {
                     let b = b.http(http.clone());
                     match timeout {
-                        Some(t) => b.timeout(t),
+                        Some(Some(t)) => b.timeout(t),
+                        Some(None) => b.no_timeout(),
                         None => b,
                     }
                     .build()
