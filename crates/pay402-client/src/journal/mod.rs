@@ -46,7 +46,9 @@ mod memory;
 mod sqlite;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "sqlite")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -768,6 +770,7 @@ impl Journal {
 }
 
 /// The default journal location: `None` for memory.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 fn default_location(
     var: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Option<PathBuf>, JournalError> {

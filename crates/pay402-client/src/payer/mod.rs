@@ -748,7 +748,9 @@ pub(crate) struct Purchase {
     pub(crate) cost: Option<Amount>,
     /// The request's URL.
     pub(crate) url: Url,
-    /// The URL of the 402 the offer came from.
+    /// The URL of the 402 the offer came from (x402_mock token endpoints
+    /// are relative to it).
+    #[cfg_attr(not(feature = "x402-mock"), allow(dead_code))]
     pub(crate) offer_url: Url,
     pub(crate) scope: CacheKey,
     pub(crate) created: SystemTime,
@@ -1255,6 +1257,7 @@ impl Inner {
         }
         // L402 tokens are kept under the payer's scope, x402_mock tokens
         // under their origin and path.
+        #[cfg_attr(not(feature = "x402-mock"), allow(unused_mut))]
         let mut scopes = vec![scope_string(scope)];
         #[cfg(feature = "x402-mock")]
         if self.means.mock.is_some() {

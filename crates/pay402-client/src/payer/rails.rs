@@ -4,7 +4,9 @@
 //! points); this module only journals between the steps.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+#[cfg(feature = "x402")]
+use std::time::SystemTime;
 
 use pay402_core::l402::Credential;
 use pay402_core::lightning::Preimage;
@@ -20,7 +22,9 @@ use super::error::{PayerError, RefusalReason};
 use super::receipt::{PayerPaid, RailReceipt};
 use super::stored::StoredProof;
 use super::{Inner, Purchase, Sent, scope_string};
-use crate::cache::{KeyGuard, Token, TokenScope, origin_of};
+#[cfg(feature = "x402-mock")]
+use crate::cache::origin_of;
+use crate::cache::{KeyGuard, Token, TokenScope};
 use crate::client::{L402Client, L402ClientBuilder, token_header};
 use crate::error::ClientError;
 use crate::journal::{EntryState, Step, StoredToken};
@@ -239,6 +243,7 @@ impl Means {
     }
 
     /// Forgets a refused credential; what to forget in the journal.
+    #[cfg_attr(not(feature = "x402-mock"), allow(unused_variables))]
     pub(crate) fn evict(&self, url: &Url, sent: &Sent) -> Option<(String, String, Rail, String)> {
         match sent {
             Sent::L402(token, key) => {
