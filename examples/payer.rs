@@ -29,9 +29,9 @@ use pay402_client::journal::{Journal, Query};
 use pay402_client::{Choice, Payer, PayerBuilder};
 use pay402_core::lightning::LightningPayer;
 use pay402_core::money::Sat;
-use pay402_core::offer::{KNOWN_TOKENS, Rail, known_token};
+use pay402_core::offer::Rail;
 use pay402_core::problem::Reason;
-use pay402_core::rates::{Amount, FixedRates, TokenUnit, Unit};
+use pay402_core::rates::{Amount, FixedRates, Unit};
 use pay402_examples::{env_or, parse_network};
 
 const HELP: &str = "\
@@ -114,6 +114,8 @@ fn x402(
     rates: FixedRates,
 ) -> Result<(PayerBuilder, FixedRates), Box<dyn std::error::Error>> {
     use pay402_client::x402::{LocalSigner, X402Client};
+    use pay402_core::offer::{KNOWN_TOKENS, known_token};
+    use pay402_core::rates::TokenUnit;
     use pay402_core::x402::TokenAmount;
     let Ok(key) = std::env::var("PAY402_EVM_KEY") else {
         return Ok((b, rates));
