@@ -62,6 +62,7 @@ declare -A max_len=(
   [bitreq_onchain]=20000         # MAX_TX_HEX_LEN = 200 000
   [mpp_challenge]=20000          # mpp::challenge::MAX_CHALLENGE_HEADER = 64 KiB a line
   [mpp_credential]=20000         # credential::MAX_AUTHORIZATION_LEN ~ 88 KiB
+  [offers]=20000                 # offer::MAX_BODY_BYTES = 64 KiB body + headers
 )
 # Every target is listed above: a new one must say its bound.
 all=$(cd fuzz && cargo fuzz list)

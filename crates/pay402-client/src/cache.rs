@@ -60,6 +60,11 @@ impl CacheKey {
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
+
+    /// The path part, for path scopes.
+    pub(crate) fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
 }
 
 /// The RFC 6454 origin of a URL, serialised (`null` for opaque origins).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use pay402_core::l402::{
     Challenge, ChallengeError, ChallengeSet, Credential, InvoiceError, Scheme, check_challenge,
 };
-use pay402_core::lightning::{LightningPayer, Network, PayRequest, PaymentHash};
+use pay402_core::lightning::{LightningPayer, Network, PayRequest, PaymentHash, Preimage};
 use pay402_core::money::Msat;
 use pay402_core::problem::Reason;
 use pay402_core::time::UnixTime;
@@ -475,7 +475,7 @@ pub struct L402Client {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     http: reqwest::Client,
     timeout: Option<Duration>,
     connect_timeout: Duration,
@@ -484,8 +484,8 @@ struct Inner {
     max_price: Msat,
     max_fee: Msat,
     payment_timeout: Duration,
-    scope: TokenScope,
-    cache: Arc<TokenCache>,
+    pub(crate) scope: TokenScope,
+    pub(crate) cache: Arc<TokenCache>,
 }
 
 impl fmt::Debug for L402Client {
@@ -586,6 +586,11 @@ impl L402Client {
         Arc::clone(&self.inner).run(request).instrument(span).await
     }
 
+    /// The rail logic the [`Payer`](crate::Payer) calls into.
+    pub(crate) fn rail(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// Forgets every cached token.
     ///
     /// ```
@@ -669,7 +674,7 @@ impl L402Client {
 
 /// How a response relates to payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// Not asking for payment: hand it to the caller.
     Accepted,
     /// 402, or 401 carrying an L402 challenge.
@@ -685,7 +690,7 @@ fn challenge_values(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
         .map(HeaderValue::as_bytes)
 }
 
-fn verdict(response: &Response) -> Verdict {
+pub(crate) fn verdict(response: &Response) -> Verdict {
     match response.status() {
         StatusCode::PAYMENT_REQUIRED => Verdict::Challenge,
         StatusCode::UNAUTHORIZED => {
@@ -795,38 +800,123 @@ impl Inner {
             let (token, receipt) = Arc::clone(&self)
                 .pay(challenge, key.clone(), url.clone(), guard)
                 .await?;
-            let retry = with_token(template, &token)?;
-            let response = match self.execute_timed(retry).await {
-                Ok(r) => r,
-                Err(source) => {
-                    warn!(error = %source, "paid, but the retry failed; token kept");
-                    return Err(ClientError::RetryFailed {
-                        source,
-                        receipt: Box::new(receipt),
-                    });
+            return match self.present(template, &token, receipt).await {
+                Err(e @ ClientError::StillUnpaid { .. }) => {
+                    self.cache.evict_if_current(&key, &token);
+                    Err(e)
                 }
+                other => other,
             };
-            if verdict(&response) != Verdict::Accepted {
-                self.cache.evict_if_current(&key, &token);
-                warn!(status = %response.status(), payment_hash = %receipt.payment_hash, "paid, but the server still refuses");
-                return Err(ClientError::StillUnpaid {
-                    status: response.status(),
+        }
+    }
+
+    /// Sends `template` once with the paid `token` and judges the answer:
+    /// [`ClientError::RetryFailed`] without one, [`ClientError::StillUnpaid`]
+    /// when refused again (the caller evicts the token), and
+    /// [`ClientError::ServerErrorAfterPayment`] on a 5xx (the token stays).
+    pub(crate) async fn present(
+        &self,
+        template: &Request,
+        token: &Arc<Token>,
+        receipt: Receipt,
+    ) -> Result<Paid, ClientError> {
+        let retry = with_token(template, token)?;
+        let response = match self.execute_timed(retry).await {
+            Ok(r) => r,
+            Err(source) => {
+                warn!(error = %source, "paid, but the retry failed; token kept");
+                return Err(ClientError::RetryFailed {
+                    source,
                     receipt: Box::new(receipt),
                 });
             }
-            if response.status().is_server_error() {
-                warn!(status = %response.status(), payment_hash = %receipt.payment_hash, "paid, but the server failed; token kept");
-                return Err(ClientError::ServerErrorAfterPayment {
-                    status: response.status(),
-                    receipt: Box::new(receipt),
-                });
-            }
-            return Ok(Paid {
-                response,
-                receipt: Some(receipt),
-                reused_token: false,
+        };
+        if verdict(&response) != Verdict::Accepted {
+            warn!(status = %response.status(), payment_hash = %receipt.payment_hash, "paid, but the server still refuses");
+            return Err(ClientError::StillUnpaid {
+                status: response.status(),
+                receipt: Box::new(receipt),
             });
         }
+        if response.status().is_server_error() {
+            warn!(status = %response.status(), payment_hash = %receipt.payment_hash, "paid, but the server failed; token kept");
+            return Err(ClientError::ServerErrorAfterPayment {
+                status: response.status(),
+                receipt: Box::new(receipt),
+            });
+        }
+        Ok(Paid {
+            response,
+            receipt: Some(receipt),
+            reused_token: false,
+        })
+    }
+
+    /// The checks made before paying `challenge` ([`check_challenge`] with
+    /// the client's network and maximum price, and a macaroon that fits a
+    /// header); nothing is paid.
+    pub(crate) fn check(
+        &self,
+        challenge: &Challenge<'_>,
+        now: UnixTime,
+    ) -> Result<pay402_core::l402::Offer, ClientError> {
+        let offer =
+            check_challenge(challenge, self.network, now, self.max_price).inspect_err(|e| {
+                warn!(reason = e.reason(), error = %e, "refusing to pay the challenge");
+            })?;
+        if HeaderValue::from_str(challenge.macaroon()).is_err() {
+            return Err(ClientError::Invoice(InvoiceError::Macaroon(
+                "not a valid header value".into(),
+            )));
+        }
+        Ok(offer)
+    }
+
+    /// Pays `bolt11` (whose payment hash is `payment_hash`) with the
+    /// client's fee cap and timeout, and checks the preimage. Run it in a
+    /// task of its own so that a dropped caller does not lose the payment.
+    pub(crate) async fn pay_bolt11(
+        &self,
+        bolt11: &str,
+        payment_hash: PaymentHash,
+    ) -> Result<LnPaid, ClientError> {
+        let request = PayRequest {
+            bolt11: bolt11.to_owned(),
+            max_fee: self.max_fee,
+            timeout: self.payment_timeout,
+        };
+        let paid_at = SystemTime::now();
+        let started = Instant::now();
+        let limit = self.payment_timeout.saturating_add(PAYER_GRACE);
+        let payment = match tokio::time::timeout(limit, self.payer.pay_invoice(&request)).await {
+            Ok(Ok(payment)) => payment,
+            Ok(Err(e)) => {
+                warn!(reason = e.reason(), error = %e, "payment failed");
+                return Err(ClientError::from(e));
+            }
+            Err(_) => {
+                warn!("payer did not answer in time; outcome unknown");
+                return Err(ClientError::PaymentOutcomeUnknown { payment_hash });
+            }
+        };
+        if payment.preimage.is_all_zero() || !payment.preimage.matches(&payment_hash) {
+            warn!("payer returned an invalid preimage");
+            return Err(ClientError::PreimageMismatch { payment_hash });
+        }
+        if payment.fee > self.max_fee {
+            warn!(
+                fee_msat = payment.fee.0,
+                max_fee_msat = self.max_fee.0,
+                "payer exceeded the fee cap"
+            );
+        }
+        Ok(LnPaid {
+            preimage: payment.preimage,
+            amount: payment.amount,
+            fee: payment.fee,
+            paid_in: started.elapsed(),
+            paid_at,
+        })
     }
 
     /// Checks and pays `challenge` while holding the key's lock `guard`;
@@ -840,61 +930,13 @@ impl Inner {
         guard: KeyGuard,
     ) -> Result<(Arc<Token>, Receipt), ClientError> {
         let now = UnixTime::from_system(SystemTime::now());
-        let offer =
-            check_challenge(&challenge, self.network, now, self.max_price).inspect_err(|e| {
-                warn!(reason = e.reason(), error = %e, "refusing to pay the challenge");
-            })?;
-        if HeaderValue::from_str(challenge.macaroon()).is_err() {
-            return Err(ClientError::Invoice(InvoiceError::Macaroon(
-                "not a valid header value".into(),
-            )));
-        }
+        let offer = self.check(&challenge, now)?;
         let payment_hash = offer.invoice.payment_hash;
         let amount = offer.invoice.amount;
         let span = info_span!("l402.pay", amount_msat = amount.0, payment_hash = %payment_hash);
         let task = async move {
-            let request = PayRequest {
-                bolt11: challenge.invoice().to_owned(),
-                max_fee: self.max_fee,
-                timeout: self.payment_timeout,
-            };
-            let paid_at = SystemTime::now();
-            let started = Instant::now();
-            let limit = self.payment_timeout.saturating_add(PAYER_GRACE);
-            let payment = match tokio::time::timeout(limit, self.payer.pay_invoice(&request)).await
-            {
-                Ok(Ok(payment)) => payment,
-                Ok(Err(e)) => {
-                    warn!(reason = e.reason(), error = %e, "payment failed");
-                    return Err(ClientError::from(e));
-                }
-                Err(_) => {
-                    warn!("payer did not answer in time; outcome unknown");
-                    return Err(ClientError::PaymentOutcomeUnknown { payment_hash });
-                }
-            };
-            let paid_in = started.elapsed();
-            if payment.preimage.is_all_zero() || !payment.preimage.matches(&payment_hash) {
-                warn!("payer returned an invalid preimage");
-                return Err(ClientError::PreimageMismatch { payment_hash });
-            }
-            if payment.fee > self.max_fee {
-                warn!(
-                    fee_msat = payment.fee.0,
-                    max_fee_msat = self.max_fee.0,
-                    "payer exceeded the fee cap"
-                );
-            }
-            let value = match challenge.scheme() {
-                Scheme::L402 => Credential::new(challenge.macaroon(), payment.preimage.clone())
-                    .to_header_value(),
-                Scheme::Lsat => Credential::new(challenge.macaroon(), payment.preimage.clone())
-                    .to_lsat_header_value(),
-            };
-            let mut header = HeaderValue::try_from(value).map_err(|_| {
-                ClientError::Invoice(InvoiceError::Macaroon("not a valid header value".into()))
-            })?;
-            header.set_sensitive(true);
+            let paid = self.pay_bolt11(challenge.invoice(), payment_hash).await?;
+            let header = token_header(challenge.scheme(), challenge.macaroon(), &paid.preimage)?;
             let token = Arc::new(Token {
                 header,
                 payment_hash,
@@ -902,19 +944,11 @@ impl Inner {
             self.cache.insert(key.clone(), Arc::clone(&token));
             drop(guard);
             info!(
-                fee_msat = payment.fee.0,
-                paid_in_ms = u64::try_from(paid_in.as_millis()).unwrap_or(u64::MAX),
+                fee_msat = paid.fee.0,
+                paid_in_ms = u64::try_from(paid.paid_in.as_millis()).unwrap_or(u64::MAX),
                 "paid; token cached"
             );
-            let receipt = Receipt {
-                amount: payment.amount,
-                fee: payment.fee,
-                payment_hash,
-                paid_in,
-                paid_at,
-                origin: key.origin().to_owned(),
-                url,
-            };
+            let receipt = paid.receipt(payment_hash, key.origin().to_owned(), url);
             Ok((token, receipt))
         }
         .instrument(span);
@@ -926,4 +960,46 @@ impl Inner {
             }
         }
     }
+}
+
+/// A Lightning payment made and checked by [`Inner::pay_bolt11`].
+pub(crate) struct LnPaid {
+    pub(crate) preimage: Preimage,
+    pub(crate) amount: Msat,
+    pub(crate) fee: Msat,
+    pub(crate) paid_in: Duration,
+    pub(crate) paid_at: SystemTime,
+}
+
+impl LnPaid {
+    pub(crate) fn receipt(&self, payment_hash: PaymentHash, origin: String, url: Url) -> Receipt {
+        Receipt {
+            amount: self.amount,
+            fee: self.fee,
+            payment_hash,
+            paid_in: self.paid_in,
+            paid_at: self.paid_at,
+            origin,
+            url,
+        }
+    }
+}
+
+/// The `Authorization` value (marked sensitive) presenting `macaroon`
+/// with `preimage` under `scheme`.
+pub(crate) fn token_header(
+    scheme: Scheme,
+    macaroon: &str,
+    preimage: &Preimage,
+) -> Result<HeaderValue, ClientError> {
+    let credential = Credential::new(macaroon, preimage.clone());
+    let value = match scheme {
+        Scheme::L402 => credential.to_header_value(),
+        Scheme::Lsat => credential.to_lsat_header_value(),
+    };
+    let mut header = HeaderValue::try_from(value).map_err(|_| {
+        ClientError::Invoice(InvoiceError::Macaroon("not a valid header value".into()))
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
 }

@@ -1,5 +1,30 @@
 //! # pay402-client
 //!
+//! **One client for every rail:** the [`Payer`] reads every offer of a 402
+//! (L402, x402, BitRequests, x402_mock), keeps those it can pay, picks one
+//! by [`Choice`] within budgets that span rails, and records every step in
+//! a durable [`journal`] so that no purchase is ever paid twice, even across
+//! a crash. It is built from the per-rail clients below, which stay
+//! available on their own.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pay402_client::{Payer, PayerError};
+//! use pay402_core::lightning::{LightningPayer, Network};
+//! use pay402_core::{money::Sat, rates::Amount};
+//!
+//! async fn agent(node: Arc<dyn LightningPayer>) -> Result<(), PayerError> {
+//!     let payer = Payer::builder()
+//!         .lightning(node, Network::Regtest)
+//!         .max_price(Amount::Sat(Sat(500)))
+//!         .build()
+//!         .await?;
+//!     let paid = payer.get("http://127.0.0.1:8402/hello").await?;
+//!     println!("{:?}", paid.receipt.as_ref().map(|r| (r.rail, r.amount.to_string())));
+//!     Ok(())
+//! }
+//! ```
+//!
 //! A [reqwest] client that pays HTTP 402 L402 challenges (and legacy LSAT)
 //! with a Lightning node, then retries with the credential
 //! `Authorization: L402 <macaroon>:<preimage>`.
@@ -43,9 +68,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod body;
 mod cache;
 mod client;
 mod error;
+pub mod journal;
+pub mod payer;
 mod redirect;
 mod timeouts;
 
@@ -64,5 +92,9 @@ pub use client::{
     Paid, Receipt,
 };
 pub use error::ClientError;
+pub use payer::{
+    Candidate, Choice, ChooseFn, EventFn, Payer, PayerBuilder, PayerError, PayerEvent, PayerPaid,
+    PayerReceipt, RailReceipt, Refusal, RefusalReason,
+};
 pub use redirect::{MAX_REDIRECTS, same_origin_redirects};
 pub use timeouts::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};

@@ -552,3 +552,72 @@ async fn end_to_end_against_the_pay402_bitreq_server() {
     assert_eq!(summary[0].state, ClientState::Closed);
     assert_eq!(summary[0].paid, Sat(moved));
 }
+
+/// The `Payer` with BitRequests means (on-chain and bit-transfer clients
+/// on one wallet) against pay402's BitRequests server on bcoin: it reads
+/// the two1 headers as one offer per method, pays the chosen one through
+/// the BitRequests client, and journals the txid / transfer hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payer_pays_bitrequests_on_bcoin() {
+    use pay402_client::journal::{EntryState, Journal, Query};
+    use pay402_client::{Choice, Payer};
+    use pay402_core::offer::Rail;
+
+    let node = start();
+    let chain = chain_of(&node);
+    let wallet = funded_wallet(&node, Arc::clone(&chain), &[700_000]).await;
+    node.mine(1).unwrap();
+    let shop = pay402_server(Arc::clone(&chain)).await;
+    let url = format!("{}/report", shop.base);
+    let key = wallet.transfer_public_key().unwrap();
+    assert!(shop.server.open_account("alice", &key).await.unwrap());
+    shop.server
+        .credit("alice", Sat(PRICE.0), "deposit-1")
+        .await
+        .unwrap();
+    let payer = |choice: Choice| {
+        Payer::builder()
+            .bitreq(BitRequests::on_chain(Arc::clone(&wallet)))
+            .bitreq(BitRequests::bit_transfer(Arc::clone(&wallet), "alice"))
+            .choose(choice)
+            .journal(Journal::memory())
+    };
+
+    // On-chain (the cheapest offers tie; the server lists on-chain first).
+    let onchain = payer(Choice::Cheapest).build().await.unwrap();
+    let paid = onchain.get(&url).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    let r = paid.receipt.clone().unwrap();
+    assert_eq!(
+        (r.rail, r.offer.as_str()),
+        (Rail::BitRequests, "bitreq onchain")
+    );
+    assert_eq!(paid.text().await.unwrap(), format!("onchain {}", PRICE.0));
+    let txid: Txid = r.proof_id.parse().unwrap();
+    node.mine(1).unwrap();
+    let tx = chain
+        .get_transaction(&txid)
+        .await
+        .unwrap()
+        .expect("broadcast");
+    assert_eq!(tx.tx.output[0].value.to_sat(), PRICE.0);
+    let e = &onchain.journal().payments(&Query::default()).await.unwrap()[0];
+    assert_eq!(e.state, EntryState::Served);
+    assert_eq!(e.proof_id.as_deref(), Some(r.proof_id.as_str()));
+    assert_eq!(e.cost.as_deref(), Some("5000 sat"));
+
+    // A closure choosing the ledger transfer.
+    let transfer = payer(Choice::custom(|c| {
+        c.iter().position(|c| c.offer.label() == "bitreq transfer")
+    }))
+    .build()
+    .await
+    .unwrap();
+    let paid = transfer.get(&url).await.unwrap();
+    assert_eq!(paid.receipt.as_ref().unwrap().offer, "bitreq transfer");
+    assert_eq!(paid.text().await.unwrap(), format!("transfer {}", PRICE.0));
+    // The account is empty now: the ledger refuses, typed, nothing paid.
+    let e = transfer.get(&url).await.unwrap_err();
+    assert_eq!(e.reason(), "insufficient_balance", "{e}");
+    assert!(!e.may_have_paid());
+}

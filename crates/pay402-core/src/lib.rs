@@ -12,6 +12,10 @@
 //! - [`bitreq`]: 21 BitRequests (two1): on-chain, bit-transfer and CLTV payment channels.
 //! - [`mpp`]: MPP, the `Payment` HTTP authentication scheme (`lightning` and `evm` charges).
 //!
+//! Across rails: [`offer`] reads every offer of one 402 into rail-neutral
+//! [`offer::Offer`]s ([`offer::read_offers`]); [`rates`] converts amounts
+//! between units exactly.
+//!
 //! ```
 //! use pay402_core::l402::{Credential, ChallengeSet};
 //! let header = "L402 macaroon=\"AgJCAAA=\", invoice=\"lnbc1\"";

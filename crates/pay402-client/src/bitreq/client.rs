@@ -462,7 +462,7 @@ pub struct BitRequests {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     http: reqwest::Client,
     timeout: Option<Duration>,
     connect_timeout: Duration,
@@ -485,10 +485,10 @@ impl fmt::Debug for BitRequests {
 }
 
 /// A proof made for one request, and what to do with the wallet after.
-struct Made {
-    proof: Proof,
-    receipt: Receipt,
-    onchain: Option<PreparedTx>,
+pub(crate) struct Made {
+    pub(crate) proof: Proof,
+    pub(crate) receipt: Receipt,
+    pub(crate) onchain: Option<PreparedTx>,
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -587,6 +587,11 @@ impl BitRequests {
     /// ```
     pub fn wallet(&self) -> &Arc<Wallet> {
         &self.inner.wallet
+    }
+
+    /// The rail logic the [`Payer`](crate::Payer) calls into.
+    pub(crate) fn rail(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// The channel client (for the channel method): open, close, sync and
@@ -819,6 +824,17 @@ impl Inner {
                     .map_err(BitRequestsError::InvalidPaymentInfo)?
             }
         };
+        self.check(&info, max)?;
+        let Some(template) = template else {
+            return Err(BitRequestsError::BodyNotCloneable);
+        };
+        let made = Arc::clone(&self).make(info, url, max).await?;
+        self.present(template, made).await
+    }
+
+    /// The checks made before paying `info`: a price above zero and at
+    /// most `max`, and the client's method offered.
+    pub(crate) fn check(&self, info: &PaymentInfo, max: Sat) -> Result<(), BitRequestsError> {
         if info.price.0 == 0 {
             return Err(BitRequestsError::InvalidPaymentInfo(
                 pay402_core::bitreq::BitreqError::InvalidPrice,
@@ -830,26 +846,41 @@ impl Inner {
                 max,
             });
         }
-        if !self.method.supported_by(&info) {
+        if !self.method.supported_by(info) {
             return Err(BitRequestsError::UnsupportedMethod {
                 method: self.method,
-                offered: PaymentMethod::offered(&info),
+                offered: PaymentMethod::offered(info),
             });
         }
-        let Some(template) = template else {
-            return Err(BitRequestsError::BodyNotCloneable);
-        };
+        Ok(())
+    }
+
+    /// Makes the proof for `info` in a task of its own (a dropped caller
+    /// does not lose a payment in flight).
+    pub(crate) async fn make(
+        self: Arc<Self>,
+        info: PaymentInfo,
+        url: Url,
+        max: Sat,
+    ) -> Result<Made, BitRequestsError> {
         let span = info_span!("bitreq.pay", price = info.price.0);
-        let task = Arc::clone(&self).pay(info, url, max).instrument(span);
-        let made = match tokio::spawn(task).await {
-            Ok(r) => r?,
-            Err(e) => {
-                return Err(BitRequestsError::InvalidResponse {
-                    what: "payment task",
-                    detail: e.to_string(),
-                });
-            }
-        };
+        let task = self.pay(info, url, max).instrument(span);
+        match tokio::spawn(task).await {
+            Ok(r) => r,
+            Err(e) => Err(BitRequestsError::InvalidResponse {
+                what: "payment task",
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Sends `template` with the proof of `made` (resending on transport
+    /// failures) and interprets the answer.
+    pub(crate) async fn present(
+        &self,
+        template: Request,
+        made: Made,
+    ) -> Result<Paid, BitRequestsError> {
         let mut paid_request = template;
         made.proof
             .insert_into(paid_request.headers_mut())

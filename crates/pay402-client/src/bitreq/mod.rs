@@ -45,7 +45,7 @@
 //! ```
 
 mod channel;
-mod client;
+pub(crate) mod client;
 mod coins;
 mod error;
 mod http;

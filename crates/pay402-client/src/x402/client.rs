@@ -24,6 +24,7 @@ use super::payment::{self, SignedPayment};
 use super::policy::{AssetAllowance, Selection, SpendPolicy, normalize_network};
 use super::receipt::{X402Paid, X402Receipt};
 use super::signer::PaymentSigner;
+use crate::body::read_bounded;
 use crate::cache::origin_of;
 use crate::redirect::default_http;
 
@@ -444,7 +445,7 @@ pub struct X402Client {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     http: reqwest::Client,
     signer: Arc<dyn PaymentSigner>,
     policy: SpendPolicy,
@@ -581,6 +582,11 @@ impl X402Client {
             .await
     }
 
+    /// The rail logic the [`Payer`](crate::Payer) calls into.
+    pub(crate) fn rail(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// The underlying reqwest client.
     ///
     /// ```
@@ -658,6 +664,21 @@ impl X402Client {
             .find(|b| b.network == network && b.asset == asset)
             .map(|b| TokenAmount(b.total.saturating_sub(b.spent)))
     }
+}
+
+/// The `x402.pay` span of a payment of `offer` by `payer` (its `nonce` is
+/// recorded once drawn).
+pub(crate) fn pay_span(offer: &Offer, payer: EvmAddress) -> tracing::Span {
+    info_span!(
+        "x402.pay",
+        version = offer.x402_version,
+        network = %offer.network,
+        asset = %offer.asset,
+        amount = %offer.amount,
+        pay_to = %offer.pay_to,
+        payer = %payer,
+        nonce = tracing::field::Empty,
+    )
 }
 
 /// What a response to the paid request means (short-lived; not boxed).
@@ -739,23 +760,6 @@ fn pre_payment(e: reqwest::Error) -> X402Error {
     } else {
         X402Error::Http(e)
     }
-}
-
-/// Reads at most `max` bytes of the body; `true` when it was longer.
-async fn read_bounded(
-    mut response: Response,
-    max: usize,
-) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = max.saturating_sub(buf.len());
-        if chunk.len() > room {
-            buf.extend_from_slice(chunk.get(..room).unwrap_or_default());
-            return Ok((buf, true));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok((buf, false))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -877,7 +881,7 @@ impl Inner {
             warn!(reason = e.reason(), error = %e, "unusable 402");
         })?;
         let template = template.ok_or(X402Error::BodyNotCloneable)?;
-        let offers = challenge.offers();
+        let offers = offer::offers_of(&challenge);
         let index = self.policy.choose(&offers).inspect_err(|e| {
             warn!(reason = e.reason(), error = %e, "refusing to pay");
         })?;
@@ -885,40 +889,48 @@ impl Inner {
             reason: "invalid_payment_requirements",
         })?;
         let now = SystemTime::now();
-        let nonce = payment::random_nonce();
-        let span = info_span!(
-            "x402.pay",
-            version = offer.x402_version,
-            network = %offer.network,
-            asset = %offer.asset,
-            amount = %offer.amount,
-            pay_to = %offer.pay_to,
-            payer = %self.signer.address(),
-            nonce = %nonce,
-        );
-        let signed = async {
-            let charged = self.charge_budget(offer)?;
-            let signed = payment::sign(
-                self.signer.as_ref(),
-                &challenge,
-                index,
-                UnixTime::from_system(now),
-                nonce,
-            )
-            .await;
-            if let Err(e) = &signed {
-                // Nothing left the process: give the budget back.
-                self.refund_budget(charged);
-                warn!(reason = e.reason(), error = %e, "cannot sign the payment");
-            }
-            signed
-        }
-        .instrument(span.clone())
-        .await?;
+        let span = pay_span(offer, self.signer.address());
+        let signed = self
+            .sign_offer(&challenge, offer, now)
+            .instrument(span.clone())
+            .await?;
         let asked = challenge.error().map(str::to_owned);
         self.deliver(template, &signed, url, now, asked.as_deref())
             .instrument(span)
             .await
+    }
+
+    /// Charges the budget, then signs `offer` (one of `challenge`'s) at
+    /// `now` with a fresh nonce; gives the budget back if signing fails
+    /// (nothing left the process).
+    pub(crate) async fn sign_offer(
+        &self,
+        challenge: &Challenge,
+        offer: &Offer,
+        now: SystemTime,
+    ) -> Result<SignedPayment, X402Error> {
+        let nonce = payment::random_nonce();
+        tracing::Span::current().record("nonce", tracing::field::display(nonce));
+        let charged = self.charge_budget(offer)?;
+        let signed = payment::sign(
+            self.signer.as_ref(),
+            challenge,
+            offer.index,
+            UnixTime::from_system(now),
+            nonce,
+        )
+        .await;
+        if let Err(e) = &signed {
+            self.refund_budget(charged);
+            warn!(reason = e.reason(), error = %e, "cannot sign the payment");
+        }
+        signed
+    }
+
+    /// Whether the policy (allow-lists, caps) accepts `offer`, as
+    /// [`choose`](SpendPolicy::choose) would judge it alone.
+    pub(crate) fn accepts(&self, offer: &Offer) -> Result<(), X402Error> {
+        self.policy.choose(std::slice::from_ref(offer)).map(|_| ())
     }
 
     fn with_timeout(&self, mut request: Request) -> Request {
@@ -969,7 +981,7 @@ impl Inner {
     /// transport error or a pending answer) and interprets the answer.
     /// `asked` is the `error` of the unpaid 402 the payment answers, if
     /// known: a 402 repeating it is the server asking again.
-    async fn deliver(
+    pub(crate) async fn deliver(
         &self,
         template: Request,
         signed: &SignedPayment,

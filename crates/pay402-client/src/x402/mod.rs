@@ -37,9 +37,9 @@
 //! }
 //! ```
 
-mod client;
+pub(crate) mod client;
 mod error;
-mod offer;
+pub(crate) mod offer;
 mod payment;
 mod policy;
 mod receipt;

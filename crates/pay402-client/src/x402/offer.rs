@@ -1,11 +1,10 @@
 //! Reading a 402: the v2 `PAYMENT-REQUIRED` header or the v1 JSON body,
 //! bounded, into a list of [`Offer`]s.
 
-use pay402_core::x402::header::{self, MAX_HEADER_LEN};
+use pay402_core::offer::{OfferError, X402Required};
 use pay402_core::x402::network::{evm_chain_id, slug_to_caip2};
 use pay402_core::x402::{
-    Extra, PaymentRequired, PaymentRequiredV1, PaymentRequirements, PaymentRequirementsV1,
-    TokenAmount, X402_V1, X402_V2,
+    Extra, PaymentRequirements, PaymentRequirementsV1, TokenAmount, X402_V1, X402_V2,
 };
 use serde_json::Value;
 
@@ -16,7 +15,7 @@ use super::error::X402Error;
 /// ```
 /// assert_eq!(pay402_client::x402::MAX_OFFERS, 64);
 /// ```
-pub const MAX_OFFERS: usize = 64;
+pub const MAX_OFFERS: usize = pay402_core::offer::MAX_OFFERS;
 
 /// Longest 402 (or rejection) body read, in bytes (64 KiB).
 ///
@@ -96,90 +95,39 @@ impl Offer {
     }
 }
 
-/// A decoded 402 offer, with the raw JSON kept for echoing.
-#[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Challenge {
-    V2 {
-        required: PaymentRequired,
-        /// `resource`, `accepts[i]` and `extensions` exactly as received, so
-        /// the payment echoes them unchanged (unknown members included).
-        raw_resource: Option<Value>,
-        raw_accepts: Vec<Value>,
-        raw_extensions: Option<Value>,
-    },
-    V1 {
-        required: PaymentRequiredV1,
-    },
-}
+/// A decoded 402 offer, with the raw JSON kept for echoing (core's
+/// reader, shared with [`pay402_core::offer::read_offers`]).
+pub(crate) type Challenge = X402Required;
 
-impl Challenge {
-    pub(crate) fn offers(&self) -> Vec<Offer> {
-        match self {
-            Challenge::V2 { required, .. } => required
-                .accepts
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Offer::from_v2(i, r))
-                .collect(),
-            Challenge::V1 { required } => required
-                .accepts
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Offer::from_v1(i, r))
-                .collect(),
-        }
-    }
-
-    /// The server's `error` field.
-    pub(crate) fn error(&self) -> Option<&str> {
-        match self {
-            Challenge::V2 { required, .. } => required.error.as_deref(),
-            Challenge::V1 { required } => Some(required.error.as_str()).filter(|e| !e.is_empty()),
-        }
+/// The offers of `challenge`, as the selection policy sees them.
+pub(crate) fn offers_of(challenge: &Challenge) -> Vec<Offer> {
+    match challenge {
+        Challenge::V2 { required, .. } => required
+            .accepts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Offer::from_v2(i, r))
+            .collect(),
+        Challenge::V1 { required } => required
+            .accepts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Offer::from_v1(i, r))
+            .collect(),
     }
 }
 
-fn invalid(what: impl std::fmt::Display) -> X402Error {
-    X402Error::InvalidPaymentRequired(what.to_string())
+fn invalid(e: OfferError) -> X402Error {
+    match e {
+        OfferError::X402(what) => X402Error::InvalidPaymentRequired(what),
+        other => X402Error::InvalidPaymentRequired(other.to_string()),
+    }
 }
 
 /// Decodes a v2 `PAYMENT-REQUIRED` header value (bounded by
-/// [`MAX_HEADER_LEN`]).
+/// [`MAX_HEADER_LEN`](pay402_core::x402::header::MAX_HEADER_LEN)).
 pub(crate) fn parse_v2_header(value: &[u8]) -> Result<Challenge, X402Error> {
-    let value = std::str::from_utf8(value).map_err(|_| invalid("header is not ASCII"))?;
-    let mut buf = Vec::new();
-    let json: Value = header::decode_with(value, MAX_HEADER_LEN, &mut buf).map_err(invalid)?;
-    parse_v2_json(json)
-}
-
-fn parse_v2_json(json: Value) -> Result<Challenge, X402Error> {
-    let version = json.get("x402Version").and_then(Value::as_u64);
-    if version != Some(u64::from(X402_V2)) {
-        return Err(invalid(format_args!(
-            "x402Version {} in PAYMENT-REQUIRED, expected 2",
-            version.map_or_else(|| "missing".to_owned(), |v| v.to_string())
-        )));
-    }
-    let raw_accepts = match json.get("accepts") {
-        Some(Value::Array(a)) => a.clone(),
-        _ => return Err(invalid("`accepts` is not an array")),
-    };
-    if raw_accepts.len() > MAX_OFFERS {
-        return Err(invalid(format_args!(
-            "{} requirements offered, at most {MAX_OFFERS} are read",
-            raw_accepts.len()
-        )));
-    }
-    let raw_resource = json.get("resource").cloned();
-    let raw_extensions = json.get("extensions").cloned();
-    let required: PaymentRequired = serde_json::from_value(json).map_err(invalid)?;
-    Ok(Challenge::V2 {
-        required,
-        raw_resource,
-        raw_accepts,
-        raw_extensions,
-    })
+    X402Required::from_header(value).map_err(invalid)
 }
 
 /// Decodes a 402 JSON body: a v1 offer (`x402Version: 1`), or a v2 one some
@@ -188,26 +136,7 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Option<Challenge>, X402Error> {
     let Ok(json) = serde_json::from_slice::<Value>(body) else {
         return Ok(None);
     };
-    match json.get("x402Version").and_then(Value::as_u64) {
-        Some(1) => {
-            if json
-                .get("accepts")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.len() > MAX_OFFERS)
-            {
-                return Err(invalid(format_args!(
-                    "more than {MAX_OFFERS} requirements offered"
-                )));
-            }
-            let required: PaymentRequiredV1 = serde_json::from_value(json).map_err(invalid)?;
-            Ok(Some(Challenge::V1 { required }))
-        }
-        Some(2) if json.get("accepts").is_some() => parse_v2_json(json).map(Some),
-        Some(v) if json.get("accepts").is_some() => {
-            Err(invalid(format_args!("unsupported x402Version {v}")))
-        }
-        _ => Ok(None),
-    }
+    X402Required::from_body(&json).map_err(invalid)
 }
 
 #[cfg(test)]
@@ -220,7 +149,7 @@ mod tests {
     #[test]
     fn spec_header_decodes_into_one_offer() {
         let c = parse_v2_header(SPEC_REQUIRED.as_bytes()).unwrap();
-        let offers = c.offers();
+        let offers = offers_of(&c);
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].chain_id, Some(84532));
         assert_eq!(offers[0].amount, TokenAmount::from_u64(10_000));
@@ -240,7 +169,7 @@ mod tests {
             let e = parse_v2_header(bad).unwrap_err();
             assert_eq!(e.reason(), "invalid_payment_required", "{bad:?}");
         }
-        let huge = "A".repeat(MAX_HEADER_LEN + 4);
+        let huge = "A".repeat(pay402_core::x402::header::MAX_HEADER_LEN + 4);
         assert_eq!(
             parse_v2_header(huge.as_bytes()).unwrap_err().reason(),
             "invalid_payment_required"
@@ -251,7 +180,7 @@ mod tests {
     fn bodies_v1_v2_and_unrelated() {
         let v1 = br#"{"x402Version":1,"error":"X-PAYMENT header is required","accepts":[{"scheme":"exact","network":"base-sepolia","maxAmountRequired":"10000","resource":"https://a/b","description":"","mimeType":"","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":60,"asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","extra":{"name":"USDC","version":"2"}}]}"#;
         let c = parse_body(v1).unwrap().unwrap();
-        let offers = c.offers();
+        let offers = offers_of(&c);
         assert_eq!(offers[0].caip2.as_deref(), Some("eip155:84532"));
         assert_eq!(offers[0].x402_version, 1);
         assert!(parse_body(b"{}").unwrap().is_none());

@@ -37,7 +37,7 @@ pub const V1_VALID_AFTER_SKEW_SECS: u64 = 600;
 ///     format!("{} paid {} of {} to {} (nonce {})", p.payer, p.amount, p.asset, p.pay_to, p.nonce)
 /// }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct PaymentDetails {
     /// 1 (`X-PAYMENT`) or 2 (`PAYMENT-SIGNATURE`).
@@ -123,6 +123,29 @@ impl SignedPayment {
     /// ```
     pub fn header_name(&self) -> &HeaderName {
         &self.header_name
+    }
+
+    /// A signed payment as it was kept (by the payer's journal): the
+    /// header name and value exactly as first sent. `None` for a header
+    /// name other than `PAYMENT-SIGNATURE` / `X-PAYMENT` or a value that
+    /// is no header value.
+    pub(crate) fn from_parts(
+        details: PaymentDetails,
+        header_name: &str,
+        header_value: &str,
+    ) -> Option<SignedPayment> {
+        let header_name = match header_name.to_ascii_lowercase().as_str() {
+            "payment-signature" => HeaderName::from_static("payment-signature"),
+            "x-payment" => HeaderName::from_static("x-payment"),
+            _ => return None,
+        };
+        let mut header_value = HeaderValue::from_str(header_value).ok()?;
+        header_value.set_sensitive(true);
+        Some(SignedPayment {
+            details,
+            header_name,
+            header_value,
+        })
     }
 
     /// The header value (base64 of the payment JSON), marked sensitive.

@@ -599,6 +599,28 @@ impl MockClient {
             .ok_or(MockClientError::NoAcceptableComponent {
                 offered: components.len(),
             })?;
+        self.check_chain(component)?;
+        let endpoint = token_endpoint(&responded, &url, &offer.access_token_endpoint)?;
+        let (bearer, receipt) = self.buy(component, &endpoint, &url).await?;
+        self.present(&request, &bearer, receipt).await
+    }
+
+    /// Whether `component` is one this client pays: an accepted token and
+    /// chain within its cap, on the chain its reader reads.
+    pub(crate) fn accepts(&self, component: &EvmPaymentComponent) -> Result<(), MockClientError> {
+        let one = std::slice::from_ref(component);
+        if !self
+            .inner
+            .accepts
+            .iter()
+            .any(|a| select_component(one, a.chain_id, &a.token, a.max_per_payment).is_some())
+        {
+            return Err(MockClientError::NoAcceptableComponent { offered: 1 });
+        }
+        self.check_chain(component)
+    }
+
+    fn check_chain(&self, component: &EvmPaymentComponent) -> Result<(), MockClientError> {
         let reader_chain = self.inner.chain.chain_id();
         if reader_chain != component.chain_id {
             return Err(MockClientError::ChainMismatch {
@@ -606,18 +628,18 @@ impl MockClient {
                 component: component.chain_id,
             });
         }
-        let endpoint = responded.join(&offer.access_token_endpoint).map_err(|e| {
-            MockClientError::NotMockChallenge {
-                detail: format!("access_token_endpoint: {e}"),
-            }
-        })?;
-        if endpoint.origin() != url.origin() {
-            return Err(MockClientError::CrossOriginTokenEndpoint {
-                endpoint: endpoint.to_string(),
-            });
-        }
+        Ok(())
+    }
 
-        let (token, mut receipt) = self.buy_token(component, &endpoint, &url).await?;
+    /// Buys a token for `url` with a permit for `component` at `endpoint`
+    /// and caches it until it expires.
+    pub(crate) async fn buy(
+        &self,
+        component: &EvmPaymentComponent,
+        endpoint: &Url,
+        url: &Url,
+    ) -> Result<(Zeroizing<String>, MockReceipt), MockClientError> {
+        let (token, mut receipt) = self.buy_token(component, endpoint, url).await?;
         let exp = unix_now().saturating_add(token.expires_in);
         receipt.token_expires_at = Some(exp);
         let bearer = Zeroizing::new(token.access_token);
@@ -626,17 +648,27 @@ impl MockClient {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
-                key.clone(),
+                cache_key(url),
                 CachedToken {
                     token: bearer.clone(),
                     exp,
                 },
             );
+        Ok((bearer, receipt))
+    }
 
+    /// Sends `request` once with `bearer`; a 401/402 evicts the token and
+    /// is [`MockClientError::StillUnpaid`].
+    pub(crate) async fn present(
+        &self,
+        request: &Request,
+        bearer: &str,
+        receipt: MockReceipt,
+    ) -> Result<MockPaid, MockClientError> {
         let mut paid_req = request
             .try_clone()
             .ok_or(MockClientError::BodyNotCloneable)?;
-        set_bearer(&mut paid_req, &bearer)?;
+        set_bearer(&mut paid_req, bearer)?;
         let response = match self.inner.execute(paid_req).await {
             Ok(r) => r,
             Err(source) => {
@@ -650,7 +682,7 @@ impl MockClient {
             response.status(),
             StatusCode::UNAUTHORIZED | StatusCode::PAYMENT_REQUIRED
         ) {
-            self.evict(&key);
+            self.evict(&cache_key(request.url()));
             return Err(MockClientError::StillUnpaid {
                 status: response.status().as_u16(),
                 receipt: Box::new(receipt),
@@ -849,7 +881,50 @@ impl MockClient {
     }
 }
 
-fn set_bearer(req: &mut Request, token: &str) -> Result<(), MockClientError> {
+/// The token endpoint of an offer read from the 402 at `responded`: it
+/// must be on the origin of the requested `url`.
+pub(crate) fn token_endpoint(
+    responded: &Url,
+    url: &Url,
+    endpoint: &str,
+) -> Result<Url, MockClientError> {
+    let endpoint = responded
+        .join(endpoint)
+        .map_err(|e| MockClientError::NotMockChallenge {
+            detail: format!("access_token_endpoint: {e}"),
+        })?;
+    if endpoint.origin() != url.origin() {
+        return Err(MockClientError::CrossOriginTokenEndpoint {
+            endpoint: endpoint.to_string(),
+        });
+    }
+    Ok(endpoint)
+}
+
+/// The cached token for `url`, if still valid.
+pub(crate) fn cached_for(client: &MockClient, url: &Url) -> Option<Zeroizing<String>> {
+    client.cached(&cache_key(url))
+}
+
+/// Caches `token` for `url` until `exp` (unix seconds), as if bought.
+pub(crate) fn remember(client: &MockClient, url: &Url, token: Zeroizing<String>, exp: u64) {
+    client
+        .inner
+        .cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(cache_key(url), CachedToken { token, exp });
+}
+
+/// Forgets the cached token for `url` if it is `token`.
+pub(crate) fn evict_for(client: &MockClient, url: &Url, token: &str) {
+    let key = cache_key(url);
+    if client.cached(&key).is_some_and(|t| t.as_str() == token) {
+        client.evict(&key);
+    }
+}
+
+pub(crate) fn set_bearer(req: &mut Request, token: &str) -> Result<(), MockClientError> {
     let mut value =
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             MockClientError::NotMockChallenge {

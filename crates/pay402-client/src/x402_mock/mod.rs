@@ -39,7 +39,7 @@
 //! # Ok(()) }
 //! ```
 
-mod client;
+pub(crate) mod client;
 mod error;
 
 pub use client::{

@@ -130,6 +130,26 @@ impl<'a> Challenge<'a> {
         }
     }
 
+    /// A challenge as it arrived under `scheme` (e.g. rebuilt from a
+    /// journal to pay it again).
+    ///
+    /// ```
+    /// use pay402_core::l402::{Challenge, Scheme};
+    /// let c = Challenge::with_scheme(Scheme::Lsat, "m", "i");
+    /// assert_eq!(c.scheme(), Scheme::Lsat);
+    /// ```
+    pub fn with_scheme(
+        scheme: Scheme,
+        macaroon_b64: impl Into<Cow<'a, str>>,
+        invoice: impl Into<Cow<'a, str>>,
+    ) -> Self {
+        Challenge {
+            scheme,
+            token: macaroon_b64.into(),
+            invoice: invoice.into(),
+        }
+    }
+
     /// The scheme it arrived under.
     ///
     /// ```
@@ -189,7 +209,7 @@ impl<'a> Challenge<'a> {
         }
     }
 
-    fn from_auth(
+    pub(crate) fn from_auth(
         ch: auth_header::AuthChallenge<'a>,
         scheme: Scheme,
     ) -> Result<Self, ChallengeError> {

@@ -117,6 +117,62 @@ pub fn currency_for(network: Network) -> Currency {
     Currency::from(network)
 }
 
+/// What a BOLT11 invoice says, read without judging it (the signature is
+/// checked: an invoice that does not verify does not parse).
+///
+/// ```
+/// use pay402_core::l402::invoice::read_invoice;
+/// assert!(read_invoice("lnbc1bogus").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvoiceFacts {
+    /// The amount, if the invoice carries one.
+    pub amount: Option<Msat>,
+    /// The invoice's currency (network).
+    pub currency: Currency,
+    /// The payment hash.
+    pub payment_hash: PaymentHash,
+    /// When it stops being payable.
+    pub expires_at: UnixTime,
+    /// The payee's node id.
+    pub payee: PublicKey,
+    /// The description (or the hex of its hash), at most
+    /// [`MAX_DESCRIPTION_CHARS`] characters.
+    pub description: String,
+}
+
+/// Longest description kept by [`read_invoice`], in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 256;
+
+/// Parses a BOLT11 invoice (bounded by [`MAX_INVOICE_LEN`]) and returns
+/// what it says; see [`check_invoice`] for the checks a payer makes.
+///
+/// ```
+/// use pay402_core::l402::{InvoiceError, invoice::read_invoice};
+/// assert_eq!(read_invoice(&"l".repeat(8000)), Err(InvoiceError::TooLong));
+/// ```
+pub fn read_invoice(bolt11: &str) -> Result<InvoiceFacts, InvoiceError> {
+    if bolt11.len() > MAX_INVOICE_LEN {
+        return Err(InvoiceError::TooLong);
+    }
+    let inv = Bolt11Invoice::from_str(bolt11).map_err(|e| InvoiceError::Parse(e.to_string()))?;
+    let created = inv.duration_since_epoch().as_secs();
+    Ok(InvoiceFacts {
+        amount: inv.amount_milli_satoshis().map(Msat),
+        currency: inv.currency(),
+        payment_hash: PaymentHash(inv.payment_hash().to_byte_array()),
+        expires_at: UnixTime(created.saturating_add(inv.expiry_time().as_secs())),
+        payee: inv.get_payee_pub_key(),
+        description: inv
+            .description()
+            .to_string()
+            .chars()
+            .take(MAX_DESCRIPTION_CHARS)
+            .collect(),
+    })
+}
+
 /// Checks a BOLT11 invoice against what the payer expects.
 ///
 /// `expected_hash` is the payment hash from the macaroon's identifier.
@@ -136,35 +192,29 @@ pub fn check_invoice(
     now: UnixTime,
     max: Msat,
 ) -> Result<CheckedInvoice, InvoiceError> {
-    if bolt11.len() > MAX_INVOICE_LEN {
-        return Err(InvoiceError::TooLong);
-    }
-    let inv = Bolt11Invoice::from_str(bolt11).map_err(|e| InvoiceError::Parse(e.to_string()))?;
+    let inv = read_invoice(bolt11)?;
     let expected = currency_for(network);
-    if inv.currency() != expected {
+    if inv.currency != expected {
         return Err(InvoiceError::WrongNetwork {
             expected: network,
-            found: inv.currency(),
+            found: inv.currency,
         });
     }
-    let hash = PaymentHash(inv.payment_hash().to_byte_array());
-    if hash != *expected_hash {
+    if inv.payment_hash != *expected_hash {
         return Err(InvoiceError::HashMismatch);
     }
-    let created = inv.duration_since_epoch().as_secs();
-    let expires_at = UnixTime(created.saturating_add(inv.expiry_time().as_secs()));
-    if now >= expires_at {
+    if now >= inv.expires_at {
         return Err(InvoiceError::Expired);
     }
-    let amount = Msat(inv.amount_milli_satoshis().ok_or(InvoiceError::NoAmount)?);
+    let amount = inv.amount.ok_or(InvoiceError::NoAmount)?;
     if amount > max {
         return Err(InvoiceError::TooExpensive { price: amount, max });
     }
     Ok(CheckedInvoice {
         amount,
-        payment_hash: hash,
-        expires_at,
-        payee: inv.get_payee_pub_key(),
+        payment_hash: inv.payment_hash,
+        expires_at: inv.expires_at,
+        payee: inv.payee,
     })
 }
 
