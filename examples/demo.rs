@@ -7,18 +7,17 @@
 //! 2. GET /hello through pay402-client → it pays the invoice and retries → 200;
 //! 3. GET /hello again → the cached token is reused → 200, nothing paid.
 //!
-//! When the local test peers are installed (the test suite installs them on
-//! first use, or set `PAY402_DEMO_PEERS=install`), two more steps run:
+//! 4. one `Paywall` offering every rail on one route — L402 (simnet),
+//!    x402 (Circle's real USDC contract on a local anvil chain, settled by
+//!    pay402's facilitator) and 21 BitRequests (a bit-transfer from the
+//!    merchant's ledger) — in one 402, and one `Payer` holding a Lightning
+//!    node, an EVM key and a Bitcoin wallet paying it through each rail in
+//!    turn, within one budget, never twice.
 //!
-//! 4. x402 on anvil with Circle's real USDC contract: the pay402 x402 client
-//!    signs an EIP-3009 authorization, the x402 layer settles it through
-//!    pay402's local facilitator, and the chain shows the payee paid exactly
-//!    the price;
-//! 5. 21 BitRequests on a bcoin regtest node: a bit-transfer paid from a
-//!    funded ledger account, and an on-chain payment broadcast and mined.
-//!
-//! `PAY402_DEMO_PEERS=off` skips them; the default (`auto`) runs them only
-//! when the peers are already installed, so a fresh machine needs nothing.
+//! x402 needs anvil and the USDC contracts: on first use they are installed
+//! from the npm registry (the progress is printed; about a minute), then
+//! reused. `PAY402_DEMO_PEERS=off` leaves x402 out (no install);
+//! `PAY402_DEMO_PEERS=auto` uses them only when already installed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -162,18 +161,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     server.abort();
 
-    match peer_mode()? {
-        PeerMode::Off => println!("\n(steps 4-5 skipped: PAY402_DEMO_PEERS=off)"),
-        mode => {
-            x402_step(mode).await?;
-            bitreq_step(mode).await?;
-        }
-    }
-    Ok(())
+    paywall_step(&net, peer_mode()?).await
 }
 
-/// When the demo runs the steps that need local peers.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// When the demo uses the local peers (anvil for x402).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PeerMode {
     /// Only if the peer is already installed.
     Auto,
@@ -184,7 +176,7 @@ enum PeerMode {
 }
 
 fn peer_mode() -> Result<PeerMode, String> {
-    match pay402_examples::env_or("PAY402_DEMO_PEERS", "auto").as_str() {
+    match pay402_examples::env_or("PAY402_DEMO_PEERS", "install").as_str() {
         "auto" => Ok(PeerMode::Auto),
         "install" => Ok(PeerMode::Install),
         "off" => Ok(PeerMode::Off),
@@ -199,220 +191,253 @@ fn installed(dir: &std::path::Path) -> bool {
     dir.join(".pay402-installed").is_file()
 }
 
-/// Step 4: x402 on anvil with real USDC.
-async fn x402_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
+/// Step 4: one `Paywall` offering every rail, one `Payer` paying through
+/// each in turn.
+async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
+    use std::sync::Mutex;
+
+    use pay402_backends::bitcoind::{BitcoindConfig, BitcoindRpc};
     use pay402_backends::x402::LocalFacilitator;
+    use pay402_client::bitreq::{BitRequests, Wallet, WalletConfig};
+    use pay402_client::journal::Journal;
     use pay402_client::x402::{LocalSigner, X402Client};
+    use pay402_client::{Choice, Payer, TokenScope};
+    use pay402_core::offer::Rail;
+    use pay402_core::rates::{FixedRates, TokenUnit, Unit};
     use pay402_core::x402::TokenAmount;
     use pay402_core::x402::evm::EvmAddress;
-    use pay402_server::x402::store::MemoryPaymentStore;
-    use pay402_server::x402::{X402Config, X402Layer, X402Payment, X402Route, exact_offer};
+    use pay402_server::bitreq::bitcoin::Network as BtcNetwork;
+    use pay402_server::bitreq::store::MemoryBitreqStore;
+    use pay402_server::bitreq::{BitreqConfig, BitreqServer, TransferConfig};
+    use pay402_server::paywall::{Paid, Paywall, PaywallPrice, X402Asset};
     use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
 
     const NETWORK: &str = "eip155:31337";
-    const PRICE: u64 = 10_000; // 0.01 USDC (6 decimals)
+    // 1 US cent: 10 sat at 100 000 USD per BTC, 10 000 USDC base units.
+    const CENTS: u64 = 1;
+    const USD_CENTS_PER_BTC: u64 = 10_000_000;
 
-    if mode == PeerMode::Auto && !installed(&Anvil::cache_dir()) {
-        println!(
-            "\n(step 4 skipped: anvil is not installed; run the tests once or set PAY402_DEMO_PEERS=install)"
-        );
-        return Ok(());
-    }
-    println!("\n4. x402: pay 0.01 USDC on a local EVM chain (anvil + Circle's FiatTokenV2_2)");
-    let chain = tokio::task::spawn_blocking(Anvil::start).await??;
-    let usdc = chain.deploy_usdc()?;
-    let signer = Arc::new(LocalSigner::random());
-    let payer = signer.address();
-    usdc.mint(payer.0, alloy_primitives::U256::from(1_000_000u64))?;
-    let payee = DEV_ACCOUNTS[2].address;
-    println!(
-        "   [setup] anvil at {}, USDC at {}, payer {} holds 1 USDC",
-        chain.rpc_url(),
-        usdc.address,
-        payer
-    );
+    println!("\n4. One Paywall, every rail; one Payer paying through each in turn");
 
-    let facilitator = LocalFacilitator::builder(chain.rpc_url())
-        .signer(DEV_ACCOUNTS[1].private_key)
-        .network(NETWORK)
-        .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
-        .build()
-        .await?;
-    let paywall = X402Layer::new(
-        X402Config::new(),
-        Arc::new(facilitator),
-        Arc::new(MemoryPaymentStore::new()),
-    );
-    let offer = exact_offer(
-        NETWORK,
-        &usdc.address.to_string(),
-        &payee.to_string(),
-        TokenAmount::from_u64(PRICE),
-        USDC_NAME,
-        USDC_VERSION,
-    );
-    let app = Router::new().route(
-        "/report",
-        get(|p: X402Payment| async move { format!("market report for {}", p.payer) })
-            .route_layer(paywall.with_route(X402Route::new([offer])?)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/report", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let unpaid = reqwest::get(&url).await?;
-    println!(
-        "   GET /report without paying <- {} with PAYMENT-REQUIRED ({} bytes)",
-        unpaid.status(),
-        unpaid
-            .headers()
-            .get("payment-required")
-            .map_or(0, |v| v.len())
-    );
-    let client = X402Client::builder(signer.clone())
-        .allow_asset(
-            NETWORK,
-            EvmAddress(usdc.address),
-            TokenAmount::from_u64(PRICE),
-        )
-        .build();
-    let started = Instant::now();
-    let paid = client.get(&url).await?;
-    let took = started.elapsed();
-    let receipt = paid.receipt.clone().ok_or("the client did not pay")?;
-    let status = paid.status();
-    let body = paid.into_response().text().await?;
-    println!(
-        "   paid through pay402-client <- {status} in {}: {body:?}",
-        ms(took)
-    );
-    println!(
-        "   settled on chain in {}",
-        receipt.transaction().unwrap_or("(no transaction reported)")
-    );
-    let payee_balance = usdc.balance_of(payee)?;
-    println!("   payee USDC balance: {payee_balance} base units");
-    server.abort();
-    if status != 200 || !receipt.settled() || payee_balance != alloy_primitives::U256::from(PRICE) {
-        return Err("x402 step: expected a settled payment of exactly the price".into());
-    }
-    Ok(())
-}
-
-/// Step 5: 21 BitRequests on bcoin regtest.
-async fn bitreq_step(mode: PeerMode) -> Result<(), Box<dyn std::error::Error>> {
-    use pay402_backends::bitcoind::{BitcoindConfig, BitcoindRpc};
-    use pay402_client::bitreq::{BitRequests, Wallet, WalletConfig};
-    use pay402_core::chain::BitcoinChain;
-    use pay402_server::bitreq::bitcoin::bip32::{Xpriv, Xpub};
-    use pay402_server::bitreq::bitcoin::{Network as BtcNetwork, secp256k1::Secp256k1};
-    use pay402_server::bitreq::store::MemoryBitreqStore;
-    use pay402_server::bitreq::{
-        BitreqConfig, BitreqPayment, BitreqServer, OnChainConfig, TransferConfig,
+    // x402 needs an EVM chain: anvil with Circle's FiatTokenV2_2 (USDC).
+    let with_x402 = match mode {
+        PeerMode::Off => false,
+        PeerMode::Auto => installed(&Anvil::cache_dir()),
+        PeerMode::Install => true,
     };
-    use pay402_testkit::bcoin::Bcoin;
-
-    const PRICE: Sat = Sat(5_000);
-
-    if mode == PeerMode::Auto && !installed(&Bcoin::cache_dir()) {
+    let chain = if with_x402 {
+        if !installed(&Anvil::cache_dir()) {
+            println!(
+                "   [setup] first run: installing anvil and Circle's USDC contracts from the npm registry \
+                 into {} (about a minute, once), to show x402 on a real EVM chain",
+                Anvil::cache_dir().display()
+            );
+        }
+        Some(tokio::task::spawn_blocking(Anvil::start).await??)
+    } else {
         println!(
-            "\n(step 5 skipped: bcoin is not installed; run the tests once or set PAY402_DEMO_PEERS=install)"
+            "   [setup] x402 left out (PAY402_DEMO_PEERS={mode:?}): L402 and BitRequests only"
         );
-        return Ok(());
-    }
-    println!("\n5. 21 BitRequests: pay 5000 sat on a Bitcoin regtest node (bcoin)");
-    let node = tokio::task::spawn_blocking(Bcoin::start).await??;
-    let chain: Arc<dyn BitcoinChain> = Arc::new(BitcoindRpc::new(BitcoindConfig {
-        url: node.rpc_url().parse()?,
-        user: node.rpc_user().to_owned(),
-        password: node.rpc_password().to_owned(),
-        timeout: std::time::Duration::from_secs(30),
-    })?);
+        None
+    };
 
-    // The payer's wallet (keys from a seed), funded and confirmed by the node.
+    // The merchant.
+    let merchant = net.add_node("merchant-2", Msat(0));
+    // BitRequests: a bit-transfer is paid from the merchant's own ledger,
+    // so this transfer-only server never calls its chain backend (the RPC
+    // address below is never dialled).
+    let never_dialled = BitcoindRpc::new(BitcoindConfig {
+        url: "http://127.0.0.1:9".parse()?,
+        user: "unused".into(),
+        password: "unused".into(),
+        timeout: std::time::Duration::from_secs(2),
+    })?;
+    let bitreq = BitreqServer::new(
+        BitreqConfig::new(BtcNetwork::Regtest).transfer(TransferConfig::new("shop")),
+        Arc::new(never_dialled),
+        Arc::new(MemoryBitreqStore::new()),
+    )?;
+    let mut builder = Paywall::builder()
+        .l402(
+            Arc::new(merchant.clone()),
+            Arc::new(SqliteStore::in_memory().await?),
+        )
+        .bitreq(bitreq.clone());
+    let usdc = chain.as_ref().map(Anvil::deploy_usdc).transpose()?;
+    let mut usdc_token = None;
+    if let (Some(chain), Some(usdc)) = (&chain, &usdc) {
+        let facilitator = LocalFacilitator::builder(chain.rpc_url())
+            .signer(DEV_ACCOUNTS[1].private_key)
+            .network(NETWORK)
+            .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
+            .build()
+            .await?;
+        builder = builder.x402(
+            Arc::new(facilitator),
+            EvmAddress(DEV_ACCOUNTS[2].address),
+            X402Asset::usdc(NETWORK, EvmAddress(usdc.address)).eip712(USDC_NAME, USDC_VERSION),
+        );
+        usdc_token = Some((
+            usdc.address,
+            TokenUnit::new(NETWORK, usdc.address.to_string(), 6),
+        ));
+        println!(
+            "   [setup] anvil at {}, USDC at {}, payee {}",
+            chain.rpc_url(),
+            usdc.address,
+            DEV_ACCOUNTS[2].address
+        );
+    }
+    let rates = FixedRates::new().usd_cents_per_btc(USD_CENTS_PER_BTC);
+    let paywall = builder.rates(Arc::new(rates.clone())).build()?;
+    let report = get(|paid: Paid| async move {
+        format!("market report, paid {} through {}", paid.amount, paid.rail)
+    });
+    let app = Router::new()
+        .route("/report", report)
+        .route_layer(paywall.price(PaywallPrice::usd_cents(CENTS)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    println!(
+        "   [setup] GET {base}/report costs {CENTS} US cent, on {:?}",
+        paywall.rails()
+    );
+
+    // One unpaid request: one 402, every rail's challenge.
+    let unpaid = reqwest::get(format!("{base}/report")).await?;
+    println!("   GET /report without paying <- {}", unpaid.status());
+    for name in ["www-authenticate", "payment-required", "price", "username"] {
+        for v in unpaid.headers().get_all(name) {
+            let v = v.to_str()?;
+            if name == "payment-required" {
+                println!(
+                    "     {name}: ({} bytes of base64 JSON: the x402 v2 offer)",
+                    v.len()
+                );
+            } else {
+                println!("     {name}: {}", abbreviate_challenge(v, 24));
+            }
+        }
+    }
+
+    // The payer: a Lightning node, an EVM key and a Bitcoin wallet, one
+    // budget in US cents, a journal; which rail it pays is a policy (here a
+    // closure following the demo's choice).
+    let node = net.add_node("payer-2", Msat(10_000_000));
     let wallet = Arc::new(Wallet::from_seed(
         &rand_seed(),
         WalletConfig::new(BtcNetwork::Regtest),
-        Arc::clone(&chain),
+        Arc::new(BitcoindRpc::new(BitcoindConfig {
+            url: "http://127.0.0.1:9".parse()?,
+            user: "unused".into(),
+            password: "unused".into(),
+            timeout: std::time::Duration::from_secs(2),
+        })?),
     )?);
-    let address = wallet.receive_address().await?;
-    node.fund(&address.to_string(), 200_000)?;
-    node.mine(1)?;
-    println!(
-        "   [setup] bcoin regtest at {}, payer wallet funded with 200000 sat",
-        node.rpc_url()
-    );
-
-    // The merchant: a fresh address per 402 (from its xpub) and a ledger.
-    let xprv = Xpriv::new_master(BtcNetwork::Regtest, &rand_seed())?;
-    let xpub = Xpub::from_priv(&Secp256k1::new(), &xprv);
-    // Zero-conf is an explicit, capped opt-in (the default waits for one
-    // confirmation); the demo serves its on-chain payment unconfirmed.
-    let config = BitreqConfig::new(BtcNetwork::Regtest)
-        .onchain(OnChainConfig::derived(xpub).accept_unconfirmed_up_to(PRICE))
-        .transfer(TransferConfig::new("shop"));
-    let merchant = BitreqServer::new(
-        config,
-        Arc::clone(&chain),
-        Arc::new(MemoryBitreqStore::new()),
-    )?;
-    let app = Router::new().route(
-        "/report",
-        get(|paid: BitreqPayment| async move {
-            format!(
-                "report (paid {} sat by {})",
-                paid.amount.0,
-                paid.method.as_str()
-            )
-        })
-        .route_layer(merchant.layer(Price::sats(PRICE.0))),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/report", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
-    // Bit-transfer from a ledger account the operator credited.
-    merchant
+    bitreq
         .open_account("alice", &wallet.transfer_public_key()?)
         .await?;
-    merchant
-        .credit("alice", Sat(20_000), "demo-deposit")
-        .await?;
-    let transfer = BitRequests::bit_transfer(Arc::clone(&wallet), "alice").build();
-    let paid = transfer.get(&url).await?;
-    let status = paid.status();
-    let body = paid.response.text().await?;
-    println!("   bit-transfer from ledger account alice <- {status}: {body:?}");
-    let left = merchant
-        .account("alice")
-        .await?
-        .map_or(0, |account| account.balance.0);
-    println!("   alice's ledger balance now {left} sat");
-
-    // On-chain: the client pays the 402's fresh address; the server broadcasts.
-    let onchain = BitRequests::on_chain(Arc::clone(&wallet)).build();
-    let paid = onchain.get(&url).await?;
-    let status2 = paid.status();
-    let receipt = paid.receipt.clone().ok_or("the client did not pay")?;
-    let body2 = paid.response.text().await?;
-    node.mine(1)?;
-    let txid = receipt.proof_id.parse()?;
-    let mined = chain
-        .get_transaction(&txid)
-        .await?
-        .ok_or("payment transaction not found")?;
-    println!("   on-chain <- {status2}: {body2:?}");
-    println!(
-        "   transaction {} mined ({} confirmation), pays the merchant {} sat, fee {} sat",
-        receipt.proof_id,
-        mined.confirmations,
-        mined.tx.output[0].value.to_sat(),
-        receipt.fee.0
-    );
-    server.abort();
-    if status != 200 || status2 != 200 || mined.tx.output[0].value.to_sat() != PRICE.0 {
-        return Err("BitRequests step: expected two paid requests".into());
+    bitreq.credit("alice", Sat(1_000), "demo-deposit").await?;
+    let signer = Arc::new(LocalSigner::random());
+    let preferred = Arc::new(Mutex::new(Rail::L402));
+    let want = Arc::clone(&preferred);
+    let mut payer = Payer::builder()
+        .lightning(Arc::new(node.clone()), Network::Regtest)
+        .bitreq(BitRequests::bit_transfer(Arc::clone(&wallet), "alice"))
+        .reference_unit(Unit::UsdCents)
+        .max_price(pay402_core::rates::Amount::UsdCents(5))
+        .scope(TokenScope::Path)
+        .journal(Journal::memory())
+        .choose(Choice::custom(move |candidates| {
+            let rail = *want.lock().ok()?;
+            candidates.iter().position(|c| c.offer.rail == rail)
+        }));
+    let mut rates = rates;
+    if let (Some(deployed), Some((usdc, token))) = (&usdc, &usdc_token) {
+        deployed.mint(
+            signer.address().0,
+            alloy_primitives::U256::from(1_000_000u64),
+        )?;
+        payer = payer
+            .x402(X402Client::builder(signer.clone()).allow_asset(
+                NETWORK,
+                EvmAddress(*usdc),
+                TokenAmount::from_u64(50_000),
+            ))
+            .token(token.clone());
+        rates = rates.usd_stablecoin(token.clone());
     }
+    let payer = payer.rates(rates).build().await?;
+    println!(
+        "   [setup] one Payer over {:?}, at most 5 US cents a request",
+        payer.rails()
+    );
+
+    let mut turns = vec![Rail::BitRequests, Rail::L402];
+    if chain.is_some() {
+        turns.insert(0, Rail::X402);
+    }
+    let paid_before = node.balance();
+    for (i, rail) in turns.iter().enumerate() {
+        *preferred.lock().map_err(|_| "poisoned")? = *rail;
+        let url = format!("{base}/report?turn={i}");
+        let started = Instant::now();
+        let paid = payer.get(&url).await?;
+        let took = started.elapsed();
+        let receipt = paid.receipt.clone().ok_or("the payer did not pay")?;
+        let status = paid.status();
+        let body = paid.text().await?;
+        println!(
+            "   pay through {:<6} <- {status} in {}: {body:?} (proof {}…{})",
+            receipt.rail.as_str(),
+            ms(took),
+            &receipt.proof_id[..receipt.proof_id.len().min(10)],
+            receipt
+                .settlement
+                .as_deref()
+                .map(|tx| format!(", settled in {}…", &tx[..tx.len().min(12)]))
+                .unwrap_or_default()
+        );
+        if status != 200 || receipt.rail != *rail {
+            return Err(format!("expected a payment through {rail}").into());
+        }
+    }
+    // L402 again: the token bought a moment ago is reused, nothing paid.
+    let again = payer.get(format!("{base}/report?turn=2")).await?;
+    println!(
+        "   the same L402 URL again <- {}, token reused: {}, paid: {}",
+        again.status(),
+        again.reused_credential,
+        if again.receipt.is_some() {
+            "yes"
+        } else {
+            "nothing"
+        }
+    );
+    if again.receipt.is_some() {
+        return Err("expected the L402 token to be reused".into());
+    }
+
+    // What moved, once per rail.
+    let left = bitreq.account("alice").await?.map_or(0, |a| a.balance.0);
+    println!(
+        "   Lightning: payer paid {} (+ fee); ledger: alice has {left} of 1000 sat left",
+        sats(Msat(paid_before.0.saturating_sub(node.balance().0)))
+    );
+    if let Some(deployed) = &usdc {
+        let got = deployed.balance_of(DEV_ACCOUNTS[2].address)?;
+        println!("   USDC: the payee received {got} base units on chain");
+        if got != alloy_primitives::U256::from(10_000u64) {
+            return Err("the x402 payee should have been paid exactly once".into());
+        }
+    }
+    let journal = payer.journal().payments(&Default::default()).await?;
+    println!("   the payer's journal holds {} payments", journal.len());
+    if left != 990 || journal.len() != turns.len() {
+        return Err("expected one payment per rail".into());
+    }
+    server.abort();
     Ok(())
 }
 
