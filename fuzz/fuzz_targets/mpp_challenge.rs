@@ -24,14 +24,25 @@ fuzz_target!(|data: &[u8]| {
         }
         let now = UnixTime(1_767_225_900);
         let _ = lightning::check_charge(c, Network::Regtest, now, Msat(u64::MAX));
-        let _ = evm::check_charge(c, 84532, &Default::default(), now, TokenAmount::from_u64(u64::MAX));
+        let _ = evm::check_charge(
+            c,
+            84532,
+            &Default::default(),
+            now,
+            TokenAmount::from_u64(u64::MAX),
+        );
         let _ = c.expires_at();
     }
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(a) = AcceptPayment::parse(s) {
-            let again = AcceptPayment::parse(&a.to_header_value()).expect("emitted Accept-Payment parses");
+            let again =
+                AcceptPayment::parse(&a.to_header_value()).expect("emitted Accept-Payment parses");
             assert_eq!(again, a);
-            let _ = a.order(list.challenges().iter().map(|c| (c.method.as_ref(), c.intent.as_ref())));
+            let _ = a.order(
+                list.challenges()
+                    .iter()
+                    .map(|c| (c.method.as_ref(), c.intent.as_ref())),
+            );
         }
         if let Ok(t) = rfc3339::parse(s) {
             // Whole-second UTC times print and parse back to themselves.

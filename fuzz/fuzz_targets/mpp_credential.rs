@@ -27,8 +27,12 @@ fn terms() -> &'static evm::EvmTerms {
     T.get_or_init(|| {
         evm::EvmTerms::new(
             31337,
-            "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512".parse().expect("address"),
-            "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".parse().expect("address"),
+            "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+                .parse()
+                .expect("address"),
+            "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+                .parse()
+                .expect("address"),
             "USD Coin",
             "2",
         )
@@ -45,15 +49,22 @@ fuzz_target!(|data: &[u8]| {
             let again = Credential::encode(&cred.challenge, cred.payload, cred.source.as_deref())
                 .expect("re-encode");
             let mut buf2 = Vec::new();
-            let back = Credential::decode(&again["Payment ".len()..], &mut buf2).expect("re-decode");
+            let back =
+                Credential::decode(&again["Payment ".len()..], &mut buf2).expect("re-decode");
             assert_eq!(back.challenge, cred.challenge);
             assert_eq!(back.payload.get(), cred.payload.get());
-            let ln = lightning::ChargeVerifier::new(keys(), "api.example.com", 100, Network::Regtest);
+            let ln =
+                lightning::ChargeVerifier::new(keys(), "api.example.com", 100, Network::Regtest);
             if let Ok(v) = ln.verify(&cred, now) {
                 assert!(v.expires_at > now);
                 assert_eq!(v.challenge_id, cred.challenge.id);
             }
-            let ev = evm::ChargeVerifier::new(keys(), "api.example.com", terms(), TokenAmount::from_u64(10_000));
+            let ev = evm::ChargeVerifier::new(
+                keys(),
+                "api.example.com",
+                terms(),
+                TokenAmount::from_u64(10_000),
+            );
             let _ = ev.verify(&cred, now);
         }
     }

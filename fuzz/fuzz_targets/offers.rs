@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for s in &set.skipped {
         assert!(s.name.chars().count() <= 128);
-        let _ = (pay402_core::problem::Reason::reason(&s.error), s.error.is_unknown());
+        let _ = (
+            pay402_core::problem::Reason::reason(&s.error),
+            s.error.is_unknown(),
+        );
     }
     // Reading is deterministic.
     assert_eq!(read_offers(&headers, body), set);

@@ -474,7 +474,11 @@ fn mpp_seeds(out: &Out) {
     full.opaque = Some("eyJwaSI6InBpXzNhYmMxMjNYWVoifQ".into());
     full.header = Some("Payment-Authorization".into());
     keys.bind(&mut full);
-    out.put("mpp_challenge", "every-param", full.to_header_value().expect("emit"));
+    out.put(
+        "mpp_challenge",
+        "every-param",
+        full.to_header_value().expect("emit"),
+    );
     out.put(
         "mpp_challenge",
         "joined-list",
@@ -485,15 +489,23 @@ fn mpp_seeds(out: &Out) {
         "escapes",
         r#"Payment id="quote-id", realm="api \"quoted\" example", method="lightning", intent="charge", request="e30", description="Tickets \ud83c\udf9f\ufe0f \"VIP\"""#,
     );
-    out.put("mpp_challenge", "accept-payment", "lightning/charge, evm/*;q=0.5, */*;q=0");
+    out.put(
+        "mpp_challenge",
+        "accept-payment",
+        "lightning/charge, evm/*;q=0.5, */*;q=0",
+    );
     out.put("mpp_challenge", "rfc3339", "2026-09-01T00:00:00.000+02:00");
     let pre = Preimage::from_bytes([0x11; 32]);
     let cred = ln::credential(&c, &pre, None);
     out.put("mpp_credential", "lightning", format!("Bearer x, {cred}"));
     let terms = evm::EvmTerms::new(
         31337,
-        "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512".parse().expect("address"),
-        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".parse().expect("address"),
+        "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+            .parse()
+            .expect("address"),
+        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+            .parse()
+            .expect("address"),
         "USD Coin",
         "2",
     );
@@ -517,7 +529,11 @@ fn mpp_seeds(out: &Out) {
     };
     let auth = evm::authorization_for(&ec, &payable, Default::default(), t0);
     let sig = pay402_core::x402::evm::EvmSignature::from_bytes(vec![0x1b; 65]);
-    out.put("mpp_credential", "evm", evm::credential(&ec, &auth, sig, 31337));
+    out.put(
+        "mpp_credential",
+        "evm",
+        evm::credential(&ec, &auth, sig, 31337),
+    );
     let receipt = Receipt::lightning(&pre.payment_hash(), &c.id, t0).encode();
     out.put("mpp_credential", "receipt", format!("{receipt}\n{cred}"));
 }
