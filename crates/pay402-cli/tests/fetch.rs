@@ -1,0 +1,219 @@
+//! `pay402 fetch` through the real binary, paying an L402 server (the
+//! server's `L402Layer`, invoices from a simnet merchant node) with the
+//! simnet wallet behind its LND REST face.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use common::{BIN, temp_dir};
+use pay402_backends::simnet::{SimNet, SimNode};
+use pay402_core::lightning::Network;
+use pay402_core::money::{Msat, Sat};
+use pay402_server::store::MemoryStore;
+use pay402_server::{L402Config, L402Layer, Price};
+
+/// An L402 API (`/paid`, 25 sat; `/free`) and the simnet wallet's REST face.
+struct Server {
+    api: SocketAddr,
+    wallet: SimNode,
+    rest: SocketAddr,
+}
+
+async fn start_server() -> Server {
+    let net = SimNet::new(Network::Regtest);
+    let merchant = net.add_node("merchant", Msat(0));
+    let wallet = net.add_node("wallet", Sat(1_000_000).to_msat().unwrap());
+    let rest_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rest = rest_listener.local_addr().unwrap();
+    tokio::spawn(pay402_backends::simnet::rest::serve(
+        wallet.clone(),
+        rest_listener,
+    ));
+    let paywall = L402Layer::new(
+        L402Config::new("fetch-test"),
+        Arc::new(merchant),
+        Arc::new(MemoryStore::new()),
+    );
+    let app = Router::new()
+        .route(
+            "/paid",
+            get(|| async { "the paid body\n" }).route_layer(paywall.with_price(Price::sats(25))),
+        )
+        .route("/free", get(|| async { "free\n" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server { api, wallet, rest }
+}
+
+/// Writes a config paying through `rest` and returns its path.
+fn write_config(dir: &Path, rest: SocketAddr) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!("[lightning]\nkind = \"simnet-rest\"\nurl = \"http://{rest}\"\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `pay402 fetch --config <config> args...` (journal beside the config).
+async fn fetch(config: &Path, args: &[&str]) -> std::process::Output {
+    let out = tokio::process::Command::new(BIN)
+        .arg("fetch")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("PAY402_LIGHTNING")
+        .env_remove("PAY402_EVM_KEY_FILE")
+        .output()
+        .await
+        .expect("the pay402 binary runs");
+    eprintln!(
+        "[pay402 fetch {args:?}] exit {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test]
+async fn pays_once_prints_the_body_and_reuses_the_token_on_the_next_run() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-pay");
+    let config = write_config(&dir, server.rest);
+    let url = format!("http://{}/paid", server.api);
+    let before = server.wallet.balance();
+
+    let first = fetch(&config, &[&url]).await;
+    assert_eq!(first.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "the paid body\n");
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("paid 25000 msat"),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(server.wallet.payments_sent(), 1);
+    assert!(dir.join("journal.sqlite").exists());
+
+    // A second process, the same journal: the token is reused, nothing paid.
+    let second = fetch(&config, &["-i", &url]).await;
+    assert_eq!(second.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nthe paid body\n"), "{out}");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("token reused"));
+    assert_eq!(server.wallet.payments_sent(), 1, "the second run paid");
+    assert_eq!(
+        before.0 - server.wallet.balance().0,
+        25_000,
+        "the wallet paid the price once (simnet charges no fee)"
+    );
+}
+
+#[tokio::test]
+async fn json_receipt_parses_and_output_goes_to_a_file() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-json");
+    let config = write_config(&dir, server.rest);
+    let url = format!("http://{}/paid", server.api);
+    let body = dir.join("body.txt");
+    let out = fetch(
+        &config,
+        &["--json", "-s", "-o", body.to_str().unwrap(), &url],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "-s prints nothing");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["paid"], true, "{v}");
+    assert_eq!(v["rail"], "l402", "{v}");
+    assert_eq!(v["amount_value"], "25000", "{v}");
+    assert_eq!(v["unit"], "msat", "{v}");
+    assert_eq!(v["origin"], format!("http://{}", server.api), "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["proof_id"].as_str().unwrap().len(), 64, "{v}");
+    assert!(v["time"].as_u64().unwrap() > 1_700_000_000, "{v}");
+    assert_eq!(std::fs::read_to_string(&body).unwrap(), "the paid body\n");
+    assert_eq!(server.wallet.payments_sent(), 1);
+}
+
+#[tokio::test]
+async fn max_below_the_price_exits_over_budget_and_pays_nothing() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-max");
+    let config = write_config(&dir, server.rest);
+    let url = format!("http://{}/paid", server.api);
+    let out = fetch(&config, &["--max", "24sat", &url]).await;
+    assert_eq!(out.status.code(), Some(3), "the over-budget exit code");
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("price_above_max"));
+    assert_eq!(server.wallet.payments_sent(), 0);
+
+    // Exactly the price is within the cap.
+    let out = fetch(&config, &["--max", "25000msat", &url]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(server.wallet.payments_sent(), 1);
+
+    // Not an integer with a unit: a usage error.
+    let out = fetch(&config, &["--max", "0.5sat", &url]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn no_means_for_the_rail_exits_no_rail() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-norail");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "max = \"100sat\"\n").unwrap();
+    let out = fetch(&config, &[&format!("http://{}/paid", server.api)]).await;
+    assert_eq!(out.status.code(), Some(4), "the no-rail exit code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rail"));
+    assert_eq!(server.wallet.payments_sent(), 0);
+}
+
+#[tokio::test]
+async fn quote_prints_the_offers_and_pays_nothing() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-quote");
+    let config = write_config(&dir, server.rest);
+    let url = format!("http://{}/paid", server.api);
+    let out = fetch(&config, &["--quote", &url]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("402 Payment Required: 1 offer(s)"), "{text}");
+    assert!(text.contains("would pay 25000 msat with l402"), "{text}");
+
+    let out = fetch(&config, &["--quote", "--json", &url]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], 402, "{v}");
+    assert_eq!(v["offers"][0]["rail"], "l402", "{v}");
+    assert_eq!(v["would_pay"]["amount"], "25000 msat", "{v}");
+
+    // Over the cap: nothing it would pay, the over-budget code.
+    let out = fetch(&config, &["--quote", "--max", "1sat", &url]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would pay nothing"));
+    assert_eq!(server.wallet.payments_sent(), 0);
+    assert!(
+        !dir.join("journal.sqlite").exists(),
+        "a quote opens no journal"
+    );
+}
+
+#[tokio::test]
+async fn free_urls_are_fetched_without_paying() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-free");
+    let config = write_config(&dir, server.rest);
+    let out = fetch(&config, &[&format!("http://{}/free", server.api)]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "free\n");
+    assert_eq!(server.wallet.payments_sent(), 0);
+}
