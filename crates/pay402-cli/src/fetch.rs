@@ -432,7 +432,18 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     }
     let mut b = Payer::builder();
     if let Some((node, network)) = lightning(config.lightning)? {
-        b = b.lightning(node, network);
+        // The L402 client's own cap follows `--max` (its default is
+        // 1000 sat); a cap in cents is enforced by the payer alone.
+        let cap = match &max {
+            Amount::Msat(m) => *m,
+            Amount::Sat(s) => s.to_msat().unwrap_or(Msat(u64::MAX)),
+            _ => Msat(u64::MAX),
+        };
+        b = b.l402(
+            pay402_client::L402Client::builder(node)
+                .network(network)
+                .max_price(cap),
+        );
     }
     let (b, rates) = x402(b, rates, config.x402)?;
     let b = b
@@ -488,6 +499,12 @@ fn refused(silent: bool, e: &PayerError) -> Fail {
                     RefusalReason::OverMaxPrice { .. }
                         | RefusalReason::OverOriginBudget { .. }
                         | RefusalReason::OverTotalBudget { .. }
+                ) || matches!(
+                    r.reason,
+                    RefusalReason::Rail {
+                        reason: "price_exceeds_maximum" | "price_above_max",
+                        ..
+                    }
                 )
             });
             if over {

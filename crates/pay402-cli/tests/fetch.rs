@@ -17,7 +17,7 @@ use pay402_core::money::{Msat, Sat};
 use pay402_server::store::MemoryStore;
 use pay402_server::{L402Config, L402Layer, Price};
 
-/// An L402 API (`/paid`, 25 sat; `/free`) and the simnet wallet's REST face.
+/// An L402 API (`/paid`, 25 sat; `/dear`, 1500 sat; `/free`) and the simnet wallet's REST face.
 struct Server {
     api: SocketAddr,
     wallet: SimNode,
@@ -43,6 +43,10 @@ async fn start_server() -> Server {
         .route(
             "/paid",
             get(|| async { "the paid body\n" }).route_layer(paywall.with_price(Price::sats(25))),
+        )
+        .route(
+            "/dear",
+            get(|| async { "dear\n" }).route_layer(paywall.with_price(Price::sats(1_500))),
         )
         .route("/free", get(|| async { "free\n" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -152,13 +156,22 @@ async fn max_below_the_price_exits_over_budget_and_pays_nothing() {
     let out = fetch(&config, &["--max", "24sat", &url]).await;
     assert_eq!(out.status.code(), Some(3), "the over-budget exit code");
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("price_above_max"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(price_exceeds_maximum)"));
     assert_eq!(server.wallet.payments_sent(), 0);
 
     // Exactly the price is within the cap.
     let out = fetch(&config, &["--max", "25000msat", &url]).await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(server.wallet.payments_sent(), 1);
+
+    // A cap above the L402 client's default (1000 sat) is the cap.
+    let dear = format!("http://{}/dear", server.api);
+    let out = fetch(&config, &["--max", "1499sat", &dear]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = fetch(&config, &["--max", "1500sat", &dear]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dear\n");
+    assert_eq!(server.wallet.payments_sent(), 2);
 
     // Not an integer with a unit: a usage error.
     let out = fetch(&config, &["--max", "0.5sat", &url]).await;
