@@ -217,8 +217,12 @@ fn config_dir() -> Option<PathBuf> {
 }
 
 fn load_config(args: &FetchArgs) -> Result<(FetchConfig, PathBuf), Fail> {
-    let (path, explicit) = match &args.config {
-        Some(p) => (p.clone(), true),
+    load_config_file(args.config.as_deref())
+}
+
+fn load_config_file(config: Option<&Path>) -> Result<(FetchConfig, PathBuf), Fail> {
+    let (path, explicit) = match config {
+        Some(p) => (p.to_path_buf(), true),
         None => (
             config_dir()
                 .ok_or_else(|| usage("no HOME: give --config"))?
@@ -453,20 +457,7 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     if args.quote {
         return quote(args, &req, b).await;
     }
-    let journal_path = args
-        .journal
-        .clone()
-        .unwrap_or_else(|| dir.join("journal.sqlite"));
-    if let Some(parent) = journal_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Fail(exit::ERROR, format!("{}: {e}", parent.display())))?;
-    }
-    let journal = Journal::sqlite(&journal_path).await.map_err(|e| {
-        Fail(
-            exit::ERROR,
-            format!("journal {}: {e}", journal_path.display()),
-        )
-    })?;
+    let journal = open_journal(args.journal.as_deref(), &dir).await?;
     let payer = b
         .journal(journal)
         .build()
@@ -477,6 +468,96 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
         Ok(paid) => finish(args, paid).await,
         Err(e) => Err(refused(args.silent, &e)),
     }
+}
+
+/// Opens the journal: `path`, else `journal.sqlite` in `dir`.
+async fn open_journal(path: Option<&Path>, dir: &Path) -> Result<Journal, Fail> {
+    let path = path.map_or_else(|| dir.join("journal.sqlite"), Path::to_path_buf);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Fail(exit::ERROR, format!("{}: {e}", parent.display())))?;
+    }
+    Journal::sqlite(&path)
+        .await
+        .map_err(|e| Fail(exit::ERROR, format!("journal {}: {e}", path.display())))
+}
+
+/// The options of `pay402 receipts`.
+#[derive(clap::Args, Debug)]
+pub struct ReceiptsArgs {
+    /// Only the payments to this origin (`https://host[:port]`).
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The fetch configuration (its directory holds the default journal).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The journal file.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+}
+
+/// Runs `pay402 receipts`: lists the journal's payments (the proof itself
+/// is never printed); the result is the exit code.
+pub async fn receipts(args: ReceiptsArgs) -> u8 {
+    match list_receipts(&args).await {
+        Ok(()) => exit::OK,
+        Err(Fail(code, message)) => {
+            eprintln!("pay402 receipts: {message}");
+            code
+        }
+    }
+}
+
+async fn list_receipts(args: &ReceiptsArgs) -> Result<(), Fail> {
+    let (_, dir) = load_config_file(args.config.as_deref())?;
+    let journal = open_journal(args.journal.as_deref(), &dir).await?;
+    let mut query = pay402_client::journal::Query::default().limit(args.limit);
+    if let Some(o) = &args.origin {
+        query = query.origin(o);
+    }
+    let list = journal
+        .payments(&query)
+        .await
+        .map_err(|e| Fail(exit::ERROR, e.to_string()))?;
+    for p in list {
+        if args.json {
+            let v = serde_json::json!({
+                "entry": p.id,
+                "state": p.state.to_string(),
+                "rail": p.rail.to_string(),
+                "offer": p.offer,
+                "amount": p.amount,
+                "cost": p.cost,
+                "counted": p.counted,
+                "proof_id": p.proof_id,
+                "origin": p.key.origin,
+                "method": p.key.method,
+                "target": p.key.target,
+                "status": p.status,
+                "time": p.created_ms / 1000,
+            });
+            println!("{v}");
+        } else {
+            println!(
+                "{} {:<9} {:<5} {} {}{} {} proof {}",
+                p.id,
+                p.state,
+                p.rail,
+                p.key.method,
+                p.key.origin,
+                p.key.target,
+                p.amount,
+                p.proof_id.as_deref().unwrap_or("-"),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The exit code and message of a payer error.

@@ -57,6 +57,10 @@ enum Command {
     /// configuration, 3 over budget, 4 no rail this configuration can pay,
     /// 5 payment failed, 6 server error after paying.
     Fetch(pay402_cli::fetch::FetchArgs),
+    /// List the payments `pay402 fetch` recorded in its journal, newest
+    /// first: entry, state, rail, request, amount and proof id (never the
+    /// proof itself).
+    Receipts(pay402_cli::fetch::ReceiptsArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -101,11 +105,13 @@ fn main() -> ExitCode {
             command: ConfigCommand::FromAperture { input, output },
         } => from_aperture(&input, &output),
         Command::Facilitator { config } => facilitator(&config),
-        Command::Fetch(args) => fetch(args),
+        Command::Fetch(args) => client(pay402_cli::fetch::run(args)),
+        Command::Receipts(args) => client(pay402_cli::fetch::receipts(args)),
     }
 }
 
-fn fetch(args: pay402_cli::fetch::FetchArgs) -> ExitCode {
+/// Runs a client command (`fetch`, `receipts`) to its exit code.
+fn client(fut: impl std::future::Future<Output = u8>) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -116,7 +122,7 @@ fn fetch(args: pay402_cli::fetch::FetchArgs) -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(rt) => ExitCode::from(rt.block_on(pay402_cli::fetch::run(args))),
+        Ok(rt) => ExitCode::from(rt.block_on(fut)),
         Err(e) => {
             eprintln!("error: runtime: {e}");
             ExitCode::FAILURE

@@ -113,6 +113,26 @@ async fn pays_once_prints_the_body_and_reuses_the_token_on_the_next_run() {
     assert!(out.ends_with("\r\n\r\nthe paid body\n"), "{out}");
     assert!(String::from_utf8_lossy(&second.stderr).contains("token reused"));
     assert_eq!(server.wallet.payments_sent(), 1, "the second run paid");
+    // The journal lists the one payment (without the preimage).
+    let out = tokio::process::Command::new(BIN)
+        .args(["receipts", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["state"], "served", "{text}");
+    assert_eq!(lines[0]["rail"], "l402", "{text}");
+    assert_eq!(lines[0]["target"], "/paid", "{text}");
+    assert_eq!(lines[0]["origin"], format!("http://{}", server.api));
+    assert!(lines[0].get("proof").is_none());
+
     assert_eq!(
         before.0 - server.wallet.balance().0,
         25_000,
