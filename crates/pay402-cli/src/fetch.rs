@@ -197,12 +197,6 @@ pub struct X402Means {
 /// A failure with its exit code.
 struct Fail(u8, String);
 
-impl<E: std::fmt::Display> From<(u8, E)> for Fail {
-    fn from((code, e): (u8, E)) -> Fail {
-        Fail(code, e.to_string())
-    }
-}
-
 fn usage(e: impl std::fmt::Display) -> Fail {
     Fail(exit::USAGE, e.to_string())
 }
