@@ -589,6 +589,9 @@ fn refused(silent: bool, e: &PayerError) -> Fail {
             }
         }
         PayerError::NoOffer { .. } | PayerError::CrossOriginChallenge { .. } => exit::NO_RAIL,
+        // The rail paid and the server then failed (L402: the token is
+        // kept, a rerun presents it without paying again).
+        e if e.reason() == "server_error_after_payment" => exit::SERVER_ERROR_AFTER_PAYING,
         e if e.may_have_paid() => exit::PAYMENT_FAILED,
         PayerError::Http(_) | PayerError::Journal { .. } | PayerError::BodyNotCloneable => {
             exit::ERROR
@@ -636,37 +639,43 @@ async fn finish(args: &FetchArgs, paid: PayerPaid) -> Result<u8, Fail> {
             None => {}
         }
     }
-    let body = paid.bytes().await.map_err(|e| {
+    // The body is streamed to its destination, never held whole.
+    let read_fail = |e: reqwest::Error| {
         let code = if paid_now {
             exit::SERVER_ERROR_AFTER_PAYING
         } else {
             exit::ERROR
         };
         Fail(code, format!("reading the body: {e}"))
-    })?;
-    let mut stdout = std::io::stdout().lock();
+    };
     let io = |e: std::io::Error| Fail(exit::ERROR, e.to_string());
-    if let Some(path) = &args.output {
-        let mut out = head.as_bytes().to_vec();
-        if !args.include {
-            out.clear();
-        }
-        out.extend_from_slice(&body);
-        std::fs::write(path, out)
-            .map_err(|e| Fail(exit::ERROR, format!("{}: {e}", path.display())))?;
-    } else if !args.json {
-        if args.include {
-            stdout.write_all(head.as_bytes()).map_err(io)?;
-        }
-        stdout.write_all(&body).map_err(io)?;
+    let mut sink: Box<dyn Write> = match (&args.output, args.json) {
+        (Some(path), _) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| Fail(exit::ERROR, format!("{}: {e}", path.display())))?,
+        )),
+        (None, true) => Box::new(std::io::sink()),
+        (None, false) => Box::new(std::io::stdout().lock()),
+    };
+    if args.include {
+        sink.write_all(head.as_bytes()).map_err(io)?;
     }
+    let mut response = paid.response;
+    let mut body_bytes: u64 = 0;
+    while let Some(chunk) = response.chunk().await.map_err(read_fail)? {
+        sink.write_all(&chunk).map_err(io)?;
+        body_bytes = body_bytes.saturating_add(chunk.len() as u64);
+    }
+    sink.flush().map_err(io)?;
+    drop(sink);
     if args.json {
         let mut v = receipt;
         v["status"] = status.as_u16().into();
-        v["body_bytes"] = body.len().into();
+        v["body_bytes"] = body_bytes.into();
+        let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{v}").map_err(io)?;
+        stdout.flush().map_err(io)?;
     }
-    stdout.flush().map_err(io)?;
     if paid_now && !(status.is_success() || status.is_redirection()) {
         if !args.silent {
             eprintln!("pay402 fetch: the server answered {status} after the payment");

@@ -17,7 +17,8 @@ use pay402_core::money::{Msat, Sat};
 use pay402_server::store::MemoryStore;
 use pay402_server::{L402Config, L402Layer, Price};
 
-/// An L402 API (`/paid`, 25 sat; `/dear`, 1500 sat; `/free`) and the simnet wallet's REST face.
+/// An L402 API (`/paid`, 25 sat; `/dear`, 1500 sat; `/broken`, 10 sat,
+/// answering 500; `/big`, 5 sat, 8 MiB; `/free`) and the simnet wallet's REST face.
 struct Server {
     api: SocketAddr,
     wallet: SimNode,
@@ -47,6 +48,15 @@ async fn start_server() -> Server {
         .route(
             "/dear",
             get(|| async { "dear\n" }).route_layer(paywall.with_price(Price::sats(1_500))),
+        )
+        .route(
+            "/broken",
+            get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down\n") })
+                .route_layer(paywall.with_price(Price::sats(10))),
+        )
+        .route(
+            "/big",
+            get(|| async { common::big_body() }).route_layer(paywall.with_price(Price::sats(5))),
         )
         .route("/free", get(|| async { "free\n" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -249,4 +259,42 @@ async fn free_urls_are_fetched_without_paying() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "free\n");
     assert_eq!(server.wallet.payments_sent(), 0);
+}
+
+#[tokio::test]
+async fn a_server_error_after_paying_has_its_own_exit_code() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-broken");
+    let config = write_config(&dir, server.rest);
+    let out = fetch(&config, &[&format!("http://{}/broken", server.api)]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "the server-error-after-paying code"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server_error_after_payment"));
+    assert_eq!(server.wallet.payments_sent(), 1);
+}
+
+#[tokio::test]
+async fn a_large_paid_body_is_written_to_the_output_file_whole() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-big");
+    let config = write_config(&dir, server.rest);
+    let file = dir.join("big.bin");
+    let out = fetch(
+        &config,
+        &[
+            "--json",
+            "-o",
+            file.to_str().unwrap(),
+            &format!("http://{}/big", server.api),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["body_bytes"], 8 * 1024 * 1024, "{v}");
+    assert!(std::fs::read(&file).unwrap() == common::big_body());
+    assert_eq!(server.wallet.payments_sent(), 1);
 }
