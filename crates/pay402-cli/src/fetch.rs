@@ -661,10 +661,17 @@ async fn finish(args: &FetchArgs, paid: PayerPaid) -> Result<u8, Fail> {
         sink.write_all(head.as_bytes()).map_err(io)?;
     }
     let mut response = paid.response;
+    let bar = progress_bar(args, response.content_length());
     let mut body_bytes: u64 = 0;
     while let Some(chunk) = response.chunk().await.map_err(read_fail)? {
         sink.write_all(&chunk).map_err(io)?;
         body_bytes = body_bytes.saturating_add(chunk.len() as u64);
+        if let Some(bar) = &bar {
+            bar.set_position(body_bytes);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     sink.flush().map_err(io)?;
     drop(sink);
@@ -683,6 +690,36 @@ async fn finish(args: &FetchArgs, paid: PayerPaid) -> Result<u8, Fail> {
         return Ok(exit::SERVER_ERROR_AFTER_PAYING);
     }
     Ok(exit::OK)
+}
+
+/// Bodies of at least this many bytes (or of unknown length) get a
+/// progress bar.
+const PROGRESS_FROM_BYTES: u64 = 1024 * 1024;
+
+/// A progress bar on standard error, when it is a terminal, the body does
+/// not go to the terminal, `-s` is not given and the body is large (or of
+/// unknown length).
+fn progress_bar(args: &FetchArgs, total: Option<u64>) -> Option<indicatif::ProgressBar> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let body_to_terminal = args.output.is_none() && !args.json && std::io::stdout().is_terminal();
+    if args.silent || body_to_terminal || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match total {
+        Some(n) if n < PROGRESS_FROM_BYTES => return None,
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+    };
+    let template = if total.is_some() {
+        "{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} {eta}"
+    } else {
+        "{spinner} {bytes} {bytes_per_sec}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Some(bar)
 }
 
 /// The receipt as JSON: rail, amount, proof id, origin, time.
