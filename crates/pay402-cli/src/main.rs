@@ -61,6 +61,10 @@ enum Command {
     /// first: entry, state, rail, request, amount and proof id (never the
     /// proof itself).
     Receipts(pay402_cli::fetch::ReceiptsArgs),
+    /// List the paid tokens `pay402 fetch` keeps in its journal (origin,
+    /// rail, the payment, expiry; never the token itself), or forget
+    /// them: `pay402 tokens rm ORIGIN`.
+    Tokens(pay402_cli::fetch::TokensArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Facilitator { config } => facilitator(&config),
         Command::Fetch(args) => client(pay402_cli::fetch::run(args)),
         Command::Receipts(args) => client(pay402_cli::fetch::receipts(args)),
+        Command::Tokens(args) => client(pay402_cli::fetch::tokens(args)),
     }
 }
 

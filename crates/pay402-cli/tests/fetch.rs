@@ -76,6 +76,18 @@ fn write_config(dir: &Path, rest: SocketAddr) -> PathBuf {
     path
 }
 
+/// Runs `pay402 tokens args... --config <config>`.
+async fn tokens(config: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BIN)
+        .arg("tokens")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .await
+        .expect("the pay402 binary runs")
+}
+
 /// Runs `pay402 fetch --config <config> args...` (journal beside the config).
 async fn fetch(config: &Path, args: &[&str]) -> std::process::Output {
     let out = tokio::process::Command::new(BIN)
@@ -297,4 +309,30 @@ async fn a_large_paid_body_is_written_to_the_output_file_whole() {
     assert_eq!(v["body_bytes"], 8 * 1024 * 1024, "{v}");
     assert!(std::fs::read(&file).unwrap() == common::big_body());
     assert_eq!(server.wallet.payments_sent(), 1);
+}
+
+#[tokio::test]
+async fn tokens_are_listed_without_their_secret_and_rm_forgets_them() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-tokens");
+    let config = write_config(&dir, server.rest);
+    let url = format!("http://{}/paid", server.api);
+    let origin = format!("http://{}", server.api);
+    assert_eq!(fetch(&config, &[&url]).await.status.code(), Some(0));
+
+    let out = tokens(&config, &["--json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let listed: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(listed["origin"], origin, "{text}");
+    assert_eq!(listed["rail"], "l402", "{text}");
+    assert!(!text.contains("L402 "), "the secret was printed: {text}");
+
+    let out = tokens(&config, &["rm", &origin]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "removed 1 token(s)\n");
+    assert!(tokens(&config, &[]).await.stdout.is_empty());
+    // Forgotten: the next fetch pays again.
+    assert_eq!(fetch(&config, &[&url]).await.status.code(), Some(0));
+    assert_eq!(server.wallet.payments_sent(), 2);
+    assert_eq!(tokens(&config, &["bad"]).await.status.code(), Some(2));
 }
