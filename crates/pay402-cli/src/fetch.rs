@@ -192,6 +192,31 @@ pub struct LightningMeans {
 pub struct X402Means {
     /// A file holding the private key in hex (mode 0600, please).
     pub evm_key_file: PathBuf,
+    /// USD stablecoins to pay besides USDC on Base and Base Sepolia.
+    #[serde(default)]
+    pub tokens: Vec<X402Token>,
+}
+
+/// `[[x402.tokens]]`: a USD stablecoin the x402 client may pay.
+///
+/// ```
+/// let t: pay402_cli::fetch::X402Token = toml::from_str(
+///     "network = \"eip155:31337\"\nasset = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\ndecimals = 6\nmax_units = 1000000",
+/// ).unwrap();
+/// assert_eq!(t.decimals, 6);
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Token {
+    /// The CAIP-2 network, e.g. `eip155:8453`.
+    pub network: String,
+    /// The token contract.
+    pub asset: String,
+    /// Its decimals (priced as one US dollar per whole token).
+    pub decimals: u8,
+    /// The most one payment may be, in base units (the x402 client's own
+    /// cap, under `--max`).
+    pub max_units: u64,
 }
 
 /// A failure with its exit code.
@@ -321,9 +346,11 @@ fn x402(
         b = b.token(t.clone());
         rates = rates.usd_stablecoin(t);
     }
-    let file = env("PAY402_EVM_KEY_FILE")
-        .map(PathBuf::from)
-        .or(config.map(|x| x.evm_key_file));
+    let (file, extra) = match config {
+        Some(x) => (Some(x.evm_key_file), x.tokens),
+        None => (None, Vec::new()),
+    };
+    let file = env("PAY402_EVM_KEY_FILE").map(PathBuf::from).or(file);
     let Some(file) = file else {
         return Ok((b, rates));
     };
@@ -332,10 +359,22 @@ fn x402(
     );
     let signer = pay402_client::x402::LocalSigner::from_hex(key.trim())
         .map_err(|e| usage(format!("{}: {e}", file.display())))?;
-    Ok((
-        b.x402(pay402_client::x402::X402Client::builder(Arc::new(signer))),
-        rates,
-    ))
+    let mut client = pay402_client::x402::X402Client::builder(Arc::new(signer));
+    for t in extra {
+        let asset = t
+            .asset
+            .parse()
+            .map_err(|e| usage(format!("x402 token {}: {e}", t.asset)))?;
+        client = client.allow_asset(
+            &t.network,
+            asset,
+            pay402_core::x402::TokenAmount::from_u64(t.max_units),
+        );
+        let unit = pay402_core::rates::TokenUnit::new(t.network, t.asset, t.decimals);
+        b = b.token(unit.clone());
+        rates = rates.usd_stablecoin(unit);
+    }
+    Ok((b.x402(client), rates))
 }
 
 /// The request as given on the command line.

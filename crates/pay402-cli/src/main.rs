@@ -109,16 +109,20 @@ fn main() -> ExitCode {
             command: ConfigCommand::FromAperture { input, output },
         } => from_aperture(&input, &output),
         Command::Facilitator { config } => facilitator(&config),
-        Command::Fetch(args) => client(pay402_cli::fetch::run(args)),
-        Command::Receipts(args) => client(pay402_cli::fetch::receipts(args)),
-        Command::Tokens(args) => client(pay402_cli::fetch::tokens(args)),
+        Command::Fetch(args) => {
+            // `-s`: no log lines either (RUST_LOG still wins).
+            let logs = if args.silent { "off" } else { "warn" };
+            client(logs, pay402_cli::fetch::run(args))
+        }
+        Command::Receipts(args) => client("warn", pay402_cli::fetch::receipts(args)),
+        Command::Tokens(args) => client("warn", pay402_cli::fetch::tokens(args)),
     }
 }
 
 /// Runs a client command (`fetch`, `receipts`) to its exit code.
-fn client(fut: impl std::future::Future<Output = u8>) -> ExitCode {
+fn client(logs: &str, fut: impl std::future::Future<Output = u8>) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(logs));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

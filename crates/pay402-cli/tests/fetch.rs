@@ -336,3 +336,76 @@ async fn tokens_are_listed_without_their_secret_and_rm_forgets_them() {
     assert_eq!(server.wallet.payments_sent(), 2);
     assert_eq!(tokens(&config, &["bad"]).await.status.code(), Some(2));
 }
+
+/// x402: `pay402 fetch` with an EVM key file pays a `pay402 proxy` whose
+/// local facilitator settles on anvil with Circle's USDC; the payee's
+/// balance shows the one payment. Needs anvil (installed by
+/// `pay402_testkit` on first use); fails loudly when it cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pays_x402_on_anvil_with_an_evm_key_file() {
+    use alloy_primitives::U256;
+    use pay402_client::x402::LocalSigner;
+    use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS};
+    const PRICE: u64 = 10_000; // 1 cent in USDC base units
+
+    let chain =
+        Anvil::start().unwrap_or_else(|e| panic!("anvil (the real EVM peer) could not start: {e}"));
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let key = DEV_ACCOUNTS[4].private_key.to_string();
+    let payer = LocalSigner::from_hex(&key).unwrap().address().0;
+    usdc.mint(payer, U256::from(1_000_000u64)).expect("mint");
+    let payee = DEV_ACCOUNTS[3].address;
+    let payee_before = usdc.balance_of(payee).unwrap();
+
+    let dir = temp_dir("fetch-x402");
+    std::fs::write(dir.join("rpc_url"), chain.rpc_url()).unwrap();
+    std::fs::write(dir.join("key"), DEV_ACCOUNTS[1].private_key.to_string()).unwrap();
+    let upstream = common::start_upstream().await;
+    let proxy = common::Proxy::start(
+        &dir,
+        &common::config(&format!(
+            r#"{x402}
+[[services]]
+name = "x402"
+upstream = "http://{upstream}"
+rails = ["x402"]
+price = {{ x402_units = "{PRICE}" }}
+"#,
+            x402 = common::x402_anvil_sections(usdc.address, payee, &dir),
+        )),
+    )
+    .await;
+
+    let client_dir = dir.join("client");
+    std::fs::create_dir_all(&client_dir).unwrap();
+    std::fs::write(client_dir.join("evm.key"), &key).unwrap();
+    let config = client_dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max = \"5usdcents\"\n[x402]\nevm_key_file = \"{}\"\n[[x402.tokens]]\nnetwork = \"eip155:31337\"\nasset = \"{}\"\ndecimals = 6\nmax_units = 100000\n",
+            client_dir.join("evm.key").display(),
+            usdc.address
+        ),
+    )
+    .unwrap();
+    let url = proxy.url("/echo");
+
+    // Under the price: over budget, nothing moves.
+    let out = fetch(&config, &["--max", "0usdcents", &url]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(usdc.balance_of(payee).unwrap(), payee_before);
+
+    let out = fetch(&config, &["--json", &url]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["paid"], true, "{v}");
+    assert_eq!(v["rail"], "x402", "{v}");
+    assert_eq!(v["amount_value"], PRICE.to_string(), "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(
+        usdc.balance_of(payee).unwrap(),
+        payee_before + U256::from(PRICE),
+        "settled on chain once"
+    );
+}
