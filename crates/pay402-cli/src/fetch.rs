@@ -86,7 +86,7 @@ pub struct FetchArgs {
     #[arg(long)]
     pub quote: bool,
     /// Print a JSON receipt on standard output instead of the body (which
-    /// goes to `-o FILE` when given).
+    /// goes to `-o FILE` when given); on failure `{"error", "exit"}`.
     #[arg(long)]
     pub json: bool,
     /// The fetch configuration (default `~/.config/pay402/config.toml`;
@@ -448,6 +448,9 @@ pub async fn run(args: FetchArgs) -> u8 {
     match fetch(&args).await {
         Ok(code) => code,
         Err(Fail(code, message)) => {
+            if args.json {
+                println!("{}", serde_json::json!({ "error": message, "exit": code }));
+            }
             eprintln!("pay402 fetch: {message}");
             code
         }

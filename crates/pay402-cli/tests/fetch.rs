@@ -201,6 +201,17 @@ async fn max_below_the_price_exits_over_budget_and_pays_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("(price_exceeds_maximum)"));
     assert_eq!(server.wallet.payments_sent(), 0);
 
+    // With --json the refusal is JSON too.
+    let out = fetch(&config, &["--json", "--max", "24sat", &url]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit"], 3, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no_payable_offer"),
+        "{v}"
+    );
+    assert_eq!(server.wallet.payments_sent(), 0);
+
     // Exactly the price is within the cap.
     let out = fetch(&config, &["--max", "25000msat", &url]).await;
     assert_eq!(out.status.code(), Some(0));
