@@ -18,7 +18,8 @@ use pay402_server::store::MemoryStore;
 use pay402_server::{L402Config, L402Layer, Price};
 
 /// An L402 API (`/paid`, 25 sat; `/dear`, 1500 sat; `/broken`, 10 sat,
-/// answering 500; `/big`, 5 sat, 8 MiB; `/free`) and the simnet wallet's REST face.
+/// answering 500; `/big`, 5 sat, 8 MiB;
+/// `/echo`, 3 sat, echoing method, `X-Test`, `Content-Type` and body; `/free`) and the simnet wallet's REST face.
 struct Server {
     api: SocketAddr,
     wallet: SimNode,
@@ -58,11 +59,30 @@ async fn start_server() -> Server {
             "/big",
             get(|| async { common::big_body() }).route_layer(paywall.with_price(Price::sats(5))),
         )
+        .route(
+            "/echo",
+            get(echo)
+                .post(echo)
+                .put(echo)
+                .route_layer(paywall.with_price(Price::sats(3))),
+        )
         .route("/free", get(|| async { "free\n" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Server { api, wallet, rest }
+}
+
+/// Echoes the method, `X-Test`, `Content-Type` and the body.
+async fn echo(method: axum::http::Method, headers: axum::http::HeaderMap, body: String) -> String {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    format!("{method} {} {} {body}", h("x-test"), h("content-type"))
 }
 
 /// Writes a config paying through `rest` and returns its path.
@@ -419,4 +439,45 @@ price = {{ x402_units = "{PRICE}" }}
         payee_before + U256::from(PRICE),
         "settled on chain once"
     );
+}
+
+#[tokio::test]
+async fn method_headers_and_a_body_from_a_file_reach_the_server_on_the_paid_request() {
+    let server = start_server().await;
+    let dir = temp_dir("fetch-post");
+    let config = write_config(&dir, server.rest);
+    let url = format!("http://{}/echo", server.api);
+    let data = dir.join("data.json");
+    std::fs::write(&data, "{\"q\":1}").unwrap();
+    let at = format!("@{}", data.display());
+    let out = fetch(
+        &config,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "X-Test: yes",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &at,
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "PUT yes application/json {\"q\":1}"
+    );
+    // -d alone: POST, form-encoded as curl.
+    let out = fetch(&config, &["-d", "a=1", &url]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "POST - application/x-www-form-urlencoded a=1"
+    );
+    // A malformed header is a usage error, before any request.
+    let out = fetch(&config, &["-H", "no colon", &url]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(server.wallet.payments_sent(), 1, "one token for the origin");
 }
