@@ -150,6 +150,11 @@ pub fn parse_max(text: &str) -> Result<Amount, MaxError> {
 pub struct FetchConfig {
     /// The default `--max`.
     pub max: Option<String>,
+    /// The most paid to one origin in any 24 hours, across runs (counted
+    /// from the journal), e.g. `"500sat"`.
+    pub max_per_origin_per_day: Option<String>,
+    /// The most paid in total in any 24 hours, across runs.
+    pub max_per_day: Option<String>,
     /// US cents per bitcoin, to compare and cap offers of different units.
     pub usd_cents_per_btc: Option<u64>,
     /// The Lightning node that pays L402 offers.
@@ -486,12 +491,19 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
         );
     }
     let (b, rates) = x402(b, rates, config.x402)?;
-    let b = b
+    let mut b = b
         .rates(rates)
         .reference_unit(max.unit())
         .max_price(max.clone());
     if args.quote {
         return quote(args, &req, b).await;
+    }
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    if let Some(text) = &config.max_per_origin_per_day {
+        b = b.per_origin(parse_max(text).map_err(usage)?, DAY);
+    }
+    if let Some(text) = &config.max_per_day {
+        b = b.total(parse_max(text).map_err(usage)?, DAY);
     }
     let journal = open_journal(args.journal.as_deref(), &dir).await?;
     let payer = b

@@ -481,3 +481,27 @@ async fn method_headers_and_a_body_from_a_file_reach_the_server_on_the_paid_requ
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(server.wallet.payments_sent(), 1, "one token for the origin");
 }
+
+#[tokio::test]
+async fn the_daily_cap_holds_across_runs() {
+    let a = start_server().await;
+    let b = start_server().await;
+    let dir = temp_dir("fetch-daily");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max_per_day = \"30sat\"\n[lightning]\nkind = \"simnet-rest\"\nurl = \"http://{}\"\n",
+            a.rest
+        ),
+    )
+    .unwrap();
+    let out = fetch(&config, &[&format!("http://{}/paid", a.api)]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(a.wallet.payments_sent(), 1);
+    // Another origin, another process: 25 more would pass 30 sat a day.
+    let out = fetch(&config, &[&format!("http://{}/paid", b.api)]).await;
+    assert_eq!(out.status.code(), Some(3), "the over-budget exit code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("total_budget_exhausted"));
+    assert_eq!(a.wallet.payments_sent(), 1);
+}
