@@ -2,7 +2,8 @@
 //!
 //! The `pay402` binary: `pay402 proxy` puts a paywall (L402, x402) in front
 //! of any HTTP service, configured in TOML (see docs/cli.md); `pay402 init`
-//! writes a commented example configuration.
+//! writes a commented example configuration; `pay402 fetch URL` is curl
+//! that pays (L402, x402) through `pay402_client::Payer`.
 //!
 //! This library holds the binary's parts so that they can be tested and
 //! documented; nothing else should depend on it.
@@ -29,6 +30,7 @@ pub mod aperture;
 pub mod check;
 pub mod config;
 pub mod facilitator;
+pub mod fetch;
 pub mod init;
 pub mod metrics;
 mod ops;

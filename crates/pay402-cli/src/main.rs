@@ -46,6 +46,25 @@ enum Command {
         #[arg(short, long, value_name = "FILE", default_value = "facilitator.toml")]
         config: PathBuf,
     },
+    /// Fetch a URL like curl, paying its 402 (L402, x402) within `--max`.
+    ///
+    /// The means of payment come from ~/.config/pay402/config.toml (or
+    /// `--config`) and the environment: a Lightning node with an LND REST
+    /// API for L402, an EVM key file for x402. Every payment is recorded in
+    /// a SQLite journal beside the config (`--journal`), so a second fetch
+    /// of the same URL reuses the paid L402 token and a crash never pays
+    /// twice. Exit codes: 0 response received, 1 other error, 2 usage or
+    /// configuration, 3 over budget, 4 no rail this configuration can pay,
+    /// 5 payment failed, 6 server error after paying.
+    Fetch(pay402_cli::fetch::FetchArgs),
+    /// List the payments `pay402 fetch` recorded in its journal, newest
+    /// first: entry, state, rail, request, amount and proof id (never the
+    /// proof itself).
+    Receipts(pay402_cli::fetch::ReceiptsArgs),
+    /// List the paid tokens `pay402 fetch` keeps in its journal (origin,
+    /// rail, the payment, expiry; never the token itself), or forget
+    /// them: `pay402 tokens rm ORIGIN`.
+    Tokens(pay402_cli::fetch::TokensArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -90,6 +109,33 @@ fn main() -> ExitCode {
             command: ConfigCommand::FromAperture { input, output },
         } => from_aperture(&input, &output),
         Command::Facilitator { config } => facilitator(&config),
+        Command::Fetch(args) => {
+            // `-s`: no log lines either (RUST_LOG still wins).
+            let logs = if args.silent { "off" } else { "warn" };
+            client(logs, pay402_cli::fetch::run(args))
+        }
+        Command::Receipts(args) => client("warn", pay402_cli::fetch::receipts(args)),
+        Command::Tokens(args) => client("warn", pay402_cli::fetch::tokens(args)),
+    }
+}
+
+/// Runs a client command (`fetch`, `receipts`) to its exit code.
+fn client(logs: &str, fut: impl std::future::Future<Output = u8>) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(logs));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => ExitCode::from(rt.block_on(fut)),
+        Err(e) => {
+            eprintln!("error: runtime: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -48,19 +48,7 @@ token = {{ file = "{dir}/admin-token" }}
 [lightning]
 kind = "simnet-rest"
 listen = "127.0.0.1:0"
-
-[x402]
-network = "eip155:31337"
-asset = "{asset}"
-asset_name = "{USDC_NAME}"
-asset_version = "{USDC_VERSION}"
-pay_to = "{payee}"
-
-[x402.facilitator]
-kind = "local"
-rpc_url = {{ file = "{dir}/rpc_url" }}
-key = {{ file = "{dir}/key" }}
-
+{x402}
 [[services]]
 name = "both"
 upstream = "http://{upstream}"
@@ -68,8 +56,8 @@ rails = ["l402", "x402"]
 price = {{ sats = 10, x402_units = "{PRICE}" }}
 identity_header = "X-Pay402-Payment"
 "#,
-        asset = usdc.address,
         dir = dir.display(),
+        x402 = common::x402_anvil_sections(usdc.address, payee, &dir),
     ));
     let proxy = Proxy::start(&dir, &toml).await;
     let http = reqwest::Client::new();

@@ -294,3 +294,30 @@ pub fn simnet_config(rest: &str) -> String {
         "[lightning]\nkind = \"simnet-rest\"\nlisten = \"127.0.0.1:0\"\n\n{rest}"
     ))
 }
+
+/// The `[x402]` sections of a proxy settling USDC at `asset` on anvil to
+/// `payee` with its local facilitator, whose RPC URL and key are read from
+/// `dir/rpc_url` and `dir/key`.
+pub fn x402_anvil_sections(
+    asset: impl std::fmt::Display,
+    payee: impl std::fmt::Display,
+    dir: &std::path::Path,
+) -> String {
+    use pay402_testkit::anvil::{USDC_NAME, USDC_VERSION};
+    let dir = dir.display();
+    format!(
+        r#"
+[x402]
+network = "eip155:31337"
+asset = "{asset}"
+asset_name = "{USDC_NAME}"
+asset_version = "{USDC_VERSION}"
+pay_to = "{payee}"
+
+[x402.facilitator]
+kind = "local"
+rpc_url = {{ file = "{dir}/rpc_url" }}
+key = {{ file = "{dir}/key" }}
+"#
+    )
+}

@@ -1,0 +1,277 @@
+//! The means of payment and the caps: the fetch configuration file, the
+//! environment, `--max`.
+
+use super::*;
+
+/// A `--max` (or `max`) value that is not an integer with a known unit.
+///
+/// ```
+/// use pay402_core::problem::Reason;
+/// let e = pay402_cli::fetch::parse_max("5 dollars").unwrap_err();
+/// assert_eq!(e.reason(), "invalid_max");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("invalid amount {0:?}: want an integer and sat, msat or usdcents (e.g. 100sat)")]
+pub struct MaxError(String);
+
+impl Reason for MaxError {
+    fn reason(&self) -> &'static str {
+        "invalid_max"
+    }
+}
+
+/// Parses `100sat`, `2500msat`, `5usdcents`: digits only, then the unit.
+///
+/// ```
+/// use pay402_core::rates::Amount;
+/// assert_eq!(pay402_cli::fetch::parse_max("5usdcents").unwrap(), Amount::UsdCents(5));
+/// ```
+pub fn parse_max(text: &str) -> Result<Amount, MaxError> {
+    let err = || MaxError(text.chars().take(40).collect());
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() || digits.len() > 19 {
+        return Err(err());
+    }
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    match unit {
+        "sat" => Ok(Amount::Sat(Sat(n))),
+        "msat" => Ok(Amount::Msat(Msat(n))),
+        "usdcents" => Ok(Amount::UsdCents(n)),
+        _ => Err(err()),
+    }
+}
+
+/// The fetch configuration file (`~/.config/pay402/config.toml`).
+///
+/// ```
+/// let c: pay402_cli::fetch::FetchConfig = toml::from_str(
+///     "max = \"100sat\"\n[lightning]\nkind = \"simnet-rest\"\nurl = \"http://127.0.0.1:8403\"\n",
+/// ).unwrap();
+/// assert_eq!(c.lightning.unwrap().kind, "simnet-rest");
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// The default `--max`.
+    pub max: Option<String>,
+    /// The most paid to one origin in any 24 hours, across runs (counted
+    /// from the journal), e.g. `"500sat"`.
+    pub max_per_origin_per_day: Option<String>,
+    /// The most paid in total in any 24 hours, across runs.
+    pub max_per_day: Option<String>,
+    /// US cents per bitcoin, to compare and cap offers of different units.
+    pub usd_cents_per_btc: Option<u64>,
+    /// The Lightning node that pays L402 offers.
+    pub lightning: Option<LightningMeans>,
+    /// The EVM key that pays x402 offers.
+    pub x402: Option<X402Means>,
+}
+
+/// `[lightning]`: a node with an LND REST API.
+///
+/// ```
+/// let l: pay402_cli::fetch::LightningMeans =
+///     toml::from_str("kind = \"lnd\"\nurl = \"https://127.0.0.1:8080\"\nnetwork = \"bitcoin\"").unwrap();
+/// assert_eq!(l.kind, "lnd");
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LightningMeans {
+    /// `simnet-rest` (simnet's LND REST face, no credentials) or `lnd`.
+    pub kind: String,
+    /// The REST address.
+    pub url: String,
+    /// `bitcoin`, `testnet`, `signet` or `regtest` (default: regtest for
+    /// simnet-rest, bitcoin for lnd).
+    pub network: Option<String>,
+    /// LND: the macaroon file (binary, e.g. admin.macaroon).
+    pub macaroon_file: Option<PathBuf>,
+    /// LND: its TLS certificate (PEM) when not publicly trusted.
+    pub tls_cert_file: Option<PathBuf>,
+}
+
+/// `[x402]`: the EVM key.
+///
+/// ```
+/// let x: pay402_cli::fetch::X402Means = toml::from_str("evm_key_file = \"/k\"").unwrap();
+/// assert_eq!(x.evm_key_file, std::path::PathBuf::from("/k"));
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Means {
+    /// A file holding the private key in hex (mode 0600, please).
+    pub evm_key_file: PathBuf,
+    /// USD stablecoins to pay besides USDC on Base and Base Sepolia.
+    #[serde(default)]
+    pub tokens: Vec<X402Token>,
+}
+
+/// `[[x402.tokens]]`: a USD stablecoin the x402 client may pay.
+///
+/// ```
+/// let t: pay402_cli::fetch::X402Token = toml::from_str(
+///     "network = \"eip155:31337\"\nasset = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\ndecimals = 6\nmax_units = 1000000",
+/// ).unwrap();
+/// assert_eq!(t.decimals, 6);
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Token {
+    /// The CAIP-2 network, e.g. `eip155:8453`.
+    pub network: String,
+    /// The token contract.
+    pub asset: String,
+    /// Its decimals (priced as one US dollar per whole token).
+    pub decimals: u8,
+    /// The most one payment may be, in base units (the x402 client's own
+    /// cap, under `--max`).
+    pub max_units: u64,
+}
+
+/// The configuration directory: `$XDG_CONFIG_HOME/pay402` or
+/// `~/.config/pay402`.
+fn config_dir() -> Option<PathBuf> {
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(x) if !x.is_empty() => Some(PathBuf::from(x).join("pay402")),
+        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/pay402")),
+    }
+}
+
+pub(super) fn load_config_file(config: Option<&Path>) -> Result<(FetchConfig, PathBuf), Fail> {
+    let (path, explicit) = match config {
+        Some(p) => (p.to_path_buf(), true),
+        None => (
+            config_dir()
+                .ok_or_else(|| usage("no HOME: give --config"))?
+                .join("config.toml"),
+            false,
+        ),
+    };
+    let dir = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((FetchConfig::default(), dir));
+        }
+        Err(e) => return Err(usage(format!("{}: {e}", path.display()))),
+    };
+    let config = toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    Ok((config, dir))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_network(s: &str) -> Result<Network, Fail> {
+    Ok(match s {
+        "bitcoin" | "mainnet" => Network::Bitcoin,
+        "testnet" => Network::Testnet,
+        "signet" => Network::Signet,
+        "regtest" => Network::Regtest,
+        other => return Err(usage(format!("unknown Lightning network {other:?}"))),
+    })
+}
+
+/// A Lightning node and its network.
+type Node = (Arc<dyn LightningPayer>, Network);
+
+/// The Lightning means: the environment (`PAY402_LIGHTNING`,
+/// `PAY402_LIGHTNING_URL`, …) over the file.
+pub(super) fn lightning(config: Option<LightningMeans>) -> Result<Option<Node>, Fail> {
+    let mut means = config;
+    if let Some(kind) = env("PAY402_LIGHTNING") {
+        if kind == "none" {
+            return Ok(None);
+        }
+        let url = env("PAY402_LIGHTNING_URL")
+            .or_else(|| means.as_ref().map(|m| m.url.clone()))
+            .ok_or_else(|| usage("PAY402_LIGHTNING needs PAY402_LIGHTNING_URL"))?;
+        means = Some(LightningMeans {
+            kind,
+            url,
+            network: env("PAY402_LIGHTNING_NETWORK"),
+            macaroon_file: env("PAY402_LND_MACAROON_FILE").map(PathBuf::from),
+            tls_cert_file: env("PAY402_LND_TLS_CERT_FILE").map(PathBuf::from),
+        });
+    }
+    let Some(m) = means else { return Ok(None) };
+    let url = m
+        .url
+        .parse()
+        .map_err(|e| usage(format!("lightning url {:?}: {e}", m.url)))?;
+    let network = match (&m.network, m.kind.as_str()) {
+        (Some(n), _) => parse_network(n)?,
+        (None, "simnet-rest") => Network::Regtest,
+        (None, _) => Network::Bitcoin,
+    };
+    let mut cfg = pay402_backends::lnd::LndConfig::new(url, network);
+    cfg.timeout = Duration::from_secs(60);
+    match m.kind.as_str() {
+        "simnet-rest" => {}
+        "lnd" => {
+            if let Some(p) = &m.macaroon_file {
+                let bytes = Zeroizing::new(
+                    std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())))?,
+                );
+                cfg.macaroon_hex = Some(hex::encode(&*bytes));
+            }
+            if let Some(p) = &m.tls_cert_file {
+                cfg.tls_cert_pem =
+                    Some(std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())))?);
+            }
+        }
+        other => {
+            return Err(usage(format!(
+                "unknown lightning kind {other:?} (simnet-rest, lnd, none)"
+            )));
+        }
+    }
+    let node = pay402_backends::lnd::LndRest::new(cfg).map_err(usage)?;
+    Ok(Some((Arc::new(node), network)))
+}
+
+/// Adds the x402 means (an EVM key file) and the USD stablecoin rates.
+pub(super) fn x402(
+    mut b: PayerBuilder,
+    mut rates: FixedRates,
+    config: Option<X402Means>,
+) -> Result<(PayerBuilder, FixedRates), Fail> {
+    use pay402_core::offer::{KNOWN_TOKENS, known_token};
+    for t in KNOWN_TOKENS.iter().filter_map(|(n, a)| known_token(n, a)) {
+        b = b.token(t.clone());
+        rates = rates.usd_stablecoin(t);
+    }
+    let (file, extra) = match config {
+        Some(x) => (Some(x.evm_key_file), x.tokens),
+        None => (None, Vec::new()),
+    };
+    let file = env("PAY402_EVM_KEY_FILE").map(PathBuf::from).or(file);
+    let Some(file) = file else {
+        return Ok((b, rates));
+    };
+    let key = Zeroizing::new(
+        std::fs::read_to_string(&file).map_err(|e| usage(format!("{}: {e}", file.display())))?,
+    );
+    let signer = pay402_client::x402::LocalSigner::from_hex(key.trim())
+        .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let mut client = pay402_client::x402::X402Client::builder(Arc::new(signer));
+    for t in extra {
+        let asset = t
+            .asset
+            .parse()
+            .map_err(|e| usage(format!("x402 token {}: {e}", t.asset)))?;
+        client = client.allow_asset(
+            &t.network,
+            asset,
+            pay402_core::x402::TokenAmount::from_u64(t.max_units),
+        );
+        let unit = pay402_core::rates::TokenUnit::new(t.network, t.asset, t.decimals);
+        b = b.token(unit.clone());
+        rates = rates.usd_stablecoin(unit);
+    }
+    Ok((b.x402(client), rates))
+}
