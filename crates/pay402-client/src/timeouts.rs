@@ -72,3 +72,43 @@ pub(crate) fn apply(request: &mut Request, total: Option<Duration>) {
         *request.timeout_mut() = Some(t);
     }
 }
+
+/// The total-timeout setters every client builder has, so code configuring
+/// several builders (the `Payer`) applies one setting the same way to each.
+pub(crate) trait TotalTimeout: Sized {
+    /// The builder's `timeout(d)`.
+    fn set_timeout(self, d: Duration) -> Self;
+    /// The builder's `no_timeout()`.
+    fn clear_timeout(self) -> Self;
+
+    /// `Some(Some(d))`: `timeout(d)`; `Some(None)`: `no_timeout()`;
+    /// `None`: the builder's own default.
+    fn total_timeout(self, setting: Option<Option<Duration>>) -> Self {
+        match setting {
+            Some(Some(d)) => self.set_timeout(d),
+            Some(None) => self.clear_timeout(),
+            None => self,
+        }
+    }
+}
+
+macro_rules! total_timeout {
+    ($builder:ty) => {
+        impl TotalTimeout for $builder {
+            fn set_timeout(self, d: Duration) -> Self {
+                self.timeout(d)
+            }
+            fn clear_timeout(self) -> Self {
+                self.no_timeout()
+            }
+        }
+    };
+}
+
+total_timeout!(crate::L402ClientBuilder);
+#[cfg(feature = "x402")]
+total_timeout!(crate::x402::X402ClientBuilder);
+#[cfg(feature = "x402-mock")]
+total_timeout!(crate::x402_mock::MockClientBuilder);
+#[cfg(feature = "bitreq")]
+total_timeout!(crate::bitreq::BitRequestsBuilder);

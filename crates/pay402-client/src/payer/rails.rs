@@ -28,6 +28,7 @@ use crate::cache::{KeyGuard, Token, TokenScope};
 use crate::client::{L402Client, L402ClientBuilder, token_header};
 use crate::error::ClientError;
 use crate::journal::{EntryState, Step, StoredToken};
+use crate::timeouts::TotalTimeout as _;
 
 /// The per-rail clients the payer pays with.
 pub(crate) struct Means {
@@ -74,44 +75,24 @@ impl Means {
         Means {
             l402: l402.map(|b| {
                 let b = b.scope(scope).http(http.clone());
-                match timeout {
-                    Some(Some(t)) => b.timeout(t),
-                    Some(None) => b.no_timeout(),
-                    None => b,
-                }
-                .build()
+                b.total_timeout(timeout).build()
             }),
             #[cfg(feature = "x402")]
             x402: x402.map(|b| {
                 let b = b.http(http.clone());
-                match timeout {
-                    Some(Some(t)) => b.timeout(t),
-                    Some(None) => b.no_timeout(),
-                    None => b,
-                }
-                .build()
+                b.total_timeout(timeout).build()
             }),
             #[cfg(feature = "x402-mock")]
             mock: mock.map(|b| {
                 let b = b.http_client(http.clone());
-                match timeout {
-                    Some(Some(t)) => b.timeout(t),
-                    Some(None) => b.no_timeout(),
-                    None => b,
-                }
-                .build()
+                b.total_timeout(timeout).build()
             }),
             #[cfg(feature = "bitreq")]
             bitreq: bitreq
                 .into_iter()
                 .map(|b| {
                     let b = b.http(http.clone());
-                    match timeout {
-                        Some(Some(t)) => b.timeout(t),
-                        Some(None) => b.no_timeout(),
-                        None => b,
-                    }
-                    .build()
+                    b.total_timeout(timeout).build()
                 })
                 .collect(),
         }
