@@ -65,6 +65,18 @@ enum Command {
     /// rail, the payment, expiry; never the token itself), or forget
     /// them: `pay402 tokens rm ORIGIN`.
     Tokens(pay402_cli::fetch::TokensArgs),
+    /// Try pay402 in one command: a paid example API behind `pay402 proxy`
+    /// with every rail on embedded peers, and a funded dev wallet.
+    ///
+    /// Starts an example upstream and the proxy in front of it (L402 on an
+    /// embedded simnet Lightning network, x402 with Circle's USDC on a
+    /// local anvil chain, BitRequests on the merchant's ledger), funds a
+    /// dev wallet on each rail, writes a `pay402 fetch` configuration
+    /// holding it, and prints the proxy's URL and one `pay402 fetch`
+    /// command per rail. anvil and the USDC contracts are installed from
+    /// the npm registry on first use (`--peers`). Runs until Ctrl-C or
+    /// SIGTERM, then stops anvil. Nothing here is money.
+    Dev(pay402_cli::dev::DevArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -114,6 +126,7 @@ fn main() -> ExitCode {
             let logs = if args.silent { "off" } else { "warn" };
             client(logs, pay402_cli::fetch::run(args))
         }
+        Command::Dev(args) => dev(args),
         Command::Receipts(args) => client("warn", pay402_cli::fetch::receipts(args)),
         Command::Tokens(args) => client("warn", pay402_cli::fetch::tokens(args)),
     }
@@ -230,14 +243,30 @@ fn proxy(path: &std::path::Path, check: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logs(config.server.log_format);
-    let metrics = match pay402_cli::metrics::install() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: metrics: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(metrics) = install_metrics() else {
+        return ExitCode::FAILURE;
     };
     block_on(pay402_cli::run::serve(config, metrics))
+}
+
+/// The process-wide metrics recorder (an error is printed).
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    pay402_cli::metrics::install()
+        .map_err(|e| eprintln!("error: metrics: {e}"))
+        .ok()
+}
+
+fn dev(args: pay402_cli::dev::DevArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let Some(metrics) = install_metrics() else {
+        return ExitCode::FAILURE;
+    };
+    block_on(pay402_cli::dev::run(args, metrics))
 }
 
 /// Runs `fut` on a multi-threaded runtime; the exit code says how it ended.

@@ -18,6 +18,7 @@ use pay402_core::lightning::InvoiceIssuer;
 use pay402_core::money::Msat;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::facilitator::Facilitator;
+use pay402_server::bitreq::BitreqServer;
 use pay402_server::paywall::{Charge, Paywall, PaywallLayer, PaywallPrice, RailPrices, X402Asset};
 use pay402_server::store::RootKeyStore;
 use pay402_server::x402::store::PaymentStore;
@@ -46,6 +47,7 @@ pub type Handler = BoxCloneSyncService<Request<Body>, Response, Infallible>;
 /// ```
 /// let none = pay402_cli::paywall::PaywallBackends {
 ///     issuer: None, l402_store: None, facilitator: None, x402_store: None, max_settle_body: 1 << 20,
+///     bitreq: None,
 /// };
 /// # let _ = none;
 /// ```
@@ -61,6 +63,8 @@ pub struct PaywallBackends {
     pub x402_store: Option<Arc<dyn PaymentStore>>,
     /// Largest response buffered for x402 settle-after.
     pub max_settle_body: usize,
+    /// The BitRequests server (its ledger and store).
+    pub bitreq: Option<BitreqServer>,
 }
 
 /// The paywall of one service (see the module docs for the seam).
@@ -75,7 +79,7 @@ pub struct PaywallBackends {
 /// let backends = PaywallBackends {
 ///     issuer: Some(Arc::new(net.add_node("merchant", pay402_core::money::Msat(0)))),
 ///     l402_store: Some(Arc::new(pay402_server::store::MemoryStore::new())),
-///     facilitator: None, x402_store: None, max_settle_body: 1 << 20,
+///     facilitator: None, x402_store: None, max_settle_body: 1 << 20, bitreq: None,
 /// };
 /// let paywall = ServicePaywall::build(&c.services[0], None, &backends).unwrap().unwrap();
 /// assert_eq!(paywall.rails(), ["l402"]);
@@ -131,6 +135,7 @@ impl ServicePaywall {
         };
         let l402_on = service.rails.contains(&RailName::L402);
         let x402_on = service.rails.contains(&RailName::X402);
+        let bitreq_on = service.rails.contains(&RailName::Bitreq);
         let mut builder = Paywall::builder();
         let mut prices = RailPrices::new();
         let mut dynamic = false;
@@ -211,7 +216,18 @@ impl ServicePaywall {
                 }
             }
         }
-        if !l402_on && !x402_on {
+        if bitreq_on {
+            let server = backends
+                .bitreq
+                .clone()
+                .ok_or_else(|| missing("bitreq", "[bitrequests]"))?;
+            builder = builder.bitreq(server);
+            // The resolver refuses a pricer on a BitRequests service.
+            if let Some(p) = service.bitreq_price {
+                prices = prices.bitreq(p);
+            }
+        }
+        if !l402_on && !x402_on && !bitreq_on {
             return Ok(None);
         }
         let paywall = builder.build().map_err(|e| PaywallError::Offer {
@@ -305,10 +321,19 @@ impl ServicePaywall {
 /// assert_eq!(proof_rail(&h), Some("l402"));
 /// h.insert("payment-signature", "e30=".parse().unwrap());
 /// assert_eq!(proof_rail(&h), Some("x402"));
+/// let mut b = http::HeaderMap::new();
+/// b.insert("bitcoin-transfer", "{}".parse().unwrap());
+/// assert_eq!(proof_rail(&b), Some("bitreq"));
 /// ```
 pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
     if headers.contains_key("payment-signature") || headers.contains_key("x-payment") {
         return Some("x402");
+    }
+    if BITREQ_PROOF_HEADERS
+        .iter()
+        .any(|h| headers.contains_key(*h))
+    {
+        return Some("bitreq");
     }
     if headers
         .get_all(header::AUTHORIZATION)
@@ -319,6 +344,14 @@ pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
     }
     None
 }
+
+/// The BitRequests proof headers (a bit-transfer also signs in
+/// `Authorization`, which the upstream forwarding strips with them).
+pub const BITREQ_PROOF_HEADERS: [&str; 3] = [
+    "bitcoin-transaction",
+    "bitcoin-transfer",
+    "bitcoin-payment-channel-token",
+];
 
 /// Whether an `Authorization` value uses the `L402` or `LSAT` scheme.
 ///

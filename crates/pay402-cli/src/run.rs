@@ -81,6 +81,11 @@ pub struct Running {
     pub issuer: Option<Arc<dyn InvoiceIssuer>>,
     /// The x402 facilitator, for `/readyz`.
     pub facilitator: Option<Arc<dyn Facilitator>>,
+    /// The BitRequests server (its ledger), if any service takes it.
+    pub bitreq: Option<pay402_server::bitreq::BitreqServer>,
+    /// Where the embedded simnet wallet's LND REST API listens
+    /// (`kind = "simnet-rest"`).
+    pub lightning_rest: Option<SocketAddr>,
 }
 
 /// Builds the backends, stores, paywalls and upstream clients.
@@ -96,9 +101,11 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
     let needs = |rail| config.services.iter().any(|s| s.rails.contains(&rail));
     let needs_l402 = needs(crate::config::RailName::L402);
     let needs_x402 = needs(crate::config::RailName::X402);
+    let needs_bitreq = needs(crate::config::RailName::Bitreq);
 
+    let mut lightning_rest = None;
     let issuer: Option<Arc<dyn InvoiceIssuer>> = match (&config.lightning, needs_l402) {
-        (Some(l), true) => Some(lightning(l, &mut tasks).await?),
+        (Some(l), true) => Some(lightning(l, &mut tasks, &mut lightning_rest).await?),
         _ => None,
     };
     let l402_store = if needs_l402 {
@@ -115,12 +122,17 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         (Some(x), true) => Some(facilitator(x).await?),
         _ => None,
     };
+    let bitreq = match (&config.bitrequests, needs_bitreq) {
+        (Some(b), true) => Some(bitreq_server(b, &config.store).await?),
+        _ => None,
+    };
     let backends = PaywallBackends {
         issuer: issuer.clone(),
         l402_store,
         facilitator: facilitator.clone(),
         x402_store: x402_store.clone(),
         max_settle_body: config.server.max_settle_body,
+        bitreq: bitreq.clone(),
     };
 
     let mut routes = Vec::with_capacity(config.services.len());
@@ -170,7 +182,31 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         x402_store,
         issuer,
         facilitator,
+        bitreq,
+        lightning_rest,
     })
+}
+
+/// The BitRequests server: the merchant's ledger (bit-transfers to
+/// `transfer_username`) in the store the URL names, over no chain.
+async fn bitreq_server(
+    b: &crate::config::BitreqSettings,
+    url: &StoreUrl,
+) -> Result<pay402_server::bitreq::BitreqServer, StartError> {
+    use pay402_server::bitreq::store::{BitreqStore, SqliteBitreqStore};
+    use pay402_server::bitreq::{BitreqConfig, BitreqServer, TransferConfig};
+    let network =
+        crate::config::parse_btc_network(&b.network).ok_or("bitrequests.network is invalid")?;
+    let store: Arc<dyn BitreqStore> = match url {
+        StoreUrl::Sqlite(path) => Arc::new(SqliteBitreqStore::open(path).await?),
+        StoreUrl::SqliteMemory => Arc::new(SqliteBitreqStore::in_memory().await?),
+    };
+    let config = BitreqConfig::new(network).transfer(TransferConfig::new(&b.transfer_username));
+    Ok(BitreqServer::new(
+        config,
+        Arc::new(crate::nochain::NoChain),
+        store,
+    )?)
 }
 
 /// The L402 root-key store the URL names.
@@ -192,6 +228,7 @@ async fn x402_store(url: &StoreUrl) -> Result<Arc<dyn PaymentStore>, StartError>
 async fn lightning(
     l: &LightningConfig,
     tasks: &mut Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    rest: &mut Option<SocketAddr>,
 ) -> Result<Arc<dyn InvoiceIssuer>, StartError> {
     Ok(match l {
         LightningConfig::Simnet {} => {
@@ -211,10 +248,9 @@ async fn lightning(
             let listener = tokio::net::TcpListener::bind(listen.as_str())
                 .await
                 .map_err(|e| format!("lightning.listen {listen}: {e}"))?;
-            tracing::info!(
-                address = %listener.local_addr()?,
-                "simnet wallet LND REST API listening"
-            );
+            let address = listener.local_addr()?;
+            *rest = Some(address);
+            tracing::info!(%address, "simnet wallet LND REST API listening");
             tasks.push(tokio::spawn(pay402_backends::simnet::rest::serve(
                 wallet, listener,
             )));
@@ -351,6 +387,31 @@ fn upstream(service: &Service) -> Result<Upstream, StartError> {
 /// ```
 pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), StartError> {
     let running = build(&config).await?;
+    serve_built(config, running, metrics, shutdown_signal(), |_| {}).await
+}
+
+/// [`serve`] with the backends already built, stopping when `stop`
+/// completes; `ready` is told the address the proxy listens on once it
+/// accepts connections (`pay402 dev` prints it).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pay402_cli::run::StartError> {
+/// let c = pay402_cli::config::Config::load("pay402.toml".as_ref())?;
+/// let running = pay402_cli::run::build(&c).await?;
+/// let stop = tokio::time::sleep(std::time::Duration::from_secs(60));
+/// pay402_cli::run::serve_built(c, running, pay402_cli::metrics::install()?, stop, |addr| {
+///     println!("listening on {addr}");
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn serve_built(
+    config: Config,
+    running: Running,
+    metrics: PrometheusHandle,
+    stop: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), StartError> {
     let tls = match &config.server.tls {
         Some(t) => Some(crate::tls::acceptor(&t.cert_file, &t.key_file)?),
         None => None,
@@ -371,8 +432,9 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
             )),
         ),
     };
+    let address = listener.local_addr()?;
     tracing::info!(
-        address = %listener.local_addr()?,
+        %address,
         tls = tls.is_some(),
         services = config.services.len(),
         "pay402 proxy listening"
@@ -426,14 +488,16 @@ pub async fn serve(config: Config, metrics: PrometheusHandle) -> Result<(), Star
             .await
             .map_err(|e| format!("admin.listen {}: {e}", admin.listen))?;
         tracing::info!(address = %l.local_addr()?, "admin API listening");
-        servers.push(spawn_private(
-            l,
-            crate::admin::router(state),
-            stop_rx.clone(),
-        ));
+        let mut router = crate::admin::router(state);
+        if let Some(b) = &running.bitreq {
+            // The ledger's operator API checks the same bearer token.
+            router = router.nest("/v1/bitreq", b.ledger_router(token.as_str())?);
+        }
+        servers.push(spawn_private(l, router, stop_rx.clone()));
     }
 
-    shutdown_signal().await;
+    ready(address);
+    stop.await;
     tracing::info!(
         grace_secs = config.server.shutdown_grace_secs,
         "shutting down: draining in-flight requests"

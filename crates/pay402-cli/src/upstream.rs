@@ -279,6 +279,14 @@ fn request_headers(incoming: &HeaderMap, inner: &Inner) -> HeaderMap {
     for name in PROOF_HEADERS {
         headers.remove(name);
     }
+    // A bit-transfer's signature travels in `Authorization`: it goes with
+    // the transfer.
+    if headers.contains_key("bitcoin-transfer") {
+        headers.remove(header::AUTHORIZATION);
+    }
+    for name in crate::paywall::BITREQ_PROOF_HEADERS {
+        headers.remove(name);
+    }
     strip_l402_authorization(&mut headers);
     for name in &inner.strip_headers {
         headers.remove(name);
@@ -381,12 +389,14 @@ fn set_forwarded(
 }
 
 /// What identifies the payment of a paid request: `l402:<token id>` or
-/// `x402:<payer>:<nonce>`.
+/// `x402:<payer>:<nonce>` or `bitreq:<method>:<reference>`.
 fn payment_identity(ext: &http::Extensions) -> Option<HeaderValue> {
     let id = if let Some(t) = ext.get::<VerifiedToken>() {
         format!("l402:{}", t.token_id)
     } else if let Some(p) = ext.get::<X402Payment>() {
         format!("x402:{}:{}", p.payer, p.nonce)
+    } else if let Some(p) = ext.get::<pay402_server::bitreq::BitreqPayment>() {
+        format!("bitreq:{}:{}", p.method.as_str(), p.reference)
     } else {
         return None;
     };

@@ -12,7 +12,7 @@ mod resolve;
 pub use error::ConfigError;
 pub use raw::*;
 use resolve::Resolver;
-pub use resolve::parse_ln_network;
+pub use resolve::{parse_btc_network, parse_ln_network};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,8 @@ pub struct Config {
     pub x402: Option<X402Settings>,
     /// `[admin]`, if any.
     pub admin: Option<AdminConfig>,
+    /// `[bitrequests]`, if any (checked).
+    pub bitrequests: Option<BitreqSettings>,
     /// Services in match order.
     pub services: Vec<Service>,
 }
@@ -102,6 +104,8 @@ pub struct Service {
     pub l402_price: Option<Msat>,
     /// The x402 price in token base units, if x402 is on.
     pub x402_price: Option<TokenAmount>,
+    /// The BitRequests price, if BitRequests is on.
+    pub bitreq_price: Option<pay402_core::money::Sat>,
     /// L402 token lifetime.
     pub token_lifetime: Duration,
     /// Capabilities minted into L402 tokens.

@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub x402: Option<Spanned<X402Settings>>,
     /// `[admin]`: the operator API, on its own listener.
     pub admin: Option<Spanned<AdminConfig>>,
+    /// `[bitrequests]`: the merchant's 21 BitRequests ledger.
+    pub bitrequests: Option<Spanned<BitreqSettings>>,
     /// `[[services]]`, matched in order.
     #[serde(default)]
     pub services: Vec<Spanned<ServiceConfig>>,
@@ -335,6 +337,8 @@ pub enum RailName {
     L402,
     /// x402 (EIP-3009 `exact`).
     X402,
+    /// 21 BitRequests (a bit-transfer on the merchant's ledger).
+    Bitreq,
 }
 
 impl fmt::Display for RailName {
@@ -342,8 +346,27 @@ impl fmt::Display for RailName {
         f.write_str(match self {
             RailName::L402 => "l402",
             RailName::X402 => "x402",
+            RailName::Bitreq => "bitreq",
         })
     }
+}
+
+/// `[bitrequests]`: 21 BitRequests through the merchant's own ledger. A
+/// payer holds an account on it (opened and credited through the admin
+/// API) and pays with a signed bit-transfer to `transfer_username`.
+///
+/// ```
+/// let b: pay402_cli::config::BitreqSettings =
+///     toml::from_str("network = \"regtest\"\ntransfer_username = \"shop\"").unwrap();
+/// assert_eq!(b.transfer_username, "shop");
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BitreqSettings {
+    /// The Bitcoin network (`bitcoin`, `testnet`, `signet`, `regtest`).
+    pub network: String,
+    /// The merchant's username on the ledger: bit-transfers pay it.
+    pub transfer_username: String,
 }
 
 /// `[services.price]`: one unit for every rail, or per rail.
@@ -355,7 +378,7 @@ impl fmt::Display for RailName {
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
-    /// The L402 price in sat.
+    /// The L402 and BitRequests price in sat.
     pub sats: Option<u64>,
     /// The x402 price in the token's base units (a decimal string).
     pub x402_units: Option<String>,

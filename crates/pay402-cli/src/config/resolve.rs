@@ -41,6 +41,9 @@ impl Resolver<'_> {
         if let Some(x) = &raw.x402 {
             self.x402(x)?;
         }
+        if let Some(b) = &raw.bitrequests {
+            self.bitrequests(b)?;
+        }
         if let Some(a) = &raw.admin {
             a.get_ref()
                 .listen
@@ -85,6 +88,7 @@ impl Resolver<'_> {
             lightning: raw.lightning.map(Spanned::into_inner),
             x402: raw.x402.map(Spanned::into_inner),
             admin: raw.admin.map(Spanned::into_inner),
+            bitrequests: raw.bitrequests.map(Spanned::into_inner),
             services,
         })
     }
@@ -136,6 +140,26 @@ impl Resolver<'_> {
                 Ok(())
             }
         }
+    }
+
+    fn bitrequests(&self, b: &Spanned<BitreqSettings>) -> Result<(), ConfigError> {
+        let s = b.get_ref();
+        if parse_btc_network(&s.network).is_none() {
+            return Err(self.err(
+                b.span(),
+                "bitrequests.network",
+                format!("{:?} is not bitcoin, testnet, signet or regtest", s.network),
+            ));
+        }
+        let u = &s.transfer_username;
+        if u.is_empty() || u.len() > 128 || !u.bytes().all(|c| c.is_ascii_graphic()) {
+            return Err(self.err(
+                b.span(),
+                "bitrequests.transfer_username",
+                "1 to 128 visible ASCII characters",
+            ));
+        }
+        Ok(())
     }
 
     fn secret(&self, span: Range<usize>, key: &str, s: &SecretSource) -> Result<(), ConfigError> {
@@ -217,6 +241,39 @@ impl Resolver<'_> {
             return Err(self.err(span, key, "timeout_ms must be 1 to 30000"));
         }
         Ok(())
+    }
+
+    /// A Bitcoin rail's price (`price.sats`, or `price.usd_cents` with
+    /// `[rates]`) in `unit`, converted exactly and rounded up; `None` when
+    /// it does not fit.
+    fn sat_price(
+        &self,
+        span: &Range<usize>,
+        key: &dyn Fn(&str) -> String,
+        rail: &str,
+        p: &PriceConfig,
+        rates: Option<&FixedRates>,
+        unit: Unit,
+    ) -> Result<Option<Amount>, ConfigError> {
+        let (from, rates) = match (p.sats, p.usd_cents, rates) {
+            (Some(s), None, r) => (Amount::Sat(Sat(s)), r.cloned().unwrap_or_default()),
+            (None, Some(cents), Some(r)) => (Amount::UsdCents(cents), r.clone()),
+            (None, Some(_), None) => {
+                return Err(self.err(
+                    span.clone(),
+                    key("price.usd_cents"),
+                    format!("needs [rates] usd_cents_per_btc for {rail}"),
+                ));
+            }
+            _ => {
+                return Err(self.err(
+                    span.clone(),
+                    key("price"),
+                    format!("{rail} needs exactly one of price.sats or price.usd_cents"),
+                ));
+            }
+        };
+        Ok(rates.convert(&from, &unit, Rounding::Up).ok())
     }
 
     fn service(
@@ -351,10 +408,18 @@ impl Resolver<'_> {
         let p = &c.price;
         let mut l402_price = None;
         let mut x402_price = None;
+        let mut bitreq_price = None;
         let mut rails = c.rails.clone();
         rails.sort();
         rails.dedup();
         if let Some(pr) = &c.pricer {
+            if rails.contains(&RailName::Bitreq) {
+                return Err(self.err(
+                    span.clone(),
+                    key("pricer"),
+                    "a pricer is not available with bitreq yet: give a price",
+                ));
+            }
             self.pricer(span.clone(), &key("pricer"), pr, &rails, raw, p)?;
         }
         for rail in rails.iter().filter(|_| c.pricer.is_none()) {
@@ -367,29 +432,9 @@ impl Resolver<'_> {
                             "l402 needs a [lightning] section",
                         ));
                     }
-                    let msat = match (p.sats, p.usd_cents) {
-                        (Some(s), None) => Sat(s).to_msat(),
-                        (None, Some(cents)) => {
-                            let rates = rates.ok_or_else(|| {
-                                self.err(
-                                    span.clone(),
-                                    key("price.usd_cents"),
-                                    "needs [rates] usd_cents_per_btc for l402",
-                                )
-                            })?;
-                            match rates.convert(&Amount::UsdCents(cents), &Unit::Msat, Rounding::Up)
-                            {
-                                Ok(Amount::Msat(m)) => Some(m),
-                                _ => None,
-                            }
-                        }
-                        _ => {
-                            return Err(self.err(
-                                span.clone(),
-                                key("price"),
-                                "l402 needs exactly one of price.sats or price.usd_cents",
-                            ));
-                        }
+                    let msat = match self.sat_price(&span, &key, "l402", p, rates, Unit::Msat)? {
+                        Some(Amount::Msat(m)) => Some(m),
+                        _ => None,
                     };
                     match msat {
                         Some(m) if m > Msat::ZERO => l402_price = Some(m),
@@ -450,6 +495,29 @@ impl Resolver<'_> {
                     }
                     x402_price = Some(amount);
                 }
+                RailName::Bitreq => {
+                    if raw.bitrequests.is_none() {
+                        return Err(self.err(
+                            span.clone(),
+                            key("rails"),
+                            "bitreq needs a [bitrequests] section",
+                        ));
+                    }
+                    let sat = match self.sat_price(&span, &key, "bitreq", p, rates, Unit::Sat)? {
+                        Some(Amount::Sat(s)) => Some(s),
+                        _ => None,
+                    };
+                    match sat {
+                        Some(s) if s.0 > 0 => bitreq_price = Some(s),
+                        _ => {
+                            return Err(self.err(
+                                span.clone(),
+                                key("price"),
+                                "the bitreq price must be above zero",
+                            ));
+                        }
+                    }
+                }
             }
         }
         if let Some(f) = c.freebies {
@@ -481,6 +549,7 @@ impl Resolver<'_> {
             free_paths: c.free_paths.clone(),
             l402_price,
             x402_price,
+            bitreq_price,
             token_lifetime: Duration::from_secs(c.token_lifetime_secs.max(1)),
             l402_capabilities: c.l402_capabilities.clone(),
             l402_caveats: c.l402_caveats.clone(),
@@ -490,6 +559,23 @@ impl Resolver<'_> {
             identity_header,
         })
     }
+}
+
+/// A Bitcoin network name (BitRequests).
+///
+/// ```
+/// assert!(pay402_cli::config::parse_btc_network("signet").is_some());
+/// assert!(pay402_cli::config::parse_btc_network("simnet").is_none());
+/// ```
+pub fn parse_btc_network(s: &str) -> Option<pay402_server::bitreq::bitcoin::Network> {
+    use pay402_server::bitreq::bitcoin::Network;
+    Some(match s {
+        "bitcoin" | "mainnet" => Network::Bitcoin,
+        "testnet" => Network::Testnet,
+        "signet" => Network::Signet,
+        "regtest" => Network::Regtest,
+        _ => return None,
+    })
 }
 
 /// A Lightning network name.

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// A `--max` (or `max`) value that is not an integer with a known unit.
+/// A `--max` (or `max`) value that is not an amount with a known unit.
 ///
 /// ```
 /// use pay402_core::problem::Reason;
@@ -11,7 +11,10 @@ use super::*;
 /// assert_eq!(e.reason(), "invalid_max");
 /// ```
 #[derive(Debug, thiserror::Error)]
-#[error("invalid amount {0:?}: want an integer and sat, msat or usdcents (e.g. 100sat)")]
+#[error(
+    "invalid amount {0:?}: want an integer with sat, msat or usdcents (100sat), \
+     or US dollars with at most two decimals (0.05usd)"
+)]
 pub struct MaxError(String);
 
 impl Reason for MaxError {
@@ -20,25 +23,57 @@ impl Reason for MaxError {
     }
 }
 
-/// Parses `100sat`, `2500msat`, `5usdcents`: digits only, then the unit.
+/// The longest amount text read.
+const MAX_AMOUNT_LEN: usize = 40;
+
+/// Parses `100sat`, `2500msat`, `5usdcents` (digits only, then the unit) and
+/// `0.05usd`, `2usd` (US dollars, at most two decimals: exact cents; more
+/// precision than a cent is refused, never rounded). No signs, spaces or
+/// exponents; no floats anywhere.
 ///
 /// ```
 /// use pay402_core::rates::Amount;
 /// assert_eq!(pay402_cli::fetch::parse_max("5usdcents").unwrap(), Amount::UsdCents(5));
+/// assert_eq!(pay402_cli::fetch::parse_max("0.05usd").unwrap(), Amount::UsdCents(5));
+/// assert!(pay402_cli::fetch::parse_max("0.055usd").is_err());
 /// ```
 pub fn parse_max(text: &str) -> Result<Amount, MaxError> {
-    let err = || MaxError(text.chars().take(40).collect());
+    let err = || MaxError(text.chars().take(MAX_AMOUNT_LEN).collect());
+    if text.len() > MAX_AMOUNT_LEN {
+        return Err(err());
+    }
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-    let (digits, unit) = text.split_at(split);
+    let (digits, rest) = text.split_at(split);
     if digits.is_empty() || digits.len() > 19 {
         return Err(err());
     }
     let n: u64 = digits.parse().map_err(|_| err())?;
-    match unit {
+    match rest {
         "sat" => Ok(Amount::Sat(Sat(n))),
         "msat" => Ok(Amount::Msat(Msat(n))),
         "usdcents" => Ok(Amount::UsdCents(n)),
-        _ => Err(err()),
+        "usd" => n.checked_mul(100).map(Amount::UsdCents).ok_or_else(err),
+        _ => {
+            // Dollars with a fraction: `.`, one or two digits, `usd`.
+            let fraction = rest
+                .strip_prefix('.')
+                .and_then(|r| r.strip_suffix("usd"))
+                .ok_or_else(err)?;
+            if fraction.is_empty()
+                || fraction.len() > 2
+                || !fraction.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(err());
+            }
+            let mut cents: u64 = fraction.parse().map_err(|_| err())?;
+            if fraction.len() == 1 {
+                cents *= 10;
+            }
+            n.checked_mul(100)
+                .and_then(|c| c.checked_add(cents))
+                .map(Amount::UsdCents)
+                .ok_or_else(err)
+        }
     }
 }
 
@@ -66,6 +101,30 @@ pub struct FetchConfig {
     pub lightning: Option<LightningMeans>,
     /// The EVM key that pays x402 offers.
     pub x402: Option<X402Means>,
+    /// The Bitcoin wallet and ledger account that pay BitRequests offers.
+    pub bitrequests: Option<BitreqMeans>,
+}
+
+/// `[bitrequests]`: a Bitcoin wallet (its seed in a file) and the payer's
+/// account on the merchant's ledger: pays BitRequests offers by
+/// bit-transfer.
+///
+/// ```
+/// let b: pay402_cli::fetch::BitreqMeans =
+///     toml::from_str("seed_file = \"/s\"\nusername = \"me\"\nnetwork = \"regtest\"").unwrap();
+/// assert_eq!(b.username, "me");
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitreqMeans {
+    /// A file holding the wallet's BIP32 seed in hex (32 to 128 digits;
+    /// mode 0600, please). The merchant opens the ledger account for the
+    /// wallet's transfer key.
+    pub seed_file: PathBuf,
+    /// The payer's username on the merchant's ledger.
+    pub username: String,
+    /// `bitcoin`, `testnet`, `signet` or `regtest` (default `bitcoin`).
+    pub network: Option<String>,
 }
 
 /// `[lightning]`: a node with an LND REST API.
@@ -239,6 +298,7 @@ pub(super) fn x402(
     mut b: PayerBuilder,
     mut rates: FixedRates,
     config: Option<X402Means>,
+    enabled: bool,
 ) -> Result<(PayerBuilder, FixedRates), Fail> {
     use pay402_core::offer::{KNOWN_TOKENS, known_token};
     for t in KNOWN_TOKENS.iter().filter_map(|(n, a)| known_token(n, a)) {
@@ -250,7 +310,7 @@ pub(super) fn x402(
         None => (None, Vec::new()),
     };
     let file = env("PAY402_EVM_KEY_FILE").map(PathBuf::from).or(file);
-    let Some(file) = file else {
+    let Some(file) = file.filter(|_| enabled) else {
         return Ok((b, rates));
     };
     let key = Zeroizing::new(
@@ -274,4 +334,120 @@ pub(super) fn x402(
         rates = rates.usd_stablecoin(unit);
     }
     Ok((b.x402(client), rates))
+}
+
+/// The BitRequests wallet the means name (`PAY402_BITREQ_SEED_FILE`,
+/// `PAY402_BITREQ_USERNAME`, `PAY402_BITREQ_NETWORK` over the file), with
+/// the username its bit-transfers are signed for.
+pub(super) fn bitreq_wallet(
+    config: Option<BitreqMeans>,
+) -> Result<Option<(Arc<pay402_client::bitreq::Wallet>, String)>, Fail> {
+    use pay402_client::bitreq::{Wallet, WalletConfig};
+    let seed_file = env("PAY402_BITREQ_SEED_FILE")
+        .map(PathBuf::from)
+        .or_else(|| config.as_ref().map(|c| c.seed_file.clone()));
+    let Some(seed_file) = seed_file else {
+        return Ok(None);
+    };
+    let username = env("PAY402_BITREQ_USERNAME")
+        .or_else(|| config.as_ref().map(|c| c.username.clone()))
+        .ok_or_else(|| usage("bitrequests: a seed file needs a username"))?;
+    let network_name = env("PAY402_BITREQ_NETWORK")
+        .or_else(|| config.as_ref().and_then(|c| c.network.clone()))
+        .unwrap_or_else(|| "bitcoin".into());
+    let network = crate::config::parse_btc_network(&network_name)
+        .ok_or_else(|| usage(format!("bitrequests network {network_name:?}")))?;
+    let seed = Zeroizing::new(
+        std::fs::read_to_string(&seed_file)
+            .map_err(|e| usage(format!("{}: {e}", seed_file.display())))?,
+    );
+    let wallet = Wallet::from_seed_hex(
+        &seed,
+        WalletConfig::new(network),
+        Arc::new(crate::nochain::NoChain),
+    )
+    .map_err(|e| usage(format!("{}: {e}", seed_file.display())))?;
+    Ok(Some((Arc::new(wallet), username)))
+}
+
+/// Adds the BitRequests means (bit-transfer from the ledger account),
+/// capped like the L402 client by `cap`.
+pub(super) fn bitreq(
+    b: PayerBuilder,
+    config: Option<BitreqMeans>,
+    cap: Sat,
+) -> Result<PayerBuilder, Fail> {
+    let Some((wallet, username)) = bitreq_wallet(config)? else {
+        return Ok(b);
+    };
+    Ok(b.bitreq(pay402_client::bitreq::BitRequests::bit_transfer(wallet, username).max_price(cap)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every malformed amount is refused with `invalid_max`, none panics.
+    #[test]
+    fn parse_max_bad_input_table() {
+        let bad = [
+            "",
+            "sat",
+            "usd",
+            ".05usd",
+            "0.usd",
+            "0.055usd",
+            "0.5.0usd",
+            "1,5usd",
+            "-1usd",
+            "+1usd",
+            "1e2usd",
+            "0x10sat",
+            " 5usd",
+            "5usd ",
+            "5 usd",
+            "5USD",
+            "5dollars",
+            "0.05sat",
+            "1.5usdcents",
+            "1.5msat",
+            "05.0a5usd",
+            "184467440737095517usd",
+            "99999999999999999999sat",
+            "1.\u{0660}usd",
+            "\u{0661}usd",
+            "0.05usd\0",
+            "00000000000000000000000000000000000000001usd",
+        ];
+        for text in bad {
+            let e = parse_max(text).expect_err(text);
+            assert_eq!(e.reason(), "invalid_max", "{text:?}");
+        }
+    }
+
+    /// Exact conversions, up to the largest amount of cents.
+    #[test]
+    fn parse_max_good_input_table() {
+        let good = [
+            ("100sat", Amount::Sat(Sat(100))),
+            ("0sat", Amount::Sat(Sat(0))),
+            ("2500msat", Amount::Msat(Msat(2500))),
+            ("5usdcents", Amount::UsdCents(5)),
+            ("0.05usd", Amount::UsdCents(5)),
+            ("0.5usd", Amount::UsdCents(50)),
+            ("0.50usd", Amount::UsdCents(50)),
+            ("1usd", Amount::UsdCents(100)),
+            ("12.34usd", Amount::UsdCents(1234)),
+            ("0.00usd", Amount::UsdCents(0)),
+            (
+                "184467440737095516usd",
+                Amount::UsdCents(18_446_744_073_709_551_600),
+            ),
+            ("184467440737095516.15usd", Amount::UsdCents(u64::MAX)),
+        ];
+        for (text, want) in good {
+            assert_eq!(parse_max(text).expect(text), want, "{text:?}");
+        }
+        assert!(parse_max("184467440737095516.16usd").is_err());
+    }
 }

@@ -34,8 +34,10 @@ mod quote;
 
 use journal::open_journal;
 pub use journal::{JournalArgs, ReceiptsArgs, TokensArgs, receipts, tokens};
-pub use means::{FetchConfig, LightningMeans, MaxError, X402Means, X402Token, parse_max};
-use means::{lightning, load_config_file, x402};
+pub use means::{
+    BitreqMeans, FetchConfig, LightningMeans, MaxError, X402Means, X402Token, parse_max,
+};
+use means::{bitreq, lightning, load_config_file, x402};
 use quote::quote;
 
 /// The exit codes of `pay402 fetch` (also in docs/cli.md).
@@ -88,10 +90,15 @@ pub struct FetchArgs {
     #[arg(short = 's', long = "silent")]
     pub silent: bool,
     /// The most this one request may pay: an integer with its unit, `sat`,
-    /// `msat` or `usdcents` (e.g. `100sat`, `5usdcents`). Overrides the
-    /// configured `max`; the default is 1000sat.
+    /// `msat` or `usdcents` (e.g. `100sat`, `5usdcents`), or US dollars
+    /// with at most two decimals (`0.05usd`). Overrides the configured
+    /// `max`; the default is 1000sat.
     #[arg(long, value_name = "AMOUNT")]
     pub max: Option<String>,
+    /// Pay only through this rail (repeatable): the means of the other
+    /// rails are left unused, so an offer only they could pay exits 4.
+    #[arg(long = "rail", value_name = "RAIL", value_enum)]
+    pub rails: Vec<RailArg>,
     /// Print the offers of the 402 and what would be paid; pay nothing.
     #[arg(long)]
     pub quote: bool,
@@ -106,6 +113,23 @@ pub struct FetchArgs {
     /// The journal file (default `journal.sqlite` beside the config).
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+}
+
+/// A rail `pay402 fetch --rail` may restrict payments to.
+///
+/// ```
+/// use clap::ValueEnum;
+/// let r = pay402_cli::fetch::RailArg::from_str("bitreq", false).unwrap();
+/// assert_eq!(r, pay402_cli::fetch::RailArg::Bitreq);
+/// ```
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RailArg {
+    /// L402: Lightning, through the configured node.
+    L402,
+    /// x402: a USD stablecoin, signed with the EVM key.
+    X402,
+    /// 21 BitRequests: a bit-transfer from the ledger account.
+    Bitreq,
 }
 
 /// A failure with its exit code.
@@ -212,8 +236,14 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     if let Some(c) = config.usd_cents_per_btc {
         rates = rates.usd_cents_per_btc(c);
     }
+    let allowed = |r: RailArg| args.rails.is_empty() || args.rails.contains(&r);
     let mut b = Payer::builder();
-    if let Some((node, network)) = lightning(config.lightning)? {
+    let node = if allowed(RailArg::L402) {
+        lightning(config.lightning)?
+    } else {
+        None
+    };
+    if let Some((node, network)) = node {
         // The L402 client's own cap follows `--max` (its default is
         // 1000 sat); a cap in cents is enforced by the payer alone.
         let cap = match &max {
@@ -227,7 +257,17 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
                 .max_price(cap),
         );
     }
-    let (b, rates) = x402(b, rates, config.x402)?;
+    // BitRequests prices are in sat: the client's own cap follows `--max`
+    // in sat (rounded down), the payer's alone otherwise.
+    let sat_cap = match &max {
+        Amount::Msat(m) => Sat(m.0 / 1000),
+        Amount::Sat(s) => *s,
+        _ => Sat(u64::MAX),
+    };
+    if allowed(RailArg::Bitreq) {
+        b = bitreq(b, config.bitrequests, sat_cap)?;
+    }
+    let (b, rates) = x402(b, rates, config.x402, allowed(RailArg::X402))?;
     let mut b = b
         .rates(rates)
         .reference_unit(max.unit())
