@@ -1,0 +1,232 @@
+//! 21 BitRequests through the real binaries: a `pay402 proxy` service with
+//! `rails = ["bitreq"]` (the merchant's ledger, its accounts opened and
+//! credited through the admin API) paid by the real `pay402 fetch`, whose
+//! wallet comes from its config file or from the environment.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{BIN, Proxy, config, start_upstream, temp_dir};
+
+const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-bitreq";
+
+/// A proxy selling `/echo` for 25 sat (or 1 US cent = 10 sat) by
+/// bit-transfer to "shop", with the admin API.
+async fn start_proxy(dir: &Path) -> Proxy {
+    let upstream = start_upstream().await;
+    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
+    let toml = config(&format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+token = {{ file = "{dir}/admin-token" }}
+
+[rates]
+usd_cents_per_btc = 10000000
+
+[bitrequests]
+network = "regtest"
+transfer_username = "shop"
+
+[[services]]
+name = "cents"
+path = "^/paid/"
+upstream = "http://{upstream}"
+rails = ["bitreq"]
+price = {{ usd_cents = 1 }}
+
+[[services]]
+name = "paid"
+upstream = "http://{upstream}"
+rails = ["bitreq"]
+price = {{ sats = 25 }}
+identity_header = "X-Paid-By"
+"#,
+        dir = dir.display()
+    ));
+    Proxy::start(dir, &toml).await
+}
+
+/// A fresh wallet seed in `dir/seed` and the account `user` opened for its
+/// transfer key with `credit` sat, through the admin API.
+async fn open_account(proxy: &Proxy, dir: &Path, user: &str, credit: u64) -> std::path::PathBuf {
+    use pay402_client::bitreq::{Wallet, WalletConfig};
+    let seed = hex::encode(rand::random::<[u8; 32]>());
+    let path = dir.join(format!("{user}.seed"));
+    std::fs::write(&path, &seed).unwrap();
+    let wallet = Wallet::from_seed_hex(
+        &seed,
+        WalletConfig::new(pay402_server::bitreq::bitcoin::Network::Regtest),
+        Arc::new(pay402_cli::nochain::NoChain),
+    )
+    .unwrap();
+    let key = wallet.transfer_public_key().unwrap().to_string();
+    let admin = format!("http://{}/v1/bitreq", proxy.admin.expect("admin address"));
+    let http = reqwest::Client::new();
+    // The ledger's operator API wants the admin token.
+    let refused = http
+        .post(format!("{admin}/accounts"))
+        .json(&serde_json::json!({ "username": user, "public_key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let opened = http
+        .post(format!("{admin}/accounts"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "username": user, "public_key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 201, "{:?}", opened.text().await);
+    let credited = http
+        .post(format!("{admin}/accounts/{user}/credits"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "amount": credit, "reference": format!("deposit-{user}") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(credited.status(), 200, "{:?}", credited.text().await);
+    path
+}
+
+/// The balance of `user` on the proxy's ledger.
+async fn balance(proxy: &Proxy, user: &str) -> u64 {
+    let admin = proxy.admin.unwrap();
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{admin}/v1/bitreq/accounts/{user}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["balance"].as_u64().expect("a balance")
+}
+
+#[tokio::test]
+async fn fetch_pays_a_bitreq_service_of_the_proxy_from_its_config_file() {
+    let dir = temp_dir("bitreq-file");
+    let proxy = start_proxy(&dir).await;
+    let seed = open_account(&proxy, &dir, "alice", 100).await;
+    let fetch_config = dir.join("fetch.toml");
+    std::fs::write(
+        &fetch_config,
+        format!(
+            "max = \"30sat\"\n[bitrequests]\nseed_file = \"{}\"\nusername = \"alice\"\nnetwork = \"regtest\"\n",
+            seed.display()
+        ),
+    )
+    .unwrap();
+
+    // Unpaid: the 402 carries the BitRequests offer.
+    let unpaid = reqwest::get(proxy.url("/echo")).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    assert_eq!(unpaid.headers()["price"], "25");
+    assert_eq!(unpaid.headers()["username"], "shop");
+
+    let out = tokio::process::Command::new(BIN)
+        .args(["fetch", "--json", "--config"])
+        .arg(&fetch_config)
+        .arg("-o")
+        .arg(dir.join("body.json"))
+        .arg(proxy.url("/echo"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let receipt: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(receipt["rail"], "bitreq");
+    assert_eq!(receipt["offer"], "bitreq transfer");
+    assert_eq!(receipt["amount"], "25 sat");
+    assert_eq!(receipt["status"], 200);
+    assert_eq!(balance(&proxy, "alice").await, 75);
+
+    // The upstream saw neither the transfer nor its signature, and was told
+    // what paid.
+    let echoed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("body.json")).unwrap()).unwrap();
+    let headers = echoed["headers"].as_object().unwrap();
+    assert!(!headers.contains_key("bitcoin-transfer"), "{headers:?}");
+    assert!(!headers.contains_key("authorization"), "{headers:?}");
+    let paid_by = headers["x-paid-by"].as_str().unwrap();
+    assert!(paid_by.starts_with("bitreq:transfer:"), "{paid_by}");
+
+    // Counted as a BitRequests payment.
+    let metrics = common::get_text(proxy.url("/metrics")).await;
+    assert!(
+        metrics.contains(
+            r#"pay402_payments_total{service="paid",rail="bitreq",outcome="accepted"} 1"#
+        ),
+        "{metrics}"
+    );
+    let services: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/v1/services", proxy.admin.unwrap()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services["services"][1]["rails"][0], "bitreq", "{services}");
+}
+
+#[tokio::test]
+async fn fetch_takes_its_bitreq_wallet_from_the_environment_and_caps_in_dollars() {
+    let dir = temp_dir("bitreq-env");
+    let proxy = start_proxy(&dir).await;
+    let seed = open_account(&proxy, &dir, "bob", 50).await;
+    let fetch_config = dir.join("fetch.toml");
+    // Only the rate in the file: the wallet comes from the environment.
+    std::fs::write(&fetch_config, "usd_cents_per_btc = 10000000\n").unwrap();
+    let fetch = |max: &'static str| {
+        let mut c = tokio::process::Command::new(BIN);
+        c.args(["fetch", "--json", "--max", max, "--config"])
+            .arg(&fetch_config)
+            .arg(proxy.url("/paid/echo"))
+            .env("PAY402_BITREQ_SEED_FILE", &seed)
+            .env("PAY402_BITREQ_USERNAME", "bob")
+            .env("PAY402_BITREQ_NETWORK", "regtest");
+        c
+    };
+
+    // 1 cent = 10 sat is over a cap of 0.00 USD: exit 3, nothing paid.
+    let out = fetch("0.00usd").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(balance(&proxy, "bob").await, 50);
+
+    // Under 0.05 USD: paid by bit-transfer from the environment's wallet.
+    let out = fetch("0.05usd").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let receipt: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(receipt["rail"], "bitreq");
+    assert_eq!(receipt["amount"], "10 sat");
+    assert_eq!(receipt["cost"], "1 US cents");
+    assert_eq!(balance(&proxy, "bob").await, 40);
+
+    // A malformed dollar amount is a usage error.
+    let out = fetch("0.055usd").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid amount"));
+
+    // `--rail l402` leaves the wallet unused: no rail it can pay.
+    let out = fetch("0.05usd")
+        .arg("--rail")
+        .arg("l402")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(balance(&proxy, "bob").await, 40);
+}
