@@ -336,6 +336,12 @@ fn upstream(service: &Service) -> Result<Upstream, StartError> {
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .pool_idle_timeout(Duration::from_secs(90));
+    // HTTP/2 only when asked (gRPC): an HTTP/1.1 upstream keeps upgrades.
+    builder = if service.upstream_http2 {
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    };
     if let Some(ca) = &service.upstream_ca_file {
         let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)? {

@@ -11,7 +11,6 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use pay402_core::l402::VerifiedToken;
@@ -170,8 +169,10 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
+    // HTTP/2 requests (gRPC) carry a body without Content-Length.
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+        || parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || !axum::body::HttpBody::is_end_stream(&body);
     let mut builder = inner
         .client
         .request(parts.method.clone(), url)
@@ -197,8 +198,9 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
             if let Some(h) = out.headers_mut() {
                 copy_end_to_end(resp.headers(), h);
             }
-            let stream = resp.bytes_stream().map_err(std::io::Error::other);
-            out.body(Body::from_stream(stream))
+            // Frames pass as they come: data, and trailers (gRPC's
+            // grpc-status) when the upstream sends them.
+            out.body(Body::new(reqwest::Body::from(resp)))
                 .unwrap_or_else(|_| ProxyError::UpstreamInvalidResponse.into_response())
         }
         Err(e) => {
@@ -276,6 +278,14 @@ fn request_headers(incoming: &HeaderMap, inner: &Inner) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(incoming.len() + inner.add_headers.len() + 4);
     copy_end_to_end(incoming, &mut headers);
     headers.remove(header::HOST);
+    // `TE: trailers` is the one TE an HTTP/2 request may carry, and gRPC
+    // servers want it.
+    if incoming
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     for name in PROOF_HEADERS {
         headers.remove(name);
     }

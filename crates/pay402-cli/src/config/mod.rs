@@ -92,6 +92,8 @@ pub struct Service {
     pub upstream_ca_file: Option<PathBuf>,
     /// Client certificate and key files.
     pub upstream_client_identity: Option<(PathBuf, PathBuf)>,
+    /// HTTP/2 to the upstream (gRPC).
+    pub upstream_http2: bool,
     /// Upstream timeout.
     pub timeout: Duration,
     /// Headers added (values not yet read).

@@ -410,6 +410,10 @@ pub struct ServiceConfig {
     pub upstream_client_cert_file: Option<PathBuf>,
     /// Its private key (PEM).
     pub upstream_client_key_file: Option<PathBuf>,
+    /// Speak HTTP/2 to the upstream (h2c with prior knowledge for
+    /// `http://`, h2 for `https://`), as gRPC needs; default HTTP/1.1.
+    #[serde(default)]
+    pub upstream_http2: bool,
     /// Longest wait on the upstream (for its response head, and between two
     /// reads of its body), in seconds.
     #[serde(default = "default_timeout_secs")]

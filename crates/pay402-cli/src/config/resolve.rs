@@ -543,6 +543,7 @@ impl Resolver<'_> {
             upstream,
             upstream_ca_file: c.upstream_ca_file.clone(),
             upstream_client_identity: identity,
+            upstream_http2: c.upstream_http2,
             timeout: Duration::from_secs(c.timeout_secs),
             add_headers,
             strip_headers,
