@@ -6,6 +6,8 @@
 //! | `pay402_requests_total` | counter | `service`, `status` |
 //! | `pay402_challenges_total` | counter | `service` (402 answers) |
 //! | `pay402_payments_total` | counter | `service`, `rail`, `outcome` (`accepted`, `refused`, `error`) |
+//! | `pay402_revenue_total` | counter | `service`, `rail`, `unit` (`msat`, `sat`, `token:<network>:<asset>`): what accepted payments paid, in the unit's integers (L402: a token's price once, on the first paid request of that token this process serves) |
+//! | `pay402_verify_latency_seconds` | histogram | `service`, `rail` (from the request entering the paywall to the upstream being called: verification, and settlement when it comes first) |
 //! | `pay402_upstream_latency_seconds` | histogram | `service` (time to the upstream's response head) |
 //! | `pay402_upstream_errors_total` | counter | `service`, `reason` |
 //! | `pay402_freebies_total` | counter | `service` (unpaid requests served as freebies) |
@@ -13,6 +15,13 @@
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use pay402_core::rates::{Amount, Unit};
+use pay402_server::paywall::{Paid, Receipt};
+
+/// Latency buckets (seconds) of both histograms.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Installs the process-wide recorder; returns the handle that renders the
 /// text exposition format.
@@ -26,9 +35,12 @@ pub fn install() -> Result<PrometheusHandle, String> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("pay402_upstream_latency_seconds".into()),
-            &[
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ],
+            &BUCKETS,
+        )
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(
+            Matcher::Full("pay402_verify_latency_seconds".into()),
+            &BUCKETS,
         )
         .map_err(|e| e.to_string())?
         .install_recorder()
@@ -90,4 +102,66 @@ pub fn upstream_error(service: &str, reason: &'static str) {
 /// ```
 pub fn freebie(service: &str) {
     metrics::counter!("pay402_freebies_total", "service" => service.to_owned()).increment(1);
+}
+
+/// Records how long the paywall took before the upstream was called.
+///
+/// ```
+/// pay402_cli::metrics::verify_latency("api", "l402", std::time::Duration::from_millis(2));
+/// ```
+pub fn verify_latency(service: &str, rail: &'static str, elapsed: Duration) {
+    metrics::histogram!("pay402_verify_latency_seconds", "service" => service.to_owned(), "rail" => rail)
+        .record(elapsed.as_secs_f64());
+}
+
+/// L402 tokens already counted as revenue (bounded: a token evicted and
+/// seen again is counted again).
+static COUNTED_TOKENS: std::sync::OnceLock<quick_cache::sync::Cache<String, ()>> =
+    std::sync::OnceLock::new();
+
+/// Counts what an accepted payment paid, in its unit. An L402 token pays
+/// once and is then reused: its price is counted on the first paid request
+/// of that token this process serves.
+///
+/// ```
+/// use pay402_core::money::Sat;
+/// use pay402_core::offer::Rail;
+/// use pay402_core::rates::Amount;
+/// use pay402_server::paywall::{Paid, Receipt};
+/// let paid = Paid {
+///     rail: Rail::BitRequests,
+///     amount: Amount::Sat(Sat(25)),
+///     payer: None,
+///     receipt: Receipt::BitreqTransfer("ab".into()),
+/// };
+/// pay402_cli::metrics::revenue("api", &paid);
+/// ```
+pub fn revenue(service: &str, paid: &Paid) {
+    if let Receipt::L402Token(token) = &paid.receipt {
+        let seen = COUNTED_TOKENS.get_or_init(|| quick_cache::sync::Cache::new(100_000));
+        let key = format!("{service}/{token}");
+        if seen.get(&key).is_some() {
+            return;
+        }
+        seen.insert(key, ());
+    }
+    let value = u64::try_from(paid.amount.value()).unwrap_or(u64::MAX);
+    metrics::counter!(
+        "pay402_revenue_total",
+        "service" => service.to_owned(),
+        "rail" => paid.rail.as_str(),
+        "unit" => unit_label(&paid.amount),
+    )
+    .increment(value);
+}
+
+/// The `unit` label of an amount.
+fn unit_label(amount: &Amount) -> String {
+    match amount.unit() {
+        Unit::Msat => "msat".into(),
+        Unit::Sat => "sat".into(),
+        Unit::UsdCents => "usd_cents".into(),
+        Unit::Token(t) => format!("token:{}:{}", t.network(), t.asset()),
+        other => other.to_string(),
+    }
 }

@@ -276,7 +276,7 @@ impl ServicePaywall {
     /// # let _ = paid; }
     /// ```
     pub fn wrap(&self, inner: Handler) -> Handler {
-        BoxCloneSyncService::new(self.layer.layer(inner))
+        BoxCloneSyncService::new(self.layer.layer(RecordPaid(inner)))
     }
 
     /// Revokes an L402 token on this service (a revocation record in the
@@ -308,6 +308,74 @@ impl ServicePaywall {
             .into_iter()
             .map(|r| r.as_str())
             .collect()
+    }
+}
+
+/// Put by the proxy on a request it sends through a paywall; the paywall's
+/// inner service fills it with what paid and how long the paywall took, so
+/// the proxy can count revenue and verify latency once the answer is known.
+///
+/// ```
+/// let slot = pay402_cli::paywall::PaidSlot::new();
+/// assert!(slot.get().is_none());
+/// ```
+#[derive(Clone, Debug)]
+pub struct PaidSlot {
+    started: std::time::Instant,
+    paid: Arc<std::sync::OnceLock<(pay402_server::paywall::Paid, std::time::Duration)>>,
+}
+
+impl PaidSlot {
+    /// An empty slot; the paywall's time starts now.
+    ///
+    /// See [`PaidSlot`].
+    pub fn new() -> PaidSlot {
+        PaidSlot {
+            started: std::time::Instant::now(),
+            paid: Arc::default(),
+        }
+    }
+
+    /// What paid, and how long the paywall took, once the upstream was
+    /// called.
+    ///
+    /// See [`PaidSlot`].
+    pub fn get(&self) -> Option<&(pay402_server::paywall::Paid, std::time::Duration)> {
+        self.paid.get()
+    }
+}
+
+impl Default for PaidSlot {
+    fn default() -> Self {
+        PaidSlot::new()
+    }
+}
+
+/// The upstream behind a paywall: fills the request's [`PaidSlot`].
+#[derive(Clone)]
+struct RecordPaid(Handler);
+
+impl tower::Service<Request<Body>> for RecordPaid {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = <Handler as tower::Service<Request<Body>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let ext = req.extensions();
+        if let (Some(slot), Some(paid)) = (
+            ext.get::<PaidSlot>(),
+            ext.get::<pay402_server::paywall::Paid>(),
+        ) {
+            let _ = slot.paid.set((paid.clone(), slot.started.elapsed()));
+        }
+        self.0.call(req)
     }
 }
 

@@ -19,7 +19,7 @@ use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::metrics as m;
-use crate::paywall::{Handler, proof_rail};
+use crate::paywall::{Handler, PaidSlot, proof_rail};
 use crate::pricer::{L402_PRICE_HEADER, Pricer, X402_PRICE_HEADER};
 use crate::upstream::ProxyError;
 
@@ -160,9 +160,21 @@ async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
         }
         _ => (route.free_handler.clone(), None),
     };
+    let slot = rail.map(|_| {
+        let slot = PaidSlot::new();
+        req.extensions_mut().insert(slot.clone());
+        slot
+    });
     let Ok(resp) = handler.oneshot(req).instrument(span).await;
     if let Some(rail) = rail {
-        m::payment(&route.name, rail, resp.status().as_u16());
+        let status = resp.status();
+        m::payment(&route.name, rail, status.as_u16());
+        if let Some((paid, verify)) = slot.as_ref().and_then(PaidSlot::get) {
+            m::verify_latency(&route.name, paid.rail.as_str(), *verify);
+            if status.is_success() || status.is_redirection() {
+                m::revenue(&route.name, paid);
+            }
+        }
     }
     log_done(Some(&route.name), &method, &path, resp, started)
 }

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::Arc;
-
 use common::{BIN, Proxy, config, start_upstream, temp_dir};
+use std::path::Path;
 
 const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-bitreq";
 
@@ -49,49 +47,6 @@ identity_header = "X-Paid-By"
     Proxy::start(dir, &toml).await
 }
 
-/// A fresh wallet seed in `dir/seed` and the account `user` opened for its
-/// transfer key with `credit` sat, through the admin API.
-async fn open_account(proxy: &Proxy, dir: &Path, user: &str, credit: u64) -> std::path::PathBuf {
-    use pay402_client::bitreq::{Wallet, WalletConfig};
-    let seed = hex::encode(rand::random::<[u8; 32]>());
-    let path = dir.join(format!("{user}.seed"));
-    std::fs::write(&path, &seed).unwrap();
-    let wallet = Wallet::from_seed_hex(
-        &seed,
-        WalletConfig::new(pay402_server::bitreq::bitcoin::Network::Regtest),
-        Arc::new(pay402_cli::nochain::NoChain),
-    )
-    .unwrap();
-    let key = wallet.transfer_public_key().unwrap().to_string();
-    let admin = format!("http://{}/v1/bitreq", proxy.admin.expect("admin address"));
-    let http = reqwest::Client::new();
-    // The ledger's operator API wants the admin token.
-    let refused = http
-        .post(format!("{admin}/accounts"))
-        .json(&serde_json::json!({ "username": user, "public_key": key }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
-    let opened = http
-        .post(format!("{admin}/accounts"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "username": user, "public_key": key }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(opened.status(), 201, "{:?}", opened.text().await);
-    let credited = http
-        .post(format!("{admin}/accounts/{user}/credits"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "amount": credit, "reference": format!("deposit-{user}") }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(credited.status(), 200, "{:?}", credited.text().await);
-    path
-}
-
 /// The balance of `user` on the proxy's ledger.
 async fn balance(proxy: &Proxy, user: &str) -> u64 {
     let admin = proxy.admin.unwrap();
@@ -111,7 +66,7 @@ async fn balance(proxy: &Proxy, user: &str) -> u64 {
 async fn fetch_pays_a_bitreq_service_of_the_proxy_from_its_config_file() {
     let dir = temp_dir("bitreq-file");
     let proxy = start_proxy(&dir).await;
-    let seed = open_account(&proxy, &dir, "alice", 100).await;
+    let seed = common::open_account(&proxy, ADMIN_TOKEN, &dir, "alice", 100).await;
     let fetch_config = dir.join("fetch.toml");
     std::fs::write(
         &fetch_config,
@@ -185,7 +140,7 @@ async fn fetch_pays_a_bitreq_service_of_the_proxy_from_its_config_file() {
 async fn fetch_takes_its_bitreq_wallet_from_the_environment_and_caps_in_dollars() {
     let dir = temp_dir("bitreq-env");
     let proxy = start_proxy(&dir).await;
-    let seed = open_account(&proxy, &dir, "bob", 50).await;
+    let seed = common::open_account(&proxy, ADMIN_TOKEN, &dir, "bob", 50).await;
     let fetch_config = dir.join("fetch.toml");
     // Only the rate in the file: the wallet comes from the environment.
     std::fs::write(&fetch_config, "usd_cents_per_btc = 10000000\n").unwrap();

@@ -321,3 +321,52 @@ key = {{ file = "{dir}/key" }}
 "#
     )
 }
+
+/// A fresh wallet seed in `dir/seed` and the account `user` opened for its
+/// transfer key with `credit` sat, through the admin API.
+pub async fn open_account(
+    proxy: &Proxy,
+    admin_token: &str,
+    dir: &std::path::Path,
+    user: &str,
+    credit: u64,
+) -> PathBuf {
+    use pay402_client::bitreq::{Wallet, WalletConfig};
+    let seed = hex::encode(rand::random::<[u8; 32]>());
+    let path = dir.join(format!("{user}.seed"));
+    std::fs::write(&path, &seed).unwrap();
+    let wallet = Wallet::from_seed_hex(
+        &seed,
+        WalletConfig::new(pay402_server::bitreq::bitcoin::Network::Regtest),
+        std::sync::Arc::new(pay402_cli::nochain::NoChain),
+    )
+    .unwrap();
+    let key = wallet.transfer_public_key().unwrap().to_string();
+    let admin = format!("http://{}/v1/bitreq", proxy.admin.expect("admin address"));
+    let http = reqwest::Client::new();
+    // The ledger's operator API wants the admin token.
+    let refused = http
+        .post(format!("{admin}/accounts"))
+        .json(&serde_json::json!({ "username": user, "public_key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let opened = http
+        .post(format!("{admin}/accounts"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({ "username": user, "public_key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 201, "{:?}", opened.text().await);
+    let credited = http
+        .post(format!("{admin}/accounts/{user}/credits"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({ "amount": credit, "reference": format!("deposit-{user}") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(credited.status(), 200, "{:?}", credited.text().await);
+    path
+}
