@@ -28,6 +28,12 @@ enum Command {
         /// The configuration file (TOML; see `pay402 init`).
         #[arg(short, long, value_name = "FILE", default_value = "pay402.toml")]
         config: PathBuf,
+        /// Read Aperture's YAML configuration instead of a pay402.toml: it
+        /// is converted as `pay402 config from-aperture` does (every key
+        /// changed, refused or ignored is listed on standard error) and run
+        /// as converted.
+        #[arg(long, value_name = "APERTURE_YAML", conflicts_with = "config")]
+        aperture: Option<PathBuf>,
         /// Validate the configuration, print the resolved services and exit
         /// (0 when valid, 2 when not). Reads no secrets, opens no sockets.
         #[arg(long)]
@@ -116,7 +122,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Init { output, force } => init(&output, force),
-        Command::Proxy { config, check } => proxy(&config, check),
+        Command::Proxy {
+            config,
+            aperture,
+            check,
+        } => proxy(&config, aperture.as_deref(), check),
         Command::Config {
             command: ConfigCommand::FromAperture { input, output },
         } => from_aperture(&input, &output),
@@ -164,24 +174,30 @@ fn facilitator(path: &std::path::Path) -> ExitCode {
     block_on(pay402_cli::facilitator::serve(file))
 }
 
-fn from_aperture(input: &std::path::Path, output: &std::path::Path) -> ExitCode {
-    let yaml = match std::fs::read_to_string(input) {
-        Ok(y) => y,
+/// Reads and converts an Aperture configuration, its notes on standard
+/// error; `None` (said on standard error) when it cannot.
+fn read_aperture(input: &std::path::Path) -> Option<pay402_cli::aperture::Converted> {
+    let converted = std::fs::read_to_string(input)
+        .map_err(|e| e.to_string())
+        .and_then(|yaml| pay402_cli::aperture::convert(&yaml).map_err(|e| e.to_string()));
+    match converted {
+        Ok(c) => {
+            for note in &c.notes {
+                eprintln!("note: {note}");
+            }
+            Some(c)
+        }
         Err(e) => {
             eprintln!("error: {}: {e}", input.display());
-            return ExitCode::from(2);
+            None
         }
-    };
-    let converted = match pay402_cli::aperture::convert(&yaml) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {}: {e}", input.display());
-            return ExitCode::from(2);
-        }
-    };
-    for note in &converted.notes {
-        eprintln!("note: {note}");
     }
+}
+
+fn from_aperture(input: &std::path::Path, output: &std::path::Path) -> ExitCode {
+    let Some(converted) = read_aperture(input) else {
+        return ExitCode::from(2);
+    };
     if output.as_os_str() == "-" {
         print!("{}", converted.toml);
         return ExitCode::SUCCESS;
@@ -230,8 +246,19 @@ fn init(output: &std::path::Path, force: bool) -> ExitCode {
     }
 }
 
-fn proxy(path: &std::path::Path, check: bool) -> ExitCode {
-    let config = match Config::load(path) {
+fn proxy(path: &std::path::Path, aperture: Option<&std::path::Path>, check: bool) -> ExitCode {
+    let loaded = match aperture {
+        None => Config::load(path),
+        Some(input) => {
+            let Some(converted) = read_aperture(input) else {
+                return ExitCode::from(2);
+            };
+            // Errors then point into the converted text.
+            let name = format!("{} (converted)", input.display());
+            Config::parse(name, &converted.toml)
+        }
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

@@ -157,6 +157,18 @@ identity_header = "X-Pay402-Payment"
             "{rail}: {metrics}"
         );
     }
+    // Revenue per unit: the x402 payment in the token's base units, the
+    // L402 token's price in msat.
+    let token_unit = format!("token:eip155:31337:{}", usdc.address).to_lowercase();
+    let revenue = |unit: &str| {
+        metrics.lines().find_map(|l| {
+            (l.starts_with("pay402_revenue_total{")
+                && l.to_lowercase().contains(&format!("unit=\"{unit}\"")))
+            .then(|| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        })
+    };
+    assert_eq!(revenue(&token_unit), Some(PRICE), "{metrics}");
+    assert_eq!(revenue("msat"), Some(10_000), "{metrics}");
 }
 
 /// An x402 client with its cap on the test price of `usdc`.

@@ -157,3 +157,91 @@ fn a_file_that_is_not_aperture_yaml_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn proxy_check_reads_an_aperture_configuration_directly() {
+    let dir = temp_dir("aperture-check");
+    let input = dir.join("aperture.yaml");
+    std::fs::write(&input, APERTURE_YAML).unwrap();
+    let out = Command::new(BIN)
+        .args(["proxy", "--check", "--aperture"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let notes = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        notes.contains("note: services.quotes.ratelimits: not supported, refused"),
+        "{notes}"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for service in ["quotes", "tasting", "open", "dynamic"] {
+        assert!(text.contains(&format!("service {service}")), "{text}");
+    }
+    assert!(text.contains("l402 21000 msat"), "{text}");
+
+    // `--aperture` and `--config` are exclusive; a bad file exits 2.
+    let both = Command::new(BIN)
+        .args(["proxy", "--check", "--config", "pay402.toml", "--aperture"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "services: [ { name: x } ]\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["proxy", "--check", "--aperture"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[tokio::test]
+async fn proxy_runs_an_aperture_configuration_as_converted() {
+    let upstream = common::start_upstream().await;
+    // A free port for Aperture's `listenaddr` (which has no port 0 log line
+    // to read back in text logs).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("aperture-run");
+    let input = dir.join("aperture.yaml");
+    std::fs::write(
+        &input,
+        format!(
+            "listenaddr: \"127.0.0.1:{port}\"\nservices:\n  - name: \"open\"\n    hostregexp: '.*'\n    pathregexp: '^/echo$'\n    address: \"{upstream}\"\n    protocol: http\n    auth: \"off\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["proxy", "--aperture"])
+        .arg(&input)
+        .current_dir(&dir)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/echo");
+    let mut answer = None;
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::get(&url).await {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let answer = answer.expect("the proxy answers on Aperture's listenaddr");
+    assert_eq!(answer.status(), 200);
+    let echoed: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(echoed["uri"], "/echo", "{echoed}");
+    assert!(echoed["headers"]["x-forwarded-for"].is_string(), "{echoed}");
+    // Outside the service's path regex: no service.
+    let none = reqwest::get(format!("http://127.0.0.1:{port}/other"))
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
+    child.kill().await.unwrap();
+}
