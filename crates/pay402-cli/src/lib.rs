@@ -1,9 +1,11 @@
 //! # pay402-cli
 //!
-//! The `pay402` binary: `pay402 proxy` puts a paywall (L402, x402) in front
-//! of any HTTP service, configured in TOML (see docs/cli.md); `pay402 init`
-//! writes a commented example configuration; `pay402 fetch URL` is curl
-//! that pays (L402, x402) through `pay402_client::Payer`.
+//! The `pay402` binary: `pay402 proxy` puts a paywall (L402, x402, 21
+//! BitRequests) in front of any HTTP or gRPC service, configured in TOML or
+//! read from Aperture's YAML (see docs/cli.md); `pay402 init` writes a
+//! commented example configuration; `pay402 fetch URL` is curl that pays
+//! (L402, x402, BitRequests) through `pay402_client::Payer`; `pay402 dev`
+//! runs an example of both on embedded peers.
 //!
 //! This library holds the binary's parts so that they can be tested and
 //! documented; nothing else should depend on it.
