@@ -68,6 +68,13 @@ pub fn describe(config: &Config) -> String {
             x.asset_name, x.network, x.pay_to, x.settle
         );
     }
+    if let Some(b) = &config.bitrequests {
+        let _ = writeln!(
+            s,
+            "bitrequests: ledger on {}, bit-transfers to {:?} (accounts through the admin API)",
+            b.network, b.transfer_username
+        );
+    }
     for svc in &config.services {
         let _ = writeln!(s, "service {}", svc.name);
         let _ = writeln!(
@@ -78,8 +85,13 @@ pub fn describe(config: &Config) -> String {
         );
         let _ = writeln!(
             s,
-            "  upstream {} (timeout {} s)",
+            "  upstream {} ({}, timeout {} s)",
             svc.upstream,
+            if svc.upstream_http2 {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
             svc.timeout.as_secs()
         );
         if let Some(p) = &svc.pricer {
@@ -93,12 +105,12 @@ pub fn describe(config: &Config) -> String {
                 p.cache_secs
             );
         }
-        match (&svc.l402_price, &svc.x402_price) {
-            (None, None) if svc.pricer.is_some() => {}
-            (None, None) => {
+        match (&svc.l402_price, &svc.x402_price, &svc.bitreq_price) {
+            (None, None, None) if svc.pricer.is_some() => {}
+            (None, None, None) => {
                 let _ = writeln!(s, "  free");
             }
-            (l, x) => {
+            (l, x, b) => {
                 if let Some(m) = l {
                     let _ = writeln!(
                         s,
@@ -108,6 +120,9 @@ pub fn describe(config: &Config) -> String {
                 }
                 if let Some(a) = x {
                     let _ = writeln!(s, "  x402 {a} base units");
+                }
+                if let Some(sat) = b {
+                    let _ = writeln!(s, "  bitreq {} sat (bit-transfer)", sat.0);
                 }
             }
         }

@@ -24,7 +24,8 @@ shutdown_grace_secs = 30
 # x402 settles after the upstream answered: its response is held, at most this many bytes.
 max_settle_body = 4194304
 
-# The operator API (list x402 payments, revoke L402 tokens) on a private address.
+# The operator API (list x402 payments, revoke L402 tokens, open and credit
+# BitRequests ledger accounts) on a private address.
 # [admin]
 # listen = "127.0.0.1:9403"
 # token = { env = "PAY402_ADMIN_TOKEN" }   # at least 32 characters
@@ -34,7 +35,7 @@ max_settle_body = 4194304
 url = "sqlite://pay402.sqlite"
 
 # [rates]
-# Needed for prices in US cents on L402: US cents per bitcoin.
+# Needed for prices in US cents on L402 and BitRequests: US cents per bitcoin.
 # usd_cents_per_btc = 10000000
 
 # The Lightning node issuing L402 invoices.
@@ -68,6 +69,12 @@ wallet_sats = 10000000
 # rpc_url = { env = "PAY402_X402_RPC_URL" }
 # key = { file = "/etc/pay402/facilitator.key" }
 
+# 21 BitRequests: payers hold accounts on your ledger (opened and credited
+# through the admin API) and pay by bit-transfer. Uncomment to turn it on.
+# [bitrequests]
+# network = "bitcoin"
+# transfer_username = "shop"
+
 [[services]]
 name = "api"
 # Regexes, as Aperture's hostregexp and pathregexp: unanchored, anchor them yourself.
@@ -75,7 +82,10 @@ host = '.*'
 path = '^/'
 upstream = "http://127.0.0.1:8080"
 timeout_secs = 30
+# HTTP/2 to the upstream (h2c for http://), as gRPC services need:
+# upstream_http2 = true
 free_paths = ["/health", "/public/*"]
+# Any of "l402", "x402", "bitreq": one 402 offers them all.
 rails = ["l402"]
 price = { sats = 10 }
 # Or a price per request from your own endpoint (503 when it cannot answer):
@@ -86,7 +96,8 @@ token_lifetime_secs = 86400
 # l402_caveats = ["tier=basic"]
 # Unpaid requests per client address before the 402.
 # freebies = { requests = 3, period_secs = 86400 }
-# The upstream sees which payment paid (l402:<token id> or x402:<payer>:<nonce>).
+# The upstream sees which payment paid (l402:<token id>, x402:<payer>:<nonce>
+# or bitreq:<method>:<reference>).
 identity_header = "X-Pay402-Payment"
 # Headers for the upstream: literal, or a secret from a file or the environment.
 # add_headers = { "X-Api-Key" = { env = "UPSTREAM_API_KEY" } }

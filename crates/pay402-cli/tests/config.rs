@@ -154,9 +154,67 @@ price = { usd_cents = 5 }
 }
 
 #[test]
+fn a_bitreq_service_is_checked_and_priced_in_sat() {
+    let dir = temp_dir("bitreq-check");
+    let base = r#"
+[rates]
+usd_cents_per_btc = 10000000
+[bitrequests]
+network = "regtest"
+transfer_username = "shop"
+[[services]]
+name = "b"
+upstream = "http://127.0.0.1:1"
+upstream_http2 = true
+rails = ["bitreq"]
+"#;
+    let out = check(&dir, &format!("{base}price = {{ usd_cents = 3 }}\n"));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 3 cents at 100 000 USD/BTC = 30 sat.
+    assert!(text.contains("bitreq 30 sat"), "{text}");
+    assert!(text.contains("bitrequests: ledger on regtest"), "{text}");
+    assert!(text.contains("(HTTP/2, timeout 30 s)"), "{text}");
+
+    for (toml, want) in [
+        (
+            "[[services]]\nname = \"b\"\nupstream = \"http://127.0.0.1:1\"\nrails = [\"bitreq\"]\nprice = { sats = 5 }\n".to_owned(),
+            "services[0].rails: bitreq needs a [bitrequests] section",
+        ),
+        (
+            format!("{base}price = {{ sats = 0 }}\n"),
+            "services[0].price: the bitreq price must be above zero",
+        ),
+        (
+            format!("{base}pricer = {{ url = \"http://127.0.0.1:9/p\" }}\n"),
+            "services[0].pricer: a pricer is not available with bitreq yet",
+        ),
+        (
+            base.replace("usd_cents_per_btc = 10000000", "") + "price = { usd_cents = 3 }\n",
+            "services[0].price.usd_cents: needs [rates] usd_cents_per_btc for bitreq",
+        ),
+        (
+            base.replace("\"regtest\"", "\"simnet\"") + "price = { sats = 5 }\n",
+            "bitrequests.network: \"simnet\" is not bitcoin, testnet, signet or regtest",
+        ),
+        (
+            base.replace("\"shop\"", "\"two words\"") + "price = { sats = 5 }\n",
+            "bitrequests.transfer_username: 1 to 128 visible ASCII characters",
+        ),
+    ] {
+        let out = check(&dir, &toml);
+        assert_eq!(out.status.code(), Some(2), "{toml}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(want), "want {want:?} in {err}");
+    }
+}
+
+#[test]
 fn every_subcommand_has_help() {
     for args in [
         &["--help"][..],
+        &["dev", "--help"],
+        &["fetch", "--help"],
         &["proxy", "--help"],
         &["init", "--help"],
         &["config", "--help"],
