@@ -313,7 +313,7 @@ fn banner(
         _ => {
             let _ = writeln!(
                 s,
-                "  x402          off (PAY402_DEMO_PEERS=off, or anvil not installed with auto)"
+                "  x402          off (--peers off, or --peers auto with anvil not installed)"
             );
         }
     }
