@@ -32,6 +32,15 @@ use crate::config::Config;
 use crate::run::StartError;
 
 /// The options of `pay402 dev`.
+///
+/// ```
+/// use clap::Parser;
+/// #[derive(clap::Parser)]
+/// struct Cli { #[command(flatten)] dev: pay402_cli::dev::DevArgs }
+/// let args = Cli::parse_from(["pay402", "--peers", "off"]).dev;
+/// assert_eq!(args.listen, "127.0.0.1:8402");
+/// assert_eq!(args.peers, pay402_cli::dev::PeerMode::Off);
+/// ```
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
     /// The proxy's address (port 0: any free port).
@@ -85,6 +94,10 @@ const SHOP_USER: &str = "dev-shop";
 /// The header naming the payment to the upstream.
 const IDENTITY_HEADER: &str = "x-pay402-payment";
 /// The paid path of the example API.
+///
+/// ```
+/// assert!(pay402_cli::dev::PAID_PATH.starts_with('/'));
+/// ```
 pub const PAID_PATH: &str = "/api/joke";
 
 /// Runs `pay402 dev` until Ctrl-C or SIGTERM.
