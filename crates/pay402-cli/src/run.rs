@@ -193,14 +193,13 @@ async fn bitreq_server(
     b: &crate::config::BitreqSettings,
     url: &StoreUrl,
 ) -> Result<pay402_server::bitreq::BitreqServer, StartError> {
-    use pay402_server::bitreq::store::{BitreqStore, SqliteBitreqStore};
     use pay402_server::bitreq::{BitreqConfig, BitreqServer, TransferConfig};
+    use pay402_server::database::{Database, DatabaseOptions};
     let network =
         crate::config::parse_btc_network(&b.network).ok_or("bitrequests.network is invalid")?;
-    let store: Arc<dyn BitreqStore> = match url {
-        StoreUrl::Sqlite(path) => Arc::new(SqliteBitreqStore::open(path).await?),
-        StoreUrl::SqliteMemory => Arc::new(SqliteBitreqStore::in_memory().await?),
-    };
+    // Whatever database the URL names (the library opens each kind).
+    let db = Database::open(&url.to_string(), &DatabaseOptions::default()).await?;
+    let store = pay402_server::bitreq::store::open(&db).await?;
     let config = BitreqConfig::new(network).transfer(TransferConfig::new(&b.transfer_username));
     Ok(BitreqServer::new(
         config,
