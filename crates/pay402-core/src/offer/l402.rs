@@ -97,6 +97,10 @@ pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
         }
         for ch in parsed.drain(..) {
             let name = ch.scheme;
+            // MPP challenges are read by `offer::mpp`.
+            if name.eq_ignore_ascii_case(crate::mpp::SCHEME) {
+                continue;
+            }
             let Some(scheme) = Scheme::from_name(name) else {
                 set.skip(
                     None,
