@@ -4,7 +4,10 @@
 //!
 //! - `read_multi_rail_402`: `read_offers` on one 402 with an L402 challenge,
 //!   two `Payment` challenges (`lightning`/`charge` with a real signed
-//!   BOLT11 invoice, `evm`/`charge`) and an x402 v2 `PAYMENT-REQUIRED`;
+//!   BOLT11 invoice, `evm`/`charge`) and an x402 v2 `PAYMENT-REQUIRED`; the
+//!   L402 and MPP challenges share one invoice (decoded once);
+//! - `read_multi_rail_402_two_invoices`: the same with one invoice per
+//!   scheme (Aperture's shape): two invoice decodes;
 //! - `check_lightning_charge`: the checks before paying a Lightning charge
 //!   (decode and verify the invoice, budget on its amount, compare it with
 //!   the declared `amount`, network, expiry);
@@ -69,7 +72,7 @@ fn terms() -> evm::EvmTerms {
     t
 }
 
-fn headers(bolt11: &str, keys: &ChallengeKeys, now: UnixTime) -> HeaderMap {
+fn headers(bolt11: &str, l402_bolt11: &str, keys: &ChallengeKeys, now: UnixTime) -> HeaderMap {
     let ln = lightning::issue_charge(
         keys,
         &lightning::ChargeOffer::new("api.example.com", bolt11),
@@ -86,7 +89,7 @@ fn headers(bolt11: &str, keys: &ChallengeKeys, now: UnixTime) -> HeaderMap {
         Some(&[1; 16]),
     )
     .unwrap();
-    let l402 = pay402_core::l402::Challenge::new("AgEDbG5kAAAA", bolt11)
+    let l402 = pay402_core::l402::Challenge::new("AgEDbG5kAAAA", l402_bolt11)
         .to_header_value(pay402_core::l402::Scheme::L402);
     let offer = PaymentRequirements {
         scheme: "exact".into(),
@@ -121,7 +124,10 @@ fn bench(c: &mut Criterion) {
     let bolt11 = invoice(&preimage);
     let keys = ChallengeKeys::new(ChallengeKey::new(&[7; 32]).unwrap());
     let now = UnixTime(CREATED + 60);
-    let h = headers(&bolt11, &keys, now);
+    let h = headers(&bolt11, &bolt11, &keys, now);
+    let other = invoice(&Preimage::from_bytes([0x33; 32]));
+    let h2 = headers(&bolt11, &other, &keys, now);
+    assert_eq!(read_offers(&h2, b"").offers.len(), 4);
     assert_eq!(read_offers(&h, b"").offers.len(), 4);
     let lines: Vec<&[u8]> = h
         .get_all("www-authenticate")
@@ -141,6 +147,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("mpp_payer");
     g.bench_function("read_multi_rail_402", |b| {
         b.iter(|| black_box(read_offers(black_box(&h), b"")))
+    });
+    g.bench_function("read_multi_rail_402_two_invoices", |b| {
+        b.iter(|| black_box(read_offers(black_box(&h2), b"")))
     });
     g.bench_function("check_lightning_charge", |b| {
         b.iter(|| {

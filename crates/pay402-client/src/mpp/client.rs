@@ -120,6 +120,12 @@ impl MppToken {
 }
 
 /// Configures an [`MppClient`]; see [`MppClient::builder`].
+///
+/// ```
+/// let b = pay402_client::mpp::MppClient::builder().prefer("lightning", "charge", 1000);
+/// let p = pay402_client::Payer::builder().mpp(b);
+/// # let _ = p;
+/// ```
 #[must_use]
 pub struct MppClientBuilder {
     lightning: Option<L402ClientBuilder>,

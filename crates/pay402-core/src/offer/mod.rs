@@ -547,8 +547,9 @@ pub fn read_offers(headers: &http::HeaderMap, body: &[u8]) -> OfferSet {
 /// ```
 pub fn read_offers_with(headers: &http::HeaderMap, body: &[u8], options: &ReadOptions) -> OfferSet {
     let mut set = OfferSet::default();
-    l402::read(headers, &mut set);
-    mpp::read(headers, options, &mut set);
+    let mut decoded = l402::Decoded::new();
+    l402::read(headers, &mut set, &mut decoded);
+    mpp::read(headers, options, &mut set, &mut decoded);
     let v2 = x402::read_header(headers, options, &mut set);
     bitreq::read(headers, &mut set);
     if body.len() > MAX_BODY_BYTES {

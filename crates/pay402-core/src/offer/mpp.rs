@@ -10,7 +10,6 @@ use http::header::WWW_AUTHENTICATE;
 use super::{
     MAX_HEADER_LINES, Offer, OfferError, OfferSet, Rail, RailChallenge, ReadOptions, Source,
 };
-use crate::l402::invoice::read_invoice;
 use crate::mpp::challenge::{Challenge, ChallengeList, MAX_REQUEST_LEN};
 use crate::mpp::methods::{evm, lightning};
 use crate::rates::{Amount, TokenUnit};
@@ -60,7 +59,12 @@ fn network_label(mpp: &str) -> Option<&'static str> {
     }
 }
 
-pub(super) fn read(headers: &http::HeaderMap, options: &ReadOptions, set: &mut OfferSet) {
+pub(super) fn read(
+    headers: &http::HeaderMap,
+    options: &ReadOptions,
+    set: &mut OfferSet,
+    decoded: &mut super::l402::Decoded,
+) {
     let values = headers
         .get_all(WWW_AUTHENTICATE)
         .iter()
@@ -83,14 +87,19 @@ pub(super) fn read(headers: &http::HeaderMap, options: &ReadOptions, set: &mut O
     }
     for (index, c) in list.challenges().iter().enumerate() {
         let kind = format!("Payment {}/{}", c.method, c.intent);
-        match offer_of(c, index, options) {
+        match offer_of(c, index, options, decoded) {
             Ok(o) => set.push(o),
             Err(e) => set.skip(Some(Rail::Mpp), Source::WwwAuthenticate, &kind, e),
         }
     }
 }
 
-fn offer_of(c: &Challenge<'_>, index: usize, options: &ReadOptions) -> Result<Offer, OfferError> {
+fn offer_of(
+    c: &Challenge<'_>,
+    index: usize,
+    options: &ReadOptions,
+    decoded: &mut super::l402::Decoded,
+) -> Result<Offer, OfferError> {
     let json = crate::mpp::b64url::decode_tolerant(&c.request, MAX_REQUEST_LEN)
         .map_err(|_| OfferError::MppRequest("request is not base64url"))?;
     let expires = c.expires_at();
@@ -99,8 +108,8 @@ fn offer_of(c: &Challenge<'_>, index: usize, options: &ReadOptions) -> Result<Of
             (lightning::METHOD, lightning::INTENT) => {
                 let req: lightning::ChargeRequest<'_> = serde_json::from_slice(&json)
                     .map_err(|_| OfferError::MppRequest("not a lightning charge request"))?;
-                let facts =
-                    read_invoice(&req.method_details.invoice).map_err(OfferError::Invoice)?;
+                let facts = super::l402::decode_once(&req.method_details.invoice, decoded)
+                    .map_err(OfferError::Invoice)?;
                 let amount = facts
                     .amount
                     .ok_or(OfferError::Invoice(crate::l402::InvoiceError::NoAmount))?;
