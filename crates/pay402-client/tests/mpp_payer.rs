@@ -363,3 +363,34 @@ async fn a_500_after_payment_is_outcome_unknown_and_never_paid_twice() {
     let record = journal.store().get(entry).await.unwrap().unwrap();
     assert_eq!(record.state, EntryState::Served);
 }
+
+#[tokio::test]
+async fn a_method_weighed_zero_in_accept_payment_is_never_paid() {
+    let w = world().await;
+    let payer = Payer::builder()
+        .mpp(
+            MppClient::builder()
+                .lightning(Arc::new(w.payer.clone()), Network::Regtest)
+                .prefer("lightning", "charge", 0)
+                .prefer("evm", "charge", 500),
+        )
+        .journal(Journal::memory())
+        .build()
+        .await
+        .unwrap();
+    let err = payer.get(format!("{}/paid", w.base)).await.unwrap_err();
+    assert_eq!(
+        err.refusals()[0].reason.reason(),
+        "payment_method_not_accepted"
+    );
+    assert_eq!(w.payer.payments_sent(), 0);
+    assert_eq!(
+        w.server
+            .accept_payment
+            .lock()
+            .unwrap()
+            .first()
+            .map(String::as_str),
+        Some("lightning/charge;q=0, evm/charge;q=0.5")
+    );
+}

@@ -91,8 +91,17 @@ impl RailMeans for MppMeans {
             .cloned()
             .ok_or_else(|| unresumable(&p, "not an MPP offer"))?;
         let now = UnixTime::from_system(std::time::SystemTime::now());
-        // Checked again right before paying: an expired challenge is never paid.
-        let payable = match self.client.check(&c.challenge, now) {
+        // Checked again right before paying: an expired challenge is never
+        // paid. A resumed intent may have been paid before the crash: it is
+        // judged as of when it was decided, and paid again (a Lightning
+        // payment is idempotent on the payment hash; an EVM signature is
+        // bound to the challenge hash, so it settles once at most).
+        let at = if p.resumed {
+            UnixTime::from_system(p.created)
+        } else {
+            now
+        };
+        let payable = match self.client.check(&c.challenge, at) {
             Ok((payable, _)) => payable,
             Err(e) => {
                 let reason = rail_refusal(e);
