@@ -43,6 +43,11 @@ enum Mode {
     /// Answers the first paid request 500 (after consuming the challenge),
     /// later presentations of the same credential 200.
     FailOnce,
+    /// An honest charge, after an L402 challenge for its own invoice (in
+    /// Aperture's order), one 402.
+    WithL402,
+    /// An honest charge whose challenge names `header="Payment-Authorization"`.
+    HeaderField,
 }
 
 #[derive(Clone)]
@@ -66,16 +71,19 @@ impl Server {
             .await
             .expect("invoice");
         match mode {
-            Mode::Honest | Mode::FailOnce => lightning::issue_charge(
-                &self.keys,
-                &lightning::ChargeOffer {
-                    description: Some("a report"),
-                    opaque: Some("eyJvcmRlciI6IjQyIn0"),
-                    ..lightning::ChargeOffer::new(REALM, &created.bolt11)
-                },
-                now(),
-            )
-            .expect("issue"),
+            Mode::Honest | Mode::FailOnce | Mode::WithL402 | Mode::HeaderField => {
+                lightning::issue_charge(
+                    &self.keys,
+                    &lightning::ChargeOffer {
+                        description: Some("a report"),
+                        opaque: Some("eyJvcmRlciI6IjQyIn0"),
+                        header: (mode == Mode::HeaderField).then_some("Payment-Authorization"),
+                        ..lightning::ChargeOffer::new(REALM, &created.bolt11)
+                    },
+                    now(),
+                )
+                .expect("issue")
+            }
             Mode::Understated | Mode::Expired => {
                 let amount = if mode == Mode::Understated {
                     "1"
@@ -106,6 +114,20 @@ impl Server {
         }
     }
 
+    /// A well-formed L402 challenge for a fresh invoice of the same price.
+    async fn l402_challenge(&self) -> String {
+        use pay402_core::l402::{Identifier, Macaroon, RootKey, Scheme, TokenId};
+        let created = self
+            .merchant
+            .create_invoice(&InvoiceRequest::new(Msat(PRICE_SAT * 1000), "l402 twin"))
+            .await
+            .expect("invoice");
+        let id = Identifier::new(created.payment_hash, TokenId([1; 32]));
+        let mac = Macaroon::new(&RootKey::from_bytes([9; 32]), Some("lsat"), &id.encode());
+        pay402_core::l402::Challenge::new(mac.to_base64(), created.bolt11)
+            .to_header_value(Scheme::L402)
+    }
+
     async fn handle(&self, mode: Mode, headers: &HeaderMap) -> Response {
         if let Some(v) = headers.get("accept-payment") {
             self.accept_payment
@@ -113,10 +135,12 @@ impl Server {
                 .unwrap()
                 .push(v.to_str().unwrap_or_default().to_owned());
         }
-        let values = headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes);
+        let field = if mode == Mode::HeaderField {
+            "payment-authorization"
+        } else {
+            "authorization"
+        };
+        let values = headers.get_all(field).iter().map(HeaderValue::as_bytes);
         match credential::find_token(values) {
             Ok(Some(token)) => {
                 self.credentials.lock().unwrap().push(token.to_owned());
@@ -156,7 +180,7 @@ impl Server {
             }
             Ok(None) => {
                 let c = self.challenge(mode).await;
-                (
+                let mut response = (
                     StatusCode::PAYMENT_REQUIRED,
                     [
                         (header::WWW_AUTHENTICATE, c.to_header_value().unwrap()),
@@ -165,7 +189,15 @@ impl Server {
                     ],
                     pay402_core::mpp::MppProblem::payment_required().to_json(),
                 )
-                    .into_response()
+                    .into_response();
+                if mode == Mode::WithL402 {
+                    let l402 = self.l402_challenge().await;
+                    let lines = response.headers_mut();
+                    let mpp = lines.remove(header::WWW_AUTHENTICATE).unwrap();
+                    lines.append(header::WWW_AUTHENTICATE, l402.parse().unwrap());
+                    lines.append(header::WWW_AUTHENTICATE, mpp);
+                }
+                response
             }
             Err(_) => StatusCode::BAD_REQUEST.into_response(),
         }
@@ -199,6 +231,8 @@ async fn world() -> World {
         .route("/understated", route(Mode::Understated))
         .route("/expired", route(Mode::Expired))
         .route("/fail-once", route(Mode::FailOnce))
+        .route("/with-l402", route(Mode::WithL402))
+        .route("/header-field", route(Mode::HeaderField))
         .with_state(server.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -392,5 +426,50 @@ async fn a_method_weighed_zero_in_accept_payment_is_never_paid() {
             .first()
             .map(String::as_str),
         Some("lightning/charge;q=0, evm/charge;q=0.5")
+    );
+}
+
+#[tokio::test]
+async fn payment_challenges_are_chosen_beside_l402_by_rail_order() {
+    let w = world().await;
+    let payer = Payer::builder()
+        .lightning(Arc::new(w.payer.clone()), Network::Regtest)
+        .mpp(MppClient::builder().lightning(Arc::new(w.payer.clone()), Network::Regtest))
+        .choose(pay402_client::Choice::RailOrder(vec![
+            Rail::Mpp,
+            Rail::L402,
+        ]))
+        .journal(Journal::memory())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(payer.rails(), vec![Rail::L402, Rail::Mpp]);
+    let paid = payer.get(format!("{}/with-l402", w.base)).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    let receipt = paid.receipt.expect("receipt");
+    assert_eq!(receipt.rail, Rail::Mpp);
+    assert_eq!(receipt.offer, "mpp lightning/charge #0");
+    // One payment, through MPP; the L402 invoice was not paid.
+    assert_eq!(w.payer.payments_sent(), 1);
+    assert_eq!(w.merchant.balance(), Msat(PRICE_SAT * 1000));
+    assert_eq!(w.server.credentials.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_credential_goes_in_the_field_the_challenge_names() {
+    let w = world().await;
+    let payer = payer(&w, Journal::memory()).await;
+    let rb = payer
+        .request(reqwest::Method::GET, format!("{}/header-field", w.base))
+        .header("authorization", "Bearer app-token");
+    let paid = payer.send(rb).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    assert_eq!(w.payer.payments_sent(), 1);
+    let token = w.server.credentials.lock().unwrap()[0].clone();
+    let mut buf = Vec::new();
+    let cred = Credential::decode(&token, &mut buf).unwrap();
+    assert_eq!(
+        cred.challenge.header.as_deref(),
+        Some("Payment-Authorization")
     );
 }
