@@ -306,3 +306,25 @@ fn aperture_vectors_fed_to_mppx() {
         );
     }
 }
+
+/// Control: the script's client mode (`mppx::pay`, for "mppx's client pays
+/// a pay402 server") pays mppx's own server, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_mppx_client_pays_the_mppx_server() {
+    let chain = Anvil::start().expect("anvil must start");
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let payer_key = DEV_ACCOUNTS[1];
+    let payee = DEV_ACCOUNTS[2].address;
+    usdc.mint(payer_key.address, U256::from(1_000_000u64))
+        .expect("mint");
+    let config = MppxServerConfig::new(chain.rpc_url(), usdc.address, payee, u128::from(PRICE));
+    let server = blocking(move || MppxServer::start(&config)).expect("mppx server must start");
+    let before = usdc.balance_of(payee).unwrap();
+    let mut payment = mppx::MppxPayment::new(server.url(), payer_key.private_key);
+    payment.currency = Some(usdc.address);
+    payment.max_atomic = Some(u128::from(PRICE));
+    let out = blocking(move || mppx::pay(&payment)).expect("mppx client must run");
+    assert_eq!(out["status"], 200, "{out}\n{}", server.log());
+    assert_eq!(out["receipt"]["method"], "evm", "{out}");
+    assert_eq!(usdc.balance_of(payee).unwrap() - before, U256::from(PRICE));
+}
