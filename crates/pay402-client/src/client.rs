@@ -855,6 +855,16 @@ impl Inner {
     /// The checks made before paying `challenge` ([`check_challenge`] with
     /// the client's network and maximum price, and a macaroon that fits a
     /// header); nothing is paid.
+    /// The Lightning network this client pays on.
+    pub(crate) fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The most one invoice may cost.
+    pub(crate) fn max_price(&self) -> Msat {
+        self.max_price
+    }
+
     pub(crate) fn check(
         &self,
         challenge: &Challenge<'_>,

@@ -73,6 +73,7 @@ mod cache;
 mod client;
 mod error;
 pub mod journal;
+pub mod mpp;
 pub mod payer;
 mod redirect;
 mod timeouts;

@@ -9,6 +9,9 @@
 //! - [`anvil::Anvil`]: a real EVM chain (Foundry's anvil 1.7.1 from npm) with
 //!   Circle's FiatTokenV2_2 deployed and initialised like mainnet USDC
 //!   ([`anvil::Anvil::deploy_usdc`]): real EIP-3009 and EIP-2612.
+//! - [`mppx`]: mppx 0.11.0 from npm (the reference MPP SDK), driven by the
+//!   project's own `peers/mppx/mppx.mjs`: its server with the built-in
+//!   `evm`/`charge` method on anvil, its client, and its core parsers.
 //! - [`postgres::Postgres`]: a real PostgreSQL server (Debian's package,
 //!   installed with `apt-get` when missing), one private cluster per test
 //!   process on loopback, a database per test.
@@ -42,6 +45,7 @@ pub mod anvil;
 pub mod bcoin;
 mod error;
 pub mod logs;
+pub mod mppx;
 mod npm;
 pub mod postgres;
 mod process;

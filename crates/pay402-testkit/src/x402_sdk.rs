@@ -165,15 +165,24 @@ fn node_command(script: &str) -> Command {
 }
 
 fn spawn_error(what: &'static str, source: std::io::Error) -> PeerError {
+    spawn_error_of(PEER, what, source)
+}
+
+/// The error for a `node <what>` of `peer` that could not be spawned.
+pub(crate) fn spawn_error_of(
+    peer: &'static str,
+    what: &'static str,
+    source: std::io::Error,
+) -> PeerError {
     if source.kind() == std::io::ErrorKind::NotFound {
         PeerError::MissingProgram {
             program: "node",
-            peer: PEER,
+            peer,
             hint: NODE_HINT,
             source,
         }
     } else {
-        PeerError::io(format!("spawning `node {what}` for the x402 SDK"), source)
+        PeerError::io(format!("spawning `node {what}` for {peer}"), source)
     }
 }
 
@@ -184,18 +193,30 @@ fn start_listening(
     script: &'static str,
     command: Command,
 ) -> Result<(PeerProcess, u16, Value), PeerError> {
+    start_listening_as(PEER, &[READY, FAILED], script, command)
+}
+
+/// Spawns a listening Node script of `peer` whose stdout announces itself
+/// with `markers` = `[READY, FAILED]` prefixes; as [`start_listening`].
+pub(crate) fn start_listening_as(
+    peer: &'static str,
+    markers: &'static [&'static str; 2],
+    script: &'static str,
+    command: Command,
+) -> Result<(PeerProcess, u16, Value), PeerError> {
+    let [ready_prefix, failed_prefix] = *markers;
     let (mut process, lines) =
-        PeerProcess::spawn(PEER, command, &[READY, FAILED]).map_err(|e| spawn_error(script, e))?;
+        PeerProcess::spawn(peer, command, markers).map_err(|e| spawn_error_of(peer, script, e))?;
     let deadline = Instant::now() + START_TIMEOUT;
     let ready = loop {
         match process.next_line(&lines, deadline) {
             Ok(Some(line)) => {
-                if let Some(info) = line.strip_prefix(READY) {
+                if let Some(info) = line.strip_prefix(ready_prefix) {
                     break info.to_owned();
                 }
-                if let Some(reason) = line.strip_prefix(FAILED) {
+                if let Some(reason) = line.strip_prefix(failed_prefix) {
                     return Err(PeerError::StartFailed {
-                        peer: PEER,
+                        peer,
                         reason: format!("`node {script}`: {reason}"),
                         stderr: process.output(),
                     });
@@ -210,7 +231,7 @@ fn start_listening(
             }
             Err(reason) => {
                 return Err(PeerError::StartFailed {
-                    peer: PEER,
+                    peer,
                     reason: format!("`node {script}`: {reason}"),
                     stderr: process.output(),
                 });
@@ -229,7 +250,7 @@ fn start_listening(
     let pid = process.pid();
     if info["pid"].as_u64() != Some(u64::from(pid)) {
         return Err(PeerError::StartFailed {
-            peer: PEER,
+            peer,
             reason: format!(
                 "the READY line came from PID {} but the spawned process is {pid}; it would not \
                  be stoppable by its PID",
@@ -242,7 +263,7 @@ fn start_listening(
 }
 
 /// `GET url` must answer 200 within a few seconds.
-fn check_health(url: &str, log: impl Fn() -> String) -> Result<(), PeerError> {
+pub(crate) fn check_health(url: &str, log: impl Fn() -> String) -> Result<(), PeerError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
@@ -418,40 +439,55 @@ pub fn pay(payment: &SdkPayment) -> Result<SdkPaymentOutcome, PeerError> {
     let (mut process, lines) = PeerProcess::spawn(PEER, command, &[RESULT, FAILED])
         .map_err(|e| spawn_error("client.mjs", e))?;
     let waited = payment.timeout + CLIENT_GRACE;
+    let what = format!("the official x402 client paying {}", payment.url);
+    let result = await_result(PEER, &mut process, &lines, [RESULT, FAILED], waited, &what)?;
+    drop(lines);
+    process.stop();
+    parse_outcome(&result, process.output())
+}
+
+/// Waits for the line starting with `markers[0]` (RESULT) of a one-shot
+/// script and returns the rest of it; `markers[1]` (FAILED), the process's
+/// exit or `waited` passing is an error naming `what`.
+pub(crate) fn await_result(
+    peer: &'static str,
+    process: &mut PeerProcess,
+    lines: &std::sync::mpsc::Receiver<crate::process::StdoutEvent>,
+    markers: [&str; 2],
+    waited: Duration,
+    what: &str,
+) -> Result<String, PeerError> {
     let deadline = Instant::now() + waited;
-    let result = loop {
-        match process.next_line(&lines, deadline) {
+    loop {
+        match process.next_line(lines, deadline) {
             Ok(Some(line)) => {
-                if let Some(json) = line.strip_prefix(RESULT) {
-                    break json.to_owned();
+                if let Some(json) = line.strip_prefix(markers[0]) {
+                    return Ok(json.to_owned());
                 }
-                if let Some(reason) = line.strip_prefix(FAILED) {
+                if let Some(reason) = line.strip_prefix(markers[1]) {
                     return Err(PeerError::StartFailed {
-                        peer: PEER,
-                        reason: format!("the official x402 client failed: {reason}"),
+                        peer,
+                        reason: format!("{what} failed: {reason}"),
                         stderr: process.output(),
                     });
                 }
             }
             Ok(None) => {
                 return Err(PeerError::Timeout {
-                    what: format!("the official x402 client paying {}", payment.url),
+                    what: what.to_owned(),
                     waited,
-                    detail: format!("client output:\n{}", process.output()),
+                    detail: format!("output:\n{}", process.output()),
                 });
             }
             Err(reason) => {
                 return Err(PeerError::StartFailed {
-                    peer: PEER,
-                    reason: format!("the official x402 client gave no result: {reason}"),
+                    peer,
+                    reason: format!("{what} gave no result: {reason}"),
                     stderr: process.output(),
                 });
             }
         }
-    };
-    drop(lines);
-    process.stop();
-    parse_outcome(&result, process.output())
+    }
 }
 
 fn parse_outcome(json: &str, log: String) -> Result<SdkPaymentOutcome, PeerError> {

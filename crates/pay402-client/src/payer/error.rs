@@ -226,6 +226,19 @@ pub enum PayerError {
         /// resumed purchase): a refusal now may follow a payment then.
         resumed: bool,
     },
+    /// The MPP rail failed (nothing paid, or paid: see
+    /// [`MppError::may_have_paid`](crate::mpp::MppError::may_have_paid)).
+    #[error("MPP: {source}")]
+    Mpp {
+        /// The rail error.
+        #[source]
+        source: Box<crate::mpp::MppError>,
+        /// The journal entry.
+        entry: String,
+        /// The proof was presented by an earlier call or process (a
+        /// resumed purchase): a refusal now may follow a payment then.
+        resumed: bool,
+    },
     /// An open journal entry whose payment may have left the process
     /// without its proof being recorded (an x402_mock permit sent to the
     /// token endpoint, a channel payment); it is never paid again. Check
@@ -275,6 +288,9 @@ impl PayerError {
             PayerError::BitRequests {
                 source, resumed, ..
             } => *resumed || source.may_have_paid(),
+            PayerError::Mpp {
+                source, resumed, ..
+            } => *resumed || source.may_have_paid(),
             PayerError::OutcomeUnknown { .. } | PayerError::Unresumable { .. } => true,
             _ => false,
         }
@@ -289,6 +305,7 @@ impl PayerError {
         match self {
             PayerError::Journal { entry, .. } => entry.as_deref(),
             PayerError::L402 { entry, .. }
+            | PayerError::Mpp { entry, .. }
             | PayerError::OutcomeUnknown { entry, .. }
             | PayerError::Unresumable { entry, .. } => Some(entry),
             #[cfg(feature = "x402")]
@@ -333,6 +350,7 @@ impl Reason for PayerError {
             PayerError::X402Mock { source, .. } => source.reason(),
             #[cfg(feature = "bitreq")]
             PayerError::BitRequests { source, .. } => source.reason(),
+            PayerError::Mpp { source, .. } => source.reason(),
             PayerError::OutcomeUnknown { .. } => "payment_outcome_unknown",
             PayerError::Unresumable { .. } => "journal_unresumable",
         }

@@ -105,7 +105,7 @@ pub use policy::{Candidate, Choice, ChooseFn};
 pub use receipt::{PayerPaid, PayerReceipt, RailReceipt};
 
 use policy::{Budgets, parse_cost};
-use rails::Means;
+use rails::{Means, MeansBuilders};
 use stored::StoredOffer;
 
 /// One step of a purchase, as reported to [`PayerBuilder::on_event`]
@@ -149,13 +149,7 @@ pub type EventFn = Arc<dyn Fn(&PayerEvent) + Send + Sync>;
 /// timeouts, shared by every rail.
 #[must_use]
 pub struct PayerBuilder {
-    l402: Option<L402ClientBuilder>,
-    #[cfg(feature = "x402")]
-    x402: Option<crate::x402::X402ClientBuilder>,
-    #[cfg(feature = "x402-mock")]
-    mock: Option<crate::x402_mock::MockClientBuilder>,
-    #[cfg(feature = "bitreq")]
-    bitreq: Vec<crate::bitreq::BitRequestsBuilder>,
+    means: MeansBuilders,
     tokens: Vec<TokenUnit>,
     rates: Arc<dyn Rates>,
     unit: Unit,
@@ -175,7 +169,8 @@ pub struct PayerBuilder {
 impl fmt::Debug for PayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PayerBuilder")
-            .field("l402", &self.l402.is_some())
+            .field("l402", &self.means.l402.is_some())
+            .field("mpp", &self.means.mpp.is_some())
             .field("unit", &self.unit)
             .field("choice", &self.choice)
             .field("max_price", &self.max_price)
@@ -212,7 +207,7 @@ impl PayerBuilder {
     /// # let _ = b; }
     /// ```
     pub fn l402(mut self, builder: L402ClientBuilder) -> Self {
-        self.l402 = Some(builder);
+        self.means.l402 = Some(builder);
         self
     }
 
@@ -245,7 +240,7 @@ impl PayerBuilder {
     /// ```
     #[cfg(feature = "x402")]
     pub fn x402(mut self, builder: crate::x402::X402ClientBuilder) -> Self {
-        self.x402 = Some(builder);
+        self.means.x402 = Some(builder);
         self
     }
 
@@ -259,7 +254,7 @@ impl PayerBuilder {
     /// ```
     #[cfg(feature = "x402-mock")]
     pub fn x402_mock(mut self, builder: crate::x402_mock::MockClientBuilder) -> Self {
-        self.mock = Some(builder);
+        self.means.mock = Some(builder);
         self
     }
 
@@ -277,7 +272,24 @@ impl PayerBuilder {
     /// ```
     #[cfg(feature = "bitreq")]
     pub fn bitreq(mut self, builder: crate::bitreq::BitRequestsBuilder) -> Self {
-        self.bitreq.push(builder);
+        self.means.bitreq.push(builder);
+        self
+    }
+
+    /// Pays MPP `Payment` charges (`lightning`/`charge`, `evm`/`charge`)
+    /// with a configured [`MppClient`](crate::mpp::MppClient) builder, and
+    /// advertises its `Accept-Payment` on every request; see
+    /// [`crate::mpp`].
+    ///
+    /// ```
+    /// # fn f(node: std::sync::Arc<dyn pay402_core::lightning::LightningPayer>) {
+    /// use pay402_client::mpp::MppClient;
+    /// let p = pay402_client::Payer::builder()
+    ///     .mpp(MppClient::builder().lightning(node, pay402_core::lightning::Network::Regtest));
+    /// # let _ = p; }
+    /// ```
+    pub fn mpp(mut self, builder: crate::mpp::MppClientBuilder) -> Self {
+        self.means.mpp = Some(builder);
         self
     }
 
@@ -521,13 +533,7 @@ impl PayerBuilder {
             &http,
             self.timeout_set.then_some(self.timeout),
             self.scope,
-            self.l402,
-            #[cfg(feature = "x402")]
-            self.x402,
-            #[cfg(feature = "x402-mock")]
-            self.mock,
-            #[cfg(feature = "bitreq")]
-            self.bitreq,
+            self.means,
         );
         let mut read_options = ReadOptions::default();
         for t in self.tokens {
@@ -625,13 +631,7 @@ impl Payer {
     /// ```
     pub fn builder() -> PayerBuilder {
         PayerBuilder {
-            l402: None,
-            #[cfg(feature = "x402")]
-            x402: None,
-            #[cfg(feature = "x402-mock")]
-            mock: None,
-            #[cfg(feature = "bitreq")]
-            bitreq: Vec::new(),
+            means: MeansBuilders::default(),
             tokens: Vec::new(),
             rates: Arc::new(FixedRates::new()),
             unit: Unit::Sat,
@@ -871,6 +871,7 @@ impl Inner {
     }
 
     async fn run(self: Arc<Self>, mut request: Request) -> Result<PayerPaid, PayerError> {
+        self.means.advertise(request.headers_mut());
         let url = request.url().clone();
         let origin = origin_of(&url);
         let template = request.try_clone();
@@ -1047,9 +1048,11 @@ impl Inner {
             let cands: Vec<Candidate<'_>> = candidates
                 .iter()
                 .filter_map(|(i, cost)| {
+                    let offer = set.offers.get(*i)?;
                     Some(Candidate {
-                        offer: set.offers.get(*i)?,
+                        offer,
                         cost: cost.as_ref(),
+                        weight: self.means.weight(offer),
                     })
                 })
                 .collect();
@@ -1120,11 +1123,8 @@ impl Inner {
         if !self.choice.allows(offer.rail) {
             return Err(RefusalReason::NotInRailOrder);
         }
-        self.means.check(offer, now)?;
-        let cost = match self
-            .rates
-            .convert(&offer.amount, &self.budgets.unit, Rounding::Up)
-        {
+        let price = self.means.check(offer, now)?;
+        let cost = match self.rates.convert(&price, &self.budgets.unit, Rounding::Up) {
             Ok(c) => Some(c),
             Err(e) if self.budgets.need_cost() => return Err(RefusalReason::NoRate(e)),
             Err(_) => None,
@@ -1257,12 +1257,8 @@ impl Inner {
         }
         // L402 tokens are kept under the payer's scope, x402_mock tokens
         // under their origin and path.
-        #[cfg_attr(not(feature = "x402-mock"), allow(unused_mut))]
         let mut scopes = vec![scope_string(scope)];
-        #[cfg(feature = "x402-mock")]
-        if self.means.mock.is_some() {
-            scopes.push(rails::mock_scope(url));
-        }
+        scopes.extend(self.means.token_scopes(url));
         let mut found = None;
         for scope_str in scopes {
             let first = self

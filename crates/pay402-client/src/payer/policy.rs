@@ -26,6 +26,9 @@ pub struct Candidate<'a> {
     pub offer: &'a Offer,
     /// Its cost in the reference unit, rounded up; `None` without a rate.
     pub cost: Option<&'a Amount>,
+    /// The payer's own weight for it, in thousandths: the `Accept-Payment`
+    /// q of an MPP offer's `method/intent`, `1000` for other rails.
+    pub weight: u16,
 }
 
 /// A user's choice among candidates: the index of the one to pay, or
@@ -52,12 +55,14 @@ pub type ChooseFn = Arc<dyn Fn(&[Candidate<'_>]) -> Option<usize> + Send + Sync>
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum Choice {
-    /// The cheapest in the reference unit (costs rounded up); ties, and
-    /// offers without a rate (last), in the server's order.
+    /// The cheapest in the reference unit (costs rounded up); ties by the
+    /// higher [`Candidate::weight`], then, and for offers without a rate
+    /// (last), in the server's order.
     #[default]
     Cheapest,
-    /// The first payable offer of the first rail listed, then the next
-    /// rail; rails not listed are never paid.
+    /// The first payable offer of the first rail listed (of the highest
+    /// [`Candidate::weight`] within it), then the next rail; rails not
+    /// listed are never paid.
     RailOrder(Vec<Rail>),
     /// A user closure over the candidates (see [`Choice::custom`]).
     Custom(ChooseFn),
@@ -91,11 +96,23 @@ impl Choice {
             Choice::Cheapest => candidates
                 .iter()
                 .enumerate()
-                .min_by_key(|(i, c)| (c.cost.is_none(), c.cost.map(Amount::value), *i))
+                .min_by_key(|(i, c)| {
+                    (
+                        c.cost.is_none(),
+                        c.cost.map(Amount::value),
+                        std::cmp::Reverse(c.weight),
+                        *i,
+                    )
+                })
                 .map(|(i, _)| i),
-            Choice::RailOrder(order) => order
-                .iter()
-                .find_map(|rail| candidates.iter().position(|c| c.offer.rail == *rail)),
+            Choice::RailOrder(order) => order.iter().find_map(|rail| {
+                candidates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.offer.rail == *rail)
+                    .min_by_key(|(i, c)| (std::cmp::Reverse(c.weight), *i))
+                    .map(|(i, _)| i)
+            }),
             Choice::Custom(f) => f(candidates).filter(|i| *i < candidates.len()),
         }
     }

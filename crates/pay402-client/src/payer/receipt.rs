@@ -30,6 +30,8 @@ pub enum RailReceipt {
     /// A BitRequests payment.
     #[cfg(feature = "bitreq")]
     BitRequests(Box<crate::bitreq::Receipt>),
+    /// An MPP charge: the challenge paid and the server's `Payment-Receipt`.
+    Mpp(Box<crate::mpp::MppReceipt>),
 }
 
 /// What one paid request cost, whatever the rail.

@@ -132,6 +132,12 @@ pub(crate) enum StoredProof {
         fee: u64,
         proof_id: String,
     },
+    /// The MPP credential, byte for byte, and the field it goes in.
+    Mpp {
+        header: String,
+        value: String,
+        reference: String,
+    },
 }
 
 impl StoredProof {

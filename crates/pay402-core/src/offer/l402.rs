@@ -61,11 +61,28 @@ fn network_of(c: Currency) -> &'static str {
     }
 }
 
-pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
+/// Invoices decoded (signature checked) while reading one response: an
+/// LSAT challenge usually repeats its L402 twin's invoice, and an MPP
+/// Lightning charge may share it too, so each is decoded once.
+pub(super) type Decoded = Vec<(String, Result<InvoiceFacts, InvoiceError>)>;
+
+/// What `bolt11` says, decoded once per response.
+pub(super) fn decode_once(
+    bolt11: &str,
+    decoded: &mut Decoded,
+) -> Result<InvoiceFacts, InvoiceError> {
+    match decoded.iter().find(|(i, _)| i == bolt11) {
+        Some((_, facts)) => facts.clone(),
+        None => {
+            let facts = read_invoice(bolt11);
+            decoded.push((bolt11.to_owned(), facts.clone()));
+            facts
+        }
+    }
+}
+
+pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet, decoded: &mut Decoded) {
     let mut parsed = Vec::new();
-    // An LSAT challenge usually repeats its L402 twin's invoice: decode
-    // (and verify the signature of) each invoice once.
-    let mut decoded: Vec<(String, Result<InvoiceFacts, InvoiceError>)> = Vec::new();
     for (line, value) in headers.get_all(WWW_AUTHENTICATE).iter().enumerate() {
         if line >= MAX_HEADER_LINES {
             set.skip(
@@ -97,6 +114,10 @@ pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
         }
         for ch in parsed.drain(..) {
             let name = ch.scheme;
+            // MPP challenges are read by `offer::mpp`.
+            if name.eq_ignore_ascii_case(crate::mpp::SCHEME) {
+                continue;
+            }
             let Some(scheme) = Scheme::from_name(name) else {
                 set.skip(
                     None,
@@ -107,7 +128,7 @@ pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
                 continue;
             };
             match Challenge::from_auth(ch, scheme).map_err(OfferError::L402) {
-                Ok(c) => match offer_of(&c, &mut decoded) {
+                Ok(c) => match offer_of(&c, decoded) {
                     Ok(o) => set.push(o),
                     Err(e) => set.skip(
                         Some(Rail::L402),
@@ -127,19 +148,8 @@ pub(super) fn read(headers: &http::HeaderMap, set: &mut OfferSet) {
     }
 }
 
-fn offer_of(
-    c: &Challenge<'_>,
-    decoded: &mut Vec<(String, Result<InvoiceFacts, InvoiceError>)>,
-) -> Result<Offer, OfferError> {
-    let facts = match decoded.iter().find(|(i, _)| i == c.invoice()) {
-        Some((_, facts)) => facts.clone(),
-        None => {
-            let facts = read_invoice(c.invoice());
-            decoded.push((c.invoice().to_owned(), facts.clone()));
-            facts
-        }
-    }
-    .map_err(OfferError::Invoice)?;
+fn offer_of(c: &Challenge<'_>, decoded: &mut Decoded) -> Result<Offer, OfferError> {
+    let facts = decode_once(c.invoice(), decoded).map_err(OfferError::Invoice)?;
     let amount = facts
         .amount
         .ok_or(OfferError::Invoice(InvoiceError::NoAmount))?;

@@ -5,7 +5,9 @@
 //! challenge in `WWW-Authenticate` (and its legacy `LSAT` twin), an x402 v2
 //! offer in `PAYMENT-REQUIRED`, an x402 v1 offer in the JSON body, the 21
 //! BitRequests headers (`Price`, `Bitcoin-Address`, `Username`,
-//! `Bitcoin-Payment-Channel-Server`), or the x402_mock JSON body. Each way to
+//! `Bitcoin-Payment-Channel-Server`), the x402_mock JSON body, or MPP
+//! `Payment` challenges in `WWW-Authenticate` (`lightning`/`charge`, priced
+//! on the invoice's own amount, and `evm`/`charge`). Each way to
 //! pay becomes one [`Offer`]: its [`Rail`], its price as an [`Amount`] with
 //! its unit, the network, the recipient, the expiry, a description, and the
 //! rail's own challenge data ([`RailChallenge`]) that the rail's client needs
@@ -13,7 +15,8 @@
 //!
 //! Reading never fails as a whole. What cannot become an offer is listed in
 //! [`OfferSet::skipped`] with a typed reason: an unknown rail or scheme
-//! (`Bearer`, MPP's `Payment`, an x402 scheme other than `exact`), a token
+//! (`Bearer`, an MPP method or intent other than the two charges, an x402
+//! scheme other than `exact`), a token
 //! whose decimals are unknown, or a malformed challenge of one rail, which
 //! never hides the others.
 //!
@@ -42,6 +45,7 @@
 mod bitreq;
 mod l402;
 mod mock;
+mod mpp;
 mod tokens;
 mod x402;
 
@@ -54,6 +58,7 @@ use crate::time::UnixTime;
 pub use bitreq::{BitreqChallenge, BitreqMethod};
 pub use l402::L402Challenge;
 pub use mock::MockChallenge;
+pub use mpp::MppChallenge;
 pub use tokens::{KNOWN_TOKENS, known_token};
 pub use x402::{Requirement, X402Challenge, X402Required};
 
@@ -63,7 +68,7 @@ pub use x402::{Requirement, X402Challenge, X402Required};
 /// use pay402_core::offer::Rail;
 /// assert_eq!(Rail::X402Mock.as_str(), "x402_mock");
 /// assert_eq!(Rail::BitRequests.to_string(), "bitreq");
-/// assert_eq!(Rail::ALL.len(), 4);
+/// assert_eq!(Rail::ALL.len(), 5);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -76,13 +81,22 @@ pub enum Rail {
     X402Mock,
     /// 21 BitRequests: on-chain, bit-transfer and payment channels.
     BitRequests,
+    /// MPP, the `Payment` HTTP authentication scheme (`lightning`/`charge`,
+    /// `evm`/`charge`).
+    Mpp,
 }
 
 impl Rail {
     /// Every rail, in a stable order.
-    pub const ALL: [Rail; 4] = [Rail::L402, Rail::X402, Rail::X402Mock, Rail::BitRequests];
+    pub const ALL: [Rail; 5] = [
+        Rail::L402,
+        Rail::X402,
+        Rail::X402Mock,
+        Rail::BitRequests,
+        Rail::Mpp,
+    ];
 
-    /// The rail's stable name: `l402`, `x402`, `x402_mock`, `bitreq`.
+    /// The rail's stable name: `l402`, `x402`, `x402_mock`, `bitreq`, `mpp`.
     ///
     /// ```
     /// assert_eq!(pay402_core::offer::Rail::L402.as_str(), "l402");
@@ -93,6 +107,7 @@ impl Rail {
             Rail::X402 => "x402",
             Rail::X402Mock => "x402_mock",
             Rail::BitRequests => "bitreq",
+            Rail::Mpp => "mpp",
         }
     }
 
@@ -101,7 +116,8 @@ impl Rail {
     /// ```
     /// use pay402_core::offer::Rail;
     /// assert_eq!(Rail::from_name("x402_mock"), Some(Rail::X402Mock));
-    /// assert_eq!(Rail::from_name("mpp"), None);
+    /// assert_eq!(Rail::from_name("mpp"), Some(Rail::Mpp));
+    /// assert_eq!(Rail::from_name("lsat"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Rail> {
         Rail::ALL.into_iter().find(|r| r.as_str() == name)
@@ -220,6 +236,12 @@ pub enum OfferError {
     /// A malformed x402_mock offer.
     #[error("malformed x402_mock offer: {0}")]
     Mock(String),
+    /// A malformed MPP `Payment` challenge (skipped; the others are read).
+    #[error("malformed Payment challenge: {0}")]
+    Mpp(crate::mpp::ChallengeError),
+    /// An MPP challenge whose `request` does not decode for its method.
+    #[error("malformed Payment request: {0}")]
+    MppRequest(&'static str),
     /// Malformed BitRequests headers.
     #[error("malformed BitRequests headers: {0}")]
     Bitreq(crate::bitreq::BitreqError),
@@ -262,6 +284,8 @@ impl Reason for OfferError {
             OfferError::Invoice(e) => e.reason(),
             OfferError::X402(_) => "invalid_payment_required",
             OfferError::Mock(_) => "invalid_mock_offer",
+            OfferError::Mpp(e) => e.reason(),
+            OfferError::MppRequest(_) => "challenge_invalid_request",
             OfferError::Bitreq(e) => e.reason(),
             OfferError::BodyTooLarge => "offer_body_too_large",
             OfferError::TooManyOffers => "too_many_offers",
@@ -319,6 +343,8 @@ pub enum RailChallenge {
     X402Mock(MockChallenge),
     /// One BitRequests payment method.
     BitRequests(BitreqChallenge),
+    /// One MPP `Payment` challenge.
+    Mpp(MppChallenge),
 }
 
 /// One way to pay offered by a 402, whatever the rail.
@@ -338,8 +364,9 @@ pub enum RailChallenge {
 pub struct Offer {
     /// The rail.
     pub rail: Rail,
-    /// The price, with its unit (msat for L402, sat for BitRequests, token
-    /// base units with asset and decimals for x402 and x402_mock).
+    /// The price, with its unit (msat for L402 and MPP Lightning charges —
+    /// the invoice's own amount —, sat for BitRequests, token base units with
+    /// asset and decimals for x402, x402_mock and MPP EVM charges).
     pub amount: Amount,
     /// The network: `bitcoin`/`testnet`/`signet`/`regtest` for Bitcoin and
     /// Lightning, a CAIP-2 id (`eip155:8453`) for EVM rails; `None` when the
@@ -373,6 +400,7 @@ impl Offer {
             RailChallenge::X402(c) => format!("x402 v{} #{}", c.version(), c.index),
             RailChallenge::X402Mock(c) => format!("x402_mock #{}", c.index),
             RailChallenge::BitRequests(c) => format!("bitreq {}", c.method.as_str()),
+            RailChallenge::Mpp(c) => format!("mpp {} #{}", c.kind(), c.index),
         }
     }
 }
@@ -386,8 +414,8 @@ impl Offer {
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct OfferSet {
-    /// The offers, in reading order: `WWW-Authenticate`, `PAYMENT-REQUIRED`,
-    /// the BitRequests headers, then the body.
+    /// The offers, in reading order: `WWW-Authenticate` (L402/LSAT, then MPP
+    /// `Payment`), `PAYMENT-REQUIRED`, the BitRequests headers, then the body.
     pub offers: Vec<Offer>,
     /// What did not become an offer, with its reason.
     pub skipped: Vec<Skipped>,
@@ -448,7 +476,7 @@ impl OfferSet {
 
 fn source_of(c: &RailChallenge) -> Source {
     match c {
-        RailChallenge::L402(_) => Source::WwwAuthenticate,
+        RailChallenge::L402(_) | RailChallenge::Mpp(_) => Source::WwwAuthenticate,
         RailChallenge::X402(c) if c.version() == 2 && !c.from_body => Source::PaymentRequired,
         RailChallenge::X402(_) | RailChallenge::X402Mock(_) => Source::Body,
         RailChallenge::BitRequests(_) => Source::BitreqHeaders,
@@ -519,7 +547,9 @@ pub fn read_offers(headers: &http::HeaderMap, body: &[u8]) -> OfferSet {
 /// ```
 pub fn read_offers_with(headers: &http::HeaderMap, body: &[u8], options: &ReadOptions) -> OfferSet {
     let mut set = OfferSet::default();
-    l402::read(headers, &mut set);
+    let mut decoded = l402::Decoded::new();
+    l402::read(headers, &mut set, &mut decoded);
+    mpp::read(headers, options, &mut set, &mut decoded);
     let v2 = x402::read_header(headers, options, &mut set);
     bitreq::read(headers, &mut set);
     if body.len() > MAX_BODY_BYTES {

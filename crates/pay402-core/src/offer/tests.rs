@@ -187,7 +187,7 @@ fn bad_input_table() {
         (
             vec![www("Bearer realm=\"x\", Payment id=\"1\"")],
             "",
-            vec!["unknown_scheme", "unknown_scheme"],
+            vec!["unknown_scheme", "challenge_missing_parameter"],
             0,
         ),
         // A broken L402 challenge does not hide a good one, nor other rails.
@@ -368,4 +368,81 @@ fn offers_are_capped() {
             .iter()
             .all(|s| s.error.reason() == "too_many_offers")
     );
+}
+
+fn payment(method: &str, intent: &str, request: &serde_json::Value) -> String {
+    let request = crate::mpp::jcs::encode_param(request).unwrap();
+    let mut c = crate::mpp::Challenge::new("cid", "api.example.com", method, intent, request);
+    c.expires = Some("2030-01-01T00:00:00Z".into());
+    c.to_header_value().unwrap()
+}
+
+#[test]
+fn mpp_payment_offers_are_priced_on_the_invoice() {
+    let preimage = Preimage::from_bytes([7; 32]);
+    let bolt11 = invoice(preimage.payment_hash().0, Some(100_000));
+    // Declares 1 sat for a 100-sat invoice: the offer is the invoice's price.
+    let ln = payment(
+        "lightning",
+        "charge",
+        &serde_json::json!({"amount": "1", "currency": "sat",
+            "methodDetails": {"invoice": bolt11, "network": "regtest"}}),
+    );
+    let ev = payment(
+        "evm",
+        "charge",
+        &serde_json::json!({"amount": "10000", "currency": USDC_SEPOLIA, "recipient": PAY_TO,
+            "methodDetails": {"chainId": 84532, "credentialTypes": ["authorization"]}}),
+    );
+    let unknown_token = payment(
+        "evm",
+        "charge",
+        &serde_json::json!({"amount": "1", "currency": PAY_TO, "recipient": PAY_TO,
+            "methodDetails": {"chainId": 1}}),
+    );
+    let tempo = payment("tempo", "charge", &serde_json::json!({"amount": "1"}));
+    let mut h = HeaderMap::new();
+    for v in [
+        l402_challenge(Some(1_000)).to_header_value(Scheme::L402),
+        format!("{ln}, {ev}"),
+        unknown_token,
+        tempo,
+        "Payment id=\"x\", id=\"y\", realm=\"r\", method=\"lightning\", intent=\"charge\", request=\"e30\"".into(),
+    ] {
+        h.append("www-authenticate", HeaderValue::from_str(&v).unwrap());
+    }
+    let set = read_offers(&h, b"");
+    let rails: Vec<Rail> = set.offers.iter().map(|o| o.rail).collect();
+    assert_eq!(rails, vec![Rail::L402, Rail::Mpp, Rail::Mpp]);
+    let ln = &set.offers[1];
+    assert_eq!(ln.amount, Amount::Msat(Msat(100_000)));
+    assert_eq!(ln.network.as_deref(), Some("regtest"));
+    assert_eq!(ln.label(), "mpp lightning/charge #0");
+    assert_eq!(ln.expires_at, Some(UnixTime(1_700_003_600)));
+    let RailChallenge::Mpp(c) = &ln.challenge else {
+        panic!("not an MPP challenge");
+    };
+    assert_eq!(c.challenge.id, "cid");
+    let ev = &set.offers[2];
+    assert_eq!(
+        ev.amount.to_string(),
+        Amount::Token(
+            crate::x402::TokenAmount::from_u64(10_000),
+            known_token("eip155:84532", USDC_SEPOLIA).unwrap()
+        )
+        .to_string()
+    );
+    assert_eq!(ev.network.as_deref(), Some("eip155:84532"));
+    let reasons: Vec<&str> = set.skipped.iter().map(|s| s.error.reason()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "challenge_duplicate_parameter",
+            "unknown_token",
+            "unsupported_scheme"
+        ],
+        "{:?}",
+        set.skipped
+    );
+    assert!(set.skipped.iter().all(|s| s.rail == Some(Rail::Mpp)));
 }
