@@ -43,7 +43,7 @@ bench-one name:
     cargo bench -p pay402-benches --bench {{name}}
 
 # The end-to-end load benchmark over loopback (wrk, nginx, PostgreSQL; about
-# 6 minutes after the build): paste its tables into docs/PERFORMANCE.md.
+# 5 minutes after the build): paste its tables into docs/PERFORMANCE.md.
 # `just load 13` or `just load 14` runs one table.
 load only="all":
     LOAD_ONLY={{only}} benches/load/run.sh

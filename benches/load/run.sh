@@ -6,7 +6,7 @@
 # every process it started by its PID (also on failure or Ctrl-C), and
 # prints markdown tables ready to paste.
 #
-#   benches/load/run.sh            # everything (about 6 minutes after the build)
+#   benches/load/run.sh            # everything (about 5 minutes after the build)
 #   LOAD_ONLY=13 benches/load/run.sh   # issue 13's table only
 #   LOAD_ONLY=14 benches/load/run.sh   # the instances table only
 #
