@@ -42,6 +42,12 @@ bench:
 bench-one name:
     cargo bench -p pay402-benches --bench {{name}}
 
+# The end-to-end load benchmark over loopback (wrk, nginx, PostgreSQL; about
+# 5 minutes after the build): paste its tables into docs/PERFORMANCE.md.
+# `just load 13` or `just load 14` runs one table.
+load only="all":
+    LOAD_ONLY={{only}} benches/load/run.sh
+
 fmt:
     cargo fmt --all
     cargo fmt --manifest-path fuzz/Cargo.toml --all

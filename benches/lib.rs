@@ -62,3 +62,78 @@ pub fn fixture() -> Fixture {
         now: UnixTime(1_800_000_000),
     }
 }
+
+/// An error of the load benchmark's binaries (`benches/load/`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Pays the L402 challenge among the `WWW-Authenticate` headers of a 402
+/// with `wallet` and returns the paid token's `Authorization` value (the
+/// load benchmark's binaries buy their tokens this way).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use pay402_backends::simnet::SimNet;
+/// use pay402_core::l402::{Challenge, Scheme};
+/// use pay402_core::lightning::{InvoiceIssuer, InvoiceRequest, Network};
+/// use pay402_core::money::Msat;
+/// let net = SimNet::new(Network::Regtest);
+/// let merchant = net.add_node("merchant", Msat(0));
+/// let wallet = net.add_node("payer", Msat(1_000_000));
+/// let invoice = merchant.create_invoice(&InvoiceRequest::new(Msat(1_000), "bench")).await.unwrap();
+/// let f = pay402_benches::fixture();
+/// let header = Challenge::new(f.macaroon_b64.as_str(), invoice.bolt11.as_str()).to_header_value(Scheme::L402);
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert(http::header::WWW_AUTHENTICATE, header.parse().unwrap());
+/// let auth = pay402_benches::pay_l402_challenge(&headers, &wallet).await.unwrap();
+/// assert!(auth.starts_with("L402 "));
+/// # }
+/// ```
+pub async fn pay_l402_challenge(
+    headers: &http::HeaderMap,
+    wallet: &impl pay402_core::lightning::LightningPayer,
+) -> Result<String, BoxError> {
+    let values: Vec<&[u8]> = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let set = pay402_core::l402::ChallengeSet::parse(values)?;
+    let ch = set.l402()?;
+    let paid = wallet
+        .pay_invoice(&pay402_core::lightning::PayRequest::new(
+            ch.invoice(),
+            pay402_core::money::Msat(0),
+        ))
+        .await?;
+    Ok(Credential::new(ch.macaroon(), paid.preimage).to_header_value())
+}
+
+/// Runs a load-benchmark binary's `main` future on a multi-threaded tokio
+/// runtime (`TOKIO_WORKER_THREADS` threads, else one per core); an error is
+/// printed and exits with status 1.
+///
+/// ```
+/// let code = pay402_benches::run_main(async { Ok(()) });
+/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// ```
+pub fn run_main(
+    fut: impl std::future::Future<Output = Result<(), BoxError>>,
+) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark of pay402 over loopback (docs/PERFORMANCE.md,
+# "End-to-end load"). Builds the release binaries once, starts each server
+# on 127.0.0.1, warms it up, drives it with wrk (bounded in time by -d and in
+# requests by load.lua's cap; x402 runs also by their payload files), stops
+# every process it started by its PID (also on failure or Ctrl-C), and
+# prints markdown tables ready to paste.
+#
+#   benches/load/run.sh            # everything (about 5 minutes after the build)
+#   LOAD_ONLY=13 benches/load/run.sh   # issue 13's table only
+#   LOAD_ONLY=14 benches/load/run.sh   # the instances table only
+#
+# Needs wrk and nginx (Debian: apt-get install -y wrk nginx) and, for the
+# instances table, PostgreSQL's server (the testkit starts a private
+# cluster; see crates/pay402-testkit/src/postgres.rs).
+#
+# Knobs (environment): LOAD_DURATION (s per measured run, 10),
+# LOAD_WARMUP (s, 2), LOAD_CONNECTIONS (50), LOAD_TOKENS (L402 tokens
+# stored in the proxy before its runs, 10000), LOAD_X402_RATE (x402
+# payloads signed per second of run, 15000: raise it if an x402 row reports
+# refused requests), LOAD_CAP (requests per wrk thread, 5000000).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE="$ROOT/benches/load"
+DURATION=${LOAD_DURATION:-10}
+WARMUP=${LOAD_WARMUP:-2}
+CONNS=${LOAD_CONNECTIONS:-50}
+TOKENS=${LOAD_TOKENS:-10000}
+X402_RATE=${LOAD_X402_RATE:-15000}
+CAP=${LOAD_CAP:-5000000}
+ONLY=${LOAD_ONLY:-all}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pay402-target}
+
+for tool in wrk nginx curl python3 cargo; do
+    command -v "$tool" >/dev/null || {
+        echo "run.sh: $tool is missing (Debian: apt-get install -y wrk nginx curl)" >&2
+        exit 2
+    }
+done
+
+echo "building release binaries..." >&2
+# Two builds, not one: built together, the two packages would unify
+# dependency features differently from their own builds and rebuild them.
+(cd "$ROOT" && cargo build --release --quiet -p pay402-cli --bin pay402 &&
+    cargo build --release --quiet -p pay402-benches --bin pay402-load-server --bin pay402-load-prep)
+BIN="$CARGO_TARGET_DIR/release"
+
+WORK=$(mktemp -d /tmp/pay402-load.XXXXXX)
+PIDS=()
+started_at=$(date -u +%s)
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+die() {
+    log "FAILED: $*"
+    exit 1
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# stop PID: SIGTERM, wait, forget.
+stop() {
+    local pid=$1 keep=() p
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# start_server LOG ARGS...: a pay402-load-server; sets SERVER_PID and
+# SERVER_ADDR once it prints "listening ADDR".
+start_server() {
+    local out=$1
+    shift
+    : >"$out"
+    "$BIN/pay402-load-server" --listen 127.0.0.1:0 "$@" >"$out" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    local i
+    for ((i = 0; i < 600; i++)); do
+        SERVER_ADDR=$(sed -n 's/^listening //p' "$out")
+        [[ -n $SERVER_ADDR ]] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || die "server $* exited: $(tail -5 "$out")"
+        sleep 0.1
+    done
+    die "server $* did not start: $(tail -5 "$out")"
+}
+
+# wait_http URL: until it answers at all (any status).
+wait_http() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    die "$1 never answered"
+}
+
+# wrk_run OUT SECONDS CONNECTIONS URL [PAYLOADS] -- with the -H headers in
+# the global array HDR.
+wrk_run() {
+    local out=$1 secs=$2 conns=$3 url=$4 payloads=${5:-}
+    local args=(-t1 -c"$conns" -d"${secs}s" --timeout 5s -s "$HERE/load.lua")
+    local h
+    for h in "${HDR[@]}"; do args+=(-H "$h"); done
+    if [[ -n $payloads ]]; then
+        timeout $((secs + 60)) wrk "${args[@]}" "$url" -- "$CAP" "$payloads" >"$out" 2>&1
+    else
+        timeout $((secs + 60)) wrk "${args[@]}" "$url" -- "$CAP" >"$out" 2>&1
+    fi
+    grep -q '^RESULT ' "$out" || die "wrk on $url: $(tail -5 "$out")"
+}
+
+# result FILE...: over the wrk outputs given, sets R_RPS and R_REQ (sums),
+# R_P50 and R_P99 (the largest, in µs), R_NON2XX and R_ERR (sums).
+result() {
+    local f line kv
+    R_RPS=0 R_REQ=0 R_P50=0 R_P99=0 R_NON2XX=0 R_ERR=0
+    for f in "$@"; do
+        line=$(sed -n 's/^RESULT //p' "$f")
+        local requests=0 duration_us=0 rps=0 p50_us=0 p99_us=0 non2xx=0 errors=0
+        for kv in $line; do local "${kv%%=*}=${kv#*=}"; done
+        R_RPS=$(awk -v a="$R_RPS" -v b="$rps" 'BEGIN { printf "%.1f", a + b }')
+        R_REQ=$((R_REQ + requests))
+        if ((p50_us > R_P50)); then R_P50=$p50_us; fi
+        if ((p99_us > R_P99)); then R_P99=$p99_us; fi
+        R_NON2XX=$((R_NON2XX + non2xx))
+        R_ERR=$((R_ERR + errors))
+    done
+}
+
+# bad EXPECT402: what the "refused" column shows: non-2xx answers plus
+# socket errors; on a 402 row, socket errors and answers other than 402
+# (wrk counts every 402 as non-2xx; a row whose answers are all 402 shows
+# only its socket errors).
+bad() {
+    if [[ $1 == 402 ]]; then
+        echo "$((R_ERR + R_REQ - R_NON2XX)) (all others 402)"
+    else
+        echo "$((R_NON2XX + R_ERR))"
+    fi
+}
+
+ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+kilo() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
+
+declare -A RPS
+ROWS13="$WORK/rows13.md"
+ROWS14="$WORK/rows14.md"
+: >"$ROWS13"
+: >"$ROWS14"
+
+# measure KEY LABEL NOTE URL [PAYLOADS WARM_PAYLOADS]: warm-up, then one
+# measured run with $CONNS connections; appends a row to $ROWS13. A KEY
+# ending in _challenge expects 402 answers.
+measure() {
+    local key=$1 label=$2 note=$3 url=$4 payloads=${5:-} warm=${6:-} expect=
+    if [[ $key == *_challenge ]]; then expect=402; fi
+    log "$label: warm-up ${WARMUP}s"
+    wrk_run "$WORK/warm.out" "$WARMUP" "$CONNS" "$url" "$warm"
+    log "$label: ${DURATION}s at $CONNS connections"
+    wrk_run "$WORK/$key.out" "$DURATION" "$CONNS" "$url" "$payloads"
+    result "$WORK/$key.out"
+    RPS[$key]=$R_RPS
+    if [[ -n $payloads ]] && ((R_NON2XX > 0)); then
+        note="$note; **payloads ran out: rerun with a larger LOAD_X402_RATE**"
+        log "WARNING: $label: payloads ran out; rerun with a larger LOAD_X402_RATE"
+    fi
+    log "$label: $R_RPS req/s, p50 $(ms "$R_P50") ms, p99 $(ms "$R_P99") ms, refused/errors $(bad "$expect")"
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$(kilo "$R_RPS")" \
+        "$(ms "$R_P50")" "$(ms "$R_P99")" "$(bad "$expect")" "$note" >>"$ROWS13"
+}
+
+# measure_pair KEY LABEL STORE INSTANCES URL_A URL_B [x402]: two wrk
+# processes (-t1, $CONNS/2 connections each) at once, on URL_A and URL_B
+# (the same URL for one instance); x402 runs sign fresh payloads first.
+measure_pair() {
+    local key=$1 label=$2 store=$3 n=$4 url_a=$5 url_b=$6 x402=${7:-}
+    local half=$((CONNS / 2)) pa= pb= wa= wb= expect=402
+    if [[ -n $x402 ]]; then expect=; fi
+    if [[ -n $x402 ]]; then
+        local count=$((X402_RATE * DURATION / 2)) wcount=$((X402_RATE * WARMUP / 2))
+        pa="$WORK/$key.a.pay" pb="$WORK/$key.b.pay" wa="$WORK/$key.wa.pay" wb="$WORK/$key.wb.pay"
+        "$BIN/pay402-load-prep" x402 --url "$url_a" "$wa:$wcount" "$wb:$wcount" "$pa:$count" \
+            "$pb:$count" 2>>"$WORK/prep.log" || die "signing payloads: $(tail -3 "$WORK/prep.log")"
+    fi
+    log "$label ($store, $n instance(s)): warm-up ${WARMUP}s"
+    wrk_run "$WORK/warm.a.out" "$WARMUP" "$half" "$url_a" "$wa" &
+    local w1=$!
+    wrk_run "$WORK/warm.b.out" "$WARMUP" "$half" "$url_b" "$wb" &
+    local w2=$!
+    wait "$w1" || die "warm-up wrk failed"
+    wait "$w2" || die "warm-up wrk failed"
+    log "$label ($store, $n instance(s)): ${DURATION}s, 2 x $half connections"
+    wrk_run "$WORK/$key.a.out" "$DURATION" "$half" "$url_a" "$pa" &
+    w1=$!
+    wrk_run "$WORK/$key.b.out" "$DURATION" "$half" "$url_b" "$pb" &
+    w2=$!
+    wait "$w1" || die "wrk failed"
+    wait "$w2" || die "wrk failed"
+    result "$WORK/$key.a.out" "$WORK/$key.b.out"
+    RPS[$key]=$R_RPS
+    if [[ -n $x402 ]] && ((R_NON2XX > 0)); then
+        log "WARNING: $label: payloads ran out; rerun with a larger LOAD_X402_RATE"
+    fi
+    log "$label ($store, $n): $R_RPS req/s, p50 $(ms "$R_P50") ms, p99 $(ms "$R_P99") ms, refused/errors $(bad "$expect")"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$store" "$n" "$(kilo "$R_RPS")" \
+        "$(ms "$R_P50")" "$(ms "$R_P99")" "$(bad "$expect")" >>"$ROWS14"
+}
+
+HDR=()
+
+# ---------------------------------------------------------------- issue 13
+if [[ $ONLY == all || $ONLY == 13 ]]; then
+    # The bare handler; it stays up as the upstream of the proxies below.
+    start_server "$WORK/bare.log" bare
+    BARE_PID=$SERVER_PID BARE=$SERVER_ADDR
+    measure bare "bare axum handler" "same handler as every row, no layer" "http://$BARE/resource"
+
+    start_server "$WORK/l402.log" paywall --rails l402 --token-out "$WORK/l402.token"
+    HDR=("Authorization: $(cat "$WORK/l402.token")")
+    measure paywall_l402 "Paywall, L402 cached token" "one token on every request, key cached" \
+        "http://$SERVER_ADDR/resource"
+    HDR=()
+    stop "$SERVER_PID"
+
+    start_server "$WORK/x402.log" paywall --rails x402
+    count=$((X402_RATE * DURATION)) wcount=$((X402_RATE * WARMUP))
+    "$BIN/pay402-load-prep" x402 --url "http://$SERVER_ADDR/resource" \
+        "$WORK/x402.warm:$wcount" "$WORK/x402.pay:$count" 2>>"$WORK/prep.log" ||
+        die "signing payloads: $(tail -3 "$WORK/prep.log")"
+    measure paywall_x402 "Paywall, x402 (stub facilitator)" \
+        "a distinct pre-signed payment per request; memory store" \
+        "http://$SERVER_ADDR/resource" "$WORK/x402.pay" "$WORK/x402.warm"
+    stop "$SERVER_PID"
+
+    start_server "$WORK/402.log" paywall --rails l402
+    measure paywall_challenge "Paywall, 402 challenge (L402)" \
+        "fresh simnet invoice + macaroon per request; every answer is a 402" \
+        "http://$SERVER_ADDR/resource"
+    stop "$SERVER_PID"
+
+    # pay402 proxy: the release binary, SQLite store, simnet-rest wallet.
+    PPORT=$(free_port) WPORT=$(free_port)
+    cat >"$WORK/pay402.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PPORT"
+shutdown_grace_secs = 1
+
+[store]
+url = "sqlite://$WORK/proxy.sqlite"
+
+[lightning]
+kind = "simnet-rest"
+listen = "127.0.0.1:$WPORT"
+wallet_sats = 1000000000
+
+[[services]]
+name = "api"
+upstream = "http://$BARE"
+free_paths = ["/free"]
+rails = ["l402"]
+price = { sats = 10 }
+EOF
+    "$BIN/pay402" proxy --config "$WORK/pay402.toml" >"$WORK/proxy.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_http "http://127.0.0.1:$PPORT/healthz"
+    wait_http "http://127.0.0.1:$WPORT/v1/getinfo"
+    log "pay402 proxy: buying and using $TOKENS L402 tokens (stored in its SQLite store)"
+    "$BIN/pay402-load-prep" l402-tokens --url "http://127.0.0.1:$PPORT/resource" \
+        --wallet "http://127.0.0.1:$WPORT" --n "$TOKENS" --concurrency 50 \
+        --out "$WORK/proxy.token" 2>>"$WORK/prep.log" ||
+        die "buying tokens: $(tail -3 "$WORK/prep.log")"
+    tail -1 "$WORK/prep.log" >&2
+    stored=$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute("select count(*) from pay402_l402_tokens").fetchone()[0])' "$WORK/proxy.sqlite" 2>/dev/null || echo "?")
+    measure proxy_free "pay402 proxy, free path" "proxy → bare upstream, no payment" \
+        "http://127.0.0.1:$PPORT/free"
+    HDR=("Authorization: $(cat "$WORK/proxy.token")")
+    measure proxy_l402 "pay402 proxy, L402 cached token" "$stored tokens in its store; one presented on every request" \
+        "http://127.0.0.1:$PPORT/resource"
+    HDR=()
+    PROXY_HWM=$(awk '/VmHWM/ { print $2 }' "/proc/$PROXY_PID/status")
+    PROXY_RSS=$(awk '/VmRSS/ { print $2 }' "/proc/$PROXY_PID/status")
+    stop "$PROXY_PID"
+
+    for workers in 1 auto; do
+        NPORT=$(free_port)
+        mkdir -p "$WORK/nginx-$workers"
+        cat >"$WORK/nginx-$workers/nginx.conf" <<EOF
+worker_processes $workers;
+pid $WORK/nginx-$workers/nginx.pid;
+error_log $WORK/nginx-$workers/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log $WORK/nginx-$workers/access.log;
+    client_body_temp_path $WORK/nginx-$workers/body;
+    proxy_temp_path $WORK/nginx-$workers/proxy;
+    upstream bare { server $BARE; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NPORT;
+        location / {
+            proxy_pass http://bare;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+        nginx -p "$WORK/nginx-$workers" -c "$WORK/nginx-$workers/nginx.conf" -g 'daemon off;' \
+            >"$WORK/nginx-$workers/out.log" 2>&1 &
+        NGINX_PID=$!
+        PIDS+=("$NGINX_PID")
+        wait_http "http://127.0.0.1:$NPORT/resource"
+        measure "nginx_$workers" "nginx proxy_pass, worker_processes $workers" \
+            "Debian nginx $(nginx -v 2>&1 | sed 's|.*/||'), upstream keepalive, access log on" \
+            "http://127.0.0.1:$NPORT/resource"
+        stop "$NGINX_PID"
+    done
+    stop "$BARE_PID"
+fi
+
+# ---------------------------------------------------------------- issue 14
+if [[ $ONLY == all || $ONLY == 14 ]]; then
+    # Every server gets one tokio worker thread: the machine has 2 cores for
+    # the servers, PostgreSQL and the load generator together.
+    export TOKIO_WORKER_THREADS=1
+    : >"$WORK/pg.urls"
+    "$BIN/pay402-load-prep" postgres --databases 4 >"$WORK/pg.urls" 2>"$WORK/pg.log" &
+    PG_PID=$!
+    PIDS+=("$PG_PID")
+    for ((i = 0; i < 600; i++)); do
+        [[ $(wc -l <"$WORK/pg.urls") -ge 4 ]] && break
+        kill -0 "$PG_PID" 2>/dev/null || die "PostgreSQL did not start: $(tail -5 "$WORK/pg.log")"
+        sleep 0.1
+    done
+    mapfile -t PG <"$WORK/pg.urls"
+
+    # x402 paid path: every request reserves and records its payment.
+    start_server "$WORK/m.log" paywall --rails x402 --db memory:
+    measure_pair x402_mem "x402 paid" memory 1 "http://$SERVER_ADDR/resource" \
+        "http://$SERVER_ADDR/resource" x402
+    stop "$SERVER_PID"
+    start_server "$WORK/s.log" paywall --rails x402 --db "sqlite://$WORK/x402.sqlite"
+    measure_pair x402_sqlite "x402 paid" SQLite 1 "http://$SERVER_ADDR/resource" \
+        "http://$SERVER_ADDR/resource" x402
+    stop "$SERVER_PID"
+    start_server "$WORK/p1.log" paywall --rails x402 --db "${PG[0]}"
+    measure_pair x402_pg1 "x402 paid" PostgreSQL 1 "http://$SERVER_ADDR/resource" \
+        "http://$SERVER_ADDR/resource" x402
+    stop "$SERVER_PID"
+    start_server "$WORK/p2a.log" paywall --rails x402 --db "${PG[1]}"
+    A_PID=$SERVER_PID A=$SERVER_ADDR
+    start_server "$WORK/p2b.log" paywall --rails x402 --db "${PG[1]}"
+    measure_pair x402_pg2 "x402 paid" PostgreSQL 2 "http://$A/resource" \
+        "http://$SERVER_ADDR/resource" x402
+    stop "$SERVER_PID"
+    stop "$A_PID"
+
+    # The 402 path (L402 invoice + macaroon, x402 offer): writes nothing.
+    start_server "$WORK/c0.log" paywall --rails l402,x402 --db "sqlite://$WORK/c.sqlite"
+    measure_pair c_sqlite "402 challenge" SQLite 1 "http://$SERVER_ADDR/resource" \
+        "http://$SERVER_ADDR/resource"
+    stop "$SERVER_PID"
+    start_server "$WORK/c1.log" paywall --rails l402,x402 --db "${PG[2]}"
+    measure_pair c_pg1 "402 challenge" PostgreSQL 1 "http://$SERVER_ADDR/resource" \
+        "http://$SERVER_ADDR/resource"
+    stop "$SERVER_PID"
+    start_server "$WORK/c2a.log" paywall --rails l402,x402 --db "${PG[3]}"
+    A_PID=$SERVER_PID A=$SERVER_ADDR
+    start_server "$WORK/c2b.log" paywall --rails l402,x402 --db "${PG[3]}"
+    measure_pair c_pg2 "402 challenge" PostgreSQL 2 "http://$A/resource" \
+        "http://$SERVER_ADDR/resource"
+    stop "$SERVER_PID"
+    stop "$A_PID"
+    stop "$PG_PID"
+    unset TOKIO_WORKER_THREADS
+fi
+
+# ---------------------------------------------------------------- report
+elapsed=$(($(date -u +%s) - started_at))
+echo
+echo "Measured $(date -u -d "@$started_at" '+%Y-%m-%d %H:%M')–$(date -u '+%H:%M UTC') on $(nproc) cores ($(uname -m)); load average (1, 5, 15 min) before the runs $load_at_start, after them $(cut -d' ' -f1-3 /proc/loadavg); ${elapsed} s of runs; wrk -t1, ${DURATION} s per run after ${WARMUP} s of warm-up."
+if [[ -s $ROWS13 ]]; then
+    echo
+    echo "| row | req/s | p50 ms | p99 ms | refused/errors | what |"
+    echo "|---|---:|---:|---:|---:|---|"
+    cat "$ROWS13"
+    echo
+    echo "Peak resident memory of pay402 proxy (VmHWM) after its runs: $((PROXY_HWM / 1024)) MiB ($PROXY_HWM kB; VmRSS at the end $((PROXY_RSS / 1024)) MiB), with $stored L402 tokens stored."
+    echo
+    echo "| target | measured | limit | met |"
+    echo "|---|---:|---:|---|"
+    t() { # label value limit op
+        local met
+        met=$(awk -v v="$2" -v l="$3" -v op="$4" 'BEGIN { print ((op == ">=" ? v >= l : v < l) ? "yes" : "**no**") }')
+        echo "| $1 | $2 | $4 $3 | $met |"
+    }
+    t "Paywall L402 cached ÷ bare axum" "$(ratio "${RPS[paywall_l402]}" "${RPS[bare]}")" 0.8 ">="
+    t "proxy L402 cached ÷ proxy free path" "$(ratio "${RPS[proxy_l402]}" "${RPS[proxy_free]}")" 0.8 ">="
+    t "proxy L402 cached ÷ nginx (auto)" "$(ratio "${RPS[proxy_l402]}" "${RPS[nginx_auto]}")" 0.5 ">="
+    t "proxy L402 cached ÷ nginx (1 worker)" "$(ratio "${RPS[proxy_l402]}" "${RPS[nginx_1]}")" 0.5 ">="
+    t "proxy L402 cached ÷ ngx_l402's 186 paid req/s" "$(ratio "${RPS[proxy_l402]}" 186)" 50 ">="
+    t "Paywall L402 cached ÷ 186" "$(ratio "${RPS[paywall_l402]}" 186)" 50 ">="
+    t "Paywall x402 ÷ 186" "$(ratio "${RPS[paywall_x402]}" 186)" 50 ">="
+    t "proxy peak resident MiB" "$(awk -v k="$PROXY_HWM" 'BEGIN { printf "%.1f", k / 1024 }')" 64 "<"
+fi
+if [[ -s $ROWS14 ]]; then
+    echo
+    echo "One tokio worker thread per instance; two wrk processes (-t1, $((CONNS / 2)) connections each) at once, both on the one instance or one on each of the two; req/s summed, p50/p99 the larger of the two; 'refused' counts non-2xx other than the expected 402s plus socket errors."
+    echo
+    echo "| path | store | instances | req/s | p50 ms | p99 ms | refused/errors |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    cat "$ROWS14"
+    echo
+    echo "| target | measured | limit | met |"
+    echo "|---|---:|---:|---|"
+    t2=$(ratio "${RPS[x402_pg2]}" "${RPS[x402_pg1]}")
+    echo "| x402 paid, two instances ÷ one, PostgreSQL | $t2 | >= 1.6 | $(awk -v v="$t2" 'BEGIN { print (v >= 1.6 ? "yes" : "**no**") }') |"
+    echo "| 402 challenge, two instances ÷ one, PostgreSQL | $(ratio "${RPS[c_pg2]}" "${RPS[c_pg1]}") | — | — |"
+    echo "| x402 paid, PostgreSQL ÷ SQLite (one instance) | $(ratio "${RPS[x402_pg1]}" "${RPS[x402_sqlite]}") | — | — |"
+    echo "| x402 paid, PostgreSQL ÷ memory (one instance) | $(ratio "${RPS[x402_pg1]}" "${RPS[x402_mem]}") | — | — |"
+fi
