@@ -16,6 +16,11 @@
 //! | `before_record` | before the outcome is written to the store |
 //! | `before_response` | before the answer is sent |
 //!
+//! `PAY402_CRASH_AT=<step>:<n>` kills at the `n`-th time the step is
+//! reached (a server with an in-process facilitator reaches
+//! `before_record` twice per payment: the facilitator's settlement record,
+//! then the server's payment record).
+//!
 //! ```
 //! use pay402_core::fault::{Step, point};
 //! point(Step::AfterVerify); // nothing happens without the feature and the variable
@@ -104,13 +109,19 @@ mod armed {
     use super::{CRASH_AT_ENV, Step};
 
     pub(super) fn hit(step: Step) {
-        static ARMED: std::sync::OnceLock<Option<Step>> = std::sync::OnceLock::new();
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static ARMED: std::sync::OnceLock<Option<(Step, u64)>> = std::sync::OnceLock::new();
+        static HITS: AtomicU64 = AtomicU64::new(0);
         let armed = ARMED.get_or_init(|| {
-            std::env::var(CRASH_AT_ENV)
-                .ok()
-                .and_then(|s| Step::parse(s.trim()))
+            let value = std::env::var(CRASH_AT_ENV).ok()?;
+            let (name, nth) = match value.trim().split_once(':') {
+                Some((name, n)) => (name, n.parse().ok()?),
+                None => (value.trim(), 1),
+            };
+            Some((Step::parse(name)?, nth))
         });
-        if *armed == Some(step) {
+        let Some((at, nth)) = *armed else { return };
+        if at == step && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth {
             eprintln!("pay402 fault injection: SIGKILL at {}", step.as_str());
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
