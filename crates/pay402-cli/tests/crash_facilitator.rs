@@ -54,12 +54,20 @@ async fn killed_at(step: &str, reconcile_on_demand: bool) {
     assert_eq!(first.killed_by().await, Some(9), "SIGKILL at {step}");
     let moved = usdc.balance_of(payee()).unwrap() - payee_before;
     let expected_now = if step == "after_verify" { 0 } else { PRICE };
-    assert_eq!(moved, U256::from(expected_now), "on chain right after the crash");
+    assert_eq!(
+        moved,
+        U256::from(expected_now),
+        "on chain right after the crash"
+    );
     assert_eq!(
         sql(pg, &db, "SELECT state FROM pay402_facilitator_settlements"),
         left_behind(step)
     );
-    let recorded_tx = sql(pg, &db, "SELECT coalesce(transaction_hash, '') FROM pay402_facilitator_settlements");
+    let recorded_tx = sql(
+        pg,
+        &db,
+        "SELECT coalesce(transaction_hash, '') FROM pay402_facilitator_settlements",
+    );
 
     // 2. Reconciled once the dead process's claim has run out.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -80,7 +88,10 @@ async fn killed_at(step: &str, reconcile_on_demand: bool) {
                 assert_eq!(entries[0]["transaction"], recorded_tx.as_str(), "{report}");
             }
         }
-        assert!(report["nonce_gaps"].as_array().unwrap().is_empty(), "{report}");
+        assert!(
+            report["nonce_gaps"].as_array().unwrap().is_empty(),
+            "{report}"
+        );
         restarted = Facilitator::start(&config, &[]).await;
     } else {
         // The restarted facilitator reconciles at start.
@@ -95,18 +106,29 @@ async fn killed_at(step: &str, reconcile_on_demand: bool) {
             if open == "0" {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "reconciled at start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "reconciled at start"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     match step {
         "after_verify" => assert_eq!(
-            sql(pg, &db, "SELECT count(*) FROM pay402_facilitator_settlements"),
+            sql(
+                pg,
+                &db,
+                "SELECT count(*) FROM pay402_facilitator_settlements"
+            ),
             "0",
             "a claim never sent is dropped"
         ),
         _ => assert_eq!(
-            sql(pg, &db, "SELECT state || ' ' || transaction_hash FROM pay402_facilitator_settlements"),
+            sql(
+                pg,
+                &db,
+                "SELECT state || ' ' || transaction_hash FROM pay402_facilitator_settlements"
+            ),
             format!("succeeded {recorded_tx}")
         ),
     }
@@ -120,7 +142,11 @@ async fn killed_at(step: &str, reconcile_on_demand: bool) {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["success"], true, "{body}");
         if step != "after_verify" {
-            assert_eq!(body["transaction"], recorded_tx.as_str(), "the original transaction");
+            assert_eq!(
+                body["transaction"],
+                recorded_tx.as_str(),
+                "the original transaction"
+            );
         }
     }
     assert_eq!(
@@ -138,7 +164,10 @@ async fn killed_at(step: &str, reconcile_on_demand: bool) {
         1,
         "one Transfer event"
     );
-    assert!(usdc.authorization_state(payer_address, nonce_of(&paid)).unwrap());
+    assert!(
+        usdc.authorization_state(payer_address, nonce_of(&paid))
+            .unwrap()
+    );
     assert_eq!(
         sql(pg, &db, "SELECT state FROM pay402_facilitator_settlements"),
         "succeeded"

@@ -202,16 +202,29 @@ pub fn payment(asset: Address, payer: &LocalSigner, amount: u64, seed: &str) -> 
         max_timeout_seconds: 600,
         extra: Some(Extra::eip712(USDC_NAME, USDC_VERSION)),
     };
+    payment_for(requirements, payer, seed)
+}
+
+/// A v2 `exact` payment of `requirements` (an offer of a 402) from
+/// `payer`, with a nonce derived from `seed`.
+pub fn payment_for(
+    requirements: PaymentRequirements,
+    payer: &LocalSigner,
+    seed: &str,
+) -> PaymentRequest {
+    let asset: Address = requirements.asset.parse().expect("asset address");
+    let pay_to: Address = requirements.pay_to.parse().expect("payTo address");
+    let amount = requirements.amount.clone();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let authorization = TransferAuthorization {
         from: payer.address(),
-        to: EvmAddress(payee()),
-        value: TokenAmount::from_u64(amount),
+        to: EvmAddress(pay_to),
+        value: amount,
         valid_after: EvmTimestamp::from_u64(0),
-        valid_before: EvmTimestamp::from_u64(now + 900),
+        valid_before: EvmTimestamp::from_u64(now + requirements.max_timeout_seconds.min(900)),
         nonce: Bytes32(keccak256(format!("pay402 shared-key {seed}")).0),
     };
     let domain = Eip712Domain::new(USDC_NAME, USDC_VERSION, CHAIN_ID, EvmAddress(asset));
@@ -303,4 +316,55 @@ pub fn sql(pg: &Postgres, db: &Database, query: &str) -> String {
         .unwrap_or_else(|e| panic!("{query}: {e}"))
         .trim()
         .to_owned()
+}
+
+/// A running `pay402 proxy` (killed on drop), started with
+/// `PAY402_CRASH_AT` set to a crash point or removed.
+pub struct ProxyProcess {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl ProxyProcess {
+    /// Writes `toml` to `dir/pay402.toml`, starts the proxy and waits for
+    /// its address.
+    pub async fn start(dir: &Path, toml: &str, crash_at: Option<&str>) -> ProxyProcess {
+        let path = dir.join("pay402.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["proxy", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .env_remove("PAY402_CRASH_AT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(step) = crash_at {
+            cmd.env("PAY402_CRASH_AT", step);
+        }
+        let mut child = cmd.spawn().expect("the pay402 binary runs");
+        let mut reader = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = reader.next_line().await.unwrap() {
+                eprintln!("[proxy] {line}");
+                if line.contains("pay402 proxy listening") {
+                    let v: Value = serde_json::from_str(&line).unwrap();
+                    return v["address"].as_str().unwrap().parse().unwrap();
+                }
+            }
+            panic!("the proxy exited before listening");
+        })
+        .await
+        .expect("the proxy announced its address in time");
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                eprintln!("[proxy] {line}");
+            }
+        });
+        ProxyProcess { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
 }
