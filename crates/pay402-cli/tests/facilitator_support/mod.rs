@@ -214,7 +214,7 @@ pub fn payment_for(
 ) -> PaymentRequest {
     let asset: Address = requirements.asset.parse().expect("asset address");
     let pay_to: Address = requirements.pay_to.parse().expect("payTo address");
-    let amount = requirements.amount.clone();
+    let amount = requirements.amount;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
