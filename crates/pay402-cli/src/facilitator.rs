@@ -234,6 +234,10 @@ pub async fn build(f: &FacilitatorFile) -> Result<LocalFacilitator, StartError> 
 }
 
 /// How many unfinished settlements one reconcile pass looks at.
+///
+/// ```
+/// assert_eq!(pay402_cli::facilitator::RECONCILE_BATCH, 100);
+/// ```
 pub const RECONCILE_BATCH: usize = 100;
 
 /// Runs [`LocalFacilitator::reconcile`] now and then every `every` (never

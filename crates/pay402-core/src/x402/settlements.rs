@@ -353,6 +353,12 @@ pub struct Signed {
 }
 
 /// Signs the settlement transaction with the nonce it is given.
+///
+/// ```
+/// use pay402_core::x402::settlements::{SignWith, Signed};
+/// let sign: SignWith<'_> = &|nonce| Ok(Signed { transaction: format!("0x{nonce:x}"), raw: "0x".into() });
+/// assert_eq!(sign(10).unwrap().transaction, "0xa");
+/// ```
 pub type SignWith<'a> = &'a (dyn Fn(u64) -> Result<Signed, String> + Send + Sync);
 
 /// The facilitator's shared settlement state. Implementations make each
@@ -509,7 +515,16 @@ impl MemorySettlementStore {
     }
 }
 
-/// Whether a record may be taken over at `now`.
+/// Whether a record may be taken over at `now`: a failed one, or a
+/// `claimed`/`sent` one whose lease ran out.
+///
+/// ```
+/// use pay402_core::time::UnixTime;
+/// use pay402_core::x402::settlements::{can_take_over, SettlementState};
+/// assert!(can_take_over(SettlementState::Sent, UnixTime(5), UnixTime(6)));
+/// assert!(!can_take_over(SettlementState::Sent, UnixTime(6), UnixTime(6)));
+/// assert!(!can_take_over(SettlementState::Succeeded, UnixTime(0), UnixTime(9)));
+/// ```
 pub fn can_take_over(state: SettlementState, lease_until: UnixTime, now: UnixTime) -> bool {
     match state {
         SettlementState::Failed => true,
@@ -518,7 +533,11 @@ pub fn can_take_over(state: SettlementState, lease_until: UnixTime, now: UnixTim
     }
 }
 
-/// The nonce key of a signer (lowercase).
+/// The nonce counter key of a signer: `(chain, lowercase address)`.
+///
+/// ```
+/// assert_eq!(pay402_core::x402::settlements::signer_key(1, "0xAB"), (1, "0xab".to_owned()));
+/// ```
 pub fn signer_key(chain_id: u64, signer: &str) -> (u64, String) {
     (chain_id, signer.to_ascii_lowercase())
 }
