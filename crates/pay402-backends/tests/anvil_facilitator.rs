@@ -1178,3 +1178,62 @@ async fn anvil_reconcile_releases_a_claim_never_signed_and_fills_a_nonce_gap() {
         "{again:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anvil_a_settlement_whose_nonce_another_transaction_took_is_sent_afresh_once() {
+    use pay402_core::x402::settlements::{MemorySettlementStore, SettlementStore};
+    let chain = start_chain();
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let payer = key("replaced payer");
+    let payee = DEV_ACCOUNTS[2].address;
+    usdc.mint(payer.address(), U256::from(1_000_000u64))
+        .unwrap();
+    let payee_before = balance(&usdc, payee);
+    let store = Arc::new(MemorySettlementStore::new());
+    let fac = facilitator_on(&chain, usdc.address, store.clone()).await;
+    let request = Pay::new(usdc.address, payee, 5_000, "replaced").v2(&payer);
+    let signer = DEV_ACCOUNTS[1].address;
+    let nonce = chain.transaction_count(signer).unwrap();
+
+    chain.set_automine(false).expect("automine off");
+    let Err(FacilitatorError::Pending {
+        transaction: first, ..
+    }) = fac.settle(&request).await
+    else {
+        panic!("expected Pending");
+    };
+    // The settlement leaves the mempool and another transaction of the
+    // same key takes its nonce.
+    chain
+        .rpc("anvil_dropTransaction", serde_json::json!([first]))
+        .expect("anvil_dropTransaction");
+    chain.set_automine(true).expect("automine on");
+    chain
+        .send_transaction(signer, Some(signer), &[])
+        .expect("another transaction on the key");
+    assert_eq!(chain.transaction_count(signer).unwrap(), nonce + 1);
+
+    // The same payment again, once the claim ran out: the recorded
+    // transaction can never be mined, so it is signed afresh, once.
+    past_the_lease().await;
+    let settled = fac.settle(&request).await.expect("settled");
+    assert!(settled.success, "{settled:?}");
+    let second = settled.transaction.clone().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        fac.transaction_status(&first).await.unwrap(),
+        TransactionStatus::Unknown
+    );
+    assert_eq!(chain.transaction_count(signer).unwrap(), nonce + 2);
+    assert_eq!(
+        store
+            .next_nonce(CHAIN_ID, &signer.to_string())
+            .await
+            .unwrap(),
+        Some(nonce + 2),
+        "resynchronised past the nonce the other transaction took"
+    );
+    assert_eq!(balance(&usdc, payee) - payee_before, U256::from(5_000u64));
+    let again = fac.settle(&request).await.expect("settled");
+    assert_eq!(again.transaction.as_deref(), Some(second.as_str()));
+}
