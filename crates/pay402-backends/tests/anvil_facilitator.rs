@@ -1016,6 +1016,36 @@ async fn facilitator_on(
         .unwrap()
 }
 
+/// A deployed USDC, a funded payer (seeded by `seed`), the payee and its
+/// balance, and a facilitator on a fresh in-memory settlement store.
+struct OnStore<'a> {
+    usdc: Usdc<'a>,
+    payer: PrivateKeySigner,
+    payee: Address,
+    payee_before: U256,
+    store: Arc<pay402_core::x402::settlements::MemorySettlementStore>,
+    fac: LocalFacilitator,
+}
+
+async fn on_store<'a>(chain: &'a Anvil, seed: &str) -> OnStore<'a> {
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let payer = key(seed);
+    let payee = DEV_ACCOUNTS[2].address;
+    usdc.mint(payer.address(), U256::from(1_000_000u64))
+        .unwrap();
+    let payee_before = balance(&usdc, payee);
+    let store = Arc::new(pay402_core::x402::settlements::MemorySettlementStore::new());
+    let fac = facilitator_on(chain, usdc.address, store.clone()).await;
+    OnStore {
+        usdc,
+        payer,
+        payee,
+        payee_before,
+        store,
+        fac,
+    }
+}
+
 /// Waits until a claim of about a second has certainly run out.
 async fn past_the_lease() {
     tokio::time::sleep(Duration::from_millis(2_600)).await;
@@ -1024,16 +1054,16 @@ async fn past_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anvil_reconcile_follows_a_pending_claim_resends_a_dropped_one_and_records_it_once_mined() {
     use pay402_backends::x402::Reconciled;
-    use pay402_core::x402::settlements::{MemorySettlementStore, SettlementState, SettlementStore};
+    use pay402_core::x402::settlements::{SettlementState, SettlementStore};
     let chain = start_chain();
-    let usdc = chain.deploy_usdc().expect("deploy USDC");
-    let payer = key("reconcile payer");
-    let payee = DEV_ACCOUNTS[2].address;
-    usdc.mint(payer.address(), U256::from(1_000_000u64))
-        .unwrap();
-    let payee_before = balance(&usdc, payee);
-    let store = Arc::new(MemorySettlementStore::new());
-    let fac = facilitator_on(&chain, usdc.address, store.clone()).await;
+    let OnStore {
+        usdc,
+        payer,
+        payee,
+        payee_before,
+        store,
+        fac,
+    } = on_store(&chain, "reconcile payer").await;
     let request = Pay::new(usdc.address, payee, 4_000, "reconcile").v2(&payer);
 
     chain.set_automine(false).expect("automine off");
@@ -1102,18 +1132,16 @@ async fn anvil_reconcile_follows_a_pending_claim_resends_a_dropped_one_and_recor
 async fn anvil_reconcile_releases_a_claim_never_signed_and_fills_a_nonce_gap() {
     use pay402_backends::x402::Reconciled;
     use pay402_core::time::UnixTime;
-    use pay402_core::x402::settlements::{
-        AuthorizationKey, Claimed, MemorySettlementStore, OwnerId, SettlementStore,
-    };
+    use pay402_core::x402::settlements::{AuthorizationKey, Claimed, OwnerId, SettlementStore};
     let chain = start_chain();
-    let usdc = chain.deploy_usdc().expect("deploy USDC");
-    let payer = key("gap payer");
-    let payee = DEV_ACCOUNTS[2].address;
-    usdc.mint(payer.address(), U256::from(1_000_000u64))
-        .unwrap();
-    let payee_before = balance(&usdc, payee);
-    let store = Arc::new(MemorySettlementStore::new());
-    let fac = facilitator_on(&chain, usdc.address, store.clone()).await;
+    let OnStore {
+        usdc,
+        payer,
+        payee,
+        payee_before,
+        store,
+        fac,
+    } = on_store(&chain, "gap payer").await;
     let pay = Pay::new(usdc.address, payee, 6_000, "gap");
     let request = pay.v2(&payer);
     let signer = DEV_ACCOUNTS[1].address;
@@ -1181,16 +1209,16 @@ async fn anvil_reconcile_releases_a_claim_never_signed_and_fills_a_nonce_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anvil_a_settlement_whose_nonce_another_transaction_took_is_sent_afresh_once() {
-    use pay402_core::x402::settlements::{MemorySettlementStore, SettlementStore};
+    use pay402_core::x402::settlements::SettlementStore;
     let chain = start_chain();
-    let usdc = chain.deploy_usdc().expect("deploy USDC");
-    let payer = key("replaced payer");
-    let payee = DEV_ACCOUNTS[2].address;
-    usdc.mint(payer.address(), U256::from(1_000_000u64))
-        .unwrap();
-    let payee_before = balance(&usdc, payee);
-    let store = Arc::new(MemorySettlementStore::new());
-    let fac = facilitator_on(&chain, usdc.address, store.clone()).await;
+    let OnStore {
+        usdc,
+        payer,
+        payee,
+        payee_before,
+        store,
+        fac,
+    } = on_store(&chain, "replaced payer").await;
     let request = Pay::new(usdc.address, payee, 5_000, "replaced").v2(&payer);
     let signer = DEV_ACCOUNTS[1].address;
     let nonce = chain.transaction_count(signer).unwrap();
