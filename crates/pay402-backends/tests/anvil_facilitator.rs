@@ -1018,14 +1018,14 @@ async fn facilitator_on(
 
 /// A deployed USDC, a funded payer (seeded by `seed`), the payee and its
 /// balance, and a facilitator on a fresh in-memory settlement store.
-struct OnStore<'a> {
-    usdc: Usdc<'a>,
-    payer: PrivateKeySigner,
-    payee: Address,
-    payee_before: U256,
-    store: Arc<pay402_core::x402::settlements::MemorySettlementStore>,
-    fac: LocalFacilitator,
-}
+type OnStore<'a> = (
+    Usdc<'a>,
+    PrivateKeySigner,
+    Address,
+    U256,
+    Arc<pay402_core::x402::settlements::MemorySettlementStore>,
+    LocalFacilitator,
+);
 
 async fn on_store<'a>(chain: &'a Anvil, seed: &str) -> OnStore<'a> {
     let usdc = chain.deploy_usdc().expect("deploy USDC");
@@ -1036,14 +1036,7 @@ async fn on_store<'a>(chain: &'a Anvil, seed: &str) -> OnStore<'a> {
     let payee_before = balance(&usdc, payee);
     let store = Arc::new(pay402_core::x402::settlements::MemorySettlementStore::new());
     let fac = facilitator_on(chain, usdc.address, store.clone()).await;
-    OnStore {
-        usdc,
-        payer,
-        payee,
-        payee_before,
-        store,
-        fac,
-    }
+    (usdc, payer, payee, payee_before, store, fac)
 }
 
 /// Waits until a claim of about a second has certainly run out.
@@ -1056,14 +1049,7 @@ async fn anvil_reconcile_follows_a_pending_claim_resends_a_dropped_one_and_recor
     use pay402_backends::x402::Reconciled;
     use pay402_core::x402::settlements::{SettlementState, SettlementStore};
     let chain = start_chain();
-    let OnStore {
-        usdc,
-        payer,
-        payee,
-        payee_before,
-        store,
-        fac,
-    } = on_store(&chain, "reconcile payer").await;
+    let (usdc, payer, payee, payee_before, store, fac) = on_store(&chain, "reconcile payer").await;
     let request = Pay::new(usdc.address, payee, 4_000, "reconcile").v2(&payer);
 
     chain.set_automine(false).expect("automine off");
@@ -1134,14 +1120,7 @@ async fn anvil_reconcile_releases_a_claim_never_signed_and_fills_a_nonce_gap() {
     use pay402_core::time::UnixTime;
     use pay402_core::x402::settlements::{AuthorizationKey, Claimed, OwnerId, SettlementStore};
     let chain = start_chain();
-    let OnStore {
-        usdc,
-        payer,
-        payee,
-        payee_before,
-        store,
-        fac,
-    } = on_store(&chain, "gap payer").await;
+    let (usdc, payer, payee, payee_before, store, fac) = on_store(&chain, "gap payer").await;
     let pay = Pay::new(usdc.address, payee, 6_000, "gap");
     let request = pay.v2(&payer);
     let signer = DEV_ACCOUNTS[1].address;
@@ -1211,14 +1190,7 @@ async fn anvil_reconcile_releases_a_claim_never_signed_and_fills_a_nonce_gap() {
 async fn anvil_a_settlement_whose_nonce_another_transaction_took_is_sent_afresh_once() {
     use pay402_core::x402::settlements::SettlementStore;
     let chain = start_chain();
-    let OnStore {
-        usdc,
-        payer,
-        payee,
-        payee_before,
-        store,
-        fac,
-    } = on_store(&chain, "replaced payer").await;
+    let (usdc, payer, payee, payee_before, store, fac) = on_store(&chain, "replaced payer").await;
     let request = Pay::new(usdc.address, payee, 5_000, "replaced").v2(&payer);
     let signer = DEV_ACCOUNTS[1].address;
     let nonce = chain.transaction_count(signer).unwrap();

@@ -149,21 +149,7 @@ async fn killed_at(step: &str, reconcile_on_demand: bool) {
             );
         }
     }
-    assert_eq!(
-        usdc.balance_of(payee()).unwrap() - payee_before,
-        U256::from(PRICE),
-        "the payee got the payment once"
-    );
-    assert_eq!(
-        payer_before - usdc.balance_of(payer_address).unwrap(),
-        U256::from(PRICE),
-        "the payer paid once"
-    );
-    assert_eq!(
-        transfers_to_payee(&chain, usdc.address, payer_address).len(),
-        1,
-        "one Transfer event"
-    );
+    assert_paid_once(&usdc, payer_address, (payee_before, payer_before), PRICE);
     assert!(
         usdc.authorization_state(payer_address, nonce_of(&paid))
             .unwrap()
@@ -174,15 +160,7 @@ async fn killed_at(step: &str, reconcile_on_demand: bool) {
     );
     let (mined, pending) = chain_nonces(&chain, settling_address());
     assert_eq!(pending, mined, "no transaction stuck behind a nonce gap");
-    let signer = settling_address().to_string().to_ascii_lowercase();
-    assert_eq!(
-        sql(
-            pg,
-            &db,
-            &format!("SELECT next_nonce FROM pay402_facilitator_nonces WHERE address = '{signer}'")
-        ),
-        mined.to_string()
-    );
+    assert_eq!(store_next_nonce(pg, &db), mined.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,8 +17,8 @@ use std::time::Duration;
 use alloy_primitives::U256;
 use common::start_upstream;
 use facilitator_support::{
-    ProxyProcess, chain_nonces, funded_payer, nonce_of, payee, payment_for, settling_address,
-    settling_key, start_chain, temp_dir, transfers_to_payee,
+    ProxyProcess, assert_paid_once, chain_nonces, funded_payer, nonce_of, payee, payment_for,
+    settling_address, settling_key, start_chain, temp_dir, transfers_to_payee,
 };
 use pay402_core::x402::{HeaderValue, PaymentRequired, SettleResponse};
 use pay402_server::database::Database;
@@ -168,16 +168,7 @@ async fn killed_at(step: &str) {
             assert!(body.contains("nonce_already_used"), "{body}");
         }
     }
-    assert_eq!(
-        usdc.balance_of(payee()).unwrap() - payee_before,
-        U256::from(PRICE),
-        "the payee got the payment once"
-    );
-    assert_eq!(
-        payer_before - usdc.balance_of(payer_address).unwrap(),
-        U256::from(PRICE),
-        "the payer paid once"
-    );
+    assert_paid_once(&usdc, payer_address, (payee_before, payer_before), PRICE);
     assert!(
         usdc.authorization_state(payer_address, nonce_of(&paid))
             .unwrap()

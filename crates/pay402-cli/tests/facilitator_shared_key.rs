@@ -128,13 +128,8 @@ async fn two_facilitator_processes_on_one_key_and_one_database_never_reuse_a_non
         .collect();
     nonces.sort_unstable();
     assert_eq!(nonces, (mined_before..mined).collect::<Vec<_>>());
-    let signer = settling_address().to_string().to_ascii_lowercase();
     assert_eq!(
-        sql(
-            pg,
-            &db,
-            &format!("SELECT next_nonce FROM pay402_facilitator_nonces WHERE address = '{signer}'")
-        ),
+        store_next_nonce(pg, &db),
         mined.to_string(),
         "the store's counter is the chain's"
     );

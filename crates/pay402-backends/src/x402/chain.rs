@@ -116,12 +116,11 @@ impl SignerSlot {
         gas_limit: u64,
         fees: Fees,
     ) -> Result<(B256, Vec<u8>), String> {
-        use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
-        use alloy::network::TxSignerSync;
+        use alloy::consensus::{TxEip1559, TxEnvelope, TxLegacy};
         use alloy::primitives::TxKind;
         let envelope: TxEnvelope = match fees {
-            Fees::Eip1559 { max_fee, priority } => {
-                let mut tx = TxEip1559 {
+            Fees::Eip1559 { max_fee, priority } => self
+                .sign_typed(TxEip1559 {
                     chain_id,
                     nonce,
                     gas_limit,
@@ -131,15 +130,10 @@ impl SignerSlot {
                     value: U256::ZERO,
                     access_list: Default::default(),
                     input,
-                };
-                let sig = self
-                    .signer
-                    .sign_transaction_sync(&mut tx)
-                    .map_err(|e| format!("cannot sign the transaction: {e}"))?;
-                tx.into_signed(sig).into()
-            }
-            Fees::Legacy { gas_price } => {
-                let mut tx = TxLegacy {
+                })?
+                .into(),
+            Fees::Legacy { gas_price } => self
+                .sign_typed(TxLegacy {
                     chain_id: Some(chain_id),
                     nonce,
                     gas_price,
@@ -147,19 +141,27 @@ impl SignerSlot {
                     to: TxKind::Call(to),
                     value: U256::ZERO,
                     input,
-                };
-                let sig = self
-                    .signer
-                    .sign_transaction_sync(&mut tx)
-                    .map_err(|e| format!("cannot sign the transaction: {e}"))?;
-                tx.into_signed(sig).into()
-            }
+                })?
+                .into(),
         };
         Ok((*envelope.tx_hash(), envelope.encoded_2718()))
     }
 }
 
 impl SignerSlot {
+    /// Signs one typed transaction with the slot's key.
+    fn sign_typed<T>(&self, mut tx: T) -> Result<alloy::consensus::Signed<T>, String>
+    where
+        T: alloy::consensus::SignableTransaction<alloy::primitives::Signature>,
+    {
+        use alloy::network::TxSignerSync;
+        let sig = self
+            .signer
+            .sign_transaction_sync(&mut tx)
+            .map_err(|e| format!("cannot sign the transaction: {e}"))?;
+        Ok(tx.into_signed(sig))
+    }
+
     /// Signs a zero-value transfer to itself with `nonce` (21 000 gas): it
     /// fills a nonce no settlement will use. No I/O.
     pub(crate) fn sign_filler(

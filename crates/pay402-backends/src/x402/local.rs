@@ -372,6 +372,21 @@ pub(super) fn decode_raw(raw: &str) -> Option<Vec<u8>> {
     hex::decode(raw.strip_prefix("0x").unwrap_or(raw)).ok()
 }
 
+/// The hash and signed bytes recorded on a `sent` claim.
+pub(super) fn recorded_transaction(r: &SettlementRecord) -> Option<(B256, Vec<u8>)> {
+    let hash = r.transaction.as_deref()?.parse::<B256>().ok()?;
+    Some((hash, decode_raw(r.raw_transaction.as_deref()?)?))
+}
+
+/// The verdict on an authorization whose nonce is used (by this payment's
+/// transaction or another).
+fn nonce_used() -> Verdict {
+    Verdict {
+        reason: reasons::NONCE_ALREADY_USED,
+        message: "the authorization's nonce is already used".into(),
+    }
+}
+
 /// A fresh claim owner: unique across processes (pid) and within one
 /// (a counter), unpredictable enough not to matter (it is no secret).
 pub(super) fn new_owner() -> OwnerId {
@@ -1094,10 +1109,7 @@ impl LocalFacilitator {
             Waited::Mined(receipt) if receipt.status() => Ok(Self::settle_failure(
                 &p.network,
                 p.payer.clone(),
-                Verdict {
-                    reason: reasons::NONCE_ALREADY_USED,
-                    message: "the authorization's nonce is already used".into(),
-                },
+                nonce_used(),
                 None,
             )),
             Waited::Mined(receipt) => self.outcome(p, tx, &receipt).await,
@@ -1123,12 +1135,7 @@ impl LocalFacilitator {
         sent: &mut Option<B256>,
     ) -> Result<SettleResponse, FacilitatorError> {
         let chain = &self.inner.chain;
-        let (Some(hash), Some(raw)) = (
-            r.transaction
-                .as_deref()
-                .and_then(|t| t.parse::<B256>().ok()),
-            r.raw_transaction.as_deref().and_then(decode_raw),
-        ) else {
+        let Some((hash, raw)) = recorded_transaction(r) else {
             return Err(store_unavailable(SettlementStoreError::Corrupt(
                 "a sent settlement without its transaction".into(),
             )));
@@ -1205,10 +1212,7 @@ impl LocalFacilitator {
                 return Ok(Self::settle_failure(
                     &p.network,
                     p.payer.clone(),
-                    Verdict {
-                        reason: reasons::NONCE_ALREADY_USED,
-                        message: "the authorization's nonce is already used".into(),
-                    },
+                    nonce_used(),
                     None,
                 ));
             }

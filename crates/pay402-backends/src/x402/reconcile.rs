@@ -33,7 +33,9 @@ use pay402_core::x402::settlements::{
 
 use super::chain::{SendError, Waited, moved};
 use super::contract::{IEip3009, Movement};
-use super::local::{LocalFacilitator, decode_raw, new_owner, store_unavailable, unavailable};
+use super::local::{
+    LocalFacilitator, new_owner, recorded_transaction, store_unavailable, unavailable,
+};
 use pay402_core::x402::FacilitatorError;
 
 /// The most nonce fillers one reconcile sends per account.
@@ -243,12 +245,7 @@ impl LocalFacilitator {
         movement: &Movement,
     ) -> Result<Reconciled, FacilitatorError> {
         let chain = &self.inner.chain;
-        let (Some(hash), Some(raw)) = (
-            r.transaction
-                .as_deref()
-                .and_then(|t| t.parse::<B256>().ok()),
-            r.raw_transaction.as_deref().and_then(decode_raw),
-        ) else {
+        let Some((hash, raw)) = recorded_transaction(r) else {
             return Ok(Reconciled::Unresolved {
                 message: "a sent settlement without its transaction".into(),
             });

@@ -368,3 +368,38 @@ impl ProxyProcess {
         format!("http://{}{path}", self.addr)
     }
 }
+
+/// The store's next nonce of the settling key.
+pub fn store_next_nonce(pg: &Postgres, db: &Database) -> String {
+    let signer = settling_address().to_string().to_ascii_lowercase();
+    sql(
+        pg,
+        db,
+        &format!("SELECT next_nonce FROM pay402_facilitator_nonces WHERE address = '{signer}'"),
+    )
+}
+
+/// Asserts that `payer` paid [`payee`] `price` exactly once since the
+/// balances `before` (payee, payer) were read.
+pub fn assert_paid_once(
+    usdc: &pay402_testkit::anvil::Usdc<'_>,
+    payer: Address,
+    before: (U256, U256),
+    price: u64,
+) {
+    assert_eq!(
+        usdc.balance_of(payee()).unwrap() - before.0,
+        U256::from(price),
+        "the payee got the payment once"
+    );
+    assert_eq!(
+        before.1 - usdc.balance_of(payer).unwrap(),
+        U256::from(price),
+        "the payer paid once"
+    );
+    assert_eq!(
+        transfers_to_payee(usdc.anvil(), usdc.address, payer).len(),
+        1,
+        "one Transfer event"
+    );
+}

@@ -181,7 +181,30 @@ const TAKE_OVER_SQL: &str = "UPDATE pay402_facilitator_settlements
 
 /// Implements [`SettlementStore`] for a store type with a `pool` field.
 macro_rules! sql_settlement_store {
-    ($store:ty, $greatest:literal) => {
+    ($store:ty, $db:ty, $greatest:literal) => {
+        impl $store {
+            /// Creates `(chain_id, signer)`'s counter at `floor` unless it
+            /// exists.
+            async fn ensure_counter(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                chain_id: u64,
+                signer: &str,
+                floor: u64,
+            ) -> Result<(), SettlementStoreError> {
+                sqlx::query(
+                    "INSERT INTO pay402_facilitator_nonces (chain_id, address, next_nonce)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(int(chain_id))
+                .bind(signer)
+                .bind(int(floor))
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+                Ok(())
+            }
+        }
+
         #[async_trait]
         impl SettlementStore for $store {
             async fn claim(
@@ -286,16 +309,7 @@ macro_rules! sql_settlement_store {
                 if ours.rows_affected() != 1 {
                     return Ok(None);
                 }
-                sqlx::query(
-                    "INSERT INTO pay402_facilitator_nonces (chain_id, address, next_nonce)
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(int(chain_id))
-                .bind(&signer)
-                .bind(int(floor))
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+                Self::ensure_counter(&mut tx, chain_id, &signer, floor).await?;
                 let row = sqlx::query(concat!(
                     "UPDATE pay402_facilitator_nonces SET next_nonce = ",
                     $greatest,
@@ -392,16 +406,7 @@ macro_rules! sql_settlement_store {
             ) -> Result<u64, SettlementStoreError> {
                 let signer = signer.to_ascii_lowercase();
                 let mut tx = self.pool.begin().await.map_err(unavailable)?;
-                sqlx::query(
-                    "INSERT INTO pay402_facilitator_nonces (chain_id, address, next_nonce)
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(int(chain_id))
-                .bind(&signer)
-                .bind(int(floor))
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+                Self::ensure_counter(&mut tx, chain_id, &signer, floor).await?;
                 let row = sqlx::query(concat!(
                     "UPDATE pay402_facilitator_nonces SET next_nonce = ",
                     $greatest,
@@ -583,5 +588,5 @@ impl PostgresSettlementStore {
     }
 }
 
-sql_settlement_store!(SqliteSettlementStore, "MAX");
-sql_settlement_store!(PostgresSettlementStore, "GREATEST");
+sql_settlement_store!(SqliteSettlementStore, sqlx::Sqlite, "MAX");
+sql_settlement_store!(PostgresSettlementStore, sqlx::Postgres, "GREATEST");
