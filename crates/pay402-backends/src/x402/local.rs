@@ -33,9 +33,19 @@
 //! ceiling (`facilitator_fee_too_high`), simulates exactly the transaction
 //! it will send (gas limit and fees, on the pending block) and charges the
 //! gas budget (`facilitator_gas_budget_exhausted`). It then sends `transferWithAuthorization` from one
-//! of its accounts (round robin; each account has a nonce counter held
-//! across sign-and-send, so concurrent settlements never collide) and waits
-//! for the receipt for at most [`receipt_timeout`](LocalFacilitatorBuilder::receipt_timeout).
+//! of its accounts (round robin) and waits for the receipt for at most
+//! [`receipt_timeout`](LocalFacilitatorBuilder::receipt_timeout).
+//!
+//! **Shared state.** Before anything is sent, the settle claims the
+//! authorization `(chain, token, from, nonce)` in the facilitator's
+//! [`SettlementStore`] ([`LocalFacilitatorBuilder::settlement_store`]; in
+//! memory by default). The transaction's nonce is allocated there too (at
+//! least the node's pending nonce) in the one step that records the signed
+//! transaction on the claim. So facilitator processes sharing one key and
+//! one database never send one authorization twice nor reuse a nonce; a
+//! claim held by a live settle is followed, an expired one is taken over
+//! and its recorded transaction sent again verbatim, and
+//! [`LocalFacilitator::reconcile`] finishes what a crash left.
 //!
 //! - Mined, successful, and the token emitted this payment's `Transfer`:
 //!   `success: true` with the transaction hash.
@@ -46,7 +56,7 @@
 //!
 //! **Idempotent settle.** Settling a payment that was already settled
 //! answers `success: true` with the *original* transaction hash: while it is
-//! in flight in this process, the settle waits on that same transaction;
+//! in flight (its claim is held), the settle waits on that same transaction;
 //! otherwise, when `authorizationState(from, nonce)` is already true, the
 //! facilitator finds the token's `AuthorizationUsed(from, nonce)` event
 //! (`eth_getLogs`, searched backwards over

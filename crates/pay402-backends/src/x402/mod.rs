@@ -50,7 +50,7 @@ mod contract;
 mod key;
 pub mod local;
 mod policy;
-mod reconcile;
+pub mod reconcile;
 pub mod remote;
 pub mod server;
 

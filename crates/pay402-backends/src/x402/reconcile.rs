@@ -148,7 +148,7 @@ pub struct ReconcileReport {
 impl LocalFacilitator {
     /// Finishes or reports up to `limit` unfinished settlements of the
     /// settlement store, then fills nonce gaps (see the [module
-    /// docs](self)). Sends only what was already signed, and nonce fillers.
+    /// docs](crate::x402::reconcile)). Sends only what was already signed, and nonce fillers.
     ///
     /// # Errors
     ///
