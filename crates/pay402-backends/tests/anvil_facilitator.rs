@@ -997,3 +997,243 @@ async fn malformed_facilitator_double_answers_are_rejected() {
     let v = with_auth.verify(&request).await.unwrap();
     assert_eq!(v.invalid_message.as_deref(), Some("Bearer for-verify"));
 }
+
+/// A facilitator on `store` with short bounds (receipt 300 ms, claim lease
+/// about a second).
+async fn facilitator_on(
+    chain: &Anvil,
+    usdc: Address,
+    store: Arc<dyn pay402_core::x402::settlements::SettlementStore>,
+) -> LocalFacilitator {
+    LocalFacilitator::builder(chain.rpc_url())
+        .signer(DEV_ACCOUNTS[1].private_key)
+        .allow_asset(usdc, USDC_NAME, USDC_VERSION)
+        .receipt_timeout(Duration::from_millis(300))
+        .claim_lease(Duration::from_secs(1))
+        .settlement_store(store)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A deployed USDC, a funded payer (seeded by `seed`), the payee and its
+/// balance, and a facilitator on a fresh in-memory settlement store.
+type OnStore<'a> = (
+    Usdc<'a>,
+    PrivateKeySigner,
+    Address,
+    U256,
+    Arc<pay402_core::x402::settlements::MemorySettlementStore>,
+    LocalFacilitator,
+);
+
+async fn on_store<'a>(chain: &'a Anvil, seed: &str) -> OnStore<'a> {
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let payer = key(seed);
+    let payee = DEV_ACCOUNTS[2].address;
+    usdc.mint(payer.address(), U256::from(1_000_000u64))
+        .unwrap();
+    let payee_before = balance(&usdc, payee);
+    let store = Arc::new(pay402_core::x402::settlements::MemorySettlementStore::new());
+    let fac = facilitator_on(chain, usdc.address, store.clone()).await;
+    (usdc, payer, payee, payee_before, store, fac)
+}
+
+/// Waits until a claim of about a second has certainly run out.
+async fn past_the_lease() {
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anvil_reconcile_follows_a_pending_claim_resends_a_dropped_one_and_records_it_once_mined() {
+    use pay402_backends::x402::Reconciled;
+    use pay402_core::x402::settlements::{SettlementState, SettlementStore};
+    let chain = start_chain();
+    let (usdc, payer, payee, payee_before, store, fac) = on_store(&chain, "reconcile payer").await;
+    let request = Pay::new(usdc.address, payee, 4_000, "reconcile").v2(&payer);
+
+    chain.set_automine(false).expect("automine off");
+    let Err(FacilitatorError::Pending { transaction, .. }) = fac.settle(&request).await else {
+        panic!("expected Pending");
+    };
+    let open = store.unfinished(10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].state, SettlementState::Sent);
+    assert_eq!(open[0].transaction.as_deref(), Some(transaction.as_str()));
+    // A live claim is left alone.
+    let report = fac.reconcile(10).await.unwrap();
+    assert_eq!(report.settlements[0].outcome, Reconciled::InProgress);
+
+    // Expired, still in the mempool: followed, reported pending.
+    past_the_lease().await;
+    let report = fac.reconcile(10).await.unwrap();
+    assert_eq!(
+        report.settlements[0].outcome,
+        Reconciled::Pending {
+            transaction: transaction.clone()
+        }
+    );
+    // Dropped from the mempool: the recorded bytes are sent again (same
+    // transaction, same nonce).
+    chain
+        .rpc("anvil_dropTransaction", serde_json::json!([transaction]))
+        .expect("anvil_dropTransaction");
+    assert_eq!(
+        fac.transaction_status(&transaction).await.unwrap(),
+        TransactionStatus::Unknown
+    );
+    past_the_lease().await;
+    let report = fac.reconcile(10).await.unwrap();
+    assert_eq!(
+        report.settlements[0].outcome,
+        Reconciled::Pending {
+            transaction: transaction.clone()
+        }
+    );
+    assert_eq!(
+        fac.transaction_status(&transaction).await.unwrap(),
+        TransactionStatus::Pending,
+        "sent again"
+    );
+    // Mined: recorded succeeded, once.
+    chain.mine().expect("evm_mine");
+    past_the_lease().await;
+    let report = fac.reconcile(10).await.unwrap();
+    assert_eq!(
+        report.settlements[0].outcome,
+        Reconciled::Settled {
+            transaction: transaction.clone()
+        }
+    );
+    assert!(report.nonce_gaps.is_empty(), "{report:?}");
+    assert!(store.unfinished(10).await.unwrap().is_empty());
+    chain.set_automine(true).expect("automine on");
+    let again = fac.settle(&request).await.expect("settled");
+    assert!(again.success);
+    assert_eq!(again.transaction.as_deref(), Some(transaction.as_str()));
+    assert_eq!(balance(&usdc, payee) - payee_before, U256::from(4_000u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anvil_reconcile_releases_a_claim_never_signed_and_fills_a_nonce_gap() {
+    use pay402_backends::x402::Reconciled;
+    use pay402_core::time::UnixTime;
+    use pay402_core::x402::settlements::{AuthorizationKey, Claimed, OwnerId, SettlementStore};
+    let chain = start_chain();
+    let (usdc, payer, payee, payee_before, store, fac) = on_store(&chain, "gap payer").await;
+    let pay = Pay::new(usdc.address, payee, 6_000, "gap");
+    let request = pay.v2(&payer);
+    let signer = DEV_ACCOUNTS[1].address;
+    let pending = chain.transaction_count(signer).unwrap();
+
+    // A process died after claiming (never signed), and two nonces were
+    // allocated whose transactions never reached the node.
+    let auth = AuthorizationKey::new(
+        CHAIN_ID,
+        &usdc.address.0.0,
+        &payer.address().0.0,
+        &pay.nonce.0,
+    );
+    let long_ago = UnixTime(now() - 100);
+    let json = serde_json::to_string(&request).unwrap();
+    assert_eq!(
+        store
+            .claim(
+                &auth,
+                &OwnerId([9; 16]),
+                &json,
+                UnixTime(now() - 50),
+                long_ago
+            )
+            .await
+            .unwrap(),
+        Claimed::New
+    );
+    store
+        .resync_nonce(CHAIN_ID, &signer.to_string(), pending + 2)
+        .await
+        .unwrap();
+
+    let report = fac.reconcile(10).await.unwrap();
+    assert_eq!(report.settlements.len(), 1, "{report:?}");
+    assert_eq!(report.settlements[0].outcome, Reconciled::Released);
+    assert_eq!(report.nonce_gaps.len(), 1, "{report:?}");
+    let gap = &report.nonce_gaps[0];
+    assert_eq!(
+        (gap.chain_pending, gap.store_next, gap.filled),
+        (pending, pending + 2, 2)
+    );
+    assert_eq!(
+        chain.transaction_count(signer).unwrap(),
+        pending + 2,
+        "filled and mined"
+    );
+    assert_eq!(balance(&usdc, payee), payee_before, "nothing moved");
+    assert!(
+        store.get(&auth).await.unwrap().is_none(),
+        "the claim is dropped"
+    );
+
+    // The payer's retry settles it, on the next nonce.
+    let settled = fac.settle(&request).await.expect("settle");
+    assert!(settled.success, "{settled:?}");
+    assert_eq!(chain.transaction_count(signer).unwrap(), pending + 3);
+    assert_eq!(balance(&usdc, payee) - payee_before, U256::from(6_000u64));
+    let again = fac.reconcile(10).await.unwrap();
+    assert!(
+        again.settlements.is_empty() && again.nonce_gaps.is_empty(),
+        "{again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anvil_a_settlement_whose_nonce_another_transaction_took_is_sent_afresh_once() {
+    use pay402_core::x402::settlements::SettlementStore;
+    let chain = start_chain();
+    let (usdc, payer, payee, payee_before, store, fac) = on_store(&chain, "replaced payer").await;
+    let request = Pay::new(usdc.address, payee, 5_000, "replaced").v2(&payer);
+    let signer = DEV_ACCOUNTS[1].address;
+    let nonce = chain.transaction_count(signer).unwrap();
+
+    chain.set_automine(false).expect("automine off");
+    let Err(FacilitatorError::Pending {
+        transaction: first, ..
+    }) = fac.settle(&request).await
+    else {
+        panic!("expected Pending");
+    };
+    // The settlement leaves the mempool and another transaction of the
+    // same key takes its nonce.
+    chain
+        .rpc("anvil_dropTransaction", serde_json::json!([first]))
+        .expect("anvil_dropTransaction");
+    chain.set_automine(true).expect("automine on");
+    chain
+        .send_transaction(signer, Some(signer), &[])
+        .expect("another transaction on the key");
+    assert_eq!(chain.transaction_count(signer).unwrap(), nonce + 1);
+
+    // The same payment again, once the claim ran out: the recorded
+    // transaction can never be mined, so it is signed afresh, once.
+    past_the_lease().await;
+    let settled = fac.settle(&request).await.expect("settled");
+    assert!(settled.success, "{settled:?}");
+    let second = settled.transaction.clone().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        fac.transaction_status(&first).await.unwrap(),
+        TransactionStatus::Unknown
+    );
+    assert_eq!(chain.transaction_count(signer).unwrap(), nonce + 2);
+    assert_eq!(
+        store
+            .next_nonce(CHAIN_ID, &signer.to_string())
+            .await
+            .unwrap(),
+        Some(nonce + 2),
+        "resynchronised past the nonce the other transaction took"
+    );
+    assert_eq!(balance(&usdc, payee) - payee_before, U256::from(5_000u64));
+    let again = fac.settle(&request).await.expect("settled");
+    assert_eq!(again.transaction.as_deref(), Some(second.as_str()));
+}

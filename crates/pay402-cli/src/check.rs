@@ -54,7 +54,7 @@ pub fn describe(config: &Config) -> String {
     }
     if let Some(x) = &config.x402 {
         let f = match &x.facilitator {
-            FacilitatorConfig::Local { rpc_url, key } => {
+            FacilitatorConfig::Local { rpc_url, key, .. } => {
                 format!(
                     "local facilitator (rpc from {rpc_url}, key from {key}, allows only {})",
                     x.asset

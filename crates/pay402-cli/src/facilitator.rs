@@ -11,11 +11,21 @@
 //! key = { file = "/etc/pay402/facilitator.key" }
 //! api_keys = [{ file = "/etc/pay402/facilitator-api-key" }]
 //!
+//! # several processes on one key: share their settlement state
+//! store = { env = "PAY402_FACILITATOR_STORE" } # postgres://…
+//!
 //! [[assets]]
 //! address = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 //! name = "USD Coin"
 //! version = "2"
 //! ```
+//!
+//! In-flight settlements and the key's transaction nonces live in `store`
+//! (default: memory): facilitator processes sharing one key on one
+//! PostgreSQL database never submit one authorization twice nor reuse a
+//! nonce. What a crash leaves there is finished or reported by a reconcile
+//! that runs at start, every `reconcile_every_secs`, and on demand with
+//! `pay402 facilitator reconcile` (see docs/scaling.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +33,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use pay402_backends::x402::{LocalFacilitator, RouterAuth, RouterConfig};
+use pay402_backends::x402::{LocalFacilitator, Reconciled, RouterAuth, RouterConfig};
+use pay402_core::x402::settlements::SettlementStore;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, SecretSource};
@@ -56,6 +67,24 @@ pub struct FacilitatorFile {
     pub max_fee_per_gas_wei: Option<u128>,
     /// Gas budget: at most `gas` per `period_secs`.
     pub gas_budget: Option<GasBudget>,
+    /// Where in-flight settlements and the key's transaction nonces are
+    /// kept: a store URL (`memory:` by default, `sqlite://<path>`,
+    /// `postgres://…`) read from a file or the environment (it may carry a
+    /// password). Every facilitator process settling from one key must
+    /// share one store (PostgreSQL for several machines).
+    pub store: Option<SecretSource>,
+    /// The store's pool size (default 10 for PostgreSQL).
+    pub store_max_connections: Option<u32>,
+    /// How long a settle waits for its receipt before answering pending
+    /// (default 45).
+    pub receipt_timeout_secs: Option<u64>,
+    /// How long a settle's claim on an authorization is its own before a
+    /// reconcile or another settle may take it over (default the receipt
+    /// timeout + 15; at least the receipt timeout + 1).
+    pub claim_lease_secs: Option<u64>,
+    /// How often the reconcile runs in the background after the one at
+    /// start (default: every claim lease; 0: only at start).
+    pub reconcile_every_secs: Option<u64>,
 }
 
 /// One allowlisted token.
@@ -138,15 +167,40 @@ impl FacilitatorFile {
     }
 }
 
-/// Builds the facilitator and serves it until SIGTERM or Ctrl-C.
+/// Opens the settlement store `url` names (see `pay402_server::database`).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = pay402_cli::facilitator::open_settlements("sqlite::memory:", None).await.unwrap();
+/// assert!(store.unfinished(1).await.unwrap().is_empty());
+/// # });
+/// ```
+pub async fn open_settlements(
+    url: &str,
+    max_connections: Option<u32>,
+) -> Result<Arc<dyn SettlementStore>, StartError> {
+    let mut options = pay402_server::database::DatabaseOptions::default();
+    if let Some(n) = max_connections {
+        options = options.max_connections(n);
+    }
+    let db = pay402_server::database::Database::open(url.trim(), &options)
+        .await
+        .map_err(|e| format!("store: {e}"))?;
+    Ok(pay402_server::x402::settlements::open(&db)
+        .await
+        .map_err(|e| format!("store: {e}"))?)
+}
+
+/// Builds the local facilitator `f` describes (its settlement store
+/// opened).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), pay402_cli::run::StartError> {
 /// let file = pay402_cli::facilitator::FacilitatorFile::load("facilitator.toml".as_ref())?;
-/// pay402_cli::facilitator::serve(file).await?;
-/// # Ok(()) }
+/// let facilitator = pay402_cli::facilitator::build(&file).await?;
+/// # let _ = facilitator; Ok(()) }
 /// ```
-pub async fn serve(f: FacilitatorFile) -> Result<(), StartError> {
+pub async fn build(f: &FacilitatorFile) -> Result<LocalFacilitator, StartError> {
     let rpc = read_secret(&f.rpc_url)?;
     let key = read_secret(&f.key)?;
     let mut builder = LocalFacilitator::builder(rpc.as_str())
@@ -166,10 +220,104 @@ pub async fn serve(f: FacilitatorFile) -> Result<(), StartError> {
     if let Some(b) = f.gas_budget {
         builder = builder.gas_budget(b.gas, Duration::from_secs(b.period_secs));
     }
-    let facilitator = builder.build().await?;
+    if let Some(t) = f.receipt_timeout_secs {
+        builder = builder.receipt_timeout(Duration::from_secs(t));
+    }
+    if let Some(l) = f.claim_lease_secs {
+        builder = builder.claim_lease(Duration::from_secs(l));
+    }
+    if let Some(store) = &f.store {
+        let url = read_secret(store)?;
+        builder = builder.settlement_store(open_settlements(&url, f.store_max_connections).await?);
+    }
+    Ok(builder.build().await?)
+}
+
+/// How many unfinished settlements one reconcile pass looks at.
+///
+/// ```
+/// assert_eq!(pay402_cli::facilitator::RECONCILE_BATCH, 100);
+/// ```
+pub const RECONCILE_BATCH: usize = 100;
+
+/// Runs [`LocalFacilitator::reconcile`] now and then every `every` (never
+/// again when `every` is zero), logging each report; for a server's
+/// in-process facilitator and `pay402 facilitator`.
+///
+/// ```no_run
+/// # fn f(fac: pay402_backends::x402::LocalFacilitator) {
+/// let task = pay402_cli::facilitator::spawn_reconcile(fac, std::time::Duration::from_secs(60));
+/// # let _ = task; }
+/// ```
+pub fn spawn_reconcile(
+    facilitator: LocalFacilitator,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match facilitator.reconcile(RECONCILE_BATCH).await {
+                Ok(report) if report.settlements.is_empty() && report.nonce_gaps.is_empty() => {}
+                Ok(report) => tracing::info!(
+                    settlements = report.settlements.len(),
+                    nonce_gaps = report.nonce_gaps.len(),
+                    "facilitator reconcile"
+                ),
+                Err(e) => tracing::warn!(error = %e, "facilitator reconcile failed"),
+            }
+            if every.is_zero() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// `pay402 facilitator reconcile`: one reconcile pass over the store of
+/// `f`, its report printed as JSON on standard output. True when nothing
+/// was left unresolved.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pay402_cli::run::StartError> {
+/// let file = pay402_cli::facilitator::FacilitatorFile::load("facilitator.toml".as_ref())?;
+/// let clean = pay402_cli::facilitator::reconcile(&file).await?;
+/// # let _ = clean; Ok(()) }
+/// ```
+pub async fn reconcile(f: &FacilitatorFile) -> Result<bool, StartError> {
+    let facilitator = build(f).await?;
+    let report = facilitator
+        .reconcile(RECONCILE_BATCH)
+        .await
+        .map_err(|e| format!("reconcile: {e}"))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).map_err(|e| format!("report: {e}"))?
+    );
+    Ok(!report.settlements.iter().any(|s| {
+        matches!(
+            s.outcome,
+            Reconciled::Unresolved { .. } | Reconciled::Pending { .. }
+        )
+    }))
+}
+
+/// Builds the facilitator and serves it until SIGTERM or Ctrl-C.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pay402_cli::run::StartError> {
+/// let file = pay402_cli::facilitator::FacilitatorFile::load("facilitator.toml".as_ref())?;
+/// pay402_cli::facilitator::serve(file).await?;
+/// # Ok(()) }
+/// ```
+pub async fn serve(f: FacilitatorFile) -> Result<(), StartError> {
+    let facilitator = build(&f).await?;
     for signer in facilitator.signers() {
         tracing::info!(network = %facilitator.network(), %signer, "settling from");
     }
+    let every = match f.reconcile_every_secs {
+        Some(s) => Duration::from_secs(s),
+        None => facilitator.claim_lease(),
+    };
+    let _reconcile = spawn_reconcile(facilitator.clone(), every);
     let mut keys = Vec::with_capacity(f.api_keys.len());
     for k in &f.api_keys {
         keys.push(read_secret(k)?);

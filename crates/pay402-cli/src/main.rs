@@ -49,8 +49,16 @@ enum Command {
     /// the key and the API keys come from files or environment variables.
     Facilitator {
         /// The configuration file (see docs/cli.md).
-        #[arg(short, long, value_name = "FILE", default_value = "facilitator.toml")]
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "facilitator.toml",
+            global = true
+        )]
         config: PathBuf,
+        #[command(subcommand)]
+        action: Option<FacilitatorAction>,
     },
     /// Fetch a URL like curl, paying its 402 (L402, x402) within `--max`.
     ///
@@ -100,6 +108,15 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum FacilitatorAction {
+    /// Finish or report the settlements a crash left unfinished in the
+    /// facilitator's store (claims whose lease ran out), from the chain:
+    /// prints a JSON report; exit 0 when all are settled, failed or
+    /// released, 1 when some stay pending or unresolved.
+    Reconcile,
+}
+
+#[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Convert an Aperture configuration (YAML) into a pay402.toml.
     ///
@@ -130,7 +147,14 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::FromAperture { input, output },
         } => from_aperture(&input, &output),
-        Command::Facilitator { config } => facilitator(&config),
+        Command::Facilitator {
+            config,
+            action: None,
+        } => facilitator(&config),
+        Command::Facilitator {
+            config,
+            action: Some(FacilitatorAction::Reconcile),
+        } => facilitator_reconcile(&config),
         Command::Fetch(args) => {
             // `-s`: no log lines either (RUST_LOG still wins).
             let logs = if args.silent { "off" } else { "warn" };
@@ -172,6 +196,26 @@ fn facilitator(path: &std::path::Path) -> ExitCode {
     };
     init_logs(LogFormat::Json);
     block_on(pay402_cli::facilitator::serve(file))
+}
+
+fn facilitator_reconcile(path: &std::path::Path) -> ExitCode {
+    let file = match pay402_cli::facilitator::FacilitatorFile::load(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    client("info", async move {
+        match pay402_cli::facilitator::reconcile(&file).await {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        }
+    })
 }
 
 /// Reads and converts an Aperture configuration, its notes on standard

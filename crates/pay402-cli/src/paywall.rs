@@ -205,9 +205,12 @@ impl ServicePaywall {
                     Settle::After => SettleTiming::AfterHandler,
                     Settle::Before => SettleTiming::BeforeHandler,
                 };
-                let config = X402Config::new()
+                let mut config = X402Config::new()
                     .settle(settle)
                     .max_response_body(backends.max_settle_body);
+                if let Some(secs) = x.reservation_lease_secs {
+                    config = config.reservation_lease(std::time::Duration::from_secs(secs));
+                }
                 builder =
                     builder.x402_layer(X402Layer::new(config, facilitator, store), pay_to, asset);
                 match service.x402_price {

@@ -119,7 +119,7 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         None
     };
     let facilitator: Option<Arc<dyn Facilitator>> = match (&config.x402, needs_x402) {
-        (Some(x), true) => Some(facilitator(x).await?),
+        (Some(x), true) => Some(facilitator(x, &config.store).await?),
         _ => None,
     };
     let bitreq = match (&config.bitrequests, needs_bitreq) {
@@ -286,21 +286,40 @@ async fn lightning(
     })
 }
 
-async fn facilitator(x: &crate::config::X402Settings) -> Result<Arc<dyn Facilitator>, StartError> {
+async fn facilitator(
+    x: &crate::config::X402Settings,
+    store: &StoreUrl,
+) -> Result<Arc<dyn Facilitator>, StartError> {
     Ok(match &x.facilitator {
-        FacilitatorConfig::Local { rpc_url, key } => {
+        FacilitatorConfig::Local {
+            rpc_url,
+            key,
+            receipt_timeout_secs,
+            claim_lease_secs,
+        } => {
             let rpc = read_secret(rpc_url)?;
             let key = read_secret(key)?;
             let asset: pay402_core::x402::evm::EvmAddress = x
                 .asset
                 .parse()
                 .map_err(|_| "x402.asset is not an address")?;
-            let f = pay402_backends::x402::LocalFacilitator::builder(rpc.as_str())
+            // In-flight settlements and the key's nonces live beside the
+            // payment records, so a restart finds (and reconciles) them.
+            let settlements =
+                crate::facilitator::open_settlements(&store.to_string(), None).await?;
+            let mut b = pay402_backends::x402::LocalFacilitator::builder(rpc.as_str())
                 .signer(key.as_str())
                 .allow_asset(asset.0, x.asset_name.clone(), x.asset_version.clone())
                 .network(x.network.clone())
-                .build()
-                .await?;
+                .settlement_store(settlements);
+            if let Some(t) = receipt_timeout_secs {
+                b = b.receipt_timeout(Duration::from_secs(*t));
+            }
+            if let Some(l) = claim_lease_secs {
+                b = b.claim_lease(Duration::from_secs(*l));
+            }
+            let f = b.build().await?;
+            crate::facilitator::spawn_reconcile(f.clone(), f.claim_lease());
             Arc::new(f)
         }
         FacilitatorConfig::Remote {

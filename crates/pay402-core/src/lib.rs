@@ -33,6 +33,7 @@ pub mod b64;
 pub mod bitreq;
 pub mod chain;
 pub mod ct;
+pub mod fault;
 pub mod l402;
 pub mod lightning;
 pub mod money;

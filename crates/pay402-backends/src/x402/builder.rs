@@ -13,6 +13,7 @@ use alloy::rpc::client::RpcClient;
 use pay402_core::problem::Reason;
 use pay402_core::time::UnixTime;
 use pay402_core::x402::network::{caip2_to_slug, evm_chain_id};
+use pay402_core::x402::settlements::{MemorySettlementStore, SettlementStore};
 
 use super::chain::{Chain, SignerSlot};
 use super::key::FacilitatorKey;
@@ -123,6 +124,8 @@ pub struct LocalFacilitatorBuilder {
     log_chunk_blocks: u64,
     gas_headroom_percent: u64,
     idempotent_settle: bool,
+    settlements: Option<Arc<dyn SettlementStore>>,
+    claim_lease: Option<Duration>,
     clock: Clock,
     assets: Vec<AllowedAsset>,
     payees: Option<HashSet<Address>>,
@@ -157,6 +160,8 @@ impl LocalFacilitatorBuilder {
             receipt_timeout: DEFAULT_RECEIPT_TIMEOUT,
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
             poll_interval: None,
+            settlements: None,
+            claim_lease: None,
             allow_insecure_http: false,
             log_lookback_blocks: DEFAULT_LOG_LOOKBACK_BLOCKS,
             log_chunk_blocks: DEFAULT_LOG_CHUNK_BLOCKS,
@@ -404,6 +409,42 @@ impl LocalFacilitatorBuilder {
         self
     }
 
+    /// Where in-flight settlements and the signers' transaction nonces are
+    /// kept (default: this process's memory). Give every facilitator
+    /// process settling from the same key one shared store (PostgreSQL:
+    /// `pay402_server::x402::settlements::open`), and they never submit one
+    /// authorization twice nor reuse a nonce; a restarted process finds
+    /// what it left unfinished there ([`LocalFacilitator::reconcile`]).
+    ///
+    /// ```
+    /// # use pay402_backends::x402::LocalFacilitator;
+    /// use std::sync::Arc;
+    /// use pay402_core::x402::settlements::MemorySettlementStore;
+    /// let b = LocalFacilitator::builder("http://127.0.0.1:8545")
+    ///     .settlement_store(Arc::new(MemorySettlementStore::new()));
+    /// # let _ = b;
+    /// ```
+    pub fn settlement_store(mut self, store: Arc<dyn SettlementStore>) -> Self {
+        self.settlements = Some(store);
+        self
+    }
+
+    /// How long a settle's claim on an authorization is its own before
+    /// another settle (or a reconcile) may take it over: default the
+    /// receipt timeout plus 15 s, and never less than the receipt timeout
+    /// plus one second (a live settle is never taken over while it waits
+    /// for its receipt).
+    ///
+    /// ```
+    /// # use pay402_backends::x402::LocalFacilitator;
+    /// let b = LocalFacilitator::builder("http://127.0.0.1:8545").claim_lease(std::time::Duration::from_secs(90));
+    /// # let _ = b;
+    /// ```
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = Some(lease);
+        self
+    }
+
     /// The clock the time checks use (default: the system clock).
     ///
     /// ```
@@ -522,6 +563,15 @@ impl LocalFacilitatorBuilder {
                 idempotent_settle: self.idempotent_settle,
                 clock: self.clock,
                 in_flight: Mutex::new(HashMap::new()),
+                settlements: self
+                    .settlements
+                    .unwrap_or_else(|| Arc::new(MemorySettlementStore::new())),
+                claim_lease: {
+                    let floor = self.receipt_timeout + Duration::from_secs(1);
+                    self.claim_lease
+                        .unwrap_or(self.receipt_timeout + Duration::from_secs(15))
+                        .max(floor)
+                },
                 policy: Policy {
                     assets: self.assets.into_iter().map(|a| (a.address, a)).collect(),
                     payees: self.payees,

@@ -1,19 +1,18 @@
 //! The facilitator's conversations with the chain: read-only calls and
-//! simulations, sending with a per-signer nonce manager, bounded receipt
+//! simulations, signing and broadcasting, bounded receipt
 //! waits, and finding an earlier settlement of a payment from its
 //! `AuthorizationUsed` event.
 
 use std::time::Duration;
 
 use alloy::eips::eip2718::Encodable2718;
-use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEvent};
 use alloy::transports::{RpcError, TransportErrorKind};
-use tokio::sync::Mutex;
 
 use super::contract::{IEip3009, Movement};
 
@@ -72,34 +71,120 @@ pub(crate) fn classify_capped(err: RpcError<TransportErrorKind>) -> CallError {
     classify(err)
 }
 
-/// One facilitator account: its wallet and its nonce counter.
+/// One facilitator account: its key. Its transaction nonces are allocated
+/// by the facilitator's [`SettlementStore`](pay402_core::x402::settlements::SettlementStore).
 pub(crate) struct SignerSlot {
     pub address: Address,
-    wallet: EthereumWallet,
-    /// The next nonce to use, or `None` to read it from the node
-    /// (`eth_getTransactionCount(address, "pending")`). Held across
-    /// sign-and-send so two settlements never share a nonce.
-    next_nonce: Mutex<Option<u64>>,
+    signer: PrivateKeySigner,
 }
 
 impl SignerSlot {
     pub(crate) fn new(signer: PrivateKeySigner) -> SignerSlot {
         SignerSlot {
             address: signer.address(),
-            wallet: EthereumWallet::from(signer),
-            next_nonce: Mutex::new(None),
+            signer,
         }
+    }
+
+    /// Signs `call` to `to` with `nonce`: the transaction hash and its
+    /// EIP-2718 encoding, both `0x` hex. No I/O.
+    pub(crate) fn sign<C: SolCall>(
+        &self,
+        chain_id: u64,
+        nonce: u64,
+        to: Address,
+        call: &C,
+        gas_limit: u64,
+        fees: Fees,
+    ) -> Result<(B256, Vec<u8>), String> {
+        self.sign_input(
+            chain_id,
+            nonce,
+            to,
+            Bytes::from(call.abi_encode()),
+            gas_limit,
+            fees,
+        )
+    }
+
+    fn sign_input(
+        &self,
+        chain_id: u64,
+        nonce: u64,
+        to: Address,
+        input: Bytes,
+        gas_limit: u64,
+        fees: Fees,
+    ) -> Result<(B256, Vec<u8>), String> {
+        use alloy::consensus::{TxEip1559, TxEnvelope, TxLegacy};
+        use alloy::primitives::TxKind;
+        let envelope: TxEnvelope = match fees {
+            Fees::Eip1559 { max_fee, priority } => self
+                .sign_typed(TxEip1559 {
+                    chain_id,
+                    nonce,
+                    gas_limit,
+                    max_fee_per_gas: max_fee,
+                    max_priority_fee_per_gas: priority,
+                    to: TxKind::Call(to),
+                    value: U256::ZERO,
+                    access_list: Default::default(),
+                    input,
+                })?
+                .into(),
+            Fees::Legacy { gas_price } => self
+                .sign_typed(TxLegacy {
+                    chain_id: Some(chain_id),
+                    nonce,
+                    gas_price,
+                    gas_limit,
+                    to: TxKind::Call(to),
+                    value: U256::ZERO,
+                    input,
+                })?
+                .into(),
+        };
+        Ok((*envelope.tx_hash(), envelope.encoded_2718()))
     }
 }
 
-/// How sending a transaction ended without a hash the node accepted.
+impl SignerSlot {
+    /// Signs one typed transaction with the slot's key.
+    fn sign_typed<T>(&self, mut tx: T) -> Result<alloy::consensus::Signed<T>, String>
+    where
+        T: alloy::consensus::SignableTransaction<alloy::primitives::Signature>,
+    {
+        use alloy::network::TxSignerSync;
+        let sig = self
+            .signer
+            .sign_transaction_sync(&mut tx)
+            .map_err(|e| format!("cannot sign the transaction: {e}"))?;
+        Ok(tx.into_signed(sig))
+    }
+
+    /// Signs a zero-value transfer to itself with `nonce` (21 000 gas): it
+    /// fills a nonce no settlement will use. No I/O.
+    pub(crate) fn sign_filler(
+        &self,
+        chain_id: u64,
+        nonce: u64,
+        fees: Fees,
+    ) -> Result<Vec<u8>, String> {
+        self.sign_input(chain_id, nonce, self.address, Bytes::new(), 21_000, fees)
+            .map(|(_, raw)| raw)
+    }
+}
+
+/// How broadcasting a signed transaction ended without the node taking it.
 #[derive(Debug)]
 pub(crate) enum SendError {
     /// The node refused it: nothing was broadcast.
     Rejected(String),
-    /// It was signed and handed to the node, but the answer was lost
-    /// (timeout, connection): it may be in the mempool.
-    Ambiguous { hash: B256, detail: String },
+    /// The node refused it because its nonce is used ("nonce too low",
+    /// "replacement underpriced"): another transaction took the nonce.
+    NonceUsed(String),
+    /// The answer was lost (timeout, connection): it may be in the mempool.
+    Ambiguous(String),
 }
 
 /// Gas price fields for a transaction.
@@ -249,84 +334,38 @@ impl Chain {
         }
     }
 
-    /// Signs `call` to `to` with `slot`'s key and sends it, under the slot's
-    /// nonce lock. Returns the transaction hash.
-    ///
-    /// The nonce comes from the slot's counter (read from the node the first
-    /// time and after any failure). A "nonce too low" or "replacement
-    /// underpriced" answer (another sender used the nonce) resynchronises
-    /// and retries, at most twice; "already known" counts as sent.
-    pub(crate) async fn send<C: SolCall>(
-        &self,
-        slot: &SignerSlot,
-        to: Address,
-        call: &C,
-        gas_limit: u64,
-        fees: Fees,
-    ) -> Result<B256, SendError> {
-        let mut next = slot.next_nonce.lock().await;
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            let nonce = match *next {
-                Some(n) => n,
-                None => self
-                    .provider
-                    .get_transaction_count(slot.address)
-                    .pending()
-                    .await
-                    .map_err(|e| {
-                        SendError::Rejected(format!(
-                            "cannot read the signer's nonce: {}",
-                            classify(e).message()
-                        ))
-                    })?,
-            };
-            let mut tx = TransactionRequest::default()
-                .with_from(slot.address)
-                .with_to(to)
-                .with_input(Bytes::from(call.abi_encode()))
-                .with_chain_id(self.chain_id)
-                .with_nonce(nonce)
-                .with_gas_limit(gas_limit);
-            fees.apply(&mut tx);
-            let envelope = tx
-                .build(&slot.wallet)
-                .await
-                .map_err(|e| SendError::Rejected(format!("cannot sign the transaction: {e}")))?;
-            let hash = *envelope.tx_hash();
-            let raw = envelope.encoded_2718();
-            match self.provider.send_raw_transaction(&raw).await {
-                Ok(_) => {
-                    *next = Some(nonce + 1);
-                    return Ok(hash);
+    /// The account's next nonce as the node sees it, counting its
+    /// mempool (`eth_getTransactionCount(address, "pending")`).
+    pub(crate) async fn pending_nonce(&self, address: Address) -> Result<u64, CallError> {
+        self.provider
+            .get_transaction_count(address)
+            .pending()
+            .await
+            .map_err(classify)
+    }
+
+    /// Broadcasts a signed transaction (`eth_sendRawTransaction`). "Already
+    /// known" counts as sent.
+    pub(crate) async fn broadcast(&self, raw: &[u8]) -> Result<(), SendError> {
+        match self.provider.send_raw_transaction(raw).await {
+            Ok(_) => Ok(()),
+            Err(RpcError::ErrorResp(payload)) => {
+                let msg = payload.message.to_ascii_lowercase();
+                if msg.contains("already known") || msg.contains("known transaction") {
+                    return Ok(());
                 }
-                Err(RpcError::ErrorResp(payload)) => {
-                    let msg = payload.message.to_ascii_lowercase();
-                    if msg.contains("already known") || msg.contains("known transaction") {
-                        *next = Some(nonce + 1);
-                        return Ok(hash);
-                    }
-                    *next = None;
-                    last_error = format!("node error {}: {}", payload.code, payload.message);
-                    let nonce_clash = msg.contains("nonce too low")
-                        || msg.contains("replacement transaction underpriced")
-                        || msg.contains("nonce has already been used");
-                    if !nonce_clash {
-                        return Err(SendError::Rejected(last_error));
-                    }
-                    tracing::warn!(signer = %slot.address, nonce, "nonce clash, resynchronising");
-                }
-                Err(other) => {
-                    // The node may have accepted it: re-read the nonce next time.
-                    *next = None;
-                    return Err(SendError::Ambiguous {
-                        hash,
-                        detail: classify(other).message().to_owned(),
-                    });
+                let detail = format!("node error {}: {}", payload.code, payload.message);
+                if msg.contains("nonce too low")
+                    || msg.contains("replacement transaction underpriced")
+                    || msg.contains("nonce has already been used")
+                {
+                    Err(SendError::NonceUsed(detail))
+                } else {
+                    Err(SendError::Rejected(detail))
                 }
             }
+            Err(other) => Err(SendError::Ambiguous(classify(other).message().to_owned())),
         }
-        Err(SendError::Rejected(last_error))
     }
 
     /// Polls for `hash`'s receipt until `bound` has passed.

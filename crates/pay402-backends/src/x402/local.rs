@@ -33,9 +33,19 @@
 //! ceiling (`facilitator_fee_too_high`), simulates exactly the transaction
 //! it will send (gas limit and fees, on the pending block) and charges the
 //! gas budget (`facilitator_gas_budget_exhausted`). It then sends `transferWithAuthorization` from one
-//! of its accounts (round robin; each account has a nonce counter held
-//! across sign-and-send, so concurrent settlements never collide) and waits
-//! for the receipt for at most [`receipt_timeout`](LocalFacilitatorBuilder::receipt_timeout).
+//! of its accounts (round robin) and waits for the receipt for at most
+//! [`receipt_timeout`](LocalFacilitatorBuilder::receipt_timeout).
+//!
+//! **Shared state.** Before anything is sent, the settle claims the
+//! authorization `(chain, token, from, nonce)` in the facilitator's
+//! [`SettlementStore`] ([`LocalFacilitatorBuilder::settlement_store`]; in
+//! memory by default). The transaction's nonce is allocated there too (at
+//! least the node's pending nonce) in the one step that records the signed
+//! transaction on the claim. So facilitator processes sharing one key and
+//! one database never send one authorization twice nor reuse a nonce; a
+//! claim held by a live settle is followed, an expired one is taken over
+//! and its recorded transaction sent again verbatim, and
+//! [`LocalFacilitator::reconcile`] finishes what a crash left.
 //!
 //! - Mined, successful, and the token emitted this payment's `Transfer`:
 //!   `success: true` with the transaction hash.
@@ -46,7 +56,7 @@
 //!
 //! **Idempotent settle.** Settling a payment that was already settled
 //! answers `success: true` with the *original* transaction hash: while it is
-//! in flight in this process, the settle waits on that same transaction;
+//! in flight (its claim is held), the settle waits on that same transaction;
 //! otherwise, when `authorizationState(from, nonce)` is already true, the
 //! facilitator finds the token's `AuthorizationUsed(from, nonce)` event
 //! (`eth_getLogs`, searched backwards over
@@ -109,7 +119,13 @@ use pay402_core::x402::{
 use tracing::Instrument;
 
 use super::builder::{Clock, LocalFacilitatorBuilder, Source};
-use super::chain::{CallError, Chain, SendError, SignerSlot, Waited, moved, with_headroom};
+use pay402_core::fault::Step;
+use pay402_core::x402::settlements::{
+    AuthorizationKey, Claimed, Outcome, OwnerId, SettlementRecord, SettlementState,
+    SettlementStore, SettlementStoreError, Signed,
+};
+
+use super::chain::{CallError, Chain, Fees, SendError, SignerSlot, Waited, moved, with_headroom};
 use super::contract::{IEip3009, Movement, transfer_call};
 use super::policy::{InFlight, Policy};
 
@@ -272,6 +288,11 @@ pub(super) struct Inner {
     pub(super) policy: Policy,
     /// The values in flight per (asset, payer), reserved against the balance.
     pub(super) reserved: InFlight,
+    /// Claims per authorization and the signers' nonces (shared by every
+    /// facilitator process on one key when it is a database).
+    pub(super) settlements: Arc<dyn SettlementStore>,
+    /// How long a claim is its settle's alone (longer than the receipt wait).
+    pub(super) claim_lease: Duration,
 }
 
 impl fmt::Debug for LocalFacilitator {
@@ -352,7 +373,50 @@ fn refused(message: String) -> FacilitatorError {
     }
 }
 
-fn unavailable(e: CallError) -> FacilitatorError {
+pub(super) fn store_unavailable(e: SettlementStoreError) -> FacilitatorError {
+    FacilitatorError::Unavailable(e.to_string())
+}
+
+/// A `0x` hex signed transaction.
+pub(super) fn decode_raw(raw: &str) -> Option<Vec<u8>> {
+    hex::decode(raw.strip_prefix("0x").unwrap_or(raw)).ok()
+}
+
+/// The hash and signed bytes recorded on a `sent` claim.
+pub(super) fn recorded_transaction(r: &SettlementRecord) -> Option<(B256, Vec<u8>)> {
+    let hash = r.transaction.as_deref()?.parse::<B256>().ok()?;
+    Some((hash, decode_raw(r.raw_transaction.as_deref()?)?))
+}
+
+/// The verdict on an authorization whose nonce is used (by this payment's
+/// transaction or another).
+fn nonce_used() -> Verdict {
+    Verdict {
+        reason: reasons::NONCE_ALREADY_USED,
+        message: "the authorization's nonce is already used".into(),
+    }
+}
+
+/// A fresh claim owner: unique across processes (pid) and within one
+/// (a counter), unpredictable enough not to matter (it is no secret).
+pub(super) fn new_owner() -> OwnerId {
+    use sha2::{Digest, Sha256};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let digest = Sha256::new()
+        .chain_update(std::process::id().to_le_bytes())
+        .chain_update(nanos.to_le_bytes())
+        .chain_update(NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes())
+        .finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    OwnerId(id)
+}
+
+pub(super) fn unavailable(e: CallError) -> FacilitatorError {
     FacilitatorError::Unavailable(format!("chain RPC: {}", e.message()))
 }
 
@@ -419,6 +483,27 @@ impl LocalFacilitator {
     /// ```
     pub fn signers(&self) -> Vec<Address> {
         self.inner.signers.iter().map(|s| s.address).collect()
+    }
+
+    /// How long a settle's claim is its own (see
+    /// [`LocalFacilitatorBuilder::claim_lease`]).
+    ///
+    /// ```no_run
+    /// # fn f(fac: &pay402_backends::x402::LocalFacilitator) { assert!(fac.claim_lease().as_secs() > 0); }
+    /// ```
+    pub fn claim_lease(&self) -> Duration {
+        self.inner.claim_lease
+    }
+
+    /// The settlement store (claims and nonces) it uses.
+    ///
+    /// ```no_run
+    /// # async fn f(fac: &pay402_backends::x402::LocalFacilitator) {
+    /// let open = fac.settlement_store().unfinished(10).await;
+    /// # let _ = open; }
+    /// ```
+    pub fn settlement_store(&self) -> &Arc<dyn SettlementStore> {
+        &self.inner.settlements
     }
 
     /// The provider it uses (for reads of your own).
@@ -497,6 +582,27 @@ impl LocalFacilitator {
         &self,
         request: &PaymentRequest,
     ) -> Result<Option<SettleResponse>, FacilitatorError> {
+        let Some(movement) = self.movement_of(request)? else {
+            return Ok(None);
+        };
+        let found = self
+            .inner
+            .chain
+            .find_settlement(&movement)
+            .await
+            .map_err(unavailable)?;
+        let from = &request.exact_payload().authorization.from;
+        Ok(found.map(|tx| {
+            SettleResponse::success(&tx.to_string(), request.network(), &from.to_string())
+        }))
+    }
+
+    /// The transfer `request` authorizes, ignoring its validity window;
+    /// `None` when it does not pay the requirement's `payTo`.
+    pub(super) fn movement_of(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<Option<Movement>, FacilitatorError> {
         self.check_kind(request)?;
         let (asset, pay_to) = match request {
             PaymentRequest::V1(r) => (
@@ -518,21 +624,12 @@ impl LocalFacilitator {
         if a.to != pay_to {
             return Ok(None);
         }
-        let movement = Movement {
+        Ok(Some(Movement {
             asset: asset.0,
             from: a.from.0,
             to: a.to.0,
             value: a.value.0,
             nonce: B256::from(a.nonce.0),
-        };
-        let found = self
-            .inner
-            .chain
-            .find_settlement(&movement)
-            .await
-            .map_err(unavailable)?;
-        Ok(found.map(|tx| {
-            SettleResponse::success(&tx.to_string(), request.network(), &a.from.to_string())
         }))
     }
 
@@ -868,7 +965,7 @@ impl LocalFacilitator {
         let key = (p.movement.asset, p.movement.from, p.movement.nonce);
         let slot = self.flight_slot(key);
         let mut sent = slot.lock().await;
-        let out = self.settle_locked(&p, &mut sent).await;
+        let out = self.settle_locked(request, &p, &mut sent).await;
         let keep = matches!(out, Err(FacilitatorError::Pending { .. }));
         drop(sent);
         if !keep {
@@ -914,8 +1011,23 @@ impl LocalFacilitator {
         SettleResponse::success(&hash.to_string(), &p.network, &p.payer)
     }
 
+    /// The store key of a payment's authorization.
+    pub(super) fn authorization_key(&self, movement: &Movement) -> AuthorizationKey {
+        AuthorizationKey::new(
+            self.inner.chain.chain_id,
+            &movement.asset.0.0,
+            &movement.from.0.0,
+            &movement.nonce.0,
+        )
+    }
+
+    /// Claims the authorization in the settlement store, then settles: a
+    /// claim held by another live settle is followed (its transaction, once
+    /// it has one); a claim taken over from a dead one resumes its
+    /// transaction; a new claim sends.
     async fn settle_locked(
         &self,
+        request: &PaymentRequest,
         p: &Prepared,
         sent: &mut Option<B256>,
     ) -> Result<SettleResponse, FacilitatorError> {
@@ -926,13 +1038,160 @@ impl LocalFacilitator {
                 Waited::Mined(r) => return self.outcome(p, hash, &r).await,
                 Waited::NotYet => match chain.is_known(hash).await {
                     Ok(false) => {
-                        tracing::warn!(%hash, "earlier settlement transaction was dropped; sending again");
+                        tracing::warn!(%hash, "earlier settlement transaction was dropped");
                         *sent = None;
                     }
                     _ => return Err(self.pending(p, hash)),
                 },
             }
         }
+        let key = self.authorization_key(&p.movement);
+        let owner = new_owner();
+        let json = serde_json::to_string(request).map_err(|e| {
+            FacilitatorError::Unavailable(format!("cannot record the request: {e}"))
+        })?;
+        let store = &self.inner.settlements;
+        let deadline = tokio::time::Instant::now() + self.inner.receipt_timeout;
+        let claimed = loop {
+            let now = (self.inner.clock)();
+            let lease = now.saturating_add_secs(self.inner.claim_lease.as_secs());
+            match store
+                .claim(&key, &owner, &json, lease, now)
+                .await
+                .map_err(store_unavailable)?
+            {
+                Claimed::Held(r) => {
+                    if let Some(out) = self.follow_held(p, &r, deadline).await? {
+                        return out;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(FacilitatorError::Unavailable(
+                            "another facilitator process is settling this authorization".into(),
+                        ));
+                    }
+                    tokio::time::sleep(chain.poll_interval).await;
+                }
+                other => break other,
+            }
+        };
+        let out = match claimed {
+            Claimed::TakenOver(r) if r.state == SettlementState::Sent => {
+                self.resume(p, &key, &owner, &r, sent).await
+            }
+            _ => self.send_fresh(p, &key, &owner, sent).await,
+        };
+        if !matches!(out, Err(FacilitatorError::Pending { .. }))
+            && let Err(e) = store.release(&key, &owner).await
+        {
+            // The lease runs out by itself.
+            tracing::warn!(error = %e, "cannot release the settlement claim");
+        }
+        out
+    }
+
+    /// What to answer for a claim someone else holds: `Some` with the
+    /// answer when there is one to give, `None` to look again.
+    async fn follow_held(
+        &self,
+        p: &Prepared,
+        r: &SettlementRecord,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Result<SettleResponse, FacilitatorError>>, FacilitatorError> {
+        let Some(tx) = r
+            .transaction
+            .as_deref()
+            .and_then(|t| t.parse::<B256>().ok())
+        else {
+            return Ok(None);
+        };
+        let left = if r.state == SettlementState::Succeeded {
+            std::time::Duration::ZERO
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
+        Ok(Some(match self.inner.chain.wait_receipt(tx, left).await {
+            // The claim is per (token, from, nonce): the transaction must
+            // have moved exactly this payment.
+            Waited::Mined(receipt) if receipt.status() && moved(&receipt, &p.movement) => {
+                tracing::info!(%tx, "payment was already settled; answering its transaction");
+                Ok(Self::success(p, tx))
+            }
+            Waited::Mined(receipt) if receipt.status() => Ok(Self::settle_failure(
+                &p.network,
+                p.payer.clone(),
+                nonce_used(),
+                None,
+            )),
+            Waited::Mined(receipt) => self.outcome(p, tx, &receipt).await,
+            Waited::NotYet if r.state == SettlementState::Succeeded => {
+                return Err(FacilitatorError::Unavailable(format!(
+                    "the recorded settlement {tx} has no receipt on this node"
+                )));
+            }
+            Waited::NotYet => Err(self.pending(p, tx)),
+        }))
+    }
+
+    /// Resumes a `sent` claim taken over from a settle that died: its
+    /// transaction mined, or still in the mempool, or sent again verbatim
+    /// (same nonce: no gap); replaced by another transaction on its nonce,
+    /// it is sent afresh.
+    async fn resume(
+        &self,
+        p: &Prepared,
+        key: &AuthorizationKey,
+        owner: &OwnerId,
+        r: &SettlementRecord,
+        sent: &mut Option<B256>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let chain = &self.inner.chain;
+        let Some((hash, raw)) = recorded_transaction(r) else {
+            return Err(store_unavailable(SettlementStoreError::Corrupt(
+                "a sent settlement without its transaction".into(),
+            )));
+        };
+        *sent = Some(hash);
+        tracing::info!(%hash, "resuming a settlement left unfinished");
+        if let Some(receipt) = chain.receipt(hash).await.map_err(unavailable)? {
+            return self.mined(p, key, owner, hash, &receipt).await;
+        }
+        if !chain.is_known(hash).await.map_err(unavailable)? {
+            match chain.broadcast(&raw).await {
+                Ok(()) => {}
+                Err(SendError::NonceUsed(m)) => {
+                    if let Some(receipt) = chain.receipt(hash).await.map_err(unavailable)? {
+                        return self.mined(p, key, owner, hash, &receipt).await;
+                    }
+                    tracing::warn!(%hash, detail = %m, "settlement transaction was replaced; sending afresh");
+                    *sent = None;
+                    self.inner
+                        .settlements
+                        .unsend(key, owner, (self.inner.clock)())
+                        .await
+                        .map_err(store_unavailable)?;
+                    return self.send_fresh(p, key, owner, sent).await;
+                }
+                Err(SendError::Rejected(m)) => {
+                    return Err(FacilitatorError::Unavailable(format!(
+                        "the node refused the recorded settlement transaction: {m}"
+                    )));
+                }
+                Err(SendError::Ambiguous(_)) => return Err(self.pending(p, hash)),
+            }
+        }
+        self.await_mined(p, key, owner, hash).await
+    }
+
+    /// The checks before sending, then sign (the nonce allocated in the
+    /// store), record, broadcast and wait.
+    async fn send_fresh(
+        &self,
+        p: &Prepared,
+        key: &AuthorizationKey,
+        owner: &OwnerId,
+        sent: &mut Option<B256>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let chain = &self.inner.chain;
         let has_code = chain
             .has_code(p.movement.asset)
             .await
@@ -963,10 +1222,7 @@ impl LocalFacilitator {
                 return Ok(Self::settle_failure(
                     &p.network,
                     p.payer.clone(),
-                    Verdict {
-                        reason: reasons::NONCE_ALREADY_USED,
-                        message: "the authorization's nonce is already used".into(),
-                    },
+                    nonce_used(),
                     None,
                 ));
             }
@@ -1002,31 +1258,164 @@ impl LocalFacilitator {
                 return Ok(Self::settle_failure(&p.network, p.payer.clone(), v, None));
             }
         };
-        let hash = match chain
-            .send(signer, p.movement.asset, &p.call, gas_limit, fees)
+        pay402_core::fault::point(Step::AfterVerify);
+        let chain_id = chain.chain_id;
+        let address = signer.address.to_string();
+        let sign = |nonce: u64| -> Result<Signed, String> {
+            let (hash, raw) =
+                signer.sign(chain_id, nonce, p.movement.asset, &p.call, gas_limit, fees)?;
+            Ok(Signed {
+                transaction: hash.to_string(),
+                raw: format!("0x{}", hex::encode(raw)),
+            })
+        };
+        let store = &self.inner.settlements;
+        let mut last = String::new();
+        for _ in 0..3 {
+            let floor = chain
+                .pending_nonce(signer.address)
+                .await
+                .map_err(unavailable)?;
+            let Some((nonce, signed)) = store
+                .sign_next(
+                    key,
+                    owner,
+                    chain_id,
+                    &address,
+                    floor,
+                    &sign,
+                    (self.inner.clock)(),
+                )
+                .await
+                .map_err(store_unavailable)?
+            else {
+                return Err(FacilitatorError::Unavailable(
+                    "the settlement claim was taken over by another facilitator".into(),
+                ));
+            };
+            let hash: B256 = signed
+                .transaction
+                .parse()
+                .map_err(|_| FacilitatorError::Unavailable("unreadable signed hash".into()))?;
+            let raw = decode_raw(&signed.raw)
+                .ok_or_else(|| FacilitatorError::Unavailable("unreadable signed bytes".into()))?;
+            *sent = Some(hash);
+            match chain.broadcast(&raw).await {
+                Ok(()) => {
+                    tracing::info!(%hash, signer = %signer.address, nonce, "settlement sent");
+                    pay402_core::fault::point(Step::AfterSend);
+                    return self.await_mined(p, key, owner, hash).await;
+                }
+                Err(SendError::NonceUsed(m)) => {
+                    // Another sender used the nonce: take a fresh one.
+                    tracing::warn!(signer = %signer.address, nonce, detail = %m, "nonce clash, resynchronising");
+                    *sent = None;
+                    store
+                        .unsend(key, owner, (self.inner.clock)())
+                        .await
+                        .map_err(store_unavailable)?;
+                    last = m;
+                }
+                Err(SendError::Rejected(m)) => {
+                    *sent = None;
+                    store
+                        .unsend(key, owner, (self.inner.clock)())
+                        .await
+                        .map_err(store_unavailable)?;
+                    self.fill_if_gap(signer, nonce, fees).await;
+                    return Err(FacilitatorError::Unavailable(format!(
+                        "the node refused the settlement transaction: {m}"
+                    )));
+                }
+                Err(SendError::Ambiguous(detail)) => {
+                    tracing::warn!(%hash, %detail, "settlement send outcome unknown; reporting pending");
+                    return Err(self.pending(p, hash));
+                }
+            }
+        }
+        Err(FacilitatorError::Unavailable(format!(
+            "the settlement transaction kept clashing on its nonce: {last}"
+        )))
+    }
+
+    /// After a refused broadcast whose nonce could not be given back
+    /// (another settlement took the next one), sends a zero-value transfer
+    /// to itself on that nonce so the later transactions are not stuck.
+    pub(super) async fn fill_if_gap(&self, signer: &SignerSlot, nonce: u64, fees: Fees) {
+        let chain = &self.inner.chain;
+        let next = self
+            .inner
+            .settlements
+            .next_nonce(chain.chain_id, &signer.address.to_string())
+            .await;
+        if matches!(next, Ok(Some(n)) if n == nonce) {
+            return; // given back
+        }
+        match signer.sign_filler(chain.chain_id, nonce, fees) {
+            Ok(raw) => match chain.broadcast(&raw).await {
+                Ok(()) => tracing::warn!(signer = %signer.address, nonce, "filled a nonce gap"),
+                Err(e) => {
+                    tracing::error!(signer = %signer.address, nonce, error = ?e, "nonce gap left: reconcile reports it")
+                }
+            },
+            Err(e) => {
+                tracing::error!(signer = %signer.address, nonce, error = %e, "cannot sign a nonce filler")
+            }
+        }
+    }
+
+    /// Waits for a broadcast transaction's receipt (bounded).
+    async fn await_mined(
+        &self,
+        p: &Prepared,
+        key: &AuthorizationKey,
+        owner: &OwnerId,
+        hash: B256,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        match self
+            .inner
+            .chain
+            .wait_receipt(hash, self.inner.receipt_timeout)
             .await
         {
-            Ok(h) => h,
-            Err(SendError::Rejected(m)) => {
-                return Err(FacilitatorError::Unavailable(format!(
-                    "the node refused the settlement transaction: {m}"
-                )));
-            }
-            Err(SendError::Ambiguous { hash, detail }) => {
-                tracing::warn!(%hash, %detail, "settlement send outcome unknown; reporting pending");
-                *sent = Some(hash);
-                return Err(self.pending(p, hash));
-            }
-        };
-        *sent = Some(hash);
-        tracing::info!(%hash, signer = %signer.address, "settlement sent");
-        match chain.wait_receipt(hash, self.inner.receipt_timeout).await {
-            Waited::Mined(r) => self.outcome(p, hash, &r).await,
+            Waited::Mined(r) => self.mined(p, key, owner, hash, &r).await,
             Waited::NotYet => {
                 tracing::warn!(%hash, "no receipt within the bound; reporting pending");
                 Err(self.pending(p, hash))
             }
         }
+    }
+
+    /// The answer for a mined transaction, recorded in the store.
+    async fn mined(
+        &self,
+        p: &Prepared,
+        key: &AuthorizationKey,
+        owner: &OwnerId,
+        hash: B256,
+        receipt: &TransactionReceipt,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        pay402_core::fault::point(Step::AfterMined);
+        let out = self.outcome(p, hash, receipt).await;
+        if let Ok(answer) = &out {
+            pay402_core::fault::point(Step::BeforeRecord);
+            let (outcome, reason) = if answer.success {
+                (Outcome::Succeeded, None)
+            } else {
+                (Outcome::Failed, answer.error_reason.as_deref())
+            };
+            let tx = answer.transaction.as_deref().filter(|t| !t.is_empty());
+            if let Err(e) = self
+                .inner
+                .settlements
+                .finish(key, owner, outcome, tx, reason, (self.inner.clock)())
+                .await
+            {
+                // The chain holds the outcome; a reconcile records it.
+                tracing::warn!(error = %e, "cannot record the settlement outcome");
+            }
+        }
+        out
     }
 
     /// Reserves this payment's value against the payer's balance minus the

@@ -6,6 +6,11 @@
 //!   simulation, and settles EIP-3009 `transferWithAuthorization` with its
 //!   own accounts over alloy (nonce manager, bounded receipt waits that
 //!   report `Pending` instead of failing, idempotent settle, reconciliation).
+//!   Its in-flight settlements and transaction nonces live in a
+//!   [`SettlementStore`](pay402_core::x402::settlements::SettlementStore)
+//!   ([`LocalFacilitatorBuilder::settlement_store`]): with one database,
+//!   several facilitator processes share one key safely, and
+//!   [`LocalFacilitator::reconcile`] finishes what a crash left.
 //! - [`RemoteFacilitator`]: an HTTP client for another facilitator's
 //!   `/verify`, `/settle` and `/supported` (timeouts, auth headers, a cached
 //!   `/supported`, no redirects, https only, strict answers).
@@ -45,6 +50,7 @@ mod contract;
 mod key;
 pub mod local;
 mod policy;
+pub mod reconcile;
 pub mod remote;
 pub mod server;
 
@@ -59,6 +65,7 @@ pub use policy::{
     AllowedAsset, DEFAULT_GAS_BUDGET, DEFAULT_GAS_BUDGET_PERIOD, DEFAULT_MAX_FEE_PER_GAS_WEI,
     DEFAULT_MAX_GAS_PER_SETTLEMENT, MAX_LOG_QUERIES_PER_LOOKUP,
 };
+pub use reconcile::{NonceGap, ReconcileReport, Reconciled, ReconciledSettlement};
 pub use remote::{
     AuthHeaders, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SUPPORTED_TTL,
     DEFAULT_TIMEOUT as DEFAULT_REMOTE_TIMEOUT, Endpoint, RemoteConfigError, RemoteFacilitator,

@@ -657,6 +657,7 @@ async fn settle(State(shared): State<Shared>, req: Request) -> Response {
                     s.network = request.network().to_owned();
                 }
                 tracing::info!(success = s.success, reason = ?s.error_reason, tx = ?s.transaction, "settled");
+                pay402_core::fault::point(pay402_core::fault::Step::BeforeResponse);
                 json(StatusCode::OK, &s)
             }
             Err(FacilitatorError::Pending {

@@ -253,6 +253,11 @@ pub struct X402Settings {
     pub settle: Settle,
     /// Who verifies and settles.
     pub facilitator: FacilitatorConfig,
+    /// How long a payment's reservation is its request's alone before the
+    /// same payload may take it over (default 60; the request renews it
+    /// while it runs, so this bounds how long a crashed server's payment
+    /// waits for its retry).
+    pub reservation_lease_secs: Option<u64>,
 }
 
 fn default_asset_version() -> String {
@@ -294,6 +299,14 @@ pub enum FacilitatorConfig {
         rpc_url: SecretSource,
         /// The settling account's private key (hex).
         key: SecretSource,
+        /// How long a settle waits for its receipt before the payment is
+        /// recorded pending (default 45).
+        receipt_timeout_secs: Option<u64>,
+        /// How long a settle's claim on an authorization (kept in the
+        /// proxy's store, with the key's transaction nonces) is its own
+        /// before a reconcile may take it over (default the receipt
+        /// timeout + 15).
+        claim_lease_secs: Option<u64>,
     },
     /// A remote facilitator (`https://`).
     Remote {

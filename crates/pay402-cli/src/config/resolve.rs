@@ -191,7 +191,7 @@ impl Resolver<'_> {
                 .map_err(|_| self.err(span.clone(), key, format!("{v:?} is not a 0x address")))?;
         }
         match &s.facilitator {
-            FacilitatorConfig::Local { rpc_url, key } => {
+            FacilitatorConfig::Local { rpc_url, key, .. } => {
                 self.secret(span.clone(), "x402.facilitator.rpc_url", rpc_url)?;
                 self.secret(span, "x402.facilitator.key", key)
             }

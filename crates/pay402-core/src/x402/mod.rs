@@ -17,6 +17,8 @@
 //!   access token;
 //! - [`facilitator`]: the [`Facilitator`] port (verify, settle, supported)
 //!   that backends implement and servers call;
+//! - [`settlements`]: the facilitator's settlement claims and transaction
+//!   nonces, shared by every facilitator process on one key;
 //! - [`exact`]: local verification of `exact` EVM payments, in the reference
 //!   order with the reference error strings.
 //!
@@ -71,6 +73,7 @@ pub mod mock;
 pub mod mock_chain;
 pub mod network;
 pub mod permit;
+pub mod settlements;
 pub mod types;
 
 pub use amount::{EvmTimestamp, TokenAmount};

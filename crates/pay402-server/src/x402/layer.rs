@@ -478,7 +478,10 @@ impl X402Layer {
         let task =
             tokio::spawn(paid(self.clone(), inner, parts, body, intake, set).instrument(span));
         match task.await {
-            Ok(resp) => resp,
+            Ok(resp) => {
+                pay402_core::fault::point(pay402_core::fault::Step::BeforeResponse);
+                resp
+            }
             Err(e) => {
                 tracing::error!(error = %e, "x402.task_failed");
                 respond::problem(&X402Error::Handler("the payment task failed".into()), cfg)
@@ -725,6 +728,7 @@ impl Flow<'_> {
         receipt: &str,
         keep: Option<&CachedResponse>,
     ) -> bool {
+        pay402_core::fault::point(pay402_core::fault::Step::BeforeRecord);
         match self
             .layer
             .shared
@@ -811,7 +815,10 @@ impl Flow<'_> {
         .instrument(tracing::info_span!("x402.facilitator_verify"))
         .await;
         let err = match answer {
-            Ok(Ok(v)) if v.is_valid => return Ok(()),
+            Ok(Ok(v)) if v.is_valid => {
+                pay402_core::fault::point(pay402_core::fault::Step::AfterVerify);
+                return Ok(());
+            }
             Ok(Ok(v)) => X402Error::FacilitatorRejected {
                 reason: sanitize_reason(v.invalid_reason.as_deref(), "invalid_payment")
                     .into_owned(),

@@ -97,6 +97,7 @@ mod intake;
 mod layer;
 mod respond;
 mod route;
+pub mod settlements;
 pub mod store;
 
 pub(crate) use intake::OfferSet;
