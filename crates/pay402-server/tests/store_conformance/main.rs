@@ -16,5 +16,7 @@
 mod backend;
 mod bitreq;
 mod l402;
+#[path = "../common/mock_jobs.rs"]
+mod mock_jobs;
 mod x402;
 mod x402_mock;
