@@ -41,9 +41,10 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// [`L402Layer`](crate::L402Layer) built on it) and forwards what arrives to
 /// the layers, which drop the token's cached key: other instances refuse a
 /// revoked token as soon as the notification arrives (milliseconds). While
-/// that connection is down nothing is announced; when it is back the
-/// caches are cleared ([`Revocation::Resync`](super::Revocation::Resync)),
-/// and in any case a cached key is trusted at most
+/// that connection is down nothing is announced (it reconnects every
+/// second); when it listens again the caches are cleared
+/// ([`Revocation::Resync`](super::Revocation::Resync)), and in any case a
+/// cached key is trusted at most
 /// [`L402Config::key_cache_ttl`](crate::L402Config::key_cache_ttl) (60 s by
 /// default), which bounds the delay when notifications fail.
 ///
@@ -173,10 +174,11 @@ async fn listen(pool: PgPool, feed: Weak<Sender<Revocation>>) {
                         let _ = f.send(Revocation::Resync);
                     }
                 },
-                // The connection was lost: notifications may be missed
-                // until we listen again.
+                // The connection was lost: announcements may be missed
+                // until we listen again, and the caches are cleared then.
+                // Not now: while the whole database is down nobody can
+                // revoke, and cached keys keep serving paid tokens.
                 Ok(Ok(None)) | Ok(Err(_)) => {
-                    let _ = f.send(Revocation::Resync);
                     tracing::warn!("l402.revocation_listener_lost");
                     break;
                 }
