@@ -7,7 +7,7 @@ use pay402_core::lightning::PaymentHash;
 use std::sync::Weak;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast::{Receiver, Sender};
 use tracing::Instrument;
 
@@ -36,7 +36,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 ///
 /// A revocation is announced with `NOTIFY pay402_l402_revoked, '<token
 /// id hex>'` in the revoking transaction. Each store listens on one
-/// connection of its own (opened by the first
+/// connection of its own, outside its pool (opened by the first
 /// [`revocations`](RootKeyStore::revocations) call, that is by the first
 /// [`L402Layer`](crate::L402Layer) built on it) and forwards what arrives to
 /// the layers, which drop the token's cached key: other instances refuse a
@@ -134,6 +134,12 @@ impl PostgresStore {
 /// Listens for revocation notifications and forwards them until the store
 /// (the sender) is gone, reconnecting after a lost connection.
 async fn listen(pool: PgPool, feed: Weak<Sender<Revocation>>) {
+    // A connection of its own, outside the request pool (whose size stays
+    // what the operator set), with the same settings.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with((*pool.connect_options()).clone());
     loop {
         if feed.strong_count() == 0 {
             return;
