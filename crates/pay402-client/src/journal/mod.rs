@@ -686,7 +686,7 @@ impl Journal {
     }
 
     /// Opens the journal `location` names, like the server's store URLs:
-    /// `memory` (or `memory:`), `sqlite://PATH` (or `sqlite:PATH`, or a bare
+    /// `memory` (or `memory:`, `sqlite::memory:`), `sqlite://PATH` (or `sqlite:PATH`, or a bare
     /// file path), or `postgres://USER@HOST/DB` (feature `postgres`; a
     /// password in the URL is never shown in [`Journal::location`]).
     ///
@@ -704,7 +704,7 @@ impl Journal {
     /// ```
     pub async fn open(location: &str) -> Result<Journal, JournalError> {
         let location = location.trim();
-        if location == "memory" || location == "memory:" {
+        if matches!(location, "memory" | "memory:" | "sqlite::memory:") {
             return Ok(Journal::memory());
         }
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {

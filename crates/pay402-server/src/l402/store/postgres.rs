@@ -61,7 +61,15 @@ const MIGRATIONS: &[Migration] = &[Migration {
 pub struct PostgresStore {
     pool: PgPool,
     secret: std::sync::Arc<RootSecret>,
-    feed: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Sender<Revocation>>>>,
+    feed: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Feed>>>,
+}
+
+/// The announcements of one store, and what tells its listener the store
+/// is gone (the listener ends when `_alive` is dropped).
+#[derive(Debug)]
+struct Feed {
+    sender: Sender<Revocation>,
+    _alive: tokio::sync::watch::Sender<()>,
 }
 
 /// The notification channel of revocations.
@@ -76,9 +84,6 @@ const FEED_CAPACITY: usize = 1024;
 
 /// How long the listener waits before connecting again.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
-
-/// How often an idle listener checks whether its store is still there.
-const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 impl PostgresStore {
     /// Connects to `url` (see [`crate::database`]) and opens the store.
@@ -118,22 +123,28 @@ impl PostgresStore {
     /// first use (inside a Tokio runtime).
     fn subscribe(&self) -> Option<Receiver<Revocation>> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
-        let sender = self.feed.get_or_init(|| {
+        let feed = self.feed.get_or_init(|| {
             let (sender, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
-            let sender = std::sync::Arc::new(sender);
+            let (alive, gone) = tokio::sync::watch::channel(());
+            let feed = std::sync::Arc::new(Feed {
+                sender,
+                _alive: alive,
+            });
             rt.spawn(
-                listen(self.pool.clone(), std::sync::Arc::downgrade(&sender))
+                listen(self.pool.clone(), std::sync::Arc::downgrade(&feed), gone)
                     .instrument(tracing::info_span!("l402.revocation_listener")),
             );
-            sender
+            feed
         });
-        Some(sender.subscribe())
+        Some(feed.sender.subscribe())
     }
 }
 
 /// Listens for revocation notifications and forwards them until the store
-/// (the sender) is gone, reconnecting after a lost connection.
-async fn listen(pool: PgPool, feed: Weak<Sender<Revocation>>) {
+/// (its feed) is gone, reconnecting after a lost connection. A wait for a
+/// notification is never cut short (that could split a message on the
+/// wire) except when the store is gone and the listener ends.
+async fn listen(pool: PgPool, feed: Weak<Feed>, mut gone: tokio::sync::watch::Receiver<()>) {
     // A connection of its own, outside the request pool (whose size stays
     // what the operator set), with the same settings.
     let pool = PgPoolOptions::new()
@@ -160,31 +171,33 @@ async fn listen(pool: PgPool, feed: Weak<Sender<Revocation>>) {
         // Listening from now on; anything revoked before may be cached.
         match feed.upgrade() {
             Some(f) => {
-                let _ = f.send(Revocation::Resync);
+                let _ = f.sender.send(Revocation::Resync);
             }
             None => return,
         }
         tracing::info!("l402.revocation_listener_up");
         loop {
-            let next = tokio::time::timeout(IDLE_CHECK, listener.try_recv()).await;
+            let next = tokio::select! {
+                next = listener.try_recv() => next,
+                // Only ever an error: the store dropped its feed.
+                _ = gone.changed() => return,
+            };
             let Some(f) = feed.upgrade() else { return };
             match next {
-                // Idle: check the store is still there.
-                Err(_) => {}
-                Ok(Ok(Some(n))) => match TokenId::from_hex(n.payload()) {
+                Ok(Some(n)) => match TokenId::from_hex(n.payload()) {
                     Some(id) => {
-                        let _ = f.send(Revocation::Revoked(id));
+                        let _ = f.sender.send(Revocation::Revoked(id));
                     }
                     // Not ours to read: forget everything to be safe.
                     None => {
-                        let _ = f.send(Revocation::Resync);
+                        let _ = f.sender.send(Revocation::Resync);
                     }
                 },
                 // The connection was lost: announcements may be missed
                 // until we listen again, and the caches are cleared then.
                 // Not now: while the whole database is down nobody can
                 // revoke, and cached keys keep serving paid tokens.
-                Ok(Ok(None)) | Ok(Err(_)) => {
+                Ok(None) | Err(_) => {
                     tracing::warn!("l402.revocation_listener_lost");
                     break;
                 }
