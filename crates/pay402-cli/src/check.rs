@@ -18,7 +18,21 @@ pub fn describe(config: &Config) -> String {
     if let Some(ops) = &config.server.ops_listen {
         let _ = writeln!(s, "operations on {ops}");
     }
-    let _ = writeln!(s, "store {}", config.store);
+    let store = &config.store;
+    let _ = write!(s, "store {store}");
+    if let Some(p) = &store.password {
+        let _ = write!(s, " (password from {p})");
+    }
+    let pool = store
+        .options
+        .max_connections
+        .map_or("default".to_owned(), |n| n.to_string());
+    let _ = writeln!(
+        s,
+        ", pool {pool}, statement timeout {} ms, acquire timeout {} ms",
+        store.options.statement_timeout.as_millis(),
+        store.options.acquire_timeout.as_millis()
+    );
     if let Some(a) = &config.admin {
         let _ = writeln!(
             s,

@@ -31,8 +31,13 @@ max_settle_body = 4194304
 # token = { env = "PAY402_ADMIN_TOKEN" }   # at least 32 characters
 
 [store]
-# Root keys, revocations and payment records. sqlite://PATH or sqlite::memory:
+# Root keys, revocations and payment records. sqlite://PATH, sqlite::memory:,
+# or postgres://USER@HOST/DB to share them between several instances.
 url = "sqlite://pay402.sqlite"
+# password = { env = "PAY402_PG_PASSWORD" }   # PostgreSQL only; never in the URL
+# max_connections = 10
+# statement_timeout_ms = 10000
+# acquire_timeout_ms = 5000                    # then 503 store_unavailable
 
 # [rates]
 # Needed for prices in US cents on L402 and BitRequests: US cents per bitcoin.

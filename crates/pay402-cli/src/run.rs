@@ -13,8 +13,8 @@ use pay402_core::lightning::{InvoiceIssuer, Network};
 use pay402_core::money::Sat;
 use pay402_core::x402::facilitator::Facilitator;
 use pay402_server::L402Config;
-use pay402_server::store::{RootKeyStore, SqliteStore};
-use pay402_server::x402::store::{PaymentStore, SqlitePaymentStore};
+use pay402_server::database::Database;
+use pay402_server::x402::store::PaymentStore;
 use tower::util::BoxCloneSyncService;
 use zeroize::Zeroizing;
 
@@ -108,22 +108,24 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         (Some(l), true) => Some(lightning(l, &mut tasks, &mut lightning_rest).await?),
         _ => None,
     };
+    // One pool for every store of this instance.
+    let database = open_database(&config.store).await?;
     let l402_store = if needs_l402 {
-        Some(l402_store(&config.store).await?)
+        Some(pay402_server::store::open(&database).await?)
     } else {
         None
     };
     let x402_store = if needs_x402 {
-        Some(x402_store(&config.store).await?)
+        Some(pay402_server::x402::store::open(&database).await?)
     } else {
         None
     };
     let facilitator: Option<Arc<dyn Facilitator>> = match (&config.x402, needs_x402) {
-        (Some(x), true) => Some(facilitator(x, &config.store).await?),
+        (Some(x), true) => Some(facilitator(x, &database).await?),
         _ => None,
     };
     let bitreq = match (&config.bitrequests, needs_bitreq) {
-        (Some(b), true) => Some(bitreq_server(b, &config.store).await?),
+        (Some(b), true) => Some(bitreq_server(b, &database).await?),
         _ => None,
     };
     let backends = PaywallBackends {
@@ -188,18 +190,15 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
 }
 
 /// The BitRequests server: the merchant's ledger (bit-transfers to
-/// `transfer_username`) in the store the URL names, over no chain.
+/// `transfer_username`) in the instance's store database, over no chain.
 async fn bitreq_server(
     b: &crate::config::BitreqSettings,
-    url: &StoreUrl,
+    database: &Database,
 ) -> Result<pay402_server::bitreq::BitreqServer, StartError> {
     use pay402_server::bitreq::{BitreqConfig, BitreqServer, TransferConfig};
-    use pay402_server::database::{Database, DatabaseOptions};
     let network =
         crate::config::parse_btc_network(&b.network).ok_or("bitrequests.network is invalid")?;
-    // Whatever database the URL names (the library opens each kind).
-    let db = Database::open(&url.to_string(), &DatabaseOptions::default()).await?;
-    let store = pay402_server::bitreq::store::open(&db).await?;
+    let store = pay402_server::bitreq::store::open(database).await?;
     let config = BitreqConfig::new(network).transfer(TransferConfig::new(&b.transfer_username));
     Ok(BitreqServer::new(
         config,
@@ -208,20 +207,37 @@ async fn bitreq_server(
     )?)
 }
 
-/// The L402 root-key store the URL names.
-async fn l402_store(url: &StoreUrl) -> Result<Arc<dyn RootKeyStore>, StartError> {
-    Ok(match url {
-        StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-        StoreUrl::SqliteMemory => Arc::new(SqliteStore::in_memory().await?),
-    })
-}
-
-/// The x402 payment store the URL names (the same database as L402's).
-async fn x402_store(url: &StoreUrl) -> Result<Arc<dyn PaymentStore>, StartError> {
-    Ok(match url {
-        StoreUrl::Sqlite(path) => Arc::new(SqlitePaymentStore::open(path).await?),
-        StoreUrl::SqliteMemory => Arc::new(SqlitePaymentStore::in_memory().await?),
-    })
+/// Opens the store database `[store]` names (reading the PostgreSQL
+/// password from its file or environment variable; it is never logged).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let c = pay402_cli::config::Config::parse("p.toml",
+///     "[store]\nurl = \"sqlite::memory:\"\n[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n").unwrap();
+/// let db = pay402_cli::run::open_database(&c.store).await.unwrap();
+/// assert_eq!(db.kind(), "sqlite");
+/// # }
+/// ```
+pub async fn open_database(store: &StoreUrl) -> Result<Database, StartError> {
+    use pay402_server::database::StoreUrl as U;
+    use zeroize::Zeroize as _;
+    let mut url = store.url.clone();
+    if let (U::Postgres(text), Some(source)) = (&mut url, &store.password) {
+        let password = read_secret(source)?;
+        let mut parsed = reqwest::Url::parse(text).map_err(|e| format!("store.url: {e}"))?;
+        parsed
+            .set_password(Some(&password))
+            .map_err(|()| "store.url: this URL cannot carry a password")?;
+        text.zeroize();
+        *text = parsed.into();
+    }
+    let opened = Database::open_url(&url, &store.options).await;
+    if let U::Postgres(text) = &mut url {
+        text.zeroize();
+    }
+    let db = opened.map_err(|e| format!("store {store}: {e}"))?;
+    tracing::info!(store = %store, kind = db.kind(), "store opened");
+    Ok(db)
 }
 
 async fn lightning(
@@ -288,7 +304,7 @@ async fn lightning(
 
 async fn facilitator(
     x: &crate::config::X402Settings,
-    store: &StoreUrl,
+    database: &Database,
 ) -> Result<Arc<dyn Facilitator>, StartError> {
     Ok(match &x.facilitator {
         FacilitatorConfig::Local {
@@ -305,8 +321,9 @@ async fn facilitator(
                 .map_err(|_| "x402.asset is not an address")?;
             // In-flight settlements and the key's nonces live beside the
             // payment records, so a restart finds (and reconciles) them.
-            let settlements =
-                crate::facilitator::open_settlements(&store.to_string(), None).await?;
+            let settlements = pay402_server::x402::settlements::open(database)
+                .await
+                .map_err(|e| format!("store: {e}"))?;
             let mut b = pay402_backends::x402::LocalFacilitator::builder(rpc.as_str())
                 .signer(key.as_str())
                 .allow_asset(asset.0, x.asset_name.clone(), x.asset_version.clone())

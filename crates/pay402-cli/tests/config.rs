@@ -78,18 +78,66 @@ fn a_paid_rail_without_its_backend_is_refused() {
 }
 
 #[test]
-fn postgres_store_is_refused_for_now_with_its_place() {
+fn a_postgres_store_is_shown_by_check_without_its_password() {
     let dir = temp_dir("pg");
+    let service = "[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n";
     let out = check(
         &dir,
-        "[store]\nurl = \"postgres://localhost/pay402\"\n[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n",
+        &format!(
+            "[store]\nurl = \"postgres://pay402@db.internal:5433/pay402?sslmode=verify-full\"\n\
+             password = {{ env = \"PAY402_PG_PASSWORD\" }}\nmax_connections = 20\n\
+             statement_timeout_ms = 2500\nacquire_timeout_ms = 1500\n{service}"
+        ),
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        err.contains("pay402.toml:2:7: store.url: PostgreSQL stores are not available yet"),
-        "{err}"
+        text.contains(
+            "store postgres://pay402@db.internal:5433/pay402?sslmode=verify-full \
+             (password from env $PAY402_PG_PASSWORD), pool 20, statement timeout 2500 ms, \
+             acquire timeout 1500 ms"
+        ),
+        "{text}"
     );
+
+    // A password inline (in the authority or the query) is refused, placed.
+    for url in [
+        "postgres://pay402:hunter2@db.internal/pay402",
+        "postgres://pay402@db.internal/pay402?password=hunter2",
+    ] {
+        let out = check(&dir, &format!("[store]\nurl = \"{url}\"\n{service}"));
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("pay402.toml:2:7: store.url: no password in the URL"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    // Other schemes, a password for SQLite, a zero pool.
+    for (toml, want) in [
+        (
+            "url = \"mysql://db/pay402\"",
+            "store.url: store configuration: unsupported store URL scheme \"mysql\"",
+        ),
+        (
+            "url = \"sqlite://x.sqlite\"\npassword = { env = \"X\" }",
+            "store.password: a password is only for a postgres:// store",
+        ),
+        (
+            "url = \"postgres://db/pay402\"\nmax_connections = 0",
+            "store.max_connections: must be 1 to 1000",
+        ),
+        (
+            "url = \"postgres://db/pay402\"\nstatement_timeout_ms = 0",
+            "store.statement_timeout_ms: must be 1 to 3600000",
+        ),
+    ] {
+        let out = check(&dir, &format!("[store]\n{toml}\n{service}"));
+        assert_eq!(out.status.code(), Some(2), "{toml}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(want), "{toml}: {err}");
+    }
 }
 
 #[test]

@@ -45,12 +45,22 @@ async fn database(pg: &Postgres) -> Database {
 async fn l402_answers_503_while_postgres_is_down_and_recovers_by_itself() {
     let pg = Postgres::start().expect("the PostgreSQL test peer must start");
     let db = database(&pg).await;
-    let env = common::env_with(L402Config::new("outage"), store::open(&db).await.unwrap());
+    let keys = store::open(&db).await.unwrap();
+    // The store clears the layers' key caches once it listens for
+    // revocation announcements: wait for that before warming one.
+    let mut feed = keys
+        .revocations()
+        .expect("PostgreSQL announces revocations");
+    let env = common::env_with(L402Config::new("outage"), keys);
+    assert_eq!(feed.recv().await.unwrap(), store::Revocation::Resync);
+    tokio::time::sleep(Duration::from_millis(50)).await;
 
     // A token used before the outage (its key is now in the layer's cache).
     let warm = common::buy(&env, "/paid").await;
-    let r = common::send(&env.app, common::get_req("/paid", &[&warm])).await;
-    assert_eq!(r.status, StatusCode::OK);
+    for _ in 0..2 {
+        let r = common::send(&env.app, common::get_req("/paid", &[&warm])).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
     // A token paid for but not yet used: its first use needs the store.
     let cold = common::buy(&env, "/paid").await;
 
@@ -143,32 +153,78 @@ async fn x402_answers_503_while_postgres_is_down_settles_nothing_and_recovers() 
     assert_eq!(facilitator.settle_count(), 1);
 }
 
-/// Two L402 instances, each with its own pool on one database: a token
-/// bought through one is accepted by the other (one root secret), and once
-/// revoked through the first it is refused by the second within the
-/// second's `key_cache_ttl` (1 s here; 60 s by default).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn l402_revocation_through_one_instance_is_honoured_by_another_within_the_key_cache_ttl() {
-    let pg = Postgres::shared().expect("the PostgreSQL test peer must start");
-    let db = pg.create_database().unwrap();
-    let mut cfg = L402Config::new("instances");
-    cfg.key_cache_ttl = Duration::from_secs(1);
+/// Two L402 instances on one database, each with its own pool.
+async fn two_l402_instances(
+    db: &pay402_testkit::postgres::Database,
+    cfg: L402Config,
+) -> (common::Env, common::Env) {
     let open = || async {
         let db = Database::open(db.url(), &options()).await.unwrap();
         store::open(&db).await.unwrap()
     };
-    let one = common::env_with(cfg.clone(), open().await);
-    let two = common::env_with(cfg, open().await);
+    (
+        common::env_with(cfg.clone(), open().await),
+        common::env_with(cfg, open().await),
+    )
+}
+
+fn token_id(token: &str) -> pay402_core::l402::TokenId {
+    let cred = pay402_core::l402::Credential::parse(token).unwrap();
+    let mut buf = Vec::new();
+    pay402_core::l402::PresentedToken::decode(&cred, &mut buf)
+        .unwrap()
+        .token_id()
+}
+
+/// Sends `token` to `env` until it is refused as `unknown_token`, failing
+/// when it is still served `bound` after `since`; returns the delay.
+async fn refused_within(
+    env: &common::Env,
+    token: &str,
+    since: std::time::Instant,
+    bound: Duration,
+) -> Duration {
+    loop {
+        let r = common::send(&env.app, common::get_req("/paid", &[token])).await;
+        if r.status == StatusCode::PAYMENT_REQUIRED {
+            assert_eq!(r.reason(), "unknown_token");
+            return since.elapsed();
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            since.elapsed() <= bound,
+            "still served {:?} after the revocation",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The bound a revocation announced by LISTEN/NOTIFY is honoured within
+/// on another instance (it arrives in milliseconds on loopback; the
+/// margin is for a loaded test machine).
+const ANNOUNCED_BOUND: Duration = Duration::from_secs(2);
+
+/// Two L402 instances, each with its own pool on one database: a token
+/// bought through one is accepted by the other (one root secret); once
+/// revoked through the first, the second refuses it as soon as the
+/// PostgreSQL notification arrives, far inside its key cache TTL (the
+/// default 60 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l402_revocation_through_one_instance_is_announced_to_another_at_once() {
+    let pg = Postgres::shared().expect("the PostgreSQL test peer must start");
+    let db = pg.create_database().unwrap();
+    let (one, two) = two_l402_instances(&db, L402Config::new("instances")).await;
+    assert_eq!(one.layer.config().key_cache_ttl, Duration::from_secs(60));
 
     let token = common::buy(&one, "/paid").await;
     let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
     assert_eq!(r.status, StatusCode::OK, "the other instance accepts it");
-    let cred = pay402_core::l402::Credential::parse(&token).unwrap();
-    let mut buf = Vec::new();
-    let id = pay402_core::l402::PresentedToken::decode(&cred, &mut buf)
-        .unwrap()
-        .token_id();
-    assert!(one.layer.revoke(&id).await.unwrap());
+    // Warm in both caches.
+    let r = common::send(&one.app, common::get_req("/paid", &[&token])).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    assert!(one.layer.revoke(&token_id(&token)).await.unwrap());
     let r = common::send(&one.app, common::get_req("/paid", &[&token])).await;
     assert_eq!(
         r.status,
@@ -176,21 +232,89 @@ async fn l402_revocation_through_one_instance_is_honoured_by_another_within_the_
         "at once where revoked"
     );
     assert_eq!(r.reason(), "unknown_token");
+    let took = refused_within(&two, &token, std::time::Instant::now(), ANNOUNCED_BOUND).await;
+    assert!(took < Duration::from_secs(60));
+}
 
+/// Without an announcement (a revocation written by hand, no NOTIFY), the
+/// other instance still refuses the token within its key cache TTL (1 s
+/// here): the fallback bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l402_revocation_without_an_announcement_is_honoured_within_the_key_cache_ttl() {
+    let pg = Postgres::shared().expect("the PostgreSQL test peer must start");
+    let db = pg.create_database().unwrap();
+    let mut cfg = L402Config::new("instances");
+    cfg.key_cache_ttl = Duration::from_secs(1);
+    let (one, two) = two_l402_instances(&db, cfg).await;
+    let token = common::buy(&one, "/paid").await;
+    let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    pg.psql(
+        db.name(),
+        &format!(
+            "UPDATE pay402_l402_tokens SET revoked = TRUE WHERE token_id = '\\x{}'",
+            token_id(&token)
+        ),
+    )
+    .unwrap();
     let revoked_at = std::time::Instant::now();
-    let bound = Duration::from_secs(1) + Duration::from_secs(1); // TTL + clock granularity
+    // TTL + one second of clock granularity.
+    refused_within(&two, &token, revoked_at, Duration::from_secs(2)).await;
+}
+
+/// When an instance's notification connection is cut, it listens again
+/// and clears its key cache then (announcements may have been missed): a
+/// revocation made while it was cut is honoured at once, not after the
+/// TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notification_connection_reconnects_and_clears_the_key_cache() {
+    let pg = Postgres::shared().expect("the PostgreSQL test peer must start");
+    let db = pg.create_database().unwrap();
+    let (one, two) = two_l402_instances(&db, L402Config::new("instances")).await;
+    let token = common::buy(&one, "/paid").await;
+    let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Cut every listening connection of this database, then revoke by
+    // hand (no NOTIFY): only the cleared cache can make it visible.
+    let cut = pg
+        .psql(
+            db.name(),
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .unwrap();
+    assert_eq!(cut.trim(), "2", "one listener per instance");
+    pg.psql(
+        db.name(),
+        &format!(
+            "UPDATE pay402_l402_tokens SET revoked = TRUE WHERE token_id = '\\x{}'",
+            token_id(&token)
+        ),
+    )
+    .unwrap();
+    refused_within(&two, &token, std::time::Instant::now(), ANNOUNCED_BOUND).await;
+
+    // Listening again: a revocation through `one` reaches `two` at once.
+    let token = common::buy(&one, "/paid").await;
+    let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
-        if r.status == StatusCode::PAYMENT_REQUIRED {
-            assert_eq!(r.reason(), "unknown_token");
+        let listening = pg
+            .psql(
+                db.name(),
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            )
+            .unwrap();
+        if listening.trim() == "2" {
             break;
         }
-        assert_eq!(r.status, StatusCode::OK);
-        assert!(
-            revoked_at.elapsed() <= bound,
-            "still served {:?} after the revocation",
-            revoked_at.elapsed()
-        );
+        assert!(std::time::Instant::now() < deadline, "listeners came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(one.layer.revoke(&token_id(&token)).await.unwrap());
+    refused_within(&two, &token, std::time::Instant::now(), ANNOUNCED_BOUND).await;
 }

@@ -48,25 +48,41 @@ pub struct Config {
     pub services: Vec<Service>,
 }
 
-/// Where records live.
+/// Where records live, and the pool that reaches them (`[store]`,
+/// resolved): opened with [`pay402_server::database::Database::open_url`].
+///
+/// Its `Display` is the URL, which never holds a password (a password is
+/// read from `store.password` at start).
 ///
 /// ```
 /// let c = pay402_cli::config::Config::parse("p.toml", pay402_cli::init::EXAMPLE).unwrap();
 /// assert_eq!(c.store.to_string(), "sqlite://pay402.sqlite");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
-    /// An SQLite file.
-    Sqlite(PathBuf),
-    /// An SQLite database in memory (lost on exit).
-    SqliteMemory,
+pub struct StoreUrl {
+    /// The parsed URL (PostgreSQL: without a password).
+    pub url: pay402_server::database::StoreUrl,
+    /// Where the PostgreSQL password is read from, if anywhere.
+    pub password: Option<SecretSource>,
+    /// Pool size and timeouts.
+    pub options: pay402_server::database::DatabaseOptions,
 }
 
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
-            StoreUrl::SqliteMemory => f.write_str("sqlite::memory:"),
+        use pay402_server::database::StoreUrl as U;
+        match &self.url {
+            U::Memory => f.write_str("memory:"),
+            U::SqliteMemory => f.write_str("sqlite::memory:"),
+            U::SqliteFile(p) => write!(f, "sqlite://{}", p.display()),
+            // Resolving refused a password in it; strip one anyway.
+            U::Postgres(url) => match reqwest::Url::parse(url) {
+                Ok(mut u) => {
+                    let _ = u.set_password(None);
+                    f.write_str(u.as_str())
+                }
+                Err(_) => f.write_str("postgres://(unparsable)"),
+            },
         }
     }
 }

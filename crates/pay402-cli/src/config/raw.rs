@@ -123,23 +123,44 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[store]`.
+/// `[store]`: where root keys, revocations and payment records live, and
+/// the pool that reaches them.
 ///
 /// ```
 /// let s = pay402_cli::config::StoreConfig::default();
 /// assert_eq!(s.url.get_ref(), "sqlite://pay402.sqlite");
+/// let pg: pay402_cli::config::StoreConfig = toml::from_str(
+///     "url = \"postgres://pay402@db.internal/pay402\"\npassword = { env = \"PGPASSWORD\" }\nmax_connections = 20",
+/// ).unwrap();
+/// assert_eq!(pg.max_connections, Some(20));
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` or `sqlite::memory:` (PostgreSQL URLs later).
+    /// `sqlite://PATH`, `sqlite::memory:`, `memory:` or
+    /// `postgres://USER@HOST[:PORT]/DB[?sslmode=…]` (no password in it).
     pub url: Spanned<String>,
+    /// The PostgreSQL password, from a file or an environment variable.
+    pub password: Option<SecretSource>,
+    /// The most connections this instance opens (default 10 for
+    /// PostgreSQL, 4 for a SQLite file).
+    pub max_connections: Option<u32>,
+    /// The longest one statement may run, in milliseconds (PostgreSQL
+    /// `statement_timeout`; SQLite's busy timeout). Default 10000.
+    pub statement_timeout_ms: Option<u64>,
+    /// How long a request waits for a connection before it is answered
+    /// 503 `store_unavailable`, in milliseconds. Default 5000.
+    pub acquire_timeout_ms: Option<u64>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: Spanned::new(0..0, "sqlite://pay402.sqlite".into()),
+            password: None,
+            max_connections: None,
+            statement_timeout_ms: None,
+            acquire_timeout_ms: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! converted exactly, every error placed in the file.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use pay402_core::money::{Msat, Sat};
@@ -94,22 +94,65 @@ impl Resolver<'_> {
     }
 
     fn store(&self, s: &StoreConfig) -> Result<StoreUrl, ConfigError> {
-        let url = s.url.get_ref().trim();
-        if url == "sqlite::memory:" {
-            return Ok(StoreUrl::SqliteMemory);
-        }
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err(self.err(s.url.span(), "store.url", "sqlite:// needs a file path"));
+        use pay402_server::database::{DatabaseOptions, StoreUrl as U};
+        let span = s.url.span();
+        let url: U = s
+            .url
+            .get_ref()
+            .parse()
+            .map_err(|e: pay402_server::store::StoreError| {
+                self.err(span.clone(), "store.url", e.to_string())
+            })?;
+        if let U::Postgres(text) = &url {
+            // Secrets come from files or the environment, never inline.
+            let parsed = reqwest::Url::parse(text)
+                .map_err(|e| self.err(span.clone(), "store.url", format!("not a URL: {e}")))?;
+            let query_password = parsed
+                .query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+            if parsed.password().is_some() || query_password {
+                return Err(self.err(
+                    span,
+                    "store.url",
+                    "no password in the URL: give store.password = { file = \"PATH\" } or { env = \"VAR\" }",
+                ));
             }
-            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        } else if s.password.is_some() {
+            return Err(self.err(
+                span,
+                "store.password",
+                "a password is only for a postgres:// store",
+            ));
         }
-        let msg = if url.starts_with("postgres") {
-            "PostgreSQL stores are not available yet; use sqlite://PATH"
-        } else {
-            "expected sqlite://PATH or sqlite::memory:"
-        };
-        Err(self.err(s.url.span(), "store.url", msg))
+        if let Some(p) = &s.password {
+            self.secret(span.clone(), "store.password", p)?;
+        }
+        let mut options = DatabaseOptions::default();
+        if let Some(n) = s.max_connections {
+            if n == 0 || n > 1000 {
+                return Err(self.err(span, "store.max_connections", "must be 1 to 1000"));
+            }
+            options = options.max_connections(n);
+        }
+        for (key, value) in [
+            ("store.statement_timeout_ms", s.statement_timeout_ms),
+            ("store.acquire_timeout_ms", s.acquire_timeout_ms),
+        ] {
+            if value.is_some_and(|ms| ms == 0 || ms > 3_600_000) {
+                return Err(self.err(span.clone(), key, "must be 1 to 3600000 (one hour)"));
+            }
+        }
+        if let Some(ms) = s.statement_timeout_ms {
+            options = options.statement_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = s.acquire_timeout_ms {
+            options = options.acquire_timeout(Duration::from_millis(ms));
+        }
+        Ok(StoreUrl {
+            url,
+            password: s.password.clone(),
+            options,
+        })
     }
 
     fn lightning(&self, l: &Spanned<LightningConfig>) -> Result<(), ConfigError> {

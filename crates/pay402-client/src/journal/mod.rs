@@ -42,6 +42,10 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -57,6 +61,8 @@ use pay402_core::offer::Rail;
 use pay402_core::problem::Reason;
 
 pub use memory::MemoryJournal;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresJournal;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteJournal;
 
@@ -679,8 +685,60 @@ impl Journal {
         ))
     }
 
+    /// Opens the journal `location` names, like the server's store URLs:
+    /// `memory` (or `memory:`, `sqlite::memory:`), `sqlite://PATH` (or `sqlite:PATH`, or a bare
+    /// file path), or `postgres://USER@HOST/DB` (feature `postgres`; a
+    /// password in the URL is never shown in [`Journal::location`]).
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Unavailable`] when the store cannot be opened, or
+    /// its kind is not compiled in.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pay402_client::journal::JournalError> {
+    /// let j = pay402_client::journal::Journal::open("memory:").await?;
+    /// assert_eq!(j.location(), "memory");
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(location: &str) -> Result<Journal, JournalError> {
+        let location = location.trim();
+        if matches!(location, "memory" | "memory:" | "sqlite::memory:") {
+            return Ok(Journal::memory());
+        }
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let store = PostgresJournal::connect(location).await?;
+                // scheme://[user[:password]@]rest, shown without the user part.
+                let shown = match (location.split_once("://"), location.rsplit_once('@')) {
+                    (Some((scheme, _)), Some((_, rest))) => format!("{scheme}://{rest}"),
+                    _ => location.to_owned(),
+                };
+                return Ok(Journal::from_store(Arc::new(store), &shown));
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(JournalError::Unavailable(
+                "a PostgreSQL journal needs the `postgres` feature".into(),
+            ));
+        }
+        #[cfg(feature = "sqlite")]
+        {
+            let path = location
+                .strip_prefix("sqlite://")
+                .or_else(|| location.strip_prefix("sqlite:"))
+                .unwrap_or(location);
+            Journal::sqlite(path).await
+        }
+        #[cfg(not(feature = "sqlite"))]
+        Err(JournalError::Unavailable(
+            "a SQLite journal needs the `sqlite` feature".into(),
+        ))
+    }
+
     /// The default journal: the path in `PAY402_JOURNAL` (`memory` for a
-    /// journal in memory), else `$XDG_DATA_HOME/pay402/journal.sqlite`,
+    /// journal in memory, a `postgres://` URL for PostgreSQL), else `$XDG_DATA_HOME/pay402/journal.sqlite`,
     /// else `$HOME/.local/share/pay402/journal.sqlite`.
     ///
     /// ```no_run
@@ -691,6 +749,12 @@ impl Journal {
     /// ```
     #[cfg(feature = "sqlite")]
     pub async fn open_default() -> Result<Journal, JournalError> {
+        if let Some(url) = std::env::var(JOURNAL_ENV)
+            .ok()
+            .filter(|v| v.starts_with("postgres://") || v.starts_with("postgresql://"))
+        {
+            return Journal::open(&url).await;
+        }
         match default_location(|k| std::env::var_os(k))? {
             None => Ok(Journal::memory()),
             Some(path) => Journal::sqlite(path).await,

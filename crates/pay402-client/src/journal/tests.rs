@@ -171,9 +171,69 @@ async fn exercise(store: &dyn JournalStore) {
     );
 }
 
+/// Many tasks racing on one entry id through two handles on one journal
+/// (two pools where the store has them): exactly one insert wins, every
+/// step lands on it, and one open entry answers for the request.
+async fn race(a: Arc<dyn JournalStore>, b: Arc<dyn JournalStore>) {
+    let key = RequestKey::new("http://race:1", "GET", "/r", b"");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let key = key.clone();
+            tokio::spawn(async move { store.insert(&record("race", &key, 5_000)).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "one insert of an id");
+    let steps: Vec<_> = (0..16)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                store
+                    .update("race", &Step::to(EntryState::Presented).status(100 + i))
+                    .await
+            })
+        })
+        .collect();
+    for t in steps {
+        t.await.unwrap().unwrap();
+    }
+    let r = b.open_for(&key).await.unwrap().unwrap();
+    assert_eq!((r.id.as_str(), r.state), ("race", EntryState::Presented));
+    assert!((100..116).contains(&r.status.unwrap()));
+    assert_eq!(a.get("race").await.unwrap(), Some(r));
+}
+
 #[tokio::test]
 async fn memory_journal() {
     exercise(&MemoryJournal::new()).await;
+    let store: Arc<dyn JournalStore> = Arc::new(MemoryJournal::new());
+    race(store.clone(), store).await;
+}
+
+/// The PostgreSQL journal, on a real server (`pay402-testkit`; fails when
+/// it cannot start): every operation, races through two pools, and what
+/// was recorded is there for a payer that opens it again, by URL.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_journal_through_two_pools_and_reopened_by_url() {
+    let pg =
+        pay402_testkit::postgres::Postgres::shared().expect("the PostgreSQL test peer must start");
+    let db = pg.create_database().unwrap();
+    let store = PostgresJournal::connect(db.url()).await.unwrap();
+    exercise(&store).await;
+    let other: Arc<dyn JournalStore> = Arc::new(PostgresJournal::connect(db.url()).await.unwrap());
+    race(Arc::new(store), other).await;
+    let again = Journal::open(db.url()).await.unwrap();
+    assert!(again.location().starts_with("postgres://127.0.0.1:"));
+    let r = again.entry("e1").await.unwrap().unwrap();
+    assert_eq!(r.state, EntryState::Served);
+    assert_eq!(again.payments(&Query::default()).await.unwrap().len(), 3);
 }
 
 fn temp_path(name: &str) -> PathBuf {
@@ -191,11 +251,14 @@ async fn sqlite_journal_persists_and_is_owner_only() {
     let path = dir.join("nested").join("journal.sqlite");
     let store = SqliteJournal::open(&path).await.unwrap();
     exercise(&store).await;
-    drop(store);
-    let again = Journal::sqlite(&path).await.unwrap();
+    let other: Arc<dyn JournalStore> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+    race(Arc::new(store), other).await;
+    let again = Journal::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
     let r = again.entry("e1").await.unwrap().unwrap();
     assert_eq!(r.state, EntryState::Served);
-    assert_eq!(again.payments(&Query::default()).await.unwrap().len(), 2);
+    assert_eq!(again.payments(&Query::default()).await.unwrap().len(), 3);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

@@ -3,9 +3,18 @@
 //! Verification of a warm token costs no store round trip and not even the
 //! key-derivation HMAC: the cache holds the derived [`MacaroonKey`]. Entries
 //! expire after a TTL so that a revocation made by another server instance
-//! sharing the store takes effect within that time; revocations made through
-//! this process's layer take effect at once.
+//! sharing the store takes effect within that time at the latest; stores
+//! that announce revocations (PostgreSQL: LISTEN/NOTIFY, see
+//! [`RootKeyStore::revocations`](crate::store::RootKeyStore::revocations))
+//! make the layer drop the key as soon as the announcement arrives, and
+//! revocations made through this process's layer take effect at once.
+//!
+//! A key loaded from a store read that raced with a revocation is never
+//! kept: every [`KeyCache::remove`] and [`KeyCache::clear`] advances an
+//! epoch, and [`KeyCache::insert_unless_changed`] drops its entry again
+//! when the epoch moved since the caller's store read began.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pay402_core::time::UnixTime;
@@ -32,6 +41,7 @@ use quick_cache::sync::Cache;
 pub struct KeyCache {
     cache: Cache<TokenId, (MacaroonKey, UnixTime)>,
     ttl: Duration,
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -54,6 +64,7 @@ impl KeyCache {
         KeyCache {
             cache: Cache::new(capacity.max(1)),
             ttl,
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -91,14 +102,79 @@ impl KeyCache {
         key
     }
 
-    /// Forgets a key (on revocation).
+    /// Forgets a key (on revocation), and advances the epoch.
     ///
     /// ```
     /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
+    /// let before = c.epoch();
     /// c.remove(&pay402_core::l402::TokenId([0; 32]));
+    /// assert_ne!(c.epoch(), before);
     /// ```
     pub fn remove(&self, id: &TokenId) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.cache.remove(id);
+    }
+
+    /// Forgets every key (revocations may have been missed), and advances
+    /// the epoch.
+    ///
+    /// ```
+    /// use pay402_core::l402::{RootKey, TokenId};
+    /// use pay402_core::time::UnixTime;
+    /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(60));
+    /// c.insert(TokenId([1; 32]), RootKey::from_bytes([2; 32]).derive(), UnixTime(0));
+    /// c.clear();
+    /// assert!(c.is_empty());
+    /// ```
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.cache.clear();
+    }
+
+    /// A counter advanced by every removal: read it before a store read,
+    /// and hand it to [`KeyCache::insert_unless_changed`].
+    ///
+    /// ```
+    /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
+    /// assert_eq!(c.epoch(), 0);
+    /// ```
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Caches a key read from the store when the read began at `epoch`,
+    /// unless a key was removed since (the read may predate a revocation):
+    /// then nothing stays cached and the next request reads the store
+    /// again. Returns whether the key stays cached.
+    ///
+    /// ```
+    /// use pay402_core::l402::{RootKey, TokenId};
+    /// use pay402_core::time::UnixTime;
+    /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(60));
+    /// let key = || RootKey::from_bytes([2; 32]).derive();
+    /// let epoch = c.epoch();
+    /// c.remove(&TokenId([9; 32])); // a revocation arrives meanwhile
+    /// assert!(!c.insert_unless_changed(TokenId([1; 32]), key(), UnixTime(0), epoch));
+    /// assert!(c.get(&TokenId([1; 32]), UnixTime(0)).is_none());
+    /// assert!(c.insert_unless_changed(TokenId([1; 32]), key(), UnixTime(0), c.epoch()));
+    /// ```
+    pub fn insert_unless_changed(
+        &self,
+        id: TokenId,
+        key: MacaroonKey,
+        now: UnixTime,
+        epoch: u64,
+    ) -> bool {
+        if self.epoch() != epoch {
+            return false;
+        }
+        self.cache.insert(id, (key, now));
+        // A removal between the check and the insert: undo ours.
+        if self.epoch() != epoch {
+            self.cache.remove(&id);
+            return false;
+        }
+        true
     }
 
     /// Number of cached keys.

@@ -34,7 +34,7 @@ use tracing::{Instrument, field};
 use super::config::{L402Config, Price, PriceRequest, RejectMode, normalized_path};
 use super::keycache::KeyCache;
 use crate::respond;
-use crate::store::{RootKeyStore, StoreError};
+use crate::store::{Revocation, RootKeyStore, StoreError};
 
 struct Shared {
     config: L402Config,
@@ -102,13 +102,18 @@ impl L402Layer {
         store: Arc<dyn RootKeyStore>,
     ) -> L402Layer {
         let cache = KeyCache::new(config.key_cache_capacity, config.key_cache_ttl);
+        let feed = store.revocations();
+        let shared = Arc::new(Shared {
+            config,
+            issuer,
+            store,
+            cache,
+        });
+        if let Some(feed) = feed {
+            follow_revocations(feed, Arc::downgrade(&shared));
+        }
         L402Layer {
-            shared: Arc::new(Shared {
-                config,
-                issuer,
-                store,
-                cache,
-            }),
+            shared,
             price: Price::Fixed(Msat::ZERO),
             capability: None,
             scope: None,
@@ -232,6 +237,9 @@ impl L402Layer {
     pub async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
         self.shared.cache.remove(token_id);
         let existed = self.shared.store.revoke(token_id).await?;
+        // Again, now that the revocation is committed: a request that read
+        // the record before that does not keep the key.
+        self.shared.cache.remove(token_id);
         tracing::info!(token_id = %token_id, existed, "l402.revoke");
         Ok(existed)
     }
@@ -683,7 +691,9 @@ async fn verify(
         .in_scope(|| check(layer, &token, &key, &facts, grant, now))
         .map_err(Failure::Token)?;
     // First paid use records the token (binding its payment hash); later
-    // uses read the record, which also carries revocation.
+    // uses read the record, which also carries revocation. A revocation
+    // announced while the read runs keeps the key out of the cache.
+    let epoch = shared.cache.epoch();
     let record = shared
         .store
         .record_use(id, &verified.payment_hash)
@@ -696,9 +706,41 @@ async fn verify(
     if record.payment_hash != Some(verified.payment_hash) {
         return Err(Failure::Token(L402Error::PaymentHashMismatch));
     }
-    shared.cache.insert(id, key, now);
+    shared.cache.insert_unless_changed(id, key, now, epoch);
     tracing::debug!(parent: &span, token_id = %id, "l402.verified");
     Ok(verified)
+}
+
+/// Drops cached keys as the store announces revocations made by other
+/// processes, until the layer or the store is gone. The store hands out a
+/// feed only inside a Tokio runtime (it runs its listener there too).
+fn follow_revocations(
+    mut feed: tokio::sync::broadcast::Receiver<Revocation>,
+    shared: std::sync::Weak<Shared>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let task = async move {
+        loop {
+            let event = feed.recv().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            match event {
+                Ok(Revocation::Revoked(id)) => {
+                    shared.cache.remove(&id);
+                    tracing::info!(token_id = %id, "l402.revoked_elsewhere");
+                }
+                Ok(Revocation::Resync) | Err(RecvError::Lagged(_)) => {
+                    shared.cache.clear();
+                    tracing::info!("l402.key_cache_cleared");
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    };
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(task.instrument(tracing::info_span!("l402.revocation_feed")));
+    }
 }
 
 fn random32() -> [u8; 32] {

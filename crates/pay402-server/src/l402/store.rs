@@ -226,6 +226,34 @@ pub trait RootKeyStore: Send + Sync + 'static {
     /// Revokes a token (writing a revocation record if it has none); `true`
     /// if it had been used paid and was not yet revoked.
     async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError>;
+    /// Announcements of revocations committed by any process sharing this
+    /// store, for the layers' key caches; `None` (the default) when the
+    /// store has none, and the caches rely on their TTL.
+    ///
+    /// [`PostgresStore`] announces each revocation with `NOTIFY` in the
+    /// revoking transaction and listens on a connection of its own (inside
+    /// a Tokio runtime; outside one it returns `None`). When that
+    /// connection is (re)established, notifications may have been missed,
+    /// and it sends [`Revocation::Resync`].
+    fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<Revocation>> {
+        None
+    }
+}
+
+/// A revocation announced by a store ([`RootKeyStore::revocations`]).
+///
+/// ```
+/// use pay402_server::store::Revocation;
+/// let r = Revocation::Revoked(pay402_core::l402::TokenId([1; 32]));
+/// assert_ne!(r, Revocation::Resync);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// This token was revoked.
+    Revoked(TokenId),
+    /// Announcements may have been missed: forget every cached key.
+    Resync,
 }
 
 /// An in-memory store (lost on restart, and so is its secret: every token
@@ -347,6 +375,9 @@ impl<T: RootKeyStore + ?Sized> RootKeyStore for std::sync::Arc<T> {
     }
     async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
         (**self).revoke(token_id).await
+    }
+    fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<Revocation>> {
+        (**self).revocations()
     }
 }
 

@@ -14,7 +14,10 @@
 //!   unique index in SQLite and PostgreSQL, a lock in memory), so two concurrent POSTs of
 //!   the same permit cannot both be accepted;
 //! - **one worker per job at a time**: [`SettlementStore::claim_due`] leases
-//!   the jobs it returns until a given time;
+//!   the jobs it returns until a given time, and [`SettlementStore::save`]
+//!   writes only while the row still carries the lease the worker was given
+//!   (one conditional `UPDATE`): a worker whose lease ran out and was taken
+//!   over by another gets [`QueueError::LeaseLost`] and writes nothing;
 //! - **journal before broadcast**: the worker saves every signed transaction
 //!   with [`SettlementStore::save`] before sending it.
 
@@ -242,6 +245,7 @@ impl Settlement {
 /// assert_eq!(QueueError::Duplicate { same_permit: true }.reason(), "permit_replayed");
 /// assert_eq!(QueueError::Duplicate { same_permit: false }.reason(), "permit_nonce_pending");
 /// assert_eq!(QueueError::Unavailable("disk".into()).status(), 503);
+/// assert_eq!(QueueError::LeaseLost { id: 7 }.reason(), "settlement_lease_lost");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
@@ -258,6 +262,14 @@ pub enum QueueError {
     /// Stored data is corrupt.
     #[error("corrupt settlement record: {0}")]
     Corrupt(String),
+    /// The job's lease is no longer the one this worker holds: another
+    /// worker took the job over after the lease ran out. Nothing was
+    /// written; the worker must drop the job (and anything it signed).
+    #[error("settlement {id} is leased to another worker now")]
+    LeaseLost {
+        /// The job.
+        id: i64,
+    },
 }
 
 impl Reason for QueueError {
@@ -267,11 +279,12 @@ impl Reason for QueueError {
             QueueError::Duplicate { same_permit: false } => "permit_nonce_pending",
             QueueError::Unavailable(_) => "settlement_store_unavailable",
             QueueError::Corrupt(_) => "settlement_store_corrupt",
+            QueueError::LeaseLost { .. } => "settlement_lease_lost",
         }
     }
     fn status(&self) -> u16 {
         match self {
-            QueueError::Duplicate { .. } => 409,
+            QueueError::Duplicate { .. } | QueueError::LeaseLost { .. } => 409,
             _ => 503,
         }
     }
@@ -295,15 +308,24 @@ pub trait SettlementStore: Send + Sync + 'static {
     /// `(chain, token, owner, nonce)`. Atomic.
     async fn enqueue(&self, job: NewSettlement) -> Result<i64, QueueError>;
     /// Leases up to `limit` jobs that are not final, due (`next_attempt_at
-    /// <= now`) and not leased (`lease_until <= now`), until `lease_until`.
+    /// <= now`) and not leased (`lease_until <= now`), until `lease_until`
+    /// (which must be later than `now`: each claim then writes a lease
+    /// value no earlier claim of the job wrote, and that value is what
+    /// [`SettlementStore::save`] checks).
     async fn claim_due(
         &self,
         now: u64,
         lease_until: u64,
         limit: u32,
     ) -> Result<Vec<Settlement>, QueueError>;
-    /// Saves a job's mutable fields (state, journal, attempts, times, errors).
-    async fn save(&self, job: &Settlement) -> Result<(), QueueError>;
+    /// Saves a job's mutable fields (state, journal, attempts, times,
+    /// errors, and `lease_until`, 0 to release it) if the stored job still
+    /// carries `held_lease`, the lease the caller was given (by
+    /// [`claim_due`](SettlementStore::claim_due), or by its own last save);
+    /// atomic (one conditional `UPDATE`). [`QueueError::LeaseLost`] when
+    /// the lease changed (another worker claimed the job), and nothing is
+    /// written; [`QueueError::Corrupt`] when there is no such job.
+    async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError>;
     /// A job by id.
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError>;
     /// Revokes the access token `jti` (idempotent).
@@ -325,8 +347,8 @@ impl<T: SettlementStore + ?Sized> SettlementStore for std::sync::Arc<T> {
     ) -> Result<Vec<Settlement>, QueueError> {
         (**self).claim_due(now, lease_until, limit).await
     }
-    async fn save(&self, job: &Settlement) -> Result<(), QueueError> {
-        (**self).save(job).await
+    async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError> {
+        (**self).save(job, held_lease).await
     }
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
         (**self).get(id).await
@@ -441,13 +463,16 @@ impl SettlementStore for MemorySettlementStore {
             .collect())
     }
 
-    async fn save(&self, job: &Settlement) -> Result<(), QueueError> {
+    async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError> {
         let mut m = self.lock()?;
         let slot = m
             .jobs
             .iter_mut()
             .find(|s| s.id == job.id)
             .ok_or_else(|| QueueError::Corrupt(format!("no settlement {}", job.id)))?;
+        if slot.lease_until != held_lease {
+            return Err(QueueError::LeaseLost { id: job.id });
+        }
         *slot = job.clone();
         Ok(())
     }

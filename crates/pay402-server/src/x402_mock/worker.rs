@@ -237,10 +237,35 @@ impl SettlementWorker {
         .await
     }
 
+    /// Saves `job` in `state`, keeping its lease (the one `claim_due`
+    /// gave): fails with [`QueueError::LeaseLost`], writing nothing, when
+    /// another worker took the job over.
     async fn save(&self, job: &mut Settlement, state: SettlementState) -> Result<(), QueueError> {
+        let held = job.lease_until;
+        self.save_with(job, state, held).await
+    }
+
+    /// Saves `job` in `state` and gives its lease up (the last save of an
+    /// attempt).
+    async fn release(
+        &self,
+        job: &mut Settlement,
+        state: SettlementState,
+    ) -> Result<(), QueueError> {
+        let held = job.lease_until;
+        job.lease_until = 0;
+        self.save_with(job, state, held).await
+    }
+
+    async fn save_with(
+        &self,
+        job: &mut Settlement,
+        state: SettlementState,
+        held: u64,
+    ) -> Result<(), QueueError> {
         job.state = state;
         job.updated_at = unix_now();
-        self.store.save(job).await?;
+        self.store.save(job, held).await?;
         tracing::debug!(state = %state, "x402_mock.state");
         Ok(())
     }
@@ -261,11 +286,10 @@ impl SettlementWorker {
         }
         let now = unix_now();
         job.next_attempt_at = now.saturating_add(secs(self.policy.delay(job.attempts)));
-        job.lease_until = 0;
         tracing::info!(attempts = job.attempts, retry_at = job.next_attempt_at, note = %note, "x402_mock.retry_later");
         job.last_error = Some(note);
         let state = job.state;
-        self.save(job, state).await
+        self.release(job, state).await
     }
 
     /// Revokes the token first, then records the failure (a crash in
@@ -275,9 +299,8 @@ impl SettlementWorker {
             .revoke(&job.job.digest, job.job.token_exp, reason)
             .await?;
         job.failure = Some(reason.to_owned());
-        job.lease_until = 0;
         tracing::warn!(reason, resource = %job.job.resource, "x402_mock.settlement_failed");
-        self.save(job, SettlementState::Failed).await
+        self.release(job, SettlementState::Failed).await
     }
 
     async fn step(&self, job: &mut Settlement) -> Result<Next, StepError> {
@@ -391,9 +414,8 @@ impl SettlementWorker {
                 let mined = self.chain.mined_sender_nonce().await?;
                 match self.chain.receipt(&tx.hash).await? {
                     Some(TxStatus::Success { block }) => {
-                        job.lease_until = 0;
                         job.last_error = None;
-                        self.save(job, SettlementState::Settled).await?;
+                        self.release(job, SettlementState::Settled).await?;
                         tracing::info!(
                             tx = %tx.hash,
                             block,

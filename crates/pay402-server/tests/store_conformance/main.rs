@@ -16,6 +16,8 @@
 mod backend;
 mod bitreq;
 mod l402;
+#[path = "../common/mock_jobs.rs"]
+mod mock_jobs;
 mod settlements;
 mod x402;
 mod x402_mock;

@@ -4,16 +4,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::Bytes32;
-use pay402_core::x402::mock::{MockPermit, MockPermitSignature};
 use pay402_core::x402::mock_chain::SignedTx;
 use pay402_server::database::Database;
-use pay402_server::x402_mock::{NewSettlement, QueueError, SettlementState, SettlementStore};
+use pay402_server::x402_mock::{QueueError, SettlementState, SettlementStore};
 
 use crate::backend::{Pair, join_all};
-
-const T: u64 = 1_000_000_000;
+use crate::mock_jobs::{BOB, T, job, job_of};
 
 async fn open(db: Database) -> Arc<dyn SettlementStore> {
     pay402_server::x402_mock::open_store(&db).await.unwrap()
@@ -28,55 +25,12 @@ crate::conformance!(open;
     revocations_are_idempotent,
     concurrent_enqueues_of_one_nonce_accept_exactly_one,
     concurrent_claims_never_lease_one_job_twice,
+    saves_need_the_lease_their_writer_holds,
+    a_takeover_racing_the_old_holders_saves_lets_none_of_them_through_after_it,
 );
 crate::conformance!(persistent open;
     a_queued_job_and_its_journal_survive_reopening,
 );
-
-fn permit(nonce: u64, owner: &str) -> MockPermit {
-    MockPermit {
-        permit_type: "EIP2612".into(),
-        owner: owner.parse().unwrap(),
-        spender: "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-            .parse()
-            .unwrap(),
-        token: "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
-            .parse()
-            .unwrap(),
-        value: 10_000u64.try_into().unwrap(),
-        nonce: nonce.try_into().unwrap(),
-        deadline: 2_000_000_000u64.try_into().unwrap(),
-        chain_id: 31337,
-        signature: MockPermitSignature {
-            signature_type: "EIP2612".into(),
-            v: 27,
-            r: Bytes32([1; 32]),
-            s: Bytes32([2; 32]),
-        },
-        created_at: None,
-    }
-}
-
-const ALICE: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
-const BOB: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
-
-fn job(nonce: u64, digest: u8) -> NewSettlement {
-    job_of(nonce, digest, ALICE)
-}
-
-fn job_of(nonce: u64, digest: u8, owner: &str) -> NewSettlement {
-    NewSettlement {
-        permit: permit(nonce, owner),
-        digest: Bytes32([digest; 32]),
-        resource: "/premium".into(),
-        pay_to: "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-            .parse()
-            .unwrap(),
-        amount: TokenAmount::from_u64(10_000),
-        token_exp: T + 3_600,
-        created_at: T,
-    }
-}
 
 fn tx(b: u8, nonce: u64) -> SignedTx {
     SignedTx {
@@ -107,7 +61,7 @@ async fn one_live_job_per_nonce_and_failed_jobs_free_it(s: Stores) {
     assert_eq!(failed.state, SettlementState::Queued);
     failed.state = SettlementState::Failed;
     failed.failure = Some("transfer_reverted".into());
-    s.a.save(&failed).await.unwrap();
+    s.a.save(&failed, 0).await.unwrap();
     // A failed job no longer holds the nonce: a new permit may use it.
     let again = s.b.enqueue(job(3, 4)).await.unwrap();
     assert_ne!(again, id);
@@ -122,7 +76,7 @@ async fn claims_respect_due_time_and_leases_and_skip_final_jobs(s: Stores) {
     let b = s.a.enqueue(job(1, 2)).await.unwrap();
     let mut sb = s.b.get(b).await.unwrap().unwrap();
     sb.next_attempt_at = T + 500;
-    s.b.save(&sb).await.unwrap();
+    s.b.save(&sb, 0).await.unwrap();
     let got = s.a.claim_due(T, T + 60, 10).await.unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
     assert_eq!(got[0].lease_until, T + 60);
@@ -131,7 +85,7 @@ async fn claims_respect_due_time_and_leases_and_skip_final_jobs(s: Stores) {
     let mut sa = got[0].clone();
     sa.state = SettlementState::Settled;
     sa.lease_until = 0;
-    s.a.save(&sa).await.unwrap();
+    s.a.save(&sa, T + 60).await.unwrap();
     // Settled is final; b is due now.
     let got = s.b.claim_due(T + 600, T + 660, 10).await.unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b]);
@@ -160,13 +114,13 @@ async fn the_journal_round_trips_and_unknown_jobs_are_errors(s: Stores) {
     j.next_attempt_at = T + 30;
     j.last_error = Some("receipt timeout".into());
     j.updated_at = T + 31;
-    s.b.save(&j).await.unwrap();
+    s.b.save(&j, 0).await.unwrap();
     assert_eq!(s.a.get(id).await.unwrap(), Some(j.clone()));
     assert_eq!(s.a.get(id + 1000).await.unwrap(), None);
     let mut ghost = j.clone();
     ghost.id = id + 1000;
     assert!(matches!(
-        s.a.save(&ghost).await,
+        s.a.save(&ghost, 0).await,
         Err(QueueError::Corrupt(_))
     ));
 }
@@ -236,7 +190,7 @@ async fn a_queued_job_and_its_journal_survive_reopening(s: Stores) {
     let mut j = s.a.claim_due(T, T + 100, 10).await.unwrap().remove(0);
     j.state = SettlementState::PermitSent;
     j.permit_tx = Some(tx(5, 12));
-    s.a.save(&j).await.unwrap();
+    s.a.save(&j, T + 100).await.unwrap();
     s.a.revoke(&Bytes32([9; 32]), 5, "x").await.unwrap();
     let reopened = open(s.fresh.open().await).await;
     // Still leased by the crashed worker until T + 100.
@@ -258,4 +212,98 @@ async fn a_queued_job_and_its_journal_survive_reopening(s: Stores) {
     assert!(j.transfer_tx.is_none());
     assert!(reopened.is_revoked(&Bytes32([9; 32])).await.unwrap());
     assert_eq!(reopened.get(id).await.unwrap().as_ref(), Some(j));
+}
+
+async fn saves_need_the_lease_their_writer_holds(s: Stores) {
+    let id = s.a.enqueue(job(0, 1)).await.unwrap();
+    let mine = s.a.claim_due(T, T + 60, 10).await.unwrap().remove(0);
+    assert_eq!(mine.lease_until, T + 60);
+    // A lease it does not hold: refused, nothing written.
+    let mut j = mine.clone();
+    j.state = SettlementState::PermitSent;
+    j.permit_tx = Some(tx(5, 1));
+    assert_eq!(s.b.save(&j, 0).await, Err(QueueError::LeaseLost { id }));
+    assert_eq!(
+        s.b.save(&j, T + 59).await,
+        Err(QueueError::LeaseLost { id })
+    );
+    assert_eq!(
+        s.b.get(id).await.unwrap().unwrap().state,
+        SettlementState::Queued
+    );
+    // Its own lease: written, and kept.
+    s.a.save(&j, T + 60).await.unwrap();
+    s.b.save(&j, T + 60).await.unwrap();
+    // The lease runs out; another worker takes the job over and sees the journal.
+    let theirs = s.b.claim_due(T + 60, T + 120, 10).await.unwrap().remove(0);
+    assert_eq!(theirs.lease_until, T + 120);
+    assert_eq!(theirs.permit_tx, Some(tx(5, 1)));
+    // The first worker's late save is refused and writes nothing.
+    let mut late = j.clone();
+    late.state = SettlementState::TransferSent;
+    late.transfer_tx = Some(tx(6, 2));
+    assert_eq!(
+        s.a.save(&late, T + 60).await,
+        Err(QueueError::LeaseLost { id })
+    );
+    let stored = s.a.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.transfer_tx, stored.lease_until),
+        (SettlementState::PermitSent, None, T + 120)
+    );
+    // The holder releases it; its old lease then holds nothing either.
+    let mut done = theirs.clone();
+    done.state = SettlementState::Settled;
+    done.lease_until = 0;
+    s.b.save(&done, T + 120).await.unwrap();
+    assert_eq!(
+        s.a.save(&done, T + 120).await,
+        Err(QueueError::LeaseLost { id })
+    );
+    // A missing job is not a lost lease.
+    let mut ghost = done.clone();
+    ghost.id = id + 1000;
+    assert!(matches!(
+        s.a.save(&ghost, 0).await,
+        Err(QueueError::Corrupt(_))
+    ));
+}
+
+/// The old holder keeps saving while its lease runs out and other workers
+/// race to take the job over: exactly one takeover wins, and no save of the
+/// old holder lands after it (the row the takeover returned is the row
+/// that stays).
+async fn a_takeover_racing_the_old_holders_saves_lets_none_of_them_through_after_it(s: Stores) {
+    let id = s.a.enqueue(job(0, 1)).await.unwrap();
+    let held = s.a.claim_due(T, T + 1, 10).await.unwrap().remove(0);
+    let tasks = (0..24)
+        .map(|i| {
+            let store = s.pick(i);
+            let mut j = held.clone();
+            tokio::spawn(async move {
+                if i % 3 == 0 {
+                    // Another worker, once the lease ran out.
+                    Err(store.claim_due(T + 1, T + 2, 10).await.unwrap())
+                } else {
+                    j.attempts = u32::try_from(i).unwrap();
+                    Ok(store.save(&j, T + 1).await.map(|()| j.attempts))
+                }
+            })
+        })
+        .collect();
+    let mut takeovers = Vec::new();
+    for r in join_all(tasks).await {
+        match r {
+            Err(claimed) => takeovers.extend(claimed),
+            Ok(Ok(_)) | Ok(Err(QueueError::LeaseLost { .. })) => {}
+            Ok(Err(e)) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(takeovers.len(), 1, "one takeover: {takeovers:?}");
+    let stored = s.a.get(id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_until, T + 2);
+    assert_eq!(
+        stored.attempts, takeovers[0].attempts,
+        "a save landed after the takeover"
+    );
 }

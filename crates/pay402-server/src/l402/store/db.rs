@@ -71,8 +71,12 @@ pub(super) fn secret_of(mut bytes: Vec<u8>) -> Result<super::RootSecret, StoreEr
 
 /// Implements a `load_secret` constructor step and [`RootKeyStore`](super::RootKeyStore)
 /// for a store type with `pool` and `secret` fields over pool type `$pool`.
+/// `$notify` is a statement run in the revoking transaction with the token
+/// id in hex as `$1` (PostgreSQL: `pg_notify`), or `""`; `$feed` is the
+/// body of [`RootKeyStore::revocations`](super::RootKeyStore::revocations)
+/// given `self`.
 macro_rules! sql_root_key_store {
-    ($store:ident, $pool:ty) => {
+    ($store:ident, $pool:ty, $notify:expr, |$this:ident| $feed:expr) => {
         /// Reads the root secret, creating it on the database's first open.
         async fn load_secret(pool: &$pool) -> Result<std::sync::Arc<RootSecret>, StoreError> {
             let fresh = RootSecret::random();
@@ -126,9 +130,12 @@ macro_rules! sql_root_key_store {
             }
 
             async fn revoke(&self, token_id: &TokenId) -> Result<bool, StoreError> {
+                // One transaction: the record and its announcement commit
+                // together (a notification is delivered at commit).
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
                 let was_live = sqlx::query(REVOKE_LIVE_SQL)
                     .bind(&token_id.0[..])
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?
                     .rows_affected()
@@ -137,11 +144,25 @@ macro_rules! sql_root_key_store {
                     sqlx::query(REVOKE_ANY_SQL)
                         .bind(&token_id.0[..])
                         .bind(unix_now())
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await
                         .map_err(unavailable)?;
                 }
+                let notify: &str = $notify;
+                if !notify.is_empty() {
+                    sqlx::query(notify)
+                        .bind(token_id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                tx.commit().await.map_err(unavailable)?;
                 Ok(was_live)
+            }
+
+            fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<super::Revocation>> {
+                let $this = self;
+                $feed
             }
         }
     };

@@ -90,4 +90,4 @@ impl SqliteStore {
     }
 }
 
-sql_root_key_store!(SqliteStore, SqlitePool);
+sql_root_key_store!(SqliteStore, SqlitePool, "", |_store| None);

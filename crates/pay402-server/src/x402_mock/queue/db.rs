@@ -60,13 +60,14 @@ pub(super) fn claim_sql(lock: &str) -> String {
     )
 }
 
+/// Saves a job while it still carries the lease `$17` its writer holds.
 pub(super) const SAVE_SQL: &str = "UPDATE pay402_x402_mock_settlements SET
         state = $1, permit_tx_hash = $2, permit_tx_raw = $3, permit_tx_sender = $4,
         permit_tx_nonce = $5, transfer_tx_hash = $6, transfer_tx_raw = $7,
         transfer_tx_sender = $8, transfer_tx_nonce = $9, attempts = $10,
         next_attempt_at = $11, lease_until = $12, last_error = $13, failure = $14,
         updated_at = $15
-     WHERE id = $16";
+     WHERE id = $16 AND lease_until = $17";
 
 pub(super) const REVOKE_SQL: &str = "INSERT INTO pay402_x402_mock_revoked (jti, exp, reason)
      VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING";
@@ -219,7 +220,7 @@ macro_rules! sql_settlement_store {
                 Ok(jobs)
             }
 
-            async fn save(&self, job: &Settlement) -> Result<(), QueueError> {
+            async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError> {
                 let p = tx_cols(&job.permit_tx);
                 let t = tx_cols(&job.transfer_tx);
                 let res = sqlx::query(SAVE_SQL)
@@ -239,11 +240,16 @@ macro_rules! sql_settlement_store {
                     .bind(job.failure.as_deref())
                     .bind(to_i64(job.updated_at))
                     .bind(job.id)
+                    .bind(to_i64(held_lease))
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;
                 if res.rows_affected() == 0 {
-                    return Err(QueueError::Corrupt(format!("no settlement {}", job.id)));
+                    // Nothing written: tell a lost lease from a missing job.
+                    return Err(match self.get(job.id).await? {
+                        Some(_) => QueueError::LeaseLost { id: job.id },
+                        None => QueueError::Corrupt(format!("no settlement {}", job.id)),
+                    });
                 }
                 Ok(())
             }
