@@ -63,7 +63,7 @@ pub use x402::{Requirement, X402Challenge, X402Required};
 /// use pay402_core::offer::Rail;
 /// assert_eq!(Rail::X402Mock.as_str(), "x402_mock");
 /// assert_eq!(Rail::BitRequests.to_string(), "bitreq");
-/// assert_eq!(Rail::ALL.len(), 4);
+/// assert_eq!(Rail::ALL.len(), 5);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -76,13 +76,22 @@ pub enum Rail {
     X402Mock,
     /// 21 BitRequests: on-chain, bit-transfer and payment channels.
     BitRequests,
+    /// MPP, the `Payment` HTTP authentication scheme (`lightning`/`charge`,
+    /// `evm`/`charge`).
+    Mpp,
 }
 
 impl Rail {
     /// Every rail, in a stable order.
-    pub const ALL: [Rail; 4] = [Rail::L402, Rail::X402, Rail::X402Mock, Rail::BitRequests];
+    pub const ALL: [Rail; 5] = [
+        Rail::L402,
+        Rail::X402,
+        Rail::X402Mock,
+        Rail::BitRequests,
+        Rail::Mpp,
+    ];
 
-    /// The rail's stable name: `l402`, `x402`, `x402_mock`, `bitreq`.
+    /// The rail's stable name: `l402`, `x402`, `x402_mock`, `bitreq`, `mpp`.
     ///
     /// ```
     /// assert_eq!(pay402_core::offer::Rail::L402.as_str(), "l402");
@@ -93,6 +102,7 @@ impl Rail {
             Rail::X402 => "x402",
             Rail::X402Mock => "x402_mock",
             Rail::BitRequests => "bitreq",
+            Rail::Mpp => "mpp",
         }
     }
 
@@ -101,7 +111,8 @@ impl Rail {
     /// ```
     /// use pay402_core::offer::Rail;
     /// assert_eq!(Rail::from_name("x402_mock"), Some(Rail::X402Mock));
-    /// assert_eq!(Rail::from_name("mpp"), None);
+    /// assert_eq!(Rail::from_name("mpp"), Some(Rail::Mpp));
+    /// assert_eq!(Rail::from_name("tempo"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Rail> {
         Rail::ALL.into_iter().find(|r| r.as_str() == name)

@@ -86,9 +86,8 @@ mod error;
 mod layer;
 mod paid;
 pub mod price;
-mod proof;
-#[cfg(feature = "x402")]
-mod x402_rail;
+pub(crate) mod proof;
+pub(crate) mod rail;
 
 #[cfg(feature = "x402")]
 pub use builder::X402Asset;
