@@ -16,5 +16,6 @@
 mod backend;
 mod bitreq;
 mod l402;
+mod mpp;
 mod x402;
 mod x402_mock;
