@@ -649,7 +649,28 @@ mod evm {
 
 #[cfg(test)]
 mod tests {
-    use super::carries_payment;
+    use super::{carries_payment, lightning_receipt};
+    use pay402_core::lightning::PaymentHash;
+    use pay402_core::mpp::Receipt;
+    use pay402_core::time::UnixTime;
+
+    #[test]
+    fn the_written_receipt_is_the_cores_byte_for_byte() {
+        // mpp.md §12.5: the receipt at 2026-01-01T00:01:00Z.
+        let hash = "02d449a31fbb267c8f352e9968a79e3e5fc95c1bbeaa502fd6454ebde5a4bedc";
+        let id = "c_hwLQf4hEM6rJ-yw3W1wjL1i2lQuI9t1U71vZevJmI";
+        let at = UnixTime(1_767_225_660);
+        let written = lightning_receipt(hash, id, at);
+        let core = Receipt::lightning(&hash.parse::<PaymentHash>().unwrap(), id, at).encode();
+        assert_eq!(written, core);
+        assert!(written.starts_with("eyJtZXRob2QiOiJsaWdodG5pbmciLCJyZWZlcmVuY2UiOiIwMmQ0"));
+        // An id outside the base64url alphabet goes through the encoder.
+        let odd = lightning_receipt(hash, "a\"b", at);
+        assert_eq!(
+            Receipt::decode(&odd).unwrap().challenge_id.as_deref(),
+            Some("a\"b")
+        );
+    }
 
     #[test]
     fn a_payment_credential_is_seen_at_the_start_of_any_element() {
