@@ -17,10 +17,11 @@
 //!
 //! - `paywall_paid_mpp`: a paid MPP `lightning`/`charge` request (a fresh
 //!   credential each time: a charge pays once) and a paid L402 request,
-//!   both through one `Paywall` offering L402 and MPP; and
-//!   `paywall_paid_mpp_ratio`, the two interleaved, reported as a ratio
-//!   (MPP ÷ L402). Target: at most 1.5 ×. Making and paying the credential
-//!   (a 402, a simnet payment) is outside the timing.
+//!   both through one `Paywall` offering L402 and MPP; `core_verify_issued`,
+//!   the core's share; and `paywall_paid_mpp_ratio`, batches of both
+//!   interleaved, reported as a ratio (MPP ÷ L402). Target: at most 1.5 ×.
+//!   Making and paying the credentials (a 402, a simnet payment each, in
+//!   batches of 64) is outside the timing.
 //!
 //! Run: `cargo bench -p pay402-benches --bench paywall`.
 
@@ -421,6 +422,10 @@ impl MppFixture {
     }
 }
 
+/// How many MPP credentials are made (untimed) before being sent back to
+/// back.
+const BATCH: u64 = 64;
+
 fn paid_mpp(c: &mut Criterion) {
     let mut f = mpp_fixture();
     let mut g = c.benchmark_group("paywall_paid_mpp");
@@ -436,14 +441,50 @@ fn paid_mpp(c: &mut Criterion) {
     g.bench_function("mpp_lightning", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                // A batch of fresh credentials, made outside the timing, then
+                // sent back to back (as a server sees them).
+                let batch: Vec<String> = (0..left.min(BATCH)).map(|_| f.mpp_credential()).collect();
+                left -= batch.len() as u64;
+                let t = Instant::now();
+                for auth in &batch {
+                    let resp = f.rt.block_on(f.svc.call(request(Some(auth)))).unwrap();
+                    assert_eq!(resp.status(), 200);
+                    black_box(resp);
+                }
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    // The core's part of it: find the token, decode the credential, verify
+    // on the issuing server's path (no invoice decode).
+    let keys = pay402_core::mpp::ChallengeKeys::new(
+        pay402_core::mpp::ChallengeKey::new(&[0x42; 32]).unwrap(),
+    );
+    g.bench_function("core_verify_issued", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let auth = f.mpp_credential();
-                let req = request(Some(&auth));
+                let now = pay402_core::time::UnixTime::from_system(std::time::SystemTime::now());
                 let t = Instant::now();
-                let resp = f.rt.block_on(f.svc.call(req)).unwrap();
+                let token = pay402_core::mpp::credential::find_token([auth.as_bytes()])
+                    .unwrap()
+                    .unwrap();
+                let mut buf = Vec::new();
+                let cred = pay402_core::mpp::Credential::decode(token, &mut buf).unwrap();
+                let v = pay402_core::mpp::methods::lightning::ChargeVerifier::new(
+                    &keys,
+                    "bench.test",
+                    SATS,
+                    Network::Regtest,
+                )
+                .verify_issued(&cred, now)
+                .unwrap();
                 total += t.elapsed();
-                assert_eq!(resp.status(), 200);
-                black_box(resp);
+                black_box(v);
             }
             total
         })
@@ -455,17 +496,24 @@ fn paid_mpp(c: &mut Criterion) {
     g.bench_function("mpp_lightning_over_l402", |b| {
         b.iter_custom(|iters| {
             let (mut mpp, mut l402) = (Duration::ZERO, Duration::ZERO);
-            for _ in 0..iters {
-                let auth = f.mpp_credential();
-                let (a, b) = (request(Some(&auth)), request(Some(&f.l402_authorization)));
+            let mut left = iters;
+            while left > 0 {
+                let batch: Vec<String> = (0..left.min(BATCH)).map(|_| f.mpp_credential()).collect();
+                left -= batch.len() as u64;
                 let t = Instant::now();
-                let resp = f.rt.block_on(f.svc.call(a)).unwrap();
+                for auth in &batch {
+                    let resp = f.rt.block_on(f.svc.call(request(Some(auth)))).unwrap();
+                    assert_eq!(resp.status(), 200);
+                }
                 mpp += t.elapsed();
-                assert_eq!(resp.status(), 200);
                 let t = Instant::now();
-                let resp = f.rt.block_on(f.svc.call(b)).unwrap();
+                for _ in &batch {
+                    let resp =
+                        f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
+                            .unwrap();
+                    assert_eq!(resp.status(), 200);
+                }
                 l402 += t.elapsed();
-                assert_eq!(resp.status(), 200);
             }
             let ratio = mpp.as_secs_f64() / l402.as_secs_f64().max(f64::MIN_POSITIVE);
             Duration::from_secs_f64(ratio * 1e-6 * iters as f64)
@@ -477,7 +525,8 @@ fn paid_mpp(c: &mut Criterion) {
 criterion_group!(benches, paid_l402, unpaid, paid_mpp);
 
 /// `PAY402_BENCH_COUNT=<service>:<n>` (`l402_layer`, `paywall_l402_only`,
-/// `paywall_all_rails`) sends `n` paid requests through one service and
+/// `paywall_all_rails`; `mpp_make`, `mpp_paid`, `mpp_l402`, see
+/// [`count_mpp`]) sends `n` paid requests through one service and
 /// exits, instead of benchmarking: run it under
 /// `valgrind --tool=cachegrind --cache-sim=no` with `n` = 0 and 2 000, and
 /// the difference over 2 000 is the instructions one request costs, a
@@ -485,6 +534,9 @@ criterion_group!(benches, paid_l402, unpaid, paid_mpp);
 fn count(spec: &str) {
     let (which, n) = spec.split_once(':').expect("<service>:<n>");
     let n: u64 = n.parse().expect("a count");
+    if which.starts_with("mpp_") {
+        return count_mpp(which, n);
+    }
     let mut f = paid_fixture();
     for _ in 0..n {
         let req = request(Some(&f.authorization));
@@ -497,6 +549,34 @@ fn count(spec: &str) {
         .unwrap();
         assert_eq!(resp.status(), 200);
         black_box(resp);
+    }
+}
+
+/// The MPP count modes, on the L402 + MPP paywall: `mpp_make` makes `n`
+/// paid credentials (a 402 and a simnet payment each) without sending them;
+/// `mpp_paid` makes and sends each (the difference over `n` is one paid MPP
+/// request); `mpp_l402` sends `n` paid L402 requests through the same
+/// paywall.
+fn count_mpp(which: &str, n: u64) {
+    let mut f = mpp_fixture();
+    for _ in 0..n {
+        match which {
+            "mpp_make" => {
+                black_box(f.mpp_credential());
+            }
+            "mpp_paid" => {
+                let auth = f.mpp_credential();
+                let resp = f.rt.block_on(f.svc.call(request(Some(&auth)))).unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+            "mpp_l402" => {
+                let resp =
+                    f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
+                        .unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+            other => panic!("unknown service {other}"),
+        }
     }
 }
 

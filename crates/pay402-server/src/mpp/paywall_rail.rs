@@ -256,7 +256,10 @@ impl MppRail {
         let success = resp.status().is_success();
         let h = resp.headers_mut();
         self.paid_caching.apply_paid(h, credentials);
-        ensure_private(h);
+        if self.paid_caching != PaidCaching::PrivateNoStore {
+            // `private, no-store` was just set otherwise.
+            ensure_private(h);
+        }
         if success {
             // A receipt is for a success only (never on an error response).
             if let Ok(v) = HeaderValue::try_from(receipt) {
