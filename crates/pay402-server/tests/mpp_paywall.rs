@@ -584,6 +584,46 @@ async fn a_store_that_is_down_answers_503_without_a_challenge_and_serves_nothing
 }
 
 #[tokio::test]
+async fn a_clients_challenge_rate_limit_stops_its_invoices_and_leaves_l402_offered() {
+    use pay402_server::limit::RateLimit;
+    let e = env_with(true, |c| c.challenge_rate_limit(RateLimit::per_minute(1)));
+    let app = app(&e.paywall);
+    let from = |ip: [u8; 4]| {
+        let mut r = Request::get("/cheap")
+            .header(header::HOST, REALM)
+            .body(Body::empty())
+            .unwrap();
+        r.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                ip, 40_000,
+            ))));
+        r
+    };
+    let call = |req: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            resp.headers()
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .map(|v| v.to_str().unwrap().split(' ').next().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        call(from([10, 0, 0, 1])).await,
+        ["LSAT", "L402", "Payment", "Payment"]
+    );
+    // Over its limit: no Payment challenge (no invoice minted for it), the
+    // other rails still offered; another client is not affected.
+    assert_eq!(call(from([10, 0, 0, 1])).await, ["LSAT", "L402"]);
+    assert_eq!(
+        call(from([10, 0, 0, 2])).await,
+        ["LSAT", "L402", "Payment", "Payment"]
+    );
+}
+
+#[tokio::test]
 async fn the_derived_vector_verifies_once_on_the_issuing_servers_path() {
     // mpp.md §12.5, at the injected instant 2026-01-01T00:05:00Z.
     let authorization = "Payment eyJjaGFsbGVuZ2UiOnsiZXhwaXJlcyI6IjIwMjYtMDEtMDFUMDA6MTU6MDBaIiwiaWQiOiJjX2h3TFFmNGhFTTZySi15dzNXMXdqTDFpMmxRdUk5dDFVNzF2WmV2Sm1JIiwiaW50ZW50IjoiY2hhcmdlIiwibWV0aG9kIjoibGlnaHRuaW5nIiwicmVhbG0iOiJhcGkuZXhhbXBsZS5jb20iLCJyZXF1ZXN0IjoiZXlKaGJXOTFiblFpT2lJeE1EQWlMQ0pqZFhKeVpXNWplU0k2SW5OaGRDSXNJbVJsYzJOeWFYQjBhVzl1SWpvaWNHRjVOREF5SUcxd2NDQjBaWE4wSUhabFkzUnZjaUlzSW0xbGRHaHZaRVJsZEdGcGJITWlPbnNpYVc1MmIybGpaU0k2SW14dVltTnlkREYxTVhBMU5IUjNaM0ZrY0hsM2NITm9hbVJ3YzNobmMzZzJkWEp6ZVhBMmVESjFiVFY1Y0cxNE1tTnROV1JoWlhGd2NEVnhkREo1Ym1kamJHaDJiamhsY21VME9UWjJhek5tZFRjNFpUQjFhbWh4YldnMk5EbHhkRGRyWnpRNGRHMWxaSGxvYlhkeGMzQTFlV2N6ZW5sbk0zcDVaek42ZVdjemVubG5NM3A1WnpONmVXY3plbmxuTTNwNVp6TjZlV2N6ZW5sbk0zcDVaek42ZVdjemNUbHhjbk5uY1hoeGNuSnpjMk54ZW5sek4yUjZOWGsyZEd0ek9EUTViSEIwWnpock1tTTBlV0ZvZFdvMWEzSXpOMjEwYUdGck5HWnNjemMyYXpnM05EaG9OM1ZxY20xeGNuRmtOSHBvY21SbmVEWXpjV2g1YldwaGJuTjZOblo0Y1RScWRXaDJkSEJ5WVhCbGNuSndhbWcxWkRkemRUazVjM0ZuT0dVMmF6Y2lMQ0p1WlhSM2IzSnJJam9pY21WbmRHVnpkQ0lzSW5CaGVXMWxiblJJWVhOb0lqb2lNREprTkRRNVlUTXhabUppTWpZM1l6aG1NelV5WlRrNU5qaGhOemxsTTJVMVptTTVOV014WW1KbFlXRTFNREptWkRZME5UUmxZbVJsTldFMFltVmtZeUo5ZlEifSwicGF5bG9hZCI6eyJwcmVpbWFnZSI6IjExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTEifX0";

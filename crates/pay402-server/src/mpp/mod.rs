@@ -128,6 +128,7 @@ pub struct MppConfig {
     pub(crate) store: Arc<dyn store::MppStore>,
     pub(crate) paid_caching: PaidCaching,
     pub(crate) memo: String,
+    pub(crate) challenge_limit: Option<Arc<crate::limit::ClientLimiter>>,
 }
 
 /// The `evm`/`charge` method's settlement and terms.
@@ -204,6 +205,7 @@ impl MppConfig {
             store: Arc::new(store::MemoryMppStore::new()),
             paid_caching: PaidCaching::default(),
             memo: "pay402".to_owned(),
+            challenge_limit: None,
         })
     }
 
@@ -319,6 +321,23 @@ impl MppConfig {
     /// ```
     pub fn paid_caching(mut self, policy: PaidCaching) -> MppConfig {
         self.paid_caching = policy;
+        self
+    }
+
+    /// Limits how many Payment challenges each client (by IP, from axum's
+    /// `ConnectInfo`) gets: each one costs the node a fresh invoice. A
+    /// client over the limit gets no Payment challenge (the other rails are
+    /// still offered; alone, MPP answers 429 with `Retry-After`). Default:
+    /// no limit.
+    ///
+    /// ```
+    /// use pay402_server::limit::RateLimit;
+    /// let c = pay402_server::mpp::MppConfig::new("r.example", &[1; 32]).unwrap()
+    ///     .challenge_rate_limit(RateLimit::per_minute(60));
+    /// # let _ = c;
+    /// ```
+    pub fn challenge_rate_limit(mut self, limit: crate::limit::RateLimit) -> MppConfig {
+        self.challenge_limit = Some(Arc::new(crate::limit::ClientLimiter::new(limit)));
         self
     }
 

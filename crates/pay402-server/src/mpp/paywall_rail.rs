@@ -43,6 +43,7 @@ pub(crate) struct MppRail {
     store: Arc<dyn MppStore>,
     paid_caching: PaidCaching,
     memo: String,
+    challenge_limit: Option<Arc<crate::limit::ClientLimiter>>,
 }
 
 /// What a verified credential is, before it is consumed.
@@ -89,6 +90,7 @@ impl MppRail {
             store: config.store,
             paid_caching: config.paid_caching,
             memo: config.memo,
+            challenge_limit: config.challenge_limit,
         })
     }
 
@@ -490,6 +492,16 @@ impl PaywallRail for MppRail {
 
     fn challenge<'a>(&'a self, cx: &'a Unpaid<'a>) -> RailFuture<'a, Option<ChallengePart<'a>>> {
         Box::pin(async move {
+            if !self.is_priced(cx.prices) {
+                return None;
+            }
+            // Each challenge costs the node an invoice: the client's limit.
+            if let Err(limited) =
+                crate::limit::admit(self.challenge_limit.as_deref(), &cx.parts.extensions)
+            {
+                tracing::info!(reason = "rate_limited", "mpp.reject");
+                return Some(ChallengePart::failed(limited.response()));
+            }
             let mut headers = HeaderMap::new();
             let mut failure = None;
             let mut priced = false;
@@ -532,6 +544,7 @@ impl PaywallRail for MppRail {
             if !priced {
                 return None;
             }
+
             if headers.is_empty() {
                 return Some(ChallengePart::failed(failure.unwrap_or_else(|| {
                     unavailable("offer_unavailable", "No Payment challenge could be made")
