@@ -30,6 +30,10 @@ pub use crate::store::StoreError;
 
 /// How long a consumed row is kept after its challenge expired (clock skew
 /// between instances).
+///
+/// ```
+/// assert_eq!(pay402_server::mpp::store::KEEP_AFTER_EXPIRY_SECS, 3600);
+/// ```
 pub const KEEP_AFTER_EXPIRY_SECS: u64 = 3600;
 
 /// One payment to consume.
