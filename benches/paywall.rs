@@ -15,6 +15,14 @@
 //!   `BitreqLayer` (the two1 headers), and by a `Paywall` with all three
 //!   (one 402 carrying every challenge).
 //!
+//! - `paywall_paid_mpp`: a paid MPP `lightning`/`charge` request (a fresh
+//!   credential each time: a charge pays once) and a paid L402 request,
+//!   both through one `Paywall` offering L402 and MPP; `core_verify_issued`,
+//!   the core's share; and `paywall_paid_mpp_ratio`, batches of both
+//!   interleaved, reported as a ratio (MPP ÷ L402). Target: at most 1.5 ×.
+//!   Making and paying the credentials (a 402, a simnet payment each, in
+//!   batches of 64) is outside the timing.
+//!
 //! Run: `cargo bench -p pay402-benches --bench paywall`.
 
 use std::convert::Infallible;
@@ -37,6 +45,7 @@ use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::EvmAddress;
 use pay402_server::bitreq::store::MemoryBitreqStore;
 use pay402_server::bitreq::{BitreqConfig, BitreqServer, OnChainConfig, TransferConfig};
+use pay402_server::mpp::MppConfig;
 use pay402_server::paywall::{Paywall, PaywallPrice, PaywallService, X402Asset};
 use pay402_server::store::MemoryStore;
 use pay402_server::x402::store::MemoryPaymentStore;
@@ -330,10 +339,194 @@ fn unpaid(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, paid_l402, unpaid);
+/// A paywall offering L402 and MPP `lightning`/`charge` on one route, a
+/// payer, and an L402 token bought (and its key cached) through it.
+struct MppFixture {
+    rt: tokio::runtime::Runtime,
+    svc: PaywallSvc,
+    payer: pay402_backends::simnet::SimNode,
+    l402_authorization: String,
+}
+
+fn mpp_fixture() -> MppFixture {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let net = SimNet::new(Network::Regtest);
+    let node = Arc::new(net.add_node("merchant", Msat(0)));
+    let payer = net.add_node("payer", Msat(u64::MAX / 4));
+    let mpp = MppConfig::new("bench.test", &[0x42; 32])
+        .unwrap()
+        .lightning(node.clone());
+    let mut svc = Paywall::builder()
+        .l402(node, Arc::new(MemoryStore::new()))
+        .mpp(mpp)
+        .build()
+        .unwrap()
+        .price(PaywallPrice::sats(SATS))
+        .layer(handler());
+    let l402_authorization = rt.block_on(async {
+        let resp = svc.call(request(None)).await.unwrap();
+        assert_eq!(resp.status(), 402);
+        let values: Vec<&[u8]> = resp
+            .headers()
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let set = ChallengeSet::parse(values).unwrap();
+        let ch = set.l402().unwrap();
+        let paid = payer
+            .pay_invoice(&PayRequest::new(ch.invoice(), Msat(0)))
+            .await
+            .unwrap();
+        let auth = Credential::new(ch.macaroon(), paid.preimage).to_header_value();
+        assert_eq!(svc.call(request(Some(&auth))).await.unwrap().status(), 200);
+        auth
+    });
+    MppFixture {
+        rt,
+        svc,
+        payer,
+        l402_authorization,
+    }
+}
+
+impl MppFixture {
+    /// A fresh paid `Authorization: Payment …` (a 402, a simnet payment).
+    fn mpp_credential(&mut self) -> String {
+        self.rt.block_on(async {
+            let resp = self.svc.call(request(None)).await.unwrap();
+            let values: Vec<&[u8]> = resp
+                .headers()
+                .get_all(http::header::WWW_AUTHENTICATE)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let list = pay402_core::mpp::ChallengeList::parse(values);
+            let ch = list.challenges().first().expect("a Payment challenge");
+            let payable = pay402_core::mpp::methods::lightning::check_charge(
+                ch,
+                Network::Regtest,
+                pay402_core::time::UnixTime::from_system(std::time::SystemTime::now()),
+                Msat(u64::MAX),
+            )
+            .unwrap();
+            let paid = self
+                .payer
+                .pay_invoice(&PayRequest::new(&payable.bolt11, Msat(0)))
+                .await
+                .unwrap();
+            pay402_core::mpp::methods::lightning::credential(ch, &paid.preimage, None)
+        })
+    }
+}
+
+/// How many MPP credentials are made (untimed) before being sent back to
+/// back.
+const BATCH: u64 = 64;
+
+fn paid_mpp(c: &mut Criterion) {
+    let mut f = mpp_fixture();
+    let mut g = c.benchmark_group("paywall_paid_mpp");
+    g.bench_function("l402", |b| {
+        b.iter(|| {
+            let resp =
+                f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
+                    .unwrap();
+            assert_eq!(resp.status(), 200);
+            black_box(resp.status())
+        })
+    });
+    g.bench_function("mpp_lightning", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                // A batch of fresh credentials, made outside the timing, then
+                // sent back to back (as a server sees them).
+                let batch: Vec<String> = (0..left.min(BATCH)).map(|_| f.mpp_credential()).collect();
+                left -= batch.len() as u64;
+                let t = Instant::now();
+                for auth in &batch {
+                    let resp = f.rt.block_on(f.svc.call(request(Some(auth)))).unwrap();
+                    assert_eq!(resp.status(), 200);
+                    black_box(resp);
+                }
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    // The core's part of it: find the token, decode the credential, verify
+    // on the issuing server's path (no invoice decode).
+    let keys = pay402_core::mpp::ChallengeKeys::new(
+        pay402_core::mpp::ChallengeKey::new(&[0x42; 32]).unwrap(),
+    );
+    g.bench_function("core_verify_issued", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let auth = f.mpp_credential();
+                let now = pay402_core::time::UnixTime::from_system(std::time::SystemTime::now());
+                let t = Instant::now();
+                let token = pay402_core::mpp::credential::find_token([auth.as_bytes()])
+                    .unwrap()
+                    .unwrap();
+                let mut buf = Vec::new();
+                let cred = pay402_core::mpp::Credential::decode(token, &mut buf).unwrap();
+                let v = pay402_core::mpp::methods::lightning::ChargeVerifier::new(
+                    &keys,
+                    "bench.test",
+                    SATS,
+                    Network::Regtest,
+                )
+                .verify_issued(&cred, now)
+                .unwrap();
+                total += t.elapsed();
+                black_box(v);
+            }
+            total
+        })
+    });
+    g.finish();
+
+    // Interleaved, as a ratio MPP / L402 (1.000 µs = 1.0 ×).
+    let mut g = c.benchmark_group("paywall_paid_mpp_ratio");
+    g.bench_function("mpp_lightning_over_l402", |b| {
+        b.iter_custom(|iters| {
+            let (mut mpp, mut l402) = (Duration::ZERO, Duration::ZERO);
+            let mut left = iters;
+            while left > 0 {
+                let batch: Vec<String> = (0..left.min(BATCH)).map(|_| f.mpp_credential()).collect();
+                left -= batch.len() as u64;
+                let t = Instant::now();
+                for auth in &batch {
+                    let resp = f.rt.block_on(f.svc.call(request(Some(auth)))).unwrap();
+                    assert_eq!(resp.status(), 200);
+                }
+                mpp += t.elapsed();
+                let t = Instant::now();
+                for _ in &batch {
+                    let resp =
+                        f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
+                            .unwrap();
+                    assert_eq!(resp.status(), 200);
+                }
+                l402 += t.elapsed();
+            }
+            let ratio = mpp.as_secs_f64() / l402.as_secs_f64().max(f64::MIN_POSITIVE);
+            Duration::from_secs_f64(ratio * 1e-6 * iters as f64)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, paid_l402, unpaid, paid_mpp);
 
 /// `PAY402_BENCH_COUNT=<service>:<n>` (`l402_layer`, `paywall_l402_only`,
-/// `paywall_all_rails`) sends `n` paid requests through one service and
+/// `paywall_all_rails`; `mpp_make`, `mpp_paid`, `mpp_l402`, see
+/// [`count_mpp`]) sends `n` paid requests through one service and
 /// exits, instead of benchmarking: run it under
 /// `valgrind --tool=cachegrind --cache-sim=no` with `n` = 0 and 2 000, and
 /// the difference over 2 000 is the instructions one request costs, a
@@ -341,6 +534,9 @@ criterion_group!(benches, paid_l402, unpaid);
 fn count(spec: &str) {
     let (which, n) = spec.split_once(':').expect("<service>:<n>");
     let n: u64 = n.parse().expect("a count");
+    if which.starts_with("mpp_") {
+        return count_mpp(which, n);
+    }
     let mut f = paid_fixture();
     for _ in 0..n {
         let req = request(Some(&f.authorization));
@@ -353,6 +549,34 @@ fn count(spec: &str) {
         .unwrap();
         assert_eq!(resp.status(), 200);
         black_box(resp);
+    }
+}
+
+/// The MPP count modes, on the L402 + MPP paywall: `mpp_make` makes `n`
+/// paid credentials (a 402 and a simnet payment each) without sending them;
+/// `mpp_paid` makes and sends each (the difference over `n` is one paid MPP
+/// request); `mpp_l402` sends `n` paid L402 requests through the same
+/// paywall.
+fn count_mpp(which: &str, n: u64) {
+    let mut f = mpp_fixture();
+    for _ in 0..n {
+        match which {
+            "mpp_make" => {
+                black_box(f.mpp_credential());
+            }
+            "mpp_paid" => {
+                let auth = f.mpp_credential();
+                let resp = f.rt.block_on(f.svc.call(request(Some(&auth)))).unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+            "mpp_l402" => {
+                let resp =
+                    f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
+                        .unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+            other => panic!("unknown service {other}"),
+        }
     }
 }
 

@@ -72,6 +72,7 @@ pub mod cache;
 pub mod database;
 pub mod l402;
 pub mod limit;
+pub mod mpp;
 pub mod paywall;
 mod pg_pool;
 pub mod respond;

@@ -44,6 +44,7 @@ mod error;
 mod layer;
 pub mod ledger;
 mod onchain;
+mod paywall_rail;
 mod server;
 pub mod store;
 mod sync;

@@ -12,6 +12,7 @@
 mod config;
 mod keycache;
 mod layer;
+pub(crate) mod paywall_rail;
 pub mod store;
 
 pub use config::{

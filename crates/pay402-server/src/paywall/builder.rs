@@ -6,18 +6,21 @@ use std::sync::Arc;
 use http::HeaderValue;
 use pay402_core::lightning::InvoiceIssuer;
 use pay402_core::offer::Rail;
+use pay402_core::rates::TokenUnit;
 use pay402_core::rates::{FixedRates, Rates};
 
 use super::error::{BuildError, PaywallError};
 use super::layer::PaywallLayer;
-use super::price::{Charge, PaywallPrice};
+use super::price::{Charge, PaywallPrice, Units};
+use super::rail::PaywallRail;
 use crate::l402::{L402Config, L402Layer};
+use crate::mpp::{MppConfig, MppRail};
 use crate::store::RootKeyStore;
 
 #[cfg(feature = "x402")]
-pub use super::x402_rail::X402Asset;
+pub use crate::x402::paywall_rail::X402Asset;
 #[cfg(feature = "x402")]
-pub(crate) use super::x402_rail::X402Rail;
+pub(crate) use crate::x402::paywall_rail::X402Rail;
 
 /// The service name of the L402 rail enabled with [`PaywallBuilder::l402`]
 /// (minted into `services=pay402:0`); give an [`L402Layer`] of your own
@@ -32,12 +35,18 @@ pub const DEFAULT_L402_SERVICE: &str = "pay402";
 pub(crate) struct Shared {
     pub(crate) l402: Option<L402Layer>,
     #[cfg(feature = "x402")]
-    pub(crate) x402: Option<X402Rail>,
+    pub(crate) x402: Option<Arc<X402Rail>>,
     #[cfg(feature = "bitreq")]
     pub(crate) bitreq: Option<crate::bitreq::BitreqServer>,
+    pub(crate) mpp: Option<Arc<MppRail>>,
+    /// Every enabled rail, in offer order (L402, MPP, x402, BitRequests).
+    pub(crate) rails: Vec<Arc<dyn PaywallRail>>,
+    /// The enabled rails other than L402 (the fast path asks them whether
+    /// their proof is present).
+    pub(crate) others: Vec<Arc<dyn PaywallRail>>,
     pub(crate) rates: Arc<dyn Rates>,
-    /// The credential headers of the enabled rails (for `Vary`).
-    pub(crate) credentials: &'static [&'static str],
+    /// The credential headers of the enabled rails (for `Vary`), each once.
+    pub(crate) credentials: Box<[&'static str]>,
     /// The challenge headers of the enabled rails (for
     /// `Access-Control-Expose-Headers`).
     pub(crate) expose: HeaderValue,
@@ -59,7 +68,7 @@ impl Shared {
     }
 
     /// The token unit of the x402 asset, when x402 is enabled.
-    pub(crate) fn x402_unit(&self) -> Option<&pay402_core::rates::TokenUnit> {
+    pub(crate) fn x402_unit(&self) -> Option<&TokenUnit> {
         #[cfg(feature = "x402")]
         return self.x402.as_ref().map(|r| &r.unit);
         #[cfg(not(feature = "x402"))]
@@ -75,11 +84,15 @@ impl Shared {
         super::RailPrices,
         Option<(Rail, pay402_core::rates::ConvertError)>,
     ) {
-        charge.convert(
+        charge.convert_for(
             self.rates.as_ref(),
-            self.l402.is_some(),
-            self.x402_unit(),
-            self.has_bitreq(),
+            &Units {
+                l402: self.l402.is_some(),
+                x402: self.x402_unit(),
+                bitreq: self.has_bitreq(),
+                mpp: self.mpp.as_ref().is_some_and(|m| m.has_lightning()),
+                mpp_evm: self.mpp.as_ref().and_then(|m| m.evm_unit()),
+            },
         )
     }
 }
@@ -241,15 +254,7 @@ impl Paywall {
     /// assert_eq!(paywall.rails(), [Rail::L402]);
     /// ```
     pub fn rails(&self) -> Vec<Rail> {
-        let s = &self.shared;
-        [
-            (s.l402.is_some(), Rail::L402),
-            (s.has_x402(), Rail::X402),
-            (s.has_bitreq(), Rail::BitRequests),
-        ]
-        .into_iter()
-        .filter_map(|(on, r)| on.then_some(r))
-        .collect()
+        self.shared.rails.iter().map(|r| r.rail()).collect()
     }
 
     /// The L402 layer (to revoke a token, for example), when L402 is on.
@@ -319,6 +324,7 @@ pub struct PaywallBuilder {
     )>,
     #[cfg(feature = "bitreq")]
     bitreq: Option<crate::bitreq::BitreqServer>,
+    mpp: Option<MppConfig>,
     rates: Option<Arc<dyn Rates>>,
 }
 
@@ -442,6 +448,28 @@ impl PaywallBuilder {
         self
     }
 
+    /// Enables MPP, the `Payment` HTTP authentication scheme, with the
+    /// methods, secret, realm and replay store of `config`: one fresh
+    /// `lightning`/`charge` invoice and / or one `evm`/`charge` offer per
+    /// challenge, offered after L402 in the same 402 (see [`crate::mpp`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use pay402_backends::simnet::SimNet;
+    /// # use pay402_core::{lightning::Network, money::Msat};
+    /// use pay402_server::mpp::MppConfig;
+    /// use pay402_server::paywall::{Paywall, PaywallPrice};
+    /// # let node = Arc::new(SimNet::new(Network::Regtest).add_node("merchant", Msat(0)));
+    /// let mpp = MppConfig::new("api.example.com", &[7; 32]).unwrap().lightning(node);
+    /// let paywall = Paywall::builder().mpp(mpp).build().unwrap();
+    /// let hello = paywall.price(PaywallPrice::sats(100));
+    /// # let _ = hello;
+    /// ```
+    pub fn mpp(mut self, config: MppConfig) -> Self {
+        self.mpp = Some(config);
+        self
+    }
+
     /// The exchange rates prices are converted with (default: fixed rates
     /// knowing msat ↔ sat only). Whatever the rates, an x402 asset declared
     /// a USD stablecoin ([`X402Asset::usdc`]) is worth one US dollar per
@@ -473,62 +501,95 @@ impl PaywallBuilder {
     /// assert!(pay402_server::paywall::Paywall::builder().build().is_err());
     /// ```
     pub fn build(self) -> Result<Paywall, BuildError> {
-        let l402 = self.l402;
         #[cfg(feature = "x402")]
         let x402 = match self.x402 {
-            Some((layer, pay_to, asset)) => Some(X402Rail::new(layer, pay_to, asset)?),
+            Some((layer, pay_to, asset)) => Some(Arc::new(X402Rail::new(layer, pay_to, asset)?)),
             None => None,
         };
-        #[cfg(feature = "bitreq")]
-        let bitreq = self.bitreq;
-        let shared = Shared {
-            l402,
-            #[cfg(feature = "x402")]
-            x402,
-            #[cfg(feature = "bitreq")]
-            bitreq,
-            rates: Arc::new(FixedRates::new()),
-            credentials: &[],
-            expose: HeaderValue::from_static(""),
+        let mpp = match self.mpp {
+            Some(config) => Some(Arc::new(MppRail::new(config)?)),
+            None => None,
         };
-        let (l, x, b) = (
-            shared.l402.is_some(),
-            shared.has_x402(),
-            shared.has_bitreq(),
-        );
-        if !(l || x || b) {
+        // Offer order: L402 (and LSAT), then MPP's `Payment` challenges, as
+        // Aperture orders them; then x402 and BitRequests.
+        let mut rails: Vec<Arc<dyn PaywallRail>> = Vec::new();
+        if self.l402.is_some() {
+            rails.push(Arc::new(crate::l402::paywall_rail::L402Rail));
+        }
+        if let Some(m) = &mpp {
+            rails.push(m.clone());
+        }
+        #[cfg(feature = "x402")]
+        if let Some(x) = &x402 {
+            rails.push(x.clone());
+        }
+        #[cfg(feature = "bitreq")]
+        if let Some(b) = &self.bitreq {
+            rails.push(Arc::new(b.clone()));
+        }
+        if rails.is_empty() {
             return Err(BuildError::NoRail);
         }
+        let others = rails
+            .iter()
+            .filter(|r| r.rail() != Rail::L402)
+            .cloned()
+            .collect();
         let rates: Arc<dyn Rates> = self.rates.unwrap_or_else(|| Arc::new(FixedRates::new()));
         // An asset declared a USD stablecoin is worth one dollar per token,
         // whatever rates were given (theirs win where they know the token).
         #[cfg(feature = "x402")]
-        let rates: Arc<dyn Rates> = match &shared.x402 {
+        let rates: Arc<dyn Rates> = match &x402 {
             Some(r) if r.asset.is_usd_stablecoin() => {
                 Arc::new(StablecoinRates::new(rates, &r.unit))
             }
             _ => rates,
         };
-        let mut expose: Vec<&str> = Vec::new();
-        if l {
-            expose.push("WWW-Authenticate");
-        }
         #[cfg(feature = "x402")]
-        if x {
-            expose.push(crate::x402::EXPOSE);
+        let rates: Arc<dyn Rates> = match mpp.as_ref().and_then(|m| m.evm_stablecoin()) {
+            Some(unit) => Arc::new(StablecoinRates::new(rates, unit)),
+            None => rates,
+        };
+        // Vary (credentials) and Access-Control-Expose-Headers (challenge
+        // headers): every rail's own, in rail order, each once. Credentials
+        // keep the order of L402, x402, BitRequests (the fast path's `Vary`
+        // is that list; MPP's `Authorization` adds nothing to it).
+        let mut credentials: Vec<&'static str> = Vec::new();
+        let mut expose: Vec<&'static str> = Vec::new();
+        let by_credentials = {
+            let mut r: Vec<&Arc<dyn PaywallRail>> = rails.iter().collect();
+            r.sort_by_key(|r| r.rail() == Rail::Mpp);
+            r
+        };
+        for r in by_credentials {
+            for c in r.credentials() {
+                if !credentials.contains(c) {
+                    credentials.push(c);
+                }
+            }
         }
-        #[cfg(feature = "bitreq")]
-        if b {
-            expose.push(crate::bitreq::EXPOSE);
+        for r in &rails {
+            for e in r.expose().split(", ") {
+                if !expose.contains(&e) {
+                    expose.push(e);
+                }
+            }
         }
         let expose = HeaderValue::try_from(expose.join(", "))
             .unwrap_or_else(|_| HeaderValue::from_static("WWW-Authenticate"));
         Ok(Paywall {
             shared: Arc::new(Shared {
+                l402: self.l402,
+                #[cfg(feature = "x402")]
+                x402,
+                #[cfg(feature = "bitreq")]
+                bitreq: self.bitreq,
+                mpp,
+                rails,
+                others,
                 rates,
-                credentials: credentials_of(l, x, b),
+                credentials: credentials.into_boxed_slice(),
                 expose,
-                ..shared
             }),
         })
     }
@@ -547,7 +608,7 @@ struct StablecoinRates {
 
 #[cfg(feature = "x402")]
 impl StablecoinRates {
-    fn new(inner: Arc<dyn Rates>, token: &pay402_core::rates::TokenUnit) -> StablecoinRates {
+    fn new(inner: Arc<dyn Rates>, token: &TokenUnit) -> StablecoinRates {
         StablecoinRates {
             inner,
             token: pay402_core::rates::Unit::Token(token.clone()),

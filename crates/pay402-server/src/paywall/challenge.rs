@@ -1,11 +1,12 @@
 //! The unpaid answer: one 402 carrying the challenge of every rail the
-//! request is priced on, each built by its rail's own code.
+//! request is priced on, each built by its rail's own code
+//! ([`PaywallRail::challenge`]).
 
 use axum::body::Body;
 use axum::response::Response;
-use futures_util::future::join;
+use futures_util::future::join_all;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use pay402_core::offer::Rail;
 use pay402_core::problem::{PROBLEM_JSON, Problem};
 use pay402_core::time::UnixTime;
@@ -13,20 +14,15 @@ use serde_json::json;
 
 use super::layer::PaywallLayer;
 use super::price::RailPrices;
-use crate::l402::L402Layer;
+use super::rail::{Part, Unpaid};
 use crate::respond;
 
-/// A rail's part of the 402, or why it has none.
-enum Part {
-    /// Offered, with the problem its own layer would answer.
-    On(Rail, Problem),
-    /// Could not be offered: the rail's own answer (its 429, its 503).
-    Failed(Response),
-}
-
-/// The 402 for a request priced at `prices`: `WWW-Authenticate` (L402,
-/// and LSAT when enabled), `PAYMENT-REQUIRED` (x402 v2), the two1 headers
-/// (BitRequests), and a problem+json body that is also the x402 v1 offer.
+/// The 402 for a request priced at `prices`: every priced rail's challenge
+/// headers, in the paywall's rail order (so `WWW-Authenticate: L402 …`,
+/// and `LSAT` when enabled, come before `Payment …`), `PAYMENT-REQUIRED`
+/// (x402 v2), the two1 headers (BitRequests), and a problem+json body that
+/// is also the x402 v1 offer. `problem` (a rail's refusal) replaces the
+/// paywall's own problem in the body.
 ///
 /// A rail that cannot make its challenge (its challenge rate limit refuses
 /// the client, its node or store is down) is left out and the others are
@@ -38,71 +34,83 @@ pub(crate) async fn payment_required(
     parts: &Parts,
     body: Option<&[u8]>,
     now: UnixTime,
+    problem: Option<serde_json::Value>,
 ) -> Response {
     let shared = &layer.paywall.shared;
-    let mut headers = HeaderMap::new();
-    let (l402, bitreq) = join(
-        l402_part(layer, prices, parts, body, now),
-        bitreq_part(layer, prices, parts),
+    let cx = Unpaid {
+        layer,
+        prices,
+        parts,
+        body,
+        now,
+    };
+    let made = join_all(
+        shared
+            .rails
+            .iter()
+            .filter(|r| r.is_priced(prices))
+            .map(|r| r.challenge(&cx)),
     )
     .await;
-    let mut parts_of = Vec::with_capacity(3);
-    if let Some((values, part)) = l402 {
-        for v in values {
-            headers.append(header::WWW_AUTHENTICATE, v);
-        }
-        parts_of.push(part);
-    }
-    #[cfg(feature = "x402")]
-    let x402 = x402_part(layer, prices, parts);
-    #[cfg(feature = "x402")]
-    if let Some((_, required, _)) = &x402 {
-        if let Some(v) = required {
-            headers.insert(crate::x402::PAYMENT_REQUIRED.clone(), v.clone());
-        }
-        parts_of.push(Part::On(Rail::X402, crate::x402::unpaid_problem().0));
-    }
-    if let Some((bitreq_headers, part)) = bitreq {
-        headers.extend(bitreq_headers);
-        parts_of.push(part);
-    }
-
-    let mut offered = Vec::new();
+    let mut headers = http::HeaderMap::new();
+    let mut offered = Vec::with_capacity(made.len());
+    let mut hooks = Vec::new();
     let mut first_failure = None;
-    for p in parts_of {
-        match p {
-            Part::On(rail, problem) => offered.push((rail, problem)),
+    for part in made.into_iter().flatten() {
+        match part.part {
+            Part::On(rail, p) => {
+                // The iterator names a header once, before its first value.
+                let mut last = None;
+                for (name, value) in part.headers {
+                    if name.is_some() {
+                        last = name;
+                    }
+                    if let Some(name) = &last {
+                        headers.append(name.clone(), value);
+                    }
+                }
+                offered.push((rail, p));
+                hooks.extend(part.body);
+            }
             Part::Failed(resp) => {
                 first_failure.get_or_insert(resp);
             }
         }
     }
-    let problem = match offered.len() {
-        0 => {
-            tracing::Span::current().record("outcome", "no_challenge");
-            return first_failure.unwrap_or_else(|| {
-                respond::problem(&Problem::new(
-                    503,
-                    "offer_unavailable",
-                    "No payment offer could be made",
-                ))
-            });
-        }
-        1 => offered.swap_remove(0).1,
-        _ => combined(&offered),
-    };
+    if offered.is_empty() {
+        tracing::Span::current().record("outcome", "no_challenge");
+        return first_failure.unwrap_or_else(|| {
+            respond::problem(&Problem::new(
+                503,
+                "offer_unavailable",
+                "No payment offer could be made",
+            ))
+        });
+    }
     tracing::Span::current().record("outcome", "challenged");
-    #[cfg_attr(not(feature = "x402"), allow(unused_mut))]
-    let mut json = serde_json::to_value(&problem).unwrap_or_else(|_| json!({}));
-    #[cfg(feature = "x402")]
-    if let (Some((set, _, error)), Some(rail)) = (&x402, &shared.x402) {
-        crate::x402::add_v1_offer(&mut json, set, rail.layer.config(), error);
+    let mut json = match problem {
+        Some(p) => p,
+        None => {
+            let mpp = offered.iter().any(|(r, _)| *r == Rail::Mpp);
+            let mut problem = match offered.len() {
+                1 => offered.swap_remove(0).1,
+                _ => combined(&offered),
+            };
+            if mpp {
+                // MPP clients read the payment-required problem type.
+                problem.type_uri = pay402_core::mpp::ProblemType::PaymentRequired.uri();
+            }
+            serde_json::to_value(&problem).unwrap_or_else(|_| json!({}))
+        }
+    };
+    for hook in hooks {
+        hook(&mut json);
     }
     let mut resp = Response::new(Body::from(json.to_string()));
     *resp.status_mut() = StatusCode::PAYMENT_REQUIRED;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    crate::cache::challenge(h, shared.credentials);
+    crate::cache::challenge(h, &shared.credentials);
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, shared.expose.clone());
     h.extend(headers);
     resp
@@ -118,76 +126,4 @@ fn combined(offered: &[(Rail, Problem)]) -> Problem {
         "pay with any one of these rails and retry with its proof alone: {}",
         ways.join("; ")
     ))
-}
-
-async fn l402_part(
-    layer: &PaywallLayer,
-    prices: &RailPrices,
-    parts: &Parts,
-    body: Option<&[u8]>,
-    now: UnixTime,
-) -> Option<(Vec<HeaderValue>, Part)> {
-    let (Some(l402), Some(amount)) = (&layer.l402, prices.l402) else {
-        return None;
-    };
-    if let Some(limited) = l402.over_challenge_limit(parts) {
-        return Some((Vec::new(), Part::Failed(limited)));
-    }
-    let scope = l402.scope_of(&parts.extensions, &parts.uri);
-    Some(
-        match l402.mint_challenge(amount, &scope, parts, body, now).await {
-            Ok(values) => (
-                values,
-                Part::On(Rail::L402, L402Layer::payment_required_problem(amount)),
-            ),
-            Err(problem) => (Vec::new(), Part::Failed(respond::problem(&problem))),
-        },
-    )
-}
-
-#[cfg(feature = "bitreq")]
-async fn bitreq_part(
-    layer: &PaywallLayer,
-    prices: &RailPrices,
-    parts: &Parts,
-) -> Option<(HeaderMap, Part)> {
-    let (Some(server), Some(price)) = (&layer.paywall.shared.bitreq, prices.bitreq) else {
-        return None;
-    };
-    let mut headers = HeaderMap::new();
-    let part = match server.challenge_info(price, parts).await {
-        Err(resp) => Part::Failed(resp),
-        Ok(info) => match info.insert_into(&mut headers) {
-            Ok(()) => Part::On(
-                Rail::BitRequests,
-                crate::bitreq::BitreqServer::payment_required_problem(price),
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "bitreq.offer_header_invalid");
-                headers.clear();
-                Part::Failed(crate::bitreq::offer_unusable())
-            }
-        },
-    };
-    Some((headers, part))
-}
-
-#[cfg(not(feature = "bitreq"))]
-async fn bitreq_part(_: &PaywallLayer, _: &RailPrices, _: &Parts) -> Option<(HeaderMap, Part)> {
-    None
-}
-
-/// The x402 offer set, its `PAYMENT-REQUIRED` value and the v1 `error`.
-#[cfg(feature = "x402")]
-type X402Part = (crate::x402::OfferSet, Option<HeaderValue>, &'static str);
-
-#[cfg(feature = "x402")]
-fn x402_part(layer: &PaywallLayer, prices: &RailPrices, parts: &Parts) -> Option<X402Part> {
-    let (Some(rail), Some(amount)) = (&layer.paywall.shared.x402, prices.x402) else {
-        return None;
-    };
-    let set = layer.x402_offer_set(rail, amount, parts);
-    let (_, error) = crate::x402::unpaid_problem();
-    let required = crate::x402::payment_required_value(&set, rail.layer.config(), error);
-    Some((set, required, error))
 }

@@ -67,6 +67,10 @@ pub enum BuildError {
     /// No rail is enabled.
     #[error("no rail is enabled")]
     NoRail,
+    /// The MPP configuration cannot be used (no method, an asset network
+    /// that is not `eip155:<chain id>`, a node network MPP has no name for).
+    #[error("MPP cannot be enabled: {0}")]
+    Mpp(&'static str),
     /// The x402 asset or recipient cannot make a valid `exact` offer.
     #[cfg(feature = "x402")]
     #[error("the x402 asset cannot be offered: {0}")]
@@ -77,6 +81,7 @@ impl Reason for BuildError {
     fn reason(&self) -> &'static str {
         match self {
             BuildError::NoRail => "no_rail",
+            BuildError::Mpp(_) => "invalid_mpp",
             #[cfg(feature = "x402")]
             BuildError::X402Asset(_) => "invalid_x402_asset",
         }

@@ -14,7 +14,6 @@ use futures_util::FutureExt;
 use futures_util::future::{Either, Map};
 use http::request::Parts;
 use http::{HeaderValue, Request, header};
-use pay402_core::l402::Grant;
 use pay402_core::money::Msat;
 use pay402_core::offer::Rail;
 use pay402_core::problem::{Problem, Reason};
@@ -29,9 +28,10 @@ use super::challenge;
 use super::error::PaywallError;
 use super::paid::{Paid, Receipt};
 use super::price::{Charge, PaywallPrice, RailPrices};
-use super::proof::Presented;
+use super::proof;
+use super::rail::Next;
 use crate::cache::{FinishResponse, PaidCaching};
-use crate::l402::{L402Layer, Verdict};
+use crate::l402::L402Layer;
 use crate::{BoxedResponse, PriceRequest, respond};
 
 /// A tower [`Layer`] charging one route's price on every enabled rail of a
@@ -348,7 +348,7 @@ where
             };
             if !cfg.bind_request
                 && let Some(price) = price
-                && !Presented::other_than_l402(req.headers(), shared)
+                && !proof::other_than_l402(req.headers(), shared)
             {
                 let now = now();
                 if let Some(token) = span.in_scope(|| l402.fast_check(&req, price, now)) {
@@ -372,10 +372,10 @@ where
         let layer = self.layer.clone();
         Either::Right(Box::pin(
             async move {
-                let credentials = layer.paywall.shared.credentials;
+                let shared = layer.paywall.shared.clone();
                 let mut resp = handle(layer, inner, req).await?;
                 // Whatever answered, caches key on every enabled rail's proof.
-                crate::cache::vary(resp.headers_mut(), credentials);
+                crate::cache::vary(resp.headers_mut(), &shared.credentials);
                 Ok(resp)
             }
             .instrument(span),
@@ -401,7 +401,7 @@ where
         tracing::Span::current().record("outcome", "free_path");
         return inner.call(req).await;
     }
-    let rail = match Presented::of(req.headers(), &shared).one() {
+    let rail = match proof::presented(req.headers(), &shared) {
         Ok(rail) => rail,
         Err(rails) => {
             let e = PaywallError::MultipleProofs(rails);
@@ -447,7 +447,7 @@ where
     }
     let now = now();
     if let Some(rail) = rail {
-        tracing::Span::current().record("rail", rail.as_str());
+        tracing::Span::current().record("rail", rail.rail().as_str());
     }
     let request = Pending {
         layer: &layer,
@@ -457,170 +457,52 @@ where
         prices,
         now,
     };
-    match rail {
-        Some(Rail::L402) if request.prices.l402.is_some() => request.l402(inner).await,
-        #[cfg(feature = "x402")]
-        Some(Rail::X402) if request.prices.x402.is_some() => Ok(request.x402(inner).await),
-        #[cfg(feature = "bitreq")]
-        Some(Rail::BitRequests) if request.prices.bitreq.is_some() => request.bitreq(inner).await,
+    Ok(match rail {
+        Some(rail) if rail.is_priced(&request.prices) => {
+            rail.serve(request, Next::new(inner)).await
+        }
         // No proof, or a proof for a rail this request is not priced on.
-        _ => Ok(request.payment_required().await),
-    }
+        _ => request.payment_required().await,
+    })
 }
 
 /// A priced request on its way to a rail.
-struct Pending<'a> {
-    layer: &'a PaywallLayer,
-    parts: Parts,
-    body: Body,
-    body_bytes: Option<bytes::Bytes>,
-    prices: RailPrices,
-    now: UnixTime,
+pub(crate) struct Pending<'a> {
+    /// The route.
+    pub(crate) layer: &'a PaywallLayer,
+    /// The request.
+    pub(crate) parts: Parts,
+    /// Its body (read already when `body_bytes` is set).
+    pub(crate) body: Body,
+    /// The body, when the L402 configuration binds tokens to requests.
+    pub(crate) body_bytes: Option<bytes::Bytes>,
+    /// The price on each rail.
+    pub(crate) prices: RailPrices,
+    /// Now.
+    pub(crate) now: UnixTime,
 }
 
 impl Pending<'_> {
     /// The 402 of every priced rail. (Not an `async fn`: the future borrows
     /// the fields it needs, not the whole request, whose body is not `Sync`.)
-    fn payment_required(&self) -> impl Future<Output = Response> + Send + '_ {
+    pub(crate) fn payment_required(&self) -> impl Future<Output = Response> + Send + '_ {
+        self.payment_required_with(None)
+    }
+
+    /// The 402 of every priced rail, with `problem` (a rail's refusal, as
+    /// JSON) as the body instead of the paywall's own.
+    pub(crate) fn payment_required_with(
+        &self,
+        problem: Option<serde_json::Value>,
+    ) -> impl Future<Output = Response> + Send + '_ {
         challenge::payment_required(
             self.layer,
             &self.prices,
             &self.parts,
             self.body_bytes.as_deref(),
             self.now,
+            problem,
         )
-    }
-
-    /// An L402 credential: verified as `L402Layer` verifies it; refused as
-    /// it refuses (a fresh L402 challenge, per its reject mode).
-    async fn l402<S>(self, mut inner: S) -> Result<Response, Infallible>
-    where
-        S: Service<Request<Body>, Response = Response, Error = Infallible>,
-    {
-        let (Some(l402), Some(price)) = (&self.layer.l402, self.prices.l402) else {
-            return Ok(self.payment_required().await);
-        };
-        let scope = l402
-            .scope_of(&self.parts.extensions, &self.parts.uri)
-            .into_owned();
-        let grant = Grant {
-            scope: &scope,
-            price,
-        };
-        let body = self.body_bytes.as_deref();
-        match l402
-            .verify_credential(&self.parts, body, grant, self.now)
-            .await
-        {
-            Verdict::Paid(token) => {
-                tracing::Span::current().record("outcome", "paid");
-                let mut parts = self.parts;
-                parts.extensions.insert(Paid {
-                    rail: Rail::L402,
-                    amount: Amount::Msat(price),
-                    payer: None,
-                    receipt: Receipt::L402Token(token.token_id),
-                });
-                parts.extensions.insert(token);
-                let mut resp = inner.call(Request::from_parts(parts, self.body)).await?;
-                l402.config()
-                    .paid_caching
-                    .apply_paid(resp.headers_mut(), self.layer.paywall.shared.credentials);
-                Ok(resp)
-            }
-            Verdict::Rejected(e) => Ok(l402
-                .challenge(price, &scope, &self.parts, body, self.now, Some(&e))
-                .await),
-            Verdict::Unavailable(resp) => Ok(resp),
-            // The scheme was seen but no credential parsed: unpaid.
-            Verdict::Absent => Ok(self.payment_required().await),
-        }
-    }
-
-    /// An x402 payment: read and checked as `X402Layer` does, then
-    /// reserved, verified, served and settled by its flow (settle-after
-    /// never releases the body unpaid).
-    #[cfg(feature = "x402")]
-    async fn x402<S>(self, inner: S) -> Response
-    where
-        S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
-    {
-        let shared = &self.layer.paywall.shared;
-        let (Some(rail), Some(amount)) = (&shared.x402, self.prices.x402) else {
-            return self.payment_required().await;
-        };
-        let set = self.layer.x402_offer_set(rail, amount, &self.parts);
-        let intake = match rail.layer.read_payment(&self.parts, &set) {
-            Ok(Some(intake)) => intake,
-            Ok(None) => return self.payment_required().await,
-            Err(e) => return rail.layer.refusal(&set, &e),
-        };
-        let mut parts = self.parts;
-        parts.extensions.insert(Paid {
-            rail: Rail::X402,
-            amount: Amount::Token(intake.payment.amount, rail.unit.clone()),
-            payer: Some(intake.payment.payer.to_string()),
-            receipt: Receipt::X402Nonce(format!("0x{}", hex::encode(intake.payment.nonce.0))),
-        });
-        // The flow sets the caching headers of a served payment itself.
-        rail.layer
-            .serve_payment(inner, parts, self.body, intake, set)
-            .await
-    }
-
-    /// A BitRequests proof: checked by its method as `BitreqLayer` does;
-    /// refused as it refuses (402 with a fresh BitRequests offer, 202 while
-    /// confirming, ...).
-    #[cfg(feature = "bitreq")]
-    async fn bitreq<S>(self, mut inner: S) -> Result<Response, Infallible>
-    where
-        S: Service<Request<Body>, Response = Response, Error = Infallible>,
-    {
-        use pay402_core::bitreq::Proof;
-
-        use crate::bitreq::{BitreqServerError, PaymentMethod};
-        let shared = &self.layer.paywall.shared;
-        let (Some(server), Some(price)) = (&shared.bitreq, self.prices.bitreq) else {
-            return Ok(self.payment_required().await);
-        };
-        let result = match Proof::from_header_map(&self.parts.headers) {
-            Ok(proof) => server.redeem(&self.parts, proof, price).await,
-            Err(e) => Err(BitreqServerError::Proof(e)),
-        };
-        let payment = match result {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::Span::current().record("outcome", e.reason());
-                return Ok(server.reject(&e, price, &self.parts).await);
-            }
-        };
-        tracing::Span::current().record("outcome", "paid");
-        tracing::info!(
-            method = payment.method.as_str(),
-            amount = payment.amount.0,
-            reference = %payment.reference,
-            "bitreq.paid"
-        );
-        let receipt = match payment.method {
-            PaymentMethod::OnChain => Receipt::BitreqTxid(payment.reference.clone()),
-            PaymentMethod::Transfer => Receipt::BitreqTransfer(payment.reference.clone()),
-            PaymentMethod::Channel => Receipt::BitreqChannel(payment.reference.clone()),
-        };
-        let mut parts = self.parts;
-        parts.extensions.insert(Paid {
-            rail: Rail::BitRequests,
-            amount: Amount::Sat(payment.amount),
-            payer: None,
-            receipt,
-        });
-        parts.extensions.insert(payment);
-        let mut resp = inner.call(Request::from_parts(parts, self.body)).await?;
-        server
-            .config()
-            .paid_caching
-            .apply_paid(resp.headers_mut(), shared.credentials);
-        Ok(resp)
     }
 }
 

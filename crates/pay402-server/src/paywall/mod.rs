@@ -1,6 +1,7 @@
 //! [`Paywall`]: one paywall for every rail.
 //!
-//! Enable any set of rails — L402, x402, 21 BitRequests — on one
+//! Enable any set of rails — L402, MPP (the `Payment` scheme), x402, 21
+//! BitRequests — on one
 //! [`Paywall`], price each route once, and put the [`PaywallLayer`] it
 //! yields in front of the route:
 //!
@@ -8,7 +9,8 @@
 //!   carrying the challenge of every rail the route is priced on, each made
 //!   by its rail's own code, so each rail's client sees exactly what it
 //!   sees from that rail's layer: `WWW-Authenticate: L402 …` (and `LSAT`
-//!   when the L402 configuration emits it), `PAYMENT-REQUIRED` (x402 v2),
+//!   when the L402 configuration emits it), then `WWW-Authenticate:
+//!   Payment …` (MPP, one per method), `PAYMENT-REQUIRED` (x402 v2),
 //!   the two1 headers (`Price`, `Bitcoin-Address`, `Username`,
 //!   `Bitcoin-Payment-Channel-Server`), and a problem+json body that is also
 //!   the x402 v1 offer (`x402Version`, `accepts`). It has
@@ -44,6 +46,7 @@
 //!         ─▶ L402 proof ─▶ L402 verify ─▶ handler │ refused ─▶ L402's answer
 //!         ─▶ x402 proof ─▶ x402 intake, reserve, verify, handler, settle │ refused ─▶ x402's answer
 //!         ─▶ BitRequests proof ─▶ redeem by method ─▶ handler │ refused ─▶ BitRequests' answer
+//!         ─▶ MPP credential ─▶ verify, consume (store) ─▶ handler + Payment-Receipt │ refused ─▶ see crate::mpp
 //!         ─▶ none ─▶ 402: every priced rail's challenge (made concurrently)
 //! ```
 //!
@@ -75,6 +78,9 @@
 //! [`X402Asset::usdc`], is worth one dollar per token: the rates only need
 //! the bitcoin price.)
 //!
+//! Each rail is one implementation of the crate-internal rail interface
+//! (`paywall/rail.rs`), in the rail's own folder; see docs/ARCHITECTURE.md.
+//!
 //! Not included: the x402_mock dialect. Its challenge is a JSON body of
 //! its own and its proof an access token bought at a separate endpoint for
 //! a resource registered with fixed prices; it keeps its own
@@ -86,9 +92,8 @@ mod error;
 mod layer;
 mod paid;
 pub mod price;
-mod proof;
-#[cfg(feature = "x402")]
-mod x402_rail;
+pub(crate) mod proof;
+pub(crate) mod rail;
 
 #[cfg(feature = "x402")]
 pub use builder::X402Asset;

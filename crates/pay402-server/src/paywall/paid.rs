@@ -42,6 +42,12 @@ pub enum Receipt {
     /// BitRequests payment channel: the payment transaction's txid (the
     /// channel token).
     BitreqChannel(String),
+    /// MPP `lightning`/`charge`: the paid invoice's payment hash (hex), the
+    /// `reference` of the `Payment-Receipt`.
+    MppLightning(String),
+    /// MPP `evm`/`charge`: the settlement transaction hash, the
+    /// `reference` of the `Payment-Receipt`.
+    MppEvm(String),
 }
 
 impl Receipt {
@@ -59,6 +65,8 @@ impl Receipt {
             Receipt::BitreqTxid(_) => "bitreq_txid",
             Receipt::BitreqTransfer(_) => "bitreq_transfer",
             Receipt::BitreqChannel(_) => "bitreq_channel",
+            Receipt::MppLightning(_) => "mpp_lightning",
+            Receipt::MppEvm(_) => "mpp_evm",
         }
     }
 }
@@ -71,7 +79,9 @@ impl fmt::Display for Receipt {
             | Receipt::X402Nonce(s)
             | Receipt::BitreqTxid(s)
             | Receipt::BitreqTransfer(s)
-            | Receipt::BitreqChannel(s) => f.write_str(s),
+            | Receipt::BitreqChannel(s)
+            | Receipt::MppLightning(s)
+            | Receipt::MppEvm(s) => f.write_str(s),
         }
     }
 }

@@ -63,6 +63,11 @@ pub struct RailPrices {
     pub x402: Option<TokenAmount>,
     /// The BitRequests price.
     pub bitreq: Option<Sat>,
+    /// The MPP `lightning`/`charge` price (whole satoshis: the method's
+    /// `amount` unit).
+    pub mpp: Option<Sat>,
+    /// The MPP `evm`/`charge` price, in base units of the MPP EVM asset.
+    pub mpp_evm: Option<TokenAmount>,
 }
 
 impl RailPrices {
@@ -109,6 +114,29 @@ impl RailPrices {
         self
     }
 
+    /// Sets the MPP `lightning`/`charge` price.
+    ///
+    /// ```
+    /// use pay402_core::money::Sat;
+    /// assert_eq!(pay402_server::paywall::RailPrices::new().mpp(Sat(100)).mpp, Some(Sat(100)));
+    /// ```
+    pub fn mpp(mut self, price: Sat) -> RailPrices {
+        self.mpp = Some(price);
+        self
+    }
+
+    /// Sets the MPP `evm`/`charge` price, in base units of its asset.
+    ///
+    /// ```
+    /// use pay402_core::x402::TokenAmount;
+    /// let p = pay402_server::paywall::RailPrices::new().mpp_evm(TokenAmount::from_u64(10_000));
+    /// assert_eq!(p.mpp_evm, Some(TokenAmount::from_u64(10_000)));
+    /// ```
+    pub fn mpp_evm(mut self, price: TokenAmount) -> RailPrices {
+        self.mpp_evm = Some(price);
+        self
+    }
+
     /// Whether no rail has a non-zero price.
     ///
     /// ```
@@ -121,6 +149,8 @@ impl RailPrices {
         self.l402.is_none_or(|m| m == Msat::ZERO)
             && self.x402.is_none_or(|t| t.0.is_zero())
             && self.bitreq.is_none_or(|s| s.0 == 0)
+            && self.mpp.is_none_or(|s| s.0 == 0)
+            && self.mpp_evm.is_none_or(|t| t.0.is_zero())
     }
 
     /// The same prices with zero prices removed (a zero price offers
@@ -130,12 +160,18 @@ impl RailPrices {
             l402: self.l402.filter(|m| *m > Msat::ZERO),
             x402: self.x402.filter(|t| !t.0.is_zero()),
             bitreq: self.bitreq.filter(|s| s.0 > 0),
+            mpp: self.mpp.filter(|s| s.0 > 0),
+            mpp_evm: self.mpp_evm.filter(|t| !t.0.is_zero()),
         }
     }
 
     /// Whether no rail is priced.
     pub(crate) fn is_empty(&self) -> bool {
-        self.l402.is_none() && self.x402.is_none() && self.bitreq.is_none()
+        self.l402.is_none()
+            && self.x402.is_none()
+            && self.bitreq.is_none()
+            && self.mpp.is_none()
+            && self.mpp_evm.is_none()
     }
 }
 
@@ -259,14 +295,34 @@ impl Charge {
         x402: Option<&TokenUnit>,
         bitreq: bool,
     ) -> (RailPrices, Option<(Rail, ConvertError)>) {
+        self.convert_for(
+            rates,
+            &Units {
+                l402,
+                x402,
+                bitreq,
+                mpp: false,
+                mpp_evm: None,
+            },
+        )
+    }
+
+    /// The price in the unit of each rail `units` enables.
+    pub(crate) fn convert_for(
+        &self,
+        rates: &dyn Rates,
+        units: &Units<'_>,
+    ) -> (RailPrices, Option<(Rail, ConvertError)>) {
         let a = match self {
             Charge::PerRail(p) => {
                 let p = p.clone().without_zeros();
                 return (
                     RailPrices {
-                        l402: p.l402.filter(|_| l402),
-                        x402: p.x402.filter(|_| x402.is_some()),
-                        bitreq: p.bitreq.filter(|_| bitreq),
+                        l402: p.l402.filter(|_| units.l402),
+                        x402: p.x402.filter(|_| units.x402.is_some()),
+                        bitreq: p.bitreq.filter(|_| units.bitreq),
+                        mpp: p.mpp.filter(|_| units.mpp),
+                        mpp_evm: p.mpp_evm.filter(|_| units.mpp_evm.is_some()),
                     },
                     None,
                 );
@@ -283,19 +339,48 @@ impl Charge {
             }
         };
         let mut out = RailPrices::new();
-        if l402 && let Some(Amount::Msat(m)) = one(Rail::L402, Unit::Msat) {
+        if units.l402
+            && let Some(Amount::Msat(m)) = one(Rail::L402, Unit::Msat)
+        {
             out.l402 = Some(m);
         }
-        if let Some(t) = x402
+        if let Some(t) = units.x402
             && let Some(Amount::Token(v, _)) = one(Rail::X402, Unit::Token(t.clone()))
         {
             out.x402 = Some(v);
         }
-        if bitreq && let Some(Amount::Sat(s)) = one(Rail::BitRequests, Unit::Sat) {
+        if units.bitreq
+            && let Some(Amount::Sat(s)) = one(Rail::BitRequests, Unit::Sat)
+        {
             out.bitreq = Some(s);
+        }
+        if units.mpp
+            && let Some(Amount::Sat(s)) = one(Rail::Mpp, Unit::Sat)
+        {
+            out.mpp = Some(s);
+        }
+        if let Some(t) = units.mpp_evm
+            && let Some(Amount::Token(v, _)) = one(Rail::Mpp, Unit::Token(t.clone()))
+        {
+            out.mpp_evm = Some(v);
         }
         (out.without_zeros(), failed)
     }
+}
+
+/// The units a paywall's enabled rails are priced in.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Units<'a> {
+    /// L402 (msat).
+    pub(crate) l402: bool,
+    /// x402's asset.
+    pub(crate) x402: Option<&'a TokenUnit>,
+    /// BitRequests (sat).
+    pub(crate) bitreq: bool,
+    /// MPP `lightning`/`charge` (sat).
+    pub(crate) mpp: bool,
+    /// MPP `evm`/`charge`'s asset.
+    pub(crate) mpp_evm: Option<&'a TokenUnit>,
 }
 
 /// A boxed future of a request's [`Charge`] (`None` means free).

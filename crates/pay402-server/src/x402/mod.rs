@@ -95,6 +95,7 @@ mod error;
 mod extract;
 mod intake;
 mod layer;
+pub(crate) mod paywall_rail;
 mod respond;
 mod route;
 pub mod settlements;

@@ -18,6 +18,7 @@ mod bitreq;
 mod l402;
 #[path = "../common/mock_jobs.rs"]
 mod mock_jobs;
+mod mpp;
 mod settlements;
 mod x402;
 mod x402_mock;

@@ -457,20 +457,105 @@ impl<'k> ChargeVerifier<'k> {
         cred: &Credential<'_>,
         now: UnixTime,
     ) -> Result<VerifiedCharge, VerifyError> {
+        let mut buf = Vec::new();
+        let p = self.pinned(cred, now, &mut buf)?;
+        // 6. The invoice against the request, the effective expiry, the preimage.
+        let facts = super::bolt11::read(&p.request.method_details.invoice)
+            .ok_or(VerifyError::InvoiceMismatch("invoice does not parse"))?;
+        if let Some(h) = p.request.method_details.payment_hash.as_deref() {
+            let declared: PaymentHash = h
+                .parse()
+                .map_err(|_| VerifyError::InvoiceMismatch("paymentHash is not 64 hex digits"))?;
+            if declared != facts.payment_hash {
+                return Err(VerifyError::InvoiceMismatch("paymentHash"));
+            }
+        }
+        if facts.network != Some(p.network) {
+            return Err(VerifyError::InvoiceMismatch("network"));
+        }
+        if facts.amount != Some(p.amount) {
+            return Err(VerifyError::InvoiceMismatch("amount"));
+        }
+        if now >= facts.expires_at {
+            return Err(VerifyError::InvoiceExpired);
+        }
+        if !p.preimage.matches(&facts.payment_hash) {
+            return Err(VerifyError::PreimageMismatch);
+        }
+        Ok(VerifiedCharge {
+            payment_hash: facts.payment_hash,
+            challenge_id: cred.challenge.id.to_string(),
+            amount: p.amount,
+            expires_at: p.expires.min(facts.expires_at),
+        })
+    }
+
+    /// The issuing server's verification: the steps of
+    /// [`ChargeVerifier::verify`] up to the payload, then
+    /// `sha256(preimage) == methodDetails.paymentHash`, **without decoding
+    /// the BOLT11 invoice**. Sound only for challenges minted by
+    /// [`issue_charge`] under these keys: the HMAC then proves that this
+    /// server read the invoice when it issued the challenge (hash, network
+    /// and amount equal to the request's, `expires` no later than the
+    /// invoice's expiry), so decoding it again proves nothing new. Aperture
+    /// verifies the same way. A request without `paymentHash` is refused
+    /// (`issue_charge` always writes it).
+    ///
+    /// ```
+    /// # use pay402_core::mpp::{ChallengeKey, ChallengeKeys, Credential, VerifyError, methods::lightning::ChargeVerifier};
+    /// # let keys = ChallengeKeys::new(ChallengeKey::new(&[7; 32]).unwrap());
+    /// let v = ChargeVerifier::new(&keys, "r", 1, pay402_core::lightning::Network::Bitcoin);
+    /// let j = br#"{"challenge":{"id":"forged","realm":"r","method":"lightning","intent":"charge","request":"e30"},"payload":{}}"#;
+    /// let cred = Credential::from_json(j).unwrap();
+    /// assert_eq!(v.verify_issued(&cred, pay402_core::time::UnixTime(0)), Err(VerifyError::ChallengeNotIssued));
+    /// ```
+    pub fn verify_issued(
+        &self,
+        cred: &Credential<'_>,
+        now: UnixTime,
+    ) -> Result<VerifiedCharge, VerifyError> {
+        let mut buf = Vec::new();
+        let p = self.pinned(cred, now, &mut buf)?;
+        let hash: PaymentHash = p
+            .request
+            .method_details
+            .payment_hash
+            .as_deref()
+            .ok_or(VerifyError::InvoiceMismatch("paymentHash is absent"))?
+            .parse()
+            .map_err(|_| VerifyError::InvoiceMismatch("paymentHash is not 64 hex digits"))?;
+        if !p.preimage.matches(&hash) {
+            return Err(VerifyError::PreimageMismatch);
+        }
+        Ok(VerifiedCharge {
+            payment_hash: hash,
+            challenge_id: cred.challenge.id.to_string(),
+            amount: p.amount,
+            expires_at: p.expires,
+        })
+    }
+
+    /// Steps 2 to 5: HMAC, route and pinned request fields, `expires`, the
+    /// payload.
+    fn pinned<'b>(
+        &self,
+        cred: &Credential<'_>,
+        now: UnixTime,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<Pinned<'b>, VerifyError> {
         let ch = &cred.challenge;
         // 2. HMAC.
         verify::check_binding(ch, self.keys)?;
         // 3. Route: realm, method, intent, opaque, digest, then the request's pinned fields.
         verify::check_route(ch, &self.route)?;
-        let mut buf = Vec::new();
-        let req: ChargeRequest<'_> = verify::decode_request(ch, &mut buf)?;
-        if req.currency != CURRENCY {
+        let request: ChargeRequest<'b> = verify::decode_request(ch, buf)?;
+        if request.currency != CURRENCY {
             return Err(VerifyError::RouteMismatch("currency"));
         }
-        if parse_sats(&req.amount) != Some(self.amount_sat) {
+        if parse_sats(&request.amount) != Some(self.amount_sat) {
             return Err(VerifyError::RouteMismatch("amount"));
         }
-        let network = match req.method_details.network.as_deref() {
+        let network = match request.method_details.network.as_deref() {
             None => Network::Bitcoin,
             Some(n) => network_from_name(n).ok_or(VerifyError::RouteMismatch("network"))?,
         };
@@ -485,37 +570,23 @@ impl<'k> ChargeVerifier<'k> {
             .map_err(|_| VerifyError::InvalidPayload("expected {\"preimage\": <64 hex>}"))?;
         let preimage = Preimage::from_hex(&payload.preimage)
             .map_err(|_| VerifyError::InvalidPayload("preimage is not 64 hex digits"))?;
-        // 6. The invoice against the request, the effective expiry, the preimage.
-        let facts = super::bolt11::read(&req.method_details.invoice)
-            .ok_or(VerifyError::InvoiceMismatch("invoice does not parse"))?;
-        if let Some(h) = req.method_details.payment_hash.as_deref() {
-            let declared: PaymentHash = h
-                .parse()
-                .map_err(|_| VerifyError::InvoiceMismatch("paymentHash is not 64 hex digits"))?;
-            if declared != facts.payment_hash {
-                return Err(VerifyError::InvoiceMismatch("paymentHash"));
-            }
-        }
-        if facts.network != Some(network) {
-            return Err(VerifyError::InvoiceMismatch("network"));
-        }
-        let amount = Msat(self.amount_sat.saturating_mul(1000));
-        if facts.amount != Some(amount) {
-            return Err(VerifyError::InvoiceMismatch("amount"));
-        }
-        if now >= facts.expires_at {
-            return Err(VerifyError::InvoiceExpired);
-        }
-        if !preimage.matches(&facts.payment_hash) {
-            return Err(VerifyError::PreimageMismatch);
-        }
-        Ok(VerifiedCharge {
-            payment_hash: facts.payment_hash,
-            challenge_id: ch.id.to_string(),
-            amount,
-            expires_at: expires.min(facts.expires_at),
+        Ok(Pinned {
+            request,
+            network,
+            expires,
+            preimage,
+            amount: Msat(self.amount_sat.saturating_mul(1000)),
         })
     }
+}
+
+/// What steps 2 to 5 of a Lightning charge verification establish.
+struct Pinned<'b> {
+    request: ChargeRequest<'b>,
+    network: Network,
+    expires: UnixTime,
+    preimage: Preimage,
+    amount: Msat,
 }
 
 fn parse_sats(s: &str) -> Option<u64> {

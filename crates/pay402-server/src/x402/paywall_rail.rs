@@ -1,13 +1,26 @@
-//! The x402 rail of a paywall: the asset it is paid in and the `exact`
-//! offer of one request.
+//! x402 as a rail of a [`Paywall`](crate::paywall::Paywall): the asset it
+//! is paid in, the `exact` offer of one request (`PAYMENT-REQUIRED` and the
+//! v1 body members), and its proof (`PAYMENT-SIGNATURE` or `X-PAYMENT`),
+//! served by the x402 layer's own flow.
 
-use pay402_core::rates::TokenUnit;
+use axum::response::Response;
+use http::{HeaderMap, HeaderName};
+use pay402_core::offer::Rail;
+use pay402_core::rates::{Amount, TokenUnit};
 use pay402_core::x402::evm::EvmAddress;
 use pay402_core::x402::{PaymentRequirements, TokenAmount};
 
+use crate::paywall::rail::{ChallengePart, Next, Part, PaywallRail, Pending, RailFuture, Unpaid};
+use crate::paywall::{Paid, RailPrices, Receipt};
 use crate::x402::{OfferError, X402Layer, check_offer, exact_offer};
 
-/// An EVM token a [`Paywall`](super::Paywall) takes x402 payments in: its
+/// The x402 proof headers.
+const X402_PROOFS: [HeaderName; 2] = [
+    HeaderName::from_static("payment-signature"),
+    HeaderName::from_static("x-payment"),
+];
+
+/// An EVM token a [`Paywall`](crate::paywall::Paywall) takes x402 payments in: its
 /// network (CAIP-2), contract, decimals and EIP-712 domain (name, version).
 ///
 /// ```
@@ -119,6 +132,16 @@ impl X402Asset {
         &self.network
     }
 
+    /// The token contract.
+    pub(crate) fn address(&self) -> EvmAddress {
+        self.address
+    }
+
+    /// The EIP-712 domain `(name, version)` transfers are signed under.
+    pub(crate) fn eip712_domain(&self) -> (&str, &str) {
+        (&self.name, &self.version)
+    }
+
     /// The unit prices are converted to: base units of this token.
     ///
     /// ```
@@ -174,5 +197,75 @@ impl X402Rail {
             amount,
             ..self.template.clone()
         }
+    }
+}
+
+impl PaywallRail for X402Rail {
+    fn rail(&self) -> Rail {
+        Rail::X402
+    }
+
+    fn credentials(&self) -> &'static [&'static str] {
+        &["PAYMENT-SIGNATURE", "X-PAYMENT"]
+    }
+
+    fn expose(&self) -> &'static str {
+        crate::x402::EXPOSE
+    }
+
+    fn has_proof(&self, headers: &HeaderMap) -> bool {
+        crate::paywall::proof::any_of(headers, &X402_PROOFS)
+    }
+
+    fn is_priced(&self, prices: &RailPrices) -> bool {
+        prices.x402.is_some()
+    }
+
+    fn challenge<'a>(&'a self, cx: &'a Unpaid<'a>) -> RailFuture<'a, Option<ChallengePart<'a>>> {
+        Box::pin(async move {
+            let amount = cx.prices.x402?;
+            let set = cx.layer.x402_offer_set(self, amount, cx.parts);
+            let (problem, error) = crate::x402::unpaid_problem();
+            let mut headers = HeaderMap::new();
+            if let Some(v) = crate::x402::payment_required_value(&set, self.layer.config(), error) {
+                headers.insert(crate::x402::PAYMENT_REQUIRED.clone(), v);
+            }
+            let config = self.layer.config();
+            Some(ChallengePart {
+                headers,
+                part: Part::On(Rail::X402, problem),
+                body: Some(Box::new(move |json: &mut serde_json::Value| {
+                    crate::x402::add_v1_offer(json, &set, config, error);
+                })),
+            })
+        })
+    }
+
+    /// An x402 payment: read and checked as `X402Layer` does, then
+    /// reserved, verified, served and settled by its flow (settle-after
+    /// never releases the body unpaid).
+    fn serve<'a>(&'a self, req: Pending<'a>, next: Next) -> RailFuture<'a, Response> {
+        Box::pin(async move {
+            let Some(amount) = req.prices.x402 else {
+                return req.payment_required().await;
+            };
+            let set = req.layer.x402_offer_set(self, amount, &req.parts);
+            let intake = match self.layer.read_payment(&req.parts, &set) {
+                Ok(Some(intake)) => intake,
+                Ok(None) => return req.payment_required().await,
+                Err(e) => return self.layer.refusal(&set, &e),
+            };
+            let mut parts = req.parts;
+            parts.extensions.insert(Paid {
+                rail: Rail::X402,
+                amount: Amount::Token(intake.payment.amount, self.unit.clone()),
+                payer: Some(intake.payment.payer.to_string()),
+                receipt: Receipt::X402Nonce(format!("0x{}", hex::encode(intake.payment.nonce.0))),
+            });
+            // The flow sets the caching headers of a served payment itself.
+            self.layer
+                .serve_payment(next, parts, req.body, intake, set)
+                .await
+        })
     }
 }
