@@ -9,15 +9,16 @@
 //!
 //! 4. one `Paywall` offering every rail on one route — L402 (simnet),
 //!    x402 (Circle's real USDC contract on a local anvil chain, settled by
-//!    pay402's facilitator) and 21 BitRequests (a bit-transfer from the
-//!    merchant's ledger) — in one 402, and one `Payer` holding a Lightning
-//!    node, an EVM key and a Bitcoin wallet paying it through each rail in
-//!    turn, within one budget, never twice.
+//!    pay402's facilitator), 21 BitRequests (a bit-transfer from the
+//!    merchant's ledger) and MPP, the `Payment` scheme (`lightning`/`charge`
+//!    on simnet, `evm`/`charge` in USDC on anvil) — in one 402, and one
+//!    `Payer` holding a Lightning node, an EVM key and a Bitcoin wallet
+//!    paying it through each rail in turn, within one budget, never twice.
 //!
-//! x402 needs anvil and the USDC contracts: on first use they are installed
-//! from the npm registry (the progress is printed; about a minute), then
-//! reused. `PAY402_DEMO_PEERS=off` leaves x402 out (no install);
-//! `PAY402_DEMO_PEERS=auto` uses them only when already installed.
+//! x402 and MPP `evm`/`charge` need anvil and the USDC contracts: on first
+//! use they are installed from the npm registry (the progress is printed;
+//! about a minute), then reused. `PAY402_DEMO_PEERS=off` leaves them out (no
+//! install); `PAY402_DEMO_PEERS=auto` uses them only when already installed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -200,6 +201,7 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
     use pay402_backends::x402::LocalFacilitator;
     use pay402_client::bitreq::{BitRequests, Wallet, WalletConfig};
     use pay402_client::journal::Journal;
+    use pay402_client::mpp::{MppClient, MppToken};
     use pay402_client::x402::{LocalSigner, X402Client};
     use pay402_client::{Choice, Payer, TokenScope};
     use pay402_core::offer::Rail;
@@ -209,8 +211,9 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
     use pay402_server::bitreq::bitcoin::Network as BtcNetwork;
     use pay402_server::bitreq::store::MemoryBitreqStore;
     use pay402_server::bitreq::{BitreqConfig, BitreqServer, TransferConfig};
+    use pay402_server::mpp::MppConfig;
     use pay402_server::paywall::{Paid, Paywall, PaywallPrice, X402Asset};
-    use pay402_testkit::anvil::{Anvil, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
+    use pay402_testkit::anvil::{Anvil, CHAIN_ID, DEV_ACCOUNTS, USDC_NAME, USDC_VERSION};
 
     const NETWORK: &str = "eip155:31337";
     // 1 US cent: 10 sat at 100 000 USD per BTC, 10 000 USDC base units.
@@ -236,7 +239,8 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
         Some(tokio::task::spawn_blocking(Anvil::start).await??)
     } else {
         println!(
-            "   [setup] x402 left out (PAY402_DEMO_PEERS={mode:?}): L402 and BitRequests only"
+            "   [setup] x402 and MPP evm/charge left out (PAY402_DEMO_PEERS={mode:?}): \
+             L402, BitRequests and MPP lightning/charge only"
         );
         None
     };
@@ -257,6 +261,10 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
         Arc::new(never_dialled),
         Arc::new(MemoryBitreqStore::new()),
     )?;
+    // MPP: the `Payment` challenges are bound to a per-run HMAC secret; a
+    // fresh invoice (or EVM offer) per challenge, each credential paid once.
+    let mut mpp =
+        MppConfig::new("pay402-demo", &rand_seed())?.lightning(Arc::new(merchant.clone()));
     let mut builder = Paywall::builder()
         .l402(
             Arc::new(merchant.clone()),
@@ -266,17 +274,22 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
     let usdc = chain.as_ref().map(Anvil::deploy_usdc).transpose()?;
     let mut usdc_token = None;
     if let (Some(chain), Some(usdc)) = (&chain, &usdc) {
-        let facilitator = LocalFacilitator::builder(chain.rpc_url())
-            .signer(DEV_ACCOUNTS[1].private_key)
-            .network(NETWORK)
-            .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
-            .build()
-            .await?;
-        builder = builder.x402(
-            Arc::new(facilitator),
-            EvmAddress(DEV_ACCOUNTS[2].address),
-            X402Asset::usdc(NETWORK, EvmAddress(usdc.address)).eip712(USDC_NAME, USDC_VERSION),
+        let facilitator = Arc::new(
+            LocalFacilitator::builder(chain.rpc_url())
+                .signer(DEV_ACCOUNTS[1].private_key)
+                .network(NETWORK)
+                .allow_asset(usdc.address, USDC_NAME, USDC_VERSION)
+                .build()
+                .await?,
         );
+        let asset =
+            X402Asset::usdc(NETWORK, EvmAddress(usdc.address)).eip712(USDC_NAME, USDC_VERSION);
+        builder = builder.x402(
+            facilitator.clone(),
+            EvmAddress(DEV_ACCOUNTS[2].address),
+            asset.clone(),
+        );
+        mpp = mpp.evm(facilitator, EvmAddress(DEV_ACCOUNTS[2].address), asset);
         usdc_token = Some((
             usdc.address,
             TokenUnit::new(NETWORK, usdc.address.to_string(), 6),
@@ -289,7 +302,7 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
         );
     }
     let rates = FixedRates::new().usd_cents_per_btc(USD_CENTS_PER_BTC);
-    let paywall = builder.rates(Arc::new(rates.clone())).build()?;
+    let paywall = builder.mpp(mpp).rates(Arc::new(rates.clone())).build()?;
     let report = get(|paid: Paid| async move {
         format!("market report, paid {} through {}", paid.amount, paid.rail)
     });
@@ -323,7 +336,8 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
 
     // The payer: a Lightning node, an EVM key and a Bitcoin wallet, one
     // budget in US cents, a journal; which rail it pays is a policy (here a
-    // closure following the demo's choice).
+    // closure following the demo's choice: the offer's label, such as
+    // `x402 v2 #0` or `mpp lightning/charge #0`, starts with the turn's).
     let node = net.add_node("payer-2", Msat(10_000_000));
     let wallet = Arc::new(Wallet::from_seed(
         &rand_seed(),
@@ -340,8 +354,9 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
         .await?;
     bitreq.credit("alice", Sat(1_000), "demo-deposit").await?;
     let signer = Arc::new(LocalSigner::random());
-    let preferred = Arc::new(Mutex::new(Rail::L402));
+    let preferred = Arc::new(Mutex::new("l402"));
     let want = Arc::clone(&preferred);
+    let mut mpp_means = MppClient::builder().lightning(Arc::new(node.clone()), Network::Regtest);
     let mut payer = Payer::builder()
         .lightning(Arc::new(node.clone()), Network::Regtest)
         .bitreq(BitRequests::bit_transfer(Arc::clone(&wallet), "alice"))
@@ -350,8 +365,10 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
         .scope(TokenScope::Path)
         .journal(Journal::memory())
         .choose(Choice::custom(move |candidates| {
-            let rail = *want.lock().ok()?;
-            candidates.iter().position(|c| c.offer.rail == rail)
+            let label = *want.lock().ok()?;
+            candidates
+                .iter()
+                .position(|c| c.offer.label().starts_with(label))
         }));
     let mut rates = rates;
     if let (Some(deployed), Some((usdc, token))) = (&usdc, &usdc_token) {
@@ -366,31 +383,50 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
                 TokenAmount::from_u64(50_000),
             ))
             .token(token.clone());
+        mpp_means = mpp_means.evm(
+            signer.clone(),
+            MppToken::new(CHAIN_ID, EvmAddress(*usdc), 6, USDC_NAME, USDC_VERSION)
+                .max(TokenAmount::from_u64(50_000)),
+        );
         rates = rates.usd_stablecoin(token.clone());
     }
-    let payer = payer.rates(rates).build().await?;
+    let payer = payer.mpp(mpp_means).rates(rates).build().await?;
     println!(
         "   [setup] one Payer over {:?}, at most 5 US cents a request",
         payer.rails()
     );
 
-    let mut turns = vec![Rail::BitRequests, Rail::L402];
+    // Each turn: the offer to pay (by label) and its rail. MPP charges
+    // are paid per request; L402 comes last, as its token is then reused.
+    let mut turns = vec![
+        ("bitreq", Rail::BitRequests),
+        ("mpp lightning/charge", Rail::Mpp),
+    ];
     if chain.is_some() {
-        turns.insert(0, Rail::X402);
+        turns.insert(0, ("x402", Rail::X402));
+        turns.push(("mpp evm/charge", Rail::Mpp));
     }
+    turns.push(("l402", Rail::L402));
     let paid_before = node.balance();
-    for (i, rail) in turns.iter().enumerate() {
-        *preferred.lock().map_err(|_| "poisoned")? = *rail;
+    let mut l402_url = String::new();
+    for (i, (label, rail)) in turns.iter().enumerate() {
+        *preferred.lock().map_err(|_| "poisoned")? = label;
         let url = format!("{base}/report?turn={i}");
+        if *rail == Rail::L402 {
+            l402_url.clone_from(&url);
+        }
         let started = Instant::now();
         let paid = payer.get(&url).await?;
         let took = started.elapsed();
         let receipt = paid.receipt.clone().ok_or("the payer did not pay")?;
         let status = paid.status();
         let body = paid.text().await?;
+        let through = match &receipt.rail_receipt {
+            Some(pay402_client::RailReceipt::Mpp(m)) => format!("mpp {}", m.kind),
+            _ => receipt.rail.as_str().to_owned(),
+        };
         println!(
-            "   pay through {:<6} <- {status} in {}: {body:?} (proof {}…{})",
-            receipt.rail.as_str(),
+            "   pay through {through:<20} <- {status} in {}: {body:?} (proof {}…{})",
             ms(took),
             &receipt.proof_id[..receipt.proof_id.len().min(10)],
             receipt
@@ -399,12 +435,12 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
                 .map(|tx| format!(", settled in {}…", &tx[..tx.len().min(12)]))
                 .unwrap_or_default()
         );
-        if status != 200 || receipt.rail != *rail {
-            return Err(format!("expected a payment through {rail}").into());
+        if status != 200 || receipt.rail != *rail || !receipt.offer.starts_with(label) {
+            return Err(format!("expected a payment through {label}").into());
         }
     }
     // L402 again: the token bought a moment ago is reused, nothing paid.
-    let again = payer.get(format!("{base}/report?turn=2")).await?;
+    let again = payer.get(&l402_url).await?;
     println!(
         "   the same L402 URL again <- {}, token reused: {}, paid: {}",
         again.status(),
@@ -425,11 +461,15 @@ async fn paywall_step(net: &SimNet, mode: PeerMode) -> Result<(), Box<dyn std::e
         "   Lightning: payer paid {} (+ fee); ledger: alice has {left} of 1000 sat left",
         sats(Msat(paid_before.0.saturating_sub(node.balance().0)))
     );
+    // Lightning: the L402 invoice and the MPP lightning/charge invoice.
+    if merchant.balance() != Msat(20_000) {
+        return Err("the Lightning merchant should have been paid exactly once per rail".into());
+    }
     if let Some(deployed) = &usdc {
         let got = deployed.balance_of(DEV_ACCOUNTS[2].address)?;
-        println!("   USDC: the payee received {got} base units on chain");
-        if got != alloy_primitives::U256::from(10_000u64) {
-            return Err("the x402 payee should have been paid exactly once".into());
+        println!("   USDC: the payee received {got} base units on chain (x402 and MPP evm/charge)");
+        if got != alloy_primitives::U256::from(20_000u64) {
+            return Err("the USDC payee should have been paid exactly once per rail".into());
         }
     }
     let journal = payer.journal().payments(&Default::default()).await?;
