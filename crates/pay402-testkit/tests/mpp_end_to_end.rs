@@ -7,6 +7,7 @@
 //! | `payer_pays_paywall_mpp_lightning_charge_on_simnet` | `Payer` (L402 + MPP means, MPP first; then MPP only) | `Paywall` (L402 + MPP) | simnet (real BOLT11) |
 //! | `payer_pays_paywall_mpp_evm_charge_on_anvil` | `Payer` (MPP EVM means) | `Paywall` (MPP `evm`/`charge`, `LocalFacilitator`) | anvil, Circle's USDC |
 //! | `mppx_client_pays_a_pay402_paywall_through_evm_charge` | mppx (`mppx.mjs client`) | `Paywall` (MPP `evm`/`charge`) | anvil, Circle's USDC |
+//! | `mppx_client_pays_a_multi_rail_paywall_through_mpp_once` | mppx | `Paywall` (L402 + MPP `evm`/`charge` + x402, one 402) | anvil, Circle's USDC |
 //!
 //! Charges are never cached: every request pays once, and one request is
 //! never paid twice. Anvil and mppx are installed from npm by the testkit
@@ -31,6 +32,7 @@ use pay402_client::{Choice, Payer, RailReceipt};
 use pay402_core::lightning::{InvoiceIssuer, LightningPayer, Network};
 use pay402_core::money::Msat;
 use pay402_core::offer::Rail;
+use pay402_core::rates::FixedRates;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::EvmAddress;
 use pay402_server::mpp::MppConfig;
@@ -305,6 +307,18 @@ async fn payer_pays_paywall_mpp_evm_charge_on_anvil() {
     assert_ne!(references[0], references[1]);
 }
 
+/// mppx's client pays `url` once as [`PAYER`], in `usdc`, at most the
+/// price; its `PAY402_MPPX_RESULT`.
+async fn mppx_pays(url: &str, usdc: &Usdc<'_>) -> serde_json::Value {
+    let mut payment = MppxPayment::new(url, PAYER.private_key);
+    payment.currency = Some(usdc.address);
+    payment.max_atomic = Some(u128::from(PRICE_USDC));
+    tokio::task::spawn_blocking(move || mppx::pay(&payment))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("mppx's client (node + npm needed) failed: {e}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mppx_client_pays_a_pay402_paywall_through_evm_charge() {
     let chain = chain();
@@ -316,13 +330,7 @@ async fn mppx_client_pays_a_pay402_paywall_through_evm_charge() {
     let payee_start = usdc.balance_of(PAYEE.address).unwrap();
     let payer_start = usdc.balance_of(PAYER.address).unwrap();
 
-    let mut payment = MppxPayment::new(url.clone(), PAYER.private_key);
-    payment.currency = Some(usdc.address);
-    payment.max_atomic = Some(u128::from(PRICE_USDC));
-    let out = tokio::task::spawn_blocking(move || mppx::pay(&payment))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("mppx's client (node + npm needed) failed: {e}"));
+    let out = mppx_pays(&url, &usdc).await;
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(out["body"], "paid by mpp (mpp_evm)", "{out}");
     assert_eq!(out["receipt"]["method"], "evm", "{out}");
@@ -354,4 +362,49 @@ async fn mppx_client_pays_a_pay402_paywall_through_evm_charge() {
     assert_eq!(body["reason"], "credential_replayed", "{body}");
     assert_eq!(usdc.balance_of(PAYEE.address).unwrap() - payee_start, price);
     assert_eq!(seen.runs.load(Ordering::SeqCst), 1);
+}
+
+/// mppx's client facing a `Paywall` that offers every rail it could read —
+/// L402, MPP `evm`/`charge` and x402's `PAYMENT-REQUIRED` on one 402 — pays
+/// through MPP, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppx_client_pays_a_multi_rail_paywall_through_mpp_once() {
+    let chain = chain();
+    let usdc = usdc(&chain);
+    let facilitator = Arc::new(facilitator(&chain, &usdc).await);
+    let asset =
+        X402Asset::usdc(ANVIL_NETWORK, EvmAddress(usdc.address)).eip712(USDC_NAME, USDC_VERSION);
+    let merchant = SimNet::new(Network::Regtest).add_node("merchant", Msat(0));
+    let mpp = MppConfig::new(REALM, &SECRET)
+        .unwrap()
+        .evm(
+            facilitator.clone(),
+            EvmAddress(PAYEE.address),
+            asset.clone(),
+        )
+        .store(Arc::new(MemoryMppStore::new()));
+    let paywall = Paywall::builder()
+        .l402(Arc::new(merchant), Arc::new(MemoryStore::new()))
+        .mpp(mpp)
+        .x402(facilitator, EvmAddress(PAYEE.address), asset)
+        .rates(Arc::new(FixedRates::new().usd_cents_per_btc(10_000_000)))
+        .build()
+        .unwrap();
+    let seen = Seen::default();
+    let addr = serve(&paywall, PaywallPrice::usd_cents(1), &seen).await;
+    let url = format!("http://{addr}/report");
+    let unpaid = reqwest::get(&url).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    assert!(unpaid.headers().contains_key("payment-required"));
+    let payee_start = usdc.balance_of(PAYEE.address).unwrap();
+
+    let out = mppx_pays(&url, &usdc).await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], "paid by mpp (mpp_evm)", "{out}");
+    assert_eq!(
+        usdc.balance_of(PAYEE.address).unwrap() - payee_start,
+        U256::from(PRICE_USDC)
+    );
+    assert_eq!(seen.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(payment_credentials(&seen).len(), 1);
 }
