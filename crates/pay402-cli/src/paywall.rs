@@ -19,6 +19,7 @@ use pay402_core::money::Msat;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::facilitator::Facilitator;
 use pay402_server::bitreq::BitreqServer;
+use pay402_server::mpp::MppConfig;
 use pay402_server::paywall::{Charge, Paywall, PaywallLayer, PaywallPrice, RailPrices, X402Asset};
 use pay402_server::store::RootKeyStore;
 use pay402_server::x402::store::PaymentStore;
@@ -47,7 +48,7 @@ pub type Handler = BoxCloneSyncService<Request<Body>, Response, Infallible>;
 /// ```
 /// let none = pay402_cli::paywall::PaywallBackends {
 ///     issuer: None, l402_store: None, facilitator: None, x402_store: None, max_settle_body: 1 << 20,
-///     bitreq: None,
+///     bitreq: None, mpp: None,
 /// };
 /// # let _ = none;
 /// ```
@@ -65,6 +66,9 @@ pub struct PaywallBackends {
     pub max_settle_body: usize,
     /// The BitRequests server (its ledger and store).
     pub bitreq: Option<BitreqServer>,
+    /// The MPP rail (realm, secrets, methods and replay store), shared by
+    /// every service that offers it.
+    pub mpp: Option<MppConfig>,
 }
 
 /// The paywall of one service (see the module docs for the seam).
@@ -79,7 +83,7 @@ pub struct PaywallBackends {
 /// let backends = PaywallBackends {
 ///     issuer: Some(Arc::new(net.add_node("merchant", pay402_core::money::Msat(0)))),
 ///     l402_store: Some(Arc::new(pay402_server::store::MemoryStore::new())),
-///     facilitator: None, x402_store: None, max_settle_body: 1 << 20, bitreq: None,
+///     facilitator: None, x402_store: None, max_settle_body: 1 << 20, bitreq: None, mpp: None,
 /// };
 /// let paywall = ServicePaywall::build(&c.services[0], None, &backends).unwrap().unwrap();
 /// assert_eq!(paywall.rails(), ["l402"]);
@@ -230,7 +234,22 @@ impl ServicePaywall {
                 prices = prices.bitreq(p);
             }
         }
-        if !l402_on && !x402_on && !bitreq_on {
+        let mpp_on = service.rails.contains(&RailName::Mpp);
+        if mpp_on {
+            let config = backends
+                .mpp
+                .clone()
+                .ok_or_else(|| missing("mpp", "[mpp]"))?;
+            builder = builder.mpp(config);
+            // The resolver refuses a pricer on an MPP service.
+            if let Some(p) = service.mpp_price {
+                prices = prices.mpp(p);
+            }
+            if let Some(p) = service.mpp_evm_price {
+                prices = prices.mpp_evm(p);
+            }
+        }
+        if !l402_on && !x402_on && !bitreq_on && !mpp_on {
             return Ok(None);
         }
         let paywall = builder.build().map_err(|e| PaywallError::Offer {
@@ -395,6 +414,9 @@ impl tower::Service<Request<Body>> for RecordPaid {
 /// let mut b = http::HeaderMap::new();
 /// b.insert("bitcoin-transfer", "{}".parse().unwrap());
 /// assert_eq!(proof_rail(&b), Some("bitreq"));
+/// let mut m = http::HeaderMap::new();
+/// m.insert("authorization", "Payment eyJ9".parse().unwrap());
+/// assert_eq!(proof_rail(&m), Some("mpp"));
 /// ```
 pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
     if headers.contains_key("payment-signature") || headers.contains_key("x-payment") {
@@ -412,6 +434,13 @@ pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
         .any(|v| is_l402_authorization(v.as_bytes()))
     {
         return Some("l402");
+    }
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .any(|v| is_payment_authorization(v.as_bytes()))
+    {
+        return Some("mpp");
     }
     None
 }
@@ -433,4 +462,24 @@ pub const BITREQ_PROOF_HEADERS: [&str; 3] = [
 pub fn is_l402_authorization(v: &[u8]) -> bool {
     let scheme = v.split(|b| *b == b' ').next().unwrap_or_default();
     scheme.eq_ignore_ascii_case(b"L402") || scheme.eq_ignore_ascii_case(b"LSAT")
+}
+
+/// Whether an `Authorization` value carries an MPP `Payment` credential:
+/// the `Payment` scheme (any case) at its start or at the start of one of
+/// its comma-separated elements. Nothing is decoded.
+///
+/// ```
+/// use pay402_cli::paywall::is_payment_authorization;
+/// assert!(is_payment_authorization(b"Payment eyJjaGFsbGVuZ2UiOnt9fQ"));
+/// assert!(is_payment_authorization(b"Bearer x, payment eyJ9"));
+/// assert!(!is_payment_authorization(b"Payments x"));
+/// assert!(!is_payment_authorization(b"Bearer Payment"));
+/// ```
+pub fn is_payment_authorization(v: &[u8]) -> bool {
+    v.split(|b| *b == b',').any(|element| {
+        let element = element.trim_ascii_start();
+        element.len() > 8
+            && element[..7].eq_ignore_ascii_case(b"Payment")
+            && matches!(element[7], b' ' | b'\t')
+    })
 }
