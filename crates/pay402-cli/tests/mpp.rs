@@ -362,3 +362,93 @@ async fn a_secret_under_32_bytes_stops_the_proxy_at_start_without_printing_it() 
     );
     assert!(!err.contains("only-24-bytes-of-secret!"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evm_charge_settles_on_anvil_through_the_proxy_facilitator_once() {
+    use alloy_primitives::U256;
+    use pay402_client::mpp::{MppClient, MppToken};
+    use pay402_client::x402::LocalSigner;
+    use pay402_client::{Payer, RailReceipt};
+    use pay402_core::x402::TokenAmount;
+    use pay402_core::x402::evm::EvmAddress;
+    use pay402_testkit::anvil::{
+        Anvil, CHAIN_ID, DEV_ACCOUNTS, USDC_DECIMALS, USDC_NAME, USDC_VERSION,
+    };
+    const PRICE: u64 = 10_000; // 1 cent in USDC base units
+
+    let chain =
+        Anvil::start().unwrap_or_else(|e| panic!("anvil (the real EVM peer) could not start: {e}"));
+    let usdc = chain.deploy_usdc().expect("deploy USDC");
+    let signer = LocalSigner::from_hex(DEV_ACCOUNTS[4].private_key.to_string().as_str()).unwrap();
+    usdc.mint(signer.address().0, U256::from(1_000_000u64))
+        .expect("mint");
+    let payee = DEV_ACCOUNTS[3].address;
+    let payee_before = usdc.balance_of(payee).unwrap();
+
+    let dir = temp_dir("mpp-evm");
+    std::fs::write(dir.join("rpc_url"), chain.rpc_url()).unwrap();
+    std::fs::write(dir.join("key"), DEV_ACCOUNTS[1].private_key.to_string()).unwrap();
+    std::fs::write(dir.join("mpp.secret"), SECRET).unwrap();
+    let upstream = start_upstream().await;
+    let proxy = Proxy::start(
+        &dir,
+        &common::config(&format!(
+            r#"{x402}
+[mpp]
+realm = "pay402.test"
+secret = {{ file = "{dir}/mpp.secret" }}
+methods = ["evm"]
+
+[[services]]
+name = "paid"
+upstream = "http://{upstream}"
+rails = ["mpp"]
+price = {{ x402_units = "{PRICE}" }}
+identity_header = "X-Pay402-Payment"
+"#,
+            x402 = common::x402_anvil_sections(usdc.address, payee, &dir),
+            dir = dir.display(),
+        )),
+    )
+    .await;
+
+    let token = MppToken::new(
+        CHAIN_ID,
+        EvmAddress(usdc.address),
+        USDC_DECIMALS,
+        USDC_NAME,
+        USDC_VERSION,
+    )
+    .max(TokenAmount::from_u64(50_000));
+    let payer = Payer::builder()
+        .mpp(MppClient::builder().evm(Arc::new(signer), token))
+        .journal(pay402_client::journal::Journal::memory())
+        .build()
+        .await
+        .unwrap();
+    let paid = payer.get(proxy.url("/paid/echo")).await.unwrap();
+    assert_eq!(paid.status(), 200);
+    let receipt = paid.receipt.clone().expect("paid");
+    let Some(RailReceipt::Mpp(mpp)) = &receipt.rail_receipt else {
+        panic!("no MPP receipt: {receipt:?}");
+    };
+    assert_eq!(mpp.kind, "evm/charge");
+    let reference = mpp
+        .receipt
+        .as_ref()
+        .expect("the proxy's Payment-Receipt")
+        .reference
+        .clone();
+    assert!(reference.starts_with("0x"), "{reference}");
+    let echo: serde_json::Value = paid.response.json().await.unwrap();
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    assert_eq!(
+        echo["headers"]["x-pay402-payment"],
+        format!("mpp:evm:{reference}")
+    );
+    assert_eq!(
+        usdc.balance_of(payee).unwrap(),
+        payee_before + U256::from(PRICE),
+        "settled on chain once"
+    );
+}
