@@ -451,4 +451,33 @@ identity_header = "X-Pay402-Payment"
         payee_before + U256::from(PRICE),
         "settled on chain once"
     );
+
+    // `pay402 fetch --rail mpp` pays the same way with an EVM key file and a
+    // token whose EIP-712 domain is configured.
+    std::fs::write(dir.join("evm.key"), DEV_ACCOUNTS[4].private_key.to_string()).unwrap();
+    let config = dir.join("fetch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max = \"5usdcents\"\n[x402]\nevm_key_file = \"{}\"\n[[x402.tokens]]\nnetwork = \"eip155:{CHAIN_ID}\"\nasset = \"{}\"\ndecimals = {USDC_DECIMALS}\nmax_units = 100000\nname = \"{USDC_NAME}\"\nversion = \"{USDC_VERSION}\"\n",
+            dir.join("evm.key").display(),
+            usdc.address
+        ),
+    )
+    .unwrap();
+    let url = proxy.url("/paid/echo");
+    // x402 alone cannot pay an MPP-only service: nothing paid.
+    let out = fetch(&config, &["--rail", "x402", &url]).await;
+    assert_eq!(out.status.code(), Some(4));
+    let out = fetch(&config, &["--rail", "mpp", "--json", &url]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rail"], "mpp", "{v}");
+    assert_eq!(v["amount_value"], PRICE.to_string(), "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(
+        usdc.balance_of(payee).unwrap(),
+        payee_before + U256::from(2 * PRICE),
+        "the fetch settled on chain once"
+    );
 }

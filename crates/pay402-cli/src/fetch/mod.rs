@@ -130,8 +130,8 @@ pub enum RailArg {
     X402,
     /// 21 BitRequests: a bit-transfer from the ledger account.
     Bitreq,
-    /// MPP `lightning`/`charge` (`WWW-Authenticate: Payment`): through the
-    /// configured Lightning node.
+    /// MPP (`WWW-Authenticate: Payment`): `lightning`/`charge` through the
+    /// configured Lightning node, `evm`/`charge` with the EVM key.
     Mpp,
 }
 
@@ -241,6 +241,7 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     }
     let allowed = |r: RailArg| args.rails.is_empty() || args.rails.contains(&r);
     let mut b = Payer::builder();
+    let mut mpp = None;
     // One Lightning node pays L402 and MPP `lightning`/`charge`.
     let node = if allowed(RailArg::L402) || allowed(RailArg::Mpp) {
         lightning(config.lightning)?
@@ -264,7 +265,7 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
             b = b.l402(client());
         }
         if allowed(RailArg::Mpp) {
-            b = b.mpp(pay402_client::mpp::MppClient::builder().lightning_client(client()));
+            mpp = Some(pay402_client::mpp::MppClient::builder().lightning_client(client()));
         }
     }
     // BitRequests prices are in sat: the client's own cap follows `--max`
@@ -277,7 +278,25 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     if allowed(RailArg::Bitreq) {
         b = bitreq(b, config.bitrequests, sat_cap)?;
     }
-    let (b, rates) = x402(b, rates, config.x402, allowed(RailArg::X402))?;
+    let (mut b, rates, evm) = x402(
+        b,
+        rates,
+        config.x402,
+        allowed(RailArg::X402),
+        allowed(RailArg::Mpp),
+    )?;
+    // The EVM key pays MPP `evm`/`charge` in the tokens with a known domain.
+    if let Some((signer, tokens)) = evm {
+        for token in tokens {
+            mpp = Some(
+                mpp.unwrap_or_else(pay402_client::mpp::MppClient::builder)
+                    .evm(signer.clone(), token),
+            );
+        }
+    }
+    if let Some(m) = mpp {
+        b = b.mpp(m);
+    }
     let mut b = b
         .rates(rates)
         .reference_unit(max.unit())
