@@ -28,7 +28,7 @@ use pay402_server::{L402Config, L402Layer, PriceRequest};
 use tower::Layer;
 use tower::util::BoxCloneSyncService;
 
-use crate::config::{RailName, Service as ServiceConfig, Settle, X402Settings};
+use crate::config::{MppMethod, RailName, Service as ServiceConfig, Settle, X402Settings};
 use crate::pricer::{L402_PRICE_HEADER, X402_PRICE_HEADER};
 
 /// A boxed request handler: the upstream, or the upstream behind a paywall.
@@ -241,14 +241,17 @@ impl ServicePaywall {
                 .clone()
                 .ok_or_else(|| missing("mpp", "[mpp]"))?;
             builder = builder.mpp(config);
-            // The resolver refuses a pricer on an MPP service.
             if let Some(p) = service.mpp_price {
                 prices = prices.mpp(p);
             }
             if let Some(p) = service.mpp_evm_price {
                 prices = prices.mpp_evm(p);
             }
+            // Without a static price, the pricer's.
+            dynamic |= service.pricer.is_some();
         }
+        let mpp_sat_dynamic = mpp_on && service.mpp_methods.contains(&MppMethod::Lightning);
+        let mpp_evm_dynamic = mpp_on && service.mpp_methods.contains(&MppMethod::Evm);
         if !l402_on && !x402_on && !bitreq_on && !mpp_on {
             return Ok(None);
         }
@@ -280,6 +283,19 @@ impl ServicePaywall {
                         .and_then(|v| TokenAmount::parse(&v).ok())
                         .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
                     p = p.x402(amount);
+                }
+                if mpp_sat_dynamic && p.mpp.is_none() {
+                    // The method's amount is whole sat: rounded up.
+                    let sat = header(L402_PRICE_HEADER)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map_or(u64::MAX, |msat| msat.div_ceil(1000));
+                    p = p.mpp(pay402_core::money::Sat(sat));
+                }
+                if mpp_evm_dynamic && p.mpp_evm.is_none() {
+                    let amount = header(X402_PRICE_HEADER)
+                        .and_then(|v| TokenAmount::parse(&v).ok())
+                        .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
+                    p = p.mpp_evm(amount);
                 }
                 async move { Some(Charge::PerRail(p)) }
             })

@@ -175,6 +175,7 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
                     &service.name,
                     p,
                     &service.rails,
+                    &service.mpp_methods,
                 )?),
                 None => None,
             },

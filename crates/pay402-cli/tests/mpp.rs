@@ -54,6 +54,60 @@ fn wallet(proxy: &Proxy) -> Arc<dyn LightningPayer> {
     )
 }
 
+/// Pays the `lightning`/`charge` challenge of the 402 `resp` (checking its
+/// realm and that its invoice is for `amount`) through the simnet wallet;
+/// the `Authorization` value and the payment hash.
+async fn pay_lightning_charge(
+    proxy: &Proxy,
+    resp: &reqwest::Response,
+    amount: Msat,
+) -> (String, String) {
+    let lines: Vec<&[u8]> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let list = ChallengeList::parse(lines);
+    let challenge = list
+        .challenges()
+        .iter()
+        .find(|c| c.method == "lightning" && c.intent == "charge")
+        .expect("a lightning/charge challenge");
+    assert_eq!(challenge.realm, "pay402.test");
+    let now = UnixTime::from_system(std::time::SystemTime::now());
+    let charge = check_charge(challenge, Network::Regtest, now, Msat(100_000)).unwrap();
+    assert_eq!(charge.amount, amount);
+    let payment = wallet(proxy)
+        .pay_invoice(&PayRequest::new(charge.bolt11.clone(), Msat(10_000)))
+        .await
+        .unwrap();
+    assert!(charge.accepts(&payment.preimage));
+    (
+        credential(challenge, &payment.preimage, None),
+        hex::encode(payment.payment_hash.0),
+    )
+}
+
+/// GET `/paid/echo` with `authorization`, after another `Authorization`
+/// line if given (the echo upstream shows the last line of a header, so a
+/// leaked credential would show).
+async fn send_paid(
+    http: &reqwest::Client,
+    proxy: &Proxy,
+    authorization: &str,
+    other: Option<&str>,
+) -> reqwest::Response {
+    let mut req = http.get(proxy.url("/paid/echo"));
+    if let Some(other) = other {
+        req = req.header("authorization", other);
+    }
+    req.header("authorization", authorization)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn header_values(resp: &reqwest::Response, name: &str) -> Vec<String> {
     resp.headers()
         .get_all(name)
@@ -85,39 +139,11 @@ async fn one_402_offers_l402_and_payment_and_mpp_pays_once_without_the_credentia
     );
 
     // Pay the Payment challenge through the simnet wallet.
-    let lines: Vec<&[u8]> = resp
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    let list = ChallengeList::parse(lines);
-    let challenge = list
-        .challenges()
-        .iter()
-        .find(|c| c.method == "lightning" && c.intent == "charge")
-        .expect("a lightning/charge challenge")
-        .clone();
-    assert_eq!(challenge.realm, "pay402.test");
-    let now = UnixTime::from_system(std::time::SystemTime::now());
-    let charge = check_charge(&challenge, Network::Regtest, now, Msat(100_000)).unwrap();
-    assert_eq!(charge.amount, Msat(21_000));
-    let payment = wallet(&proxy)
-        .pay_invoice(&PayRequest::new(charge.bolt11.clone(), Msat(10_000)))
-        .await
-        .unwrap();
-    assert!(charge.accepts(&payment.preimage));
-    let authorization = credential(&challenge, &payment.preimage, None);
-    let hash = hex::encode(payment.payment_hash.0);
+    let (authorization, hash) = pay_lightning_charge(&proxy, &resp, Msat(21_000)).await;
 
     // Paid: 200 with a receipt; the upstream saw the payment's identity and
     // no credential (another Authorization scheme passes).
-    let paid = http
-        .get(proxy.url("/paid/echo"))
-        .header("authorization", &authorization)
-        .send()
-        .await
-        .unwrap();
+    let paid = send_paid(&http, &proxy, &authorization, Some("Bearer upstream-token")).await;
     assert_eq!(paid.status(), 200);
     let receipt = paid
         .headers()
@@ -130,7 +156,7 @@ async fn one_402_offers_l402_and_payment_and_mpp_pays_once_without_the_credentia
     assert_eq!(receipt.reference, hash);
     let echo: serde_json::Value = paid.json().await.unwrap();
     let seen = &echo["headers"];
-    assert!(seen.get("authorization").is_none(), "{seen}");
+    assert_eq!(seen["authorization"], "Bearer upstream-token", "{seen}");
     assert_eq!(
         seen["x-pay402-payment"],
         format!("mpp:lightning:{hash}"),
@@ -139,12 +165,7 @@ async fn one_402_offers_l402_and_payment_and_mpp_pays_once_without_the_credentia
 
     // The same credential again: refused, and no challenge inviting a
     // second payment.
-    let replay = http
-        .get(proxy.url("/paid/echo"))
-        .header("authorization", &authorization)
-        .send()
-        .await
-        .unwrap();
+    let replay = send_paid(&http, &proxy, &authorization, None).await;
     assert_eq!(replay.status(), 403);
     assert!(
         !header_values(&replay, "www-authenticate")
@@ -324,14 +345,22 @@ fn mpp_section_errors_name_their_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{body}: {err}");
     }
-    // A pricer cannot price MPP yet.
+    // A pricer may price MPP, with an [mpp] section.
     let out = check(
         &dir,
         "[lightning]\nkind = \"simnet\"\n[mpp]\nrealm = \"r\"\nsecret = { env = \"S\" }\n[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nrails = [\"mpp\"]\npricer = { url = \"http://127.0.0.1:9/p\" }\n",
     );
+    assert_eq!(out.status.code(), Some(0), "a pricer prices MPP");
+    let out = check(
+        &dir,
+        "[lightning]\nkind = \"simnet\"\n[[services]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nrails = [\"mpp\"]\npricer = { url = \"http://127.0.0.1:9/p\" }\n",
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not available with mpp yet"), "{err}");
+    assert!(
+        err.contains("services[0].pricer: mpp needs an [mpp] section"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -479,5 +508,37 @@ identity_header = "X-Pay402-Payment"
         usdc.balance_of(payee).unwrap(),
         payee_before + U256::from(2 * PRICE),
         "the fetch settled on chain once"
+    );
+}
+
+#[tokio::test]
+async fn a_pricer_prices_the_lightning_charge_in_whole_sat() {
+    use axum::routing::post;
+    let dir = temp_dir("mpp-pricer");
+    let upstream = start_upstream().await;
+    let app = axum::Router::new().route(
+        "/price",
+        post(|| async { axum::Json(serde_json::json!({ "sats": 7 })) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pricer = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let toml = mpp_config(&dir, upstream).replace(
+        "price = { sats = 21 }",
+        &format!("pricer = {{ url = \"http://{pricer}/price\" }}"),
+    );
+    let proxy = Proxy::start(&dir, &toml).await;
+    let http = reqwest::Client::new();
+    let resp = http.get(proxy.url("/paid/echo")).send().await.unwrap();
+    assert_eq!(resp.status(), 402);
+    let (authorization, _) = pay_lightning_charge(&proxy, &resp, Msat(7_000)).await;
+    let paid = send_paid(&http, &proxy, &authorization, None).await;
+    assert_eq!(paid.status(), 200);
+    let echo: serde_json::Value = paid.json().await.unwrap();
+    assert!(
+        echo["headers"]
+            .get("x-pay402-internal-price-msat")
+            .is_none(),
+        "{echo}"
     );
 }

@@ -132,6 +132,8 @@ pub struct Service {
     /// The MPP `evm`/`charge` price in base units of the `[x402]` asset, if
     /// MPP is on with that method.
     pub mpp_evm_price: Option<TokenAmount>,
+    /// The MPP methods offered, if MPP is on (`[mpp].methods`).
+    pub mpp_methods: Vec<MppMethod>,
     /// L402 token lifetime.
     pub token_lifetime: Duration,
     /// Capabilities minted into L402 tokens.

@@ -352,6 +352,9 @@ impl Resolver<'_> {
         if rails.contains(&RailName::X402) && raw.x402.is_none() {
             return Err(self.err(span, key, "x402 needs an [x402] section"));
         }
+        if rails.contains(&RailName::Mpp) && raw.mpp.is_none() {
+            return Err(self.err(span, key, "mpp needs an [mpp] section"));
+        }
         let url = reqwest::Url::parse(&pr.url)
             .map_err(|e| self.err(span.clone(), key, format!("url: {e}")))?;
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
@@ -540,14 +543,12 @@ impl Resolver<'_> {
         rails.sort();
         rails.dedup();
         if let Some(pr) = &c.pricer {
-            for rail in [RailName::Bitreq, RailName::Mpp] {
-                if rails.contains(&rail) {
-                    return Err(self.err(
-                        span.clone(),
-                        key("pricer"),
-                        format!("a pricer is not available with {rail} yet: give a price"),
-                    ));
-                }
+            if rails.contains(&RailName::Bitreq) {
+                return Err(self.err(
+                    span.clone(),
+                    key("pricer"),
+                    "a pricer is not available with bitreq yet: give a price",
+                ));
             }
             self.pricer(span.clone(), &key("pricer"), pr, &rails, raw, p)?;
         }
@@ -683,6 +684,10 @@ impl Resolver<'_> {
             bitreq_price,
             mpp_price,
             mpp_evm_price,
+            mpp_methods: match (&raw.mpp, rails.contains(&RailName::Mpp)) {
+                (Some(m), true) => m.get_ref().methods.clone(),
+                _ => Vec::new(),
+            },
             token_lifetime: Duration::from_secs(c.token_lifetime_secs.max(1)),
             l402_capabilities: c.l402_capabilities.clone(),
             l402_caveats: c.l402_caveats.clone(),
