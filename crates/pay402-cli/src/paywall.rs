@@ -3,7 +3,8 @@
 //! [`ServicePaywall`] is the only place the proxy knows how payments are
 //! taken. It builds one [`pay402_server::paywall::Paywall`] per service from
 //! the service's rails (L402 through an [`L402Layer`], x402 through an
-//! [`X402Layer`]): an unpaid request gets one 402 carrying every rail's
+//! [`X402Layer`], BitRequests through its server, MPP through an
+//! [`MppConfig`] shared by every service): an unpaid request gets one 402 carrying every rail's
 //! challenge, a paid one is dispatched by the proof it carries (proofs of
 //! two rails are refused with `multiple_payment_proofs`), and every
 //! per-rail guarantee of those layers holds.

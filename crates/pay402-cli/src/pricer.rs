@@ -2,8 +2,9 @@
 //! method and path, and failing closed (the request gets 503, never free).
 //!
 //! The proxy sends `POST <url>` with `{"service", "method", "path"}` and
-//! expects `{"sats": N}` for L402 and `{"x402_units": "N"}` for x402 (each
-//! rail the service offers needs its price, above zero).
+//! expects `{"sats": N}` for L402 and MPP `lightning`/`charge`, and
+//! `{"x402_units": "N"}` for x402 and MPP `evm`/`charge` (each rail the
+//! service offers needs its price, above zero).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
