@@ -89,6 +89,28 @@ pub fn describe(config: &Config) -> String {
             b.network, b.transfer_username
         );
     }
+    if let Some(m) = &config.mpp {
+        let methods: Vec<&str> = m
+            .methods
+            .iter()
+            .map(|x| match x {
+                crate::config::MppMethod::Lightning => "lightning/charge",
+                crate::config::MppMethod::Evm => "evm/charge",
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "mpp: realm {:?}, {}, challenges valid {} s, secret from {}",
+            m.realm,
+            methods.join(" + "),
+            m.challenge_ttl_secs,
+            m.secret
+        );
+        if let Some(p) = &m.previous_secret {
+            let _ = write!(s, ", previous secret from {p}");
+        }
+        let _ = writeln!(s);
+    }
     for svc in &config.services {
         let _ = writeln!(s, "service {}", svc.name);
         let _ = writeln!(
@@ -119,12 +141,13 @@ pub fn describe(config: &Config) -> String {
                 p.cache_secs
             );
         }
-        match (&svc.l402_price, &svc.x402_price, &svc.bitreq_price) {
-            (None, None, None) if svc.pricer.is_some() => {}
-            (None, None, None) => {
+        let mpp = (svc.mpp_price, &svc.mpp_evm_price);
+        match (&svc.l402_price, &svc.x402_price, &svc.bitreq_price, mpp) {
+            (None, None, None, (None, None)) if svc.pricer.is_some() => {}
+            (None, None, None, (None, None)) => {
                 let _ = writeln!(s, "  free");
             }
-            (l, x, b) => {
+            (l, x, b, (mpp_sat, mpp_evm)) => {
                 if let Some(m) = l {
                     let _ = writeln!(
                         s,
@@ -137,6 +160,12 @@ pub fn describe(config: &Config) -> String {
                 }
                 if let Some(sat) = b {
                     let _ = writeln!(s, "  bitreq {} sat (bit-transfer)", sat.0);
+                }
+                if let Some(sat) = mpp_sat {
+                    let _ = writeln!(s, "  mpp lightning/charge {} sat", sat.0);
+                }
+                if let Some(a) = mpp_evm {
+                    let _ = writeln!(s, "  mpp evm/charge {a} base units");
                 }
             }
         }

@@ -80,6 +80,16 @@ wallet_sats = 10000000
 # network = "bitcoin"
 # transfer_username = "shop"
 
+# MPP, the `Payment` HTTP authentication scheme (WWW-Authenticate: Payment),
+# offered beside L402 when a service lists "mpp" in its rails. Uncomment to
+# turn it on.
+# [mpp]
+# realm = "api.example.com"                      # usually your public host name
+# secret = { file = "/etc/pay402/mpp.secret" }   # at least 32 bytes: openssl rand -base64 32
+# previous_secret = { env = "PAY402_MPP_OLD_SECRET" }   # while rotating
+# methods = ["lightning"]   # and/or "evm" ([x402]'s asset, pay_to and facilitator)
+# challenge_ttl_secs = 300
+
 [[services]]
 name = "api"
 # Regexes, as Aperture's hostregexp and pathregexp: unanchored, anchor them yourself.
@@ -90,7 +100,7 @@ timeout_secs = 30
 # HTTP/2 to the upstream (h2c for http://), as gRPC services need:
 # upstream_http2 = true
 free_paths = ["/health", "/public/*"]
-# Any of "l402", "x402", "bitreq": one 402 offers them all.
+# Any of "l402", "x402", "bitreq", "mpp": one 402 offers them all.
 rails = ["l402"]
 price = { sats = 10 }
 # Or a price per request from your own endpoint (503 when it cannot answer):
@@ -101,8 +111,8 @@ token_lifetime_secs = 86400
 # l402_caveats = ["tier=basic"]
 # Unpaid requests per client address before the 402.
 # freebies = { requests = 3, period_secs = 86400 }
-# The upstream sees which payment paid (l402:<token id>, x402:<payer>:<nonce>
-# or bitreq:<method>:<reference>).
+# The upstream sees which payment paid (l402:<token id>, x402:<payer>:<nonce>,
+# bitreq:<method>:<reference> or mpp:<method>:<reference>).
 identity_header = "X-Pay402-Payment"
 # Headers for the upstream: literal, or a secret from a file or the environment.
 # add_headers = { "X-Api-Key" = { env = "UPSTREAM_API_KEY" } }

@@ -3,7 +3,8 @@
 //! [`ServicePaywall`] is the only place the proxy knows how payments are
 //! taken. It builds one [`pay402_server::paywall::Paywall`] per service from
 //! the service's rails (L402 through an [`L402Layer`], x402 through an
-//! [`X402Layer`]): an unpaid request gets one 402 carrying every rail's
+//! [`X402Layer`], BitRequests through its server, MPP through an
+//! [`MppConfig`] shared by every service): an unpaid request gets one 402 carrying every rail's
 //! challenge, a paid one is dispatched by the proof it carries (proofs of
 //! two rails are refused with `multiple_payment_proofs`), and every
 //! per-rail guarantee of those layers holds.
@@ -19,6 +20,7 @@ use pay402_core::money::Msat;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::facilitator::Facilitator;
 use pay402_server::bitreq::BitreqServer;
+use pay402_server::mpp::MppConfig;
 use pay402_server::paywall::{Charge, Paywall, PaywallLayer, PaywallPrice, RailPrices, X402Asset};
 use pay402_server::store::RootKeyStore;
 use pay402_server::x402::store::PaymentStore;
@@ -27,7 +29,7 @@ use pay402_server::{L402Config, L402Layer, PriceRequest};
 use tower::Layer;
 use tower::util::BoxCloneSyncService;
 
-use crate::config::{RailName, Service as ServiceConfig, Settle, X402Settings};
+use crate::config::{MppMethod, RailName, Service as ServiceConfig, Settle, X402Settings};
 use crate::pricer::{L402_PRICE_HEADER, X402_PRICE_HEADER};
 
 /// A boxed request handler: the upstream, or the upstream behind a paywall.
@@ -47,7 +49,7 @@ pub type Handler = BoxCloneSyncService<Request<Body>, Response, Infallible>;
 /// ```
 /// let none = pay402_cli::paywall::PaywallBackends {
 ///     issuer: None, l402_store: None, facilitator: None, x402_store: None, max_settle_body: 1 << 20,
-///     bitreq: None,
+///     bitreq: None, mpp: None,
 /// };
 /// # let _ = none;
 /// ```
@@ -65,6 +67,9 @@ pub struct PaywallBackends {
     pub max_settle_body: usize,
     /// The BitRequests server (its ledger and store).
     pub bitreq: Option<BitreqServer>,
+    /// The MPP rail (realm, secrets, methods and replay store), shared by
+    /// every service that offers it.
+    pub mpp: Option<MppConfig>,
 }
 
 /// The paywall of one service (see the module docs for the seam).
@@ -79,7 +84,7 @@ pub struct PaywallBackends {
 /// let backends = PaywallBackends {
 ///     issuer: Some(Arc::new(net.add_node("merchant", pay402_core::money::Msat(0)))),
 ///     l402_store: Some(Arc::new(pay402_server::store::MemoryStore::new())),
-///     facilitator: None, x402_store: None, max_settle_body: 1 << 20, bitreq: None,
+///     facilitator: None, x402_store: None, max_settle_body: 1 << 20, bitreq: None, mpp: None,
 /// };
 /// let paywall = ServicePaywall::build(&c.services[0], None, &backends).unwrap().unwrap();
 /// assert_eq!(paywall.rails(), ["l402"]);
@@ -230,7 +235,25 @@ impl ServicePaywall {
                 prices = prices.bitreq(p);
             }
         }
-        if !l402_on && !x402_on && !bitreq_on {
+        let mpp_on = service.rails.contains(&RailName::Mpp);
+        if mpp_on {
+            let config = backends
+                .mpp
+                .clone()
+                .ok_or_else(|| missing("mpp", "[mpp]"))?;
+            builder = builder.mpp(config);
+            if let Some(p) = service.mpp_price {
+                prices = prices.mpp(p);
+            }
+            if let Some(p) = service.mpp_evm_price {
+                prices = prices.mpp_evm(p);
+            }
+            // Without a static price, the pricer's.
+            dynamic |= service.pricer.is_some();
+        }
+        let mpp_sat_dynamic = mpp_on && service.mpp_methods.contains(&MppMethod::Lightning);
+        let mpp_evm_dynamic = mpp_on && service.mpp_methods.contains(&MppMethod::Evm);
+        if !l402_on && !x402_on && !bitreq_on && !mpp_on {
             return Ok(None);
         }
         let paywall = builder.build().map_err(|e| PaywallError::Offer {
@@ -261,6 +284,19 @@ impl ServicePaywall {
                         .and_then(|v| TokenAmount::parse(&v).ok())
                         .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
                     p = p.x402(amount);
+                }
+                if mpp_sat_dynamic && p.mpp.is_none() {
+                    // The method's amount is whole sat: rounded up.
+                    let sat = header(L402_PRICE_HEADER)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map_or(u64::MAX, |msat| msat.div_ceil(1000));
+                    p = p.mpp(pay402_core::money::Sat(sat));
+                }
+                if mpp_evm_dynamic && p.mpp_evm.is_none() {
+                    let amount = header(X402_PRICE_HEADER)
+                        .and_then(|v| TokenAmount::parse(&v).ok())
+                        .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
+                    p = p.mpp_evm(amount);
                 }
                 async move { Some(Charge::PerRail(p)) }
             })
@@ -395,6 +431,9 @@ impl tower::Service<Request<Body>> for RecordPaid {
 /// let mut b = http::HeaderMap::new();
 /// b.insert("bitcoin-transfer", "{}".parse().unwrap());
 /// assert_eq!(proof_rail(&b), Some("bitreq"));
+/// let mut m = http::HeaderMap::new();
+/// m.insert("authorization", "Payment eyJ9".parse().unwrap());
+/// assert_eq!(proof_rail(&m), Some("mpp"));
 /// ```
 pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
     if headers.contains_key("payment-signature") || headers.contains_key("x-payment") {
@@ -412,6 +451,13 @@ pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
         .any(|v| is_l402_authorization(v.as_bytes()))
     {
         return Some("l402");
+    }
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .any(|v| is_payment_authorization(v.as_bytes()))
+    {
+        return Some("mpp");
     }
     None
 }
@@ -433,4 +479,24 @@ pub const BITREQ_PROOF_HEADERS: [&str; 3] = [
 pub fn is_l402_authorization(v: &[u8]) -> bool {
     let scheme = v.split(|b| *b == b' ').next().unwrap_or_default();
     scheme.eq_ignore_ascii_case(b"L402") || scheme.eq_ignore_ascii_case(b"LSAT")
+}
+
+/// Whether an `Authorization` value carries an MPP `Payment` credential:
+/// the `Payment` scheme (any case) at its start or at the start of one of
+/// its comma-separated elements. Nothing is decoded.
+///
+/// ```
+/// use pay402_cli::paywall::is_payment_authorization;
+/// assert!(is_payment_authorization(b"Payment eyJjaGFsbGVuZ2UiOnt9fQ"));
+/// assert!(is_payment_authorization(b"Bearer x, payment eyJ9"));
+/// assert!(!is_payment_authorization(b"Payments x"));
+/// assert!(!is_payment_authorization(b"Bearer Payment"));
+/// ```
+pub fn is_payment_authorization(v: &[u8]) -> bool {
+    v.split(|b| *b == b',').any(|element| {
+        let element = element.trim_ascii_start();
+        element.len() > 8
+            && element[..7].eq_ignore_ascii_case(b"Payment")
+            && matches!(element[7], b' ' | b'\t')
+    })
 }

@@ -2,8 +2,9 @@
 //! method and path, and failing closed (the request gets 503, never free).
 //!
 //! The proxy sends `POST <url>` with `{"service", "method", "path"}` and
-//! expects `{"sats": N}` for L402 and `{"x402_units": "N"}` for x402 (each
-//! rail the service offers needs its price, above zero).
+//! expects `{"sats": N}` for L402 and MPP `lightning`/`charge`, and
+//! `{"x402_units": "N"}` for x402 and MPP `evm`/`charge` (each rail the
+//! service offers needs its price, above zero).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use pay402_core::money::{Msat, Sat};
 use pay402_core::x402::TokenAmount;
 use serde::Deserialize;
 
-use crate::config::{PricerConfig, RailName};
+use crate::config::{MppMethod, PricerConfig, RailName};
 
 /// The internal header carrying an L402 price (msat) to the paywall; any
 /// value a client sends is removed first, and it never reaches the upstream.
@@ -65,6 +66,7 @@ const MAX_ANSWER: usize = 4096;
 ///     "api",
 ///     &PricerConfig { url: "http://127.0.0.1:9/price".into(), timeout_ms: 500, cache_secs: 30 },
 ///     &[RailName::L402],
+///     &[],
 /// ).unwrap();
 /// # let _ = p;
 /// ```
@@ -85,6 +87,7 @@ impl Pricer {
         service: &str,
         config: &PricerConfig,
         rails: &[RailName],
+        mpp_methods: &[MppMethod],
     ) -> Result<Arc<Pricer>, String> {
         let timeout = Duration::from_millis(config.timeout_ms);
         let http = reqwest::Client::builder()
@@ -100,8 +103,10 @@ impl Pricer {
             http,
             timeout,
             ttl: Duration::from_secs(config.cache_secs),
-            l402: rails.contains(&RailName::L402),
-            x402: rails.contains(&RailName::X402),
+            // MPP's lightning method is priced in sat, its evm method in
+            // the x402 asset's units: the same answers.
+            l402: rails.contains(&RailName::L402) || mpp_methods.contains(&MppMethod::Lightning),
+            x402: rails.contains(&RailName::X402) || mpp_methods.contains(&MppMethod::Evm),
             cache: quick_cache::sync::Cache::new(10_000),
         }))
     }

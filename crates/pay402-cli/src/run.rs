@@ -102,9 +102,14 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
     let needs_l402 = needs(crate::config::RailName::L402);
     let needs_x402 = needs(crate::config::RailName::X402);
     let needs_bitreq = needs(crate::config::RailName::Bitreq);
+    let needs_mpp = needs(crate::config::RailName::Mpp);
+    let mpp_method = |m| needs_mpp && config.mpp.as_ref().is_some_and(|c| c.methods.contains(&m));
+    // The node and the facilitator serve MPP's methods too.
+    let needs_node = needs_l402 || mpp_method(crate::config::MppMethod::Lightning);
+    let needs_facilitator = needs_x402 || mpp_method(crate::config::MppMethod::Evm);
 
     let mut lightning_rest = None;
-    let issuer: Option<Arc<dyn InvoiceIssuer>> = match (&config.lightning, needs_l402) {
+    let issuer: Option<Arc<dyn InvoiceIssuer>> = match (&config.lightning, needs_node) {
         (Some(l), true) => Some(lightning(l, &mut tasks, &mut lightning_rest).await?),
         _ => None,
     };
@@ -120,12 +125,18 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
     } else {
         None
     };
-    let facilitator: Option<Arc<dyn Facilitator>> = match (&config.x402, needs_x402) {
+    let facilitator: Option<Arc<dyn Facilitator>> = match (&config.x402, needs_facilitator) {
         (Some(x), true) => Some(facilitator(x, &database).await?),
         _ => None,
     };
     let bitreq = match (&config.bitrequests, needs_bitreq) {
         (Some(b), true) => Some(bitreq_server(b, &database).await?),
+        _ => None,
+    };
+    let mpp = match (&config.mpp, needs_mpp) {
+        (Some(m), true) => {
+            Some(mpp(m, &database, issuer.as_ref(), facilitator.as_ref(), config).await?)
+        }
         _ => None,
     };
     let backends = PaywallBackends {
@@ -135,6 +146,7 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
         x402_store: x402_store.clone(),
         max_settle_body: config.server.max_settle_body,
         bitreq: bitreq.clone(),
+        mpp,
     };
 
     let mut routes = Vec::with_capacity(config.services.len());
@@ -163,6 +175,7 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
                     &service.name,
                     p,
                     &service.rails,
+                    &service.mpp_methods,
                 )?),
                 None => None,
             },
@@ -205,6 +218,61 @@ async fn bitreq_server(
         Arc::new(crate::nochain::NoChain),
         store,
     )?)
+}
+
+/// The MPP rail: realm, secrets (read here, never logged), the methods on
+/// the configured node and facilitator, and the replay store in the
+/// instance's database.
+async fn mpp(
+    m: &crate::config::MppSettings,
+    database: &Database,
+    issuer: Option<&Arc<dyn InvoiceIssuer>>,
+    facilitator: Option<&Arc<dyn Facilitator>>,
+    config: &Config,
+) -> Result<pay402_server::mpp::MppConfig, StartError> {
+    use crate::config::MppMethod;
+    use pay402_server::mpp::MppConfig;
+    let secret = read_secret(&m.secret)?;
+    let mut c = MppConfig::new(m.realm.as_str(), secret.as_bytes())
+        .map_err(|e| format!("mpp.secret: {e}"))?;
+    if let Some(p) = &m.previous_secret {
+        let previous = read_secret(p)?;
+        c = c
+            .previous_secret(previous.as_bytes())
+            .map_err(|e| format!("mpp.previous_secret: {e}"))?;
+    }
+    c = c
+        .ttl(Duration::from_secs(m.challenge_ttl_secs))
+        .store(pay402_server::mpp::store::open(database).await?);
+    if m.methods.contains(&MppMethod::Lightning) {
+        let node = issuer.ok_or("mpp.methods: lightning needs [lightning]")?;
+        c = c.lightning(node.clone());
+    }
+    if m.methods.contains(&MppMethod::Evm) {
+        let x = config
+            .x402
+            .as_ref()
+            .ok_or("mpp.methods: evm needs [x402]")?;
+        let facilitator = facilitator.ok_or("mpp.methods: evm needs [x402].facilitator")?;
+        let pay_to = x
+            .pay_to
+            .parse()
+            .map_err(|_| "x402.pay_to is not an address")?;
+        let address = x
+            .asset
+            .parse()
+            .map_err(|_| "x402.asset is not an address")?;
+        let asset = pay402_server::paywall::X402Asset::new(
+            x.network.clone(),
+            address,
+            x.asset_decimals,
+            x.asset_name.clone(),
+            x.asset_version.clone(),
+        );
+        c = c.evm(facilitator.clone(), pay_to, asset);
+    }
+    tracing::info!(realm = %m.realm, methods = ?m.methods, "mpp rail ready");
+    Ok(c)
 }
 
 /// Opens the store database `[store]` names (reading the PostgreSQL

@@ -18,7 +18,7 @@ use pay402_server::x402::X402Payment;
 use tower::Service;
 
 use crate::metrics as m;
-use crate::paywall::is_l402_authorization;
+use crate::paywall::{is_l402_authorization, is_payment_authorization};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
 const HOP_BY_HOP: [&str; 9] = [
@@ -297,7 +297,7 @@ fn request_headers(incoming: &HeaderMap, inner: &Inner) -> HeaderMap {
     for name in crate::paywall::BITREQ_PROOF_HEADERS {
         headers.remove(name);
     }
-    strip_l402_authorization(&mut headers);
+    strip_payment_authorization(&mut headers);
     for name in &inner.strip_headers {
         headers.remove(name);
     }
@@ -310,20 +310,26 @@ fn request_headers(incoming: &HeaderMap, inner: &Inner) -> HeaderMap {
     headers
 }
 
-/// Removes `Authorization` values carrying an L402/LSAT credential (other
-/// schemes are the upstream's business and pass).
-fn strip_l402_authorization(headers: &mut HeaderMap) {
+/// Whether an `Authorization` value carries a payment credential: L402/LSAT,
+/// or MPP's `Payment` (a value listing one among others goes whole).
+fn is_payment_proof(v: &HeaderValue) -> bool {
+    is_l402_authorization(v.as_bytes()) || is_payment_authorization(v.as_bytes())
+}
+
+/// Removes `Authorization` values carrying an L402/LSAT or MPP `Payment`
+/// credential (other schemes are the upstream's business and pass).
+fn strip_payment_authorization(headers: &mut HeaderMap) {
     if !headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .any(|v| is_l402_authorization(v.as_bytes()))
+        .any(is_payment_proof)
     {
         return;
     }
     let keep: Vec<HeaderValue> = headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .filter(|v| !is_l402_authorization(v.as_bytes()))
+        .filter(|v| !is_payment_proof(v))
         .cloned()
         .collect();
     headers.remove(header::AUTHORIZATION);
@@ -398,8 +404,10 @@ fn set_forwarded(
     }
 }
 
-/// What identifies the payment of a paid request: `l402:<token id>` or
-/// `x402:<payer>:<nonce>` or `bitreq:<method>:<reference>`.
+/// What identifies the payment of a paid request: `l402:<token id>`,
+/// `x402:<payer>:<nonce>`, `bitreq:<method>:<reference>` or
+/// `mpp:<method>:<reference>` (the Lightning payment hash, or the EVM
+/// settlement transaction).
 fn payment_identity(ext: &http::Extensions) -> Option<HeaderValue> {
     let id = if let Some(t) = ext.get::<VerifiedToken>() {
         format!("l402:{}", t.token_id)
@@ -407,6 +415,14 @@ fn payment_identity(ext: &http::Extensions) -> Option<HeaderValue> {
         format!("x402:{}:{}", p.payer, p.nonce)
     } else if let Some(p) = ext.get::<pay402_server::bitreq::BitreqPayment>() {
         format!("bitreq:{}:{}", p.method.as_str(), p.reference)
+    } else if let Some(p) = ext.get::<pay402_server::paywall::Paid>()
+        && p.rail == pay402_core::offer::Rail::Mpp
+    {
+        let method = match &p.receipt {
+            pay402_server::paywall::Receipt::MppEvm(_) => "evm",
+            _ => "lightning",
+        };
+        format!("mpp:{method}:{}", p.receipt)
     } else {
         return None;
     };

@@ -17,8 +17,8 @@ use std::time::Duration;
 use alloy_primitives::U256;
 use common::start_upstream;
 use facilitator_support::{
-    ProxyProcess, assert_paid_once, chain_nonces, funded_payer, nonce_of, payee, payment_for,
-    settling_address, settling_key, start_chain, temp_dir, transfers_to_payee,
+    ProxyProcess, assert_paid_once, chain_nonces, funded_payer, nonce_of, payee, payee_received,
+    payment_for, settling_address, settling_key, start_chain, temp_dir, transfers_to_payee,
 };
 use pay402_core::x402::{HeaderValue, PaymentRequired, SettleResponse};
 use pay402_server::database::Database;
@@ -112,8 +112,8 @@ async fn killed_at(step: &str) {
         .expect("the server ended")
         .unwrap();
     assert_eq!(status.signal(), Some(9), "SIGKILL at {step}");
-    let moved = usdc.balance_of(payee()).unwrap() - payee_before;
     let expected_now = if step == "after_verify" { 0 } else { PRICE };
+    let moved = payee_received(&usdc, payee_before, U256::from(expected_now)).await;
     assert_eq!(
         moved,
         U256::from(expected_now),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use common::{BIN, temp_dir};
+use common::{BIN, fetch, temp_dir};
 use pay402_backends::simnet::{SimNet, SimNode};
 use pay402_core::lightning::Network;
 use pay402_core::money::{Msat, Sat};
@@ -106,26 +106,6 @@ async fn tokens(config: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .await
         .expect("the pay402 binary runs")
-}
-
-/// Runs `pay402 fetch --config <config> args...` (journal beside the config).
-async fn fetch(config: &Path, args: &[&str]) -> std::process::Output {
-    let out = tokio::process::Command::new(BIN)
-        .arg("fetch")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("PAY402_LIGHTNING")
-        .env_remove("PAY402_EVM_KEY_FILE")
-        .output()
-        .await
-        .expect("the pay402 binary runs");
-    eprintln!(
-        "[pay402 fetch {args:?}] exit {:?}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[tokio::test]

@@ -44,6 +44,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[bitrequests]`, if any (checked).
     pub bitrequests: Option<BitreqSettings>,
+    /// `[mpp]`, if any (checked; secrets not yet read).
+    pub mpp: Option<MppSettings>,
     /// Services in match order.
     pub services: Vec<Service>,
 }
@@ -124,6 +126,14 @@ pub struct Service {
     pub x402_price: Option<TokenAmount>,
     /// The BitRequests price, if BitRequests is on.
     pub bitreq_price: Option<pay402_core::money::Sat>,
+    /// The MPP `lightning`/`charge` price (whole sat, rounded up), if MPP
+    /// is on with that method.
+    pub mpp_price: Option<pay402_core::money::Sat>,
+    /// The MPP `evm`/`charge` price in base units of the `[x402]` asset, if
+    /// MPP is on with that method.
+    pub mpp_evm_price: Option<TokenAmount>,
+    /// The MPP methods offered, if MPP is on (`[mpp].methods`).
+    pub mpp_methods: Vec<MppMethod>,
     /// L402 token lifetime.
     pub token_lifetime: Duration,
     /// Capabilities minted into L402 tokens.

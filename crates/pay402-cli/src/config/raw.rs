@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub admin: Option<Spanned<AdminConfig>>,
     /// `[bitrequests]`: the merchant's 21 BitRequests ledger.
     pub bitrequests: Option<Spanned<BitreqSettings>>,
+    /// `[mpp]`: MPP, the `Payment` HTTP authentication scheme.
+    pub mpp: Option<Spanned<MppSettings>>,
     /// `[[services]]`, matched in order.
     #[serde(default)]
     pub services: Vec<Spanned<ServiceConfig>>,
@@ -373,6 +375,9 @@ pub enum RailName {
     X402,
     /// 21 BitRequests (a bit-transfer on the merchant's ledger).
     Bitreq,
+    /// MPP (`WWW-Authenticate: Payment`): `lightning`/`charge` and/or
+    /// `evm`/`charge`, as `[mpp].methods` says.
+    Mpp,
 }
 
 impl fmt::Display for RailName {
@@ -381,6 +386,7 @@ impl fmt::Display for RailName {
             RailName::L402 => "l402",
             RailName::X402 => "x402",
             RailName::Bitreq => "bitreq",
+            RailName::Mpp => "mpp",
         })
     }
 }
@@ -401,6 +407,61 @@ pub struct BitreqSettings {
     pub network: String,
     /// The merchant's username on the ledger: bit-transfers pay it.
     pub transfer_username: String,
+}
+
+/// `[mpp]`: MPP, the `Payment` HTTP authentication scheme. The
+/// `lightning` method issues invoices from `[lightning]`; the `evm` method
+/// charges `[x402]`'s asset to its `pay_to` through its facilitator.
+///
+/// ```
+/// let m: pay402_cli::config::MppSettings = toml::from_str(
+///     "realm = \"api.example.com\"\nsecret = { file = \"/etc/pay402/mpp.secret\" }",
+/// ).unwrap();
+/// assert_eq!(m.methods, [pay402_cli::config::MppMethod::Lightning]);
+/// assert_eq!(m.challenge_ttl_secs, 300);
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MppSettings {
+    /// The protection space (usually the public host name): bound into
+    /// every challenge id.
+    pub realm: String,
+    /// The HMAC key binding challenge ids (at least 32 bytes; the same on
+    /// every instance and across restarts), from a file or the environment.
+    pub secret: SecretSource,
+    /// The secret being rotated out: ids it bound still verify (keep it one
+    /// `challenge_ttl_secs` after the change).
+    pub previous_secret: Option<SecretSource>,
+    /// The methods offered (default `["lightning"]`).
+    #[serde(default = "default_mpp_methods")]
+    pub methods: Vec<MppMethod>,
+    /// How long a challenge may be paid, in seconds (default 300; 1 to
+    /// 86400; a Lightning challenge never outlives its invoice).
+    #[serde(default = "default_mpp_ttl")]
+    pub challenge_ttl_secs: u64,
+}
+
+fn default_mpp_methods() -> Vec<MppMethod> {
+    vec![MppMethod::Lightning]
+}
+
+fn default_mpp_ttl() -> u64 {
+    300
+}
+
+/// An MPP payment method.
+///
+/// ```
+/// let m: pay402_cli::config::MppMethod = serde_json::from_str("\"evm\"").unwrap();
+/// assert_eq!(m, pay402_cli::config::MppMethod::Evm);
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum MppMethod {
+    /// `lightning`/`charge`: a fresh invoice per challenge, priced in sat.
+    Lightning,
+    /// `evm`/`charge`: an EIP-3009 authorization of the x402 asset.
+    Evm,
 }
 
 /// `[services.price]`: one unit for every rail, or per rail.

@@ -44,6 +44,9 @@ impl Resolver<'_> {
         if let Some(b) = &raw.bitrequests {
             self.bitrequests(b)?;
         }
+        if let Some(m) = &raw.mpp {
+            self.mpp(m, &raw)?;
+        }
         if let Some(a) = &raw.admin {
             a.get_ref()
                 .listen
@@ -89,6 +92,7 @@ impl Resolver<'_> {
             x402: raw.x402.map(Spanned::into_inner),
             admin: raw.admin.map(Spanned::into_inner),
             bitrequests: raw.bitrequests.map(Spanned::into_inner),
+            mpp: raw.mpp.map(Spanned::into_inner),
             services,
         })
     }
@@ -205,6 +209,84 @@ impl Resolver<'_> {
         Ok(())
     }
 
+    fn mpp(&self, m: &Spanned<MppSettings>, raw: &RawConfig) -> Result<(), ConfigError> {
+        let span = m.span();
+        let s = m.get_ref();
+        // The realm's rules are the library's (no secret is read here).
+        pay402_server::mpp::MppConfig::new(s.realm.as_str(), &[0; 32])
+            .map_err(|e| self.err(span.clone(), "mpp.realm", e.to_string()))?;
+        self.secret(span.clone(), "mpp.secret", &s.secret)?;
+        if let Some(p) = &s.previous_secret {
+            self.secret(span.clone(), "mpp.previous_secret", p)?;
+        }
+        if s.methods.is_empty() {
+            return Err(self.err(
+                span,
+                "mpp.methods",
+                "name at least one of \"lightning\", \"evm\"",
+            ));
+        }
+        if s.methods.contains(&MppMethod::Lightning) && raw.lightning.is_none() {
+            return Err(self.err(
+                span,
+                "mpp.methods",
+                "lightning needs a [lightning] section (its node issues the invoices)",
+            ));
+        }
+        if s.methods.contains(&MppMethod::Evm) && raw.x402.is_none() {
+            return Err(self.err(
+                span,
+                "mpp.methods",
+                "evm needs an [x402] section (its asset, pay_to and facilitator)",
+            ));
+        }
+        if s.challenge_ttl_secs == 0 || s.challenge_ttl_secs > 86_400 {
+            return Err(self.err(span, "mpp.challenge_ttl_secs", "must be 1 to 86400"));
+        }
+        Ok(())
+    }
+
+    /// A token price (`price.x402_units`, or `price.usd_cents` converted at
+    /// one US dollar per whole token), above zero.
+    fn token_price(
+        &self,
+        span: &Range<usize>,
+        key: &dyn Fn(&str) -> String,
+        rail: &str,
+        p: &PriceConfig,
+        x: &X402Settings,
+    ) -> Result<TokenAmount, ConfigError> {
+        let amount = match (&p.x402_units, p.usd_cents) {
+            (Some(u), None) => TokenAmount::parse(u)
+                .map_err(|e| self.err(span.clone(), key("price.x402_units"), e.to_string()))?,
+            (None, Some(cents)) => {
+                let token = TokenUnit::new(&x.network, &x.asset, x.asset_decimals);
+                let r = FixedRates::new().usd_stablecoin(token.clone());
+                match r.convert(&Amount::UsdCents(cents), &Unit::Token(token), Rounding::Up) {
+                    Ok(a) => TokenAmount(a.value()),
+                    Err(e) => {
+                        return Err(self.err(span.clone(), key("price.usd_cents"), e.to_string()));
+                    }
+                }
+            }
+            _ => {
+                return Err(self.err(
+                    span.clone(),
+                    key("price"),
+                    format!("{rail} needs exactly one of price.x402_units or price.usd_cents"),
+                ));
+            }
+        };
+        if amount.0.is_zero() {
+            return Err(self.err(
+                span.clone(),
+                key("price"),
+                format!("the {rail} price must be above zero"),
+            ));
+        }
+        Ok(amount)
+    }
+
     fn secret(&self, span: Range<usize>, key: &str, s: &SecretSource) -> Result<(), ConfigError> {
         match (&s.file, &s.env) {
             (Some(_), None) | (None, Some(_)) => Ok(()),
@@ -269,6 +351,9 @@ impl Resolver<'_> {
         }
         if rails.contains(&RailName::X402) && raw.x402.is_none() {
             return Err(self.err(span, key, "x402 needs an [x402] section"));
+        }
+        if rails.contains(&RailName::Mpp) && raw.mpp.is_none() {
+            return Err(self.err(span, key, "mpp needs an [mpp] section"));
         }
         let url = reqwest::Url::parse(&pr.url)
             .map_err(|e| self.err(span.clone(), key, format!("url: {e}")))?;
@@ -452,6 +537,8 @@ impl Resolver<'_> {
         let mut l402_price = None;
         let mut x402_price = None;
         let mut bitreq_price = None;
+        let mut mpp_price = None;
+        let mut mpp_evm_price = None;
         let mut rails = c.rails.clone();
         rails.sort();
         rails.dedup();
@@ -498,45 +585,7 @@ impl Resolver<'_> {
                             "x402 needs an [x402] section",
                         ));
                     };
-                    let x = x.get_ref();
-                    let amount = match (&p.x402_units, p.usd_cents) {
-                        (Some(u), None) => TokenAmount::parse(u).map_err(|e| {
-                            self.err(span.clone(), key("price.x402_units"), e.to_string())
-                        })?,
-                        (None, Some(cents)) => {
-                            let token = TokenUnit::new(&x.network, &x.asset, x.asset_decimals);
-                            let r = FixedRates::new().usd_stablecoin(token.clone());
-                            match r.convert(
-                                &Amount::UsdCents(cents),
-                                &Unit::Token(token),
-                                Rounding::Up,
-                            ) {
-                                Ok(a) => TokenAmount(a.value()),
-                                Err(e) => {
-                                    return Err(self.err(
-                                        span.clone(),
-                                        key("price.usd_cents"),
-                                        e.to_string(),
-                                    ));
-                                }
-                            }
-                        }
-                        _ => {
-                            return Err(self.err(
-                                span.clone(),
-                                key("price"),
-                                "x402 needs exactly one of price.x402_units or price.usd_cents",
-                            ));
-                        }
-                    };
-                    if amount.0.is_zero() {
-                        return Err(self.err(
-                            span.clone(),
-                            key("price"),
-                            "the x402 price must be above zero",
-                        ));
-                    }
-                    x402_price = Some(amount);
+                    x402_price = Some(self.token_price(&span, &key, "x402", p, x.get_ref())?);
                 }
                 RailName::Bitreq => {
                     if raw.bitrequests.is_none() {
@@ -559,6 +608,45 @@ impl Resolver<'_> {
                                 "the bitreq price must be above zero",
                             ));
                         }
+                    }
+                }
+                RailName::Mpp => {
+                    let Some(m) = &raw.mpp else {
+                        return Err(self.err(
+                            span.clone(),
+                            key("rails"),
+                            "mpp needs an [mpp] section",
+                        ));
+                    };
+                    let methods = &m.get_ref().methods;
+                    if methods.contains(&MppMethod::Lightning) {
+                        // The method's `amount` is whole sat: rounded up.
+                        let sat = match self.sat_price(&span, &key, "mpp", p, rates, Unit::Sat)? {
+                            Some(Amount::Sat(s)) => Some(s),
+                            _ => None,
+                        };
+                        match sat {
+                            Some(s) if s.0 > 0 => mpp_price = Some(s),
+                            _ => {
+                                return Err(self.err(
+                                    span.clone(),
+                                    key("price"),
+                                    "the mpp price must be above zero",
+                                ));
+                            }
+                        }
+                    }
+                    if methods.contains(&MppMethod::Evm) {
+                        // [mpp] with evm was checked to have an [x402].
+                        let Some(x) = &raw.x402 else {
+                            return Err(self.err(
+                                span.clone(),
+                                key("rails"),
+                                "mpp's evm method needs an [x402] section",
+                            ));
+                        };
+                        mpp_evm_price =
+                            Some(self.token_price(&span, &key, "mpp", p, x.get_ref())?);
                     }
                 }
             }
@@ -594,6 +682,12 @@ impl Resolver<'_> {
             l402_price,
             x402_price,
             bitreq_price,
+            mpp_price,
+            mpp_evm_price,
+            mpp_methods: match (&raw.mpp, rails.contains(&RailName::Mpp)) {
+                (Some(m), true) => m.get_ref().methods.clone(),
+                _ => Vec::new(),
+            },
             token_lifetime: Duration::from_secs(c.token_lifetime_secs.max(1)),
             l402_capabilities: c.l402_capabilities.clone(),
             l402_caveats: c.l402_caveats.clone(),

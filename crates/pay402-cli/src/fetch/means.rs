@@ -97,9 +97,9 @@ pub struct FetchConfig {
     pub max_per_day: Option<String>,
     /// US cents per bitcoin, to compare and cap offers of different units.
     pub usd_cents_per_btc: Option<u64>,
-    /// The Lightning node that pays L402 offers.
+    /// The Lightning node that pays L402 and MPP `lightning`/`charge` offers.
     pub lightning: Option<LightningMeans>,
-    /// The EVM key that pays x402 offers.
+    /// The EVM key that pays x402 and MPP `evm`/`charge` offers.
     pub x402: Option<X402Means>,
     /// The Bitcoin wallet and ledger account that pay BitRequests offers.
     pub bitrequests: Option<BitreqMeans>,
@@ -186,6 +186,42 @@ pub struct X402Token {
     /// The most one payment may be, in base units (the x402 client's own
     /// cap, under `--max`).
     pub max_units: u64,
+    /// The token's EIP-712 domain name (`"USD Coin"`): with `version`,
+    /// lets MPP's `evm`/`charge` pay in it too.
+    pub name: Option<String>,
+    /// The token's EIP-712 domain version (`"2"`).
+    pub version: Option<String>,
+}
+
+/// The EIP-712 domains of the known USDC deployments, for MPP's
+/// `evm`/`charge` (network, name, version).
+const KNOWN_DOMAINS: [(&str, &str, &str); 2] = [
+    ("eip155:8453", "USD Coin", "2"),
+    ("eip155:84532", "USDC", "2"),
+];
+
+/// The MPP `evm`/`charge` means: the signer and the tokens it may pay.
+pub(super) type MppEvm = (
+    Arc<dyn pay402_client::x402::PaymentSigner>,
+    Vec<pay402_client::mpp::MppToken>,
+);
+
+/// An MPP token from a CAIP-2 network, an address, decimals, a domain and
+/// a cap (`None` when the network is not `eip155:<chain id>`).
+fn mpp_token(
+    network: &str,
+    asset: &str,
+    decimals: u8,
+    name: &str,
+    version: &str,
+    max: u64,
+) -> Option<pay402_client::mpp::MppToken> {
+    let chain_id = network.strip_prefix("eip155:")?.parse().ok()?;
+    let asset = asset.parse().ok()?;
+    Some(
+        pay402_client::mpp::MppToken::new(chain_id, asset, decimals, name, version)
+            .max(pay402_core::x402::TokenAmount::from_u64(max)),
+    )
 }
 
 /// The configuration directory: `$XDG_CONFIG_HOME/pay402` or
@@ -293,15 +329,29 @@ pub(super) fn lightning(config: Option<LightningMeans>) -> Result<Option<Node>, 
     Ok(Some((Arc::new(node), network)))
 }
 
-/// Adds the x402 means (an EVM key file) and the USD stablecoin rates.
+/// Adds the x402 means (an EVM key file) and the USD stablecoin rates;
+/// with `mpp`, the same key and tokens (those with a known EIP-712 domain)
+/// as MPP `evm`/`charge` means.
 pub(super) fn x402(
     mut b: PayerBuilder,
     mut rates: FixedRates,
     config: Option<X402Means>,
     enabled: bool,
-) -> Result<(PayerBuilder, FixedRates), Fail> {
+    mpp: bool,
+) -> Result<(PayerBuilder, FixedRates, Option<MppEvm>), Fail> {
     use pay402_core::offer::{KNOWN_TOKENS, known_token};
+    let mut mpp_tokens = Vec::new();
     for t in KNOWN_TOKENS.iter().filter_map(|(n, a)| known_token(n, a)) {
+        if let Some((_, name, version)) = KNOWN_DOMAINS.iter().find(|d| d.0 == t.network()) {
+            mpp_tokens.extend(mpp_token(
+                t.network(),
+                t.asset(),
+                t.decimals(),
+                name,
+                version,
+                1_000_000,
+            ));
+        }
         b = b.token(t.clone());
         rates = rates.usd_stablecoin(t);
     }
@@ -310,16 +360,28 @@ pub(super) fn x402(
         None => (None, Vec::new()),
     };
     let file = env("PAY402_EVM_KEY_FILE").map(PathBuf::from).or(file);
-    let Some(file) = file.filter(|_| enabled) else {
-        return Ok((b, rates));
+    let Some(file) = file.filter(|_| enabled || mpp) else {
+        return Ok((b, rates, None));
     };
     let key = Zeroizing::new(
         std::fs::read_to_string(&file).map_err(|e| usage(format!("{}: {e}", file.display())))?,
     );
-    let signer = pay402_client::x402::LocalSigner::from_hex(key.trim())
-        .map_err(|e| usage(format!("{}: {e}", file.display())))?;
-    let mut client = pay402_client::x402::X402Client::builder(Arc::new(signer));
+    let signer: Arc<dyn pay402_client::x402::PaymentSigner> = Arc::new(
+        pay402_client::x402::LocalSigner::from_hex(key.trim())
+            .map_err(|e| usage(format!("{}: {e}", file.display())))?,
+    );
+    let mut client = pay402_client::x402::X402Client::builder(signer.clone());
     for t in extra {
+        if let (Some(name), Some(version)) = (&t.name, &t.version) {
+            let token = mpp_token(&t.network, &t.asset, t.decimals, name, version, t.max_units)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "x402 token {} on {}: not an eip155 token",
+                        t.asset, t.network
+                    ))
+                })?;
+            mpp_tokens.push(token);
+        }
         let asset = t
             .asset
             .parse()
@@ -333,7 +395,9 @@ pub(super) fn x402(
         b = b.token(unit.clone());
         rates = rates.usd_stablecoin(unit);
     }
-    Ok((b.x402(client), rates))
+    let mpp = mpp.then_some((signer, mpp_tokens));
+    let b = if enabled { b.x402(client) } else { b };
+    Ok((b, rates, mpp))
 }
 
 /// The BitRequests wallet the means name (`PAY402_BITREQ_SEED_FILE`,

@@ -130,6 +130,9 @@ pub enum RailArg {
     X402,
     /// 21 BitRequests: a bit-transfer from the ledger account.
     Bitreq,
+    /// MPP (`WWW-Authenticate: Payment`): `lightning`/`charge` through the
+    /// configured Lightning node, `evm`/`charge` with the EVM key.
+    Mpp,
 }
 
 /// A failure with its exit code.
@@ -238,24 +241,32 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     }
     let allowed = |r: RailArg| args.rails.is_empty() || args.rails.contains(&r);
     let mut b = Payer::builder();
-    let node = if allowed(RailArg::L402) {
+    let mut mpp = None;
+    // One Lightning node pays L402 and MPP `lightning`/`charge`.
+    let node = if allowed(RailArg::L402) || allowed(RailArg::Mpp) {
         lightning(config.lightning)?
     } else {
         None
     };
     if let Some((node, network)) = node {
-        // The L402 client's own cap follows `--max` (its default is
+        // The Lightning clients' own cap follows `--max` (their default is
         // 1000 sat); a cap in cents is enforced by the payer alone.
         let cap = match &max {
             Amount::Msat(m) => *m,
             Amount::Sat(s) => s.to_msat().unwrap_or(Msat(u64::MAX)),
             _ => Msat(u64::MAX),
         };
-        b = b.l402(
-            pay402_client::L402Client::builder(node)
+        let client = || {
+            pay402_client::L402Client::builder(node.clone())
                 .network(network)
-                .max_price(cap),
-        );
+                .max_price(cap)
+        };
+        if allowed(RailArg::L402) {
+            b = b.l402(client());
+        }
+        if allowed(RailArg::Mpp) {
+            mpp = Some(pay402_client::mpp::MppClient::builder().lightning_client(client()));
+        }
     }
     // BitRequests prices are in sat: the client's own cap follows `--max`
     // in sat (rounded down), the payer's alone otherwise.
@@ -267,7 +278,25 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     if allowed(RailArg::Bitreq) {
         b = bitreq(b, config.bitrequests, sat_cap)?;
     }
-    let (b, rates) = x402(b, rates, config.x402, allowed(RailArg::X402))?;
+    let (mut b, rates, evm) = x402(
+        b,
+        rates,
+        config.x402,
+        allowed(RailArg::X402),
+        allowed(RailArg::Mpp),
+    )?;
+    // The EVM key pays MPP `evm`/`charge` in the tokens with a known domain.
+    if let Some((signer, tokens)) = evm {
+        for token in tokens {
+            mpp = Some(
+                mpp.unwrap_or_else(pay402_client::mpp::MppClient::builder)
+                    .evm(signer.clone(), token),
+            );
+        }
+    }
+    if let Some(m) = mpp {
+        b = b.mpp(m);
+    }
     let mut b = b
         .rates(rates)
         .reference_unit(max.unit())

@@ -370,3 +370,23 @@ pub async fn open_account(
     assert_eq!(credited.status(), 200, "{:?}", credited.text().await);
     path
 }
+
+/// Runs `pay402 fetch --config <config> args...` (journal beside the config).
+pub async fn fetch(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = tokio::process::Command::new(BIN)
+        .arg("fetch")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("PAY402_LIGHTNING")
+        .env_remove("PAY402_EVM_KEY_FILE")
+        .output()
+        .await
+        .expect("the pay402 binary runs");
+    eprintln!(
+        "[pay402 fetch {args:?}] exit {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -183,6 +183,24 @@ pub async fn reconcile(config: &Path) -> (i32, Value) {
 }
 
 /// A payer with `units` of USDC minted to it.
+/// What the payee received since `before`, once it equals `expected` or
+/// after 10 s: anvil mines a broadcast transaction on its own task, so a
+/// transfer sent just before a crash may land a moment after it.
+pub async fn payee_received(
+    usdc: &pay402_testkit::anvil::Usdc<'_>,
+    before: U256,
+    expected: U256,
+) -> U256 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let moved = usdc.balance_of(payee()).unwrap() - before;
+        if moved == expected || tokio::time::Instant::now() > deadline {
+            return moved;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn funded_payer(usdc: &pay402_testkit::anvil::Usdc<'_>, units: u64) -> LocalSigner {
     let payer = LocalSigner::random();
     usdc.mint(payer.address().0, U256::from(units))
