@@ -174,10 +174,15 @@ async fn with_peers(
     let evm_key = hex::encode(rand::random::<[u8; 32]>());
     let seed = hex::encode(rand::random::<[u8; 32]>());
     write_private(&dir.join("bitreq.seed"), &seed)?;
+    // MPP's HMAC secret (challenge binding): 32 random bytes, hex.
+    write_private(
+        &dir.join("mpp.secret"),
+        &hex::encode(rand::random::<[u8; 32]>()),
+    )?;
 
     let mut x402_sections = String::new();
     let mut fetch_x402 = String::new();
-    let mut rails = vec!["l402", "bitreq"];
+    let mut rails = vec!["l402", "mpp", "bitreq"];
     let mut usdc_address = None;
     if let Some(anvil) = anvil {
         let usdc = anvil.deploy_usdc()?;
@@ -207,7 +212,7 @@ async fn with_peers(
              asset = \"{asset}\"\ndecimals = {USDC_DECIMALS}\nmax_units = 1000000\n\n",
             asset = usdc.address,
         );
-        rails.insert(1, "x402");
+        rails.insert(2, "x402");
     }
 
     // The proxy's configuration: written out for the curious, then read
@@ -223,12 +228,14 @@ async fn with_peers(
          [store]\nurl = \"sqlite::memory:\"\n\n\
          [rates]\nusd_cents_per_btc = {USD_CENTS_PER_BTC}\n\n\
          [lightning]\nkind = \"simnet-rest\"\nlisten = \"127.0.0.1:0\"\nwallet_sats = {WALLET_SATS}\n\n\
+         [mpp]\nrealm = \"pay402-dev\"\nsecret = {{ file = \"{d}/mpp.secret\" }}\nmethods = [\"lightning\"]\n\n\
          {x402_sections}\
          [bitrequests]\nnetwork = \"regtest\"\ntransfer_username = \"{SHOP_USER}\"\n\n\
          [[services]]\nname = \"dev\"\nupstream = \"http://{upstream}\"\nfree_paths = [\"/free/*\"]\n\
          rails = [{rail_list}]\nprice = {{ usd_cents = {PRICE_USD_CENTS} }}\n\
          identity_header = \"{IDENTITY_HEADER}\"\n",
         listen = args.listen,
+        d = dir.display(),
     );
     let proxy_path = dir.join("pay402.toml");
     std::fs::write(&proxy_path, &proxy_toml)
@@ -312,6 +319,10 @@ fn banner(
     let _ = writeln!(
         s,
         "  l402          simnet Lightning; the dev wallet's LND REST API at http://{rest} ({WALLET_SATS} sat)"
+    );
+    let _ = writeln!(
+        s,
+        "  mpp           the Payment scheme's lightning/charge, paid from the same simnet wallet"
     );
     match (anvil, usdc) {
         (Some(a), Some(usdc)) => {

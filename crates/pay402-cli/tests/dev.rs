@@ -77,7 +77,11 @@ async fn dev_prints_one_fetch_command_per_rail_each_pays_through_it_and_ctrl_c_s
             c[i + 1].clone()
         })
         .collect();
-    assert_eq!(rails, ["l402", "x402", "bitreq"], "one command per rail");
+    assert_eq!(
+        rails,
+        ["l402", "mpp", "x402", "bitreq"],
+        "one command per rail"
+    );
     for (args, rail) in commands.iter().zip(&rails) {
         let out = Command::new(BIN)
             .args(args)
@@ -101,7 +105,7 @@ async fn dev_prints_one_fetch_command_per_rail_each_pays_through_it_and_ctrl_c_s
         }
     }
     // The printed body command: the upstream names what paid.
-    let bitreq = &commands[2];
+    let bitreq = &commands[rails.iter().position(|r| r == "bitreq").unwrap()];
     let out = Command::new(BIN).args(bitreq).output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
