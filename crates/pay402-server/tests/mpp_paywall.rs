@@ -672,3 +672,143 @@ async fn the_derived_vector_verifies_once_on_the_issuing_servers_path() {
         .verify_issued(&cred, UnixTime(1_767_226_500));
     assert_eq!(late.unwrap_err().to_string(), "challenge has expired");
 }
+
+/// An unpaid request with `Accept-Payment: accept` (each value one field
+/// line).
+async fn send_accepting(app: &Router, path: &str, accept: &[&str]) -> Reply {
+    let mut b = Request::get(path).header(header::HOST, REALM);
+    for a in accept {
+        b = b.header("accept-payment", *a);
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+impl Reply {
+    fn methods(&self) -> Vec<String> {
+        self.payment()
+            .iter()
+            .map(|c| c.method.to_string())
+            .collect()
+    }
+    fn schemes(&self) -> Vec<String> {
+        self.www()
+            .iter()
+            .map(|v| {
+                let s = String::from_utf8_lossy(v);
+                s.split(' ').next().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+    /// Asserts the other rails' challenges are all there.
+    fn has_other_rails(&self) {
+        assert_eq!(self.status, StatusCode::PAYMENT_REQUIRED);
+        let schemes = self.schemes();
+        assert_eq!(&schemes[..2], ["LSAT", "L402"], "{schemes:?}");
+        let required = PaymentRequired::decode_header(&self.header("payment-required")).unwrap();
+        assert_eq!(required.accepts[0].amount.to_string(), "5000000");
+        assert_eq!(self.header("price"), "5000");
+    }
+}
+
+#[tokio::test]
+async fn accept_payment_preferring_evm_puts_evm_first_and_leaves_other_rails_alone() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    let r = send_accepting(&app, "/dear", &["lightning/charge;q=0.5, evm/charge"]).await;
+    r.has_other_rails();
+    assert_eq!(r.methods(), ["evm", "lightning"]);
+    // A wildcard and a more specific range: the specific one wins.
+    let r = send_accepting(&app, "/dear", &["*/*;q=0.9", "evm/*;q=0.3"]).await;
+    assert_eq!(r.methods(), ["lightning", "evm"]);
+    // Ties keep the server's order.
+    let r = send_accepting(&app, "/dear", &["evm/charge, lightning/charge"]).await;
+    assert_eq!(r.methods(), ["lightning", "evm"]);
+    // The reordered offers still pay: the lightning challenge is genuine.
+    let r = send_accepting(&app, "/cheap", &["evm/charge, lightning/charge;q=0.1"]).await;
+    assert_eq!(r.methods(), ["evm", "lightning"]);
+    let auth = pay(&e.payer, &r.lightning()).await;
+    let paid = send(&app, "/cheap", &[&auth]).await;
+    assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.json());
+    assert_eq!(paid.json()["rail"], "mpp");
+}
+
+#[tokio::test]
+async fn accept_payment_with_q_zero_drops_the_method_and_mints_no_invoice() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    let before = e.merchant.invoices_created();
+    let r = send_accepting(&app, "/dear", &["lightning/charge;q=0, evm/charge"]).await;
+    r.has_other_rails();
+    assert_eq!(r.methods(), ["evm"]);
+    // Only L402's invoice was minted: none for the dropped MPP lightning.
+    assert_eq!(e.merchant.invoices_created(), before + 1);
+}
+
+#[tokio::test]
+async fn a_malformed_accept_payment_is_ignored_never_an_error() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    let long = format!("evm/charge;q=1, {}", "x/y;q=0.5, ".repeat(200));
+    for bad in [
+        "lightning",
+        "evm/charge;q=2",
+        "evm/charge;q=0.1234",
+        "Evm/Charge",
+        long.as_str(),
+    ] {
+        let r = send_accepting(&app, "/dear", &[bad]).await;
+        r.has_other_rails();
+        assert_eq!(r.methods(), ["lightning", "evm"], "{bad}");
+    }
+    // A non-UTF-8 value is malformed too.
+    let req = Request::get("/dear")
+        .header(header::HOST, REALM)
+        .header(
+            "accept-payment",
+            http::HeaderValue::from_bytes(b"evm/charge\xff").unwrap(),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+    let methods: Vec<String> = ChallengeList::parse(
+        resp.headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+    .challenges()
+    .iter()
+    .map(|c| c.method.to_string())
+    .collect();
+    assert_eq!(methods, ["lightning", "evm"]);
+}
+
+#[tokio::test]
+async fn accept_payment_matching_no_method_keeps_every_rails_challenges() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    // No MPP method is acceptable: the header is ignored (mpp.md §4.3,
+    // MAY), the 402 still carries L402, x402 and BitRequests, and MPP in
+    // server order (WWW-Authenticate stays authoritative).
+    for accept in ["tempo/charge", "lightning/*;q=0, evm/*;q=0", "*/session"] {
+        let r = send_accepting(&app, "/dear", &[accept]).await;
+        r.has_other_rails();
+        assert_eq!(
+            r.schemes(),
+            ["LSAT", "L402", "Payment", "Payment"],
+            "{accept}"
+        );
+        assert_eq!(r.methods(), ["lightning", "evm"], "{accept}");
+    }
+}

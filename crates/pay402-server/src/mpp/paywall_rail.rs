@@ -32,6 +32,9 @@ use crate::respond;
 /// The receipt header.
 static PAYMENT_RECEIPT: HeaderName = HeaderName::from_static("payment-receipt");
 
+/// The client's payment preferences (mpp.md §4.3).
+static ACCEPT_PAYMENT: HeaderName = HeaderName::from_static("accept-payment");
+
 /// The MPP rail: secrets, realm, methods and the replay store.
 pub(crate) struct MppRail {
     realm: String,
@@ -456,6 +459,59 @@ fn memchr_comma(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b',')
 }
 
+/// A method priced on a route, with its price.
+#[derive(Clone, Copy)]
+enum Method {
+    Lightning(Sat),
+    #[cfg(feature = "x402")]
+    Evm(pay402_core::x402::TokenAmount),
+}
+
+impl Method {
+    fn id(&self) -> &'static str {
+        match self {
+            Method::Lightning(_) => "lightning",
+            #[cfg(feature = "x402")]
+            Method::Evm(_) => "evm",
+        }
+    }
+}
+
+/// The order in which to offer `methods` (indices, server order first):
+/// the client's `Accept-Payment` (q = 0 dropped, by q descending, server
+/// order on ties). A malformed header, or one no method matches, is
+/// ignored (mpp.md §4.3: the server MAY), so every method is offered in
+/// server order and never an error.
+fn offer_order(headers: &HeaderMap, methods: &[Method]) -> Vec<usize> {
+    let all = || (0..methods.len()).collect();
+    let mut value = String::new();
+    for (n, v) in headers.get_all(&ACCEPT_PAYMENT).iter().enumerate() {
+        let Ok(v) = v.to_str() else {
+            return all();
+        };
+        if value.len().saturating_add(v.len()) > pay402_core::mpp::accept::MAX_ACCEPT_PAYMENT_LEN {
+            return all();
+        }
+        if n > 0 {
+            value.push_str(", ");
+        }
+        value.push_str(v);
+    }
+    if value.is_empty() {
+        return all();
+    }
+    match pay402_core::mpp::AcceptPayment::parse(&value) {
+        Ok(prefs) => {
+            let order = prefs.order(methods.iter().map(|m| (m.id(), "charge")));
+            if order.is_empty() { all() } else { order }
+        }
+        Err(e) => {
+            tracing::debug!(reason = e.reason(), "mpp.accept_payment_ignored");
+            all()
+        }
+    }
+}
+
 /// The problem of the 402 when MPP is offered.
 fn payment_required_problem() -> Problem {
     let mut p = Problem::new(402, "payment_required", "Payment Required").with_detail(
@@ -502,42 +558,65 @@ impl PaywallRail for MppRail {
                 tracing::info!(reason = "rate_limited", "mpp.reject");
                 return Some(ChallengePart::failed(limited.response()));
             }
-            let mut headers = HeaderMap::new();
-            let mut failure = None;
-            let mut priced = false;
-            if let (Some((node, _)), Some(sat)) = (&self.lightning, cx.prices.mpp) {
-                priced = true;
-                match self.lightning_challenge(node.as_ref(), sat, cx.now).await {
-                    Ok(v) => {
-                        headers.append(header::WWW_AUTHENTICATE, v);
-                    }
-                    Err(resp) => failure = Some(resp),
-                }
+            // The methods priced on the route, in server order, then the
+            // client's `Accept-Payment` order (mpp.md §4.3).
+            let mut methods: Vec<Method> = Vec::with_capacity(2);
+            if let (Some(_), Some(sat)) = (&self.lightning, cx.prices.mpp) {
+                methods.push(Method::Lightning(sat));
             }
             #[cfg(feature = "x402")]
-            if let (Some(evm), Some(amount)) = (&self.evm, cx.prices.mpp_evm) {
-                priced = true;
-                let nonce: [u8; 16] = rand::random();
-                match pay402_core::mpp::methods::evm::issue_charge(
-                    &self.keys,
-                    &self.realm,
-                    &evm.terms,
-                    amount,
-                    cx.now,
-                    self.ttl_secs,
-                    Some(&nonce),
-                ) {
-                    Ok(c) => match header_value(&c) {
-                        Some(v) => {
-                            headers.append(header::WWW_AUTHENTICATE, v);
+            if let (Some(_), Some(amount)) = (&self.evm, cx.prices.mpp_evm) {
+                methods.push(Method::Evm(amount));
+            }
+            let priced = !methods.is_empty();
+            let order = offer_order(&cx.parts.headers, &methods);
+            let mut headers = HeaderMap::new();
+            let mut failure = None;
+            for i in order {
+                match methods[i] {
+                    Method::Lightning(sat) => {
+                        let Some((node, _)) = &self.lightning else {
+                            continue;
+                        };
+                        match self.lightning_challenge(node.as_ref(), sat, cx.now).await {
+                            Ok(v) => {
+                                headers.append(header::WWW_AUTHENTICATE, v);
+                            }
+                            Err(resp) => {
+                                failure.get_or_insert(resp);
+                            }
                         }
-                        None => {
-                            failure.get_or_insert_with(not_emitted);
+                    }
+                    #[cfg(feature = "x402")]
+                    Method::Evm(amount) => {
+                        let Some(evm) = &self.evm else {
+                            continue;
+                        };
+                        let nonce: [u8; 16] = rand::random();
+                        match pay402_core::mpp::methods::evm::issue_charge(
+                            &self.keys,
+                            &self.realm,
+                            &evm.terms,
+                            amount,
+                            cx.now,
+                            self.ttl_secs,
+                            Some(&nonce),
+                        ) {
+                            Ok(c) => match header_value(&c) {
+                                Some(v) => {
+                                    headers.append(header::WWW_AUTHENTICATE, v);
+                                }
+                                None => {
+                                    failure.get_or_insert_with(not_emitted);
+                                }
+                            },
+                            Err(e) => {
+                                tracing::error!(reason = e.reason(), error = %e, "mpp.issue_failed");
+                                failure.get_or_insert(respond::problem(&Problem::from_reason(
+                                    &e, 500,
+                                )));
+                            }
                         }
-                    },
-                    Err(e) => {
-                        tracing::error!(reason = e.reason(), error = %e, "mpp.issue_failed");
-                        failure.get_or_insert(respond::problem(&Problem::from_reason(&e, 500)));
                     }
                 }
             }
