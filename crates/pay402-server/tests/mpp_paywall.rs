@@ -36,8 +36,8 @@ use pay402_core::time::UnixTime;
 use pay402_core::x402::{HeaderValue as _, PaymentRequired};
 use pay402_server::bitreq::store::MemoryBitreqStore;
 use pay402_server::bitreq::{BitreqConfig, BitreqServer, OnChainConfig, TransferConfig};
-use pay402_server::mpp::MppConfig;
 use pay402_server::mpp::store::{Consumption, MemoryMppStore, MppStore, StoreError};
+use pay402_server::mpp::{CredentialHeader, MppConfig};
 use pay402_server::paywall::{Paid, Paywall, PaywallPrice, X402Asset};
 use pay402_server::store::MemoryStore;
 use pay402_server::x402::X402Config;
@@ -374,7 +374,9 @@ async fn a_tampered_challenge_fails_the_hmac() {
     let cred = Credential::decode(token, &mut buf).unwrap();
     let payload: Value = serde_json::from_str(cred.payload.get()).unwrap();
     let mut forged_id = cred.challenge.clone();
-    forged_id.id = format!("A{}", &ch.id[1..]).into();
+    // (Another first character than the real one: 1 id in 64 starts with A.)
+    let first = if ch.id.starts_with('A') { 'B' } else { 'A' };
+    forged_id.id = format!("{first}{}", &ch.id[1..]).into();
     let mut later = cred.challenge.clone();
     later.expires = Some("2099-01-01T00:00:00Z".into());
     for forged in [forged_id, later] {
@@ -811,4 +813,108 @@ async fn accept_payment_matching_no_method_keeps_every_rails_challenges() {
         );
         assert_eq!(r.methods(), ["lightning", "evm"], "{accept}");
     }
+}
+
+/// Sends `headers` (name, value) to `path`.
+async fn send_fields(app: &Router, path: &str, fields: &[(&str, &str)]) -> Reply {
+    let mut b = Request::get(path).header(header::HOST, REALM);
+    for (name, value) in fields {
+        b = b.header(*name, *value);
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn payment_authorization_opt_in_binds_header_and_reads_only_that_field() {
+    let e = env_with(true, |c| {
+        c.credential_header(CredentialHeader::PaymentAuthorization)
+    });
+    let app = app(&e.paywall);
+    let r = send(&app, "/cheap", &[]).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(r.methods(), ["lightning", "evm"]);
+    let keys = ChallengeKeys::new(ChallengeKey::new(&SECRET).unwrap());
+    for c in r.payment() {
+        assert_eq!(c.header.as_deref(), Some("Payment-Authorization"));
+        assert_eq!(c.credential_header(), "Payment-Authorization");
+        // Bound as the eighth slot: the id verifies with it, not without.
+        assert_eq!(keys.verify(&c), Some(0));
+        let mut stripped = c.clone();
+        stripped.header = None;
+        assert_eq!(keys.verify(&stripped), None, "{}", c.method);
+    }
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Payment-Authorization: Payment")
+    );
+    let ch = r.lightning();
+    let auth = pay(&e.payer, &ch).await;
+
+    // In `Authorization` it is refused, with fresh challenges, and nothing
+    // is consumed: the same credential then pays in the right field.
+    let wrong = send(&app, "/cheap", &[&auth]).await;
+    assert_eq!(wrong.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(wrong.problem().0, "invalid-challenge", "{:?}", wrong.json());
+    assert_eq!(wrong.json()["challengeId"], &*ch.id);
+    assert_eq!(wrong.methods(), ["lightning", "evm"]);
+
+    // `Authorization` stays free for the application (a Bearer token).
+    let ok = send_fields(
+        &app,
+        "/cheap",
+        &[
+            ("authorization", "Bearer app-token"),
+            ("payment-authorization", &auth),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json());
+    assert_eq!(ok.json()["rail"], "mpp");
+    let receipt = Receipt::decode(&ok.header("payment-receipt")).unwrap();
+    assert_eq!(receipt.challenge_id.as_deref(), Some(&*ch.id));
+    let vary = ok.header("vary");
+    assert!(vary.contains("Payment-Authorization"), "{vary}");
+    assert_eq!(e.merchant.balance(), Msat(10_000));
+
+    // Replayed in the right field: 403 and no challenge.
+    let again = send_fields(&app, "/cheap", &[("payment-authorization", &auth)]).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(again.www().is_empty());
+    // In both fields at once: 400, nothing spent.
+    let both = send_fields(
+        &app,
+        "/cheap",
+        &[("authorization", &auth), ("payment-authorization", &auth)],
+    )
+    .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    assert_eq!(e.merchant.balance(), Msat(10_000));
+}
+
+#[tokio::test]
+async fn without_the_opt_in_a_credential_in_payment_authorization_is_refused() {
+    let e = env();
+    let app = app(&e.paywall);
+    let r = send(&app, "/cheap", &[]).await;
+    let ch = r.lightning();
+    assert!(ch.header.is_none());
+    let auth = pay(&e.payer, &ch).await;
+    let wrong = send_fields(&app, "/cheap", &[("payment-authorization", &auth)]).await;
+    assert_eq!(wrong.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(wrong.problem().0, "invalid-challenge", "{:?}", wrong.json());
+    let ok = send(&app, "/cheap", &[&auth]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json());
+    assert_eq!(e.merchant.balance(), Msat(10_000));
 }

@@ -22,8 +22,8 @@ use pay402_core::rates::Amount;
 use pay402_core::time::UnixTime;
 use tower::Service;
 
-use super::MppConfig;
 use super::store::{Consumption, MppStore};
+use super::{CredentialHeader, MppConfig};
 use crate::cache::PaidCaching;
 use crate::paywall::rail::{ChallengePart, Next, Part, PaywallRail, Pending, RailFuture, Unpaid};
 use crate::paywall::{BuildError, Paid, RailPrices, Receipt};
@@ -34,6 +34,9 @@ static PAYMENT_RECEIPT: HeaderName = HeaderName::from_static("payment-receipt");
 
 /// The client's payment preferences (mpp.md §4.3).
 static ACCEPT_PAYMENT: HeaderName = HeaderName::from_static("accept-payment");
+
+/// The opt-in credential field (mpp.md §3.3).
+static PAYMENT_AUTHORIZATION: HeaderName = HeaderName::from_static("payment-authorization");
 
 /// The MPP rail: secrets, realm, methods and the replay store.
 pub(crate) struct MppRail {
@@ -47,6 +50,9 @@ pub(crate) struct MppRail {
     paid_caching: PaidCaching,
     memo: String,
     challenge_limit: Option<Arc<crate::limit::ClientLimiter>>,
+    /// The field credentials are read from, advertised as `header=` when not
+    /// `Authorization`.
+    credential_header: CredentialHeader,
 }
 
 /// What a verified credential is, before it is consumed.
@@ -94,7 +100,30 @@ impl MppRail {
             paid_caching: config.paid_caching,
             memo: config.memo,
             challenge_limit: config.challenge_limit,
+            credential_header: config.credential_header,
         })
+    }
+
+    /// The `header=` parameter of the challenges: `None` for
+    /// `Authorization` (never advertised, never bound).
+    fn advertised_header(&self) -> Option<&'static str> {
+        match self.credential_header {
+            CredentialHeader::Authorization => None,
+            CredentialHeader::PaymentAuthorization => Some(self.credential_header.name()),
+        }
+    }
+
+    /// `c` with the advertised `header=` (the HMAC's eighth slot), rebound.
+    #[cfg(feature = "x402")]
+    fn with_header(
+        &self,
+        mut c: pay402_core::mpp::Challenge<'static>,
+    ) -> pay402_core::mpp::Challenge<'static> {
+        if let Some(h) = self.advertised_header() {
+            c.header = Some(h.into());
+            self.keys.bind(&mut c);
+        }
+        c
     }
 
     /// Whether `lightning`/`charge` is enabled.
@@ -140,6 +169,7 @@ impl MppRail {
         })?;
         let mut offer = lightning::ChargeOffer::new(&self.realm, &invoice.bolt11);
         offer.ttl_secs = self.ttl_secs;
+        offer.header = self.advertised_header();
         let challenge = lightning::issue_charge(&self.keys, &offer, now).map_err(|e| {
             tracing::error!(reason = e.reason(), error = %e, "mpp.issue_failed");
             respond::problem(&Problem::from_reason(&e, 500))
@@ -176,12 +206,26 @@ impl MppRail {
     /// Verifies the request's credential (steps 1 to 6); owned, so the
     /// request can move on.
     fn verify(&self, req: &Pending<'_>) -> Result<Verified, (VerifyError, Option<String>)> {
-        let values = req
-            .parts
-            .headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes);
+        let headers = &req.parts.headers;
+        let carries = |name: &HeaderName| {
+            headers
+                .get_all(name)
+                .iter()
+                .any(|v| carries_payment(v.as_bytes()))
+        };
+        // The field the credential came in: one of the two, never both.
+        let (field, arrived) = match (
+            carries(&header::AUTHORIZATION),
+            carries(&PAYMENT_AUTHORIZATION),
+        ) {
+            (true, true) => return Err((VerifyError::Credential(CredentialError::Multiple), None)),
+            (false, true) => (
+                &PAYMENT_AUTHORIZATION,
+                CredentialHeader::PaymentAuthorization,
+            ),
+            _ => (&header::AUTHORIZATION, CredentialHeader::Authorization),
+        };
+        let values = headers.get_all(field).iter().map(HeaderValue::as_bytes);
         let token = match credential::find_token(values) {
             Ok(Some(t)) => t,
             Ok(None) => return Err((VerifyError::Credential(CredentialError::EmptyToken), None)),
@@ -191,6 +235,16 @@ impl MppRail {
         let cred =
             Credential::decode(token, &mut buf).map_err(|e| (VerifyError::Credential(e), None))?;
         let id = || Some(cred.challenge.id.to_string());
+        // mpp.md §3.3: the credential comes in the configured field, and
+        // the challenge it echoes names that field.
+        if arrived != self.credential_header
+            || !cred
+                .challenge
+                .credential_header()
+                .eq_ignore_ascii_case(arrived.name())
+        {
+            return Err((VerifyError::RouteMismatch("header"), id()));
+        }
         match &*cred.challenge.method {
             lightning::METHOD => {
                 let (Some((_, network)), Some(sat)) = (&self.lightning, req.prices.mpp) else {
@@ -513,11 +567,12 @@ fn offer_order(headers: &HeaderMap, methods: &[Method]) -> Vec<usize> {
 }
 
 /// The problem of the 402 when MPP is offered.
-fn payment_required_problem() -> Problem {
-    let mut p = Problem::new(402, "payment_required", "Payment Required").with_detail(
+fn payment_required_problem(field: CredentialHeader) -> Problem {
+    let mut p = Problem::new(402, "payment_required", "Payment Required").with_detail(format!(
         "pay one of the Payment challenges (WWW-Authenticate) and retry with \
-         Authorization: Payment <credential>",
-    );
+         {}: Payment <credential>",
+        field.name()
+    ));
     p.type_uri = ProblemType::PaymentRequired.uri();
     p
 }
@@ -528,7 +583,10 @@ impl PaywallRail for MppRail {
     }
 
     fn credentials(&self) -> &'static [&'static str] {
-        &["Authorization"]
+        match self.credential_header {
+            CredentialHeader::Authorization => &["Authorization"],
+            CredentialHeader::PaymentAuthorization => &["Authorization", "Payment-Authorization"],
+        }
     }
 
     fn expose(&self) -> &'static str {
@@ -536,9 +594,9 @@ impl PaywallRail for MppRail {
     }
 
     fn has_proof(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
+        [&header::AUTHORIZATION, &PAYMENT_AUTHORIZATION]
+            .into_iter()
+            .flat_map(|name| headers.get_all(name))
             .any(|v| carries_payment(v.as_bytes()))
     }
 
@@ -602,7 +660,7 @@ impl PaywallRail for MppRail {
                             self.ttl_secs,
                             Some(&nonce),
                         ) {
-                            Ok(c) => match header_value(&c) {
+                            Ok(c) => match header_value(&self.with_header(c)) {
                                 Some(v) => {
                                     headers.append(header::WWW_AUTHENTICATE, v);
                                 }
@@ -631,7 +689,7 @@ impl PaywallRail for MppRail {
             }
             Some(ChallengePart {
                 headers,
-                part: Part::On(Rail::Mpp, payment_required_problem()),
+                part: Part::On(Rail::Mpp, payment_required_problem(self.credential_header)),
                 body: None,
             })
         })
