@@ -678,21 +678,8 @@ async fn the_derived_vector_verifies_once_on_the_issuing_servers_path() {
 /// An unpaid request with `Accept-Payment: accept` (each value one field
 /// line).
 async fn send_accepting(app: &Router, path: &str, accept: &[&str]) -> Reply {
-    let mut b = Request::get(path).header(header::HOST, REALM);
-    for a in accept {
-        b = b.header("accept-payment", *a);
-    }
-    let resp = app
-        .clone()
-        .oneshot(b.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    let fields: Vec<(&str, &str)> = accept.iter().map(|a| ("accept-payment", *a)).collect();
+    send_fields(app, path, &fields).await
 }
 
 impl Reply {

@@ -15,7 +15,14 @@
 //!   as `keccak256(id ‖ realm)`). Ids are HMAC-SHA256 of the parameters
 //!   ([`pay402_core::mpp::binding`]); `expires` is now + the TTL (never
 //!   after the invoice's expiry). The 402 has `Cache-Control: no-store` and
-//!   exposes `WWW-Authenticate, Payment-Receipt` to browsers.
+//!   exposes `WWW-Authenticate, Payment-Receipt` to browsers. A request's
+//!   `Accept-Payment` orders the methods (q = 0 dropped, by q, server order
+//!   on ties); a malformed one, or one leaving nothing, is ignored.
+//! - **Credential field.** `Authorization` by default; with
+//!   [`MppConfig::credential_header`] and
+//!   [`CredentialHeader::PaymentAuthorization`] the challenges carry
+//!   `header="Payment-Authorization"` (bound by the HMAC) and the
+//!   credential is read from that field only.
 //! - **Verification**, in the order of the protocol: decode → HMAC (under
 //!   the current or the previous secret) → route pinning (realm, method,
 //!   intent, amount, currency, network or chain, token and recipient) →
