@@ -36,8 +36,8 @@ use pay402_core::time::UnixTime;
 use pay402_core::x402::{HeaderValue as _, PaymentRequired};
 use pay402_server::bitreq::store::MemoryBitreqStore;
 use pay402_server::bitreq::{BitreqConfig, BitreqServer, OnChainConfig, TransferConfig};
-use pay402_server::mpp::MppConfig;
 use pay402_server::mpp::store::{Consumption, MemoryMppStore, MppStore, StoreError};
+use pay402_server::mpp::{CredentialHeader, MppConfig};
 use pay402_server::paywall::{Paid, Paywall, PaywallPrice, X402Asset};
 use pay402_server::store::MemoryStore;
 use pay402_server::x402::X402Config;
@@ -374,7 +374,9 @@ async fn a_tampered_challenge_fails_the_hmac() {
     let cred = Credential::decode(token, &mut buf).unwrap();
     let payload: Value = serde_json::from_str(cred.payload.get()).unwrap();
     let mut forged_id = cred.challenge.clone();
-    forged_id.id = format!("A{}", &ch.id[1..]).into();
+    // (Another first character than the real one: 1 id in 64 starts with A.)
+    let first = if ch.id.starts_with('A') { 'B' } else { 'A' };
+    forged_id.id = format!("{first}{}", &ch.id[1..]).into();
     let mut later = cred.challenge.clone();
     later.expires = Some("2099-01-01T00:00:00Z".into());
     for forged in [forged_id, later] {
@@ -671,4 +673,235 @@ async fn the_derived_vector_verifies_once_on_the_issuing_servers_path() {
     let late = lightning::ChargeVerifier::new(&keys, "api.example.com", 100, Network::Regtest)
         .verify_issued(&cred, UnixTime(1_767_226_500));
     assert_eq!(late.unwrap_err().to_string(), "challenge has expired");
+}
+
+/// An unpaid request with `Accept-Payment: accept` (each value one field
+/// line).
+async fn send_accepting(app: &Router, path: &str, accept: &[&str]) -> Reply {
+    let fields: Vec<(&str, &str)> = accept.iter().map(|a| ("accept-payment", *a)).collect();
+    send_fields(app, path, &fields).await
+}
+
+impl Reply {
+    fn methods(&self) -> Vec<String> {
+        self.payment()
+            .iter()
+            .map(|c| c.method.to_string())
+            .collect()
+    }
+    fn schemes(&self) -> Vec<String> {
+        self.www()
+            .iter()
+            .map(|v| {
+                let s = String::from_utf8_lossy(v);
+                s.split(' ').next().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+    /// Asserts the other rails' challenges are all there.
+    fn has_other_rails(&self) {
+        assert_eq!(self.status, StatusCode::PAYMENT_REQUIRED);
+        let schemes = self.schemes();
+        assert_eq!(&schemes[..2], ["LSAT", "L402"], "{schemes:?}");
+        let required = PaymentRequired::decode_header(&self.header("payment-required")).unwrap();
+        assert_eq!(required.accepts[0].amount.to_string(), "5000000");
+        assert_eq!(self.header("price"), "5000");
+    }
+}
+
+#[tokio::test]
+async fn accept_payment_preferring_evm_puts_evm_first_and_leaves_other_rails_alone() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    let r = send_accepting(&app, "/dear", &["lightning/charge;q=0.5, evm/charge"]).await;
+    r.has_other_rails();
+    assert_eq!(r.methods(), ["evm", "lightning"]);
+    // A wildcard and a more specific range: the specific one wins.
+    let r = send_accepting(&app, "/dear", &["*/*;q=0.9", "evm/*;q=0.3"]).await;
+    assert_eq!(r.methods(), ["lightning", "evm"]);
+    // Ties keep the server's order.
+    let r = send_accepting(&app, "/dear", &["evm/charge, lightning/charge"]).await;
+    assert_eq!(r.methods(), ["lightning", "evm"]);
+    // The reordered offers still pay: the lightning challenge is genuine.
+    let r = send_accepting(&app, "/cheap", &["evm/charge, lightning/charge;q=0.1"]).await;
+    assert_eq!(r.methods(), ["evm", "lightning"]);
+    let auth = pay(&e.payer, &r.lightning()).await;
+    let paid = send(&app, "/cheap", &[&auth]).await;
+    assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.json());
+    assert_eq!(paid.json()["rail"], "mpp");
+}
+
+#[tokio::test]
+async fn accept_payment_with_q_zero_drops_the_method_and_mints_no_invoice() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    let before = e.merchant.invoices_created();
+    let r = send_accepting(&app, "/dear", &["lightning/charge;q=0, evm/charge"]).await;
+    r.has_other_rails();
+    assert_eq!(r.methods(), ["evm"]);
+    // Only L402's invoice was minted: none for the dropped MPP lightning.
+    assert_eq!(e.merchant.invoices_created(), before + 1);
+}
+
+#[tokio::test]
+async fn a_malformed_accept_payment_is_ignored_never_an_error() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    let long = format!("evm/charge;q=1, {}", "x/y;q=0.5, ".repeat(200));
+    for bad in [
+        "lightning",
+        "evm/charge;q=2",
+        "evm/charge;q=0.1234",
+        "Evm/Charge",
+        long.as_str(),
+    ] {
+        let r = send_accepting(&app, "/dear", &[bad]).await;
+        r.has_other_rails();
+        assert_eq!(r.methods(), ["lightning", "evm"], "{bad}");
+    }
+    // A non-UTF-8 value is malformed too.
+    let req = Request::get("/dear")
+        .header(header::HOST, REALM)
+        .header(
+            "accept-payment",
+            http::HeaderValue::from_bytes(b"evm/charge\xff").unwrap(),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+    let methods: Vec<String> = ChallengeList::parse(
+        resp.headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+    .challenges()
+    .iter()
+    .map(|c| c.method.to_string())
+    .collect();
+    assert_eq!(methods, ["lightning", "evm"]);
+}
+
+#[tokio::test]
+async fn accept_payment_matching_no_method_keeps_every_rails_challenges() {
+    let e = env_with(true, |c| c);
+    let app = app(&e.paywall);
+    // No MPP method is acceptable: the header is ignored (mpp.md §4.3,
+    // MAY), the 402 still carries L402, x402 and BitRequests, and MPP in
+    // server order (WWW-Authenticate stays authoritative).
+    for accept in ["tempo/charge", "lightning/*;q=0, evm/*;q=0", "*/session"] {
+        let r = send_accepting(&app, "/dear", &[accept]).await;
+        r.has_other_rails();
+        assert_eq!(
+            r.schemes(),
+            ["LSAT", "L402", "Payment", "Payment"],
+            "{accept}"
+        );
+        assert_eq!(r.methods(), ["lightning", "evm"], "{accept}");
+    }
+}
+
+/// Sends `headers` (name, value) to `path`.
+async fn send_fields(app: &Router, path: &str, fields: &[(&str, &str)]) -> Reply {
+    let mut b = Request::get(path).header(header::HOST, REALM);
+    for (name, value) in fields {
+        b = b.header(*name, *value);
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn payment_authorization_opt_in_binds_header_and_reads_only_that_field() {
+    let e = env_with(true, |c| {
+        c.credential_header(CredentialHeader::PaymentAuthorization)
+    });
+    let app = app(&e.paywall);
+    let r = send(&app, "/cheap", &[]).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(r.methods(), ["lightning", "evm"]);
+    let keys = ChallengeKeys::new(ChallengeKey::new(&SECRET).unwrap());
+    for c in r.payment() {
+        assert_eq!(c.header.as_deref(), Some("Payment-Authorization"));
+        assert_eq!(c.credential_header(), "Payment-Authorization");
+        // Bound as the eighth slot: the id verifies with it, not without.
+        assert_eq!(keys.verify(&c), Some(0));
+        let mut stripped = c.clone();
+        stripped.header = None;
+        assert_eq!(keys.verify(&stripped), None, "{}", c.method);
+    }
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Payment-Authorization: Payment")
+    );
+    let ch = r.lightning();
+    let auth = pay(&e.payer, &ch).await;
+
+    // In `Authorization` it is refused, with fresh challenges, and nothing
+    // is consumed: the same credential then pays in the right field.
+    let wrong = send(&app, "/cheap", &[&auth]).await;
+    assert_eq!(wrong.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(wrong.problem().0, "invalid-challenge", "{:?}", wrong.json());
+    assert_eq!(wrong.json()["challengeId"], &*ch.id);
+    assert_eq!(wrong.methods(), ["lightning", "evm"]);
+
+    // `Authorization` stays free for the application (a Bearer token).
+    let ok = send_fields(
+        &app,
+        "/cheap",
+        &[
+            ("authorization", "Bearer app-token"),
+            ("payment-authorization", &auth),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json());
+    assert_eq!(ok.json()["rail"], "mpp");
+    let receipt = Receipt::decode(&ok.header("payment-receipt")).unwrap();
+    assert_eq!(receipt.challenge_id.as_deref(), Some(&*ch.id));
+    let vary = ok.header("vary");
+    assert!(vary.contains("Payment-Authorization"), "{vary}");
+    assert_eq!(e.merchant.balance(), Msat(10_000));
+
+    // Replayed in the right field: 403 and no challenge.
+    let again = send_fields(&app, "/cheap", &[("payment-authorization", &auth)]).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(again.www().is_empty());
+    // In both fields at once: 400, nothing spent.
+    let both = send_fields(
+        &app,
+        "/cheap",
+        &[("authorization", &auth), ("payment-authorization", &auth)],
+    )
+    .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    assert_eq!(e.merchant.balance(), Msat(10_000));
+}
+
+#[tokio::test]
+async fn without_the_opt_in_a_credential_in_payment_authorization_is_refused() {
+    let e = env();
+    let app = app(&e.paywall);
+    let r = send(&app, "/cheap", &[]).await;
+    let ch = r.lightning();
+    assert!(ch.header.is_none());
+    let auth = pay(&e.payer, &ch).await;
+    let wrong = send_fields(&app, "/cheap", &[("payment-authorization", &auth)]).await;
+    assert_eq!(wrong.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(wrong.problem().0, "invalid-challenge", "{:?}", wrong.json());
+    let ok = send(&app, "/cheap", &[&auth]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json());
+    assert_eq!(e.merchant.balance(), Msat(10_000));
 }

@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::routing::get;
-use pay402_backends::simnet::SimNet;
+use pay402_backends::simnet::{SimNet, SimNode};
 use pay402_backends::x402::LocalFacilitator;
 use pay402_client::journal::Journal;
 use pay402_client::mpp::{MppClient, MppToken};
@@ -35,8 +35,8 @@ use pay402_core::offer::Rail;
 use pay402_core::rates::FixedRates;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::EvmAddress;
-use pay402_server::mpp::MppConfig;
 use pay402_server::mpp::store::MemoryMppStore;
+use pay402_server::mpp::{CredentialHeader, MppConfig};
 use pay402_server::paywall::{Paid, Paywall, PaywallPrice, X402Asset};
 use pay402_server::store::MemoryStore;
 use pay402_testkit::anvil::{
@@ -61,6 +61,8 @@ const STEP: Duration = Duration::from_secs(90);
 struct Seen {
     runs: Arc<AtomicUsize>,
     authorizations: Arc<Mutex<Vec<String>>>,
+    /// The `Payment-Authorization` values received.
+    payment_authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 /// `GET /report` behind `paywall` priced `price`, served on a free port.
@@ -74,16 +76,22 @@ async fn serve(paywall: &Paywall, price: PaywallPrice, seen: &Seen) -> SocketAdd
         }
     });
     let auths = seen.authorizations.clone();
+    let payment_auths = seen.payment_authorizations.clone();
     let app = Router::new()
         .route("/report", report.route_layer(paywall.price(price)))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let auths = auths.clone();
+            let payment_auths = payment_auths.clone();
             async move {
-                for v in req.headers().get_all("authorization") {
-                    auths
-                        .lock()
-                        .unwrap()
-                        .push(v.to_str().unwrap_or_default().to_owned());
+                for (name, seen) in [
+                    ("authorization", &auths),
+                    ("payment-authorization", &payment_auths),
+                ] {
+                    for v in req.headers().get_all(name) {
+                        seen.lock()
+                            .unwrap()
+                            .push(v.to_str().unwrap_or_default().to_owned());
+                    }
                 }
                 next.run(req).await
             }
@@ -110,12 +118,38 @@ fn payment_credentials(seen: &Seen) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payer_pays_paywall_mpp_lightning_charge_on_simnet() {
+/// `GET url` through `payer`: a 200 paid through MPP, and its receipt.
+async fn paid_through_mpp(
+    payer: &Payer,
+    url: &str,
+    n: u64,
+) -> (pay402_client::PayerPaid, pay402_client::mpp::MppReceipt) {
+    let paid = payer
+        .get(url)
+        .await
+        .unwrap_or_else(|e| panic!("request {n}: {e}"));
+    assert_eq!(paid.status(), 200, "request {n}");
+    let receipt = paid.receipt.clone().expect("a payer receipt");
+    assert_eq!(receipt.rail, Rail::Mpp, "request {n} paid through MPP");
+    let Some(RailReceipt::Mpp(mpp)) = receipt.rail_receipt else {
+        panic!("request {n}: no MPP receipt");
+    };
+    (paid, *mpp)
+}
+
+/// A simnet merchant (no funds), a funded payer wallet, and the merchant
+/// as the paywall's invoice issuer.
+fn simnet_parties() -> (SimNode, SimNode, Arc<dyn InvoiceIssuer>) {
     let net = SimNet::new(Network::Regtest);
     let merchant = net.add_node("merchant", Msat(0));
     let wallet = net.add_node("payer", Msat(1_000_000_000));
     let node: Arc<dyn InvoiceIssuer> = Arc::new(merchant.clone());
+    (merchant, wallet, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_pays_paywall_mpp_lightning_charge_on_simnet() {
+    let (merchant, wallet, node) = simnet_parties();
     let mpp = MppConfig::new(REALM, &SECRET)
         .unwrap()
         .lightning(node.clone())
@@ -202,6 +236,47 @@ async fn payer_pays_paywall_mpp_lightning_charge_on_simnet() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_pays_a_paywall_taking_payment_authorization_on_simnet() {
+    let (merchant, wallet, node) = simnet_parties();
+    let mpp = MppConfig::new(REALM, &SECRET)
+        .unwrap()
+        .lightning(node)
+        .credential_header(CredentialHeader::PaymentAuthorization);
+    let paywall = Paywall::builder().mpp(mpp).build().unwrap();
+    let seen = Seen::default();
+    let addr = serve(&paywall, PaywallPrice::sats(PRICE_SAT), &seen).await;
+    let url = format!("http://{addr}/report");
+    // The challenge names the field.
+    let unpaid = reqwest::get(&url).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    let www = unpaid.headers()["www-authenticate"].to_str().unwrap();
+    assert!(www.contains(r#"header="Payment-Authorization""#), "{www}");
+
+    let lightning: Arc<dyn LightningPayer> = Arc::new(wallet.clone());
+    let payer = Payer::builder()
+        .mpp(MppClient::builder().lightning(lightning, Network::Regtest))
+        .journal(Journal::memory())
+        .build()
+        .await
+        .unwrap();
+    for n in 1..=2u64 {
+        let (paid, mpp) = paid_through_mpp(&payer, &url, n).await;
+        let server = mpp.receipt.as_ref().expect("Payment-Receipt read");
+        assert_eq!(server.challenge_id.as_deref(), Some(&*mpp.challenge_id));
+        assert_eq!(paid.text().await.unwrap(), "paid by mpp (mpp_lightning)");
+        // Paid once per request, the credential in Payment-Authorization
+        // and never in Authorization.
+        assert_eq!(wallet.payments_sent(), n);
+        assert_eq!(merchant.balance(), Msat(n * PRICE_SAT * 1000));
+        assert_eq!(seen.runs.load(Ordering::SeqCst), n as usize);
+        let in_field = seen.payment_authorizations.lock().unwrap().clone();
+        assert_eq!(in_field.len(), n as usize);
+        assert!(in_field.iter().all(|v| v.starts_with("Payment ")));
+        assert!(payment_credentials(&seen).is_empty());
+    }
+}
+
 /// A `LocalFacilitator` settling `usdc` on `chain`, paying gas as
 /// [`FACILITATOR`].
 async fn facilitator(chain: &Anvil, usdc: &Usdc<'_>) -> LocalFacilitator {
@@ -271,16 +346,7 @@ async fn payer_pays_paywall_mpp_evm_charge_on_anvil() {
     let payer_start = usdc.balance_of(PAYER.address).unwrap();
     let mut references = Vec::new();
     for n in 1..=2u64 {
-        let paid = payer
-            .get(&url)
-            .await
-            .unwrap_or_else(|e| panic!("request {n}: {e}"));
-        assert_eq!(paid.status(), 200, "request {n}");
-        let receipt = paid.receipt.clone().expect("a payer receipt");
-        assert_eq!(receipt.rail, Rail::Mpp);
-        let Some(RailReceipt::Mpp(mpp)) = &receipt.rail_receipt else {
-            panic!("request {n}: no MPP receipt");
-        };
+        let (paid, mpp) = paid_through_mpp(&payer, &url, n).await;
         assert_eq!(mpp.kind, "evm/charge");
         let server = mpp
             .receipt

@@ -15,7 +15,14 @@
 //!   as `keccak256(id ‖ realm)`). Ids are HMAC-SHA256 of the parameters
 //!   ([`pay402_core::mpp::binding`]); `expires` is now + the TTL (never
 //!   after the invoice's expiry). The 402 has `Cache-Control: no-store` and
-//!   exposes `WWW-Authenticate, Payment-Receipt` to browsers.
+//!   exposes `WWW-Authenticate, Payment-Receipt` to browsers. A request's
+//!   `Accept-Payment` orders the methods (q = 0 dropped, by q, server order
+//!   on ties); a malformed one, or one leaving nothing, is ignored.
+//! - **Credential field.** `Authorization` by default; with
+//!   [`MppConfig::credential_header`] and
+//!   [`CredentialHeader::PaymentAuthorization`] the challenges carry
+//!   `header="Payment-Authorization"` (bound by the HMAC) and the
+//!   credential is read from that field only.
 //! - **Verification**, in the order of the protocol: decode → HMAC (under
 //!   the current or the previous secret) → route pinning (realm, method,
 //!   intent, amount, currency, network or chain, token and recipient) →
@@ -129,6 +136,40 @@ pub struct MppConfig {
     pub(crate) paid_caching: PaidCaching,
     pub(crate) memo: String,
     pub(crate) challenge_limit: Option<Arc<crate::limit::ClientLimiter>>,
+    pub(crate) credential_header: CredentialHeader,
+}
+
+/// The request field a Payment credential is read from (mpp.md §3.3).
+///
+/// ```
+/// use pay402_server::mpp::CredentialHeader;
+/// assert_eq!(CredentialHeader::default(), CredentialHeader::Authorization);
+/// assert_eq!(CredentialHeader::PaymentAuthorization.name(), "Payment-Authorization");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialHeader {
+    /// `Authorization` (the default; not advertised, not bound).
+    #[default]
+    Authorization,
+    /// `Payment-Authorization`, which leaves `Authorization` to the
+    /// application (e.g. a Bearer token): challenges carry
+    /// `header="Payment-Authorization"`, bound as the HMAC's eighth slot.
+    PaymentAuthorization,
+}
+
+impl CredentialHeader {
+    /// The field name.
+    ///
+    /// ```
+    /// assert_eq!(pay402_server::mpp::CredentialHeader::Authorization.name(), "Authorization");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            CredentialHeader::Authorization => "Authorization",
+            CredentialHeader::PaymentAuthorization => "Payment-Authorization",
+        }
+    }
 }
 
 /// The `evm`/`charge` method's settlement and terms.
@@ -206,6 +247,7 @@ impl MppConfig {
             paid_caching: PaidCaching::default(),
             memo: "pay402".to_owned(),
             challenge_limit: None,
+            credential_header: CredentialHeader::Authorization,
         })
     }
 
@@ -338,6 +380,26 @@ impl MppConfig {
     /// ```
     pub fn challenge_rate_limit(mut self, limit: crate::limit::RateLimit) -> MppConfig {
         self.challenge_limit = Some(Arc::new(crate::limit::ClientLimiter::new(limit)));
+        self
+    }
+
+    /// The request field the credential is read from (default
+    /// [`CredentialHeader::Authorization`]). With
+    /// [`CredentialHeader::PaymentAuthorization`] every challenge carries
+    /// `header="Payment-Authorization"` (bound by its HMAC), the credential
+    /// is read from `Payment-Authorization` only, and a credential sent in
+    /// `Authorization` is refused (`invalid-challenge` with fresh
+    /// challenges), as is one whose echoed challenge names another field
+    /// than the one it came in.
+    ///
+    /// ```
+    /// use pay402_server::mpp::{CredentialHeader, MppConfig};
+    /// let c = MppConfig::new("r.example", &[1; 32]).unwrap()
+    ///     .credential_header(CredentialHeader::PaymentAuthorization);
+    /// # let _ = c;
+    /// ```
+    pub fn credential_header(mut self, field: CredentialHeader) -> MppConfig {
+        self.credential_header = field;
         self
     }
 

@@ -22,8 +22,8 @@ use pay402_core::rates::Amount;
 use pay402_core::time::UnixTime;
 use tower::Service;
 
-use super::MppConfig;
 use super::store::{Consumption, MppStore};
+use super::{CredentialHeader, MppConfig};
 use crate::cache::PaidCaching;
 use crate::paywall::rail::{ChallengePart, Next, Part, PaywallRail, Pending, RailFuture, Unpaid};
 use crate::paywall::{BuildError, Paid, RailPrices, Receipt};
@@ -31,6 +31,12 @@ use crate::respond;
 
 /// The receipt header.
 static PAYMENT_RECEIPT: HeaderName = HeaderName::from_static("payment-receipt");
+
+/// The client's payment preferences (mpp.md §4.3).
+static ACCEPT_PAYMENT: HeaderName = HeaderName::from_static("accept-payment");
+
+/// The opt-in credential field (mpp.md §3.3).
+static PAYMENT_AUTHORIZATION: HeaderName = HeaderName::from_static("payment-authorization");
 
 /// The MPP rail: secrets, realm, methods and the replay store.
 pub(crate) struct MppRail {
@@ -44,6 +50,9 @@ pub(crate) struct MppRail {
     paid_caching: PaidCaching,
     memo: String,
     challenge_limit: Option<Arc<crate::limit::ClientLimiter>>,
+    /// The field credentials are read from, advertised as `header=` when not
+    /// `Authorization`.
+    credential_header: CredentialHeader,
 }
 
 /// What a verified credential is, before it is consumed.
@@ -91,7 +100,30 @@ impl MppRail {
             paid_caching: config.paid_caching,
             memo: config.memo,
             challenge_limit: config.challenge_limit,
+            credential_header: config.credential_header,
         })
+    }
+
+    /// The `header=` parameter of the challenges: `None` for
+    /// `Authorization` (never advertised, never bound).
+    fn advertised_header(&self) -> Option<&'static str> {
+        match self.credential_header {
+            CredentialHeader::Authorization => None,
+            CredentialHeader::PaymentAuthorization => Some(self.credential_header.name()),
+        }
+    }
+
+    /// `c` with the advertised `header=` (the HMAC's eighth slot), rebound.
+    #[cfg(feature = "x402")]
+    fn with_header(
+        &self,
+        mut c: pay402_core::mpp::Challenge<'static>,
+    ) -> pay402_core::mpp::Challenge<'static> {
+        if let Some(h) = self.advertised_header() {
+            c.header = Some(h.into());
+            self.keys.bind(&mut c);
+        }
+        c
     }
 
     /// Whether `lightning`/`charge` is enabled.
@@ -137,6 +169,7 @@ impl MppRail {
         })?;
         let mut offer = lightning::ChargeOffer::new(&self.realm, &invoice.bolt11);
         offer.ttl_secs = self.ttl_secs;
+        offer.header = self.advertised_header();
         let challenge = lightning::issue_charge(&self.keys, &offer, now).map_err(|e| {
             tracing::error!(reason = e.reason(), error = %e, "mpp.issue_failed");
             respond::problem(&Problem::from_reason(&e, 500))
@@ -173,12 +206,26 @@ impl MppRail {
     /// Verifies the request's credential (steps 1 to 6); owned, so the
     /// request can move on.
     fn verify(&self, req: &Pending<'_>) -> Result<Verified, (VerifyError, Option<String>)> {
-        let values = req
-            .parts
-            .headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes);
+        let headers = &req.parts.headers;
+        let carries = |name: &HeaderName| {
+            headers
+                .get_all(name)
+                .iter()
+                .any(|v| carries_payment(v.as_bytes()))
+        };
+        // The field the credential came in: one of the two, never both.
+        let (field, arrived) = match (
+            carries(&header::AUTHORIZATION),
+            carries(&PAYMENT_AUTHORIZATION),
+        ) {
+            (true, true) => return Err((VerifyError::Credential(CredentialError::Multiple), None)),
+            (false, true) => (
+                &PAYMENT_AUTHORIZATION,
+                CredentialHeader::PaymentAuthorization,
+            ),
+            _ => (&header::AUTHORIZATION, CredentialHeader::Authorization),
+        };
+        let values = headers.get_all(field).iter().map(HeaderValue::as_bytes);
         let token = match credential::find_token(values) {
             Ok(Some(t)) => t,
             Ok(None) => return Err((VerifyError::Credential(CredentialError::EmptyToken), None)),
@@ -188,6 +235,16 @@ impl MppRail {
         let cred =
             Credential::decode(token, &mut buf).map_err(|e| (VerifyError::Credential(e), None))?;
         let id = || Some(cred.challenge.id.to_string());
+        // mpp.md §3.3: the credential comes in the configured field, and
+        // the challenge it echoes names that field.
+        if arrived != self.credential_header
+            || !cred
+                .challenge
+                .credential_header()
+                .eq_ignore_ascii_case(arrived.name())
+        {
+            return Err((VerifyError::RouteMismatch("header"), id()));
+        }
         match &*cred.challenge.method {
             lightning::METHOD => {
                 let (Some((_, network)), Some(sat)) = (&self.lightning, req.prices.mpp) else {
@@ -456,12 +513,66 @@ fn memchr_comma(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b',')
 }
 
+/// A method priced on a route, with its price.
+#[derive(Clone, Copy)]
+enum Method {
+    Lightning(Sat),
+    #[cfg(feature = "x402")]
+    Evm(pay402_core::x402::TokenAmount),
+}
+
+impl Method {
+    fn id(&self) -> &'static str {
+        match self {
+            Method::Lightning(_) => "lightning",
+            #[cfg(feature = "x402")]
+            Method::Evm(_) => "evm",
+        }
+    }
+}
+
+/// The order in which to offer `methods` (indices, server order first):
+/// the client's `Accept-Payment` (q = 0 dropped, by q descending, server
+/// order on ties). A malformed header, or one no method matches, is
+/// ignored (mpp.md §4.3: the server MAY), so every method is offered in
+/// server order and never an error.
+fn offer_order(headers: &HeaderMap, methods: &[Method]) -> Vec<usize> {
+    let all = || (0..methods.len()).collect();
+    let mut value = String::new();
+    for (n, v) in headers.get_all(&ACCEPT_PAYMENT).iter().enumerate() {
+        let Ok(v) = v.to_str() else {
+            return all();
+        };
+        if value.len().saturating_add(v.len()) > pay402_core::mpp::accept::MAX_ACCEPT_PAYMENT_LEN {
+            return all();
+        }
+        if n > 0 {
+            value.push_str(", ");
+        }
+        value.push_str(v);
+    }
+    if value.is_empty() {
+        return all();
+    }
+    match pay402_core::mpp::AcceptPayment::parse(&value) {
+        Ok(prefs) => {
+            let order = prefs.order(methods.iter().map(|m| (m.id(), "charge")));
+            if order.is_empty() { all() } else { order }
+        }
+        Err(e) => {
+            tracing::debug!(reason = e.reason(), "mpp.accept_payment_ignored");
+            all()
+        }
+    }
+}
+
 /// The problem of the 402 when MPP is offered.
-fn payment_required_problem() -> Problem {
-    let mut p = Problem::new(402, "payment_required", "Payment Required").with_detail(
+fn payment_required_problem(field: CredentialHeader) -> Problem {
+    let mut p = Problem::new(402, "payment_required", "Payment Required").with_detail(format!(
         "pay one of the Payment challenges (WWW-Authenticate) and retry with \
-         Authorization: Payment <credential>",
-    );
+         {}: Payment <credential>",
+        field.name()
+    ));
     p.type_uri = ProblemType::PaymentRequired.uri();
     p
 }
@@ -472,7 +583,10 @@ impl PaywallRail for MppRail {
     }
 
     fn credentials(&self) -> &'static [&'static str] {
-        &["Authorization"]
+        match self.credential_header {
+            CredentialHeader::Authorization => &["Authorization"],
+            CredentialHeader::PaymentAuthorization => &["Authorization", "Payment-Authorization"],
+        }
     }
 
     fn expose(&self) -> &'static str {
@@ -480,9 +594,9 @@ impl PaywallRail for MppRail {
     }
 
     fn has_proof(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
+        [&header::AUTHORIZATION, &PAYMENT_AUTHORIZATION]
+            .into_iter()
+            .flat_map(|name| headers.get_all(name))
             .any(|v| carries_payment(v.as_bytes()))
     }
 
@@ -502,42 +616,65 @@ impl PaywallRail for MppRail {
                 tracing::info!(reason = "rate_limited", "mpp.reject");
                 return Some(ChallengePart::failed(limited.response()));
             }
-            let mut headers = HeaderMap::new();
-            let mut failure = None;
-            let mut priced = false;
-            if let (Some((node, _)), Some(sat)) = (&self.lightning, cx.prices.mpp) {
-                priced = true;
-                match self.lightning_challenge(node.as_ref(), sat, cx.now).await {
-                    Ok(v) => {
-                        headers.append(header::WWW_AUTHENTICATE, v);
-                    }
-                    Err(resp) => failure = Some(resp),
-                }
+            // The methods priced on the route, in server order, then the
+            // client's `Accept-Payment` order (mpp.md §4.3).
+            let mut methods: Vec<Method> = Vec::with_capacity(2);
+            if let (Some(_), Some(sat)) = (&self.lightning, cx.prices.mpp) {
+                methods.push(Method::Lightning(sat));
             }
             #[cfg(feature = "x402")]
-            if let (Some(evm), Some(amount)) = (&self.evm, cx.prices.mpp_evm) {
-                priced = true;
-                let nonce: [u8; 16] = rand::random();
-                match pay402_core::mpp::methods::evm::issue_charge(
-                    &self.keys,
-                    &self.realm,
-                    &evm.terms,
-                    amount,
-                    cx.now,
-                    self.ttl_secs,
-                    Some(&nonce),
-                ) {
-                    Ok(c) => match header_value(&c) {
-                        Some(v) => {
-                            headers.append(header::WWW_AUTHENTICATE, v);
+            if let (Some(_), Some(amount)) = (&self.evm, cx.prices.mpp_evm) {
+                methods.push(Method::Evm(amount));
+            }
+            let priced = !methods.is_empty();
+            let order = offer_order(&cx.parts.headers, &methods);
+            let mut headers = HeaderMap::new();
+            let mut failure = None;
+            for i in order {
+                match methods[i] {
+                    Method::Lightning(sat) => {
+                        let Some((node, _)) = &self.lightning else {
+                            continue;
+                        };
+                        match self.lightning_challenge(node.as_ref(), sat, cx.now).await {
+                            Ok(v) => {
+                                headers.append(header::WWW_AUTHENTICATE, v);
+                            }
+                            Err(resp) => {
+                                failure.get_or_insert(resp);
+                            }
                         }
-                        None => {
-                            failure.get_or_insert_with(not_emitted);
+                    }
+                    #[cfg(feature = "x402")]
+                    Method::Evm(amount) => {
+                        let Some(evm) = &self.evm else {
+                            continue;
+                        };
+                        let nonce: [u8; 16] = rand::random();
+                        match pay402_core::mpp::methods::evm::issue_charge(
+                            &self.keys,
+                            &self.realm,
+                            &evm.terms,
+                            amount,
+                            cx.now,
+                            self.ttl_secs,
+                            Some(&nonce),
+                        ) {
+                            Ok(c) => match header_value(&self.with_header(c)) {
+                                Some(v) => {
+                                    headers.append(header::WWW_AUTHENTICATE, v);
+                                }
+                                None => {
+                                    failure.get_or_insert_with(not_emitted);
+                                }
+                            },
+                            Err(e) => {
+                                tracing::error!(reason = e.reason(), error = %e, "mpp.issue_failed");
+                                failure.get_or_insert(respond::problem(&Problem::from_reason(
+                                    &e, 500,
+                                )));
+                            }
                         }
-                    },
-                    Err(e) => {
-                        tracing::error!(reason = e.reason(), error = %e, "mpp.issue_failed");
-                        failure.get_or_insert(respond::problem(&Problem::from_reason(&e, 500)));
                     }
                 }
             }
@@ -552,7 +689,7 @@ impl PaywallRail for MppRail {
             }
             Some(ChallengePart {
                 headers,
-                part: Part::On(Rail::Mpp, payment_required_problem()),
+                part: Part::On(Rail::Mpp, payment_required_problem(self.credential_header)),
                 body: None,
             })
         })
