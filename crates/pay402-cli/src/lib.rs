@@ -35,6 +35,7 @@ pub mod dev;
 pub mod facilitator;
 pub mod fetch;
 pub mod init;
+pub mod logwriter;
 pub mod metrics;
 pub mod nochain;
 mod ops;

@@ -63,6 +63,8 @@ struct Inner {
     add_headers: Vec<(HeaderName, HeaderValue)>,
     strip_headers: Vec<HeaderName>,
     identity_header: Option<HeaderName>,
+    /// `pay402_upstream_latency_seconds` of this service, registered once.
+    latency: metrics::Histogram,
 }
 
 impl Upstream {
@@ -80,6 +82,7 @@ impl Upstream {
     ) -> Upstream {
         Upstream {
             inner: Arc::new(Inner {
+                latency: m::upstream_latency_histogram(&service),
                 service,
                 client,
                 base,
@@ -125,7 +128,14 @@ pub fn target_url(base: &reqwest::Url, uri: &http::Uri) -> reqwest::Url {
     let mut url = base.clone();
     let prefix = base.path().trim_end_matches('/');
     let path = uri.path();
-    url.set_path(&format!("{prefix}{path}"));
+    if prefix.is_empty() {
+        url.set_path(path);
+    } else {
+        let mut joined = String::with_capacity(prefix.len() + path.len());
+        joined.push_str(prefix);
+        joined.push_str(path);
+        url.set_path(&joined);
+    }
     url.set_query(uri.query());
     url
 }
@@ -182,7 +192,7 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
     }
     let started = Instant::now();
     let result = builder.send().await;
-    m::upstream_latency(&inner.service, started.elapsed());
+    inner.latency.record(started.elapsed().as_secs_f64());
     match result {
         Ok(resp)
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some() =>
@@ -360,17 +370,38 @@ fn set_forwarded(
     host: Option<&HeaderValue>,
     proto: &'static str,
 ) {
-    let mut element = String::new();
+    use std::fmt::Write as _;
+    // One buffer for the new `Forwarded` element; `X-Forwarded-For` reuses
+    // the address written into it.
+    let mut element = String::with_capacity(96);
     if let Some(ip) = client_ip {
         match ip {
-            std::net::IpAddr::V4(v4) => element.push_str(&format!("for={v4}")),
-            std::net::IpAddr::V6(v6) => element.push_str(&format!("for=\"[{v6}]\"")),
+            std::net::IpAddr::V4(v4) => {
+                let _ = write!(element, "for={v4}");
+            }
+            std::net::IpAddr::V6(v6) => {
+                let _ = write!(element, "for=\"[{v6}]\"");
+            }
         }
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
+        let ip_text = match ip {
+            std::net::IpAddr::V4(_) => &element[4..],
+            std::net::IpAddr::V6(_) => &element[6..element.len() - 2],
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        let xff = match headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(str::as_bytes)
+        {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + ip_text.len());
+                v.extend_from_slice(prev);
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(ip_text.as_bytes());
+                HeaderValue::from_bytes(&v).ok()
+            }
+            None => HeaderValue::from_str(ip_text).ok(),
+        };
+        if let Some(v) = xff {
             headers.insert("x-forwarded-for", v);
         }
     }
@@ -378,9 +409,11 @@ fn set_forwarded(
         if !element.is_empty() {
             element.push(';');
         }
-        element.push_str(&format!("host=\"{}\"", h.replace(['"', '\\'], "")));
-        if let Ok(v) = HeaderValue::from_str(h) {
-            headers.insert("x-forwarded-host", v);
+        element.push_str("host=\"");
+        element.extend(h.chars().filter(|c| !matches!(c, '"' | '\\')));
+        element.push('"');
+        if let Some(v) = host {
+            headers.insert("x-forwarded-host", v.clone());
         }
     }
     if !element.is_empty() {
@@ -389,11 +422,21 @@ fn set_forwarded(
     element.push_str("proto=");
     element.push_str(proto);
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {element}"),
-        None => element,
+    let forwarded = match headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .map(str::as_bytes)
+    {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + element.len());
+            v.extend_from_slice(prev);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(element.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        None => HeaderValue::from_str(&element).ok(),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Some(v) = forwarded {
         headers.insert(header::FORWARDED, v);
     }
 }
