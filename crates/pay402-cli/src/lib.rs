@@ -35,7 +35,6 @@ pub mod dev;
 pub mod facilitator;
 pub mod fetch;
 pub mod init;
-pub mod logwriter;
 pub mod metrics;
 pub mod nochain;
 mod ops;

@@ -194,7 +194,7 @@ fn facilitator(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _flush = init_logs(LogFormat::Json);
+    init_logs(LogFormat::Json);
     block_on(pay402_cli::facilitator::serve(file))
 }
 
@@ -313,7 +313,7 @@ fn proxy(path: &std::path::Path, aperture: Option<&std::path::Path>, check: bool
         print!("{}", pay402_cli::check::describe(&config));
         return ExitCode::SUCCESS;
     }
-    let _flush = init_logs(config.server.log_format);
+    init_logs(config.server.log_format);
     let Some(metrics) = install_metrics() else {
         return ExitCode::FAILURE;
     };
@@ -364,22 +364,14 @@ fn block_on(
     }
 }
 
-/// Logs of the long-running commands: written to stderr by a background
-/// thread (the returned guard writes what is left when dropped), colours
-/// only on a terminal.
-#[must_use = "dropping the guard stops the log writer"]
-fn init_logs(format: LogFormat) -> pay402_cli::logwriter::Flush {
-    use std::io::IsTerminal;
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, flush) = pay402_cli::logwriter::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
-    flush
 }

@@ -53,7 +53,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
 /// pay402_cli::metrics::request("api", 200); // a no-op until a recorder is installed
 /// ```
 pub fn request(service: &str, status: u16) {
-    request_counter(service, status).increment(1);
+    metrics::counter!("pay402_requests_total", "service" => service.to_owned(), "status" => status.to_string())
+        .increment(1);
     if status == 402 {
         metrics::counter!("pay402_challenges_total", "service" => service.to_owned()).increment(1);
     }
@@ -82,18 +83,6 @@ pub fn payment(service: &str, rail: &'static str, status: u16) {
 pub fn upstream_latency(service: &str, elapsed: Duration) {
     metrics::histogram!("pay402_upstream_latency_seconds", "service" => service.to_owned())
         .record(elapsed.as_secs_f64());
-}
-
-/// The `pay402_upstream_latency_seconds` histogram of `service`, to keep
-/// and record into without a registry lookup per request (register it
-/// after the recorder is installed).
-///
-/// ```
-/// let h = pay402_cli::metrics::upstream_latency_histogram("api");
-/// h.record(0.003);
-/// ```
-pub fn upstream_latency_histogram(service: &str) -> metrics::Histogram {
-    metrics::histogram!("pay402_upstream_latency_seconds", "service" => service.to_owned())
 }
 
 /// Counts an upstream failure.
@@ -175,34 +164,4 @@ fn unit_label(amount: &Amount) -> String {
         Unit::Token(t) => format!("token:{}:{}", t.network(), t.asset()),
         other => other.to_string(),
     }
-}
-
-/// Counters of `pay402_requests_total` this thread has used, kept so that
-/// counting a request is a short scan instead of building and looking up a
-/// labelled key (bounded: past [`CACHED_COUNTERS`] it looks them up).
-const CACHED_COUNTERS: usize = 64;
-
-thread_local! {
-    static REQUEST_COUNTERS: std::cell::RefCell<Vec<(Box<str>, u16, metrics::Counter)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn request_counter(service: &str, status: u16) -> metrics::Counter {
-    let lookup = || metrics::counter!("pay402_requests_total", "service" => service.to_owned(), "status" => status.to_string());
-    REQUEST_COUNTERS
-        .try_with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if let Some((_, _, c)) = cache
-                .iter()
-                .find(|(s, st, _)| *st == status && &**s == service)
-            {
-                return c.clone();
-            }
-            let c = lookup();
-            if cache.len() < CACHED_COUNTERS {
-                cache.push((service.into(), status, c.clone()));
-            }
-            c
-        })
-        .unwrap_or_else(|_| lookup())
 }

@@ -115,6 +115,13 @@ async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
     if pay402_server::normalize_path(&path).is_none() {
         return log_done(
             None,
@@ -124,13 +131,7 @@ async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
             started,
         );
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or_default();
-    let Some(route) = routes.iter().find(|r| r.matches(host, &path)) else {
+    let Some(route) = routes.iter().find(|r| r.matches(&host, &path)) else {
         return log_done(
             None,
             &method,

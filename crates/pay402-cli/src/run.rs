@@ -500,11 +500,6 @@ pub async fn serve_built(
             stop_rx.clone(),
         ))),
         None => servers.push(tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            // Answers leave at once (as nginx's `tcp_nodelay on`).
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -63,8 +63,6 @@ struct Inner {
     add_headers: Vec<(HeaderName, HeaderValue)>,
     strip_headers: Vec<HeaderName>,
     identity_header: Option<HeaderName>,
-    /// `pay402_upstream_latency_seconds` of this service, registered once.
-    latency: metrics::Histogram,
 }
 
 impl Upstream {
@@ -82,7 +80,6 @@ impl Upstream {
     ) -> Upstream {
         Upstream {
             inner: Arc::new(Inner {
-                latency: m::upstream_latency_histogram(&service),
                 service,
                 client,
                 base,
@@ -128,14 +125,7 @@ pub fn target_url(base: &reqwest::Url, uri: &http::Uri) -> reqwest::Url {
     let mut url = base.clone();
     let prefix = base.path().trim_end_matches('/');
     let path = uri.path();
-    if prefix.is_empty() {
-        url.set_path(path);
-    } else {
-        let mut joined = String::with_capacity(prefix.len() + path.len());
-        joined.push_str(prefix);
-        joined.push_str(path);
-        url.set_path(&joined);
-    }
+    url.set_path(&format!("{prefix}{path}"));
     url.set_query(uri.query());
     url
 }
@@ -192,7 +182,7 @@ async fn forward(inner: &Inner, req: Request<Body>) -> Response {
     }
     let started = Instant::now();
     let result = builder.send().await;
-    inner.latency.record(started.elapsed().as_secs_f64());
+    m::upstream_latency(&inner.service, started.elapsed());
     match result {
         Ok(resp)
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some() =>
@@ -370,38 +360,17 @@ fn set_forwarded(
     host: Option<&HeaderValue>,
     proto: &'static str,
 ) {
-    use std::fmt::Write as _;
-    // One buffer for the new `Forwarded` element; `X-Forwarded-For` reuses
-    // the address written into it.
-    let mut element = String::with_capacity(96);
+    let mut element = String::new();
     if let Some(ip) = client_ip {
         match ip {
-            std::net::IpAddr::V4(v4) => {
-                let _ = write!(element, "for={v4}");
-            }
-            std::net::IpAddr::V6(v6) => {
-                let _ = write!(element, "for=\"[{v6}]\"");
-            }
+            std::net::IpAddr::V4(v4) => element.push_str(&format!("for={v4}")),
+            std::net::IpAddr::V6(v6) => element.push_str(&format!("for=\"[{v6}]\"")),
         }
-        let ip_text = match ip {
-            std::net::IpAddr::V4(_) => &element[4..],
-            std::net::IpAddr::V6(_) => &element[6..element.len() - 2],
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_string(),
         };
-        let xff = match headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .map(str::as_bytes)
-        {
-            Some(prev) => {
-                let mut v = Vec::with_capacity(prev.len() + 2 + ip_text.len());
-                v.extend_from_slice(prev);
-                v.extend_from_slice(b", ");
-                v.extend_from_slice(ip_text.as_bytes());
-                HeaderValue::from_bytes(&v).ok()
-            }
-            None => HeaderValue::from_str(ip_text).ok(),
-        };
-        if let Some(v) = xff {
+        if let Ok(v) = HeaderValue::from_str(&xff) {
             headers.insert("x-forwarded-for", v);
         }
     }
@@ -409,11 +378,9 @@ fn set_forwarded(
         if !element.is_empty() {
             element.push(';');
         }
-        element.push_str("host=\"");
-        element.extend(h.chars().filter(|c| !matches!(c, '"' | '\\')));
-        element.push('"');
-        if let Some(v) = host {
-            headers.insert("x-forwarded-host", v.clone());
+        element.push_str(&format!("host=\"{}\"", h.replace(['"', '\\'], "")));
+        if let Ok(v) = HeaderValue::from_str(h) {
+            headers.insert("x-forwarded-host", v);
         }
     }
     if !element.is_empty() {
@@ -422,21 +389,11 @@ fn set_forwarded(
     element.push_str("proto=");
     element.push_str(proto);
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    let forwarded = match headers
-        .get(header::FORWARDED)
-        .and_then(|v| v.to_str().ok())
-        .map(str::as_bytes)
-    {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + element.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(element.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
-        }
-        None => HeaderValue::from_str(&element).ok(),
+    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {element}"),
+        None => element,
     };
-    if let Some(v) = forwarded {
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.insert(header::FORWARDED, v);
     }
 }
