@@ -83,11 +83,7 @@ pub fn describe(config: &Config) -> String {
         );
     }
     if let Some(b) = &config.bitrequests {
-        let _ = writeln!(
-            s,
-            "bitrequests: ledger on {}, bit-transfers to {:?} (accounts through the admin API)",
-            b.network, b.transfer_username
-        );
+        bitreq_summary(&mut s, b);
     }
     if let Some(m) = &config.mpp {
         let methods: Vec<&str> = m
@@ -159,7 +155,18 @@ pub fn describe(config: &Config) -> String {
                     let _ = writeln!(s, "  x402 {a} base units");
                 }
                 if let Some(sat) = b {
-                    let _ = writeln!(s, "  bitreq {} sat (bit-transfer)", sat.0);
+                    let methods = config.bitrequests.as_ref().map_or(String::new(), |b| {
+                        [
+                            b.transfer_username.as_ref().map(|_| "transfer"),
+                            b.onchain.as_ref().map(|_| "onchain"),
+                            b.channel.as_ref().map(|_| "channel"),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                    });
+                    let _ = writeln!(s, "  bitreq {} sat ({methods})", sat.0);
                 }
                 if let Some(sat) = mpp_sat {
                     let _ = writeln!(s, "  mpp lightning/charge {} sat", sat.0);
@@ -187,4 +194,66 @@ pub fn describe(config: &Config) -> String {
         }
     }
     s
+}
+
+/// The `[bitrequests]` lines: each method on, its chain and policy, where
+/// the channel key comes from (never the key).
+fn bitreq_summary(s: &mut String, b: &crate::config::BitreqSettings) {
+    let _ = writeln!(s, "bitrequests: network {}", b.network);
+    if let Some(u) = &b.transfer_username {
+        let _ = writeln!(
+            s,
+            "  transfer: ledger, bit-transfers to {u:?} (accounts through the admin API)"
+        );
+    }
+    if let Some(c) = &b.chain {
+        let c = c.get_ref();
+        let auth = match (&c.user, &c.password) {
+            (Some(u), Some(p)) => format!(", user {u:?}, password from {p}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "  chain: {} at {}{auth}, timeout {}s, sync every {}s",
+            match c.kind {
+                crate::config::BitreqChainKind::Bitcoind => "bitcoind",
+                crate::config::BitreqChainKind::Esplora => "esplora",
+            },
+            c.url,
+            c.timeout_secs.unwrap_or(30),
+            b.sync_secs.unwrap_or(60)
+        );
+    }
+    if let Some(o) = &b.onchain {
+        let o = o.get_ref();
+        let to = match (&o.xpub, &o.address) {
+            (Some(x), _) => format!("a fresh address per 402 from {x}"),
+            (None, Some(a)) => format!("the fixed address {a}"),
+            (None, None) => String::new(),
+        };
+        let zero = o
+            .accept_unconfirmed_up_to_sats
+            .map_or("never unconfirmed".to_owned(), |c| {
+                format!("unconfirmed up to {c} sat")
+            });
+        let _ = writeln!(
+            s,
+            "  onchain: to {to}, {} confirmation(s), {zero}, quotes {}s (at most {}), txids replay-checked in the store",
+            o.confirmations.unwrap_or(1),
+            o.quote_ttl_secs.unwrap_or(3600),
+            o.max_open_quotes.unwrap_or(10_000)
+        );
+    }
+    if let Some(c) = &b.channel {
+        let c = c.get_ref();
+        let _ = writeln!(
+            s,
+            "  channel: endpoints at {}{}, key from {}, zeroconf {}, payment fee {} sat",
+            b.public_url.as_deref().unwrap_or(""),
+            c.path.as_deref().unwrap_or("/payment"),
+            c.key,
+            c.zeroconf.unwrap_or(false),
+            c.fee_sats.unwrap_or(125_000)
+        );
+    }
 }

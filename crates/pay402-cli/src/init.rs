@@ -74,11 +74,39 @@ wallet_sats = 10000000
 # rpc_url = { env = "PAY402_X402_RPC_URL" }
 # key = { file = "/etc/pay402/facilitator.key" }
 
-# 21 BitRequests: payers hold accounts on your ledger (opened and credited
-# through the admin API) and pay by bit-transfer. Uncomment to turn it on.
+# 21 BitRequests, offered when a service lists "bitreq" in its rails. Each
+# method is on when its part is set; uncomment to turn them on.
 # [bitrequests]
 # network = "bitcoin"
+# Bit-transfers: payers hold accounts on your ledger (opened and credited
+# through the admin API).
 # transfer_username = "shop"
+# public_url = "https://api.example.com"   # announced for channels; default: the request's Host
+# sync_secs = 60                           # how often the chain is followed
+#
+# The Bitcoin backend of on-chain payments and channels:
+# [bitrequests.chain]
+# kind = "bitcoind"                        # or "esplora" (url only)
+# url = "http://127.0.0.1:8332"
+# user = "pay402"
+# password = { file = "/etc/pay402/bitcoind.password" }
+# timeout_secs = 30
+#
+# On-chain payments, broadcast by the proxy; the txid replay record lives in [store]:
+# [bitrequests.onchain]
+# xpub = "xpub..."                         # a fresh address per 402 (or: address = "bc1q...")
+# confirmations = 1                        # served once confirmed (202 until then)
+# accept_unconfirmed_up_to_sats = 0        # serve cheaper requests unconfirmed (double-spendable)
+# quote_ttl_secs = 3600
+# max_open_quotes = 10000
+#
+# Payment channels (two1 protocol v2), endpoints at `path` on this listener:
+# [bitrequests.channel]
+# key = { file = "/etc/pay402/channel.key" }   # the merchant's channel key, 32 bytes in hex
+# path = "/payment"
+# zeroconf = false                         # accept payments before the deposit confirms
+# fee_sats = 125000                        # each payment's miner fee; clients must agree
+# min_duration_secs = 345600
 
 # MPP, the `Payment` HTTP authentication scheme (WWW-Authenticate: Payment),
 # offered beside L402 when a service lists "mpp" in its rails. Uncomment to

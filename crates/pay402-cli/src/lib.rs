@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod aperture;
+pub mod bitreq;
 pub mod check;
 pub mod config;
 pub mod dev;

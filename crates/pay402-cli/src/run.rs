@@ -189,6 +189,8 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
             }),
         });
     }
+    // BitRequests payment channel endpoints come before every service.
+    routes.splice(0..0, bitreq.as_ref().and_then(crate::bitreq::channel_route));
     Ok(Running {
         proxy: Proxy::new(routes),
         upstreams,
@@ -202,22 +204,12 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
     })
 }
 
-/// The BitRequests server: the merchant's ledger (bit-transfers to
-/// `transfer_username`) in the instance's store database, over no chain.
+/// The BitRequests server of `[bitrequests]` (see [`crate::bitreq::server`]).
 async fn bitreq_server(
     b: &crate::config::BitreqSettings,
     database: &Database,
 ) -> Result<pay402_server::bitreq::BitreqServer, StartError> {
-    use pay402_server::bitreq::{BitreqConfig, BitreqServer, TransferConfig};
-    let network =
-        crate::config::parse_btc_network(&b.network).ok_or("bitrequests.network is invalid")?;
-    let store = pay402_server::bitreq::store::open(database).await?;
-    let config = BitreqConfig::new(network).transfer(TransferConfig::new(&b.transfer_username));
-    Ok(BitreqServer::new(
-        config,
-        Arc::new(crate::nochain::NoChain),
-        store,
-    )?)
+    crate::bitreq::server(b, database).await
 }
 
 /// The MPP rail: realm, secrets (read here, never logged), the methods on

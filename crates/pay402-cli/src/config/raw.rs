@@ -391,22 +391,136 @@ impl fmt::Display for RailName {
     }
 }
 
-/// `[bitrequests]`: 21 BitRequests through the merchant's own ledger. A
-/// payer holds an account on it (opened and credited through the admin
-/// API) and pays with a signed bit-transfer to `transfer_username`.
+/// `[bitrequests]`: 21 BitRequests. Three methods, each on when its part
+/// is configured: bit-transfers on the merchant's own ledger
+/// (`transfer_username`; accounts opened and credited through the admin
+/// API), on-chain transactions (`[bitrequests.onchain]`) and payment
+/// channels (`[bitrequests.channel]`), the last two over
+/// `[bitrequests.chain]`.
 ///
 /// ```
 /// let b: pay402_cli::config::BitreqSettings =
 ///     toml::from_str("network = \"regtest\"\ntransfer_username = \"shop\"").unwrap();
-/// assert_eq!(b.transfer_username, "shop");
+/// assert_eq!(b.transfer_username.as_deref(), Some("shop"));
+/// assert!(b.onchain.is_none() && b.channel.is_none());
 /// ```
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BitreqSettings {
     /// The Bitcoin network (`bitcoin`, `testnet`, `signet`, `regtest`).
     pub network: String,
-    /// The merchant's username on the ledger: bit-transfers pay it.
-    pub transfer_username: String,
+    /// The merchant's username on the ledger: bit-transfers pay it (the
+    /// bit-transfer method is on when it is set).
+    pub transfer_username: Option<String>,
+    /// The public origin (`https://host[:port]`) announced in
+    /// `Bitcoin-Payment-Channel-Server`; default: from each request's
+    /// `Host` (and `X-Forwarded-Proto`).
+    pub public_url: Option<String>,
+    /// How often the chain is followed (quotes purged, deposits
+    /// confirmed, channels closed before expiry), in seconds (default 60).
+    pub sync_secs: Option<u64>,
+    /// The Bitcoin backend (needed by `onchain` and `channel`).
+    pub chain: Option<Spanned<BitreqChain>>,
+    /// The on-chain method.
+    pub onchain: Option<Spanned<BitreqOnChain>>,
+    /// The payment channel method.
+    pub channel: Option<Spanned<BitreqChannel>>,
+}
+
+/// `[bitrequests.chain]`: the Bitcoin backend the on-chain method and the
+/// channels use (broadcast, lookups, confirmations).
+///
+/// ```
+/// let c: pay402_cli::config::BitreqChain = toml::from_str(
+///     "kind = \"bitcoind\"\nurl = \"http://127.0.0.1:8332\"\nuser = \"rpc\"\npassword = { env = \"RPC_PASSWORD\" }",
+/// ).unwrap();
+/// assert_eq!(c.kind, pay402_cli::config::BitreqChainKind::Bitcoind);
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BitreqChain {
+    /// `bitcoind` (Bitcoin Core JSON-RPC) or `esplora` (REST).
+    pub kind: BitreqChainKind,
+    /// The RPC or REST address, without credentials.
+    pub url: String,
+    /// bitcoind: the RPC user.
+    pub user: Option<String>,
+    /// bitcoind: the RPC password (secret).
+    pub password: Option<SecretSource>,
+    /// Per-call timeout in seconds (default 30).
+    pub timeout_secs: Option<u64>,
+}
+
+/// The kind of a `[bitrequests.chain]`.
+///
+/// ```
+/// let k: pay402_cli::config::BitreqChainKind = serde_json::from_str("\"esplora\"").unwrap();
+/// assert_eq!(k, pay402_cli::config::BitreqChainKind::Esplora);
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BitreqChainKind {
+    /// Bitcoin Core JSON-RPC (also bcoin's Core-compatible RPC).
+    Bitcoind,
+    /// An Esplora REST API (Blockstream, mempool.space, electrs).
+    Esplora,
+}
+
+/// `[bitrequests.onchain]`: payments by transaction, to a fresh address
+/// derived from `xpub` per 402 (bound to the request and its price) or to
+/// one fixed `address` (two1's mode, binding nothing).
+///
+/// ```
+/// let o: pay402_cli::config::BitreqOnChain =
+///     toml::from_str("address = \"bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080\"\nconfirmations = 2").unwrap();
+/// assert_eq!(o.confirmations, Some(2));
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BitreqOnChain {
+    /// The merchant's account xpub (`tpub…`/`xpub…`): a fresh P2WPKH
+    /// address `<xpub>/0/<index>` per 402.
+    pub xpub: Option<String>,
+    /// One fixed address instead (exclusive with `xpub`).
+    pub address: Option<String>,
+    /// Confirmations before a payment is served (default 1, at least 1).
+    pub confirmations: Option<u32>,
+    /// Serve requests priced at most this many sat as soon as their
+    /// transaction is broadcast, unconfirmed (default: never). Every such
+    /// payment can be double-spent: this is what you accept to lose.
+    pub accept_unconfirmed_up_to_sats: Option<u64>,
+    /// How long a quote (a derived address and its price) stays payable,
+    /// in seconds (default 3600).
+    pub quote_ttl_secs: Option<u64>,
+    /// The most unpaid quotes kept at once (default 10000).
+    pub max_open_quotes: Option<u64>,
+}
+
+/// `[bitrequests.channel]`: two1's payment channels (protocol v2), served
+/// at `path` on the proxy's listener.
+///
+/// ```
+/// let c: pay402_cli::config::BitreqChannel =
+///     toml::from_str("key = { file = \"/etc/pay402/channel.key\" }\nzeroconf = true").unwrap();
+/// assert_eq!(c.zeroconf, Some(true));
+/// ```
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BitreqChannel {
+    /// The merchant's channel key: 32 bytes in hex (secret).
+    pub key: SecretSource,
+    /// The endpoint path (default `/payment`): `GET`/`POST <path>`,
+    /// `GET`/`PUT`/`DELETE <path>/<deposit txid>`. It is answered before
+    /// any service is matched.
+    pub path: Option<String>,
+    /// Accept payments into a channel whose deposit is still in the
+    /// mempool (default false).
+    pub zeroconf: Option<bool>,
+    /// The fee each payment transaction leaves to miners, in sat (default
+    /// two1's 125000; clients must use the same).
+    pub fee_sats: Option<u64>,
+    /// The shortest channel accepted at open, in seconds (default 4 days).
+    pub min_duration_secs: Option<u64>,
 }
 
 /// `[mpp]`: MPP, the `Payment` HTTP authentication scheme. The

@@ -191,19 +191,208 @@ impl Resolver<'_> {
 
     fn bitrequests(&self, b: &Spanned<BitreqSettings>) -> Result<(), ConfigError> {
         let s = b.get_ref();
-        if parse_btc_network(&s.network).is_none() {
+        let Some(network) = parse_btc_network(&s.network) else {
             return Err(self.err(
                 b.span(),
                 "bitrequests.network",
                 format!("{:?} is not bitcoin, testnet, signet or regtest", s.network),
             ));
-        }
-        let u = &s.transfer_username;
-        if u.is_empty() || u.len() > 128 || !u.bytes().all(|c| c.is_ascii_graphic()) {
+        };
+        if let Some(u) = &s.transfer_username
+            && (u.is_empty() || u.len() > 128 || !u.bytes().all(|c| c.is_ascii_graphic()))
+        {
             return Err(self.err(
                 b.span(),
                 "bitrequests.transfer_username",
                 "1 to 128 visible ASCII characters",
+            ));
+        }
+        if s.transfer_username.is_none() && s.onchain.is_none() && s.channel.is_none() {
+            return Err(self.err(
+                b.span(),
+                "bitrequests",
+                "no method: set transfer_username, [bitrequests.onchain] or [bitrequests.channel]",
+            ));
+        }
+        if let Some(url) = &s.public_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() < 1024
+                && url.parse::<reqwest::Url>().is_ok()
+                && url.bytes().all(|c| (0x21..0x7f).contains(&c));
+            if !ok {
+                return Err(self.err(
+                    b.span(),
+                    "bitrequests.public_url",
+                    format!("{url:?} is not an http(s) origin"),
+                ));
+            }
+        }
+        if s.sync_secs == Some(0) {
+            return Err(self.err(b.span(), "bitrequests.sync_secs", "must be above zero"));
+        }
+        match (&s.chain, s.onchain.is_some() || s.channel.is_some()) {
+            (None, true) => {
+                return Err(self.err(
+                    b.span(),
+                    "bitrequests.chain",
+                    "on-chain payments and channels need a [bitrequests.chain] backend",
+                ));
+            }
+            (Some(c), _) => self.bitreq_chain(c)?,
+            (None, false) => {}
+        }
+        if let Some(o) = &s.onchain {
+            self.bitreq_onchain(o, network)?;
+        }
+        if let Some(c) = &s.channel {
+            let span = c.span();
+            let ch = c.get_ref();
+            self.secret(span.clone(), "bitrequests.channel.key", &ch.key)?;
+            if let Some(p) = &ch.path
+                && (p.len() < 2
+                    || p.len() > 256
+                    || !p.starts_with('/')
+                    || p.ends_with('/')
+                    || pay402_server::normalize_path(p).is_none()
+                    || !p
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"/-_.~".contains(&c)))
+            {
+                return Err(self.err(
+                    span,
+                    "bitrequests.channel.path",
+                    format!("{p:?} is not a path like \"/payment\""),
+                ));
+            }
+            if ch.min_duration_secs == Some(0) {
+                return Err(self.err(
+                    span,
+                    "bitrequests.channel.min_duration_secs",
+                    "must be above zero",
+                ));
+            }
+            if ch.fee_sats.is_some_and(|f| f > 21_000_000 * 100_000_000) {
+                return Err(self.err(span, "bitrequests.channel.fee_sats", "too large"));
+            }
+        }
+        Ok(())
+    }
+
+    fn bitreq_chain(&self, c: &Spanned<BitreqChain>) -> Result<(), ConfigError> {
+        let span = c.span();
+        let ch = c.get_ref();
+        let url = ch.url.parse::<reqwest::Url>().ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.username().is_empty()
+                && u.password().is_none()
+        });
+        if url.is_none() {
+            return Err(self.err(
+                span,
+                "bitrequests.chain.url",
+                format!(
+                    "{:?} is not an http(s) URL without credentials (give user and password)",
+                    ch.url
+                ),
+            ));
+        }
+        if ch.timeout_secs == Some(0) {
+            return Err(self.err(span, "bitrequests.chain.timeout_secs", "must be above zero"));
+        }
+        match ch.kind {
+            BitreqChainKind::Bitcoind => {
+                if ch.user.as_deref().is_none_or(str::is_empty) {
+                    return Err(self.err(
+                        span,
+                        "bitrequests.chain.user",
+                        "bitcoind needs the RPC user",
+                    ));
+                }
+                match &ch.password {
+                    Some(p) => self.secret(span, "bitrequests.chain.password", p)?,
+                    None => {
+                        return Err(self.err(
+                            span,
+                            "bitrequests.chain.password",
+                            "bitcoind needs the RPC password ({ file = \"PATH\" } or { env = \"VAR\" })",
+                        ));
+                    }
+                }
+            }
+            BitreqChainKind::Esplora => {
+                if ch.user.is_some() || ch.password.is_some() {
+                    return Err(self.err(
+                        span,
+                        "bitrequests.chain.user",
+                        "esplora takes no user or password",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bitreq_onchain(
+        &self,
+        o: &Spanned<BitreqOnChain>,
+        network: pay402_server::bitreq::bitcoin::Network,
+    ) -> Result<(), ConfigError> {
+        use pay402_server::bitreq::bitcoin::address::NetworkUnchecked;
+        use pay402_server::bitreq::bitcoin::{Address, NetworkKind, bip32::Xpub};
+        let span = o.span();
+        let oc = o.get_ref();
+        match (&oc.xpub, &oc.address) {
+            (Some(x), None) => {
+                let ok = x
+                    .parse::<Xpub>()
+                    .is_ok_and(|x| x.network == NetworkKind::from(network));
+                if !ok {
+                    return Err(self.err(
+                        span,
+                        "bitrequests.onchain.xpub",
+                        format!("not an extended public key of {network}"),
+                    ));
+                }
+            }
+            (None, Some(a)) => {
+                let ok = a
+                    .parse::<Address<NetworkUnchecked>>()
+                    .is_ok_and(|a| a.require_network(network).is_ok());
+                if !ok {
+                    return Err(self.err(
+                        span,
+                        "bitrequests.onchain.address",
+                        format!("{a:?} is not an address of {network}"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.err(
+                    span,
+                    "bitrequests.onchain",
+                    "give exactly one of xpub (a fresh address per 402) or address (one fixed address)",
+                ));
+            }
+        }
+        if oc.confirmations == Some(0) {
+            return Err(self.err(
+                span,
+                "bitrequests.onchain.confirmations",
+                "at least 1 (accept_unconfirmed_up_to_sats serves cheap requests unconfirmed)",
+            ));
+        }
+        if oc.quote_ttl_secs == Some(0) {
+            return Err(self.err(
+                span,
+                "bitrequests.onchain.quote_ttl_secs",
+                "must be above zero",
+            ));
+        }
+        if oc.max_open_quotes == Some(0) {
+            return Err(self.err(
+                span,
+                "bitrequests.onchain.max_open_quotes",
+                "must be above zero",
             ));
         }
         Ok(())

@@ -105,14 +105,15 @@ pub struct FetchConfig {
     pub bitrequests: Option<BitreqMeans>,
 }
 
-/// `[bitrequests]`: a Bitcoin wallet (its seed in a file) and the payer's
-/// account on the merchant's ledger: pays BitRequests offers by
-/// bit-transfer.
+/// `[bitrequests]`: a Bitcoin wallet (its seed in a file) that pays
+/// BitRequests offers: by bit-transfer from the payer's account on the
+/// merchant's ledger (`username`), and, with a `[bitrequests.chain]`, by
+/// on-chain transaction and through payment channels.
 ///
 /// ```
 /// let b: pay402_cli::fetch::BitreqMeans =
 ///     toml::from_str("seed_file = \"/s\"\nusername = \"me\"\nnetwork = \"regtest\"").unwrap();
-/// assert_eq!(b.username, "me");
+/// assert_eq!(b.username.as_deref(), Some("me"));
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,10 +122,81 @@ pub struct BitreqMeans {
     /// mode 0600, please). The merchant opens the ledger account for the
     /// wallet's transfer key.
     pub seed_file: PathBuf,
-    /// The payer's username on the merchant's ledger.
-    pub username: String,
+    /// The payer's username on the merchant's ledger (bit-transfers).
+    pub username: Option<String>,
     /// `bitcoin`, `testnet`, `signet` or `regtest` (default `bitcoin`).
     pub network: Option<String>,
+    /// The methods this wallet may pay with, among `transfer`, `onchain`,
+    /// `channel` (default: every method it has means for).
+    pub methods: Option<Vec<BitreqMethodName>>,
+    /// The chain backend of on-chain payments and channels.
+    pub chain: Option<BitreqChainMeans>,
+    /// Payment channel settings.
+    pub channel: Option<BitreqChannelMeans>,
+}
+
+/// A BitRequests payment method, as the fetch configuration names it.
+///
+/// ```
+/// let m: pay402_cli::fetch::BitreqMethodName = serde_json::from_str("\"onchain\"").unwrap();
+/// assert_eq!(m, pay402_cli::fetch::BitreqMethodName::Onchain);
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BitreqMethodName {
+    /// A bit-transfer from the ledger account.
+    Transfer,
+    /// A transaction from the wallet.
+    Onchain,
+    /// A payment channel.
+    Channel,
+}
+
+/// `[bitrequests.chain]`: the Bitcoin backend the wallet finds its coins
+/// through (its password read from a file, never the command line).
+///
+/// ```
+/// let c: pay402_cli::fetch::BitreqChainMeans = toml::from_str(
+///     "kind = \"bitcoind\"\nurl = \"http://127.0.0.1:8332\"\nuser = \"me\"\npassword_file = \"/p\"",
+/// ).unwrap();
+/// assert_eq!(c.kind, pay402_cli::config::BitreqChainKind::Bitcoind);
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitreqChainMeans {
+    /// `bitcoind` or `esplora`.
+    pub kind: crate::config::BitreqChainKind,
+    /// The RPC or REST address, without credentials.
+    pub url: String,
+    /// bitcoind: the RPC user.
+    pub user: Option<String>,
+    /// bitcoind: a file holding the RPC password.
+    pub password_file: Option<PathBuf>,
+    /// Per-call timeout in seconds (default 30).
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[bitrequests.channel]`: how channels are opened. A fetch opens a
+/// channel, pays through it and closes it before exiting (channels are
+/// not kept across runs).
+///
+/// ```
+/// let c: pay402_cli::fetch::BitreqChannelMeans = toml::from_str("deposit_sats = 50000").unwrap();
+/// assert_eq!(c.deposit_sats, Some(50_000));
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitreqChannelMeans {
+    /// What a channel can pay in total (default 100000 sat).
+    pub deposit_sats: Option<u64>,
+    /// How long a channel lasts, in seconds (default 8 days).
+    pub duration_secs: Option<u64>,
+    /// The miner fee of payment transactions (default 125000 sat; must
+    /// equal the server's).
+    pub fee_sats: Option<u64>,
+    /// How long to wait for the deposit to confirm before paying, in
+    /// seconds (default 0: only servers accepting unconfirmed deposits).
+    pub deposit_wait_secs: Option<u64>,
 }
 
 /// `[lightning]`: a node with an LND REST API.
@@ -400,53 +472,236 @@ pub(super) fn x402(
     Ok((b, rates, mpp))
 }
 
+/// The BitRequests means the configuration names: the wallet, the methods
+/// it pays with (in order of preference) and, for channels, their
+/// settings.
+pub(super) struct BitreqSetup {
+    /// The wallet (over the configured chain, or none).
+    pub(super) wallet: Arc<pay402_client::bitreq::Wallet>,
+    /// The methods, preferred first.
+    pub(super) methods: Vec<BitreqMethodName>,
+    /// The ledger username (bit-transfers).
+    pub(super) username: Option<String>,
+    /// Channel settings.
+    pub(super) channel: pay402_client::bitreq::ChannelConfig,
+}
+
+impl BitreqSetup {
+    /// Whether a method needs the wallet's coins (so a `sync` first).
+    pub(super) fn uses_chain(&self) -> bool {
+        self.methods
+            .iter()
+            .any(|m| *m != BitreqMethodName::Transfer)
+    }
+
+    /// Among offers of equal cost, the preferred method first (then the
+    /// server's order), as [`Choice::Cheapest`] otherwise.
+    pub(super) fn choice(&self) -> Choice {
+        use pay402_core::offer::{BitreqMethod, RailChallenge};
+        let order: Vec<BitreqMethod> = self
+            .methods
+            .iter()
+            .map(|m| match m {
+                BitreqMethodName::Transfer => BitreqMethod::Transfer,
+                BitreqMethodName::Onchain => BitreqMethod::OnChain,
+                BitreqMethodName::Channel => BitreqMethod::Channel,
+            })
+            .collect();
+        Choice::custom(move |candidates| {
+            let rank = |c: &pay402_client::Candidate<'_>| match &c.offer.challenge {
+                RailChallenge::BitRequests(b) => order
+                    .iter()
+                    .position(|m| *m == b.method)
+                    .unwrap_or(order.len()),
+                _ => 0,
+            };
+            candidates
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, c)| {
+                    (
+                        c.cost.is_none(),
+                        c.cost.map(Amount::value),
+                        std::cmp::Reverse(c.weight),
+                        rank(c),
+                        *i,
+                    )
+                })
+                .map(|(i, _)| i)
+        })
+    }
+}
+
+/// The chain backend of the fetch wallet (the password read from its file).
+fn bitreq_chain(c: &BitreqChainMeans) -> Result<Arc<dyn pay402_core::chain::BitcoinChain>, Fail> {
+    use crate::config::BitreqChainKind;
+    let url: reqwest::Url = c
+        .url
+        .parse()
+        .map_err(|e| usage(format!("bitrequests.chain.url {:?}: {e}", c.url)))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(usage(
+            "bitrequests.chain.url: no credentials in the URL (user and password_file)",
+        ));
+    }
+    let timeout = Duration::from_secs(c.timeout_secs.unwrap_or(30).max(1));
+    Ok(match c.kind {
+        BitreqChainKind::Bitcoind => {
+            let (Some(user), Some(file)) = (&c.user, &c.password_file) else {
+                return Err(usage(
+                    "bitrequests.chain: bitcoind needs user and password_file",
+                ));
+            };
+            let password = Zeroizing::new(
+                std::fs::read_to_string(file)
+                    .map_err(|e| usage(format!("{}: {e}", file.display())))?,
+            );
+            let config = pay402_backends::bitcoind::BitcoindConfig {
+                url,
+                user: user.clone(),
+                password: password.trim_end().to_owned(),
+                timeout,
+            };
+            Arc::new(pay402_backends::bitcoind::BitcoindRpc::new(config).map_err(usage)?)
+        }
+        BitreqChainKind::Esplora => {
+            if c.user.is_some() || c.password_file.is_some() {
+                return Err(usage(
+                    "bitrequests.chain: esplora takes no user or password_file",
+                ));
+            }
+            Arc::new(
+                pay402_backends::esplora::Esplora::new(pay402_backends::esplora::EsploraConfig {
+                    url,
+                    timeout,
+                })
+                .map_err(usage)?,
+            )
+        }
+    })
+}
+
 /// The BitRequests wallet the means name (`PAY402_BITREQ_SEED_FILE`,
 /// `PAY402_BITREQ_USERNAME`, `PAY402_BITREQ_NETWORK` over the file), with
-/// the username its bit-transfers are signed for.
-pub(super) fn bitreq_wallet(
-    config: Option<BitreqMeans>,
-) -> Result<Option<(Arc<pay402_client::bitreq::Wallet>, String)>, Fail> {
-    use pay402_client::bitreq::{Wallet, WalletConfig};
+/// the methods it pays with.
+pub(super) fn bitreq_wallet(config: Option<BitreqMeans>) -> Result<Option<BitreqSetup>, Fail> {
+    use pay402_client::bitreq::{ChannelConfig, Wallet, WalletConfig};
     let seed_file = env("PAY402_BITREQ_SEED_FILE")
         .map(PathBuf::from)
         .or_else(|| config.as_ref().map(|c| c.seed_file.clone()));
     let Some(seed_file) = seed_file else {
         return Ok(None);
     };
-    let username = env("PAY402_BITREQ_USERNAME")
-        .or_else(|| config.as_ref().map(|c| c.username.clone()))
-        .ok_or_else(|| usage("bitrequests: a seed file needs a username"))?;
+    let username =
+        env("PAY402_BITREQ_USERNAME").or_else(|| config.as_ref().and_then(|c| c.username.clone()));
     let network_name = env("PAY402_BITREQ_NETWORK")
         .or_else(|| config.as_ref().and_then(|c| c.network.clone()))
         .unwrap_or_else(|| "bitcoin".into());
     let network = crate::config::parse_btc_network(&network_name)
         .ok_or_else(|| usage(format!("bitrequests network {network_name:?}")))?;
+    let chain_means = config.as_ref().and_then(|c| c.chain.as_ref());
+    let available = |m: &BitreqMethodName| match m {
+        BitreqMethodName::Transfer => username.is_some(),
+        _ => chain_means.is_some(),
+    };
+    let methods = match config.as_ref().and_then(|c| c.methods.clone()) {
+        Some(list) => {
+            if list.is_empty() {
+                return Err(usage("bitrequests.methods: name at least one method"));
+            }
+            if let Some(m) = list.iter().find(|m| !available(m)) {
+                return Err(usage(format!(
+                    "bitrequests.methods: {m:?} needs {}",
+                    if *m == BitreqMethodName::Transfer {
+                        "a username"
+                    } else {
+                        "[bitrequests.chain]"
+                    }
+                )));
+            }
+            let mut unique = Vec::with_capacity(list.len());
+            for m in list {
+                if !unique.contains(&m) {
+                    unique.push(m);
+                }
+            }
+            unique
+        }
+        None => [
+            BitreqMethodName::Transfer,
+            BitreqMethodName::Onchain,
+            BitreqMethodName::Channel,
+        ]
+        .into_iter()
+        .filter(available)
+        .collect(),
+    };
+    if methods.is_empty() {
+        return Err(usage(
+            "bitrequests: a seed file needs a username (bit-transfers) or a [bitrequests.chain] (on-chain, channels)",
+        ));
+    }
+    let chain: Arc<dyn pay402_core::chain::BitcoinChain> = match chain_means {
+        Some(c) => bitreq_chain(c)?,
+        None => Arc::new(crate::nochain::NoChain),
+    };
     let seed = Zeroizing::new(
         std::fs::read_to_string(&seed_file)
             .map_err(|e| usage(format!("{}: {e}", seed_file.display())))?,
     );
-    let wallet = Wallet::from_seed_hex(
-        &seed,
-        WalletConfig::new(network),
-        Arc::new(crate::nochain::NoChain),
-    )
-    .map_err(|e| usage(format!("{}: {e}", seed_file.display())))?;
-    Ok(Some((Arc::new(wallet), username)))
+    let wallet = Wallet::from_seed_hex(&seed, WalletConfig::new(network), chain)
+        .map_err(|e| usage(format!("{}: {e}", seed_file.display())))?;
+    let mut channel = ChannelConfig::default();
+    if let Some(c) = config.as_ref().and_then(|c| c.channel.as_ref()) {
+        if let Some(d) = c.deposit_sats {
+            channel.deposit = Sat(d);
+        }
+        if let Some(d) = c.duration_secs {
+            channel.duration = Duration::from_secs(d);
+        }
+        if let Some(f) = c.fee_sats {
+            channel.channel_fee = Sat(f);
+        }
+        if let Some(w) = c.deposit_wait_secs {
+            channel.deposit_wait = Duration::from_secs(w);
+        }
+    }
+    Ok(Some(BitreqSetup {
+        wallet: Arc::new(wallet),
+        methods,
+        username,
+        channel,
+    }))
 }
 
-/// Adds the BitRequests means (bit-transfer from the ledger account),
-/// capped like the L402 client by `cap`.
+/// Adds the BitRequests means (one per method), each capped like the L402
+/// client by `cap`; returns where the channel client will be, to close
+/// its channels after the request.
 pub(super) fn bitreq(
-    b: PayerBuilder,
-    config: Option<BitreqMeans>,
+    mut b: PayerBuilder,
+    setup: &BitreqSetup,
     cap: Sat,
-) -> Result<PayerBuilder, Fail> {
-    let Some((wallet, username)) = bitreq_wallet(config)? else {
-        return Ok(b);
-    };
-    Ok(b.bitreq(pay402_client::bitreq::BitRequests::bit_transfer(wallet, username).max_price(cap)))
+) -> (PayerBuilder, Option<pay402_client::bitreq::ChannelSlot>) {
+    use pay402_client::bitreq::{BitRequests, ChannelSlot};
+    let mut slot = None;
+    for m in &setup.methods {
+        let wallet = Arc::clone(&setup.wallet);
+        let builder = match (m, &setup.username) {
+            (BitreqMethodName::Transfer, Some(u)) => BitRequests::bit_transfer(wallet, u.clone()),
+            (BitreqMethodName::Transfer, None) => continue,
+            (BitreqMethodName::Onchain, _) => BitRequests::on_chain(wallet),
+            (BitreqMethodName::Channel, _) => {
+                let s = ChannelSlot::default();
+                slot = Some(s.clone());
+                BitRequests::channel(wallet)
+                    .channel_config(setup.channel.clone())
+                    .share_channels(s)
+            }
+        };
+        b = b.bitreq(builder.max_price(cap));
+    }
+    (b, slot)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,9 +35,10 @@ mod quote;
 use journal::open_journal;
 pub use journal::{JournalArgs, ReceiptsArgs, TokensArgs, receipts, tokens};
 pub use means::{
-    BitreqMeans, FetchConfig, LightningMeans, MaxError, X402Means, X402Token, parse_max,
+    BitreqChainMeans, BitreqChannelMeans, BitreqMeans, BitreqMethodName, FetchConfig,
+    LightningMeans, MaxError, X402Means, X402Token, parse_max,
 };
-use means::{bitreq, lightning, load_config_file, x402};
+use means::{bitreq, bitreq_wallet, lightning, load_config_file, x402};
 use quote::quote;
 
 /// The exit codes of `pay402 fetch` (also in docs/cli.md).
@@ -275,8 +276,17 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
         Amount::Sat(s) => *s,
         _ => Sat(u64::MAX),
     };
-    if allowed(RailArg::Bitreq) {
-        b = bitreq(b, config.bitrequests, sat_cap)?;
+    let bitreq_setup = if allowed(RailArg::Bitreq) {
+        bitreq_wallet(config.bitrequests)?
+    } else {
+        None
+    };
+    let mut channels = None;
+    if let Some(setup) = &bitreq_setup {
+        let (with, slot) = bitreq(b, setup, sat_cap);
+        b = with;
+        channels = slot;
+        b = b.choose(setup.choice());
     }
     let (mut b, rates, evm) = x402(
         b,
@@ -304,6 +314,14 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
     if args.quote {
         return quote(args, &req, b).await;
     }
+    if let Some(setup) = bitreq_setup.as_ref().filter(|s| s.uses_chain()) {
+        // The wallet's coins are found on the chain at every run.
+        setup
+            .wallet
+            .sync()
+            .await
+            .map_err(|e| Fail(exit::ERROR, format!("bitrequests wallet sync: {e}")))?;
+    }
     const DAY: Duration = Duration::from_secs(24 * 3600);
     if let Some(text) = &config.max_per_origin_per_day {
         b = b.per_origin(parse_max(text).map_err(usage)?, DAY);
@@ -318,9 +336,55 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
         .await
         .map_err(|e| Fail(exit::USAGE, e.to_string()))?;
     let _span = tracing::info_span!("fetch", url = %req.url).entered();
-    match payer.send(req.builder(payer.http())).await {
+    let result = match payer.send(req.builder(payer.http())).await {
         Ok(paid) => finish(args, paid).await,
         Err(e) => Err(refused(args.silent, &e)),
+    };
+    if let Some(slot) = channels {
+        close_channels(args.silent, &slot).await;
+    }
+    result
+}
+
+/// Closes the payment channels this run opened (they are not kept across
+/// runs): the server signs and broadcasts the last payment, the rest of
+/// the deposit comes back to the wallet. A channel that cannot be closed
+/// prints its signed refund, valid after the channel's expiry.
+async fn close_channels(silent: bool, slot: &pay402_client::bitreq::ChannelSlot) {
+    let Some(client) = slot.get() else { return };
+    for ch in client.channels().await {
+        if ch.spend_txid.is_some() || ch.state == pay402_client::bitreq::ClientState::Closed {
+            continue;
+        }
+        let outcome = if ch.paid.0 > 0 {
+            client.close(ch.server.as_str()).await
+        } else {
+            Ok(None)
+        };
+        match outcome {
+            Ok(Some(txid)) => {
+                if !silent {
+                    eprintln!(
+                        "closed payment channel {} (paid {} sat in all; close transaction {txid})",
+                        ch.deposit_txid, ch.paid.0
+                    );
+                }
+            }
+            other => {
+                // Always printed: without it the deposit waits for the server.
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) if ch.paid.0 == 0 => "nothing was paid into it".to_owned(),
+                    Ok(_) => "the last payment is unsettled".to_owned(),
+                };
+                eprintln!(
+                    "pay402 fetch: payment channel {} left open ({why}); its refund, valid after {}: {}",
+                    ch.deposit_txid,
+                    ch.expiry,
+                    pay402_server::bitreq::bitcoin::consensus::encode::serialize_hex(&ch.refund_tx)
+                );
+            }
+        }
     }
 }
 

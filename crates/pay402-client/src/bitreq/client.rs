@@ -245,7 +245,19 @@ pub struct BitRequestsBuilder {
     retries: u32,
     http: Option<reqwest::Client>,
     channel: ChannelConfig,
+    channel_slot: Option<ChannelSlot>,
 }
+
+/// Where a [`BitRequestsBuilder`] puts the [`ChannelClient`] it builds (see
+/// [`BitRequestsBuilder::share_channels`]), so that a caller that hands the
+/// builder to a [`Payer`](crate::Payer) can still close or sync its
+/// channels.
+///
+/// ```
+/// let slot = pay402_client::bitreq::ChannelSlot::default();
+/// assert!(slot.get().is_none());
+/// ```
+pub type ChannelSlot = Arc<std::sync::OnceLock<Arc<ChannelClient>>>;
 
 impl fmt::Debug for BitRequestsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -359,6 +371,33 @@ impl BitRequestsBuilder {
         self
     }
 
+    /// Puts the channel client built by [`build`](Self::build) (channel
+    /// method only) into `slot`, for a caller that no longer holds the
+    /// built client — a [`Payer`](crate::Payer) builds it — to close or sync
+    /// its channels (they live in memory).
+    ///
+    /// ```no_run
+    /// # async fn f(wallet: std::sync::Arc<pay402_client::bitreq::Wallet>) {
+    /// use pay402_client::bitreq::{BitRequests, ChannelSlot};
+    /// let slot = ChannelSlot::default();
+    /// let payer = pay402_client::Payer::builder()
+    ///     .bitreq(BitRequests::channel(wallet).share_channels(slot.clone()))
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// // … pay with `payer`, then:
+    /// if let Some(channels) = slot.get() {
+    ///     for ch in channels.channels().await {
+    ///         let _ = channels.close(ch.server.as_str()).await;
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn share_channels(mut self, slot: ChannelSlot) -> Self {
+        self.channel_slot = Some(slot);
+        self
+    }
+
     /// Builds the client.
     ///
     /// ```no_run
@@ -373,9 +412,15 @@ impl BitRequestsBuilder {
             None => default_http(self.connect_timeout, self.timeout),
         };
         let channels = (self.method == PaymentMethod::Channel).then(|| {
-            ChannelClient::new(Arc::clone(&self.wallet), http.clone(), self.channel.clone())
-                .with_timeout(timeout)
+            Arc::new(
+                ChannelClient::new(Arc::clone(&self.wallet), http.clone(), self.channel.clone())
+                    .with_timeout(timeout),
+            )
         });
+        if let (Some(slot), Some(c)) = (&self.channel_slot, &channels) {
+            // A slot filled by an earlier build keeps that client.
+            let _ = slot.set(Arc::clone(c));
+        }
         BitRequests {
             inner: Arc::new(Inner {
                 http,
@@ -471,7 +516,7 @@ pub(crate) struct Inner {
     username: Option<String>,
     max_price: Sat,
     retries: u32,
-    channels: Option<ChannelClient>,
+    channels: Option<Arc<ChannelClient>>,
 }
 
 impl fmt::Debug for BitRequests {
@@ -515,6 +560,7 @@ impl BitRequests {
             retries: DEFAULT_RETRIES,
             http: None,
             channel: ChannelConfig::default(),
+            channel_slot: None,
         }
     }
 
@@ -603,7 +649,7 @@ impl BitRequests {
     /// # Ok(()) }
     /// ```
     pub fn channels(&self) -> Option<&ChannelClient> {
-        self.inner.channels.as_ref()
+        self.inner.channels.as_deref()
     }
 
     /// The underlying reqwest client, to build requests for [`send`](Self::send).

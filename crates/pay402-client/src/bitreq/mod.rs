@@ -54,8 +54,8 @@ mod wallet;
 
 pub use channel::{ChannelClient, ChannelConfig, ChannelPayment, ChannelSummary};
 pub use client::{
-    BitRequests, BitRequestsBuilder, DEFAULT_MAX_PRICE, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Paid,
-    PaymentMethod, Receipt, RequestOptions,
+    BitRequests, BitRequestsBuilder, ChannelSlot, DEFAULT_MAX_PRICE, DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT, Paid, PaymentMethod, Receipt, RequestOptions,
 };
 pub use error::{BitRequestsError, WalletError};
 pub use keys::KeyChain;
