@@ -198,12 +198,10 @@ fn init_example_shows_the_bitreq_methods_commented() {
             block.push('\n');
         }
     }
-    let block = block
-        .replace(
-            "xpub = \"xpub...\"",
-            &format!("xpub = \"{}\"", xpub_mainnet()),
-        )
-        .replace("network = \"bitcoin\"", "network = \"bitcoin\"");
+    let block = block.replace(
+        "xpub = \"xpub...\"",
+        &format!("xpub = \"{}\"", xpub_mainnet()),
+    );
     let out = check(&dir, &format!("{block}{SERVICE}"));
     assert_eq!(
         out.status.code(),

@@ -1,0 +1,330 @@
+//! 21 BitRequests on a real Bitcoin chain through the real binaries: a
+//! `pay402 proxy` whose `[bitrequests]` offers on-chain payments (a fresh
+//! address per 402 from an xpub) and payment channels over bcoin regtest
+//! (`[bitrequests.chain]`, the testkit starts the node), paid by the real
+//! `pay402 fetch` from a wallet named in its configuration file.
+//!
+//! - on-chain: paid once, broadcast by the proxy, the upstream sees the
+//!   request once with the txid as identity; the same transaction presented
+//!   again is refused with problem+json `payment_already_used`; `--max`
+//!   under the price exits 3 with nothing spent; a dearer route waits for
+//!   one confirmation (202 `awaiting_confirmations`, the upstream not
+//!   called), then the mined transaction is served once;
+//! - channel: `pay402 fetch` opens a channel at the proxy's channel
+//!   endpoints, pays through it, and closes it; the close transaction,
+//!   mined, pays the merchant exactly the price.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Proxy, config, fetch, temp_dir};
+use pay402_server::bitreq::bitcoin::bip32::{Xpriv, Xpub};
+use pay402_server::bitreq::bitcoin::consensus::encode::deserialize_hex;
+use pay402_server::bitreq::bitcoin::{Network, Transaction, secp256k1::Secp256k1};
+use pay402_testkit::bcoin::Bcoin;
+
+/// The price of `/cheap/*` (served unconfirmed) and `/dear/*` (one
+/// confirmation), in sat; both above the 3000-sat dust floor.
+const CHEAP: u64 = 5_000;
+const DEAR: u64 = 6_000;
+/// The miner fee of channel payment transactions, the same on both sides.
+const CHANNEL_FEE: u64 = 10_000;
+
+fn start_node() -> Bcoin {
+    Bcoin::start().unwrap_or_else(|e| panic!("bcoin test peer could not start: {e}"))
+}
+
+/// What the upstream saw: the identity header of each request.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// An upstream answering `served` to everything, recording the identity
+/// header and that no payment proof reached it.
+async fn start_counting_upstream() -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            for proof in [
+                "bitcoin-transaction",
+                "bitcoin-transfer",
+                "bitcoin-payment-channel-token",
+            ] {
+                assert!(!headers.contains_key(proof), "{proof} reached the upstream");
+            }
+            let id = headers
+                .get("x-paid-by")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            record.lock().unwrap().push(id);
+            "served"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn seen(s: &Seen) -> Vec<String> {
+    s.lock().unwrap().clone()
+}
+
+/// The `[bitrequests.chain]` table of `node` (its password in a file).
+fn chain_section(node: &Bcoin, dir: &Path, fetch_side: bool) -> String {
+    let password = dir.join("rpc.password");
+    std::fs::write(&password, node.rpc_password()).unwrap();
+    let secret = if fetch_side {
+        format!("password_file = \"{}\"", password.display())
+    } else {
+        format!("password = {{ file = \"{}\" }}", password.display())
+    };
+    format!(
+        "[bitrequests.chain]\nkind = \"bitcoind\"\nurl = \"{}\"\nuser = \"{}\"\n{secret}\n",
+        node.rpc_url(),
+        node.rpc_user()
+    )
+}
+
+/// The proxy: on-chain to fresh addresses of a merchant xpub (prices up to
+/// `CHEAP` served unconfirmed) and channels with zeroconf deposits.
+async fn start_proxy(node: &Bcoin, dir: &Path, upstream: SocketAddr) -> Proxy {
+    let xprv = Xpriv::new_master(Network::Regtest, &rand::random::<[u8; 32]>()).unwrap();
+    let xpub = Xpub::from_priv(&Secp256k1::new(), &xprv);
+    std::fs::write(
+        dir.join("channel.key"),
+        hex::encode(rand::random::<[u8; 32]>()),
+    )
+    .unwrap();
+    let toml = config(&format!(
+        r#"
+[bitrequests]
+network = "regtest"
+sync_secs = 1
+{chain}
+[bitrequests.onchain]
+xpub = "{xpub}"
+confirmations = 1
+accept_unconfirmed_up_to_sats = {CHEAP}
+
+[bitrequests.channel]
+key = {{ file = "{dir}/channel.key" }}
+zeroconf = true
+fee_sats = {CHANNEL_FEE}
+
+{services}"#,
+        chain = chain_section(node, dir, false),
+        dir = dir.display(),
+        services = [("cheap", CHEAP), ("dear", DEAR)]
+            .map(|(name, sats)| format!(
+                "[[services]]\nname = \"{name}\"\npath = \"^/{name}/\"\nupstream = \"http://{upstream}\"\n\
+                 rails = [\"bitreq\"]\nprice = {{ sats = {sats} }}\nidentity_header = \"X-Paid-By\"\n\n"
+            ))
+            .concat()
+    ));
+    Proxy::start(dir, &toml).await
+}
+
+/// A fresh fetch wallet (its seed in `dir/wallet.seed`) funded with two
+/// confirmed coins of `sats`, and its fetch configuration paying by
+/// `method` only.
+async fn fetch_wallet(node: &Bcoin, dir: &Path, method: &str, sats: u64) -> std::path::PathBuf {
+    use pay402_client::bitreq::{Wallet, WalletConfig};
+    let seed = hex::encode(rand::random::<[u8; 32]>());
+    let seed_file = dir.join(format!("{method}.seed"));
+    std::fs::write(&seed_file, &seed).unwrap();
+    let wallet = Wallet::from_seed_hex(
+        &seed,
+        WalletConfig::new(Network::Regtest),
+        Arc::new(pay402_cli::nochain::NoChain),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let address = wallet.receive_address().await.unwrap();
+        node.fund(&address.to_string(), sats)
+            .expect("fund the wallet");
+    }
+    node.mine(1).unwrap();
+    let config = dir.join(format!("{method}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "max = \"10000sat\"\n[bitrequests]\nseed_file = \"{}\"\nnetwork = \"regtest\"\nmethods = [\"{method}\"]\n{}\
+             [bitrequests.channel]\ndeposit_sats = 20000\nfee_sats = {CHANNEL_FEE}\n",
+            seed_file.display(),
+            chain_section(node, dir, true)
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `pay402 fetch --json --rail bitreq URL`: exit 0, its JSON receipt and
+/// its standard error.
+async fn pay(config: &Path, url: &str) -> (serde_json::Value, String) {
+    let out = fetch(config, &["--json", "--rail", "bitreq", url]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let receipt =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("a JSON receipt");
+    (receipt, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Presents `tx_hex` as the on-chain proof for `path`.
+async fn present(proxy: &Proxy, path: &str, tx_hex: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(proxy.url(path))
+        .header("Bitcoin-Transaction", tx_hex)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// bcoin, the counting upstream, the proxy in front of it, and a funded
+/// fetch wallet paying by `method`: (node, what the upstream saw, proxy,
+/// fetch config).
+async fn setup(method: &str, sats: u64) -> (Bcoin, Seen, Proxy, std::path::PathBuf) {
+    let node = start_node();
+    let dir = temp_dir(&format!("bitreq-chain-{method}"));
+    let (upstream, upstream_seen) = start_counting_upstream().await;
+    let proxy = start_proxy(&node, &dir, upstream).await;
+    let config = fetch_wallet(&node, &dir, method, sats).await;
+    (node, upstream_seen, proxy, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_pays_the_proxy_on_chain_once_and_a_replay_is_refused() {
+    let (node, upstream_seen, proxy, config) = setup("onchain", 50_000).await;
+
+    // Unpaid: a fresh address per 402, and the channel server.
+    let unpaid = reqwest::get(proxy.url("/cheap/report")).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    assert_eq!(unpaid.headers()["price"], CHEAP.to_string().as_str());
+    let first = unpaid.headers()["bitcoin-address"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(first.starts_with("bcrt1q"), "{first}");
+    let again = reqwest::get(proxy.url("/cheap/report")).await.unwrap();
+    assert_ne!(again.headers()["bitcoin-address"], first.as_str());
+    assert_eq!(
+        unpaid.headers()["bitcoin-payment-channel-server"],
+        proxy.url("/payment").as_str()
+    );
+
+    // Over budget: exit 3, nothing spent, the upstream not called.
+    let out = fetch(
+        &config,
+        &["--json", "--max", "4999sat", &proxy.url("/cheap/report")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(seen(&upstream_seen).is_empty());
+
+    // Paid on chain: the proxy broadcast it and the upstream saw it once.
+    let (r, _) = pay(&config, &proxy.url("/cheap/report")).await;
+    assert_eq!(r["rail"], "bitreq");
+    assert_eq!(r["offer"], "bitreq onchain", "{r}");
+    assert_eq!(r["amount"], format!("{CHEAP} sat"));
+    assert_eq!(r["status"], 200);
+    let txid = r["proof_id"].as_str().unwrap().to_owned();
+    assert_eq!(seen(&upstream_seen), [format!("bitreq:onchain:{txid}")]);
+    node.wait_for_tx(&txid, Duration::from_secs(10))
+        .expect("the proxy broadcast the payment");
+    let tx: Transaction = deserialize_hex(&node.get_raw_transaction_hex(&txid).unwrap()).unwrap();
+    assert!(
+        tx.output.iter().any(|o| o.value.to_sat() == CHEAP),
+        "pays exactly the price: {tx:?}"
+    );
+
+    // The same transaction again: refused, problem+json, not served.
+    let hex = node.get_raw_transaction_hex(&txid).unwrap();
+    let replay = present(&proxy, "/cheap/report", &hex).await;
+    assert_eq!(replay.status(), 409);
+    assert_eq!(replay.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(problem["reason"], "payment_already_used", "{problem}");
+    assert_eq!(seen(&upstream_seen).len(), 1);
+
+    // A dearer route waits for one confirmation: 202, the upstream not
+    // called; mined, the same transaction is served once.
+    let (r, _) = pay(&config, &proxy.url("/dear/report")).await;
+    assert_eq!(r["status"], 202, "{r}");
+    assert_eq!(r["amount"], format!("{DEAR} sat"));
+    let dear_txid = r["proof_id"].as_str().unwrap().to_owned();
+    assert_eq!(seen(&upstream_seen).len(), 1);
+    node.wait_for_tx(&dear_txid, Duration::from_secs(10))
+        .unwrap();
+    let hex = node.get_raw_transaction_hex(&dear_txid).unwrap();
+    let waiting = present(&proxy, "/dear/report", &hex).await;
+    assert_eq!(waiting.status(), 202);
+    node.mine(1).unwrap();
+    let served = present(&proxy, "/dear/report", &hex).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.unwrap(), "served");
+    assert_eq!(
+        seen(&upstream_seen),
+        [
+            format!("bitreq:onchain:{txid}"),
+            format!("bitreq:onchain:{dear_txid}")
+        ]
+    );
+    let again = present(&proxy, "/dear/report", &hex).await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(seen(&upstream_seen).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_opens_pays_and_closes_a_payment_channel_through_the_proxy() {
+    let (node, upstream_seen, proxy, config) = setup("channel", 100_000).await;
+
+    // The channel endpoints answer on the proxy's listener.
+    let info: serde_json::Value = reqwest::get(proxy.url("/payment"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["version"], 2, "{info}");
+    assert_eq!(info["zeroconf"], true);
+
+    let (r, stderr) = pay(&config, &proxy.url("/cheap/report")).await;
+    assert_eq!(r["offer"], "bitreq channel", "{r}");
+    assert_eq!(r["amount"], format!("{CHEAP} sat"));
+    assert_eq!(r["status"], 200);
+    let token = r["proof_id"].as_str().unwrap().to_owned();
+    assert_eq!(seen(&upstream_seen), [format!("bitreq:channel:{token}")]);
+
+    // Closed before exiting: the merchant signed and broadcast the last
+    // payment; mined, it pays the merchant exactly the price.
+    let close_txid = stderr
+        .split("close transaction ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or_else(|| panic!("the channel was closed: {stderr}"))
+        .to_owned();
+    node.wait_for_tx(&close_txid, Duration::from_secs(10))
+        .expect("the proxy broadcast the close");
+    node.mine(1).unwrap();
+    let close: Transaction =
+        deserialize_hex(&node.get_raw_transaction_hex(&close_txid).unwrap()).unwrap();
+    assert_eq!(close.output[0].value.to_sat(), CHEAP, "{close:?}");
+    let confirmed = node.get_raw_transaction(&close_txid).unwrap();
+    assert!(confirmed["confirmations"].as_u64().unwrap_or(0) >= 1);
+
+    // The token was redeemed: presented again, refused.
+    let replay = reqwest::Client::new()
+        .get(proxy.url("/cheap/report"))
+        .header("Bitcoin-Payment-Channel-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert!(replay.status().is_client_error(), "{}", replay.status());
+    let problem: serde_json::Value = replay.json().await.unwrap();
+    assert!(problem["reason"].is_string(), "{problem}");
+    assert_eq!(seen(&upstream_seen).len(), 1);
+}
