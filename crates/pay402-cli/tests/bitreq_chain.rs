@@ -96,12 +96,17 @@ fn chain_section(node: &Bcoin, dir: &Path, fetch_side: bool) -> String {
 async fn start_proxy(node: &Bcoin, dir: &Path, upstream: SocketAddr) -> Proxy {
     let xprv = Xpriv::new_master(Network::Regtest, &rand::random::<[u8; 32]>()).unwrap();
     let xpub = Xpub::from_priv(&Secp256k1::new(), &xprv);
-    std::fs::write(
-        dir.join("channel.key"),
-        hex::encode(rand::random::<[u8; 32]>()),
-    )
-    .unwrap();
-    let toml = config(&format!(
+    Proxy::start(dir, &config(&bitreq_sections(node, dir, upstream, &xpub))).await
+}
+
+/// The `[bitrequests]` and `[[services]]` of the proxy (the channel key
+/// written to `dir/channel.key` unless there).
+fn bitreq_sections(node: &Bcoin, dir: &Path, upstream: SocketAddr, xpub: &Xpub) -> String {
+    let key = dir.join("channel.key");
+    if !key.exists() {
+        std::fs::write(&key, hex::encode(rand::random::<[u8; 32]>())).unwrap();
+    }
+    format!(
         r#"
 [bitrequests]
 network = "regtest"
@@ -126,8 +131,7 @@ fee_sats = {CHANNEL_FEE}
                  rails = [\"bitreq\"]\nprice = {{ sats = {sats} }}\nidentity_header = \"X-Paid-By\"\n\n"
             ))
             .concat()
-    ));
-    Proxy::start(dir, &toml).await
+    )
 }
 
 /// A fresh fetch wallet (its seed in `dir/wallet.seed`) funded with two
@@ -327,4 +331,50 @@ async fn fetch_opens_pays_and_closes_a_payment_channel_through_the_proxy() {
     let problem: serde_json::Value = replay.json().await.unwrap();
     assert!(problem["reason"].is_string(), "{problem}");
     assert_eq!(seen(&upstream_seen).len(), 1);
+}
+
+/// Two proxy processes on one PostgreSQL `[store]` (the testkit starts a
+/// private cluster), same merchant, sharing nothing else: an on-chain
+/// payment served by one is refused by the other (the txid's replay
+/// record is in the shared database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_on_one_postgres_refuse_each_others_onchain_payment() {
+    use pay402_testkit::postgres::Postgres;
+    let pg = Postgres::shared().expect("the PostgreSQL test peer must start");
+    let db = pg.create_database().unwrap();
+    let node = start_node();
+    let dir = temp_dir("bitreq-chain-postgres");
+    let (upstream, upstream_seen) = start_counting_upstream().await;
+    let xprv = Xpriv::new_master(Network::Regtest, &rand::random::<[u8; 32]>()).unwrap();
+    let xpub = Xpub::from_priv(&Secp256k1::new(), &xprv);
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nlog_format = \"json\"\n\n[store]\nurl = \"{}\"\n\n{}",
+        db.url(),
+        bitreq_sections(&node, &dir, upstream, &xpub)
+    );
+    let (dir_a, dir_b) = (dir.join("a"), dir.join("b"));
+    for d in [&dir_a, &dir_b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let a = Proxy::start(&dir_a, &toml).await;
+    let b = Proxy::start(&dir_b, &toml).await;
+    let config = fetch_wallet(&node, &dir, "onchain", 50_000).await;
+
+    let (r, _) = pay(&config, &a.url("/cheap/report")).await;
+    assert_eq!(r["status"], 200, "{r}");
+    let txid = r["proof_id"].as_str().unwrap().to_owned();
+    node.wait_for_tx(&txid, Duration::from_secs(10)).unwrap();
+    let hex = node.get_raw_transaction_hex(&txid).unwrap();
+    for proxy in [&b, &a] {
+        let replay = present(proxy, "/cheap/report", &hex).await;
+        assert_eq!(replay.status(), 409);
+        let problem: serde_json::Value = replay.json().await.unwrap();
+        assert_eq!(problem["reason"], "payment_already_used", "{problem}");
+    }
+    assert_eq!(seen(&upstream_seen), [format!("bitreq:onchain:{txid}")]);
+
+    // The other instance takes its own payments on the same store.
+    let (r, _) = pay(&config, &b.url("/cheap/report")).await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(seen(&upstream_seen).len(), 2);
 }
