@@ -158,7 +158,7 @@ async fn fetch_wallet(node: &Bcoin, dir: &Path, method: &str, sats: u64) -> std:
     std::fs::write(
         &config,
         format!(
-            "max = \"10000sat\"\n[bitrequests]\nseed_file = \"{}\"\nnetwork = \"regtest\"\nmethods = [\"{method}\"]\n{}\
+            "max = \"10000sat\"\n[bitrequests]\nseed_file = \"{}\"\nnetwork = \"regtest\"\nmethods = [\"{method}\"]\nconfirmation_poll_secs = 1\n{}\
              [bitrequests.channel]\ndeposit_sats = 20000\nfee_sats = {CHANNEL_FEE}\n",
             seed_file.display(),
             chain_section(node, dir, true)
@@ -254,9 +254,18 @@ async fn fetch_pays_the_proxy_on_chain_once_and_a_replay_is_refused() {
     assert_eq!(problem["reason"], "payment_already_used", "{problem}");
     assert_eq!(seen(&upstream_seen).len(), 1);
 
-    // A dearer route waits for one confirmation: 202, the upstream not
-    // called; mined, the same transaction is served once.
-    let (r, _) = pay(&config, &proxy.url("/dear/report")).await;
+    // A dearer route waits for one confirmation. Told not to wait, fetch
+    // returns the 202 and the upstream is not called; mined, the same
+    // transaction is served once.
+    let no_wait = config.with_file_name("onchain-no-wait.toml");
+    std::fs::write(
+        &no_wait,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("confirmation_poll_secs = 1", "confirmation_wait_secs = 0"),
+    )
+    .unwrap();
+    let (r, _) = pay(&no_wait, &proxy.url("/dear/report")).await;
     assert_eq!(r["status"], 202, "{r}");
     assert_eq!(r["amount"], format!("{DEAR} sat"));
     let dear_txid = r["proof_id"].as_str().unwrap().to_owned();
@@ -280,6 +289,32 @@ async fn fetch_pays_the_proxy_on_chain_once_and_a_replay_is_refused() {
     let again = present(&proxy, "/dear/report", &hex).await;
     assert_eq!(again.status(), 409);
     assert_eq!(seen(&upstream_seen).len(), 2);
+
+    // By default fetch waits: it presents the same transaction until it is
+    // mined, then the upstream is called once.
+    node.mine(1).unwrap();
+    let (cfg, url) = (config.clone(), proxy.url("/dear/waited"));
+    let waiting = tokio::spawn(async move { pay(&cfg, &url).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pool = node.rpc("getrawmempool", serde_json::json!([])).unwrap();
+        if pool.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no payment broadcast");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(seen(&upstream_seen).len(), 2, "served before it was mined");
+    node.mine(1).unwrap();
+    let (r, _) = waiting.await.unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    let waited_txid = r["proof_id"].as_str().unwrap();
+    assert_eq!(
+        seen(&upstream_seen).last().unwrap(),
+        &format!("bitreq:onchain:{waited_txid}")
+    );
+    assert_eq!(seen(&upstream_seen).len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,6 +129,13 @@ pub struct BitreqMeans {
     /// The methods this wallet may pay with, among `transfer`, `onchain`,
     /// `channel` (default: every method it has means for).
     pub methods: Option<Vec<BitreqMethodName>>,
+    /// On-chain: how long to keep presenting a transaction the server
+    /// answers `202` (waiting for confirmations), in seconds (default
+    /// 3600; 0: return the 202).
+    pub confirmation_wait_secs: Option<u64>,
+    /// On-chain: the longest pause between two presentations, in seconds
+    /// (default 30; the server's `Retry-After` when shorter).
+    pub confirmation_poll_secs: Option<u64>,
     /// The chain backend of on-chain payments and channels.
     pub chain: Option<BitreqChainMeans>,
     /// Payment channel settings.
@@ -484,6 +491,8 @@ pub(super) struct BitreqSetup {
     pub(super) username: Option<String>,
     /// Channel settings.
     pub(super) channel: pay402_client::bitreq::ChannelConfig,
+    /// On-chain: how long to wait for confirmations, and the longest pause.
+    pub(super) confirmations: (Duration, Duration),
 }
 
 impl BitreqSetup {
@@ -666,11 +675,26 @@ pub(super) fn bitreq_wallet(config: Option<BitreqMeans>) -> Result<Option<Bitreq
             channel.deposit_wait = Duration::from_secs(w);
         }
     }
+    let confirmations = (
+        Duration::from_secs(
+            config
+                .as_ref()
+                .and_then(|c| c.confirmation_wait_secs)
+                .unwrap_or(3600),
+        ),
+        Duration::from_secs(
+            config
+                .as_ref()
+                .and_then(|c| c.confirmation_poll_secs)
+                .unwrap_or(30),
+        ),
+    );
     Ok(Some(BitreqSetup {
         wallet: Arc::new(wallet),
         methods,
         username,
         channel,
+        confirmations,
     }))
 }
 
@@ -689,7 +713,10 @@ pub(super) fn bitreq(
         let builder = match (m, &setup.username) {
             (BitreqMethodName::Transfer, Some(u)) => BitRequests::bit_transfer(wallet, u.clone()),
             (BitreqMethodName::Transfer, None) => continue,
-            (BitreqMethodName::Onchain, _) => BitRequests::on_chain(wallet),
+            (BitreqMethodName::Onchain, _) => {
+                let (wait, poll) = setup.confirmations;
+                BitRequests::on_chain(wallet).await_confirmations(wait, poll)
+            }
             (BitreqMethodName::Channel, _) => {
                 let s = ChannelSlot::default();
                 slot = Some(s.clone());

@@ -246,7 +246,20 @@ pub struct BitRequestsBuilder {
     http: Option<reqwest::Client>,
     channel: ChannelConfig,
     channel_slot: Option<ChannelSlot>,
+    confirmations: ConfirmationWait,
 }
+
+/// How long an on-chain payment answered `202 awaiting_confirmations` is
+/// presented again, and the longest pause between presentations (see
+/// [`BitRequestsBuilder::await_confirmations`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ConfirmationWait {
+    wait: Duration,
+    poll: Duration,
+}
+
+/// The longest `Retry-After` honoured between two presentations.
+const MAX_CONFIRMATION_POLL: Duration = Duration::from_secs(600);
 
 /// Where a [`BitRequestsBuilder`] puts the [`ChannelClient`] it builds (see
 /// [`BitRequestsBuilder::share_channels`]), so that a caller that hands the
@@ -398,6 +411,28 @@ impl BitRequestsBuilder {
         self
     }
 
+    /// On-chain: when the server answers the paid request `202` (it
+    /// broadcast the transaction and waits for confirmations), present the
+    /// **same** transaction again after its `Retry-After` (at most `poll`,
+    /// at least 1 s) until another answer comes or `wait` has passed; the
+    /// last answer is returned. Nothing is paid again. Default: no wait
+    /// (the 202 is returned, as two1 did). Requests whose body cannot be
+    /// cloned are not presented again.
+    ///
+    /// ```no_run
+    /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
+    /// use std::time::Duration;
+    /// b.await_confirmations(Duration::from_secs(3600), Duration::from_secs(30))
+    /// # }
+    /// ```
+    pub fn await_confirmations(mut self, wait: Duration, poll: Duration) -> Self {
+        self.confirmations = ConfirmationWait {
+            wait,
+            poll: poll.clamp(Duration::from_secs(1), MAX_CONFIRMATION_POLL),
+        };
+        self
+    }
+
     /// Builds the client.
     ///
     /// ```no_run
@@ -432,6 +467,7 @@ impl BitRequestsBuilder {
                 max_price: self.max_price,
                 retries: self.retries,
                 channels,
+                confirmations: self.confirmations,
             }),
         }
     }
@@ -517,6 +553,7 @@ pub(crate) struct Inner {
     max_price: Sat,
     retries: u32,
     channels: Option<Arc<ChannelClient>>,
+    confirmations: ConfirmationWait,
 }
 
 impl fmt::Debug for BitRequests {
@@ -561,6 +598,7 @@ impl BitRequests {
             http: None,
             channel: ChannelConfig::default(),
             channel_slot: None,
+            confirmations: ConfirmationWait::default(),
         }
     }
 
@@ -934,8 +972,15 @@ impl Inner {
         if let Some(v) = paid_request.headers_mut().get_mut(AUTHORIZATION) {
             v.set_sensitive(true);
         }
+        let again = match (&made.onchain, self.confirmations.wait.is_zero()) {
+            (Some(_), false) => paid_request.try_clone(),
+            _ => None,
+        };
         let response = match self.send_with_retries(paid_request, true).await {
-            Ok(r) => r,
+            Ok(r) => match again {
+                Some(again) => self.await_confirmations(r, again).await,
+                None => r,
+            },
             Err(BitRequestsError::Http(source)) => {
                 warn!(error = %source, "paid, but sending the proof failed");
                 if let Some(p) = &made.onchain {
@@ -950,6 +995,42 @@ impl Inner {
             Err(e) => return Err(e),
         };
         self.outcome(response, made).await
+    }
+
+    /// While the answer is `202` (the server waits for confirmations of the
+    /// transaction), presents `again` (the same proof) after `Retry-After`,
+    /// bounded by the configured wait; returns the last answer. A transport
+    /// failure while waiting returns the last 202: the payment stands.
+    async fn await_confirmations(&self, first: Response, again: Request) -> Response {
+        let deadline = tokio::time::Instant::now() + self.confirmations.wait;
+        let mut last = first;
+        while last.status() == StatusCode::ACCEPTED {
+            let retry_after = last
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(self.confirmations.poll, Duration::from_secs);
+            let pause = retry_after.clamp(Duration::from_secs(1), self.confirmations.poll);
+            let now = tokio::time::Instant::now();
+            if now + pause > deadline {
+                break;
+            }
+            info!(
+                pause_secs = pause.as_secs(),
+                "awaiting confirmations; presenting the same transaction again"
+            );
+            tokio::time::sleep(pause).await;
+            let Some(next) = again.try_clone() else { break };
+            match self.send_with_retries(next, true).await {
+                Ok(r) => last = r,
+                Err(e) => {
+                    warn!(error = %e, "presenting the transaction again failed");
+                    break;
+                }
+            }
+        }
+        last
     }
 
     /// Interprets the answer to the paid request.
