@@ -129,7 +129,8 @@ pub enum RailArg {
     L402,
     /// x402: a USD stablecoin, signed with the EVM key.
     X402,
-    /// 21 BitRequests: a bit-transfer from the ledger account.
+    /// 21 BitRequests: a bit-transfer from the ledger account, an on-chain
+    /// transaction or a payment channel, from the configured wallet.
     Bitreq,
     /// MPP (`WWW-Authenticate: Payment`): `lightning`/`charge` through the
     /// configured Lightning node, `evm`/`charge` with the EVM key.
