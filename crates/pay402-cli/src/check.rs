@@ -199,12 +199,17 @@ pub fn describe(config: &Config) -> String {
 /// The `[bitrequests]` lines: each method on, its chain and policy, where
 /// the channel key comes from (never the key).
 fn bitreq_summary(s: &mut String, b: &crate::config::BitreqSettings) {
-    let _ = writeln!(s, "bitrequests: network {}", b.network);
-    if let Some(u) = &b.transfer_username {
-        let _ = writeln!(
-            s,
-            "  transfer: ledger, bit-transfers to {u:?} (accounts through the admin API)"
-        );
+    match &b.transfer_username {
+        Some(u) => {
+            let _ = writeln!(
+                s,
+                "bitrequests: ledger on {}, bit-transfers to {u:?} (accounts through the admin API)",
+                b.network
+            );
+        }
+        None => {
+            let _ = writeln!(s, "bitrequests: on {}, no ledger", b.network);
+        }
     }
     if let Some(c) = &b.chain {
         let c = c.get_ref();

@@ -34,7 +34,7 @@ const CHAIN: &str = "[bitrequests.chain]\nkind = \"bitcoind\"\nurl = \"http://12
 
 #[test]
 fn check_prints_onchain_and_channel_settings_without_secrets() {
-    let dir = temp_dir("bitreq-check");
+    let dir = temp_dir("bitreq-check-methods");
     let toml = format!(
         "[bitrequests]\nnetwork = \"regtest\"\ntransfer_username = \"shop\"\nsync_secs = 5\n{CHAIN}\
          [bitrequests.onchain]\nxpub = \"{}\"\nconfirmations = 2\naccept_unconfirmed_up_to_sats = 4000\n\
@@ -50,8 +50,7 @@ fn check_prints_onchain_and_channel_settings_without_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     for want in [
-        "bitrequests: network regtest",
-        "transfer: ledger, bit-transfers to \"shop\"",
+        "bitrequests: ledger on regtest, bit-transfers to \"shop\" (accounts through the admin API)",
         "chain: bitcoind at http://127.0.0.1:18443, user \"rpc\", password from file /etc/pay402/rpc.password, timeout 30s, sync every 5s",
         "onchain: to a fresh address per 402 from tpub",
         "2 confirmation(s), unconfirmed up to 4000 sat",
