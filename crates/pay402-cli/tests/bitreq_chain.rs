@@ -362,10 +362,26 @@ async fn fetch_opens_pays_and_closes_a_payment_channel_through_the_proxy() {
         .send()
         .await
         .unwrap();
-    assert!(replay.status().is_client_error(), "{}", replay.status());
+    assert_eq!(replay.status(), 409);
     let problem: serde_json::Value = replay.json().await.unwrap();
-    assert!(problem["reason"].is_string(), "{problem}");
+    assert_eq!(problem["reason"], "payment_already_used", "{problem}");
     assert_eq!(seen(&upstream_seen).len(), 1);
+
+    // Without `methods`, the wallet may pay on chain or through a channel:
+    // of two offers at the same price it prefers on-chain (the default
+    // order), whatever the order of the 402.
+    let any = config.with_file_name("channel-any.toml");
+    std::fs::write(
+        &any,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("methods = [\"channel\"]\n", ""),
+    )
+    .unwrap();
+    let (r, stderr) = pay(&any, &proxy.url("/cheap/report")).await;
+    assert_eq!(r["offer"], "bitreq onchain", "{r}");
+    assert!(!stderr.contains("payment channel"), "{stderr}");
+    assert_eq!(seen(&upstream_seen).len(), 2);
 }
 
 /// Two proxy processes on one PostgreSQL `[store]` (the testkit starts a
