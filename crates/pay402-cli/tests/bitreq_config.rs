@@ -268,4 +268,28 @@ fn fetch_bitreq_means_errors_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
         assert!(err.contains(want), "{toml}: want {want:?}, got {err}");
     }
+
+    // A chain that cannot be reached: with `--rail bitreq` alone, exit 1
+    // before anything is sent.
+    std::fs::write(dir.join("password"), "pw").unwrap();
+    let config = dir.join("fetch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bitrequests]\nseed_file = \"{seed}\"\nnetwork = \"regtest\"\n[bitrequests.chain]\nkind = \"bitcoind\"\n\
+             url = \"http://127.0.0.1:1\"\nuser = \"rpc\"\npassword_file = \"{}\"\ntimeout_secs = 2\n",
+            dir.join("password").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["fetch", "--rail", "bitreq", "--config"])
+        .arg(&config)
+        .arg("http://127.0.0.1:1/x")
+        .env_remove("PAY402_BITREQ_SEED_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bitrequests wallet sync"), "{err}");
 }

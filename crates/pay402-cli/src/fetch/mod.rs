@@ -316,12 +316,17 @@ async fn fetch(args: &FetchArgs) -> Result<u8, Fail> {
         return quote(args, &req, b).await;
     }
     if let Some(setup) = bitreq_setup.as_ref().filter(|s| s.uses_chain()) {
-        // The wallet's coins are found on the chain at every run.
-        setup
-            .wallet
-            .sync()
-            .await
-            .map_err(|e| Fail(exit::ERROR, format!("bitrequests wallet sync: {e}")))?;
+        // The wallet's coins are found on the chain at every run. Without
+        // them only on-chain and channel payments fail: other rails go on.
+        if let Err(e) = setup.wallet.sync().await {
+            let message = format!("bitrequests wallet sync: {e}");
+            if args.rails == [RailArg::Bitreq] {
+                return Err(Fail(exit::ERROR, message));
+            }
+            if !args.silent {
+                eprintln!("pay402 fetch: {message} (on-chain and channel payments will fail)");
+            }
+        }
     }
     const DAY: Duration = Duration::from_secs(24 * 3600);
     if let Some(text) = &config.max_per_origin_per_day {
