@@ -253,17 +253,21 @@ fn fetch_bitreq_means_errors_exit_2() {
             "unknown field `password`",
         ),
     ];
-    for (toml, want) in cases {
+    // `pay402 fetch --rail bitreq` with `toml` as its configuration.
+    let fetch = |toml: &str| {
         let config = dir.join("fetch.toml");
-        std::fs::write(&config, &toml).unwrap();
-        let out = Command::new(BIN)
+        std::fs::write(&config, toml).unwrap();
+        Command::new(BIN)
             .args(["fetch", "--rail", "bitreq", "--config"])
             .arg(&config)
             .arg("http://127.0.0.1:1/x")
             .env_remove("PAY402_BITREQ_SEED_FILE")
             .env_remove("PAY402_BITREQ_USERNAME")
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for (toml, want) in cases {
+        let out = fetch(&toml);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
         assert!(err.contains(want), "{toml}: want {want:?}, got {err}");
@@ -272,23 +276,11 @@ fn fetch_bitreq_means_errors_exit_2() {
     // A chain that cannot be reached: with `--rail bitreq` alone, exit 1
     // before anything is sent.
     std::fs::write(dir.join("password"), "pw").unwrap();
-    let config = dir.join("fetch.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[bitrequests]\nseed_file = \"{seed}\"\nnetwork = \"regtest\"\n[bitrequests.chain]\nkind = \"bitcoind\"\n\
-             url = \"http://127.0.0.1:1\"\nuser = \"rpc\"\npassword_file = \"{}\"\ntimeout_secs = 2\n",
-            dir.join("password").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["fetch", "--rail", "bitreq", "--config"])
-        .arg(&config)
-        .arg("http://127.0.0.1:1/x")
-        .env_remove("PAY402_BITREQ_SEED_FILE")
-        .output()
-        .unwrap();
+    let out = fetch(&format!(
+        "[bitrequests]\nseed_file = \"{seed}\"\nnetwork = \"regtest\"\n[bitrequests.chain]\nkind = \"bitcoind\"\n\
+         url = \"http://127.0.0.1:1\"\nuser = \"rpc\"\npassword_file = \"{}\"\ntimeout_secs = 2\n",
+        dir.join("password").display()
+    ));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("bitrequests wallet sync"), "{err}");
