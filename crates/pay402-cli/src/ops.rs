@@ -1,5 +1,6 @@
 //! The operations endpoints: `/healthz`, `/readyz` (upstreams, the
-//! Lightning node and the x402 facilitator reachable) and `/metrics`.
+//! Lightning node, the x402 facilitator and the BitRequests chain
+//! reachable) and `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ struct Ops {
     upstreams: Arc<Vec<(String, reqwest::Url)>>,
     issuer: Option<Arc<dyn InvoiceIssuer>>,
     facilitator: Option<Arc<dyn Facilitator>>,
+    /// The BitRequests chain, when on-chain payments or channels use it.
+    bitcoin: Option<Arc<dyn pay402_core::chain::BitcoinChain>>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -42,12 +45,18 @@ pub(crate) fn router(metrics: PrometheusHandle, running: &Running) -> Router {
             upstreams: Arc::new(running.upstreams.clone()),
             issuer: running.issuer.clone(),
             facilitator: running.facilitator.clone(),
+            bitcoin: running
+                .bitreq
+                .as_ref()
+                .filter(|b| b.config().onchain.is_some() || b.config().channel.is_some())
+                .map(|b| b.chain().clone()),
         })
 }
 
 /// Ready when every upstream accepts a TCP connection within 2 s, the
 /// Lightning node answers (any answer but "unreachable") and the x402
-/// facilitator lists what it supports.
+/// facilitator lists what it supports, and the BitRequests chain tells its
+/// height.
 async fn readyz(State(ops): State<Ops>) -> axum::response::Response {
     const PROBE: Duration = Duration::from_secs(2);
     let checks = ops.upstreams.iter().map(|(name, url)| async move {
@@ -82,19 +91,29 @@ async fn readyz(State(ops): State<Ops>) -> axum::response::Response {
             Ok(Ok(_))
         ))
     };
-    let (results, lightning, facilitator) = tokio::join!(
+    let bitcoin = async {
+        let chain = ops.bitcoin.as_ref()?;
+        Some(matches!(
+            tokio::time::timeout(PROBE, chain.block_height()).await,
+            Ok(Ok(_))
+        ))
+    };
+    let (results, lightning, facilitator, bitcoin) = tokio::join!(
         futures_util::future::join_all(checks),
         lightning,
-        facilitator
+        facilitator,
+        bitcoin
     );
     let ready = results.iter().all(|(_, ok)| *ok)
         && lightning.unwrap_or(true)
-        && facilitator.unwrap_or(true);
+        && facilitator.unwrap_or(true)
+        && bitcoin.unwrap_or(true);
     let body = serde_json::json!({
         "ready": ready,
         "upstreams": results.iter().map(|(n, ok)| serde_json::json!({"service": n, "reachable": ok})).collect::<Vec<_>>(),
         "lightning": lightning,
         "facilitator": facilitator,
+        "bitcoin": bitcoin,
     });
     let status = if ready {
         StatusCode::OK

@@ -82,6 +82,9 @@ async fn fetch_pays_a_bitreq_service_of_the_proxy_from_its_config_file() {
     assert_eq!(unpaid.status(), 402);
     assert_eq!(unpaid.headers()["price"], "25");
     assert_eq!(unpaid.headers()["username"], "shop");
+    // A ledger needs no chain: `/readyz` does not ask one.
+    let ready = common::get_json(proxy.url("/readyz")).await;
+    assert!(ready["bitcoin"].is_null(), "{ready}");
 
     let out = tokio::process::Command::new(BIN)
         .args(["fetch", "--json", "--config"])

@@ -321,6 +321,10 @@ async fn fetch_pays_the_proxy_on_chain_once_and_a_replay_is_refused() {
 async fn fetch_opens_pays_and_closes_a_payment_channel_through_the_proxy() {
     let (node, upstream_seen, proxy, config) = setup("channel", 100_000).await;
 
+    // Ready: the chain answers.
+    let ready = common::get_json(proxy.url("/readyz")).await;
+    assert_eq!(ready["bitcoin"], true, "{ready}");
+
     // The channel endpoints answer on the proxy's listener.
     let info: serde_json::Value = reqwest::get(proxy.url("/payment"))
         .await
@@ -428,4 +432,28 @@ async fn two_proxies_on_one_postgres_refuse_each_others_onchain_payment() {
     let (r, _) = pay(&config, &b.url("/cheap/report")).await;
     assert_eq!(r["status"], 200, "{r}");
     assert_eq!(seen(&upstream_seen).len(), 2);
+}
+
+/// `/readyz` asks the chain: unreachable, the proxy is not ready (503,
+/// `"bitcoin": false`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_an_unreachable_chain() {
+    let dir = temp_dir("bitreq-chain-down");
+    let (upstream, _) = start_counting_upstream().await;
+    std::fs::write(dir.join("rpc.password"), "pw").unwrap();
+    let toml = config(&format!(
+        "[bitrequests]\nnetwork = \"regtest\"\n[bitrequests.chain]\nkind = \"bitcoind\"\n\
+         url = \"http://127.0.0.1:1\"\nuser = \"rpc\"\npassword = {{ file = \"{}/rpc.password\" }}\ntimeout_secs = 1\n\
+         [bitrequests.onchain]\naddress = \"bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080\"\n\n\
+         [[services]]\nname = \"a\"\nupstream = \"http://{upstream}\"\nrails = [\"bitreq\"]\nprice = {{ sats = {CHEAP} }}\n",
+        dir.display()
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+    let r = reqwest::get(proxy.url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let ready: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ready["bitcoin"], false, "{ready}");
+    // The 402 is still offered (it needs no chain).
+    let unpaid = reqwest::get(proxy.url("/x")).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
 }
