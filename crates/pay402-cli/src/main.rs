@@ -219,7 +219,14 @@ fn facilitator(path: &std::path::Path) -> ExitCode {
         }
     };
     init_logs(LogFormat::Json);
-    block_on(pay402_cli::facilitator::serve(file))
+    let metrics = match pay402_cli::facilitator_metrics::install() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    block_on(pay402_cli::facilitator::serve(file, metrics))
 }
 
 fn facilitator_reconcile(path: &std::path::Path) -> ExitCode {
