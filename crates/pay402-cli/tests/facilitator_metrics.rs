@@ -222,4 +222,24 @@ async fn facilitator_metrics_count_verify_settle_gas_and_refusals_on_anvil() {
     assert!(get("pay402_facilitator_gas_spent_total{unit=\"wei\"}") >= gas);
     // The reconcile at start found nothing unfinished.
     assert_eq!(get("pay402_facilitator_unfinished_settlements"), 0.0);
+
+    // Without ops_listen, the operations endpoints are on the API's
+    // listener (no API key needed).
+    let dir = fs::temp_dir("facilitator-metrics-default");
+    let config = fs::write_config(&dir, &chain, usdc.address, "sqlite::memory:", "");
+    let plain = fs::Facilitator::start(&config, &[]).await;
+    let base = format!("http://{}", plain.addr);
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let (status, _) = verify(&http, plain.addr, &too_much).await;
+    assert_eq!(status, 200);
+    let metrics = scrape(&http, &base).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "pay402_facilitator_verify_latency_seconds_count{outcome=\"invalid\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
 }
