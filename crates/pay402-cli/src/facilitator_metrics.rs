@@ -113,6 +113,13 @@ pub fn http(path: &str, status: u16) {
 }
 
 /// axum middleware counting every request by endpoint and status.
+///
+/// ```
+/// let app: axum::Router = axum::Router::new()
+///     .route("/supported", axum::routing::get(|| async { "{}" }))
+///     .layer(axum::middleware::from_fn(pay402_cli::facilitator_metrics::count_http));
+/// # let _ = app;
+/// ```
 pub async fn count_http(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
@@ -179,6 +186,14 @@ pub struct Metered {
 
 impl Metered {
     /// Wraps `inner`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let file = pay402_cli::facilitator::FacilitatorFile::load("facilitator.toml".as_ref())?;
+    /// let local = pay402_cli::facilitator::build(&file).await?;
+    /// let metered = pay402_cli::facilitator_metrics::Metered::new(local);
+    /// # let _ = metered; Ok(()) }
+    /// ```
     pub fn new(inner: LocalFacilitator) -> Metered {
         Metered { inner }
     }
