@@ -594,3 +594,27 @@ async fn aperture_sample_filled_in_runs_and_takes_a_real_l402_payment_on_simnet(
     );
     child.kill().await.unwrap();
 }
+
+#[test]
+fn truncations_of_the_sample_convert_or_are_refused_without_panicking() {
+    let sample = std::fs::read_to_string(sample_path()).unwrap();
+    let (mut converted, mut refused) = (0, 0);
+    for cut in (0..=sample.len())
+        .step_by(7)
+        .filter(|i| sample.is_char_boundary(*i))
+    {
+        match pay402_cli::aperture::convert(&sample[..cut]) {
+            // service1 before its `dynamicprice` converts (its placeholder
+            // address is a host:port); never at a price of 0.
+            Ok(c) => {
+                assert!(!c.toml.contains("sats = 0"), "{}", c.toml);
+                converted += 1;
+            }
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                refused += 1;
+            }
+        }
+    }
+    assert!(converted > 0 && refused > 0, "{converted} {refused}");
+}
