@@ -2,7 +2,9 @@
 //! facilitator (`POST /verify`, `POST /settle`, `GET /supported`) as a
 //! service for other x402 servers, behind bearer API keys, with the
 //! library's hardening (asset allowlist, gas and fee caps, a gas budget,
-//! per-client and per-payer rate limits) and `/healthz`.
+//! per-client and per-payer rate limits), `/healthz`, `/readyz` and
+//! Prometheus `/metrics` (see [`crate::facilitator_metrics`]), on its
+//! listener or on `ops_listen`.
 //!
 //! ```toml
 //! listen = "127.0.0.1:8404"
@@ -51,6 +53,9 @@ use crate::run::{StartError, read_secret};
 pub struct FacilitatorFile {
     /// Where the facilitator listens.
     pub listen: String,
+    /// Address of `/healthz`, `/readyz` and `/metrics`; `None` serves them
+    /// on `listen`.
+    pub ops_listen: Option<String>,
     /// The CAIP-2 network served (checked against the node's chain).
     pub network: String,
     /// The chain's JSON-RPC URL (a secret: it often carries an API key).
@@ -67,6 +72,12 @@ pub struct FacilitatorFile {
     pub max_fee_per_gas_wei: Option<u128>,
     /// Gas budget: at most `gas` per `period_secs`.
     pub gas_budget: Option<GasBudget>,
+    /// Requests per client IP address (default 20 per second, bursts of
+    /// 40); over it, 429 `facilitator_rate_limited`.
+    pub client_rate_limit: Option<RateLimitEntry>,
+    /// `/verify` and `/settle` calls per payer (default 2 per second,
+    /// bursts of 10).
+    pub payer_rate_limit: Option<RateLimitEntry>,
     /// Where in-flight settlements and the key's transaction nonces are
     /// kept: a store URL (`memory:` by default, `sqlite://<path>`,
     /// `postgres://…`) read from a file or the environment (it may carry a
@@ -102,6 +113,30 @@ pub struct AssetEntry {
 
 fn two() -> String {
     "2".into()
+}
+
+/// `{ per_second = N, burst = M }`: a rate limit (GCRA).
+///
+/// ```
+/// let r: pay402_cli::facilitator::RateLimitEntry = toml::from_str("per_second = 2\nburst = 10").unwrap();
+/// assert_eq!((r.per_second, r.burst), (2, 10));
+/// ```
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitEntry {
+    /// Requests replenished per second (at least 1).
+    pub per_second: u32,
+    /// The most requests accepted at once (at least 1).
+    pub burst: u32,
+}
+
+impl From<RateLimitEntry> for pay402_backends::x402::RateLimit {
+    fn from(r: RateLimitEntry) -> Self {
+        pay402_backends::x402::RateLimit {
+            per_second: r.per_second.max(1),
+            burst: r.burst.max(1),
+        }
+    }
 }
 
 /// A gas budget per period.
@@ -256,12 +291,16 @@ pub fn spawn_reconcile(
     tokio::spawn(async move {
         loop {
             match facilitator.reconcile(RECONCILE_BATCH).await {
-                Ok(report) if report.settlements.is_empty() && report.nonce_gaps.is_empty() => {}
-                Ok(report) => tracing::info!(
-                    settlements = report.settlements.len(),
-                    nonce_gaps = report.nonce_gaps.len(),
-                    "facilitator reconcile"
-                ),
+                Ok(report) => {
+                    crate::facilitator_metrics::reconciled(&report);
+                    if !report.settlements.is_empty() || !report.nonce_gaps.is_empty() {
+                        tracing::info!(
+                            settlements = report.settlements.len(),
+                            nonce_gaps = report.nonce_gaps.len(),
+                            "facilitator reconcile"
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "facilitator reconcile failed"),
             }
             if every.is_zero() {
@@ -300,15 +339,21 @@ pub async fn reconcile(f: &FacilitatorFile) -> Result<bool, StartError> {
     }))
 }
 
-/// Builds the facilitator and serves it until SIGTERM or Ctrl-C.
+/// Builds the facilitator and serves it until SIGTERM or Ctrl-C, its
+/// metrics rendered by `metrics` (the handle of the process's recorder,
+/// [`crate::facilitator_metrics::install`]).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), pay402_cli::run::StartError> {
 /// let file = pay402_cli::facilitator::FacilitatorFile::load("facilitator.toml".as_ref())?;
-/// pay402_cli::facilitator::serve(file).await?;
+/// let metrics = pay402_cli::facilitator_metrics::install()?;
+/// pay402_cli::facilitator::serve(file, metrics).await?;
 /// # Ok(()) }
 /// ```
-pub async fn serve(f: FacilitatorFile) -> Result<(), StartError> {
+pub async fn serve(
+    f: FacilitatorFile,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<(), StartError> {
     let facilitator = build(&f).await?;
     for signer in facilitator.signers() {
         tracing::info!(network = %facilitator.network(), %signer, "settling from");
@@ -323,12 +368,38 @@ pub async fn serve(f: FacilitatorFile) -> Result<(), StartError> {
         keys.push(read_secret(k)?);
     }
     let auth = RouterAuth::bearer(keys.iter().map(|k| k.as_str()))?;
-    let app: Router =
-        pay402_backends::x402::router_with(Arc::new(facilitator), RouterConfig::new(auth))
-            .route("/healthz", get(|| async { "ok\n" }));
+    let metered = Arc::new(crate::facilitator_metrics::Metered::new(
+        facilitator.clone(),
+    ));
+    let mut config = RouterConfig::new(auth);
+    if let Some(l) = f.client_rate_limit {
+        config.per_client = Some(l.into());
+    }
+    if let Some(l) = f.payer_rate_limit {
+        config.per_payer = Some(l.into());
+    }
+    let api: Router = pay402_backends::x402::router_with(metered, config).layer(
+        axum::middleware::from_fn(crate::facilitator_metrics::count_http),
+    );
+    let ops = ops_router(facilitator, metrics);
     let listener = tokio::net::TcpListener::bind(f.listen.as_str())
         .await
         .map_err(|e| format!("listen {}: {e}", f.listen))?;
+    let (app, ops_task) = match &f.ops_listen {
+        None => (api.merge(ops), None),
+        Some(addr) => {
+            let ops_listener = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| format!("ops_listen {addr}: {e}"))?;
+            tracing::info!(address = %ops_listener.local_addr()?, "facilitator operations listening");
+            let task = tokio::spawn(async move {
+                axum::serve(ops_listener, ops)
+                    .with_graceful_shutdown(crate::run::shutdown_signal())
+                    .await
+            });
+            (api, Some(task))
+        }
+    };
     tracing::info!(address = %listener.local_addr()?, "pay402 facilitator listening");
     axum::serve(
         listener,
@@ -336,5 +407,49 @@ pub async fn serve(f: FacilitatorFile) -> Result<(), StartError> {
     )
     .with_graceful_shutdown(crate::run::shutdown_signal())
     .await?;
+    if let Some(task) = ops_task {
+        task.abort();
+    }
     Ok(())
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+fn ops_router(
+    facilitator: LocalFacilitator,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Router {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let facilitator = facilitator.clone();
+                async move {
+                    let (ready, body) = crate::facilitator_metrics::readiness(&facilitator).await;
+                    let status = if ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, axum::Json(body)).into_response()
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
 }

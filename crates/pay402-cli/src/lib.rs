@@ -34,6 +34,7 @@ pub mod check;
 pub mod config;
 pub mod dev;
 pub mod facilitator;
+pub mod facilitator_metrics;
 pub mod fetch;
 pub mod init;
 pub mod metrics;

@@ -34,6 +34,10 @@ enum Command {
         /// as converted.
         #[arg(long, value_name = "APERTURE_YAML", conflicts_with = "config")]
         aperture: Option<PathBuf>,
+        /// With `--aperture`: lnd's REST URL (pay402 speaks lnd's REST API,
+        /// Aperture its gRPC one); default `https://<lndhost's host>:8080`.
+        #[arg(long, value_name = "URL", requires = "aperture")]
+        lnd_rest: Option<String>,
         /// Validate the configuration, print the resolved services and exit
         /// (0 when valid, 2 when not). Reads no secrets, opens no sockets.
         #[arg(long)]
@@ -132,6 +136,10 @@ enum ConfigCommand {
         /// Where to write the TOML ("-", the default, for standard output).
         #[arg(short, long, value_name = "FILE", default_value = "-")]
         output: PathBuf,
+        /// lnd's REST URL (pay402 speaks lnd's REST API, Aperture its gRPC
+        /// one); default `https://<lndhost's host>:8080`.
+        #[arg(long, value_name = "URL")]
+        lnd_rest: Option<String>,
     },
 }
 
@@ -142,11 +150,27 @@ fn main() -> ExitCode {
         Command::Proxy {
             config,
             aperture,
+            lnd_rest,
             check,
-        } => proxy(&config, aperture.as_deref(), check),
+        } => {
+            let opts = pay402_cli::aperture::Options {
+                lnd_rest_url: lnd_rest,
+            };
+            proxy(&config, aperture.as_deref().map(|a| (a, &opts)), check)
+        }
         Command::Config {
-            command: ConfigCommand::FromAperture { input, output },
-        } => from_aperture(&input, &output),
+            command:
+                ConfigCommand::FromAperture {
+                    input,
+                    output,
+                    lnd_rest,
+                },
+        } => {
+            let opts = pay402_cli::aperture::Options {
+                lnd_rest_url: lnd_rest,
+            };
+            from_aperture(&input, &output, &opts)
+        }
         Command::Facilitator {
             config,
             action: None,
@@ -195,7 +219,14 @@ fn facilitator(path: &std::path::Path) -> ExitCode {
         }
     };
     init_logs(LogFormat::Json);
-    block_on(pay402_cli::facilitator::serve(file))
+    let metrics = match pay402_cli::facilitator_metrics::install() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    block_on(pay402_cli::facilitator::serve(file, metrics))
 }
 
 fn facilitator_reconcile(path: &std::path::Path) -> ExitCode {
@@ -220,10 +251,20 @@ fn facilitator_reconcile(path: &std::path::Path) -> ExitCode {
 
 /// Reads and converts an Aperture configuration, its notes on standard
 /// error; `None` (said on standard error) when it cannot.
-fn read_aperture(input: &std::path::Path) -> Option<pay402_cli::aperture::Converted> {
+fn read_aperture(
+    input: &std::path::Path,
+    opts: &pay402_cli::aperture::Options,
+) -> Option<pay402_cli::aperture::Converted> {
     let converted = std::fs::read_to_string(input)
         .map_err(|e| e.to_string())
-        .and_then(|yaml| pay402_cli::aperture::convert(&yaml).map_err(|e| e.to_string()));
+        .and_then(|yaml| {
+            pay402_cli::aperture::convert_with(&yaml, opts).map_err(|e| {
+                for note in e.notes() {
+                    eprintln!("note: {note}");
+                }
+                e.to_string()
+            })
+        });
     match converted {
         Ok(c) => {
             for note in &c.notes {
@@ -238,8 +279,12 @@ fn read_aperture(input: &std::path::Path) -> Option<pay402_cli::aperture::Conver
     }
 }
 
-fn from_aperture(input: &std::path::Path, output: &std::path::Path) -> ExitCode {
-    let Some(converted) = read_aperture(input) else {
+fn from_aperture(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    opts: &pay402_cli::aperture::Options,
+) -> ExitCode {
+    let Some(converted) = read_aperture(input, opts) else {
         return ExitCode::from(2);
     };
     if output.as_os_str() == "-" {
@@ -290,11 +335,15 @@ fn init(output: &std::path::Path, force: bool) -> ExitCode {
     }
 }
 
-fn proxy(path: &std::path::Path, aperture: Option<&std::path::Path>, check: bool) -> ExitCode {
+fn proxy(
+    path: &std::path::Path,
+    aperture: Option<(&std::path::Path, &pay402_cli::aperture::Options)>,
+    check: bool,
+) -> ExitCode {
     let loaded = match aperture {
         None => Config::load(path),
-        Some(input) => {
-            let Some(converted) = read_aperture(input) else {
+        Some((input, opts)) => {
+            let Some(converted) = read_aperture(input, opts) else {
                 return ExitCode::from(2);
             };
             // Errors then point into the converted text.
