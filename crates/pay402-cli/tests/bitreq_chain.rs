@@ -9,7 +9,9 @@
 //!   again is refused with problem+json `payment_already_used`; `--max`
 //!   under the price exits 3 with nothing spent; a dearer route waits for
 //!   one confirmation (202 `awaiting_confirmations`, the upstream not
-//!   called), then the mined transaction is served once;
+//!   called): a fetch giving up on the 202 exits 5 with the transaction
+//!   kept open in its journal, and the same fetch after a block presents
+//!   the same transaction, served once, the wallet paying nothing more;
 //! - channel: `pay402 fetch` opens a channel at the proxy's channel
 //!   endpoints, pays through it, and closes it; the close transaction,
 //!   mined, pays the merchant exactly the price.
@@ -178,6 +180,46 @@ async fn pay(config: &Path, url: &str) -> (serde_json::Value, String) {
     (receipt, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The `pay402 receipts --json` line of journal entry `entry` (the journal
+/// beside `config`).
+async fn receipt_of(config: &Path, entry: &str) -> serde_json::Value {
+    let out = tokio::process::Command::new(common::BIN)
+        .args(["receipts", "--json", "--config"])
+        .arg(config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["entry"] == entry)
+        .unwrap_or_else(|| panic!("no entry {entry} in {text}"))
+}
+
+/// What the fetch wallet of `config` (seed in `onchain.seed` beside it)
+/// holds on chain, confirmed and in the mempool, in sat.
+async fn wallet_total(node: &Bcoin, config: &Path) -> u64 {
+    use pay402_backends::bitcoind::{BitcoindConfig, BitcoindRpc};
+    use pay402_client::bitreq::{Wallet, WalletConfig};
+    let chain = BitcoindRpc::new(BitcoindConfig {
+        url: node.rpc_url().parse().unwrap(),
+        user: node.rpc_user().to_owned(),
+        password: node.rpc_password().to_owned(),
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap();
+    let seed = std::fs::read_to_string(config.with_file_name("onchain.seed")).unwrap();
+    let wallet = Wallet::from_seed_hex(
+        seed.trim(),
+        WalletConfig::new(Network::Regtest),
+        Arc::new(chain),
+    )
+    .unwrap();
+    let b = wallet.sync().await.unwrap();
+    b.confirmed.0 + b.unconfirmed.0 + b.immature.0 + b.locked.0
+}
+
 /// Presents `tx_hex` as the on-chain proof for `path`.
 async fn present(proxy: &Proxy, path: &str, tx_hex: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -254,31 +296,67 @@ async fn fetch_pays_the_proxy_on_chain_once_and_a_replay_is_refused() {
     assert_eq!(problem["reason"], "payment_already_used", "{problem}");
     assert_eq!(seen(&upstream_seen).len(), 1);
 
-    // A dearer route waits for one confirmation. Told not to wait, fetch
-    // returns the 202 and the upstream is not called; mined, the same
-    // transaction is served once.
-    let no_wait = config.with_file_name("onchain-no-wait.toml");
+    // A dearer route waits for one confirmation. Told to wait 2 s, fetch
+    // gives up on the 202: exit 5, the payment stands, the upstream is not
+    // called, and the journal keeps the transaction (entry open).
+    let short_wait = config.with_file_name("onchain-short-wait.toml");
     std::fs::write(
-        &no_wait,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("confirmation_poll_secs = 1", "confirmation_wait_secs = 0"),
+        &short_wait,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "confirmation_poll_secs = 1",
+            "confirmation_poll_secs = 1\nconfirmation_wait_secs = 2",
+        ),
     )
     .unwrap();
-    let (r, _) = pay(&no_wait, &proxy.url("/dear/report")).await;
+    let dear_url = proxy.url("/dear/report");
+    let out = fetch(&short_wait, &["--json", "--rail", "bitreq", &dear_url]).await;
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run the same fetch again"), "{stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert_eq!(r["status"], 202, "{r}");
+    assert_eq!(r["pending"], true, "{r}");
     assert_eq!(r["amount"], format!("{DEAR} sat"));
     let dear_txid = r["proof_id"].as_str().unwrap().to_owned();
     assert_eq!(seen(&upstream_seen).len(), 1);
     node.wait_for_tx(&dear_txid, Duration::from_secs(10))
         .unwrap();
-    let hex = node.get_raw_transaction_hex(&dear_txid).unwrap();
-    let waiting = present(&proxy, "/dear/report", &hex).await;
-    assert_eq!(waiting.status(), 202);
+    let dear_entry = r["entry"].as_str().unwrap().to_owned();
+    let entry = receipt_of(&config, &dear_entry).await;
+    assert_eq!(entry["state"], "presented", "{entry}");
+    assert_eq!(entry["status"], 202, "{entry}");
+    assert_eq!(entry["detail"], "awaiting_confirmations", "{entry}");
+    assert_eq!(entry["proof_id"], dear_txid.as_str(), "{entry}");
+    let before = wallet_total(&node, &config).await;
+
+    // The same fetch again (a new process, waiting by default) presents the
+    // SAME transaction from the journal and waits for it; mined, it is
+    // served once and nothing is paid again.
+    let (cfg, url) = (config.clone(), dear_url.clone());
+    let resumed = tokio::spawn(async move { pay(&cfg, &url).await });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(seen(&upstream_seen).len(), 1, "served before it was mined");
+    // In the mempool: the two payments so far (the first one, served
+    // unconfirmed, and this one), no other.
+    let pool = node.rpc("getrawmempool", serde_json::json!([])).unwrap();
+    let mut pool: Vec<&str> = pool
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    pool.sort_unstable();
+    let mut expected = [txid.as_str(), dear_txid.as_str()];
+    expected.sort_unstable();
+    assert_eq!(pool, expected, "a second payment was broadcast");
     node.mine(1).unwrap();
-    let served = present(&proxy, "/dear/report", &hex).await;
-    assert_eq!(served.status(), 200);
-    assert_eq!(served.text().await.unwrap(), "served");
+    let (r, _) = resumed.await.unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["proof_id"], dear_txid.as_str(), "{r}");
+    assert_eq!(r["resumed"], true, "{r}");
+    assert_eq!(r["pending"], false, "{r}");
+    assert_eq!(r["entry"], dear_entry.as_str(), "{r}");
     assert_eq!(
         seen(&upstream_seen),
         [
@@ -286,10 +364,24 @@ async fn fetch_pays_the_proxy_on_chain_once_and_a_replay_is_refused() {
             format!("bitreq:onchain:{dear_txid}")
         ]
     );
+    let pool = node.rpc("getrawmempool", serde_json::json!([])).unwrap();
+    assert_eq!(
+        pool,
+        serde_json::json!([]),
+        "a second payment was broadcast"
+    );
+    assert_eq!(
+        wallet_total(&node, &config).await,
+        before,
+        "the wallet paid again"
+    );
+    let entry = receipt_of(&config, &dear_entry).await;
+    assert_eq!(entry["state"], "served", "{entry}");
+    assert_eq!(entry["status"], 200, "{entry}");
+    let hex = node.get_raw_transaction_hex(&dear_txid).unwrap();
     let again = present(&proxy, "/dear/report", &hex).await;
     assert_eq!(again.status(), 409);
     assert_eq!(seen(&upstream_seen).len(), 2);
-
     // By default fetch waits: it presents the same transaction until it is
     // mined, then the upstream is called once.
     node.mine(1).unwrap();

@@ -98,6 +98,7 @@ async fn list_receipts(args: &ReceiptsArgs) -> Result<(), Fail> {
                 "method": p.key.method,
                 "target": p.key.target,
                 "status": p.status,
+                "detail": p.detail,
                 "time": p.created_ms / 1000,
             });
             println!("{v}");

@@ -58,8 +58,9 @@ pub mod exit {
     /// No offer of a rail this configuration can pay (or no offer at all);
     /// nothing was paid.
     pub const NO_RAIL: u8 = 4;
-    /// The payment failed or its outcome is unknown (run again to resume:
-    /// the journal never pays twice).
+    /// The payment failed, its outcome is unknown, or it stands but is not
+    /// served yet (an on-chain payment awaiting confirmations): run again
+    /// to resume, the journal never pays twice.
     pub const PAYMENT_FAILED: u8 = 5;
     /// Paid (or a paid token presented), and the server answered with an
     /// error status.
@@ -523,6 +524,16 @@ async fn finish(args: &FetchArgs, paid: PayerPaid) -> Result<u8, Fail> {
         writeln!(stdout, "{v}").map_err(io)?;
         stdout.flush().map_err(io)?;
     }
+    if paid.receipt.as_ref().is_some_and(|r| r.pending) {
+        // Paid, not served yet (on-chain, waiting for confirmations): the
+        // journal entry stays open with the transaction.
+        if !args.silent {
+            eprintln!(
+                "pay402 fetch: the server answered {status}: the payment stands but is not served yet (awaiting confirmations); run the same fetch again: it presents the same payment and never pays twice"
+            );
+        }
+        return Ok(exit::PAYMENT_FAILED);
+    }
     if paid_now && !(status.is_success() || status.is_redirection()) {
         if !args.silent {
             eprintln!("pay402 fetch: the server answered {status} after the payment");
@@ -580,6 +591,7 @@ fn receipt_json(paid: &PayerPaid) -> serde_json::Value {
             "entry": r.entry,
             "settlement": r.settlement,
             "resumed": r.resumed,
+            "pending": r.pending,
             "time": r.paid_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         }),
         None => serde_json::json!({

@@ -417,7 +417,11 @@ impl BitRequestsBuilder {
     /// at least 1 s) until another answer comes or `wait` has passed; the
     /// last answer is returned. Nothing is paid again. Default: no wait
     /// (the 202 is returned, as two1 did). Requests whose body cannot be
-    /// cloned are not presented again.
+    /// cloned are not presented again. Through a [`Payer`](crate::Payer),
+    /// a 202 still standing when the wait ends leaves the journal entry
+    /// open ([`PayerReceipt::pending`](crate::PayerReceipt::pending)): the
+    /// same request, even from another process, presents the same
+    /// transaction (and waits again) instead of paying again.
     ///
     /// ```no_run
     /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
@@ -972,8 +976,10 @@ impl Inner {
         if let Some(v) = paid_request.headers_mut().get_mut(AUTHORIZATION) {
             v.set_sensitive(true);
         }
-        let again = match (&made.onchain, self.confirmations.wait.is_zero()) {
-            (Some(_), false) => paid_request.try_clone(),
+        // On-chain, a transaction signed now or one kept from an earlier run
+        // (resumed from the journal): a 202 is presented again.
+        let again = match (made.receipt.method, self.confirmations.wait.is_zero()) {
+            (PaymentMethod::OnChain, false) => paid_request.try_clone(),
             _ => None,
         };
         let response = match self.send_with_retries(paid_request, true).await {

@@ -777,6 +777,7 @@ impl Purchase {
             settlement,
             paid_at: self.created,
             resumed: self.resumed,
+            pending: false,
             rail_receipt,
         }
     }

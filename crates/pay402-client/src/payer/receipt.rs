@@ -69,6 +69,11 @@ pub struct PayerReceipt {
     /// `true` when this call finished a purchase a former call (or
     /// process) had paid: it presented the stored proof.
     pub resumed: bool,
+    /// `true` when the payment stands but the server has not served the
+    /// request yet (a BitRequests on-chain payment answered `202` until its
+    /// transaction confirms): the journal entry stays open, and the same
+    /// request later presents the same proof instead of paying again.
+    pub pending: bool,
     /// The rail client's receipt, when this call made the payment.
     pub rail_receipt: Option<RailReceipt>,
 }

@@ -9,14 +9,19 @@ use pay402_core::problem::Reason;
 use pay402_core::rates::Amount;
 use pay402_core::time::UnixTime;
 use reqwest::Request;
+use tracing::{info, warn};
 
 use super::{RailMeans, rail_refusal, unresumable};
 use crate::bitreq::BitRequests;
 use crate::cache::KeyGuard;
+use crate::journal::{EntryState, Step};
 use crate::payer::error::{PayerError, RefusalReason};
 use crate::payer::receipt::{PayerPaid, RailReceipt};
 use crate::payer::stored::StoredProof;
 use crate::payer::{Inner, Purchase};
+
+/// The journal detail of an on-chain payment the server answered `202`.
+const AWAITING_CONFIRMATIONS: &str = "awaiting_confirmations";
 
 pub(crate) struct BitreqMeans {
     client: BitRequests,
@@ -162,14 +167,32 @@ async fn present(
                     reused_credential: false,
                 });
             };
-            inner.served(&p, status, Some(proof_id.clone())).await;
+            // On-chain, a 202 is the server holding the broadcast
+            // transaction until it confirms: not served yet. The entry stays
+            // open with its transaction, so the same request presents it
+            // again instead of paying again.
+            let pending = status == reqwest::StatusCode::ACCEPTED.as_u16()
+                && receipt.method == crate::bitreq::PaymentMethod::OnChain;
+            if pending {
+                let step = Step::to(EntryState::Presented)
+                    .status(status)
+                    .detail(AWAITING_CONFIRMATIONS);
+                if let Err(e) = inner.step(&p, step).await {
+                    warn!(entry = %p.id, error = %e, "awaiting confirmations, but the journal failed");
+                }
+                info!(entry = %p.id, txid = %proof_id, "awaiting confirmations; the journal entry stays open");
+            } else {
+                inner.served(&p, status, Some(proof_id.clone())).await;
+            }
+            let mut receipt = p.receipt(
+                proof_id,
+                None,
+                Some(RailReceipt::BitRequests(Box::new(receipt))),
+            );
+            receipt.pending = pending;
             Ok(PayerPaid {
                 response: paid.response,
-                receipt: Some(p.receipt(
-                    proof_id,
-                    None,
-                    Some(RailReceipt::BitRequests(Box::new(receipt))),
-                )),
+                receipt: Some(receipt),
                 reused_credential: false,
             })
         }
