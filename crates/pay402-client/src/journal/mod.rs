@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `intent` | before paying | — |
 //! | `paid` | the payment exists: the Lightning preimage, the signed x402 payload, the BitRequests proof (its txid in `proof_id`), the x402_mock access token | the proof (a secret: the journal file is created owner-only) |
-//! | `presented` | right before the proof is sent | unchanged |
+//! | `presented` | right before the proof is sent; stays so when the server answers a BitRequests on-chain payment `202` (status 202, detail `awaiting_confirmations`: the transaction is broadcast but not confirmed enough to serve) | unchanged |
 //! | `served` | the server served the paid request | unchanged |
 //! | `failed` | the purchase ended without being served (nothing paid, or refused after paying: `detail` says which) | unchanged |
 //!
@@ -18,7 +18,8 @@
 //! request on a client started later (same origin, method, path, query and
 //! body) resumes it instead of paying again: it presents the stored proof
 //! (the identical signed x402 payload, the same preimage, the same
-//! transaction), or pays the very same invoice again, which a Lightning
+//! transaction, waiting again for its confirmations when the server still
+//! answers `202`), or pays the very same invoice again, which a Lightning
 //! node answers with the first payment's preimage (payments are idempotent
 //! on the payment hash). L402 tokens and x402_mock access tokens are also
 //! kept by origin and scope ([`StoredToken`]), and sent with later
