@@ -10,8 +10,10 @@
 //!   under the price exits 3 with nothing spent; a dearer route waits for
 //!   one confirmation (202 `awaiting_confirmations`, the upstream not
 //!   called): a fetch giving up on the 202 exits 5 with the transaction
-//!   kept open in its journal, and the same fetch after a block presents
-//!   the same transaction, served once, the wallet paying nothing more;
+//!   kept open in its journal, and the same fetch run again presents the
+//!   same transaction, waits for the block, served once, the wallet paying
+//!   nothing more; the same after a fetch is killed while waiting; a
+//!   resumed transaction refused for good ends `failed` in the journal;
 //! - channel: `pay402 fetch` opens a channel at the proxy's channel
 //!   endpoints, pays through it, and closes it; the close transaction,
 //!   mined, pays the merchant exactly the price.
@@ -407,6 +409,89 @@ async fn fetch_pays_the_proxy_on_chain_once_and_a_replay_is_refused() {
         &format!("bitreq:onchain:{waited_txid}")
     );
     assert_eq!(seen(&upstream_seen).len(), 3);
+
+    // A fetch killed while it waits (a crash, or Ctrl-C) loses nothing: the
+    // transaction is in its journal, and the same fetch run again presents
+    // it instead of paying anew.
+    let killed_url = proxy.url("/dear/killed");
+    let mut child = tokio::process::Command::new(common::BIN)
+        .arg("fetch")
+        .arg("--config")
+        .arg(&config)
+        .args(["--json", "--rail", "bitreq", &killed_url])
+        .env_remove("PAY402_LIGHTNING")
+        .env_remove("PAY402_EVM_KEY_FILE")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let killed_txid = loop {
+        let pool = node.rpc("getrawmempool", serde_json::json!([])).unwrap();
+        if let Some(t) = pool.as_array().and_then(|a| a.first()) {
+            break t.as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no payment broadcast");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().await.unwrap();
+    let before = wallet_total(&node, &config).await;
+    let (cfg, url) = (config.clone(), killed_url.clone());
+    let resumed = tokio::spawn(async move { pay(&cfg, &url).await });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pool = node.rpc("getrawmempool", serde_json::json!([])).unwrap();
+    assert_eq!(
+        pool,
+        serde_json::json!([killed_txid]),
+        "a second payment was broadcast"
+    );
+    assert_eq!(seen(&upstream_seen).len(), 3, "served before it was mined");
+    node.mine(1).unwrap();
+    let (r, _) = resumed.await.unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["proof_id"], killed_txid.as_str(), "{r}");
+    assert_eq!(r["resumed"], true, "{r}");
+    assert_eq!(
+        seen(&upstream_seen).last().unwrap(),
+        &format!("bitreq:onchain:{killed_txid}")
+    );
+    assert_eq!(seen(&upstream_seen).len(), 4);
+    assert_eq!(wallet_total(&node, &config).await, before, "paid again");
+    let entry = receipt_of(&config, r["entry"].as_str().unwrap()).await;
+    assert_eq!(entry["state"], "served", "{entry}");
+
+    // Refused for good when resumed (here: served meanwhile to another
+    // client presenting the same transaction): the entry ends `failed` with
+    // the reason, listed by `pay402 receipts`, and nothing is paid anew.
+    let refused_url = proxy.url("/dear/refused");
+    let out = fetch(&short_wait, &["--json", "--rail", "bitreq", &refused_url]).await;
+    assert_eq!(out.status.code(), Some(5));
+    let r: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(r["pending"], true, "{r}");
+    let refused_txid = r["proof_id"].as_str().unwrap().to_owned();
+    let refused_entry = r["entry"].as_str().unwrap().to_owned();
+    node.wait_for_tx(&refused_txid, Duration::from_secs(10))
+        .unwrap();
+    node.mine(1).unwrap();
+    let hex = node.get_raw_transaction_hex(&refused_txid).unwrap();
+    assert_eq!(present(&proxy, "/dear/refused", &hex).await.status(), 200);
+    let before = wallet_total(&node, &config).await;
+    let out = fetch(&config, &["--json", "--rail", "bitreq", &refused_url]).await;
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("payment_already_used"), "{stderr}");
+    let entry = receipt_of(&config, &refused_entry).await;
+    assert_eq!(entry["state"], "failed", "{entry}");
+    assert_eq!(entry["detail"], "payment_refused: payment_already_used");
+    assert_eq!(entry["status"], 409, "{entry}");
+    assert_eq!(entry["proof_id"], refused_txid.as_str(), "{entry}");
+    assert_eq!(
+        node.rpc("getrawmempool", serde_json::json!([])).unwrap(),
+        serde_json::json!([]),
+        "a second payment was broadcast"
+    );
+    assert_eq!(wallet_total(&node, &config).await, before, "paid again");
+    assert_eq!(seen(&upstream_seen).len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -197,12 +197,26 @@ async fn present(
             })
         }
         Err(e) => {
-            match &e {
-                BitRequestsError::RetryFailed { .. } => {}
-                _ => {
-                    inner
-                        .fail(&p, e.reason(), e.may_have_paid() || p.resumed)
-                        .await
+            let counted = e.may_have_paid() || p.resumed;
+            // A refusal keeps the server's status and reason, e.g. 409 and
+            // `payment_refused: payment_already_used` (not the 202 of before).
+            let refused = match &e {
+                BitRequestsError::RetryFailed { .. } => None,
+                BitRequestsError::PaymentRefused { status, reason, .. } => {
+                    Some((format!("{}: {reason}", e.reason()), Some(*status)))
+                }
+                BitRequestsError::StillUnpaid { status, .. } => {
+                    Some((e.reason().to_owned(), Some(*status)))
+                }
+                _ => Some((e.reason().to_owned(), None)),
+            };
+            if let Some((detail, status)) = refused {
+                let mut step = Step::to(EntryState::Failed).detail(detail).counted(counted);
+                if let Some(s) = status {
+                    step = step.status(s.as_u16());
+                }
+                if let Err(je) = inner.step(&p, step).await {
+                    warn!(entry = %p.id, error = %je, "cannot record the failed purchase");
                 }
             }
             Err(PayerError::BitRequests {
