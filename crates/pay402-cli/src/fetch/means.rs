@@ -131,7 +131,9 @@ pub struct BitreqMeans {
     pub methods: Option<Vec<BitreqMethodName>>,
     /// On-chain: how long to keep presenting a transaction the server
     /// answers `202` (waiting for confirmations), in seconds (default
-    /// 3600; 0: return the 202).
+    /// 3600; 0: return the first 202). A 202 still standing then exits 5
+    /// with the transaction kept open in the journal: the same fetch run
+    /// again presents it instead of paying again.
     pub confirmation_wait_secs: Option<u64>,
     /// On-chain: the longest pause between two presentations, in seconds
     /// (default 30; the server's `Retry-After` when shorter).
