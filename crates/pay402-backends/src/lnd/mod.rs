@@ -114,7 +114,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::util::http::{api_base, secs_var, url_var};
+use crate::util::http::{api_base, error_chain, secs_var, snippet, url_var};
 use crate::util::{currency_for, currency_name};
 use crate::util::{file_var, network_var};
 use crate::wire::{EnumField, GrpcStatus, b64_32, b64url, code, de_u64, parse_grpc_error};
@@ -297,20 +297,6 @@ impl fmt::Debug for LndRest {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 fn transport_error(call: &'static str, err: &reqwest::Error) -> LightningError {
     let detail = if err.is_timeout() {
         format!("timed out: {}", error_chain(err))
@@ -318,16 +304,6 @@ fn transport_error(call: &'static str, err: &reqwest::Error) -> LightningError {
         error_chain(err)
     };
     unreachable(call, detail)
-}
-
-/// A printable excerpt of a non-JSON error body.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
 
 fn grpc_detail(g: &GrpcStatus, status: StatusCode) -> String {
