@@ -24,10 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use pay402_backends::simnet::SimNet;
-use pay402_core::lightning::{InvoiceIssuer, Network};
-use pay402_core::money::{Msat, Sat};
-use pay402_examples::{env_or, sats};
+use pay402_examples::env_or;
 use pay402_server::store::{RootKeyStore, SqliteStore};
 use pay402_server::{L402Config, L402Layer, PaidToken, Price};
 
@@ -50,34 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     pay402_examples::init_tracing();
     let listen = env_or("PAY402_LISTEN", "127.0.0.1:8402");
     let db = env_or("PAY402_DB", "pay402-l402-server.sqlite");
-    let lightning = env_or("PAY402_LIGHTNING", "simnet");
 
-    let mut background = Vec::new();
-    let mut ldk = None;
-    let issuer: Arc<dyn InvoiceIssuer> = match lightning.as_str() {
-        "simnet" => {
-            let net = SimNet::new(Network::Regtest);
-            let merchant = net.add_node("merchant", Msat(0));
-            let wallet = net.add_node("wallet", Sat(10_000_000).to_msat().ok_or("overflow")?);
-            let face = env_or("PAY402_SIMNET_LISTEN", "127.0.0.1:8403");
-            let listener = tokio::net::TcpListener::bind(&face).await?;
-            println!(
-                "simnet wallet ({} funded) LND REST API: http://{}",
-                sats(wallet.balance()),
-                listener.local_addr()?
-            );
-            background.push(tokio::spawn(pay402_backends::simnet::rest::serve(
-                wallet, listener,
-            )));
-            Arc::new(merchant)
-        }
-        other => {
-            let ln = pay402_examples::lightning_from_env(other)?;
-            println!("invoices from {}", ln.describe);
-            ldk = ln.ldk;
-            ln.issuer
-        }
-    };
+    // Invoices from simnet (or a real node, see `--help`).
+    let invoices = pay402_examples::Invoices::from_env("").await?;
 
     let store: Arc<dyn RootKeyStore> = if db == ":memory:" {
         Arc::new(SqliteStore::in_memory().await?)
@@ -88,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         L402Config::new("hello-api")
             .token_lifetime(std::time::Duration::from_secs(24 * 3600))
             .emit_lsat(true),
-        issuer,
+        invoices.issuer.clone(),
         store,
     );
     let app = Router::new()
@@ -106,11 +78,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
     axum::serve(listener, app).await?;
-    for task in background {
-        task.abort();
-    }
-    if let Some(node) = ldk {
-        node.stop()?;
-    }
+    invoices.stop()?;
     Ok(())
 }

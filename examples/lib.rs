@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+mod invoices;
+
+pub use invoices::Invoices;
+
 /// Reads an environment variable, or `default` when unset or empty.
 ///
 /// ```

@@ -28,14 +28,9 @@
 //! | `PAY402_DB` | `pay402-mpp-server.sqlite` | SQLite file of consumed payments (`:memory:` for none) |
 //! | `PAY402_LIGHTNING` | `simnet` | `simnet`, `lnd`, `cln`, `lnbits` or `ldk` (an embedded node) |
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::routing::get;
-use pay402_backends::simnet::SimNet;
-use pay402_core::lightning::{InvoiceIssuer, Network};
-use pay402_core::money::{Msat, Sat};
-use pay402_examples::{env_or, sats, var};
+use pay402_examples::{env_or, var};
 use pay402_server::database::{Database, DatabaseOptions};
 use pay402_server::mpp::MppConfig;
 use pay402_server::paywall::{Paid, Paywall, PaywallPrice};
@@ -81,34 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = env_or("PAY402_LISTEN", "127.0.0.1:8402");
     let realm = env_or("PAY402_MPP_REALM", &listen);
     let db = env_or("PAY402_DB", "pay402-mpp-server.sqlite");
-    let lightning = env_or("PAY402_LIGHTNING", "simnet");
 
-    let mut background = Vec::new();
-    let mut ldk = None;
-    let issuer: Arc<dyn InvoiceIssuer> = match lightning.as_str() {
-        "simnet" => {
-            let net = SimNet::new(Network::Regtest);
-            let merchant = net.add_node("merchant", Msat(0));
-            let wallet = net.add_node("wallet", Sat(10_000_000).to_msat().ok_or("overflow")?);
-            let face = env_or("PAY402_SIMNET_LISTEN", "127.0.0.1:8403");
-            let listener = tokio::net::TcpListener::bind(&face).await?;
-            println!(
-                "simnet wallet ({} funded) LND REST API: http://{}",
-                sats(wallet.balance()),
-                listener.local_addr()?
-            );
-            background.push(tokio::spawn(pay402_backends::simnet::rest::serve(
-                wallet, listener,
-            )));
-            Arc::new(merchant)
-        }
-        other => {
-            let ln = pay402_examples::lightning_from_env(other)?;
-            println!("invoices from {}", ln.describe);
-            ldk = ln.ldk;
-            ln.issuer
-        }
-    };
+    // Invoices from simnet (or a real node, see `--help`).
+    let invoices = pay402_examples::Invoices::from_env("").await?;
 
     // Consumed payments: one SQLite file (several processes may share it).
     let url = if db == ":memory:" {
@@ -119,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database = Database::open(&url, &DatabaseOptions::default()).await?;
     let store = pay402_server::mpp::store::open(&database).await?;
     let mpp = MppConfig::new(realm.clone(), &secret()?)?
-        .lightning(issuer)
+        .lightning(invoices.issuer.clone())
         .store(store)
         .memo("pay402 mpp_server /hello");
     let paywall = Paywall::builder().mpp(mpp).build()?;
@@ -138,11 +108,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
     axum::serve(listener, app).await?;
-    for task in background {
-        task.abort();
-    }
-    if let Some(node) = ldk {
-        node.stop()?;
-    }
+    invoices.stop()?;
     Ok(())
 }

@@ -37,11 +37,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use pay402_backends::simnet::SimNet;
-use pay402_core::lightning::{InvoiceIssuer, Network};
-use pay402_core::money::{Msat, Sat};
 use pay402_core::rates::FixedRates;
-use pay402_examples::{env_or, sats, var};
+use pay402_examples::{env_or, var};
 use pay402_server::paywall::{Paid, Paywall, PaywallPrice};
 use pay402_server::store::{RootKeyStore, SqliteStore};
 
@@ -74,32 +71,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usd_per_btc: u64 = env_or("PAY402_USD_PER_BTC", "100000").parse()?;
     let prefix = env_or("PAY402_DB", "pay402-paywall");
     let mut rates = FixedRates::new().usd_cents_per_btc(usd_per_btc.saturating_mul(100));
-    let mut background = Vec::new();
 
     // L402: invoices from simnet (or a real node), root keys in SQLite.
-    let issuer: Arc<dyn InvoiceIssuer> = match env_or("PAY402_LIGHTNING", "simnet").as_str() {
-        "simnet" => {
-            let net = SimNet::new(Network::Regtest);
-            let wallet = net.add_node("wallet", Sat(10_000_000).to_msat().ok_or("overflow")?);
-            let face = env_or("PAY402_SIMNET_LISTEN", "127.0.0.1:8403");
-            let listener = tokio::net::TcpListener::bind(&face).await?;
-            println!(
-                "L402: simnet wallet ({} funded), LND REST API http://{}",
-                sats(wallet.balance()),
-                listener.local_addr()?
-            );
-            background.push(tokio::spawn(pay402_backends::simnet::rest::serve(
-                wallet, listener,
-            )));
-            Arc::new(net.add_node("merchant", Msat(0)))
-        }
-        other => pay402_examples::lightning_from_env(other)?.issuer,
-    };
+    let invoices = pay402_examples::Invoices::from_env("L402: ").await?;
     let keys: Arc<dyn RootKeyStore> = match db(&prefix, "keys") {
         Some(file) => Arc::new(SqliteStore::open(&file).await?),
         None => Arc::new(SqliteStore::in_memory().await?),
     };
-    let mut builder = Paywall::builder().l402(issuer, keys);
+    let mut builder = Paywall::builder().l402(invoices.issuer.clone(), keys);
 
     // x402: a remote facilitator settles; payments recorded in SQLite.
     #[cfg(feature = "x402")]
@@ -192,8 +171,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rails.join(", ")
     );
     axum::serve(listener, app).await?;
-    for task in background {
-        task.abort();
-    }
+    invoices.stop()?;
     Ok(())
 }

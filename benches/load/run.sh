@@ -18,7 +18,9 @@
 # LOAD_WARMUP (s, 2), LOAD_CONNECTIONS (50), LOAD_TOKENS (L402 tokens
 # stored in the proxy before its runs, 10000), LOAD_X402_RATE (x402
 # payloads signed per second of run, 15000: raise it if an x402 row reports
-# refused requests), LOAD_CAP (requests per wrk thread, 5000000).
+# refused requests; issue 13's x402 row uses it for a sizing warm-up and
+# signs 1.5 x the rate that warm-up reached), LOAD_CAP (requests per wrk
+# thread, 5000000).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -238,7 +240,19 @@ if [[ $ONLY == all || $ONLY == 13 ]]; then
     stop "$SERVER_PID"
 
     start_server "$WORK/x402.log" paywall --rails x402
-    count=$((X402_RATE * DURATION)) wcount=$((X402_RATE * WARMUP))
+    # Payloads live 60 s (the offer's maxTimeoutSeconds) and signing takes
+    # time, so the run's payloads are sized from a first warm-up at
+    # LOAD_X402_RATE: 1.5 x its rate (all answers if it ran out).
+    "$BIN/pay402-load-prep" x402 --url "http://$SERVER_ADDR/resource" \
+        "$WORK/x402.probe:$((X402_RATE * WARMUP))" 2>>"$WORK/prep.log" ||
+        die "signing payloads: $(tail -3 "$WORK/prep.log")"
+    log "Paywall, x402: sizing warm-up ${WARMUP}s"
+    wrk_run "$WORK/probe.out" "$WARMUP" "$CONNS" "http://$SERVER_ADDR/resource" "$WORK/x402.probe"
+    result "$WORK/probe.out"
+    rate=$(awk -v r="$R_RPS" -v q="$R_REQ" -v n="$R_NON2XX" -v d="$WARMUP" \
+        'BEGIN { p = (n > 0) ? r : (q - n) / d; printf "%d", (p > 1000 ? p : 1000) * 1.5 }')
+    count=$((rate * DURATION)) wcount=$((rate * WARMUP))
+    log "Paywall, x402: signing $count + $wcount payloads ($rate per second)"
     "$BIN/pay402-load-prep" x402 --url "http://$SERVER_ADDR/resource" \
         "$WORK/x402.warm:$wcount" "$WORK/x402.pay:$count" 2>>"$WORK/prep.log" ||
         die "signing payloads: $(tail -3 "$WORK/prep.log")"

@@ -166,6 +166,39 @@ pub(crate) fn pinned_client_config(pem: &[u8]) -> Result<rustls::ClientConfig, S
     Ok(config)
 }
 
+/// The HTTP client of a node's REST API at `url`: checked by
+/// [`api_https`](crate::util::http::api_https) (`use_instead` completes its
+/// error), `headers` (the node's credential, marked sensitive) on every call,
+/// the shared settings of [`client_builder`](crate::util::http::client_builder),
+/// https only for an `https` URL, and trusting only `pem` when it is given.
+pub(crate) fn node_client(
+    url: &reqwest::Url,
+    timeout: std::time::Duration,
+    pem: Option<&[u8]>,
+    use_instead: &str,
+    headers: reqwest::header::HeaderMap,
+) -> Result<reqwest::Client, String> {
+    let https = crate::util::http::api_https(url, timeout, use_instead)?;
+    let mut builder = crate::util::http::client_builder(timeout).default_headers(headers);
+    match (pem, https) {
+        (Some(pem), true) => {
+            let tls = pinned_client_config(pem)?;
+            builder = builder.use_preconfigured_tls(tls).https_only(true);
+        }
+        (Some(_), false) => {
+            return Err("tls_cert_pem is set but the URL is http://; use https://".into());
+        }
+        (None, true) => builder = builder.https_only(true),
+        (None, false) => {}
+    }
+    builder.build().map_err(|e| {
+        format!(
+            "cannot build HTTP client: {}",
+            crate::util::http::error_chain(&e)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

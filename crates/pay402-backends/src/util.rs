@@ -3,6 +3,27 @@
 use lightning_invoice::Currency;
 use pay402_core::lightning::Network;
 
+/// A secret a node hands back as text (a preimage): read like a `String`
+/// (it derefs to `str`), wiped on drop, and shown as `..` by `Debug`, so a
+/// response struct deriving `Debug` never prints it.
+#[allow(dead_code)] // not every feature combination uses every helper
+#[derive(Clone, Default, serde::Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[serde(transparent)]
+pub(crate) struct SecretText(String);
+
+impl std::ops::Deref for SecretText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
+}
+
 /// The BOLT11 currency for a bitcoin network.
 ///
 /// Unlike `Currency::from(Network)`, this never hits a debug assertion for
@@ -44,6 +65,28 @@ pub(crate) fn parse_network(s: &str) -> Option<pay402_core::lightning::Network> 
     }
 }
 
+/// Network variable `name` (`value` its value, `None` when unset): bitcoin
+/// when unset.
+#[cfg(any(feature = "lnd", feature = "cln", feature = "lnbits"))]
+pub(crate) fn network_var(
+    name: &str,
+    value: Option<String>,
+) -> Result<pay402_core::lightning::Network, String> {
+    match value {
+        None => Ok(pay402_core::lightning::Network::Bitcoin),
+        Some(n) => parse_network(&n).ok_or_else(|| {
+            format!("{name} {n:?} is not one of bitcoin, testnet, testnet4, signet, regtest")
+        }),
+    }
+}
+
+/// The bytes of the file named by path variable `name` (`None` when unset).
+#[cfg(any(feature = "lnd", feature = "cln"))]
+pub(crate) fn file_var(name: &str, path: Option<String>) -> Result<Option<Vec<u8>>, String> {
+    path.map(|path| std::fs::read(&path).map_err(|e| format!("cannot read {name} {path:?}: {e}")))
+        .transpose()
+}
+
 /// Helpers of every HTTP backend: loopback detection for the `http://`
 /// policy, and error chains and body excerpts for messages.
 #[cfg(any(
@@ -72,6 +115,77 @@ pub(crate) mod http {
                 .is_ok_and(|ip| ip.is_loopback()),
             None => false,
         }
+    }
+
+    /// URL variable `name` (`text` its value).
+    pub(crate) fn url_var(name: &str, text: &str) -> Result<Url, String> {
+        Url::parse(text.trim()).map_err(|e| format!("{name} {text:?} is not a URL: {e}"))
+    }
+
+    /// Timeout variable `name` (`value` its value): `default` when unset,
+    /// else a positive whole number of seconds.
+    pub(crate) fn secs_var(
+        name: &str,
+        value: Option<String>,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, String> {
+        match value {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n)),
+                _ => Err(format!("{name} {v:?} is not a positive whole number")),
+            },
+        }
+    }
+
+    /// The URL an HTTP API's relative paths are joined to: its path ends in
+    /// `/` (so `join` keeps the last segment), no query, no fragment.
+    pub(crate) fn api_base(mut url: Url) -> Url {
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        url.set_query(None);
+        url.set_fragment(None);
+        url
+    }
+
+    /// Whether an HTTP API's `url` is `https` (else plain `http` to a
+    /// loopback host), refusing other schemes, a URL without a host and a
+    /// zero `timeout`; `use_instead` completes "use …" in the error for a
+    /// remote `http` URL.
+    pub(crate) fn api_https(
+        url: &Url,
+        timeout: std::time::Duration,
+        use_instead: &str,
+    ) -> Result<bool, String> {
+        let https = match url.scheme() {
+            "https" => true,
+            "http" if is_loopback(url) => false,
+            "http" => {
+                return Err(format!(
+                    "plain http:// is only allowed to loopback hosts; use {use_instead}"
+                ));
+            }
+            other => return Err(format!("unsupported URL scheme {other:?}")),
+        };
+        if url.host_str().is_none() {
+            return Err("URL has no host".into());
+        }
+        if timeout.is_zero() {
+            return Err("timeout must be positive".into());
+        }
+        Ok(https)
+    }
+
+    /// The HTTP client settings every backend shares: `timeout` for the
+    /// connection and for each call, no redirects, pay402's user agent.
+    pub(crate) fn client_builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("pay402-backends/", env!("CARGO_PKG_VERSION")))
     }
 
     /// An error and its sources, without repeats.
@@ -126,6 +240,49 @@ pub(crate) mod http {
         }
 
         #[test]
+        fn variables() {
+            let d = std::time::Duration::from_secs(30);
+            let secs = |v: Option<&str>| secs_var("X", v.map(str::to_owned), d);
+            assert_eq!(secs(None), Ok(d));
+            assert_eq!(secs(Some(" 5 ")).unwrap().as_secs(), 5);
+            assert_eq!(
+                secs(Some("0")),
+                Err(r#"X "0" is not a positive whole number"#.into())
+            );
+            assert!(secs(Some("-1")).is_err());
+            assert_eq!(
+                url_var("U", " http://a.example/ ").unwrap().as_str(),
+                "http://a.example/"
+            );
+            assert!(
+                url_var("U", "not a url")
+                    .unwrap_err()
+                    .starts_with(r#"U "not a url" is not a URL"#)
+            );
+        }
+
+        #[test]
+        fn api_urls() {
+            let secs = std::time::Duration::from_secs;
+            let https = |u: &str| api_https(&u.parse().unwrap(), secs(5), "https://");
+            assert_eq!(https("https://node.example/api"), Ok(true));
+            assert_eq!(https("http://127.0.0.1:8080"), Ok(false));
+            assert_eq!(
+                https("http://node.example"),
+                Err("plain http:// is only allowed to loopback hosts; use https://".into())
+            );
+            assert!(https("ftp://node.example").is_err());
+            assert!(https("unix:/tmp/sock").is_err());
+            assert!(api_https(&"https://n.example".parse().unwrap(), secs(0), "x").is_err());
+            let base = |u: &str| api_base(u.parse().unwrap()).to_string();
+            assert_eq!(
+                base("https://n.example/lnbits?x=1#f"),
+                "https://n.example/lnbits/"
+            );
+            assert_eq!(base("https://n.example/api/"), "https://n.example/api/");
+        }
+
+        #[test]
         fn chains_and_snippets() {
             let inner = std::io::Error::other("connection refused");
             let outer = std::io::Error::other(inner);
@@ -149,8 +306,7 @@ pub(crate) mod client {
     use pay402_core::lightning::{LightningError, Network, PaymentHash, Preimage};
     use pay402_core::money::Msat;
 
-    pub(crate) use super::http::{error_chain, is_loopback, snippet};
-    pub(crate) use super::parse_network;
+    pub(crate) use super::http::{error_chain, snippet};
     use super::{currency_for, currency_name};
 
     /// Why reading a response body failed.
@@ -179,14 +335,6 @@ pub(crate) mod client {
             out.extend_from_slice(&chunk);
         }
         Ok(out)
-    }
-
-    /// Reads a positive whole number of seconds from a configuration variable.
-    pub(crate) fn parse_secs(name: &str, value: &str) -> Result<std::time::Duration, String> {
-        match value.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n)),
-            _ => Err(format!("{name} {value:?} is not a positive whole number")),
-        }
     }
 
     /// Checks a preimage a node returned for `hash`: 32 bytes of hex, not all
@@ -276,9 +424,21 @@ pub(crate) mod client {
 
         #[test]
         fn networks() {
+            use crate::util::{network_var, parse_network};
             assert_eq!(parse_network(" Regtest"), Some(Network::Regtest));
+            assert_eq!(parse_network("Bitcoin"), Some(Network::Bitcoin));
             assert_eq!(parse_network("mainnet"), Some(Network::Bitcoin));
+            assert_eq!(parse_network("testnet4"), Some(Network::Testnet4));
             assert_eq!(parse_network("liquid"), None);
+            assert_eq!(network_var("N", None), Ok(Network::Bitcoin));
+            assert_eq!(network_var("N", Some("signet".into())), Ok(Network::Signet));
+            assert_eq!(
+                network_var("N", Some("simnet".into())),
+                Err(
+                    r#"N "simnet" is not one of bitcoin, testnet, testnet4, signet, regtest"#
+                        .into()
+                )
+            );
         }
 
         #[test]
@@ -294,13 +454,6 @@ pub(crate) mod client {
             );
             assert!(verify_preimage(Some(&"11".repeat(32)), &hash).is_err());
             assert!(verify_preimage(Some("abcd"), &hash).is_err());
-        }
-
-        #[test]
-        fn secs() {
-            assert_eq!(parse_secs("X", " 5 ").unwrap().as_secs(), 5);
-            assert!(parse_secs("X", "0").is_err());
-            assert!(parse_secs("X", "-1").is_err());
         }
     }
 }

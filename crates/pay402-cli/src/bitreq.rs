@@ -188,5 +188,6 @@ pub fn channel_route(server: &BitreqServer) -> Option<Route> {
         paid_handler: None,
         freebies: None,
         pricer: None,
+        metrics: std::sync::Arc::new(crate::metrics::ServiceMetrics::new("bitreq-channels")),
     })
 }

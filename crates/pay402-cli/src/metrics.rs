@@ -12,8 +12,12 @@
 //! | `pay402_upstream_errors_total` | counter | `service`, `reason` |
 //! | `pay402_freebies_total` | counter | `service` (unpaid requests served as freebies) |
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use pay402_core::rates::{Amount, Unit};
 use pay402_server::paywall::{Paid, Receipt};
@@ -66,11 +70,7 @@ pub fn request(service: &str, status: u16) {
 /// pay402_cli::metrics::payment("api", "l402", 200); // outcome "accepted"
 /// ```
 pub fn payment(service: &str, rail: &'static str, status: u16) {
-    let outcome = match status {
-        200..=399 => "accepted",
-        400..=499 => "refused",
-        _ => "error",
-    };
+    let outcome = outcome(status);
     metrics::counter!("pay402_payments_total", "service" => service.to_owned(), "rail" => rail, "outcome" => outcome)
         .increment(1);
 }
@@ -114,6 +114,159 @@ pub fn verify_latency(service: &str, rail: &'static str, elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
+/// One service's metric handles, made on first use and kept: the request
+/// path increments a kept handle instead of building the label set and
+/// looking it up in the recorder's registry on every request. The series
+/// are those of the free functions of this module ([`request`],
+/// [`payment`], ...), which stay for callers without a service at hand.
+///
+/// A handle is made the first time it is needed, so build this before or
+/// after installing the recorder, but serve requests only once it is
+/// installed (a handle made before records nothing).
+///
+/// ```
+/// let handle = pay402_cli::metrics::install().unwrap();
+/// let m = pay402_cli::metrics::ServiceMetrics::new("svc-doc");
+/// m.request(200);
+/// m.request(402);
+/// assert!(handle.render().contains("pay402_challenges_total{service=\"svc-doc\"} 1"));
+/// ```
+pub struct ServiceMetrics {
+    service: String,
+    requests: RwLock<HashMap<u16, Counter>>,
+    challenges: OnceLock<Counter>,
+    payments: RwLock<HashMap<(&'static str, &'static str), Counter>>,
+    verify: RwLock<HashMap<&'static str, Histogram>>,
+    upstream: OnceLock<Histogram>,
+    freebies: OnceLock<Counter>,
+    /// L402 tokens already counted as revenue (bounded: a token evicted and
+    /// seen again is counted again).
+    counted: quick_cache::sync::Cache<pay402_core::l402::TokenId, ()>,
+}
+
+/// Applies `f` to the handle under `key`, making it with `make` the first
+/// time.
+fn with_handle<K: Hash + Eq + Copy, V>(
+    map: &RwLock<HashMap<K, V>>,
+    key: K,
+    make: impl FnOnce() -> V,
+    f: impl FnOnce(&V),
+) {
+    if let Ok(m) = map.read()
+        && let Some(v) = m.get(&key)
+    {
+        return f(v);
+    }
+    // A poisoned lock only means a panic elsewhere; the map is still whole.
+    let mut m = map
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(m.entry(key).or_insert_with(make));
+}
+
+impl ServiceMetrics {
+    /// The handles of `service`'s series.
+    ///
+    /// See [`ServiceMetrics`].
+    pub fn new(service: &str) -> ServiceMetrics {
+        ServiceMetrics {
+            service: service.to_owned(),
+            requests: RwLock::default(),
+            challenges: OnceLock::new(),
+            payments: RwLock::default(),
+            verify: RwLock::default(),
+            upstream: OnceLock::new(),
+            freebies: OnceLock::new(),
+            counted: quick_cache::sync::Cache::new(100_000),
+        }
+    }
+
+    /// As [`request`].
+    ///
+    /// See [`ServiceMetrics`].
+    pub fn request(&self, status: u16) {
+        with_handle(
+            &self.requests,
+            status,
+            || metrics::counter!("pay402_requests_total", "service" => self.service.clone(), "status" => status.to_string()),
+            |c| c.increment(1),
+        );
+        if status == 402 {
+            self.challenges
+                .get_or_init(|| metrics::counter!("pay402_challenges_total", "service" => self.service.clone()))
+                .increment(1);
+        }
+    }
+
+    /// As [`payment`].
+    ///
+    /// See [`ServiceMetrics`].
+    pub fn payment(&self, rail: &'static str, status: u16) {
+        let outcome = outcome(status);
+        with_handle(
+            &self.payments,
+            (rail, outcome),
+            || metrics::counter!("pay402_payments_total", "service" => self.service.clone(), "rail" => rail, "outcome" => outcome),
+            |c| c.increment(1),
+        );
+    }
+
+    /// As [`verify_latency`].
+    ///
+    /// See [`ServiceMetrics`].
+    pub fn verify_latency(&self, rail: &'static str, elapsed: Duration) {
+        with_handle(
+            &self.verify,
+            rail,
+            || metrics::histogram!("pay402_verify_latency_seconds", "service" => self.service.clone(), "rail" => rail),
+            |h| h.record(elapsed.as_secs_f64()),
+        );
+    }
+
+    /// As [`upstream_latency`].
+    ///
+    /// See [`ServiceMetrics`].
+    pub fn upstream_latency(&self, elapsed: Duration) {
+        self.upstream
+            .get_or_init(|| metrics::histogram!("pay402_upstream_latency_seconds", "service" => self.service.clone()))
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// As [`freebie`].
+    ///
+    /// See [`ServiceMetrics`].
+    pub fn freebie(&self) {
+        self.freebies
+            .get_or_init(
+                || metrics::counter!("pay402_freebies_total", "service" => self.service.clone()),
+            )
+            .increment(1);
+    }
+
+    /// As [`revenue`]: an L402 token's price is counted on its first paid
+    /// request this process serves (looked up without allocating).
+    ///
+    /// See [`ServiceMetrics`].
+    pub fn revenue(&self, paid: &Paid) {
+        if let Receipt::L402Token(token) = &paid.receipt {
+            if self.counted.get(token).is_some() {
+                return;
+            }
+            self.counted.insert(*token, ());
+        }
+        count_revenue(&self.service, paid);
+    }
+}
+
+/// The `outcome` label of a paid request's answer.
+fn outcome(status: u16) -> &'static str {
+    match status {
+        200..=399 => "accepted",
+        400..=499 => "refused",
+        _ => "error",
+    }
+}
+
 /// L402 tokens already counted as revenue (bounded: a token evicted and
 /// seen again is counted again).
 static COUNTED_TOKENS: std::sync::OnceLock<quick_cache::sync::Cache<String, ()>> =
@@ -145,6 +298,11 @@ pub fn revenue(service: &str, paid: &Paid) {
         }
         seen.insert(key, ());
     }
+    count_revenue(service, paid);
+}
+
+/// Adds an accepted payment's amount to its revenue series.
+fn count_revenue(service: &str, paid: &Paid) {
     let value = u64::try_from(paid.amount.value()).unwrap_or(u64::MAX);
     metrics::counter!(
         "pay402_revenue_total",

@@ -43,6 +43,8 @@ pub struct Route {
     pub freebies: Option<Arc<KeyedLimiter<IpAddr>>>,
     /// The dynamic pricer, if prices come from one.
     pub pricer: Option<Arc<Pricer>>,
+    /// The service's metric handles (shared with its upstream).
+    pub metrics: Arc<m::ServiceMetrics>,
 }
 
 impl Route {
@@ -72,6 +74,7 @@ impl Route {
 ///     paid_handler: None,
 ///     freebies: None,
 ///     pricer: None,
+///     metrics: std::sync::Arc::new(pay402_cli::metrics::ServiceMetrics::new("api")),
 /// };
 /// assert!(route.matches("api.example", "/v1/x") && !route.matches("api.example", "/v2"));
 /// let proxy = Proxy::new(vec![route]);
@@ -115,37 +118,35 @@ async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
-        .unwrap_or_default();
     if pay402_server::normalize_path(&path).is_none() {
-        return log_done(
-            None,
-            &method,
-            &path,
-            ProxyError::InvalidPath.into_response(),
-            started,
-        );
+        let resp = ProxyError::InvalidPath.into_response();
+        return log_done(None, &method, &path, resp, started);
     }
-    let Some(route) = routes.iter().find(|r| r.matches(&host, &path)) else {
-        return log_done(
-            None,
-            &method,
-            &path,
-            ProxyError::NoService.into_response(),
-            started,
-        );
+    let found = {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or_default();
+        routes.iter().find(|r| r.matches(host, &path))
     };
-    let span = tracing::info_span!("proxy.request", service = %route.name, %method, %path);
+    let Some(route) = found else {
+        let resp = ProxyError::NoService.into_response();
+        return log_done(None, &method, &path, resp, started);
+    };
+    let metrics = &*route.metrics;
+    let span = tracing::info_span!(
+        "proxy.request",
+        service = route.name.as_str(),
+        method = method.as_str(),
+        path = path.as_str()
+    );
     let (handler, rail) = match &route.paid_handler {
         Some(paid) if !route.free.is_free_path(&path) => {
             let rail = proof_rail(req.headers());
             if rail.is_none() && freebie(route, req.extensions()) {
-                m::freebie(&route.name);
+                metrics.freebie();
                 (route.free_handler.clone(), None)
             } else {
                 if let Some(pricer) = &route.pricer
@@ -153,7 +154,7 @@ async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
                 {
                     tracing::warn!(service = %route.name, error = %e, "no price: 503");
                     let resp = ProxyError::PricerUnavailable.into_response();
-                    return log_done(Some(&route.name), &method, &path, resp, started);
+                    return log_done(Some(route), &method, &path, resp, started);
                 }
                 (paid.clone(), rail)
             }
@@ -168,15 +169,15 @@ async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
     let Ok(resp) = handler.oneshot(req).instrument(span).await;
     if let Some(rail) = rail {
         let status = resp.status();
-        m::payment(&route.name, rail, status.as_u16());
+        metrics.payment(rail, status.as_u16());
         if let Some((paid, verify)) = slot.as_ref().and_then(PaidSlot::get) {
-            m::verify_latency(&route.name, paid.rail.as_str(), *verify);
+            metrics.verify_latency(paid.rail.as_str(), *verify);
             if status.is_success() || status.is_redirection() {
-                m::revenue(&route.name, paid);
+                metrics.revenue(paid);
             }
         }
     }
-    log_done(Some(&route.name), &method, &path, resp, started)
+    log_done(Some(route), &method, &path, resp, started)
 }
 
 /// Asks the pricer and puts its prices in the internal headers.
@@ -207,18 +208,26 @@ fn freebie(route: &Route, ext: &http::Extensions) -> bool {
 }
 
 fn log_done(
-    service: Option<&str>,
+    route: Option<&Route>,
     method: &http::Method,
     path: &str,
     resp: Response,
     started: Instant,
 ) -> Response {
     let status = resp.status().as_u16();
-    let service = service.unwrap_or("-");
-    m::request(service, status);
+    let service = match route {
+        Some(r) => {
+            r.metrics.request(status);
+            r.name.as_str()
+        }
+        None => {
+            m::request("-", status);
+            "-"
+        }
+    };
     tracing::info!(
         service,
-        %method,
+        method = method.as_str(),
         path,
         status,
         elapsed_ms = started.elapsed().as_millis() as u64,

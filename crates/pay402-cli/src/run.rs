@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::paywall::{PaywallBackends, ServicePaywall};
 use crate::proxy::{Proxy, Route};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamConfig};
 
 /// A startup failure, with what it was about.
 ///
@@ -153,7 +153,8 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
     let mut upstreams = Vec::new();
     let mut paywalls = Vec::new();
     for service in &config.services {
-        let upstream = upstream(service)?;
+        let metrics = Arc::new(crate::metrics::ServiceMetrics::new(&service.name));
+        let upstream = upstream(service, metrics.clone())?;
         upstreams.push((service.name.clone(), upstream.base().clone()));
         let free_handler = BoxCloneSyncService::new(upstream);
         let paywall = ServicePaywall::build(service, config.x402.as_ref(), &backends)?;
@@ -179,6 +180,7 @@ pub async fn build(config: &Config) -> Result<Running, StartError> {
                 )?),
                 None => None,
             },
+            metrics,
             freebies: service.freebies.map(|f| {
                 Arc::new(pay402_server::limit::KeyedLimiter::new(
                     pay402_server::limit::RateLimit::per_period(
@@ -421,40 +423,24 @@ async fn facilitator(
     })
 }
 
-/// The pooled HTTP client and forwarding settings of one service.
-fn upstream(service: &Service) -> Result<Upstream, StartError> {
-    let mut builder = reqwest::Client::builder()
-        // A bound on each wait, not on the whole exchange: long downloads
-        // and streams run as long as bytes keep coming.
-        .read_timeout(service.timeout)
-        .connect_timeout(service.timeout.min(Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(90));
-    // HTTP/2 only when asked (gRPC): an HTTP/1.1 upstream keeps upgrades.
-    builder = if service.upstream_http2 {
-        builder.http2_prior_knowledge()
+/// The upstream connection settings (TLS with the service's CA and client
+/// certificate) and forwarding settings of one service.
+fn upstream(
+    service: &Service,
+    metrics: Arc<crate::metrics::ServiceMetrics>,
+) -> Result<Upstream, StartError> {
+    let tls = if service.upstream.scheme() == "https" {
+        Some(crate::tls::client_config(
+            service.upstream_ca_file.as_deref(),
+            service
+                .upstream_client_identity
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
+            service.upstream_http2,
+        )?)
     } else {
-        builder.http1_only()
+        None
     };
-    if let Some(ca) = &service.upstream_ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    if let Some((cert, key)) = &service.upstream_client_identity {
-        let mut pem =
-            std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-        pem.push(b'\n');
-        let key = Zeroizing::new(
-            std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?,
-        );
-        pem.extend_from_slice(&key);
-        let pem = Zeroizing::new(pem);
-        builder = builder.identity(reqwest::Identity::from_pem(&pem)?);
-    }
-    let client = builder.build()?;
     let mut add = Vec::with_capacity(service.add_headers.len());
     for (name, value) in &service.add_headers {
         let v = match value {
@@ -467,14 +453,19 @@ fn upstream(service: &Service) -> Result<Upstream, StartError> {
         };
         add.push((name.clone(), v));
     }
-    Ok(Upstream::new(
-        service.name.clone(),
-        client,
-        service.upstream.clone(),
-        add,
-        service.strip_headers.clone(),
-        service.identity_header.clone(),
-    ))
+    Ok(Upstream::new(UpstreamConfig {
+        service: service.name.clone(),
+        base: service.upstream.clone(),
+        // A bound on each wait, not on the whole exchange: long downloads
+        // and streams run as long as bytes keep coming.
+        timeout: service.timeout,
+        http2: service.upstream_http2,
+        tls,
+        add_headers: add,
+        strip_headers: service.strip_headers.clone(),
+        identity_header: service.identity_header.clone(),
+        metrics,
+    })?)
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting and gives

@@ -63,6 +63,66 @@ pub fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The TLS settings for an `https` upstream: the web PKI roots plus the
+/// service's own CAs (`ca_file`, a PEM bundle), its client certificate and
+/// key if any (`identity`, PEM files), and ALPN `h2` for an HTTP/2 upstream
+/// or `http/1.1` otherwise.
+///
+/// ```
+/// let c = pay402_cli::tls::client_config(None, None, false).unwrap();
+/// assert_eq!(c.alpn_protocols, vec![b"http/1.1".to_vec()]);
+/// ```
+pub fn client_config(
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+    http2: bool,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| format!("upstream_ca_file {}: {e}", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("upstream_ca_file {}: no certificate", ca.display()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("upstream_ca_file {}: {e}", ca.display()))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_file, key_file)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| format!("upstream_client_cert_file {}: {e}", cert_file.display()))?;
+            let pem =
+                zeroize::Zeroizing::new(std::fs::read(key_file).map_err(|e| {
+                    format!("upstream_client_key_file {}: {e}", key_file.display())
+                })?);
+            let key = PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|e| format!("upstream_client_key_file {}: {e}", key_file.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("upstream client certificate: {e}"))?
+        }
+    };
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(Arc::new(config))
+}
+
 /// Serves `app` over TLS on `listener` until `stop` turns true, then lets
 /// open connections finish their requests.
 ///

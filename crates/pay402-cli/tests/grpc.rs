@@ -271,6 +271,14 @@ async fn streaming_handler(req: Request) -> Response {
         .headers()
         .get("x-gate")
         .map(|v| ticks_gate(v.to_str().unwrap()));
+    if path.ends_with("/Unavailable") {
+        // A trailers-only answer: the status in the headers, no body.
+        return Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "14")
+            .body(Body::empty())
+            .unwrap();
+    }
     let mut body = req.into_body();
     let (tx, resp) = channel_response();
     tokio::spawn(async move {
@@ -529,11 +537,15 @@ async fn grpc_streaming_calls_stream_both_ways_free_and_l402_paid() {
 const X402_PRICE: u64 = 10_000;
 
 /// x402 settles after the upstream answered: the upstream's response is
-/// held whole (bounded by `server.max_settle_body`), settled, then served.
-/// A gRPC stream therefore arrives at once after settlement, and a stream
-/// larger than the bound is neither served nor charged.
+/// held whole, trailers included (bounded by `server.max_settle_body`),
+/// settled, then served. A gRPC stream therefore arrives at once after
+/// settlement, with its `grpc-status`; a gRPC error (non-zero `grpc-status`
+/// in the trailers, or in the headers of a trailers-only answer) is passed
+/// on uncharged and the same payment stays usable; a stream larger than
+/// the bound is neither served nor charged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_on_x402_settle_after_is_held_and_bounded_and_settle_before_streams() {
+async fn grpc_on_x402_settle_after_keeps_trailers_spares_errors_and_is_bounded_settle_before_streams()
+ {
     use alloy_primitives::U256;
     use pay402_client::x402::{LocalSigner, X402Client};
     use pay402_core::x402::TokenAmount;
@@ -612,19 +624,17 @@ price = {{ x402_units = "{X402_PRICE}" }}
     let (messages, trailers) = Replies::new(paid.into_response()).finish_any().await;
     assert_eq!(messages.len(), 3, "{messages:?}");
     assert!(messages[2].starts_with("tick 2 "), "{messages:?}");
-    // Known limitation (docs/cli.md): the x402 layer's settle-after buffer
-    // keeps the data frames only, so the upstream's trailers (grpc-status)
-    // do not reach the client, which may then report the paid call failed.
-    // When the layer keeps them, this becomes `Some` with grpc-status 0:
-    // update docs/cli.md with this test.
-    assert!(trailers.is_none(), "{trailers:?}");
+    // The held response keeps the upstream's trailers and sends them after
+    // the messages once settled.
+    let trailers = trailers.expect("the trailers follow the messages");
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+    assert_eq!(trailers["grpc-message"], "spaced");
     let after_paid = balances();
     assert_eq!(after_paid.0, before.0 - U256::from(X402_PRICE));
     assert_eq!(after_paid.1, before.1 + U256::from(X402_PRICE));
 
-    // Known limitation too: a gRPC error is HTTP 200 with a non-zero
-    // grpc-status in the trailers, which settle-after does not read: the
-    // call is charged (only HTTP statuses >= 400 are not).
+    // A gRPC error is HTTP 200 with a non-zero grpc-status in the
+    // trailers: passed on with its trailers, not settled, not charged.
     let failed = client
         .send(grpc_call(
             &http,
@@ -633,11 +643,48 @@ price = {{ x402_units = "{X402_PRICE}" }}
         ))
         .await
         .expect("x402 payment through the proxy");
-    assert!(failed.receipt.as_ref().is_some_and(|r| r.settled()));
     assert_eq!(failed.status(), 200);
-    let after_failed = balances();
-    assert_eq!(after_failed.1, after_paid.1 + U256::from(X402_PRICE));
-    let after_paid = after_failed;
+    // A call carrying a signed payment as it is (what a client resending it
+    // sends).
+    let pay_with = |payment: &pay402_client::x402::SignedPayment, path: &str| {
+        grpc_call(&http, proxy.url(path), grpc_frame(b"again").into())
+            .header(payment.header_name(), payment.header_value().clone())
+            .send()
+    };
+    let signed = {
+        let receipt = failed.receipt.as_ref().expect("the call carried a payment");
+        assert!(receipt.settlement.is_none(), "{:?}", receipt.settlement);
+        receipt.signed.clone()
+    };
+    let (messages, trailers) = Replies::new(failed.into_response()).finish_any().await;
+    assert!(messages.is_empty(), "{messages:?}");
+    assert_eq!(trailers.expect("the error's trailers")["grpc-status"], "13");
+    assert_eq!(balances(), after_paid, "the gRPC error was not charged");
+    // A trailers-only gRPC error (grpc-status 14 in the headers) neither.
+    let unavailable = pay_with(&signed, "/demo.Paid/Unavailable").await.unwrap();
+    assert_eq!(unavailable.status(), 200);
+    assert_eq!(unavailable.headers()["grpc-status"], "14");
+    assert!(!unavailable.headers().contains_key("payment-response"));
+    assert_eq!(
+        balances(),
+        after_paid,
+        "the trailers-only error was not charged"
+    );
+    // The same signed payment stays usable: it pays for a call that
+    // succeeds, once.
+    let reused = pay_with(&signed, "/demo.Paid/Spaced").await.unwrap();
+    assert_eq!(reused.status(), 200);
+    assert!(reused.headers().contains_key("payment-response"));
+    let (messages, trailers) = Replies::new(reused).finish_any().await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    let after_reused = balances();
+    assert_eq!(after_reused.0, after_paid.0 - U256::from(X402_PRICE));
+    assert_eq!(after_reused.1, after_paid.1 + U256::from(X402_PRICE));
+    let spent = pay_with(&signed, "/demo.Paid/Spaced").await.unwrap();
+    assert_eq!(spent.status(), 402, "a settled payment is not taken twice");
+    assert_eq!(balances(), after_reused);
+    let after_paid = after_reused;
 
     // A stream over `max_settle_body` (400 KiB > 64 KiB): 500
     // response_too_large, nothing relayed, nothing settled; the payment is
@@ -669,11 +716,7 @@ price = {{ x402_units = "{X402_PRICE}" }}
         after_paid,
         "the oversize stream was not charged"
     );
-    let resend = |path: &str| {
-        grpc_call(&http, proxy.url(path), grpc_frame(b"again").into())
-            .header(payment.header_name(), payment.header_value().clone())
-            .send()
-    };
+    let resend = |path: &str| pay_with(&payment, path);
     let again = resend("/demo.Paid/Big").await.unwrap();
     assert_eq!(again.status(), 500);
     let problem: serde_json::Value = again.json().await.unwrap();

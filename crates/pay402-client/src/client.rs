@@ -242,33 +242,7 @@ impl L402ClientBuilder {
         self
     }
 
-    /// No total timeout (for large downloads); the connect timeout stays.
-    ///
-    /// ```
-    /// # fn f(b: pay402_client::L402ClientBuilder) -> pay402_client::L402ClientBuilder {
-    /// b.no_timeout()
-    /// # }
-    /// ```
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
-        self.timeout_set = true;
-        self
-    }
-
-    /// How long connecting may take (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s).
-    /// reqwest sets it per client: it applies to the client this builder
-    /// builds, not to one given with [`http`](Self::http).
-    ///
-    /// ```
-    /// # fn f(b: pay402_client::L402ClientBuilder) -> pay402_client::L402ClientBuilder {
-    /// b.connect_timeout(std::time::Duration::from_secs(5))
-    /// # }
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    crate::timeouts::connect_and_no_timeout!("pay402_client::L402ClientBuilder", "http");
 
     /// The network invoices must be for; invoices for any other network are
     /// refused with [`ClientError::Invoice`] before paying.

@@ -92,6 +92,37 @@ pub(crate) trait TotalTimeout: Sized {
     }
 }
 
+/// The `no_timeout()` and `connect_timeout(d)` setters every client builder
+/// has (the builders' `timeout(d)` stays with each, its text names the
+/// builder's own default and retry error). `$builder` is the builder's path
+/// for the examples, `$http` the name of its setter taking your own reqwest
+/// client. The builder has `timeout: Option<Duration>`, `timeout_set: bool`
+/// and `connect_timeout: Duration` fields.
+macro_rules! connect_and_no_timeout {
+    ($builder:literal, $http:literal) => {
+        /// No total timeout (for large downloads); the connect timeout stays.
+        ///
+        #[doc = concat!("```\n# fn f(b: ", $builder, ") -> ", $builder, " {\nb.no_timeout()\n# }\n```")]
+        pub fn no_timeout(mut self) -> Self {
+            self.timeout = None;
+            self.timeout_set = true;
+            self
+        }
+
+        /// How long connecting may take (default
+        /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s);
+        /// reqwest sets it per client: it applies to the client this builder
+        #[doc = concat!("builds, not to one given with [`", $http, "`](Self::", $http, ").")]
+        ///
+        #[doc = concat!("```\n# fn f(b: ", $builder, ") -> ", $builder, " {\nb.connect_timeout(std::time::Duration::from_secs(5))\n# }\n```")]
+        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+            self.connect_timeout = timeout;
+            self
+        }
+    };
+}
+pub(crate) use connect_and_no_timeout;
+
 macro_rules! total_timeout {
     ($builder:ty) => {
         impl TotalTimeout for $builder {

@@ -450,3 +450,11 @@ fn token_response_shape() {
     .unwrap();
     assert!(with_meta.metadata.is_some());
 }
+
+#[test]
+fn token_response_debug_hides_the_bearer_token() {
+    let r = AccessTokenResponse::bearer("x4m1.secret-payload.tag".into(), 3600);
+    let shown = format!("{r:?}");
+    assert!(!shown.contains("secret-payload"), "{shown}");
+    assert!(shown.contains("expires_in: 3600"), "{shown}");
+}

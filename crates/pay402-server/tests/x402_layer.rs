@@ -21,8 +21,7 @@ use http::StatusCode;
 use pay402_core::x402::evm::EvmSignature;
 use pay402_core::x402::{EvmTimestamp, HeaderValue, PaymentRequirements, TokenAmount};
 use pay402_server::x402::store::{
-    MemoryPaymentStore, NonceKey, PaymentState, PaymentStore, PostgresPaymentStore,
-    SqlitePaymentStore,
+    MemoryPaymentStore, PaymentState, PaymentStore, PostgresPaymentStore, SqlitePaymentStore,
 };
 use pay402_server::x402::{
     Clock, PaymentIdentifierMode, SettleTiming, X402Config, X402Layer, X402Payment, X402Route,
@@ -171,14 +170,7 @@ async fn pay(env: &Env, header: &str) -> Resp {
 }
 
 async fn state_of(env: &Env, header: &str) -> Option<PaymentState> {
-    let p =
-        pay402_core::x402::PaymentPayloadV2::<pay402_core::x402::ExactEvmPayload>::decode_header(
-            header,
-        )
-        .unwrap();
-    let a = &p.payload.authorization;
-    let key = NonceKey::new(NETWORK, ASSET, &a.from.to_string(), &a.nonce.to_string());
-    env.store.get(&key).await.unwrap().map(|r| r.state)
+    payment_state(env.store.as_ref(), NETWORK, ASSET, header).await
 }
 
 fn assert_refused(r: &Resp, status: u16, reason: &str) {

@@ -75,7 +75,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::util::http::{error_chain, snippet};
+use crate::util::http::{error_chain, secs_var, snippet, url_var};
 use async_trait::async_trait;
 use base64::Engine;
 use bitcoin::consensus::encode;
@@ -191,9 +191,7 @@ impl BitcoindConfig {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<BitcoindConfig, ChainError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let url_text = get("BITCOIND_RPC_URL").unwrap_or_else(|| "http://127.0.0.1:8332".into());
-        let url = Url::parse(url_text.trim()).map_err(|e| {
-            config_error(format!("BITCOIND_RPC_URL {url_text:?} is not a URL: {e}"))
-        })?;
+        let url = url_var("BITCOIND_RPC_URL", &url_text).map_err(config_error)?;
         let (user, password) = match (get("BITCOIND_RPC_USER"), get("BITCOIND_RPC_COOKIE")) {
             (Some(user), _) => (
                 user.trim().to_owned(),
@@ -216,17 +214,12 @@ impl BitcoindConfig {
                 ));
             }
         };
-        let timeout = match get("BITCOIND_TIMEOUT_SECS") {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Duration::from_secs(n),
-                _ => {
-                    return Err(config_error(format!(
-                        "BITCOIND_TIMEOUT_SECS {v:?} is not a positive whole number"
-                    )));
-                }
-            },
-        };
+        let timeout = secs_var(
+            "BITCOIND_TIMEOUT_SECS",
+            get("BITCOIND_TIMEOUT_SECS"),
+            DEFAULT_TIMEOUT,
+        )
+        .map_err(config_error)?;
         Ok(BitcoindConfig {
             url,
             user,

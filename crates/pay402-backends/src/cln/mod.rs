@@ -116,9 +116,9 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::util::client::{
-    decode_for_payment, parse_network, parse_secs, verify_created, verify_preimage,
-};
+use crate::util::client::{decode_for_payment, verify_created, verify_preimage};
+use crate::util::http::{secs_var, url_var};
+use crate::util::{file_var, network_var};
 use model::{InvoiceResult, ListInvoices, ListPays, PayResult, RpcError, code as cln_code};
 
 /// The URL type of [`ClnRestConfig::url`] (re-exported from `reqwest`).
@@ -154,21 +154,11 @@ fn network_dir(network: Network) -> &'static str {
 }
 
 fn read_network(get: &impl Fn(&str) -> Option<String>) -> Result<Network, LightningError> {
-    match get("CLN_NETWORK") {
-        None => Ok(Network::Bitcoin),
-        Some(n) => parse_network(&n).ok_or_else(|| {
-            config_error(format!(
-                "CLN_NETWORK {n:?} is not one of bitcoin, testnet, testnet4, signet, regtest"
-            ))
-        }),
-    }
+    network_var("CLN_NETWORK", get("CLN_NETWORK")).map_err(config_error)
 }
 
 fn read_timeout(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, LightningError> {
-    match get("CLN_TIMEOUT_SECS") {
-        None => Ok(DEFAULT_TIMEOUT),
-        Some(s) => parse_secs("CLN_TIMEOUT_SECS", &s).map_err(config_error),
-    }
+    secs_var("CLN_TIMEOUT_SECS", get("CLN_TIMEOUT_SECS"), DEFAULT_TIMEOUT).map_err(config_error)
 }
 
 /// How to reach CLN's JSON-RPC unix socket.
@@ -357,17 +347,12 @@ impl ClnRestConfig {
     ) -> Result<ClnRestConfig, LightningError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let url_text = get("CLN_REST_URL").unwrap_or_else(|| "https://127.0.0.1:3010".into());
-        let url = Url::parse(url_text.trim())
-            .map_err(|e| config_error(format!("CLN_REST_URL {url_text:?} is not a URL: {e}")))?;
+        let url = url_var("CLN_REST_URL", &url_text).map_err(config_error)?;
         let rune = get("CLN_RUNE")
             .map(|r| r.trim().to_owned())
             .ok_or_else(|| config_error("CLN_RUNE is not set; clnrest needs a rune"))?;
-        let tls_cert_pem = match get("CLN_TLS_CERT_PATH") {
-            Some(path) => Some(std::fs::read(path.trim()).map_err(|e| {
-                config_error(format!("cannot read CLN_TLS_CERT_PATH {path:?}: {e}"))
-            })?),
-            None => None,
-        };
+        let cert_path = get("CLN_TLS_CERT_PATH").map(|p| p.trim().to_owned());
+        let tls_cert_pem = file_var("CLN_TLS_CERT_PATH", cert_path).map_err(config_error)?;
         Ok(ClnRestConfig {
             url,
             rune,

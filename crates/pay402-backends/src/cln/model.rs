@@ -6,6 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::util::SecretText;
+
 /// CLN JSON-RPC error codes the client acts on (`common/jsonrpc_errors.h`).
 pub(crate) mod code {
     /// `pay`: a payment for this hash is already in flight.
@@ -109,14 +111,14 @@ pub(crate) struct ListedInvoice {
     #[serde(default, deserialize_with = "de_opt_msat")]
     pub(crate) amount_received_msat: Option<u64>,
     #[serde(default)]
-    pub(crate) payment_preimage: Option<String>,
+    pub(crate) payment_preimage: Option<SecretText>,
 }
 
 /// The result of `pay`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct PayResult {
     #[serde(default)]
-    pub(crate) payment_preimage: Option<String>,
+    pub(crate) payment_preimage: Option<SecretText>,
     #[serde(default)]
     pub(crate) payment_hash: Option<String>,
     #[serde(default)]
@@ -140,7 +142,7 @@ pub(crate) struct ListedPay {
     pub(crate) payment_hash: Option<String>,
     pub(crate) status: String,
     #[serde(default)]
-    pub(crate) preimage: Option<String>,
+    pub(crate) preimage: Option<SecretText>,
     #[serde(default, deserialize_with = "de_opt_msat")]
     pub(crate) amount_msat: Option<u64>,
     #[serde(default, deserialize_with = "de_opt_msat")]
@@ -150,6 +152,32 @@ pub(crate) struct ListedPay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preimages_never_in_debug() {
+        let pre = "11".repeat(32);
+        let pay: PayResult = serde_json::from_str(&format!(
+            r#"{{"payment_preimage":"{pre}","status":"complete"}}"#
+        ))
+        .unwrap();
+        assert_eq!(pay.payment_preimage.as_deref(), Some(pre.as_str()));
+        let listed: ListInvoices = serde_json::from_str(&format!(
+            r#"{{"invoices":[{{"status":"paid","payment_preimage":"{pre}"}}]}}"#
+        ))
+        .unwrap();
+        let pays: ListPays = serde_json::from_str(&format!(
+            r#"{{"pays":[{{"status":"complete","preimage":"{pre}"}}]}}"#
+        ))
+        .unwrap();
+        for shown in [
+            format!("{pay:?}"),
+            format!("{listed:?}"),
+            format!("{pays:?}"),
+        ] {
+            assert!(!shown.contains(&pre), "{shown}");
+            assert!(shown.contains("Some(..)"), "{shown}");
+        }
+    }
 
     #[derive(Deserialize)]
     struct T {

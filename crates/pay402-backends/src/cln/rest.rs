@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::model::parse_error_body;
 use super::{CallError, ClnRestConfig, config_error, tls};
-use crate::util::client::{ReadError, error_chain, is_loopback, read_limited, snippet};
+use crate::util::client::{ReadError, error_chain, read_limited, snippet};
+use crate::util::http::api_base;
 use pay402_core::lightning::LightningError;
 
 /// The largest response body read (8 MiB).
@@ -27,22 +28,6 @@ pub(crate) struct RestTransport {
 
 impl RestTransport {
     pub(crate) fn new(config: &ClnRestConfig) -> Result<RestTransport, LightningError> {
-        let https = match config.url.scheme() {
-            "https" => true,
-            "http" if is_loopback(&config.url) => false,
-            "http" => {
-                return Err(config_error(
-                    "plain http:// is only allowed to loopback hosts; use https:// with the node's certificate",
-                ));
-            }
-            other => return Err(config_error(format!("unsupported URL scheme {other:?}"))),
-        };
-        if config.url.host_str().is_none() {
-            return Err(config_error("URL has no host"));
-        }
-        if config.timeout.is_zero() {
-            return Err(config_error("timeout must be positive"));
-        }
         let rune = config.rune.trim();
         if rune.is_empty() {
             return Err(config_error("a rune is required (CLN_RUNE)"));
@@ -53,37 +38,18 @@ impl RestTransport {
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static("rune"), value);
 
-        let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("pay402-backends/", env!("CARGO_PKG_VERSION")));
-        match (&config.tls_cert_pem, https) {
-            (Some(pem), true) => {
-                let tls = tls::pinned_client_config(pem).map_err(config_error)?;
-                builder = builder.use_preconfigured_tls(tls).https_only(true);
-            }
-            (Some(_), false) => {
-                return Err(config_error(
-                    "tls_cert_pem is set but the URL is http://; use https://",
-                ));
-            }
-            (None, true) => builder = builder.https_only(true),
-            (None, false) => {}
-        }
-        let http = builder
-            .build()
-            .map_err(|e| config_error(format!("cannot build HTTP client: {}", error_chain(&e))))?;
-
-        let mut base = config.url.clone();
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        base.set_query(None);
-        base.set_fragment(None);
-        Ok(RestTransport { http, base })
+        let http = tls::node_client(
+            &config.url,
+            config.timeout,
+            config.tls_cert_pem.as_deref(),
+            "https:// with the node's certificate",
+            headers,
+        )
+        .map_err(config_error)?;
+        Ok(RestTransport {
+            http,
+            base: api_base(config.url.clone()),
+        })
     }
 
     pub(crate) fn base(&self) -> &Url {

@@ -69,7 +69,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::util::http::{error_chain, is_loopback, snippet};
+use crate::util::http::{
+    api_base, api_https, client_builder, error_chain, secs_var, snippet, url_var,
+};
 use async_trait::async_trait;
 use bitcoin::consensus::encode;
 use bitcoin::{OutPoint, Transaction, Txid};
@@ -154,19 +156,13 @@ impl EsploraConfig {
         let url_text = get("ESPLORA_URL").ok_or_else(|| {
             config_error("set ESPLORA_URL, e.g. https://blockstream.info/testnet/api")
         })?;
-        let url = Url::parse(url_text.trim())
-            .map_err(|e| config_error(format!("ESPLORA_URL {url_text:?} is not a URL: {e}")))?;
-        let timeout = match get("ESPLORA_TIMEOUT_SECS") {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Duration::from_secs(n),
-                _ => {
-                    return Err(config_error(format!(
-                        "ESPLORA_TIMEOUT_SECS {v:?} is not a positive whole number"
-                    )));
-                }
-            },
-        };
+        let url = url_var("ESPLORA_URL", &url_text).map_err(config_error)?;
+        let timeout = secs_var(
+            "ESPLORA_TIMEOUT_SECS",
+            get("ESPLORA_TIMEOUT_SECS"),
+            DEFAULT_TIMEOUT,
+        )
+        .map_err(config_error)?;
         Ok(EsploraConfig { url, timeout })
     }
 }
@@ -330,41 +326,19 @@ impl Esplora {
     /// `https` (or `http` to a loopback host), has no host, carries
     /// credentials, the timeout is zero, or the HTTP client cannot be built.
     pub fn new(config: EsploraConfig) -> Result<Esplora, ChainError> {
-        let mut base = config.url;
-        let https = match base.scheme() {
-            "https" => true,
-            "http" if is_loopback(&base) => false,
-            "http" => {
-                return Err(config_error(
-                    "plain http:// is only allowed to loopback hosts; use https://",
-                ));
-            }
-            other => return Err(config_error(format!("unsupported URL scheme {other:?}"))),
-        };
-        if base.host_str().is_none() {
-            return Err(config_error("URL has no host"));
-        }
+        let https = api_https(&config.url, config.timeout, "https://").map_err(config_error)?;
+        let base = config.url;
         if !base.username().is_empty() || base.password().is_some() {
             return Err(config_error("the Esplora URL must not carry credentials"));
         }
-        if config.timeout.is_zero() {
-            return Err(config_error("timeout must be positive"));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
+        let http = client_builder(config.timeout)
             .https_only(https)
-            .user_agent(concat!("pay402-backends/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| config_error(format!("cannot build HTTP client: {}", error_chain(&e))))?;
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        base.set_query(None);
-        base.set_fragment(None);
-        Ok(Esplora { http, base })
+        Ok(Esplora {
+            http,
+            base: api_base(base),
+        })
     }
 
     fn endpoint(&self, call: &'static str, path: &str) -> Result<Url, ChainError> {

@@ -104,9 +104,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::util::client::{
-    ReadError, decode_for_payment, error_chain, is_loopback, parse_network, parse_secs,
-    read_limited, snippet, verify_created, verify_preimage,
+    ReadError, decode_for_payment, error_chain, read_limited, snippet, verify_created,
+    verify_preimage,
 };
+use crate::util::http::{api_base, api_https, client_builder, secs_var, url_var};
+use crate::util::{SecretText, network_var};
 
 /// The URL type of [`LnbitsConfig::url`] (re-exported from `reqwest`).
 pub use reqwest::Url;
@@ -228,8 +230,7 @@ impl LnbitsConfig {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<LnbitsConfig, LightningError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let url_text = get("LNBITS_URL").unwrap_or_else(|| "http://127.0.0.1:5000".into());
-        let url = Url::parse(url_text.trim())
-            .map_err(|e| config_error(format!("LNBITS_URL {url_text:?} is not a URL: {e}")))?;
+        let url = url_var("LNBITS_URL", &url_text).map_err(config_error)?;
         let invoice_key = get("LNBITS_INVOICE_KEY").map(|k| k.trim().to_owned());
         let admin_key = get("LNBITS_ADMIN_KEY").map(|k| k.trim().to_owned());
         if invoice_key.is_none() && admin_key.is_none() {
@@ -237,18 +238,13 @@ impl LnbitsConfig {
                 "set LNBITS_INVOICE_KEY (to charge) and/or LNBITS_ADMIN_KEY (to pay)",
             ));
         }
-        let network = match get("LNBITS_NETWORK") {
-            None => Network::Bitcoin,
-            Some(n) => parse_network(&n).ok_or_else(|| {
-                config_error(format!(
-                    "LNBITS_NETWORK {n:?} is not one of bitcoin, testnet, testnet4, signet, regtest"
-                ))
-            })?,
-        };
-        let timeout = match get("LNBITS_TIMEOUT_SECS") {
-            None => DEFAULT_TIMEOUT,
-            Some(s) => parse_secs("LNBITS_TIMEOUT_SECS", &s).map_err(config_error)?,
-        };
+        let network = network_var("LNBITS_NETWORK", get("LNBITS_NETWORK")).map_err(config_error)?;
+        let timeout = secs_var(
+            "LNBITS_TIMEOUT_SECS",
+            get("LNBITS_TIMEOUT_SECS"),
+            DEFAULT_TIMEOUT,
+        )
+        .map_err(config_error)?;
         Ok(LnbitsConfig {
             url,
             invoice_key,
@@ -422,7 +418,7 @@ struct PayResponse {
 struct Check {
     paid: bool,
     #[serde(default)]
-    preimage: Option<String>,
+    preimage: Option<SecretText>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -516,45 +512,19 @@ impl Lnbits {
     /// assert!(Lnbits::new(cfg).is_err(), "plain http to a remote host");
     /// ```
     pub fn new(config: LnbitsConfig) -> Result<Lnbits, LightningError> {
-        let https = match config.url.scheme() {
-            "https" => true,
-            "http" if is_loopback(&config.url) => false,
-            "http" => {
-                return Err(config_error(
-                    "plain http:// is only allowed to loopback hosts; use https://",
-                ));
-            }
-            other => return Err(config_error(format!("unsupported URL scheme {other:?}"))),
-        };
-        if config.url.host_str().is_none() {
-            return Err(config_error("URL has no host"));
-        }
-        if config.timeout.is_zero() {
-            return Err(config_error("timeout must be positive"));
-        }
+        let https = api_https(&config.url, config.timeout, "https://").map_err(config_error)?;
         let invoice_key = key_header("invoice_key", config.invoice_key.as_ref())?;
         let admin_key = key_header("admin_key", config.admin_key.as_ref())?;
         if invoice_key.is_none() && admin_key.is_none() {
             return Err(config_error("no API key: set invoice_key and/or admin_key"));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
+        let http = client_builder(config.timeout)
             .https_only(https)
-            .user_agent(concat!("pay402-backends/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| config_error(format!("cannot build HTTP client: {}", error_chain(&e))))?;
-        let mut base = config.url;
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        base.set_query(None);
-        base.set_fragment(None);
         Ok(Lnbits {
             http,
-            base,
+            base: api_base(config.url),
             invoice_key,
             admin_key,
             network: config.network,
@@ -988,6 +958,16 @@ impl LightningPayer for Lnbits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payment_check_debug_hides_the_preimage() {
+        let pre = "22".repeat(32);
+        let check: Check =
+            serde_json::from_str(&format!(r#"{{"paid":true,"preimage":"{pre}"}}"#)).unwrap();
+        assert_eq!(check.preimage.as_deref(), Some(pre.as_str()));
+        let shown = format!("{check:?}");
+        assert!(!shown.contains(&pre), "{shown}");
+    }
 
     #[test]
     fn detail_texts() {

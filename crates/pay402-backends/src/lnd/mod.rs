@@ -114,9 +114,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::util::http::is_loopback;
-use crate::util::parse_network;
+use crate::util::http::{api_base, error_chain, secs_var, snippet, url_var};
 use crate::util::{currency_for, currency_name};
+use crate::util::{file_var, network_var};
 use crate::wire::{EnumField, GrpcStatus, b64_32, b64url, code, de_u64, parse_grpc_error};
 use stream::Outcome;
 
@@ -248,43 +248,18 @@ impl LndConfig {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<LndConfig, LightningError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let url_text = get("LND_REST_URL").unwrap_or_else(|| "https://127.0.0.1:8080".into());
-        let url = Url::parse(url_text.trim())
-            .map_err(|e| config_error(format!("LND_REST_URL {url_text:?} is not a URL: {e}")))?;
-        let network = match get("LND_NETWORK") {
-            None => Network::Bitcoin,
-            Some(n) => parse_network(&n).ok_or_else(|| {
-                config_error(format!(
-                    "LND_NETWORK {n:?} is not one of bitcoin, testnet, testnet4, signet, regtest"
-                ))
-            })?,
+        let url = url_var("LND_REST_URL", &url_text).map_err(config_error)?;
+        let network = network_var("LND_NETWORK", get("LND_NETWORK")).map_err(config_error)?;
+        let macaroon_hex = match get("LND_MACAROON_HEX") {
+            Some(hex) => Some(hex.trim().to_owned()),
+            None => file_var("LND_MACAROON_PATH", get("LND_MACAROON_PATH"))
+                .map_err(config_error)?
+                .map(hex::encode),
         };
-        let macaroon_hex = match (get("LND_MACAROON_HEX"), get("LND_MACAROON_PATH")) {
-            (Some(hex), _) => Some(hex.trim().to_owned()),
-            (None, Some(path)) => {
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    config_error(format!("cannot read LND_MACAROON_PATH {path:?}: {e}"))
-                })?;
-                Some(hex::encode(bytes))
-            }
-            (None, None) => None,
-        };
-        let tls_cert_pem = match get("LND_TLS_CERT_PATH") {
-            Some(path) => Some(std::fs::read(&path).map_err(|e| {
-                config_error(format!("cannot read LND_TLS_CERT_PATH {path:?}: {e}"))
-            })?),
-            None => None,
-        };
-        let timeout = match get("LND_TIMEOUT_SECS") {
-            None => DEFAULT_TIMEOUT,
-            Some(s) => match s.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Duration::from_secs(n),
-                _ => {
-                    return Err(config_error(format!(
-                        "LND_TIMEOUT_SECS {s:?} is not a positive whole number"
-                    )));
-                }
-            },
-        };
+        let tls_cert_pem =
+            file_var("LND_TLS_CERT_PATH", get("LND_TLS_CERT_PATH")).map_err(config_error)?;
+        let timeout = secs_var("LND_TIMEOUT_SECS", get("LND_TIMEOUT_SECS"), DEFAULT_TIMEOUT)
+            .map_err(config_error)?;
         Ok(LndConfig {
             url,
             macaroon_hex,
@@ -322,20 +297,6 @@ impl fmt::Debug for LndRest {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 fn transport_error(call: &'static str, err: &reqwest::Error) -> LightningError {
     let detail = if err.is_timeout() {
         format!("timed out: {}", error_chain(err))
@@ -343,16 +304,6 @@ fn transport_error(call: &'static str, err: &reqwest::Error) -> LightningError {
         error_chain(err)
     };
     unreachable(call, detail)
-}
-
-/// A printable excerpt of a non-JSON error body.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
 
 fn grpc_detail(g: &GrpcStatus, status: StatusCode) -> String {
@@ -425,23 +376,6 @@ impl LndRest {
     /// assert!(LndRest::new(local).is_ok());
     /// ```
     pub fn new(config: LndConfig) -> Result<LndRest, LightningError> {
-        let https = match config.url.scheme() {
-            "https" => true,
-            "http" if is_loopback(&config.url) => false,
-            "http" => {
-                return Err(config_error(
-                    "plain http:// is only allowed to loopback hosts; use https:// with the node's tls.cert",
-                ));
-            }
-            other => return Err(config_error(format!("unsupported URL scheme {other:?}"))),
-        };
-        if config.url.host_str().is_none() {
-            return Err(config_error("URL has no host"));
-        }
-        if config.timeout.is_zero() {
-            return Err(config_error("timeout must be positive"));
-        }
-
         let mut headers = HeaderMap::new();
         if let Some(mac) = &config.macaroon_hex {
             let mac = mac.trim();
@@ -454,39 +388,18 @@ impl LndRest {
             headers.insert(HeaderName::from_static(MACAROON_HEADER), value);
         }
 
-        let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("pay402-backends/", env!("CARGO_PKG_VERSION")));
-        match (&config.tls_cert_pem, https) {
-            (Some(pem), true) => {
-                let tls = tls::pinned_client_config(pem).map_err(config_error)?;
-                builder = builder.use_preconfigured_tls(tls).https_only(true);
-            }
-            (Some(_), false) => {
-                return Err(config_error(
-                    "tls_cert_pem is set but the URL is http://; use https://",
-                ));
-            }
-            (None, true) => builder = builder.https_only(true),
-            (None, false) => {}
-        }
-        let http = builder
-            .build()
-            .map_err(|e| config_error(format!("cannot build HTTP client: {}", error_chain(&e))))?;
+        let http = tls::node_client(
+            &config.url,
+            config.timeout,
+            config.tls_cert_pem.as_deref(),
+            "https:// with the node's tls.cert",
+            headers,
+        )
+        .map_err(config_error)?;
 
-        let mut base = config.url;
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        base.set_query(None);
-        base.set_fragment(None);
         Ok(LndRest {
             http,
-            base,
+            base: api_base(config.url),
             network: config.network,
             timeout: config.timeout,
         })
@@ -802,36 +715,6 @@ impl LightningPayer for LndRest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_detection() {
-        let yes = [
-            "http://localhost:1",
-            "http://127.0.0.1:1",
-            "http://[::1]:1",
-            "http://127.8.9.1/",
-        ];
-        let no = [
-            "http://10.0.0.1:1",
-            "http://example.com",
-            "http://[2001:db8::1]:1",
-        ];
-        for u in yes {
-            assert!(is_loopback(&u.parse().unwrap()), "{u}");
-        }
-        for u in no {
-            assert!(!is_loopback(&u.parse().unwrap()), "{u}");
-        }
-    }
-
-    #[test]
-    fn network_names() {
-        assert_eq!(parse_network("Bitcoin"), Some(Network::Bitcoin));
-        assert_eq!(parse_network("mainnet"), Some(Network::Bitcoin));
-        assert_eq!(parse_network(" regtest "), Some(Network::Regtest));
-        assert_eq!(parse_network("testnet4"), Some(Network::Testnet4));
-        assert_eq!(parse_network("simnet"), None);
-    }
 
     #[test]
     fn http_errors_map_to_variants() {

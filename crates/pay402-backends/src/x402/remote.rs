@@ -68,7 +68,7 @@ use tracing::Instrument;
 
 use super::server::SETTLEMENT_PENDING;
 use crate::evm_rpc::redacted_origin;
-use crate::util::http::is_loopback;
+use crate::util::http::{is_loopback, snippet};
 
 /// The default request timeout.
 /// ```
@@ -375,15 +375,6 @@ fn invalid(endpoint: Endpoint, detail: impl fmt::Display) -> FacilitatorError {
     FacilitatorError::InvalidResponse(format!("/{}: {detail}", endpoint.path()))
 }
 
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
-}
-
 fn non_empty(v: &Value, key: &str) -> Option<String> {
     v.get(key)
         .and_then(Value::as_str)
@@ -520,7 +511,7 @@ impl RemoteFacilitator {
             "/{}: HTTP {}: {}",
             endpoint.path(),
             a.status,
-            excerpt(&a.body)
+            snippet(&a.body)
         );
         if a.status == StatusCode::TOO_MANY_REQUESTS || a.status.is_server_error() {
             FacilitatorError::Unavailable(message)
@@ -534,27 +525,31 @@ impl RemoteFacilitator {
         }
     }
 
-    fn parse_verify(a: &Answer) -> Result<VerifyResponse, FacilitatorError> {
-        let e = Endpoint::Verify;
+    /// The JSON of a `/verify` or `/settle` answer carrying its boolean
+    /// verdict field `flag`; an answer without one is the HTTP status's
+    /// error when the status is not a success.
+    fn verdict(e: Endpoint, a: &Answer, flag: &str) -> Result<Value, FacilitatorError> {
         let value: Value = match serde_json::from_slice(&a.body) {
             Ok(v) => v,
             Err(_) if !a.status.is_success() => return Err(Self::status_error(e, a)),
             Err(err) => {
                 return Err(invalid(
                     e,
-                    format!("not JSON ({err}): {}", excerpt(&a.body)),
+                    format!("not JSON ({err}): {}", snippet(&a.body)),
                 ));
             }
         };
-        let Some(is_valid) = value.get("isValid") else {
-            if a.status.is_success() {
-                return Err(invalid(e, "no `isValid` in the answer"));
-            }
-            return Err(Self::status_error(e, a));
-        };
-        if !is_valid.is_boolean() {
-            return Err(invalid(e, "`isValid` is not a boolean"));
+        match value.get(flag) {
+            Some(v) if v.is_boolean() => Ok(value),
+            Some(_) => Err(invalid(e, format!("`{flag}` is not a boolean"))),
+            None if a.status.is_success() => Err(invalid(e, format!("no `{flag}` in the answer"))),
+            None => Err(Self::status_error(e, a)),
         }
+    }
+
+    fn parse_verify(a: &Answer) -> Result<VerifyResponse, FacilitatorError> {
+        let e = Endpoint::Verify;
+        let value = Self::verdict(e, a, "isValid")?;
         let verdict: VerifyResponse = serde_json::from_value(value.clone())
             .map_err(|err| invalid(e, format!("malformed answer: {err}")))?;
         if verdict.is_valid {
@@ -575,25 +570,7 @@ impl RemoteFacilitator {
         request: &PaymentRequest,
     ) -> Result<SettleResponse, FacilitatorError> {
         let e = Endpoint::Settle;
-        let value: Value = match serde_json::from_slice(&a.body) {
-            Ok(v) => v,
-            Err(_) if !a.status.is_success() => return Err(Self::status_error(e, a)),
-            Err(err) => {
-                return Err(invalid(
-                    e,
-                    format!("not JSON ({err}): {}", excerpt(&a.body)),
-                ));
-            }
-        };
-        let Some(success) = value.get("success") else {
-            if a.status.is_success() {
-                return Err(invalid(e, "no `success` in the answer"));
-            }
-            return Err(Self::status_error(e, a));
-        };
-        if !success.is_boolean() {
-            return Err(invalid(e, "`success` is not a boolean"));
-        }
+        let value = Self::verdict(e, a, "success")?;
         let Some(network) = non_empty(&value, "network") else {
             return Err(invalid(e, "no `network` in the answer"));
         };
@@ -651,7 +628,7 @@ impl RemoteFacilitator {
             return Err(Self::status_error(e, a));
         }
         let value: Value = serde_json::from_slice(&a.body)
-            .map_err(|err| invalid(e, format!("not JSON ({err}): {}", excerpt(&a.body))))?;
+            .map_err(|err| invalid(e, format!("not JSON ({err}): {}", snippet(&a.body))))?;
         if !value.get("kinds").is_some_and(Value::is_array) {
             return Err(invalid(e, "no `kinds` array in the answer"));
         }

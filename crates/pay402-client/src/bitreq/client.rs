@@ -314,33 +314,7 @@ impl BitRequestsBuilder {
         self
     }
 
-    /// No total timeout (for large downloads); the connect timeout stays.
-    ///
-    /// ```no_run
-    /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
-    /// b.no_timeout()
-    /// # }
-    /// ```
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
-        self.timeout_set = true;
-        self
-    }
-
-    /// How long connecting may take (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s);
-    /// applies to the client this builder builds, not to one given with
-    /// [`http`](Self::http).
-    ///
-    /// ```no_run
-    /// # fn f(b: pay402_client::bitreq::BitRequestsBuilder) -> pay402_client::bitreq::BitRequestsBuilder {
-    /// b.connect_timeout(std::time::Duration::from_secs(5))
-    /// # }
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    crate::timeouts::connect_and_no_timeout!("pay402_client::bitreq::BitRequestsBuilder", "http");
 
     /// How many times a request is resent after a transport failure (the
     /// unpaid request of GET/HEAD/OPTIONS, and the paid request, which

@@ -444,29 +444,7 @@ impl PayerBuilder {
         self
     }
 
-    /// No total timeout (for large downloads); the connect timeout stays.
-    ///
-    /// ```
-    /// let b = pay402_client::Payer::builder().no_timeout();
-    /// # let _ = b;
-    /// ```
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
-        self.timeout_set = true;
-        self
-    }
-
-    /// How long connecting may take (default 10 s; for the client the
-    /// builder builds).
-    ///
-    /// ```
-    /// let b = pay402_client::Payer::builder().connect_timeout(std::time::Duration::from_secs(3));
-    /// # let _ = b;
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    crate::timeouts::connect_and_no_timeout!("pay402_client::PayerBuilder", "http");
 
     /// Builds the payer: opens the journal (the default one unless
     /// given), converts the budgets to the reference unit.

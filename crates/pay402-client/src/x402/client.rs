@@ -254,33 +254,7 @@ impl X402ClientBuilder {
         self
     }
 
-    /// No total timeout (for large downloads); the connect timeout stays.
-    ///
-    /// ```
-    /// # fn f(b: pay402_client::x402::X402ClientBuilder) -> pay402_client::x402::X402ClientBuilder {
-    /// b.no_timeout()
-    /// # }
-    /// ```
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
-        self.timeout_set = true;
-        self
-    }
-
-    /// How long connecting may take (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s);
-    /// applies to the client this builder builds, not to one given with
-    /// [`http`](Self::http).
-    ///
-    /// ```
-    /// # fn f(b: pay402_client::x402::X402ClientBuilder) -> pay402_client::x402::X402ClientBuilder {
-    /// b.connect_timeout(std::time::Duration::from_secs(5))
-    /// # }
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    crate::timeouts::connect_and_no_timeout!("pay402_client::x402::X402ClientBuilder", "http");
 
     /// How many times the same signed payment may be sent again after a
     /// transport error or a `settlement_pending` answer (0: never).

@@ -302,33 +302,10 @@ impl MockClientBuilder {
         self
     }
 
-    /// No total timeout (for large downloads); the connect timeout stays.
-    ///
-    /// ```no_run
-    /// # fn f(b: pay402_client::x402_mock::MockClientBuilder) {
-    /// let b = b.no_timeout();
-    /// # }
-    /// ```
-    pub fn no_timeout(mut self) -> MockClientBuilder {
-        self.timeout = None;
-        self.timeout_set = true;
-        self
-    }
-
-    /// How long connecting may take (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT), 10 s);
-    /// applies to the client this builder builds, not to one given with
-    /// [`http_client`](Self::http_client).
-    ///
-    /// ```no_run
-    /// # fn f(b: pay402_client::x402_mock::MockClientBuilder) {
-    /// let b = b.connect_timeout(std::time::Duration::from_secs(5));
-    /// # }
-    /// ```
-    pub fn connect_timeout(mut self, d: Duration) -> MockClientBuilder {
-        self.connect_timeout = d;
-        self
-    }
+    crate::timeouts::connect_and_no_timeout!(
+        "pay402_client::x402_mock::MockClientBuilder",
+        "http_client"
+    );
 
     /// Builds the client (default HTTP client: same-origin redirects, the
     /// connect and total timeouts).

@@ -400,8 +400,10 @@ pub struct MockPermitRequest {
 /// use pay402_core::x402::mock::AccessTokenResponse;
 /// let r = AccessTokenResponse::bearer("t".into(), 3600);
 /// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"access_token":"t","token_type":"Bearer","expires_in":3600}"#);
+/// // The token is a bearer credential: `Debug` never shows it.
+/// assert!(!format!("{r:?}").contains("\"t\""));
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessTokenResponse {
     /// The token.
     pub access_token: String,
@@ -412,6 +414,17 @@ pub struct AccessTokenResponse {
     /// Free-form metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+}
+
+impl std::fmt::Debug for AccessTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenResponse")
+            .field("access_token", &"..")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
 }
 
 impl AccessTokenResponse {

@@ -19,7 +19,7 @@ use pay402_core::x402::{PaymentRequirements, ResourceInfo, SettleResponse};
 use tower::{Layer, Service};
 use tracing::{Instrument, field};
 
-use super::body::{self, Buffered};
+use super::body::{self, Buffered, Held};
 use super::config::{SettleTiming, X402Config};
 use super::error::{X402Error, sanitize_reason};
 use super::intake::{self, Intake, OfferSet};
@@ -29,6 +29,7 @@ use super::store::{
     AttemptId, CachedResponse, Claim, NonceKey, PaymentState, PaymentStore, Reservation, Resumed,
     StoreError,
 };
+use super::unserved::{self, Failure};
 use crate::cache::X402_CREDENTIALS;
 use crate::{BoxedResponse, PriceRequest};
 
@@ -959,6 +960,20 @@ impl Flow<'_> {
         refuse(self.set, self.cfg(), &err)
     }
 
+    /// A handler's failure (HTTP >= 400, or a non-zero gRPC status) is not
+    /// served content: it is not charged, the reservation is released (the
+    /// same payment stays usable) and the answer passed on as it is.
+    async fn not_served(&self, resp: Response, failure: Failure) -> Response {
+        tracing::info!(
+            status = resp.status().as_u16(),
+            grpc_status = failure.grpc_status(),
+            "x402.handler_error_not_settled"
+        );
+        self.release().await;
+        outcome("handler_error");
+        resp
+    }
+
     /// The headers of a served paid response: CORS exposure and the
     /// caching policy.
     fn paid_headers(&self, resp: &mut Response) {
@@ -979,12 +994,16 @@ impl Flow<'_> {
         S: Service<Request<Body>, Response = Response, Error = Infallible>,
     {
         let earlier = earlier_attempt(resumed.as_ref());
-        let (head, bytes) = match resumed.and_then(|r| r.response) {
+        let (head, held) = match resumed.and_then(|r| r.response) {
             // An earlier attempt ran the handler and went pending: serve
             // what it produced once settled, without running it again.
             Some(kept) => {
                 let (head, _) = from_cached(kept.clone()).into_parts();
-                (head, kept.body)
+                let held = Held {
+                    data: kept.body,
+                    trailers: None,
+                };
+                (head, held)
             }
             None => {
                 let req = self.handler_request(parts, body, None);
@@ -998,19 +1017,14 @@ impl Flow<'_> {
                         return self.fail(X402Error::Handler(e));
                     }
                 };
-                if resp.status().as_u16() >= 400 {
-                    // Not served content: not charged. The payment stays usable.
-                    tracing::info!(
-                        status = resp.status().as_u16(),
-                        "x402.handler_error_not_settled"
-                    );
-                    self.release().await;
-                    outcome("handler_error");
-                    return resp;
-                }
                 let (head, body) = resp.into_parts();
-                match body::buffer(body, self.cfg().max_response_body).await {
-                    Ok(Buffered::Full(b)) => (head, b),
+                if let Some(failure) = unserved::of_head(&head) {
+                    return self
+                        .not_served(Response::from_parts(head, body), failure)
+                        .await;
+                }
+                let held = match body::buffer(body, self.cfg().max_response_body).await {
+                    Ok(Buffered::Full(held)) => held,
                     Ok(Buffered::Partial { .. }) => {
                         tracing::error!(
                             limit = self.cfg().max_response_body,
@@ -1023,10 +1037,16 @@ impl Flow<'_> {
                         self.release().await;
                         return self.fail(X402Error::Handler(e));
                     }
+                };
+                if let Some(failure) = unserved::of_trailers(&head, held.trailers.as_ref()) {
+                    return self
+                        .not_served(Response::from_parts(head, held.into_body()), failure)
+                        .await;
                 }
+                (head, held)
             }
         };
-        let cached = cached_of(&head, &bytes);
+        let cached = cached_of(&head, &held.data);
         if let Err(resp) = self.still_owner().await {
             return resp;
         }
@@ -1038,7 +1058,7 @@ impl Flow<'_> {
                 if !self.mark_settled(tx, &receipt, keep).await {
                     return self.lost();
                 }
-                let mut resp = Response::from_parts(head, Body::from(bytes));
+                let mut resp = Response::from_parts(head, held.into_body());
                 respond::set_receipt(&mut resp, self.version(), &receipt);
                 self.paid_headers(&mut resp);
                 outcome("paid");
@@ -1133,8 +1153,8 @@ impl Flow<'_> {
         let (head, body) = resp.into_parts();
         let body = if self.intake.payment_id.is_some() {
             match body::buffer(body, self.cfg().max_response_body).await {
-                Ok(Buffered::Full(b)) => {
-                    let kept = cached_of(&head, &b);
+                Ok(Buffered::Full(held)) => {
+                    let kept = cached_of(&head, &held.data);
                     if let Err(e) = self
                         .layer
                         .shared
@@ -1144,7 +1164,7 @@ impl Flow<'_> {
                     {
                         tracing::warn!(error = %e, "x402.response_not_kept");
                     }
-                    Body::from(b)
+                    held.into_body()
                 }
                 // Too large to keep: stream it, without a cached copy.
                 Ok(partial) => partial.into_body(),

@@ -12,8 +12,9 @@
 //!   `exact` checks (reference order and reasons) ── bad ─▶ 400 / 402 + offer again
 //!   reserve the nonce key (atomic, in the store) ── held / spent / conflict ─▶ 409 / 402
 //!   facilitator verify (optional) ── invalid ─▶ release, 402 with its reason
-//!   settle-after (default): handler ─▶ >= 400: release, pass on, no charge
-//!                           buffer body (bounded) ─▶ settle ─▶ ok: serve + PAYMENT-RESPONSE
+//!   settle-after (default): handler ─▶ >= 400 or gRPC status != 0 (headers): release, pass on, no charge
+//!                           buffer body + trailers (bounded) ─▶ gRPC status != 0 (trailers): same
+//!                                                          ─▶ settle ─▶ ok: serve + PAYMENT-RESPONSE
 //!                                                          └▶ failed: release, 402 + PAYMENT-RESPONSE, body dropped
 //!                                                          └▶ pending/unknown: record pending (with the
 //!                                                             response), 202/503 + Retry-After, body withheld
@@ -43,8 +44,11 @@
 //!   running the handler a second time. Pending records (with the
 //!   facilitator request) can be listed for reconciliation with
 //!   [`store::PaymentStore::list`].
-//! - **Not charged for errors.** With settle-after, a handler answer >= 400
-//!   is passed on without settling and the payment stays usable. With
+//! - **Not charged for errors.** With settle-after, a handler answer >= 400,
+//!   or a gRPC answer (`application/grpc*`) whose `grpc-status` (in its
+//!   headers or its trailers) is not 0, is passed on without settling and
+//!   the payment stays usable. The buffered body keeps its trailers and
+//!   sends them after the data once settled. With
 //!   settle-before the payer is charged first (use it for streaming or
 //!   large responses).
 //! - **Fail closed.** An unreachable facilitator during verify answers 503
@@ -100,6 +104,7 @@ mod respond;
 mod route;
 pub mod settlements;
 pub mod store;
+mod unserved;
 
 pub(crate) use intake::OfferSet;
 pub(crate) use respond::{

@@ -172,6 +172,24 @@ pub fn pay_v1(payer: &Payer, offer: &PaymentRequirements, v1_network: &str) -> S
     .encode_header()
 }
 
+/// The state of the record of the v2 payment `header` in `store`.
+pub async fn payment_state(
+    store: &dyn pay402_server::x402::store::PaymentStore,
+    network: &str,
+    asset: &str,
+    header: &str,
+) -> Option<pay402_server::x402::store::PaymentState> {
+    let p = PaymentPayloadV2::<ExactEvmPayload>::decode_header(header).unwrap();
+    let a = &p.payload.authorization;
+    let key = pay402_server::x402::store::NonceKey::new(
+        network,
+        asset,
+        &a.from.to_string(),
+        &a.nonce.to_string(),
+    );
+    store.get(&key).await.unwrap().map(|r| r.state)
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Resp {

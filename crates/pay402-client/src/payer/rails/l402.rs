@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pay402_core::l402::Credential;
 use pay402_core::lightning::Preimage;
-use pay402_core::offer::{L402Challenge, Offer, Rail, RailChallenge};
+use pay402_core::offer::{L402Challenge, Offer, Rail};
 use pay402_core::problem::Reason;
 use pay402_core::rates::Amount;
 use pay402_core::time::UnixTime;
@@ -35,22 +35,11 @@ impl L402Means {
     }
 }
 
-fn challenge(offer: &Offer) -> Option<&L402Challenge> {
-    match &offer.challenge {
-        RailChallenge::L402(c) => Some(c),
-        _ => None,
-    }
-}
+challenge_of_rail!(L402, L402Challenge);
 
 #[async_trait]
 impl RailMeans for L402Means {
-    fn rail(&self) -> Rail {
-        Rail::L402
-    }
-
-    fn handles(&self, offer: &Offer) -> bool {
-        challenge(offer).is_some()
-    }
+    means_of_rail!(L402);
 
     fn check(&self, offer: &Offer, now: UnixTime) -> Result<Amount, RefusalReason> {
         let c = challenge(offer).ok_or(RefusalReason::RailNotEnabled)?;

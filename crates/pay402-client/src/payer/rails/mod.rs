@@ -15,6 +15,35 @@
 //! one [`RailReceipt`](super::RailReceipt) variant and one
 //! [`PayerError`] variant.
 
+/// `fn challenge(offer) -> Option<&$ty>`: the offer's challenge when it is
+/// one of rail `$rail` (the variant of the same name in [`Rail`] and
+/// [`RailChallenge`](pay402_core::offer::RailChallenge)).
+macro_rules! challenge_of_rail {
+    ($rail:ident, $ty:ty) => {
+        fn challenge(offer: &Offer) -> Option<&$ty> {
+            match &offer.challenge {
+                pay402_core::offer::RailChallenge::$rail(c) => Some(c),
+                _ => None,
+            }
+        }
+    };
+}
+
+/// [`RailMeans::rail`] and [`RailMeans::handles`] of a means that pays
+/// every offer of one rail, read by the `challenge` of
+/// [`challenge_of_rail!`].
+macro_rules! means_of_rail {
+    ($rail:ident) => {
+        fn rail(&self) -> Rail {
+            Rail::$rail
+        }
+
+        fn handles(&self, offer: &Offer) -> bool {
+            challenge(offer).is_some()
+        }
+    };
+}
+
 #[cfg(feature = "bitreq")]
 mod bitreq;
 mod l402;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use pay402_core::offer::{Offer, Rail, RailChallenge, X402Challenge};
+use pay402_core::offer::{Offer, Rail, X402Challenge};
 use pay402_core::problem::Reason;
 use pay402_core::rates::Amount;
 use pay402_core::time::UnixTime;
@@ -30,22 +30,11 @@ impl X402Means {
     }
 }
 
-fn challenge(offer: &Offer) -> Option<&X402Challenge> {
-    match &offer.challenge {
-        RailChallenge::X402(c) => Some(c),
-        _ => None,
-    }
-}
+challenge_of_rail!(X402, X402Challenge);
 
 #[async_trait]
 impl RailMeans for X402Means {
-    fn rail(&self) -> Rail {
-        Rail::X402
-    }
-
-    fn handles(&self, offer: &Offer) -> bool {
-        challenge(offer).is_some()
-    }
+    means_of_rail!(X402);
 
     fn check(&self, offer: &Offer, _now: UnixTime) -> Result<Amount, RefusalReason> {
         let c = challenge(offer).ok_or(RefusalReason::RailNotEnabled)?;

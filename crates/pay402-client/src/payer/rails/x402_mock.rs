@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pay402_core::offer::{MockChallenge, Offer, Rail, RailChallenge};
+use pay402_core::offer::{MockChallenge, Offer, Rail};
 use pay402_core::problem::Reason;
 use pay402_core::rates::Amount;
 use pay402_core::time::UnixTime;
@@ -35,22 +35,11 @@ pub(crate) fn mock_scope(url: &Url) -> String {
     format!("{}{}", origin_of(url), url.path())
 }
 
-fn challenge(offer: &Offer) -> Option<&MockChallenge> {
-    match &offer.challenge {
-        RailChallenge::X402Mock(c) => Some(c),
-        _ => None,
-    }
-}
+challenge_of_rail!(X402Mock, MockChallenge);
 
 #[async_trait]
 impl RailMeans for MockMeans {
-    fn rail(&self) -> Rail {
-        Rail::X402Mock
-    }
-
-    fn handles(&self, offer: &Offer) -> bool {
-        challenge(offer).is_some()
-    }
+    means_of_rail!(X402Mock);
 
     fn check(&self, offer: &Offer, _now: UnixTime) -> Result<Amount, RefusalReason> {
         let c = challenge(offer).ok_or(RefusalReason::RailNotEnabled)?;
