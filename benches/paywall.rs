@@ -146,17 +146,20 @@ fn all_rails(l402: &L402Layer) -> Paywall {
 
 type PaywallSvc = PaywallService<Handler>;
 
+/// The `WWW-Authenticate` values of `resp`.
+fn www_authenticate(resp: &Response) -> Vec<&[u8]> {
+    resp.headers()
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
 /// Pays the L402 challenge of the 402 `resp` with `payer`; the
 /// `Authorization` value of the token bought.
 async fn buy_l402(resp: &Response, payer: &pay402_backends::simnet::SimNode) -> String {
     assert_eq!(resp.status(), 402);
-    let values: Vec<&[u8]> = resp
-        .headers()
-        .get_all(http::header::WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    let set = ChallengeSet::parse(values).unwrap();
+    let set = ChallengeSet::parse(www_authenticate(resp)).unwrap();
     let ch = set.l402().unwrap();
     let paid = payer
         .pay_invoice(&PayRequest::new(ch.invoice(), Msat(0)))
@@ -416,13 +419,7 @@ impl MppFixture {
     fn mpp_credential(&mut self) -> String {
         self.rt.block_on(async {
             let resp = self.svc.call(request(None)).await.unwrap();
-            let values: Vec<&[u8]> = resp
-                .headers()
-                .get_all(http::header::WWW_AUTHENTICATE)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
-            let list = pay402_core::mpp::ChallengeList::parse(values);
+            let list = pay402_core::mpp::ChallengeList::parse(www_authenticate(&resp));
             let ch = list.challenges().first().expect("a Payment challenge");
             let payable = pay402_core::mpp::methods::lightning::check_charge(
                 ch,
