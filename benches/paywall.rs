@@ -16,12 +16,19 @@
 //!   (one 402 carrying every challenge).
 //!
 //! - `paywall_paid_mpp`: a paid MPP `lightning`/`charge` request (a fresh
-//!   credential each time: a charge pays once) and a paid L402 request,
+//!   credential each time: a charge pays once) and a paid L402 request (64
+//!   distinct tokens in turn, each with its key cached: the fast path),
 //!   both through one `Paywall` offering L402 and MPP; `core_verify_issued`,
-//!   the core's share; and `paywall_paid_mpp_ratio`, batches of both
-//!   interleaved, reported as a ratio (MPP ÷ L402). Target: at most 1.5 ×.
-//!   Making and paying the credentials (a 402, a simnet payment each, in
-//!   batches of 64) is outside the timing.
+//!   the core's share; and `paywall_paid_mpp_ratio`, MPP ÷ L402. Target: at
+//!   most 1.5 ×. Both rails are treated alike: per batch of 64, the MPP
+//!   credentials (a 402 and a simnet payment each) and fresh copies of the
+//!   L402 values are made outside the timing, interleaved; then the pairs
+//!   are sent, MPP and L402 in alternating order, each request timed on
+//!   its own, its `HeaderMap` built inside the timing around a shared slice
+//!   of the value's bytes (checked when the batch was made), as hyper builds
+//!   it from its read buffer after `httparse` checked it. The
+//!   ratio is of the median requests of each sample (`mpp_median` and
+//!   `l402_median` report those medians).
 //!
 //! Run: `cargo bench -p pay402-benches --bench paywall`.
 
@@ -139,6 +146,28 @@ fn all_rails(l402: &L402Layer) -> Paywall {
 
 type PaywallSvc = PaywallService<Handler>;
 
+/// The `WWW-Authenticate` values of `resp`.
+fn www_authenticate(resp: &Response) -> Vec<&[u8]> {
+    resp.headers()
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
+/// Pays the L402 challenge of the 402 `resp` with `payer`; the
+/// `Authorization` value of the token bought.
+async fn buy_l402(resp: &Response, payer: &pay402_backends::simnet::SimNode) -> String {
+    assert_eq!(resp.status(), 402);
+    let set = ChallengeSet::parse(www_authenticate(resp)).unwrap();
+    let ch = set.l402().unwrap();
+    let paid = payer
+        .pay_invoice(&PayRequest::new(ch.invoice(), Msat(0)))
+        .await
+        .unwrap();
+    Credential::new(ch.macaroon(), paid.preimage).to_header_value()
+}
+
 /// The three services of the paid benches (the L402 layer, a paywall with
 /// L402 alone, one with every rail), and a token bought through them.
 struct PaidFixture {
@@ -181,20 +210,7 @@ fn paid_fixture() -> PaidFixture {
             .call(request(None))
             .await
             .unwrap();
-        assert_eq!(resp.status(), 402);
-        let values: Vec<&[u8]> = resp
-            .headers()
-            .get_all(http::header::WWW_AUTHENTICATE)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let set = ChallengeSet::parse(values).unwrap();
-        let ch = set.l402().unwrap();
-        let paid = payer
-            .pay_invoice(&PayRequest::new(ch.invoice(), Msat(0)))
-            .await
-            .unwrap();
-        Credential::new(ch.macaroon(), paid.preimage).to_header_value()
+        buy_l402(&resp, &payer).await
     });
     // Warm the key cache through each (the first paid use records the token).
     rt.block_on(async {
@@ -254,9 +270,11 @@ fn paid_l402(c: &mut Criterion) {
 
     // The same comparison, load-proof: each iteration sends one request
     // through the paywall and one through the L402 layer (alternating which
-    // goes first) and times both; the "time" criterion reports is the ratio
-    // paywall / L402 layer in microseconds (1.000 µs = 1.0 ×), so machine
-    // load that slows both alike cancels out.
+    // goes first) and times each; the "time" criterion reports is the ratio
+    // of the sample's median paywall request to its median L402-layer
+    // request, in microseconds (1.000 µs = 1.0 ×), so machine load that
+    // slows both alike cancels out and a preemption inside one request
+    // moves a median by one place only.
     let mut g = c.benchmark_group("paywall_paid_l402_ratio");
     for (name, svc) in [
         ("paywall_l402_only", &mut alone),
@@ -264,7 +282,8 @@ fn paid_l402(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let (mut paywall, mut layer) = (Duration::ZERO, Duration::ZERO);
+                let cap = usize::try_from(iters).unwrap_or(0);
+                let (mut paywall, mut layer) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
                 for i in 0..iters {
                     for first in [i % 2 == 0, i % 2 == 1] {
                         let t = Instant::now();
@@ -277,13 +296,14 @@ fn paid_l402(c: &mut Criterion) {
                         let took = t.elapsed();
                         assert_eq!(resp.status(), 200);
                         if first {
-                            paywall += took;
+                            paywall.push(took);
                         } else {
-                            layer += took;
+                            layer.push(took);
                         }
                     }
                 }
-                let ratio = paywall.as_secs_f64() / layer.as_secs_f64().max(f64::MIN_POSITIVE);
+                let ratio = median(&mut paywall).as_secs_f64()
+                    / median(&mut layer).as_secs_f64().max(f64::MIN_POSITIVE);
                 Duration::from_secs_f64(ratio * 1e-6 * iters as f64)
             })
         });
@@ -340,13 +360,22 @@ fn unpaid(c: &mut Criterion) {
 }
 
 /// A paywall offering L402 and MPP `lightning`/`charge` on one route, a
-/// payer, and an L402 token bought (and its key cached) through it.
+/// payer, and [`L402_TOKENS`] L402 tokens bought (and their keys cached)
+/// through it.
 struct MppFixture {
     rt: tokio::runtime::Runtime,
     svc: PaywallSvc,
     payer: pay402_backends::simnet::SimNode,
-    l402_authorization: String,
+    /// `Authorization` values of distinct paid L402 tokens.
+    l402_tokens: Vec<String>,
+    /// The next token to send (they are used in turn).
+    next_l402: usize,
 }
+
+/// How many distinct L402 tokens the MPP comparison sends in turn: many
+/// clients, each reusing its token (the L402 fast path), rather than one
+/// token whose bytes and branch history stay hot.
+const L402_TOKENS: usize = 64;
 
 fn mpp_fixture() -> MppFixture {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -365,30 +394,23 @@ fn mpp_fixture() -> MppFixture {
         .unwrap()
         .price(PaywallPrice::sats(SATS))
         .layer(handler());
-    let l402_authorization = rt.block_on(async {
-        let resp = svc.call(request(None)).await.unwrap();
-        assert_eq!(resp.status(), 402);
-        let values: Vec<&[u8]> = resp
-            .headers()
-            .get_all(http::header::WWW_AUTHENTICATE)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let set = ChallengeSet::parse(values).unwrap();
-        let ch = set.l402().unwrap();
-        let paid = payer
-            .pay_invoice(&PayRequest::new(ch.invoice(), Msat(0)))
-            .await
-            .unwrap();
-        let auth = Credential::new(ch.macaroon(), paid.preimage).to_header_value();
-        assert_eq!(svc.call(request(Some(&auth))).await.unwrap().status(), 200);
-        auth
+    let l402_tokens = rt.block_on(async {
+        let mut tokens = Vec::with_capacity(L402_TOKENS);
+        for _ in 0..L402_TOKENS {
+            let resp = svc.call(request(None)).await.unwrap();
+            let auth = buy_l402(&resp, &payer).await;
+            // The first paid use records the token and caches its key.
+            assert_eq!(svc.call(request(Some(&auth))).await.unwrap().status(), 200);
+            tokens.push(auth);
+        }
+        tokens
     });
     MppFixture {
         rt,
         svc,
         payer,
-        l402_authorization,
+        l402_tokens,
+        next_l402: 0,
     }
 }
 
@@ -397,13 +419,7 @@ impl MppFixture {
     fn mpp_credential(&mut self) -> String {
         self.rt.block_on(async {
             let resp = self.svc.call(request(None)).await.unwrap();
-            let values: Vec<&[u8]> = resp
-                .headers()
-                .get_all(http::header::WWW_AUTHENTICATE)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
-            let list = pay402_core::mpp::ChallengeList::parse(values);
+            let list = pay402_core::mpp::ChallengeList::parse(www_authenticate(&resp));
             let ch = list.challenges().first().expect("a Payment challenge");
             let payable = pay402_core::mpp::methods::lightning::check_charge(
                 ch,
@@ -420,46 +436,113 @@ impl MppFixture {
             pay402_core::mpp::methods::lightning::credential(ch, &paid.preimage, None)
         })
     }
+
+    /// The next L402 token's `Authorization` value, as a fresh copy (its
+    /// bytes are new memory, as the MPP credential's are).
+    fn l402_authorization(&mut self) -> String {
+        let t = self.l402_tokens[self.next_l402 % L402_TOKENS]
+            .as_str()
+            .to_owned();
+        self.next_l402 += 1;
+        t
+    }
+
+    /// A batch of `n` of each, made outside any timing and interleaved (so
+    /// both sets of values were written at the same time), as the header
+    /// values a server's HTTP parser produces: bytes of the connection's
+    /// read buffer, already checked by the parser (hyper's `httparse` checks
+    /// a header block with SIMD as it reads it).
+    fn batch(&mut self, n: u64) -> Vec<(http::HeaderValue, http::HeaderValue)> {
+        let value =
+            |s: String| http::HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).unwrap();
+        (0..n)
+            .map(|_| {
+                let mpp = self.mpp_credential();
+                (value(mpp), value(self.l402_authorization()))
+            })
+            .collect()
+    }
+
+    /// One paid request with the `Authorization` value `auth`, timed. The
+    /// request is built inside the timing as hyper builds it: a new
+    /// `HeaderMap` holding the value as a shared slice of the read buffer
+    /// (a reference count, not a copy), for both rails.
+    fn paid(&mut self, auth: &http::HeaderValue) -> Duration {
+        let t = Instant::now();
+        let mut req = request(None);
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, auth.clone());
+        let resp = self.rt.block_on(self.svc.call(req)).unwrap();
+        let took = t.elapsed();
+        assert_eq!(resp.status(), 200);
+        black_box(resp);
+        took
+    }
 }
 
-/// How many MPP credentials are made (untimed) before being sent back to
-/// back.
+/// How many MPP credentials (and L402 token copies) are made (untimed)
+/// before being sent.
 const BATCH: u64 = 64;
+
+/// Sends each pair of a batch, MPP and L402 in alternating order, each
+/// request timed on its own: both rails run in the same state of the caches
+/// and branch predictors. Appends each request's time to `mpp` and `l402`.
+fn send_pairs(
+    f: &mut MppFixture,
+    batch: &[(http::HeaderValue, http::HeaderValue)],
+    mpp: &mut Vec<Duration>,
+    l402: &mut Vec<Duration>,
+) {
+    for (i, (m, l)) in batch.iter().enumerate() {
+        if i % 2 == 0 {
+            mpp.push(f.paid(m));
+            l402.push(f.paid(l));
+        } else {
+            l402.push(f.paid(l));
+            mpp.push(f.paid(m));
+        }
+    }
+}
+
+/// The median of request times (a preemption on a busy machine lands in
+/// one request and moves a median by one place, a sum by milliseconds).
+fn median(times: &mut [Duration]) -> Duration {
+    if times.is_empty() {
+        return Duration::ZERO;
+    }
+    let mid = times.len() / 2;
+    *times.select_nth_unstable(mid).1
+}
+
+/// `iters` requests of each rail, interleaved in batches; the per-request
+/// times of (MPP, L402).
+fn interleaved(f: &mut MppFixture, iters: u64) -> (Vec<Duration>, Vec<Duration>) {
+    let cap = usize::try_from(iters).unwrap_or(0);
+    let (mut mpp, mut l402) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+    let mut left = iters;
+    while left > 0 {
+        let batch = f.batch(left.min(BATCH));
+        left -= batch.len() as u64;
+        send_pairs(f, &batch, &mut mpp, &mut l402);
+    }
+    (mpp, l402)
+}
 
 fn paid_mpp(c: &mut Criterion) {
     let mut f = mpp_fixture();
     let mut g = c.benchmark_group("paywall_paid_mpp");
+    // Each rail's time per request, measured in the interleaved loop of the
+    // ratio below (the other rail's requests run between, untimed here):
+    // criterion's time is the sum over the sample's requests.
     g.bench_function("l402", |b| {
-        b.iter(|| {
-            let resp =
-                f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
-                    .unwrap();
-            assert_eq!(resp.status(), 200);
-            black_box(resp.status())
-        })
+        b.iter_custom(|iters| interleaved(&mut f, iters).1.iter().sum())
     });
     g.bench_function("mpp_lightning", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                // A batch of fresh credentials, made outside the timing, then
-                // sent back to back (as a server sees them).
-                let batch: Vec<String> = (0..left.min(BATCH)).map(|_| f.mpp_credential()).collect();
-                left -= batch.len() as u64;
-                let t = Instant::now();
-                for auth in &batch {
-                    let resp = f.rt.block_on(f.svc.call(request(Some(auth)))).unwrap();
-                    assert_eq!(resp.status(), 200);
-                    black_box(resp);
-                }
-                total += t.elapsed();
-            }
-            total
-        })
+        b.iter_custom(|iters| interleaved(&mut f, iters).0.iter().sum())
     });
     // The core's part of it: find the token, decode the credential, verify
-    // on the issuing server's path (no invoice decode).
+    // on the issuing server's path (no invoice decode; the HMAC path, as
+    // this verifier has no memory of the issued challenges).
     let keys = pay402_core::mpp::ChallengeKeys::new(
         pay402_core::mpp::ChallengeKey::new(&[0x42; 32]).unwrap(),
     );
@@ -491,34 +574,30 @@ fn paid_mpp(c: &mut Criterion) {
     });
     g.finish();
 
-    // Interleaved, as a ratio MPP / L402 (1.000 µs = 1.0 ×).
+    // The ratio MPP / L402 of the same interleaved loop (1.000 µs = 1.0 ×):
+    // per sample, the median MPP request over the median L402 request, so
+    // load that slows both alike cancels out and a preemption inside one
+    // request does not count as that rail's cost.
     let mut g = c.benchmark_group("paywall_paid_mpp_ratio");
     g.bench_function("mpp_lightning_over_l402", |b| {
         b.iter_custom(|iters| {
-            let (mut mpp, mut l402) = (Duration::ZERO, Duration::ZERO);
-            let mut left = iters;
-            while left > 0 {
-                let batch: Vec<String> = (0..left.min(BATCH)).map(|_| f.mpp_credential()).collect();
-                left -= batch.len() as u64;
-                let t = Instant::now();
-                for auth in &batch {
-                    let resp = f.rt.block_on(f.svc.call(request(Some(auth)))).unwrap();
-                    assert_eq!(resp.status(), 200);
-                }
-                mpp += t.elapsed();
-                let t = Instant::now();
-                for _ in &batch {
-                    let resp =
-                        f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
-                            .unwrap();
-                    assert_eq!(resp.status(), 200);
-                }
-                l402 += t.elapsed();
-            }
-            let ratio = mpp.as_secs_f64() / l402.as_secs_f64().max(f64::MIN_POSITIVE);
+            let (mut mpp, mut l402) = interleaved(&mut f, iters);
+            let ratio = median(&mut mpp).as_secs_f64()
+                / median(&mut l402).as_secs_f64().max(f64::MIN_POSITIVE);
             Duration::from_secs_f64(ratio * 1e-6 * iters as f64)
         })
     });
+    // The same loop, each rail's median request (criterion's time per
+    // iteration is that median).
+    for (name, rail) in [("mpp_median", 0), ("l402_median", 1)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (mut mpp, mut l402) = interleaved(&mut f, iters);
+                let m = median(if rail == 0 { &mut mpp } else { &mut l402 });
+                m * u32::try_from(iters).unwrap_or(u32::MAX)
+            })
+        });
+    }
     g.finish();
 }
 
@@ -556,7 +635,10 @@ fn count(spec: &str) {
 /// paid credentials (a 402 and a simnet payment each) without sending them;
 /// `mpp_paid` makes and sends each (the difference over `n` is one paid MPP
 /// request); `mpp_l402` sends `n` paid L402 requests through the same
-/// paywall.
+/// paywall (the tokens in turn); `mpp_pairs` makes and sends `n` of each
+/// in batches as the ratio bench does (for a profiler: with
+/// `PAY402_PERF_CTL=<fifo>` and `perf record -D -1 --control fifo:<fifo>`
+/// only the sending is recorded).
 fn count_mpp(which: &str, n: u64) {
     let mut f = mpp_fixture();
     for _ in 0..n {
@@ -569,10 +651,31 @@ fn count_mpp(which: &str, n: u64) {
                 let resp = f.rt.block_on(f.svc.call(request(Some(&auth)))).unwrap();
                 assert_eq!(resp.status(), 200);
             }
+            "mpp_pairs" => {
+                // Made first, then sent: with `PAY402_PERF_CTL=<fifo>`, the
+                // sending alone is profiled (`perf record -D -1 --control
+                // fifo:<fifo>` starts disabled; "enable" is written here).
+                let ctl = std::env::var("PAY402_PERF_CTL").ok();
+                let perf = |cmd: &str| {
+                    if let Some(ctl) = &ctl {
+                        std::fs::write(ctl, cmd).expect("the perf control fifo");
+                    }
+                };
+                let (mut mpp, mut l402) = (Vec::new(), Vec::new());
+                let mut left = n;
+                while left > 0 {
+                    let batch = f.batch(left.min(BATCH));
+                    left -= batch.len() as u64;
+                    perf("enable\n");
+                    send_pairs(&mut f, &batch, &mut mpp, &mut l402);
+                    perf("disable\n");
+                }
+                black_box((mpp, l402));
+                return;
+            }
             "mpp_l402" => {
-                let resp =
-                    f.rt.block_on(f.svc.call(request(Some(&f.l402_authorization))))
-                        .unwrap();
+                let auth = f.l402_authorization();
+                let resp = f.rt.block_on(f.svc.call(request(Some(&auth)))).unwrap();
                 assert_eq!(resp.status(), 200);
             }
             other => panic!("unknown service {other}"),

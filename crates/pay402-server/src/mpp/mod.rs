@@ -137,6 +137,7 @@ pub struct MppConfig {
     pub(crate) memo: String,
     pub(crate) challenge_limit: Option<Arc<crate::limit::ClientLimiter>>,
     pub(crate) credential_header: CredentialHeader,
+    pub(crate) issued_capacity: usize,
 }
 
 /// The request field a Payment credential is read from (mpp.md §3.3).
@@ -248,6 +249,7 @@ impl MppConfig {
             memo: "pay402".to_owned(),
             challenge_limit: None,
             credential_header: CredentialHeader::Authorization,
+            issued_capacity: pay402_core::mpp::methods::issued::DEFAULT_CAPACITY,
         })
     }
 
@@ -400,6 +402,25 @@ impl MppConfig {
     /// ```
     pub fn credential_header(mut self, field: CredentialHeader) -> MppConfig {
         self.credential_header = field;
+        self
+    }
+
+    /// How many issued `lightning`/`charge` challenges this instance
+    /// remembers (default
+    /// [`DEFAULT_CAPACITY`](pay402_core::mpp::methods::issued::DEFAULT_CAPACITY),
+    /// about 1.2 KB each; 0 turns the memory off). A credential echoing one
+    /// of them byte for byte is verified without recomputing its HMAC and
+    /// decoding its `request` again
+    /// ([`IssuedCharges`](pay402_core::mpp::methods::issued::IssuedCharges));
+    /// any other credential, for example one issued by another instance,
+    /// takes the HMAC path, with the same answer.
+    ///
+    /// ```
+    /// let c = pay402_server::mpp::MppConfig::new("r.example", &[1; 32]).unwrap().issued_memory(0);
+    /// # let _ = c;
+    /// ```
+    pub fn issued_memory(mut self, capacity: usize) -> MppConfig {
+        self.issued_capacity = capacity;
         self
     }
 

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use pay402_core::lightning::{InvoiceIssuer, InvoiceRequest, Network};
 use pay402_core::money::{Msat, Sat};
 use pay402_core::mpp::credential::{self, CredentialError};
+use pay402_core::mpp::methods::issued::IssuedCharges;
 use pay402_core::mpp::methods::lightning;
 use pay402_core::mpp::{Credential, MppProblem, ProblemType, VerifyError, rfc3339};
 use pay402_core::offer::Rail;
@@ -53,7 +54,19 @@ pub(crate) struct MppRail {
     /// The field credentials are read from, advertised as `header=` when not
     /// `Authorization`.
     credential_header: CredentialHeader,
+    /// The `lightning`/`charge` challenges this instance issued (the
+    /// verify shortcut; bound to `keys`, which never change in a rail).
+    issued: IssuedCharges,
 }
+
+thread_local! {
+    /// The decode buffer of credentials, reused by every request of the
+    /// thread (a credential is about 1.1 KB decoded).
+    static CREDENTIAL_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Decode buffers larger than this are not kept for the next request.
+const KEEP_BUF: usize = 16 * 1024;
 
 /// What a verified credential is, before it is consumed.
 enum Verified {
@@ -101,6 +114,7 @@ impl MppRail {
             memo: config.memo,
             challenge_limit: config.challenge_limit,
             credential_header: config.credential_header,
+            issued: IssuedCharges::new(config.issued_capacity),
         })
     }
 
@@ -170,7 +184,7 @@ impl MppRail {
         let mut offer = lightning::ChargeOffer::new(&self.realm, &invoice.bolt11);
         offer.ttl_secs = self.ttl_secs;
         offer.header = self.advertised_header();
-        let challenge = lightning::issue_charge(&self.keys, &offer, now).map_err(|e| {
+        let challenge = self.issued.issue(&self.keys, &offer, now).map_err(|e| {
             tracing::error!(reason = e.reason(), error = %e, "mpp.issue_failed");
             respond::problem(&Problem::from_reason(&e, 500))
         })?;
@@ -204,8 +218,25 @@ impl MppRail {
     }
 
     /// Verifies the request's credential (steps 1 to 6); owned, so the
-    /// request can move on.
+    /// request can move on. Decodes into the thread's buffer.
     fn verify(&self, req: &Pending<'_>) -> Result<Verified, (VerifyError, Option<String>)> {
+        CREDENTIAL_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                let r = self.verify_in(req, &mut buf);
+                if buf.capacity() > KEEP_BUF {
+                    *buf = Vec::new();
+                }
+                r
+            }
+            Err(_) => self.verify_in(req, &mut Vec::new()),
+        })
+    }
+
+    fn verify_in(
+        &self,
+        req: &Pending<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Verified, (VerifyError, Option<String>)> {
         let headers = &req.parts.headers;
         let carries = |name: &HeaderName| {
             headers
@@ -231,9 +262,8 @@ impl MppRail {
             Ok(None) => return Err((VerifyError::Credential(CredentialError::EmptyToken), None)),
             Err(e) => return Err((VerifyError::Credential(e), None)),
         };
-        let mut buf = Vec::new();
         let cred =
-            Credential::decode(token, &mut buf).map_err(|e| (VerifyError::Credential(e), None))?;
+            Credential::decode(token, buf).map_err(|e| (VerifyError::Credential(e), None))?;
         let id = || Some(cred.challenge.id.to_string());
         // mpp.md §3.3: the credential comes in the configured field, and
         // the challenge it echoes names that field.
@@ -251,7 +281,7 @@ impl MppRail {
                     return Err((VerifyError::MethodUnsupported, id()));
                 };
                 lightning::ChargeVerifier::new(&self.keys, &self.realm, sat.0, *network)
-                    .verify_issued(&cred, req.now)
+                    .verify_issued_cached(&cred, req.now, &self.issued)
                     .map(Verified::Lightning)
                     .map_err(|e| (e, id()))
             }
@@ -308,15 +338,19 @@ impl MppRail {
         receipt: String,
     ) -> Response {
         tracing::Span::current().record("outcome", "paid");
-        let credentials = &req.layer.paywall.shared.credentials;
         let mut parts = req.parts;
         parts.extensions.insert(paid);
         let Ok(mut resp) = next.call(Request::from_parts(parts, req.body)).await;
         let success = resp.status().is_success();
         let h = resp.headers_mut();
-        self.paid_caching.apply_paid(h, credentials);
-        if self.paid_caching != PaidCaching::PrivateNoStore {
-            // `private, no-store` was just set otherwise.
+        // The caching policy; `Vary` on every rail's credential is added by
+        // the paywall to whatever answers (`PaywallService::call`).
+        if self.paid_caching == PaidCaching::PrivateNoStore {
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+        } else {
             ensure_private(h);
         }
         if success {
@@ -433,10 +467,19 @@ fn lightning_receipt(hash_hex: &str, challenge_id: &str, at: UnixTime) -> String
             .unwrap_or(pay402_core::lightning::PaymentHash([0; 32]));
         return pay402_core::mpp::Receipt::lightning(&hash, challenge_id, at).encode();
     }
-    let json = format!(
-        r#"{{"method":"lightning","reference":"{hash_hex}","status":"success","timestamp":"{}","challengeId":"{challenge_id}"}}"#,
-        rfc3339::format(at)
-    );
+    let stamp = rfc3339::format(at);
+    let mut json = String::with_capacity(160 + hash_hex.len() + challenge_id.len());
+    for part in [
+        r#"{"method":"lightning","reference":""#,
+        hash_hex,
+        r#"","status":"success","timestamp":""#,
+        &stamp,
+        r#"","challengeId":""#,
+        challenge_id,
+        r#""}"#,
+    ] {
+        json.push_str(part);
+    }
     pay402_core::mpp::b64url::encode(json.as_bytes())
 }
 

@@ -117,10 +117,131 @@ fn secs(t: UnixTime) -> i64 {
 /// let store = pay402_server::mpp::store::MemoryMppStore::new();
 /// # let _ = store;
 /// ```
+///
+/// It prunes itself: when the map has doubled since the last sweep (and
+/// holds at least [`MEMORY_SWEEP_MIN`] rows), a consume first drops the rows
+/// [`MppStore::prune`] would drop (challenge expired more than
+/// [`KEEP_AFTER_EXPIRY_SECS`] ago; such a credential is refused as expired
+/// before it reaches the store), so a long-running server's map stays
+/// about the size of the payments of the last TTL and hour.
 #[derive(Debug, Default)]
 pub struct MemoryMppStore {
-    /// `method:reference` → (challenge id, expires at).
-    rows: Mutex<HashMap<String, (String, UnixTime)>>,
+    rows: Mutex<MemoryRows>,
+}
+
+/// The rows, and when to sweep next.
+#[derive(Debug, Default)]
+struct MemoryRows {
+    /// (`method`, `reference`, challenge id) → expires at.
+    map: HashMap<MemoryKey, UnixTime, PassHash>,
+    /// Sweep when the map reaches this many rows.
+    sweep_at: usize,
+    /// The key of the row hash (SipHash, random per store: references can
+    /// be chosen by payers, so the table's hash stays keyed).
+    state: std::collections::hash_map::RandomState,
+}
+
+/// A row's key: `method:reference` followed by the challenge id, in one
+/// allocation, and the keyed hash of `(method, reference)`, computed once
+/// (growing the table rehashes from it instead of hashing every key
+/// again). Equality is on `method:reference` only.
+#[derive(Debug)]
+struct MemoryKey {
+    hash: u64,
+    /// Where `method:reference` ends in `text`.
+    key_len: usize,
+    text: Box<str>,
+}
+
+impl MemoryKey {
+    fn new(
+        state: &std::collections::hash_map::RandomState,
+        method: &str,
+        reference: &str,
+        challenge_id: &str,
+    ) -> MemoryKey {
+        use std::hash::BuildHasher;
+        let mut text =
+            String::with_capacity(method.len() + 1 + reference.len() + challenge_id.len());
+        text.push_str(method);
+        text.push(':');
+        text.push_str(reference);
+        let key_len = text.len();
+        text.push_str(challenge_id);
+        MemoryKey {
+            hash: state.hash_one((method, reference)),
+            key_len,
+            text: text.into_boxed_str(),
+        }
+    }
+
+    fn key(&self) -> &str {
+        self.text.get(..self.key_len).unwrap_or_default()
+    }
+
+    fn challenge_id(&self) -> &str {
+        self.text.get(self.key_len..).unwrap_or_default()
+    }
+}
+
+impl PartialEq for MemoryKey {
+    fn eq(&self, other: &MemoryKey) -> bool {
+        self.hash == other.hash && self.key() == other.key()
+    }
+}
+
+impl Eq for MemoryKey {}
+
+impl std::hash::Hash for MemoryKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes [`MemoryKey`]'s precomputed hash through.
+#[derive(Clone, Copy, Debug, Default)]
+struct PassHash;
+
+impl std::hash::BuildHasher for PassHash {
+    type Hasher = PassHasher;
+    fn build_hasher(&self) -> PassHasher {
+        PassHasher(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PassHasher(u64);
+
+impl std::hash::Hasher for PassHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `MemoryKey`; a plain fold keeps the hasher total.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The smallest map [`MemoryMppStore`] sweeps on its own.
+///
+/// ```
+/// assert_eq!(pay402_server::mpp::store::MEMORY_SWEEP_MIN, 4096);
+/// ```
+pub const MEMORY_SWEEP_MIN: usize = 4096;
+
+impl MemoryRows {
+    /// Drops the rows expired past the grace; how many.
+    fn prune(&mut self, now: UnixTime) -> usize {
+        let before = UnixTime(now.0.saturating_sub(KEEP_AFTER_EXPIRY_SECS));
+        let n = self.map.len();
+        self.map.retain(|_, expires| *expires >= before);
+        n - self.map.len()
+    }
 }
 
 impl MemoryMppStore {
@@ -134,29 +255,26 @@ impl MemoryMppStore {
         MemoryMppStore::default()
     }
 
-    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, UnixTime)>> {
+    fn rows(&self) -> std::sync::MutexGuard<'_, MemoryRows> {
         // A panic while holding the lock leaves the map consistent (every
         // operation is one insert or one retain).
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn memory_key(method: &str, reference: &str) -> String {
-    let mut k = String::with_capacity(method.len() + 1 + reference.len());
-    k.push_str(method);
-    k.push(':');
-    k.push_str(reference);
-    k
-}
-
 #[async_trait]
 impl MppStore for MemoryMppStore {
-    async fn consume(&self, c: &Consumption<'_>, _now: UnixTime) -> Result<bool, StoreError> {
+    async fn consume(&self, c: &Consumption<'_>, now: UnixTime) -> Result<bool, StoreError> {
         let mut rows = self.rows();
-        match rows.entry(memory_key(c.method, c.reference)) {
+        if rows.map.len() >= rows.sweep_at.max(MEMORY_SWEEP_MIN) {
+            rows.prune(now);
+            rows.sweep_at = rows.map.len().saturating_mul(2);
+        }
+        let key = MemoryKey::new(&rows.state, c.method, c.reference, c.challenge_id);
+        match rows.map.entry(key) {
             std::collections::hash_map::Entry::Occupied(_) => Ok(false),
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((c.challenge_id.to_owned(), c.expires_at));
+                v.insert(c.expires_at);
                 Ok(true)
             }
         }
@@ -167,18 +285,17 @@ impl MppStore for MemoryMppStore {
         method: &str,
         reference: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .rows()
-            .get(&memory_key(method, reference))
-            .map(|(id, _)| id.clone()))
+        let rows = self.rows();
+        let key = MemoryKey::new(&rows.state, method, reference, "");
+        Ok(rows
+            .map
+            .get_key_value(&key)
+            .map(|(k, _)| k.challenge_id().to_owned()))
     }
 
     async fn prune(&self, now: UnixTime) -> Result<u64, StoreError> {
-        let before = UnixTime(now.0.saturating_sub(KEEP_AFTER_EXPIRY_SECS));
-        let mut rows = self.rows();
-        let n = rows.len();
-        rows.retain(|_, (_, expires)| *expires >= before);
-        Ok(u64::try_from(n - rows.len()).unwrap_or(u64::MAX))
+        let n = self.rows().prune(now);
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
     }
 }
 
@@ -341,3 +458,45 @@ impl PostgresMppStore {
 }
 
 sql_mpp_store!(PostgresMppStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_store_sweeps_rows_expired_past_the_grace() {
+        let store = MemoryMppStore::new();
+        let refs: Vec<String> = (0..MEMORY_SWEEP_MIN).map(|i| format!("{i:064x}")).collect();
+        for r in &refs {
+            let c = Consumption {
+                method: "lightning",
+                reference: r,
+                challenge_id: "old",
+                expires_at: UnixTime(100),
+            };
+            assert!(store.consume(&c, UnixTime(0)).await.unwrap());
+        }
+        // Before the grace has passed, the sweep keeps every row: replays
+        // are still refused.
+        let first = Consumption {
+            method: "lightning",
+            reference: &refs[0],
+            challenge_id: "old",
+            expires_at: UnixTime(100),
+        };
+        assert!(!store.consume(&first, UnixTime(200)).await.unwrap());
+        assert_eq!(store.rows().map.len(), MEMORY_SWEEP_MIN);
+        // Past it, the next consume that reaches the threshold sweeps them.
+        store.rows().sweep_at = 0;
+        let late = UnixTime(100 + KEEP_AFTER_EXPIRY_SECS + 1);
+        let fresh = Consumption {
+            method: "lightning",
+            reference: "fresh",
+            challenge_id: "new",
+            expires_at: UnixTime(late.0 + 300),
+        };
+        assert!(store.consume(&fresh, late).await.unwrap());
+        assert_eq!(store.rows().map.len(), 1);
+        assert!(!store.consume(&fresh, late).await.unwrap());
+    }
+}

@@ -316,6 +316,25 @@ pub fn issue_charge(
     offer: &ChargeOffer<'_>,
     now: UnixTime,
 ) -> Result<Challenge<'static>, IssueError> {
+    issue_with_facts(keys, offer, now).map(|(c, _)| c)
+}
+
+/// What the issuer pinned in a challenge it issued: the facts a verifier
+/// would decode back from its `request` and `expires`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IssuedFacts {
+    pub(crate) payment_hash: PaymentHash,
+    pub(crate) amount_sat: u64,
+    pub(crate) network: Network,
+    pub(crate) expires: UnixTime,
+}
+
+/// [`issue_charge`], also returning the facts it pinned.
+pub(crate) fn issue_with_facts(
+    keys: &ChallengeKeys,
+    offer: &ChargeOffer<'_>,
+    now: UnixTime,
+) -> Result<(Challenge<'static>, IssuedFacts), IssueError> {
     let facts = InvoiceFacts::read(offer.invoice).ok_or(IssueError::InvalidInvoice)?;
     let msat = facts.amount.ok_or(IssueError::InvalidAmount)?;
     if msat.0 == 0 || msat.0 % 1000 != 0 {
@@ -356,7 +375,19 @@ pub fn issue_charge(
     let mut c = c.into_owned();
     keys.bind(&mut c);
     c.check_emit()?;
-    Ok(c)
+    // `expires` as a verifier reads it back (whole seconds).
+    let expires = c
+        .expires
+        .as_deref()
+        .and_then(|e| rfc3339::parse(e).ok())
+        .unwrap_or(expires);
+    let pinned = IssuedFacts {
+        payment_hash: facts.payment_hash,
+        amount_sat: msat.0 / 1000,
+        network: facts.network.ok_or(IssueError::UnsupportedNetwork)?,
+        expires,
+    };
+    Ok((c, pinned))
 }
 
 /// A verified charge: what the server consumes, serves and receipts.
@@ -535,6 +566,69 @@ impl<'k> ChargeVerifier<'k> {
         })
     }
 
+    /// [`ChargeVerifier::verify_issued`], taking the issuing instance's
+    /// shortcut when `issued` holds the echoed challenge byte for byte:
+    /// the HMAC and the decode of `request` are skipped (the bytes are the
+    /// ones this instance bound and the pinned facts are remembered), every
+    /// other step runs in the same order with the same errors. Without an
+    /// entry, exactly [`ChargeVerifier::verify_issued`]. See
+    /// [`IssuedCharges`](super::issued::IssuedCharges) for an example.
+    ///
+    /// ```
+    /// # use pay402_core::mpp::{ChallengeKey, ChallengeKeys, Credential, VerifyError, methods::{issued::IssuedCharges, lightning::ChargeVerifier}};
+    /// # let keys = ChallengeKeys::new(ChallengeKey::new(&[7; 32]).unwrap());
+    /// let v = ChargeVerifier::new(&keys, "r", 1, pay402_core::lightning::Network::Bitcoin);
+    /// let j = br#"{"challenge":{"id":"forged","realm":"r","method":"lightning","intent":"charge","request":"e30"},"payload":{}}"#;
+    /// let cred = Credential::from_json(j).unwrap();
+    /// let issued = IssuedCharges::new(8);
+    /// assert_eq!(v.verify_issued_cached(&cred, pay402_core::time::UnixTime(0), &issued), Err(VerifyError::ChallengeNotIssued));
+    /// ```
+    pub fn verify_issued_cached(
+        &self,
+        cred: &Credential<'_>,
+        now: UnixTime,
+        issued: &super::issued::IssuedCharges,
+    ) -> Result<VerifiedCharge, VerifyError> {
+        let ch = &cred.challenge;
+        let Some(facts) = issued.take(ch) else {
+            return self.verify_issued(cred, now);
+        };
+        // 2. HMAC: these are the bytes this instance bound (matched above).
+        // 3. Route, then the request's pinned fields as issued (`currency`
+        //    is always `sat` in what `issue_charge` writes).
+        verify::check_route(ch, &self.route)?;
+        if facts.amount_sat != self.amount_sat {
+            return Err(VerifyError::RouteMismatch("amount"));
+        }
+        if facts.network != self.network {
+            return Err(VerifyError::RouteMismatch("network"));
+        }
+        // 4. expires (the remembered value is the echoed string, parsed).
+        if now >= facts.expires {
+            return Err(VerifyError::Expired);
+        }
+        // 5. Payload schema, 6. the preimage.
+        let preimage = self.preimage(cred)?;
+        if !preimage.matches(&facts.payment_hash) {
+            return Err(VerifyError::PreimageMismatch);
+        }
+        Ok(VerifiedCharge {
+            payment_hash: facts.payment_hash,
+            challenge_id: ch.id.to_string(),
+            amount: Msat(self.amount_sat.saturating_mul(1000)),
+            expires_at: facts.expires,
+        })
+    }
+
+    /// Step 5: the payload's preimage.
+    fn preimage(&self, cred: &Credential<'_>) -> Result<Preimage, VerifyError> {
+        let payload: ChargePayload<'_> = cred
+            .payload_as()
+            .map_err(|_| VerifyError::InvalidPayload("expected {\"preimage\": <64 hex>}"))?;
+        Preimage::from_hex(&payload.preimage)
+            .map_err(|_| VerifyError::InvalidPayload("preimage is not 64 hex digits"))
+    }
+
     /// Steps 2 to 5: HMAC, route and pinned request fields, `expires`, the
     /// payload.
     fn pinned<'b>(
@@ -565,11 +659,7 @@ impl<'k> ChargeVerifier<'k> {
         // 4. expires.
         let expires = verify::check_expires(ch, now)?;
         // 5. Payload schema.
-        let payload: ChargePayload<'_> = cred
-            .payload_as()
-            .map_err(|_| VerifyError::InvalidPayload("expected {\"preimage\": <64 hex>}"))?;
-        let preimage = Preimage::from_hex(&payload.preimage)
-            .map_err(|_| VerifyError::InvalidPayload("preimage is not 64 hex digits"))?;
+        let preimage = self.preimage(cred)?;
         Ok(Pinned {
             request,
             network,
