@@ -200,8 +200,10 @@ where
 /// let cred = Credential::decode(token, &mut buf).unwrap();
 /// assert_eq!(cred.challenge, challenge);
 /// assert_eq!(cred.payload.get(), format!(r#"{{"preimage":"{}"}}"#, "11".repeat(32)));
+/// // The payload is the proof (a preimage, a signature): `Debug` never prints it.
+/// assert!(!format!("{cred:?}").contains("1111"));
 /// ```
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct Credential<'a> {
     /// The echoed challenge.
     #[serde(borrow)]
@@ -212,6 +214,16 @@ pub struct Credential<'a> {
     /// The payer's identifier (a DID), if given.
     #[serde(borrow, default)]
     pub source: Option<Cow<'a, str>>,
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("challenge", &self.challenge)
+            .field("payload", &"..")
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 #[derive(Serialize)]

@@ -109,12 +109,22 @@ pub struct ChargeRequest<'a> {
 /// let json = format!(r#"{{"preimage":"{}"}}"#, "11".repeat(32));
 /// let p: ChargePayload = serde_json::from_str(&json).unwrap();
 /// assert_eq!(p.preimage.len(), 64);
+/// // The preimage is the payment's secret: `Debug` never prints it.
+/// assert!(!format!("{p:?}").contains("1111"));
 /// ```
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct ChargePayload<'a> {
     /// 64 hex digits.
     #[serde(borrow)]
     pub preimage: Cow<'a, str>,
+}
+
+impl std::fmt::Debug for ChargePayload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChargePayload")
+            .field("preimage", &"..")
+            .finish()
+    }
 }
 
 /// The MPP name of a network (`None` for testnet, which the method lacks).
