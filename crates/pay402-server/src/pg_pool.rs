@@ -5,17 +5,8 @@
 //! connections, each with the server-side `statement_timeout` set at
 //! connect; a request waits at most `acquire_timeout` for a connection, so
 //! while the database is down requests fail (503) instead of hanging, and
-//! the pool reconnects by itself when it is back.
-//!
-//! Liveness checks: sqlx pings every connection when it returns to the
-//! pool (and closes it if the ping fails). A connection that has been idle
-//! longer than [`PING_IF_IDLE_FOR`] is pinged again before it is handed out;
-//! one returned more recently is used as it is, since it answered that
-//! recently. Under load this saves a round trip per statement (a paid x402
-//! request runs two statements); a connection whose database vanished in
-//! the meantime fails its statement, which the store reports as
-//! unavailable (503), exactly as a statement sent during the outage would,
-//! and sqlx then closes it.
+//! the pool reconnects by itself when it is back (each idle connection is
+//! pinged before it is handed out).
 //!
 //! TLS: to any host but loopback or a Unix socket, a URL without `sslmode`
 //! connects with `verify-full` (certificate and host name checked), and a
@@ -47,10 +38,6 @@ pub(crate) struct Migration {
     /// The statements (run with the simple query protocol, several at once).
     pub sql: &'static str,
 }
-
-/// A pooled connection idle for longer than this is pinged before use (see
-/// the module docs).
-pub(crate) const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Serialises migrations of every pay402 store in one database
 /// (`pg_advisory_xact_lock` key: "pay402mg" as a big-endian integer).
@@ -116,15 +103,7 @@ pub(crate) async fn connect(url: &str, options: &DatabaseOptions) -> Result<PgPo
         .max_connections(options.max_connections.unwrap_or(10).max(1))
         .min_connections(0)
         .acquire_timeout(options.acquire_timeout)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > PING_IF_IDLE_FOR {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
+        .test_before_acquire(true)
         .connect_with(opts)
         .await
         .map_err(unavailable)
