@@ -4,7 +4,7 @@
 //! ```text
 //! pay402-load-prep x402 --url URL FILE:N [FILE:N ...]
 //! pay402-load-prep l402-tokens --url URL --wallet URL --n N [--concurrency C] --out FILE
-//! pay402-load-prep postgres --databases K
+//! pay402-load-prep postgres --databases K [--durable on]
 //! ```
 //!
 //! - `x402`: asks `URL` for its 402, takes the x402 v2 `exact` offer from
@@ -19,7 +19,9 @@
 //!   FILE.
 //! - `postgres`: starts a private PostgreSQL cluster (the testkit's peer),
 //!   creates K databases, prints their URLs one per line, and stops the
-//!   cluster on SIGTERM or SIGINT.
+//!   cluster on SIGTERM or SIGINT. Test settings (`fsync` and
+//!   `synchronous_commit` off) unless `--durable on`: PostgreSQL's durable
+//!   defaults, every commit flushed to disk, as in production.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -42,7 +44,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: pay402-load-prep x402 --url URL FILE:N...\n       \
          pay402-load-prep l402-tokens --url URL --wallet URL --n N [--concurrency C] --out FILE\n       \
-         pay402-load-prep postgres --databases K"
+         pay402-load-prep postgres --databases K [--durable on]"
     );
     std::process::exit(2)
 }
@@ -264,7 +266,11 @@ async fn postgres(args: &[String]) -> Result<(), BoxError> {
         .unwrap_or("1")
         .parse()
         .unwrap_or_else(|_| usage());
-    let cluster = pay402_testkit::postgres::Postgres::start()?;
+    let cluster = match get(&named, "durable") {
+        Some("on") => pay402_testkit::postgres::Postgres::start_durable()?,
+        None | Some("off") => pay402_testkit::postgres::Postgres::start()?,
+        Some(_) => usage(),
+    };
     let mut stdout = std::io::stdout();
     for _ in 0..k {
         writeln!(stdout, "{}", cluster.create_database()?.url())?;

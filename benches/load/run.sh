@@ -189,6 +189,10 @@ measure() {
 # measure_pair KEY LABEL STORE INSTANCES URL_A URL_B [x402]: two wrk
 # processes (-t1, $CONNS/2 connections each) at once, on URL_A and URL_B
 # (the same URL for one instance); x402 runs sign fresh payloads first.
+# While they run, the CPU time of the instances ($PIDS14), the PostgreSQL
+# cluster ($PG_PID14, with its backends), the two wrk and the whole machine
+# is sampled (benches/load/cpu.py) over the measured window, and reported
+# per request. $CFG14 describes the instances (threads, pool).
 measure_pair() {
     local key=$1 label=$2 store=$3 n=$4 url_a=$5 url_b=$6 x402=${7:-}
     local half=$((CONNS / 2)) pa= pb= wa= wb= expect=402
@@ -199,18 +203,27 @@ measure_pair() {
         "$BIN/pay402-load-prep" x402 --url "$url_a" "$wa:$wcount" "$wb:$wcount" "$pa:$count" \
             "$pb:$count" 2>>"$WORK/prep.log" || die "signing payloads: $(tail -3 "$WORK/prep.log")"
     fi
-    log "$label ($store, $n instance(s)): warm-up ${WARMUP}s"
+    log "$label ($store, $n instance(s), $CFG14): warm-up ${WARMUP}s"
     wrk_run "$WORK/warm.a.out" "$WARMUP" "$half" "$url_a" "$wa" &
     local w1=$!
     wrk_run "$WORK/warm.b.out" "$WARMUP" "$half" "$url_b" "$wb" &
     local w2=$!
     wait "$w1" || die "warm-up wrk failed"
     wait "$w2" || die "warm-up wrk failed"
-    log "$label ($store, $n instance(s)): ${DURATION}s, 2 x $half connections"
+    log "$label ($store, $n instance(s), $CFG14): ${DURATION}s, 2 x $half connections"
     wrk_run "$WORK/$key.a.out" "$DURATION" "$half" "$url_a" "$pa" &
     w1=$!
     wrk_run "$WORK/$key.b.out" "$DURATION" "$half" "$url_b" "$pb" &
     w2=$!
+    # The CPU window: from 0.5 s after the start to about 1.5 s before the
+    # end (wrk must still be running at its end); its length is taken from
+    # the machine's own tick count.
+    local pg=${PG_PID14:-} window=$((DURATION - 2)) c0 c1
+    local groups=("inst=$(IFS=,; echo "${PIDS14[*]}")" "pg=$pg" "wrk=$w1,$w2")
+    sleep 0.5
+    c0=$(python3 "$HERE/cpu.py" "${groups[@]}")
+    sleep "$window"
+    c1=$(python3 "$HERE/cpu.py" "${groups[@]}")
     wait "$w1" || die "wrk failed"
     wait "$w2" || die "wrk failed"
     result "$WORK/$key.a.out" "$WORK/$key.b.out"
@@ -218,9 +231,23 @@ measure_pair() {
     if [[ -n $x402 ]] && ((R_NON2XX > 0)); then
         log "WARNING: $label: payloads ran out; rerun with a larger LOAD_X402_RATE"
     fi
-    log "$label ($store, $n): $R_RPS req/s, p50 $(ms "$R_P50") ms, p99 $(ms "$R_P99") ms, refused/errors $(bad "$expect")"
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$store" "$n" "$(kilo "$R_RPS")" \
-        "$(ms "$R_P50")" "$(ms "$R_P99")" "$(bad "$expect")" >>"$ROWS14"
+    # µs of CPU per request for each group, and the machine's idle share.
+    local cpu
+    cpu=$(awk -v a="$c0" -v b="$c1" -v rps="$R_RPS" -v cpus="$(nproc)" -v hz="$(getconf CLK_TCK)" '
+        BEGIN {
+            n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); A[kv[1]] = kv[2] }
+            n = split(b, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); B[kv[1]] = kv[2] }
+            secs = (B["all"] - A["all"]) / hz / cpus
+            req = rps * secs; us = 1e6 / hz
+            if (req <= 0) req = 1
+            printf "%.0f | %.0f | %.0f | %.0f | %.0f", (B["inst"] - A["inst"]) * us / req,
+                (B["pg"] - A["pg"]) * us / req, (B["wrk"] - A["wrk"]) * us / req,
+                (B["busy"] - A["busy"]) * us / req,
+                100 - 100 * (B["busy"] - A["busy"]) / (B["all"] - A["all"])
+        }')
+    log "$label ($store, $n): $R_RPS req/s, p50 $(ms "$R_P50") ms, p99 $(ms "$R_P99") ms, refused/errors $(bad "$expect"); CPU µs/req instances | PostgreSQL | wrk | machine | idle %: $cpu"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$store" "$n" "$CFG14" \
+        "$(kilo "$R_RPS")" "$(ms "$R_P50")" "$(ms "$R_P99")" "$(bad "$expect")" "$cpu" >>"$ROWS14"
 }
 
 HDR=()
@@ -349,59 +376,84 @@ fi
 
 # ---------------------------------------------------------------- issue 14
 if [[ $ONLY == all || $ONLY == 14 ]]; then
-    # Every server gets one tokio worker thread: the machine has 2 cores for
-    # the servers, PostgreSQL and the load generator together.
-    export TOKIO_WORKER_THREADS=1
-    : >"$WORK/pg.urls"
-    "$BIN/pay402-load-prep" postgres --databases 4 >"$WORK/pg.urls" 2>"$WORK/pg.log" &
-    PG_PID=$!
-    PIDS+=("$PG_PID")
-    for ((i = 0; i < 600; i++)); do
-        [[ $(wc -l <"$WORK/pg.urls") -ge 4 ]] && break
-        kill -0 "$PG_PID" 2>/dev/null || die "PostgreSQL did not start: $(tail -5 "$WORK/pg.log")"
-        sleep 0.1
-    done
-    mapfile -t PG <"$WORK/pg.urls"
+    # Every server gets one tokio worker thread by default: the machine has
+    # 2 cores for the servers, PostgreSQL and the load generator together.
+    # One instance is also measured with what two instances have together
+    # (2 threads, a pool of 20), so that the ratio is not read as the gain
+    # of a second process when it is the gain of more threads or
+    # connections.
+    PIDS14=()
+    CFG14=
+    # start14 NAME THREADS POOL ARGS...: one instance; appends its PID to PIDS14.
+    start14() {
+        local name=$1 threads=$2 pool=$3
+        shift 3
+        TOKIO_WORKER_THREADS=$threads start_server "$WORK/$name.log" paywall --pool "$pool" "$@"
+        PIDS14+=("$SERVER_PID")
+    }
+    stop14() {
+        local pid
+        for pid in "${PIDS14[@]}"; do stop "$pid"; done
+        PIDS14=()
+    }
+    # postgres14 MODE K: a cluster (test settings or durable) with K
+    # databases in PG14; its launcher's PID in PG_PID14.
+    postgres14() {
+        local mode=$1 k=$2 i
+        : >"$WORK/pg.$mode.urls"
+        "$BIN/pay402-load-prep" postgres --databases "$k" --durable "$mode" \
+            >"$WORK/pg.$mode.urls" 2>"$WORK/pg.$mode.log" &
+        PG_PID14=$!
+        PIDS+=("$PG_PID14")
+        for ((i = 0; i < 600; i++)); do
+            [[ $(wc -l <"$WORK/pg.$mode.urls") -ge $k ]] && break
+            kill -0 "$PG_PID14" 2>/dev/null || die "PostgreSQL did not start: $(tail -5 "$WORK/pg.$mode.log")"
+            sleep 0.1
+        done
+        mapfile -t PG14 <"$WORK/pg.$mode.urls"
+    }
+    # row14 KEY PATH STORE N THREADS POOL RAILS DB [x402]: N instances
+    # (THREADS tokio threads and a pool of POOL each) on DB, measured.
+    row14() {
+        local key=$1 path=$2 label=$3 n=$4 threads=$5 pool=$6 rails=$7 db=$8 x402=${9:-} i
+        local urls=()
+        CFG14="$threads thread, pool $pool"
+        ((threads > 1)) && CFG14="$threads threads, pool $pool"
+        ((n > 1)) && CFG14="$CFG14 each"
+        for ((i = 0; i < n; i++)); do
+            start14 "$key.$i" "$threads" "$pool" --rails "$rails" --db "$db"
+            urls+=("http://$SERVER_ADDR/resource")
+        done
+        measure_pair "$key" "$path" "$label" "$n" "${urls[0]}" "${urls[$((n - 1))]}" $x402
+        stop14
+    }
+    # three_rows KEY PATH STORE RAILS DB_1 DB_2 DB_3 [x402]: PATH on one
+    # instance (1 thread, pool 10) on DB_1, two (1 thread, pool 10 each) on
+    # DB_2, and one with both's resources (2 threads, pool 20) on DB_3;
+    # their req/s in RPS[KEY_1], RPS[KEY_2], RPS[KEY_1w].
+    three_rows() {
+        row14 "$1_1" "$2" "$3" 1 1 10 "$4" "$5" "${8:-}"
+        row14 "$1_2" "$2" "$3" 2 1 10 "$4" "$6" "${8:-}"
+        row14 "$1_1w" "$2" "$3" 1 2 20 "$4" "$7" "${8:-}"
+    }
 
-    # x402 paid path: every request reserves and records its payment.
-    start_server "$WORK/m.log" paywall --rails x402 --db memory:
-    measure_pair x402_mem "x402 paid" memory 1 "http://$SERVER_ADDR/resource" \
-        "http://$SERVER_ADDR/resource" x402
-    stop "$SERVER_PID"
-    start_server "$WORK/s.log" paywall --rails x402 --db "sqlite://$WORK/x402.sqlite"
-    measure_pair x402_sqlite "x402 paid" SQLite 1 "http://$SERVER_ADDR/resource" \
-        "http://$SERVER_ADDR/resource" x402
-    stop "$SERVER_PID"
-    start_server "$WORK/p1.log" paywall --rails x402 --db "${PG[0]}"
-    measure_pair x402_pg1 "x402 paid" PostgreSQL 1 "http://$SERVER_ADDR/resource" \
-        "http://$SERVER_ADDR/resource" x402
-    stop "$SERVER_PID"
-    start_server "$WORK/p2a.log" paywall --rails x402 --db "${PG[1]}"
-    A_PID=$SERVER_PID A=$SERVER_ADDR
-    start_server "$WORK/p2b.log" paywall --rails x402 --db "${PG[1]}"
-    measure_pair x402_pg2 "x402 paid" PostgreSQL 2 "http://$A/resource" \
-        "http://$SERVER_ADDR/resource" x402
-    stop "$SERVER_PID"
-    stop "$A_PID"
+    PG_PID14=
+    row14 x402_mem "x402 paid" memory 1 1 10 x402 memory: x402
+    row14 x402_sqlite "x402 paid" "SQLite (synchronous FULL)" 1 1 4 x402 \
+        "sqlite://$WORK/x402.sqlite" x402
 
+    # PostgreSQL with test settings (fsync, synchronous_commit off)...
+    postgres14 off 6
+    three_rows x402_off "x402 paid" "PostgreSQL, fsync off" x402 "${PG14[@]:0:3}" x402
     # The 402 path (L402 invoice + macaroon, x402 offer): writes nothing.
-    start_server "$WORK/c0.log" paywall --rails l402,x402 --db "sqlite://$WORK/c.sqlite"
-    measure_pair c_sqlite "402 challenge" SQLite 1 "http://$SERVER_ADDR/resource" \
-        "http://$SERVER_ADDR/resource"
-    stop "$SERVER_PID"
-    start_server "$WORK/c1.log" paywall --rails l402,x402 --db "${PG[2]}"
-    measure_pair c_pg1 "402 challenge" PostgreSQL 1 "http://$SERVER_ADDR/resource" \
-        "http://$SERVER_ADDR/resource"
-    stop "$SERVER_PID"
-    start_server "$WORK/c2a.log" paywall --rails l402,x402 --db "${PG[3]}"
-    A_PID=$SERVER_PID A=$SERVER_ADDR
-    start_server "$WORK/c2b.log" paywall --rails l402,x402 --db "${PG[3]}"
-    measure_pair c_pg2 "402 challenge" PostgreSQL 2 "http://$A/resource" \
-        "http://$SERVER_ADDR/resource"
-    stop "$SERVER_PID"
-    stop "$A_PID"
-    stop "$PG_PID"
-    unset TOKIO_WORKER_THREADS
+    three_rows c_off "402 challenge" "PostgreSQL, fsync off" l402,x402 "${PG14[@]:3:3}"
+    stop "$PG_PID14"
+
+    # ...and with PostgreSQL's durable defaults (what production runs).
+    postgres14 on 3
+    three_rows x402_on "x402 paid" "PostgreSQL, durable" x402 "${PG14[@]:0:3}" x402
+    stop "$PG_PID14"
+    PG_PID14=
 fi
 
 # ---------------------------------------------------------------- report
@@ -434,17 +486,31 @@ if [[ -s $ROWS13 ]]; then
 fi
 if [[ -s $ROWS14 ]]; then
     echo
-    echo "One tokio worker thread per instance; two wrk processes (-t1, $((CONNS / 2)) connections each) at once, both on the one instance or one on each of the two; req/s summed, p50/p99 the larger of the two; 'refused' counts non-2xx other than the expected 402s plus socket errors."
+    echo "Two wrk processes (-t1, $((CONNS / 2)) connections each) at once, both on the one instance or one on each of the two; req/s summed, p50/p99 the larger of the two; 'refused' counts non-2xx other than the expected 402s plus socket errors. CPU: µs of CPU time per request over about $((DURATION - 2)) s inside each run (utime + stime from /proc: the instances; the PostgreSQL cluster with every backend; the two wrk; the whole machine, other users included), and the machine's idle share then."
     echo
-    echo "| path | store | instances | req/s | p50 ms | p99 ms | refused/errors |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
+    echo "| path | store | instances | each instance | req/s | p50 ms | p99 ms | refused/errors | CPU µs/req: instances | PostgreSQL | wrk | machine | idle % |"
+    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     cat "$ROWS14"
     echo
     echo "| target | measured | limit | met |"
-    echo "|---|---:|---:|---|"
-    t2=$(ratio "${RPS[x402_pg2]}" "${RPS[x402_pg1]}")
-    echo "| x402 paid, two instances ÷ one, PostgreSQL | $t2 | >= 1.6 | $(awk -v v="$t2" 'BEGIN { print (v >= 1.6 ? "yes" : "**no**") }') |"
-    echo "| 402 challenge, two instances ÷ one, PostgreSQL | $(ratio "${RPS[c_pg2]}" "${RPS[c_pg1]}") | — | — |"
-    echo "| x402 paid, PostgreSQL ÷ SQLite (one instance) | $(ratio "${RPS[x402_pg1]}" "${RPS[x402_sqlite]}") | — | — |"
-    echo "| x402 paid, PostgreSQL ÷ memory (one instance) | $(ratio "${RPS[x402_pg1]}" "${RPS[x402_mem]}") | — | — |"
+    echo "|---|---:|---|---|"
+    t14() { # label value [limit]
+        if [[ -n ${3:-} ]]; then
+            echo "| $1 | $2 | >= $3 | $(awk -v v="$2" -v l="$3" 'BEGIN { print (v >= l ? "yes" : "**no**") }') |"
+        else
+            echo "| $1 | $2 | — | — |"
+        fi
+    }
+    for mode in off on; do
+        name="fsync off"
+        [[ $mode == on ]] && name="durable"
+        t14 "x402 paid, two instances ÷ one, PostgreSQL $name" "$(ratio "${RPS[x402_${mode}_2]}" "${RPS[x402_${mode}_1]}")" 1.6
+        t14 "x402 paid, two instances ÷ one with 2 threads and pool 20, PostgreSQL $name" "$(ratio "${RPS[x402_${mode}_2]}" "${RPS[x402_${mode}_1w]}")"
+    done
+    t14 "402 challenge, two instances ÷ one, PostgreSQL" "$(ratio "${RPS[c_off_2]}" "${RPS[c_off_1]}")"
+    t14 "402 challenge, two instances ÷ one with 2 threads and pool 20" "$(ratio "${RPS[c_off_2]}" "${RPS[c_off_1w]}")"
+    t14 "x402 paid, PostgreSQL fsync off ÷ SQLite (one instance)" "$(ratio "${RPS[x402_off_1]}" "${RPS[x402_sqlite]}")"
+    t14 "x402 paid, PostgreSQL durable ÷ SQLite (one instance)" "$(ratio "${RPS[x402_on_1]}" "${RPS[x402_sqlite]}")"
+    t14 "x402 paid, PostgreSQL fsync off ÷ memory (one instance)" "$(ratio "${RPS[x402_off_1]}" "${RPS[x402_mem]}")"
 fi
+

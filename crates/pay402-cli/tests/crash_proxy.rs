@@ -1,12 +1,13 @@
 //! Crash tests of a paying server: `pay402 proxy` (built with the
 //! `fault-injection` feature) taking x402 with its in-process local
 //! facilitator on anvil with Circle's USDC, its payment records and its
-//! facilitator's settlement state in one SQLite file. For each settlement
-//! step it is killed with SIGKILL there (`PAY402_CRASH_AT`), restarted on
-//! the same file, and the client sends the identical payload again until
-//! it gets the content or a clear refusal. On the chain and in the stores:
-//! nothing lost, the payer charged exactly once, nothing served unpaid,
-//! the facilitator's claim reconciled and no nonce gap left. Needs anvil
+//! facilitator's settlement state in one store: a SQLite file, and (each
+//! test again) a PostgreSQL database. For each settlement step it is killed
+//! with SIGKILL there (`PAY402_CRASH_AT`), restarted on the same store, and
+//! the client sends the identical payload again until it gets the content
+//! or a clear refusal. On the chain and in the stores: nothing lost, the
+//! payer charged exactly once, nothing served unpaid, the facilitator's
+//! claim reconciled and no nonce gap left. Needs anvil and PostgreSQL
 //! (started by `pay402-testkit`).
 
 mod common;
@@ -18,7 +19,8 @@ use alloy_primitives::U256;
 use common::start_upstream;
 use facilitator_support::{
     ProxyProcess, assert_paid_once, chain_nonces, funded_payer, nonce_of, payee, payee_received,
-    payment_for, settling_address, settling_key, start_chain, temp_dir, transfers_to_payee,
+    payment_for, settling_address, settling_key, start_chain, start_postgres, temp_dir,
+    transfers_to_payee,
 };
 use pay402_core::x402::{HeaderValue, PaymentRequired, SettleResponse};
 use pay402_server::database::Database;
@@ -27,8 +29,16 @@ use pay402_testkit::anvil::{USDC_NAME, USDC_VERSION};
 
 const PRICE: u64 = 3_000;
 
+/// Where the proxy keeps its payment records and settlement state.
+#[derive(Clone, Copy)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
 fn proxy_config(
     dir: &std::path::Path,
+    store_url: &str,
     upstream: std::net::SocketAddr,
     asset: impl std::fmt::Display,
 ) -> String {
@@ -40,7 +50,7 @@ log_format = "json"
 shutdown_grace_secs = 1
 
 [store]
-url = "sqlite://{dir}/pay402.sqlite"
+url = "{store_url}"
 
 [x402]
 network = "eip155:31337"
@@ -67,14 +77,26 @@ price = {{ x402_units = "{PRICE}" }}
     )
 }
 
-async fn killed_at(step: &str) {
+async fn killed_at(step: &str, store: Store) {
     let chain = start_chain();
     let usdc = chain.deploy_usdc().expect("deploy USDC");
     let upstream = start_upstream().await;
     let dir = temp_dir(&format!("crash-proxy-{}", step.replace(':', "-")));
     std::fs::write(dir.join("rpc_url"), chain.rpc_url()).unwrap();
     std::fs::write(dir.join("key"), format!("{}\n", settling_key())).unwrap();
-    let toml = proxy_config(&dir, upstream, usdc.address);
+    // A fresh database of the shared cluster (kept until the test ends).
+    let (_pg, pg_db) = match store {
+        Store::Sqlite => (None, None),
+        Store::Postgres => {
+            let (pg, db) = start_postgres();
+            (Some(pg), Some(db))
+        }
+    };
+    let store_url = match &pg_db {
+        Some(db) => db.url().to_owned(),
+        None => format!("sqlite://{}/pay402.sqlite", dir.display()),
+    };
+    let toml = proxy_config(&dir, &store_url, upstream, usdc.address);
     let payer = funded_payer(&usdc, PRICE * 3);
     let payer_address = payer.address().0;
     let payee_before = usdc.balance_of(payee()).unwrap();
@@ -120,7 +142,7 @@ async fn killed_at(step: &str) {
         "on chain right after the crash"
     );
 
-    // Restarted on the same file; the client retries the identical payload.
+    // Restarted on the same store; the client retries the identical payload.
     let second = ProxyProcess::start(&dir, &toml, None).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let (status, receipt, body) = loop {
@@ -176,12 +198,9 @@ async fn killed_at(step: &str) {
 
     // The stores: the payment recorded settled with that transaction, the
     // facilitator's claim finished (by the request or the reconcile).
-    let db = Database::open(
-        &format!("sqlite://{}/pay402.sqlite", dir.display()),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let db = Database::open(&store_url, &Default::default())
+        .await
+        .unwrap();
     let payments = pay402_server::x402::store::open(&db).await.unwrap();
     let a = &paid.exact_payload().authorization;
     let key = NonceKey::new(
@@ -211,32 +230,38 @@ async fn killed_at(step: &str) {
     drop(second);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_killed_after_verify_serves_the_retry_once_paid() {
-    killed_at("after_verify").await;
+/// One test per settlement step, in a module per store.
+macro_rules! crash_tests {
+    ($store:ident: $($name:ident => $step:literal,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::killed_at($step, super::Store::$store).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_killed_after_send_serves_the_retry_with_the_same_transaction() {
-    killed_at("after_send").await;
+macro_rules! every_step {
+    ($store:ident) => {
+        crash_tests! { $store:
+            proxy_killed_after_verify_serves_the_retry_once_paid => "after_verify",
+            proxy_killed_after_send_serves_the_retry_with_the_same_transaction => "after_send",
+            proxy_killed_after_mined_serves_the_retry_with_the_same_transaction => "after_mined",
+            proxy_killed_before_the_facilitator_record_serves_the_retry_with_the_same_transaction
+                => "before_record",
+            proxy_killed_before_the_payment_record_serves_the_retry_with_the_same_transaction
+                => "before_record:2",
+            proxy_killed_before_the_response_refuses_the_retry_clearly_without_charging_again
+                => "before_response",
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_killed_after_mined_serves_the_retry_with_the_same_transaction() {
-    killed_at("after_mined").await;
+mod sqlite {
+    every_step!(Sqlite);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_killed_before_the_facilitator_record_serves_the_retry_with_the_same_transaction() {
-    killed_at("before_record").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_killed_before_the_payment_record_serves_the_retry_with_the_same_transaction() {
-    killed_at("before_record:2").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_killed_before_the_response_refuses_the_retry_clearly_without_charging_again() {
-    killed_at("before_response").await;
+mod postgres {
+    every_step!(Postgres);
 }

@@ -76,10 +76,11 @@ const PID_LINE: &str = "PAY402_POSTGRES_PID ";
 /// line was `keep` (a restart of the same cluster).
 ///
 /// `$1` postgres binary, `$2` data directory, `$3` port, `$4` the cluster's
-/// root directory.
+/// root directory, `$5` `on` for PostgreSQL's durable defaults (`fsync`,
+/// `synchronous_commit`, `full_page_writes`), `off` for test settings.
 const SUPERVISOR: &str = r#"
 "$1" -D "$2" -k "$2" -p "$3" -h 127.0.0.1 \
-    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c fsync="$5" -c synchronous_commit="$5" -c full_page_writes="$5" \
     -c max_connections=300 -c unix_socket_permissions=0700 \
     -c log_min_messages=warning -c log_min_error_statement=panic </dev/null &
 pg=$!
@@ -417,6 +418,7 @@ pub struct Postgres {
     port: u16,
     running: Mutex<Option<Running>>,
     next_db: AtomicU64,
+    durable: bool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -513,6 +515,24 @@ impl Postgres {
     /// # Ok::<(), pay402_testkit::PeerError>(())
     /// ```
     pub fn start() -> Result<Postgres, PeerError> {
+        Postgres::start_with(false)
+    }
+
+    /// As [`Postgres::start`], but with PostgreSQL's durable defaults
+    /// (`fsync`, `synchronous_commit` and `full_page_writes` on: every commit
+    /// waits for its WAL to reach the disk), as a production server runs;
+    /// for benchmarks that must not flatter a store.
+    ///
+    /// ```no_run
+    /// let pg = pay402_testkit::postgres::Postgres::start_durable()?;
+    /// assert_eq!(pg.psql("postgres", "SHOW fsync")?.trim(), "on");
+    /// # Ok::<(), pay402_testkit::PeerError>(())
+    /// ```
+    pub fn start_durable() -> Result<Postgres, PeerError> {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Postgres, PeerError> {
         let binaries = Binaries::find_or_install()?;
         let run_as = if is_root() {
             Some(RunAs::find_or_create()?)
@@ -521,7 +541,7 @@ impl Postgres {
         };
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
-            let pg = Postgres::init(binaries.clone(), run_as.clone(), free_port()?)?;
+            let pg = Postgres::init(binaries.clone(), run_as.clone(), free_port()?, durable)?;
             match pg.launch() {
                 Ok(()) => return Ok(pg),
                 // Another process took the port between our probe and the
@@ -543,7 +563,12 @@ impl Postgres {
     }
 
     /// Creates the directory (owned by the cluster's user) and runs `initdb`.
-    fn init(binaries: Binaries, run_as: Option<RunAs>, port: u16) -> Result<Postgres, PeerError> {
+    fn init(
+        binaries: Binaries,
+        run_as: Option<RunAs>,
+        port: u16,
+        durable: bool,
+    ) -> Result<Postgres, PeerError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -566,6 +591,7 @@ impl Postgres {
             port,
             running: Mutex::new(None),
             next_db: AtomicU64::new(0),
+            durable,
         };
         if let Some(user) = &pg.run_as {
             rustix::fs::chown(
@@ -635,7 +661,8 @@ impl Postgres {
             .arg(&self.binaries.postgres)
             .arg(self.data_dir())
             .arg(self.port.to_string())
-            .arg(&self.root);
+            .arg(&self.root)
+            .arg(if self.durable { "on" } else { "off" });
         let (mut supervisor, lines) = PeerProcess::spawn(PEER, command, &[PID_LINE])
             .map_err(|e| PeerError::io("spawning the postgres supervisor shell", e))?;
         let deadline = Instant::now() + START_TIMEOUT;
