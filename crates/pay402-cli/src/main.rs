@@ -1,5 +1,6 @@
 //! The `pay402` binary (see the crate docs and docs/cli.md).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -197,6 +198,7 @@ fn client(logs: &str, fut: impl std::future::Future<Output = u8>) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -382,6 +384,7 @@ fn dev(args: pay402_cli::dev::DevArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let Some(metrics) = install_metrics() else {
         return ExitCode::FAILURE;
@@ -418,7 +421,8 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),

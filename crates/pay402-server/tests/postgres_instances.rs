@@ -276,6 +276,25 @@ async fn a_lost_notification_connection_reconnects_and_clears_the_key_cache() {
     let r = common::send(&two.app, common::get_req("/paid", &[&token])).await;
     assert_eq!(r.status, StatusCode::OK);
 
+    // Both instances listen on their own connection, started in the
+    // background: wait until both have issued LISTEN (on a loaded machine
+    // that can come after the first requests are served).
+    let listening = "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = pg.psql(db.name(), listening).unwrap();
+        if n.trim() == "2" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both instances should listen within 20 s; listening: {}",
+            n.trim()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Cut every listening connection of this database, then revoke by
     // hand (no NOTIFY): only the cleared cache can make it visible.
     let cut = pg

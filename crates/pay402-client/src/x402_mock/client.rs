@@ -763,17 +763,26 @@ impl MockClient {
                     self.wait_nonce_past(component.token, payer, nonce).await;
                     continue;
                 }
-                if reason == "permit_replayed"
-                    && inner
-                        .chain
-                        .nonces(component.token, payer)
-                        .await
-                        .is_ok_and(|n| n > nonce)
-                {
-                    // The nonce we read was used meanwhile (our earlier permit
-                    // settled): this permit can never execute; sign the next one.
-                    tracing::info!(%nonce, "x402_mock.nonce_moved");
-                    continue;
+                if reason == "permit_replayed" {
+                    match inner.chain.nonces(component.token, payer).await {
+                        Ok(n) if n > nonce => {
+                            // The nonce we read was used meanwhile (our earlier
+                            // permit settled): this permit can never execute;
+                            // sign the next one.
+                            tracing::info!(%nonce, "x402_mock.nonce_moved");
+                            continue;
+                        }
+                        Ok(_) => {
+                            // The very same permit is queued: an earlier payment
+                            // of ours signed in the same second (same nonce, same
+                            // deadline) that has not settled yet. It is already
+                            // paid for; wait for it, then sign the next nonce.
+                            tracing::info!(%nonce, "x402_mock.same_permit_pending");
+                            self.wait_nonce_past(component.token, payer, nonce).await;
+                            continue;
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
             return Err(MockClientError::PermitRefused {
