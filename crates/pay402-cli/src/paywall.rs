@@ -436,30 +436,22 @@ impl tower::Service<Request<Body>> for RecordPaid {
 /// assert_eq!(proof_rail(&m), Some("mpp"));
 /// ```
 pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
-    if headers.contains_key("payment-signature") || headers.contains_key("x-payment") {
-        return Some("x402");
+    // One pass over the headers (a request carries a handful), not a
+    // lookup by name per proof header.
+    let (mut x402, mut bitreq, mut l402, mut mpp) = (false, false, false, false);
+    for (name, value) in headers {
+        if name == header::AUTHORIZATION {
+            l402 |= is_l402_authorization(value.as_bytes());
+            mpp |= is_payment_authorization(value.as_bytes());
+            continue;
+        }
+        let n = name.as_str();
+        x402 |= n == "payment-signature" || n == "x-payment";
+        bitreq |= BITREQ_PROOF_HEADERS.contains(&n);
     }
-    if BITREQ_PROOF_HEADERS
-        .iter()
-        .any(|h| headers.contains_key(*h))
-    {
-        return Some("bitreq");
-    }
-    if headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .any(|v| is_l402_authorization(v.as_bytes()))
-    {
-        return Some("l402");
-    }
-    if headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .any(|v| is_payment_authorization(v.as_bytes()))
-    {
-        return Some("mpp");
-    }
-    None
+    [(x402, "x402"), (bitreq, "bitreq"), (l402, "l402"), (mpp, "mpp")]
+        .into_iter()
+        .find_map(|(carried, rail)| carried.then_some(rail))
 }
 
 /// The BitRequests proof headers (a bit-transfer also signs in

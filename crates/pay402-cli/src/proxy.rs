@@ -113,8 +113,15 @@ impl Service<Request<Body>> for Proxy {
 
 async fn route(routes: &[Route], mut req: Request<Body>) -> Response {
     // Prices travel to the paywall in internal headers: never a client's.
-    req.headers_mut().remove(L402_PRICE_HEADER);
-    req.headers_mut().remove(X402_PRICE_HEADER);
+    // (One pass over the names; a lookup by name costs more than the scan.)
+    if req
+        .headers()
+        .keys()
+        .any(|n| n == L402_PRICE_HEADER || n == X402_PRICE_HEADER)
+    {
+        req.headers_mut().remove(L402_PRICE_HEADER);
+        req.headers_mut().remove(X402_PRICE_HEADER);
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();

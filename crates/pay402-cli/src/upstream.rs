@@ -54,6 +54,10 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// The header of a BitRequests bit-transfer (its signature is in
+/// `Authorization`).
+static BITCOIN_TRANSFER: HeaderName = HeaderName::from_static("bitcoin-transfer");
+
 /// Payment proof headers of the x402 rail (the L402 one is `Authorization`
 /// with the `L402`/`LSAT` scheme), and the proxy's internal price headers.
 const PROOF_HEADERS: [&str; 4] = [
@@ -896,8 +900,20 @@ async fn splice(
 /// configured additions.
 fn request_headers(incoming: &HeaderMap, inner: &Inner) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(incoming.len() + inner.add_headers.len() + 4);
-    copy_end_to_end(incoming, &mut headers);
-    headers.remove(header::HOST);
+    // A bit-transfer's signature travels in `Authorization`: it goes with
+    // the transfer.
+    let transfer = incoming.contains_key(&BITCOIN_TRANSFER);
+    // One pass: what the upstream must not see is never copied (cheaper
+    // than copying everything and removing by name afterwards).
+    copy_end_to_end_except(incoming, &mut headers, |name, value| {
+        let n = name.as_str();
+        name == header::HOST
+            || PROOF_HEADERS.contains(&n)
+            || crate::paywall::BITREQ_PROOF_HEADERS.contains(&n)
+            || (name == header::AUTHORIZATION && (transfer || is_payment_proof(value)))
+            || inner.strip_headers.contains(name)
+            || inner.identity_header.as_ref() == Some(name)
+    });
     // `TE: trailers` is the one TE an HTTP/2 request may carry, and gRPC
     // servers want it.
     if incoming
@@ -905,24 +921,6 @@ fn request_headers(incoming: &HeaderMap, inner: &Inner) -> HeaderMap {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
     {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    for name in PROOF_HEADERS {
-        headers.remove(name);
-    }
-    // A bit-transfer's signature travels in `Authorization`: it goes with
-    // the transfer.
-    if headers.contains_key("bitcoin-transfer") {
-        headers.remove(header::AUTHORIZATION);
-    }
-    for name in crate::paywall::BITREQ_PROOF_HEADERS {
-        headers.remove(name);
-    }
-    strip_payment_authorization(&mut headers);
-    for name in &inner.strip_headers {
-        headers.remove(name);
-    }
-    if let Some(name) = &inner.identity_header {
-        headers.remove(name);
     }
     for (name, value) in &inner.add_headers {
         headers.insert(name.clone(), value.clone());
@@ -936,31 +934,18 @@ fn is_payment_proof(v: &HeaderValue) -> bool {
     is_l402_authorization(v.as_bytes()) || is_payment_authorization(v.as_bytes())
 }
 
-/// Removes `Authorization` values carrying an L402/LSAT or MPP `Payment`
-/// credential (other schemes are the upstream's business and pass).
-fn strip_payment_authorization(headers: &mut HeaderMap) {
-    if !headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .any(is_payment_proof)
-    {
-        return;
-    }
-    let keep: Vec<HeaderValue> = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter(|v| !is_payment_proof(v))
-        .cloned()
-        .collect();
-    headers.remove(header::AUTHORIZATION);
-    for v in keep {
-        headers.append(header::AUTHORIZATION, v);
-    }
-}
-
 /// Copies every header except the hop-by-hop ones and those the
 /// `Connection` header names.
 fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+    copy_end_to_end_except(from, to, |_, _| false);
+}
+
+/// As [`copy_end_to_end`], also leaving out the headers `skip` names.
+fn copy_end_to_end_except(
+    from: &HeaderMap,
+    to: &mut HeaderMap,
+    skip: impl Fn(&HeaderName, &HeaderValue) -> bool,
+) {
     let named: Vec<String> = from
         .get_all(header::CONNECTION)
         .iter()
@@ -971,7 +956,7 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
         .collect();
     for (name, value) in from {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || named.iter().any(|t| t == n) {
+        if HOP_BY_HOP.contains(&n) || named.iter().any(|t| t == n) || skip(name, value) {
             continue;
         }
         to.append(name.clone(), value.clone());

@@ -443,6 +443,12 @@ impl<'a> MacaroonRef<'a> {
         }
     }
 
+    /// The caveat packets as encoded (what the signature chain covers beside
+    /// the identifier), for comparing two macaroons.
+    pub(crate) fn raw_caveats(&self) -> &'a [u8] {
+        self.caveats
+    }
+
     /// The signature.
     ///
     /// ```

@@ -6,7 +6,8 @@
 //! - [`identifier`]: Aperture's 66-byte identifier;
 //! - [`caveat`]: caveats and their satisfiers;
 //! - [`invoice`]: the BOLT11 checks a payer makes;
-//! - [`token`]: verification of a presented token.
+//! - [`token`]: verification of a presented token;
+//! - [`cached`]: a derived key that remembers the macaroon it verified.
 //!
 //! ```
 //! use pay402_core::l402::*;
@@ -36,6 +37,7 @@
 //! assert_eq!(late.unwrap_err(), L402Error::Caveat(CaveatError::Expired));
 //! ```
 
+pub mod cached;
 pub mod caveat;
 pub mod challenge;
 pub mod credential;
@@ -44,6 +46,7 @@ pub mod invoice;
 pub mod macaroon;
 pub mod token;
 
+pub use cached::CachedKey;
 pub use caveat::{Caveat, CaveatError, Grant, RequestFacts, Satisfier, VerifyContext};
 pub use challenge::{Challenge, ChallengeError, ChallengeSet, Scheme};
 pub use credential::{Credential, CredentialError};

@@ -6,7 +6,9 @@
 //! 4. verify the signature chain (constant time);
 //! 5. run the caveat satisfiers.
 //!
-//! Steps 1-2 are [`PresentedToken::decode`], 4-5 [`PresentedToken::verify`],
+//! Steps 1-2 are [`PresentedToken::decode`], 4-5 [`PresentedToken::verify`]
+//! (or [`PresentedToken::verify_cached`], which skips the HMAC chain for a
+//! macaroon its [`CachedKey`](super::CachedKey) verified before),
 //! so the caller can do its (possibly async) key lookup in between.
 
 use crate::b64;
@@ -186,10 +188,15 @@ impl<'b> PresentedToken<'b> {
             return Err(L402Error::InvalidSignature);
         }
         verify_caveats(self.macaroon.caveats(), extra, ctx)?;
-        Ok(VerifiedToken {
+        Ok(self.verified())
+    }
+
+    /// What this token comes to once verified.
+    pub(crate) fn verified(&self) -> VerifiedToken {
+        VerifiedToken {
             token_id: self.identifier.token_id,
             payment_hash: self.identifier.payment_hash,
             scheme: self.scheme,
-        })
+        }
     }
 }

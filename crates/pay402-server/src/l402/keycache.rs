@@ -1,7 +1,9 @@
 //! A bounded in-process cache of derived macaroon keys.
 //!
 //! Verification of a warm token costs no store round trip and not even the
-//! key-derivation HMAC: the cache holds the derived [`MacaroonKey`]. Entries
+//! key-derivation HMAC: the cache holds the derived [`MacaroonKey`], as a
+//! [`CachedKey`] that also remembers the macaroon it verified, so the same
+//! token presented again skips the signature's HMAC chain too. Entries
 //! expire after a TTL so that a revocation made by another server instance
 //! sharing the store takes effect within that time at the latest; stores
 //! that announce revocations (PostgreSQL: LISTEN/NOTIFY, see
@@ -14,12 +16,13 @@
 //! epoch, and [`KeyCache::insert_unless_changed`] drops its entry again
 //! when the epoch moved since the caller's store read began.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pay402_core::time::UnixTime;
 
-use pay402_core::l402::{MacaroonKey, TokenId};
+use pay402_core::l402::{CachedKey, MacaroonKey, TokenId};
 use quick_cache::sync::Cache;
 
 /// Cache of derived keys by token id.
@@ -39,7 +42,7 @@ use quick_cache::sync::Cache;
 /// assert!(cache.get(&TokenId([1; 32]), now).is_none());
 /// ```
 pub struct KeyCache {
-    cache: Cache<TokenId, (MacaroonKey, UnixTime)>,
+    cache: Cache<TokenId, (Arc<CachedKey>, UnixTime)>,
     ttl: Duration,
     epoch: AtomicU64,
 }
@@ -68,7 +71,8 @@ impl KeyCache {
         }
     }
 
-    /// The cached key, if present and cached less than the TTL before `now`.
+    /// The cached key (with its memo of the macaroon it verified), if
+    /// present and cached less than the TTL before `now`.
     ///
     /// Time is the caller's (the layer reads the clock once per request).
     ///
@@ -77,7 +81,7 @@ impl KeyCache {
     /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(1));
     /// assert!(c.get(&pay402_core::l402::TokenId([0; 32]), UnixTime(0)).is_none());
     /// ```
-    pub fn get(&self, id: &TokenId, now: UnixTime) -> Option<MacaroonKey> {
+    pub fn get(&self, id: &TokenId, now: UnixTime) -> Option<Arc<CachedKey>> {
         let (key, at) = self.cache.get(id)?;
         if now.0 < at.0.saturating_add(self.ttl.as_secs()) {
             Some(key)
@@ -87,7 +91,7 @@ impl KeyCache {
         }
     }
 
-    /// Caches a derived key, as of `now`.
+    /// Caches a derived key, as of `now`, remembering no macaroon yet.
     ///
     /// ```
     /// use pay402_core::l402::{RootKey, TokenId};
@@ -97,8 +101,9 @@ impl KeyCache {
     /// assert_eq!(c.len(), 1);
     /// # let _ = k;
     /// ```
-    pub fn insert(&self, id: TokenId, key: MacaroonKey, now: UnixTime) -> MacaroonKey {
-        self.cache.insert(id, (key.clone(), now));
+    pub fn insert(&self, id: TokenId, key: MacaroonKey, now: UnixTime) -> Arc<CachedKey> {
+        let key = Arc::new(CachedKey::new(key));
+        self.cache.insert(id, (Arc::clone(&key), now));
         key
     }
 
@@ -148,10 +153,10 @@ impl KeyCache {
     /// again. Returns whether the key stays cached.
     ///
     /// ```
-    /// use pay402_core::l402::{RootKey, TokenId};
+    /// use pay402_core::l402::{CachedKey, RootKey, TokenId};
     /// use pay402_core::time::UnixTime;
     /// let c = pay402_server::KeyCache::new(10, std::time::Duration::from_secs(60));
-    /// let key = || RootKey::from_bytes([2; 32]).derive();
+    /// let key = || std::sync::Arc::new(CachedKey::new(RootKey::from_bytes([2; 32]).derive()));
     /// let epoch = c.epoch();
     /// c.remove(&TokenId([9; 32])); // a revocation arrives meanwhile
     /// assert!(!c.insert_unless_changed(TokenId([1; 32]), key(), UnixTime(0), epoch));
@@ -161,7 +166,7 @@ impl KeyCache {
     pub fn insert_unless_changed(
         &self,
         id: TokenId,
-        key: MacaroonKey,
+        key: Arc<CachedKey>,
         now: UnixTime,
         epoch: u64,
     ) -> bool {

@@ -19,7 +19,7 @@ use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 use pay402_core::l402::{
-    Challenge, Credential, Grant, Identifier, L402Error, Macaroon, MacaroonKey, PresentedToken,
+    CachedKey, Challenge, Credential, Grant, Identifier, L402Error, Macaroon, PresentedToken,
     RequestFacts, Satisfier, Scheme, TokenId, VerifiedToken, VerifyContext, caveat,
 };
 use pay402_core::lightning::{InvoiceIssuer, InvoiceRequest};
@@ -410,7 +410,7 @@ impl L402Layer {
 fn check(
     layer: &L402Layer,
     token: &PresentedToken<'_>,
-    key: &MacaroonKey,
+    key: &CachedKey,
     facts: &RequestFacts<'_>,
     grant: Grant<'_>,
     now: UnixTime,
@@ -422,10 +422,10 @@ fn check(
         .strict(cfg.strict_caveats);
     ctx.capability = layer.capability.as_deref();
     if cfg.satisfiers.is_empty() {
-        token.verify(key, &[], &ctx)
+        token.verify_cached(key, &[], &ctx)
     } else {
         let extra: Vec<&dyn Satisfier> = cfg.satisfiers.iter().map(|s| s.as_ref()).collect();
-        token.verify(key, &extra, &ctx)
+        token.verify_cached(key, &extra, &ctx)
     }
 }
 
@@ -685,8 +685,9 @@ async fn verify(
         return Ok(verified);
     }
     // Cache miss: derive the key and check signature and caveats before any
-    // store call, so an invalid token costs no I/O.
-    let key = shared.store.secret().root_key(&id).derive();
+    // store call, so an invalid token costs no I/O. The key remembers the
+    // macaroon it verified, and is cached with that memo.
+    let key = Arc::new(CachedKey::new(shared.store.secret().root_key(&id).derive()));
     let verified = span
         .in_scope(|| check(layer, &token, &key, &facts, grant, now))
         .map_err(Failure::Token)?;

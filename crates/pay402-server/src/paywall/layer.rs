@@ -318,23 +318,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let span = tracing::info_span!(
-            "paywall.request",
-            method = %req.method(),
-            path = %req.uri().path(),
-            rail = field::Empty,
-            outcome = field::Empty,
-            version = field::Empty,
-            payer = field::Empty,
-            payment = field::Empty,
-        );
         // The L402 fast path, as in `L402Layer`: a free path, or a fixed
         // price and a valid token whose key is cached (and no other rail's
-        // proof beside it), with no request future allocated.
+        // proof beside it), with no request future allocated. Its span is
+        // made once the outcome is known, with every field set at once
+        // (recording fields later makes the subscriber format them again).
         if let Some(l402) = &self.layer.l402 {
             let cfg = l402.config();
             if cfg.is_free_path(req.uri().path()) {
-                span.record("outcome", "free_path");
+                let span = tracing::info_span!(
+                    "paywall.request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    outcome = "free_path",
+                );
                 let finish: FinishResponse = crate::cache::unchanged;
                 return Either::Left(self.inner.call(req).instrument(span).map(finish));
             }
@@ -349,23 +346,36 @@ where
             if !cfg.bind_request
                 && let Some(price) = price
                 && !proof::other_than_l402(req.headers(), shared)
+                && let Some(token) = l402.fast_check(&req, price, now())
             {
-                let now = now();
-                if let Some(token) = span.in_scope(|| l402.fast_check(&req, price, now)) {
-                    span.record("rail", Rail::L402.as_str());
-                    span.record("outcome", "paid");
-                    req.extensions_mut().insert(Paid {
-                        rail: Rail::L402,
-                        amount: Amount::Msat(price),
-                        payer: None,
-                        receipt: Receipt::L402Token(token.token_id),
-                    });
-                    req.extensions_mut().insert(token);
-                    let finish = self.layer.finish;
-                    return Either::Left(self.inner.call(req).instrument(span).map(finish));
-                }
+                let span = tracing::info_span!(
+                    "paywall.request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    rail = Rail::L402.as_str(),
+                    outcome = "paid",
+                );
+                req.extensions_mut().insert(Paid {
+                    rail: Rail::L402,
+                    amount: Amount::Msat(price),
+                    payer: None,
+                    receipt: Receipt::L402Token(token.token_id),
+                });
+                req.extensions_mut().insert(token);
+                let finish = self.layer.finish;
+                return Either::Left(self.inner.call(req).instrument(span).map(finish));
             }
         }
+        let span = tracing::info_span!(
+            "paywall.request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            rail = field::Empty,
+            outcome = field::Empty,
+            version = field::Empty,
+            payer = field::Empty,
+            payment = field::Empty,
+        );
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);

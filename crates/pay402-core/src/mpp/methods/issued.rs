@@ -28,8 +28,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use subtle::ConstantTimeEq;
-
 use super::lightning::{ChargeOffer, IssueError, IssuedFacts, issue_with_facts};
 use crate::mpp::binding::{BindingSlots, ChallengeKeys};
 use crate::mpp::challenge::Challenge;
@@ -159,34 +157,12 @@ impl Entry {
             if stored.len() != s.len() {
                 return false;
             }
-            equal &= ct_eq(stored, s.as_bytes());
+            equal &= crate::ct::eq_slices(stored, s.as_bytes());
             start = self.ends[i];
             n = i + 1;
         }
         n == self.count && equal
     }
-}
-
-/// Constant-time equality of two slices of the same length: the XOR of
-/// 64-bit words folded, compared once (no branch on the bytes).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut diff = 0u64;
-    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
-    let (b8, b_rest) = b.split_at(b.len() / 8 * 8);
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        let mut wx = [0u8; 8];
-        let mut wy = [0u8; 8];
-        wx.copy_from_slice(x);
-        wy.copy_from_slice(y);
-        diff |= u64::from_ne_bytes(wx) ^ u64::from_ne_bytes(wy);
-    }
-    for (x, y) in a_rest.iter().zip(b_rest) {
-        diff |= u64::from(x ^ y);
-    }
-    diff.ct_eq(&0).into()
 }
 
 impl IssuedCharges {
@@ -425,17 +401,5 @@ mod tests {
         let none = IssuedCharges::new(0);
         issue(&keys, &none);
         assert!(none.is_empty());
-    }
-
-    #[test]
-    fn ct_eq_compares_every_byte() {
-        let a: Vec<u8> = (0..37).collect();
-        for i in 0..a.len() {
-            let mut b = a.clone();
-            b[i] ^= 0x20;
-            assert!(!ct_eq(&a, &b), "{i}");
-        }
-        assert!(ct_eq(&a, &a.clone()));
-        assert!(!ct_eq(&a, &a[..36]));
     }
 }
