@@ -7,8 +7,8 @@ use sqlx::sqlite::SqlitePool;
 
 use super::db::*;
 use super::{
-    AttemptId, CachedResponse, Claim, NonceKey, PaymentRecord, PaymentState, PaymentStore,
-    Reservation, Resumed, StoreError,
+    AttemptId, Claim, NonceKey, PaymentRecord, PaymentState, PaymentStore, Reservation, Resumed,
+    StoreError, Transition,
 };
 
 /// Payment records in a SQLite database.
@@ -125,4 +125,4 @@ impl SqlitePaymentStore {
     }
 }
 
-sql_payment_store!(SqlitePaymentStore, sqlx::Sqlite, "MAX");
+sql_payment_store!(SqlitePaymentStore);
