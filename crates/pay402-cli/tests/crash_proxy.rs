@@ -24,7 +24,7 @@ use facilitator_support::{
 };
 use pay402_core::x402::{HeaderValue, PaymentRequired, SettleResponse};
 use pay402_server::database::Database;
-use pay402_server::x402::store::{NonceKey, PaymentState, PaymentStore};
+use pay402_server::x402::store::{NonceKey, PaymentState};
 use pay402_testkit::anvil::{USDC_NAME, USDC_VERSION};
 
 const PRICE: u64 = 3_000;

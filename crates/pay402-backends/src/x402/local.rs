@@ -122,7 +122,7 @@ use super::builder::{Clock, LocalFacilitatorBuilder, Source};
 use pay402_core::fault::Step;
 use pay402_core::x402::settlements::{
     AuthorizationKey, Claimed, Outcome, OwnerId, SettlementRecord, SettlementState,
-    SettlementStore, SettlementStoreError, Signed,
+    SettlementStore, SettlementStoreError, SignNext, Signed,
 };
 
 use super::chain::{CallError, Chain, Fees, SendError, SignerSlot, Waited, moved, with_headroom};
@@ -1276,18 +1276,16 @@ impl LocalFacilitator {
                 .pending_nonce(signer.address)
                 .await
                 .map_err(unavailable)?;
-            let Some((nonce, signed)) = store
-                .sign_next(
-                    key,
-                    owner,
-                    chain_id,
-                    &address,
-                    floor,
-                    &sign,
-                    (self.inner.clock)(),
-                )
-                .await
-                .map_err(store_unavailable)?
+            let next = SignNext {
+                key,
+                owner,
+                chain_id,
+                signer: &address,
+                floor,
+                sign: &sign,
+                now: (self.inner.clock)(),
+            };
+            let Some((nonce, signed)) = store.sign_next(next).await.map_err(store_unavailable)?
             else {
                 return Err(FacilitatorError::Unavailable(
                     "the settlement claim was taken over by another facilitator".into(),

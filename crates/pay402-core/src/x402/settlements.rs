@@ -43,11 +43,9 @@
 //! assert!(matches!(store.claim(&key, &me, "{}", UnixTime(1_060), now).await.unwrap(), Claimed::New));
 //! // Another process, the same authorization: held.
 //! assert!(matches!(store.claim(&key, &OwnerId([8; 16]), "{}", UnixTime(1_060), now).await.unwrap(), Claimed::Held(_)));
-//! let signed = store
-//!     .sign_next(&key, &me, 31337, "0xabc", 5, &|nonce| Ok(Signed { transaction: format!("0x{nonce:02x}"), raw: "0x00".into() }), now)
-//!     .await
-//!     .unwrap()
-//!     .unwrap();
+//! let sign = |nonce: u64| -> Result<Signed, String> { Ok(Signed { transaction: format!("0x{nonce:02x}"), raw: "0x00".into() }) };
+//! let next = SignNext { key: &key, owner: &me, chain_id: 31337, signer: "0xabc", floor: 5, sign: &sign, now };
+//! let signed = store.sign_next(next).await.unwrap().unwrap();
 //! assert_eq!(signed.0, 5); // the chain's pending nonce was 5
 //! assert!(store.finish(&key, &me, Outcome::Succeeded, Some("0x05"), None, now).await.unwrap());
 //! # });
@@ -361,6 +359,62 @@ pub struct Signed {
 /// ```
 pub type SignWith<'a> = &'a (dyn Fn(u64) -> Result<Signed, String> + Send + Sync);
 
+/// What [`SettlementStore::sign_next`] is asked to do: sign the next
+/// transaction of account `(chain_id, signer)` for `owner`'s claim on `key`,
+/// with a nonce of at least `floor`, at `now`.
+///
+/// Everything is borrowed, so it is `Copy` and costs nothing to build per
+/// attempt.
+///
+/// ```
+/// use pay402_core::time::UnixTime;
+/// use pay402_core::x402::settlements::{AuthorizationKey, OwnerId, SignNext, Signed};
+/// let key = AuthorizationKey::new(31337, &[1; 20], &[2; 20], &[3; 32]);
+/// let sign = |nonce: u64| -> Result<Signed, String> { Ok(Signed { transaction: format!("0x{nonce:02x}"), raw: "0x00".into() }) };
+/// let next = SignNext {
+///     key: &key,
+///     owner: &OwnerId([7; 16]),
+///     chain_id: 31337,
+///     signer: "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+///     floor: 5,
+///     sign: &sign,
+///     now: UnixTime(1_000),
+/// };
+/// assert_eq!((next.sign)(next.floor).unwrap().transaction, "0x05");
+/// // `Debug` leaves the signer function out.
+/// assert!(format!("{next:?}").contains("floor: 5"));
+/// ```
+#[derive(Clone, Copy)]
+pub struct SignNext<'a> {
+    /// The authorization whose claim records the transaction.
+    pub key: &'a AuthorizationKey,
+    /// Who must hold that claim (in `claimed`).
+    pub owner: &'a OwnerId,
+    /// The chain the settling account's nonce counts on.
+    pub chain_id: u64,
+    /// The settling account (`0x…`, any case: stored lowercase).
+    pub signer: &'a str,
+    /// The least nonce to allocate: the chain's pending nonce.
+    pub floor: u64,
+    /// Signs the transaction with the allocated nonce.
+    pub sign: SignWith<'a>,
+    /// The time of the change.
+    pub now: UnixTime,
+}
+
+impl fmt::Debug for SignNext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignNext")
+            .field("key", self.key)
+            .field("owner", self.owner)
+            .field("chain_id", &self.chain_id)
+            .field("signer", &self.signer)
+            .field("floor", &self.floor)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The facilitator's shared settlement state. Implementations make each
 /// method one atomic step for every process sharing the store.
 ///
@@ -394,22 +448,17 @@ pub trait SettlementStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<bool, SettlementStoreError>;
 
-    /// In one atomic step: allocates `(chain_id, signer)`'s next nonce (at
-    /// least `floor`, the chain's pending nonce), calls `sign` with it and
-    /// records the signed transaction on `owner`'s `claimed` claim (which
-    /// becomes `sent`). `Ok(None)` when `owner` does not hold a `claimed`
-    /// claim on `key` (nothing allocated). A `sign` error allocates nothing
-    /// and is returned as [`SettlementStoreError::Unavailable`].
-    #[allow(clippy::too_many_arguments)]
+    /// In one atomic step: allocates `(next.chain_id, next.signer)`'s next
+    /// nonce (at least `next.floor`, the chain's pending nonce), calls
+    /// `next.sign` with it and records the signed transaction on
+    /// `next.owner`'s `claimed` claim (which becomes `sent`). Returns the
+    /// nonce and the signed transaction; `Ok(None)` when `next.owner` does
+    /// not hold a `claimed` claim on `next.key` (nothing allocated). A
+    /// `sign` error allocates nothing and is returned as
+    /// [`SettlementStoreError::Unavailable`].
     async fn sign_next(
         &self,
-        key: &AuthorizationKey,
-        owner: &OwnerId,
-        chain_id: u64,
-        signer: &str,
-        floor: u64,
-        sign: SignWith<'_>,
-        now: UnixTime,
+        next: SignNext<'_>,
     ) -> Result<Option<(u64, Signed)>, SettlementStoreError>;
 
     /// `sent → claimed`, clearing the transaction: it was never accepted
@@ -613,32 +662,29 @@ impl SettlementStore for MemorySettlementStore {
 
     async fn sign_next(
         &self,
-        key: &AuthorizationKey,
-        owner: &OwnerId,
-        chain_id: u64,
-        signer: &str,
-        floor: u64,
-        sign: SignWith<'_>,
-        now: UnixTime,
+        next: SignNext<'_>,
     ) -> Result<Option<(u64, Signed)>, SettlementStoreError> {
         let mut guard = self.lock()?;
         let s = &mut *guard;
-        let Some(r) = s.records.get_mut(key) else {
+        let Some(r) = s.records.get_mut(next.key) else {
             return Ok(None);
         };
-        if r.owner != *owner || r.state != SettlementState::Claimed {
+        if r.owner != *next.owner || r.state != SettlementState::Claimed {
             return Ok(None);
         }
-        let next = s.nonces.entry(signer_key(chain_id, signer)).or_insert(0);
-        let nonce = (*next).max(floor);
-        let signed = sign(nonce).map_err(SettlementStoreError::Unavailable)?;
-        *next = nonce.saturating_add(1);
+        let counter = s
+            .nonces
+            .entry(signer_key(next.chain_id, next.signer))
+            .or_insert(0);
+        let nonce = (*counter).max(next.floor);
+        let signed = (next.sign)(nonce).map_err(SettlementStoreError::Unavailable)?;
+        *counter = nonce.saturating_add(1);
         r.state = SettlementState::Sent;
-        r.signer = Some(signer.to_ascii_lowercase());
+        r.signer = Some(next.signer.to_ascii_lowercase());
         r.tx_nonce = Some(nonce);
         r.transaction = Some(signed.transaction.clone());
         r.raw_transaction = Some(signed.raw.clone());
-        r.updated_at = now;
+        r.updated_at = next.now;
         Ok(Some((nonce, signed)))
     }
 

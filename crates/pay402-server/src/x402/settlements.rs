@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use pay402_core::time::UnixTime;
 use pay402_core::x402::settlements::{
     AuthorizationKey, Claimed, MemorySettlementStore, Outcome, OwnerId, SettlementRecord,
-    SettlementStore, SettlementStoreError, SignWith, Signed,
+    SettlementStore, SettlementStoreError, SignNext, Signed,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;

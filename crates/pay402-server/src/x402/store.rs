@@ -452,6 +452,115 @@ pub struct PaymentRecord {
     pub updated_at: UnixTime,
 }
 
+/// A move of a payment record by the attempt that owns it: what
+/// [`PaymentStore::transition`] applies (the provided methods
+/// [`release`](PaymentStore::release),
+/// [`mark_pending`](PaymentStore::mark_pending),
+/// [`mark_settled`](PaymentStore::mark_settled),
+/// [`attach_response`](PaymentStore::attach_response) and
+/// [`renew`](PaymentStore::renew) build one each).
+///
+/// ```
+/// use pay402_server::x402::store::{PaymentState, Transition};
+/// let settled = Transition::Settled { transaction: "0xabc", payment_response: "eyJ9", response: None };
+/// assert_eq!(settled.from_state(), PaymentState::Reserved);
+/// assert_eq!(settled.to_state(), PaymentState::Settled);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition<'a> {
+    /// `reserved → released`: nothing moved; the kept response is dropped.
+    Release,
+    /// `reserved → pending`: the settlement may still move the money.
+    Pending {
+        /// The settlement transaction, when known (else the stored one stays).
+        transaction: Option<&'a str>,
+        /// The handler's response, when it ran (else the stored one stays).
+        response: Option<&'a CachedResponse>,
+    },
+    /// `reserved → settled`.
+    Settled {
+        /// The settlement transaction.
+        transaction: &'a str,
+        /// The `PAYMENT-RESPONSE` header value.
+        payment_response: &'a str,
+        /// The response to serve again for the same `payment-identifier`
+        /// (replaces any kept one).
+        response: Option<&'a CachedResponse>,
+    },
+    /// `settled → settled`, keeping the handler's response (settle-before:
+    /// the handler runs after the settlement).
+    AttachResponse(&'a CachedResponse),
+    /// `reserved → reserved`, the lease extended to at least `lease_until`
+    /// (never shortened).
+    Renew {
+        /// The new end of the lease.
+        lease_until: UnixTime,
+    },
+}
+
+impl Transition<'_> {
+    /// The state the record must be in for the move to apply.
+    ///
+    /// ```
+    /// use pay402_server::x402::store::{PaymentState, Transition};
+    /// assert_eq!(Transition::Release.from_state(), PaymentState::Reserved);
+    /// ```
+    pub fn from_state(&self) -> PaymentState {
+        match self {
+            Transition::AttachResponse(_) => PaymentState::Settled,
+            _ => PaymentState::Reserved,
+        }
+    }
+
+    /// The state the record is in after the move.
+    ///
+    /// ```
+    /// use pay402_server::x402::store::{PaymentState, Transition};
+    /// assert_eq!(Transition::Release.to_state(), PaymentState::Released);
+    /// ```
+    pub fn to_state(&self) -> PaymentState {
+        match self {
+            Transition::Release => PaymentState::Released,
+            Transition::Pending { .. } => PaymentState::Pending,
+            Transition::Settled { .. } | Transition::AttachResponse(_) => PaymentState::Settled,
+            Transition::Renew { .. } => PaymentState::Reserved,
+        }
+    }
+
+    /// Applies the move to `record` (the owner and state already checked).
+    fn apply(self, record: &mut PaymentRecord, now: UnixTime) {
+        record.state = self.to_state();
+        match self {
+            Transition::Release => record.response = None,
+            Transition::Pending {
+                transaction,
+                response,
+            } => {
+                if let Some(tx) = transaction {
+                    record.transaction = Some(tx.to_owned());
+                }
+                if let Some(resp) = response {
+                    record.response = Some(resp.clone());
+                }
+            }
+            Transition::Settled {
+                transaction,
+                payment_response,
+                response,
+            } => {
+                record.transaction = Some(transaction.to_owned());
+                record.payment_response = Some(payment_response.to_owned());
+                record.response = response.cloned();
+            }
+            Transition::AttachResponse(response) => record.response = Some(response.clone()),
+            Transition::Renew { lease_until } => {
+                record.lease_until = record.lease_until.max(lease_until);
+            }
+        }
+        record.updated_at = now;
+    }
+}
+
 /// Storage for x402 payment records. Implementations must make
 /// [`PaymentStore::reserve`] atomic across every process sharing the store,
 /// and every transition conditional on the attempt id.
@@ -469,6 +578,20 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Otherwise explains why not.
     async fn reserve(&self, claim: &Claim, now: UnixTime) -> Result<Reservation, StoreError>;
 
+    /// Applies `change` to the record under `key` if `attempt` still owns it
+    /// in [`Transition::from_state`], as one conditional step (a check-and-set
+    /// on the attempt id and the state). Returns whether it did: `false`
+    /// tells a request whose reservation was taken over, or a record not in
+    /// that state. Every method below is this one step; an implementation
+    /// writes only this.
+    async fn transition(
+        &self,
+        key: &NonceKey,
+        attempt: &AttemptId,
+        change: Transition<'_>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
     /// `reserved → released` (nothing moved). Drops any kept response.
     /// Returns whether this attempt still owned the record.
     async fn release(
@@ -476,7 +599,10 @@ pub trait PaymentStore: Send + Sync + 'static {
         key: &NonceKey,
         attempt: &AttemptId,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        self.transition(key, attempt, Transition::Release, now)
+            .await
+    }
 
     /// `reserved → pending`: the settlement may still move the money. Keeps
     /// the transaction (when known) and the handler's response (when it ran).
@@ -487,7 +613,13 @@ pub trait PaymentStore: Send + Sync + 'static {
         transaction: Option<&str>,
         response: Option<&CachedResponse>,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let change = Transition::Pending {
+            transaction,
+            response,
+        };
+        self.transition(key, attempt, change, now).await
+    }
 
     /// `reserved → settled`, with the receipt and (for a `payment-identifier`)
     /// the response to serve again.
@@ -499,7 +631,14 @@ pub trait PaymentStore: Send + Sync + 'static {
         payment_response: &str,
         response: Option<&CachedResponse>,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let change = Transition::Settled {
+            transaction,
+            payment_response,
+            response,
+        };
+        self.transition(key, attempt, change, now).await
+    }
 
     /// Keeps `response` on a record this attempt settled (settle-before: the
     /// handler runs after the settlement).
@@ -509,7 +648,10 @@ pub trait PaymentStore: Send + Sync + 'static {
         attempt: &AttemptId,
         response: &CachedResponse,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let change = Transition::AttachResponse(response);
+        self.transition(key, attempt, change, now).await
+    }
 
     /// Extends the lease of a reservation this attempt still owns to
     /// `lease_until` (never shortens it): a check-and-set on the attempt id,
@@ -522,7 +664,10 @@ pub trait PaymentStore: Send + Sync + 'static {
         attempt: &AttemptId,
         lease_until: UnixTime,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let change = Transition::Renew { lease_until };
+        self.transition(key, attempt, change, now).await
+    }
 
     /// Deletes up to `limit` `released` records last changed before
     /// `older_than` (free or failed requests leave them; nothing moved, so
@@ -541,81 +686,6 @@ pub trait PaymentStore: Send + Sync + 'static {
         state: PaymentState,
         limit: usize,
     ) -> Result<Vec<PaymentRecord>, StoreError>;
-}
-
-#[async_trait]
-impl<T: PaymentStore + ?Sized> PaymentStore for std::sync::Arc<T> {
-    async fn reserve(&self, claim: &Claim, now: UnixTime) -> Result<Reservation, StoreError> {
-        (**self).reserve(claim, now).await
-    }
-    async fn release(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        (**self).release(key, attempt, now).await
-    }
-    async fn mark_pending(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        transaction: Option<&str>,
-        response: Option<&CachedResponse>,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        (**self)
-            .mark_pending(key, attempt, transaction, response, now)
-            .await
-    }
-    async fn mark_settled(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        transaction: &str,
-        payment_response: &str,
-        response: Option<&CachedResponse>,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        (**self)
-            .mark_settled(key, attempt, transaction, payment_response, response, now)
-            .await
-    }
-    async fn attach_response(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        response: &CachedResponse,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        (**self).attach_response(key, attempt, response, now).await
-    }
-    async fn renew(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        lease_until: UnixTime,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        (**self).renew(key, attempt, lease_until, now).await
-    }
-    async fn prune_released(
-        &self,
-        older_than: UnixTime,
-        limit: usize,
-    ) -> Result<usize, StoreError> {
-        (**self).prune_released(older_than, limit).await
-    }
-    async fn get(&self, key: &NonceKey) -> Result<Option<PaymentRecord>, StoreError> {
-        (**self).get(key).await
-    }
-    async fn list(
-        &self,
-        state: PaymentState,
-        limit: usize,
-    ) -> Result<Vec<PaymentRecord>, StoreError> {
-        (**self).list(state, limit).await
-    }
 }
 
 /// Whether a record in `state` with `lease_until` may be taken over at `now`
@@ -712,27 +782,6 @@ impl MemoryPaymentStore {
             .lock()
             .map_err(|_| StoreError::Unavailable("memory payment store lock poisoned".into()))
     }
-
-    /// Runs `f` on the record `key` if `attempt` owns it in `from` state.
-    fn transition(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        from: PaymentState,
-        f: impl FnOnce(&mut PaymentRecord),
-    ) -> Result<bool, StoreError> {
-        let mut records = self.lock()?;
-        if records.attempts.get(key) != Some(attempt) {
-            return Ok(false);
-        }
-        match records.by_key.get_mut(key) {
-            Some(r) if r.state == from => {
-                f(r);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
 }
 
 #[async_trait]
@@ -801,81 +850,24 @@ impl PaymentStore for MemoryPaymentStore {
         }))
     }
 
-    async fn release(
+    async fn transition(
         &self,
         key: &NonceKey,
         attempt: &AttemptId,
+        change: Transition<'_>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        self.transition(key, attempt, PaymentState::Reserved, |r| {
-            r.state = PaymentState::Released;
-            r.response = None;
-            r.updated_at = now;
-        })
-    }
-
-    async fn mark_pending(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        transaction: Option<&str>,
-        response: Option<&CachedResponse>,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        self.transition(key, attempt, PaymentState::Reserved, |r| {
-            r.state = PaymentState::Pending;
-            if let Some(tx) = transaction {
-                r.transaction = Some(tx.to_owned());
+        let mut records = self.lock()?;
+        if records.attempts.get(key) != Some(attempt) {
+            return Ok(false);
+        }
+        match records.by_key.get_mut(key) {
+            Some(r) if r.state == change.from_state() => {
+                change.apply(r, now);
+                Ok(true)
             }
-            if let Some(resp) = response {
-                r.response = Some(resp.clone());
-            }
-            r.updated_at = now;
-        })
-    }
-
-    async fn mark_settled(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        transaction: &str,
-        payment_response: &str,
-        response: Option<&CachedResponse>,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        self.transition(key, attempt, PaymentState::Reserved, |r| {
-            r.state = PaymentState::Settled;
-            r.transaction = Some(transaction.to_owned());
-            r.payment_response = Some(payment_response.to_owned());
-            r.response = response.cloned();
-            r.updated_at = now;
-        })
-    }
-
-    async fn attach_response(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        response: &CachedResponse,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        self.transition(key, attempt, PaymentState::Settled, |r| {
-            r.response = Some(response.clone());
-            r.updated_at = now;
-        })
-    }
-
-    async fn renew(
-        &self,
-        key: &NonceKey,
-        attempt: &AttemptId,
-        lease_until: UnixTime,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        self.transition(key, attempt, PaymentState::Reserved, |r| {
-            r.lease_until = r.lease_until.max(lease_until);
-            r.updated_at = now;
-        })
+            _ => Ok(false),
+        }
     }
 
     async fn prune_released(

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use pay402_core::time::UnixTime;
 use pay402_core::x402::settlements::{
-    AuthorizationKey, Claimed, Outcome, OwnerId, SettlementState, SettlementStore, Signed,
+    AuthorizationKey, Claimed, Outcome, OwnerId, SettlementState, SettlementStore, SignNext,
+    SignWith, Signed,
 };
 use pay402_server::database::Database;
 
@@ -54,6 +55,24 @@ fn signed(nonce: u64) -> Result<Signed, String> {
     })
 }
 
+/// `o`'s next transaction on `k` from [`SIGNER`], signed by `sign`.
+fn next<'a>(
+    k: &'a AuthorizationKey,
+    o: &'a OwnerId,
+    floor: u64,
+    sign: SignWith<'a>,
+) -> SignNext<'a> {
+    SignNext {
+        key: k,
+        owner: o,
+        chain_id: CHAIN,
+        signer: SIGNER,
+        floor,
+        sign,
+        now: T,
+    }
+}
+
 async fn sign(
     store: &Arc<dyn SettlementStore>,
     k: &AuthorizationKey,
@@ -61,7 +80,7 @@ async fn sign(
     floor: u64,
 ) -> Option<u64> {
     store
-        .sign_next(k, o, CHAIN, SIGNER, floor, &signed, T)
+        .sign_next(next(k, o, floor, &signed))
         .await
         .unwrap()
         .map(|(n, s)| {
@@ -259,16 +278,8 @@ async fn only_the_owner_of_a_claimed_record_signs_and_a_failed_signature_allocat
     s.a.claim(&k, &owner(1), "{}", lease, T).await.unwrap();
     assert_eq!(sign(&s.b, &k, &owner(2), 0).await, None, "not the owner");
     let refused =
-        s.b.sign_next(
-            &k,
-            &owner(1),
-            CHAIN,
-            SIGNER,
-            0,
-            &|_| Err("no key".into()),
-            T,
-        )
-        .await;
+        s.b.sign_next(next(&k, &owner(1), 0, &|_| Err("no key".into())))
+            .await;
     assert!(refused.is_err());
     assert_eq!(
         s.a.get(&k).await.unwrap().unwrap().state,

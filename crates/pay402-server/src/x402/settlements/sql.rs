@@ -324,40 +324,34 @@ macro_rules! sql_settlement_store {
 
             async fn sign_next(
                 &self,
-                key: &AuthorizationKey,
-                owner: &OwnerId,
-                chain_id: u64,
-                signer: &str,
-                floor: u64,
-                sign: SignWith<'_>,
-                now: UnixTime,
+                next: SignNext<'_>,
             ) -> Result<Option<(u64, Signed)>, SettlementStoreError> {
-                let signer = signer.to_ascii_lowercase();
+                let signer = next.signer.to_ascii_lowercase();
                 let mut tx = self.pool.begin().await.map_err(unavailable)?;
-                let ours = Self::owned(sql::LOCK_CLAIMED_SQL, key, owner)
-                    .bind(secs(now))
+                let ours = Self::owned(sql::LOCK_CLAIMED_SQL, next.key, next.owner)
+                    .bind(secs(next.now))
                     .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;
                 if ours.rows_affected() != 1 {
                     return Ok(None);
                 }
-                Self::ensure_counter(&mut tx, chain_id, &signer, floor).await?;
+                Self::ensure_counter(&mut tx, next.chain_id, &signer, next.floor).await?;
                 let row = sqlx::query(sql::ALLOCATE_NONCE_SQL)
-                    .bind(int(floor))
-                    .bind(int(chain_id))
+                    .bind(int(next.floor))
+                    .bind(int(next.chain_id))
                     .bind(&signer)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(unavailable)?;
                 let nonce = uint(row.int("nonce").map_err(unavailable)?)?;
-                let signed = sign(nonce).map_err(SettlementStoreError::Unavailable)?;
-                Self::owned(sql::RECORD_SENT_SQL, key, owner)
+                let signed = (next.sign)(nonce).map_err(SettlementStoreError::Unavailable)?;
+                Self::owned(sql::RECORD_SENT_SQL, next.key, next.owner)
                     .bind(&signer)
                     .bind(int(nonce))
                     .bind(&signed.transaction)
                     .bind(&signed.raw)
-                    .bind(secs(now))
+                    .bind(secs(next.now))
                     .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;

@@ -2,8 +2,10 @@
 //! (written once, with `$n` parameters, which both databases read), the
 //! reservation rounds over them, row decoding and value conversions.
 //! [`sql_payment_store!`] implements both stores from this one text; they
-//! differ only in their pool type and in the name of the two-argument
-//! maximum (`MAX` in SQLite, `GREATEST` in PostgreSQL).
+//! differ only in their pool type. A lease never moves backwards: `CASE
+//! WHEN lease_until > $1 THEN lease_until ELSE $1 END` is SQLite's
+//! `MAX(lease_until, $1)` and PostgreSQL's `GREATEST(lease_until, $1)` on
+//! this `NOT NULL` column, in one text.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,7 +13,7 @@ use pay402_core::time::UnixTime;
 
 use super::{
     Acquired, CachedResponse, Claim, NonceKey, PaymentRecord, PaymentState, Reservation, Resumed,
-    StoreError, can_take_over, explain,
+    StoreError, Transition, can_take_over, explain,
 };
 use crate::rows::Cols;
 
@@ -177,10 +179,50 @@ pub(super) fn response_parts(
     }
 }
 
+/// The `SET` clause of `change` over `$1..$k`, and `k`: the values
+/// [`sql_payment_store!`] binds first, in this order.
+fn set_of(change: &Transition<'_>) -> (&'static str, usize) {
+    match change {
+        // Nothing moved: the kept response goes.
+        Transition::Release => (
+            "state = 'released', response_status = NULL, response_content_type = NULL, \
+             response_body = NULL",
+            0,
+        ),
+        // `$1` transaction, `$2` status, `$3` content type, `$4` body (each
+        // kept when NULL).
+        Transition::Pending { .. } => (
+            "state = 'pending', transaction_hash = COALESCE($1, transaction_hash), \
+             response_status = COALESCE($2, response_status), \
+             response_content_type = CASE WHEN $2 IS NULL THEN response_content_type ELSE $3 END, \
+             response_body = COALESCE($4, response_body)",
+            4,
+        ),
+        // `$1` transaction, `$2` payment response, `$3..$5` the kept response.
+        Transition::Settled { .. } => (
+            "state = 'settled', transaction_hash = $1, payment_response = $2, \
+             response_status = $3, response_content_type = $4, response_body = $5",
+            5,
+        ),
+        // `$1..$3` the kept response.
+        Transition::AttachResponse(_) => (
+            "response_status = $1, response_content_type = $2, response_body = $3",
+            3,
+        ),
+        // `$1` the new lease end, never shortening the lease.
+        Transition::Renew { .. } => (
+            "lease_until = CASE WHEN lease_until > $1 THEN lease_until ELSE $1 END",
+            1,
+        ),
+    }
+}
+
 /// `UPDATE … SET <set>, updated_at = $k+1 WHERE nonce_key = $k+2 AND
-/// attempt = $k+3 AND state = $k+4`, where `set` uses `$1..$k`: every
-/// transition is conditional on the attempt owning the record in `from`.
-pub(super) fn transition_sql(set: &str, k: usize) -> String {
+/// attempt = $k+3 AND state = $k+4`, where `set` (see [`set_of`]) uses
+/// `$1..$k`: every transition is conditional on the attempt owning the
+/// record in [`Transition::from_state`].
+pub(super) fn transition_sql(change: &Transition<'_>) -> String {
+    let (set, k) = set_of(change);
     format!(
         "UPDATE pay402_x402_payments SET {set}, updated_at = ${}
          WHERE nonce_key = ${} AND attempt = ${} AND state = ${}",
@@ -190,37 +232,6 @@ pub(super) fn transition_sql(set: &str, k: usize) -> String {
         k + 4
     )
 }
-
-/// `reserved → released`: nothing moved, the kept response goes.
-pub(super) const RELEASE_SET: (&str, usize) = (
-    "state = 'released', response_status = NULL, response_content_type = NULL, \
-     response_body = NULL",
-    0,
-);
-
-/// `reserved → pending`: `$1` transaction, `$2` status, `$3` content type,
-/// `$4` body (each kept when NULL).
-pub(super) const PENDING_SET: (&str, usize) = (
-    "state = 'pending', transaction_hash = COALESCE($1, transaction_hash), \
-     response_status = COALESCE($2, response_status), \
-     response_content_type = CASE WHEN $2 IS NULL THEN response_content_type ELSE $3 END, \
-     response_body = COALESCE($4, response_body)",
-    4,
-);
-
-/// `reserved → settled`: `$1` transaction, `$2` payment response, `$3..$5`
-/// the kept response.
-pub(super) const SETTLED_SET: (&str, usize) = (
-    "state = 'settled', transaction_hash = $1, payment_response = $2, \
-     response_status = $3, response_content_type = $4, response_body = $5",
-    5,
-);
-
-/// On a settled record: `$1..$3` the kept response.
-pub(super) const ATTACH_SET: (&str, usize) = (
-    "response_status = $1, response_content_type = $2, response_body = $3",
-    3,
-);
 
 pub(super) const INSERT_SQL: &str = "INSERT INTO pay402_x402_payments
         (nonce_key, state, attempt, fingerprint, payment_id, payer, network, amount,
@@ -246,30 +257,7 @@ pub(super) const PRUNE_SQL: &str = "DELETE FROM pay402_x402_payments WHERE nonce
 /// Implements [`ReserveSteps`] and [`PaymentStore`](super::PaymentStore)
 /// for a store type with a `pool` field, from the statements above.
 macro_rules! sql_payment_store {
-    ($store:ty, $db:ty, $greatest:literal) => {
-        impl $store {
-            /// Runs a transition (see `transition_sql`) whose `SET` binds
-            /// come first; true when this attempt owned the record in `from`.
-            async fn transition<'q>(
-                &self,
-                q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
-                key: &'q NonceKey,
-                attempt: &'q AttemptId,
-                from: PaymentState,
-                now: UnixTime,
-            ) -> Result<bool, StoreError> {
-                let res = q
-                    .bind(secs(now))
-                    .bind(key.as_str())
-                    .bind(&attempt.0[..])
-                    .bind(from.as_str())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(unavailable)?;
-                Ok(res.rows_affected() == 1)
-            }
-        }
-
+    ($store:ty) => {
         #[async_trait]
         impl ReserveSteps for $store {
             async fn insert(&self, claim: &Claim, now: UnixTime) -> Result<bool, StoreError> {
@@ -347,83 +335,55 @@ macro_rules! sql_payment_store {
                 reserve_rounds(self, claim, now).await
             }
 
-            async fn release(
+            async fn transition(
                 &self,
                 key: &NonceKey,
                 attempt: &AttemptId,
+                change: Transition<'_>,
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
-                let sql = transition_sql(RELEASE_SET.0, RELEASE_SET.1);
-                self.transition(sqlx::query(&sql), key, attempt, PaymentState::Reserved, now)
+                let sql = transition_sql(&change);
+                let q = sqlx::query(&sql);
+                // The `SET` values, in the order of `set_of`.
+                let q = match change {
+                    Transition::Release => q,
+                    Transition::Pending {
+                        transaction,
+                        response,
+                    } => {
+                        let (status, content_type, body) = response_parts(response);
+                        q.bind(transaction)
+                            .bind(status)
+                            .bind(content_type)
+                            .bind(body)
+                    }
+                    Transition::Settled {
+                        transaction,
+                        payment_response,
+                        response,
+                    } => {
+                        let (status, content_type, body) = response_parts(response);
+                        q.bind(transaction)
+                            .bind(payment_response)
+                            .bind(status)
+                            .bind(content_type)
+                            .bind(body)
+                    }
+                    Transition::AttachResponse(response) => {
+                        let (status, content_type, body) = response_parts(Some(response));
+                        q.bind(status).bind(content_type).bind(body)
+                    }
+                    Transition::Renew { lease_until } => q.bind(secs(lease_until)),
+                };
+                let res = q
+                    .bind(secs(now))
+                    .bind(key.as_str())
+                    .bind(&attempt.0[..])
+                    .bind(change.from_state().as_str())
+                    .execute(&self.pool)
                     .await
-            }
-
-            async fn mark_pending(
-                &self,
-                key: &NonceKey,
-                attempt: &AttemptId,
-                transaction: Option<&str>,
-                response: Option<&CachedResponse>,
-                now: UnixTime,
-            ) -> Result<bool, StoreError> {
-                let (status, content_type, body) = response_parts(response);
-                let sql = transition_sql(PENDING_SET.0, PENDING_SET.1);
-                let q = sqlx::query(&sql)
-                    .bind(transaction)
-                    .bind(status)
-                    .bind(content_type)
-                    .bind(body);
-                self.transition(q, key, attempt, PaymentState::Reserved, now)
-                    .await
-            }
-
-            async fn mark_settled(
-                &self,
-                key: &NonceKey,
-                attempt: &AttemptId,
-                transaction: &str,
-                payment_response: &str,
-                response: Option<&CachedResponse>,
-                now: UnixTime,
-            ) -> Result<bool, StoreError> {
-                let (status, content_type, body) = response_parts(response);
-                let sql = transition_sql(SETTLED_SET.0, SETTLED_SET.1);
-                let q = sqlx::query(&sql)
-                    .bind(transaction)
-                    .bind(payment_response)
-                    .bind(status)
-                    .bind(content_type)
-                    .bind(body);
-                self.transition(q, key, attempt, PaymentState::Reserved, now)
-                    .await
-            }
-
-            async fn attach_response(
-                &self,
-                key: &NonceKey,
-                attempt: &AttemptId,
-                response: &CachedResponse,
-                now: UnixTime,
-            ) -> Result<bool, StoreError> {
-                let (status, content_type, body) = response_parts(Some(response));
-                let sql = transition_sql(ATTACH_SET.0, ATTACH_SET.1);
-                let q = sqlx::query(&sql).bind(status).bind(content_type).bind(body);
-                self.transition(q, key, attempt, PaymentState::Settled, now)
-                    .await
-            }
-
-            async fn renew(
-                &self,
-                key: &NonceKey,
-                attempt: &AttemptId,
-                lease_until: UnixTime,
-                now: UnixTime,
-            ) -> Result<bool, StoreError> {
-                let sql =
-                    transition_sql(concat!("lease_until = ", $greatest, "(lease_until, $1)"), 1);
-                let q = sqlx::query(&sql).bind(secs(lease_until));
-                self.transition(q, key, attempt, PaymentState::Reserved, now)
-                    .await
+                    .map_err(unavailable)?;
+                Ok(res.rows_affected() == 1)
             }
 
             async fn prune_released(

@@ -7,8 +7,8 @@ use sqlx::postgres::PgPool;
 
 use super::db::*;
 use super::{
-    AttemptId, CachedResponse, Claim, NonceKey, PaymentRecord, PaymentState, PaymentStore,
-    Reservation, Resumed, StoreError,
+    AttemptId, Claim, NonceKey, PaymentRecord, PaymentState, PaymentStore, Reservation, Resumed,
+    StoreError, Transition,
 };
 use crate::database::DatabaseOptions;
 use crate::pg_pool::Migration;
@@ -88,4 +88,4 @@ impl PostgresPaymentStore {
     }
 }
 
-sql_payment_store!(PostgresPaymentStore, sqlx::Postgres, "GREATEST");
+sql_payment_store!(PostgresPaymentStore);

@@ -7,9 +7,38 @@ use sqlx::sqlite::SqlitePool;
 
 use super::db::*;
 use super::{
-    AttemptId, CachedResponse, Claim, NonceKey, PaymentRecord, PaymentState, PaymentStore,
-    Reservation, Resumed, StoreError,
+    AttemptId, Claim, NonceKey, PaymentRecord, PaymentState, PaymentStore, Reservation, Resumed,
+    StoreError, Transition,
 };
+
+/// The table and its indexes, created on open (PostgreSQL's are the
+/// migration in `migrations/postgres/x402/`).
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS pay402_x402_payments (
+                nonce_key TEXT PRIMARY KEY NOT NULL,
+                state TEXT NOT NULL,
+                prev_state TEXT,
+                attempt BLOB NOT NULL,
+                fingerprint BLOB NOT NULL,
+                payment_id TEXT UNIQUE,
+                payer TEXT NOT NULL,
+                network TEXT NOT NULL,
+                amount TEXT NOT NULL,
+                transaction_hash TEXT,
+                payment_response TEXT,
+                response_status INTEGER,
+                response_content_type TEXT,
+                response_body BLOB,
+                request TEXT NOT NULL,
+                lease_until INTEGER NOT NULL,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )",
+    "CREATE INDEX IF NOT EXISTS pay402_x402_payments_state
+             ON pay402_x402_payments (state, created_at)",
+    "CREATE INDEX IF NOT EXISTS pay402_x402_payments_state_updated
+             ON pay402_x402_payments (state, updated_at)",
+];
 
 /// Payment records in a SQLite database.
 ///
@@ -71,45 +100,12 @@ impl SqlitePaymentStore {
     /// # }
     /// ```
     pub async fn from_pool(pool: SqlitePool) -> Result<SqlitePaymentStore, StoreError> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS pay402_x402_payments (
-                nonce_key TEXT PRIMARY KEY NOT NULL,
-                state TEXT NOT NULL,
-                prev_state TEXT,
-                attempt BLOB NOT NULL,
-                fingerprint BLOB NOT NULL,
-                payment_id TEXT UNIQUE,
-                payer TEXT NOT NULL,
-                network TEXT NOT NULL,
-                amount TEXT NOT NULL,
-                transaction_hash TEXT,
-                payment_response TEXT,
-                response_status INTEGER,
-                response_content_type TEXT,
-                response_body BLOB,
-                request TEXT NOT NULL,
-                lease_until INTEGER NOT NULL,
-                created_at INTEGER NOT NULL,
-                updated_at INTEGER NOT NULL
-            )",
-        )
-        .execute(&pool)
-        .await
-        .map_err(unavailable)?;
-        sqlx::query(
-            "CREATE INDEX IF NOT EXISTS pay402_x402_payments_state
-             ON pay402_x402_payments (state, created_at)",
-        )
-        .execute(&pool)
-        .await
-        .map_err(unavailable)?;
-        sqlx::query(
-            "CREATE INDEX IF NOT EXISTS pay402_x402_payments_state_updated
-             ON pay402_x402_payments (state, updated_at)",
-        )
-        .execute(&pool)
-        .await
-        .map_err(unavailable)?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(SqlitePaymentStore { pool })
     }
 
@@ -125,4 +121,4 @@ impl SqlitePaymentStore {
     }
 }
 
-sql_payment_store!(SqlitePaymentStore, sqlx::Sqlite, "MAX");
+sql_payment_store!(SqlitePaymentStore);
