@@ -25,8 +25,8 @@ use pay402_core::x402::mock_chain::{
 };
 use pay402_core::x402::{EvmTimestamp, TokenAmount};
 use pay402_server::x402_mock::{
-    AcceptedToken, MockConfig, MockPaidToken, MockPaywall, MockPrice, RetryPolicy, SettlementState,
-    SettlementStore, SqliteSettlementStore,
+    AcceptedToken, MockConfig, MockPaidToken, MockPaywall, MockPrice, QueueError, RetryPolicy,
+    Settlement, SettlementState, SettlementStore, SettlementWorker, SqliteSettlementStore,
 };
 use pay402_testkit::anvil::{Anvil, CHAIN_ID, DEV_ACCOUNTS, Usdc};
 use serde_json::{Value, json};
@@ -965,6 +965,116 @@ async fn lost_broadcasts_are_resent_from_the_journal_and_never_pay_twice() {
             .unwrap(),
         amount(PRICE * 2)
     );
+}
+
+/// **Stall injector** (a test double around the real store): `claim_due`
+/// leases the jobs in the real store, then holds them back from its worker
+/// until the test opens the gate, what a worker paused between its claim
+/// and its work looks like (a GC pause, a suspended VM, a slow batch). Its
+/// copy of each job goes stale once the lease runs out and another worker
+/// takes the job over.
+struct StallsAfterClaim {
+    inner: Arc<SqliteSettlementStore>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl SettlementStore for StallsAfterClaim {
+    async fn enqueue(
+        &self,
+        job: pay402_server::x402_mock::NewSettlement,
+    ) -> Result<i64, QueueError> {
+        self.inner.enqueue(job).await
+    }
+    async fn claim_due(
+        &self,
+        now: u64,
+        lease_until: u64,
+        limit: u32,
+    ) -> Result<Vec<Settlement>, QueueError> {
+        let jobs = self.inner.claim_due(now, lease_until, limit).await?;
+        let _open = self.gate.acquire().await.unwrap();
+        Ok(jobs)
+    }
+    async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError> {
+        self.inner.save(job, held_lease).await
+    }
+    async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
+        self.inner.get(id).await
+    }
+    async fn revoke(&self, jti: &Bytes32, exp: u64, reason: &str) -> Result<(), QueueError> {
+        self.inner.revoke(jti, exp, reason).await
+    }
+    async fn is_revoked(&self, jti: &Bytes32) -> Result<bool, QueueError> {
+        self.inner.is_revoked(jti).await
+    }
+}
+
+/// A worker claims a job, stalls past its one-second lease, and another
+/// worker takes the job over and settles it (the permit's whole allowance
+/// spent). The first then wakes with its stale copy (`queued`) and finds
+/// the permit nonce used and no allowance left, which on its own would
+/// mean `permit_nonce_consumed`: it must not fail the job nor revoke the
+/// payer's token, since it no longer holds the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_never_fails_nor_revokes_a_job_the_next_one_settled() {
+    let chain = start_chain();
+    let usdc = chain.deploy_usdc().unwrap();
+    let payer = 2;
+    usdc.mint(addr(payer).0, amount(FUNDS).0).unwrap();
+    let server = serve(&chain, &usdc, settler(&chain).await).await;
+    let permit = server.sign(&server.draft(payer, 0)); // value = price
+    let (s, body) = server.post_permit(&permit).await;
+    assert_eq!(s, 200, "{body}");
+    let id = body["metadata"]["settlement_id"].as_i64().unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let stalled = Arc::new(StallsAfterClaim {
+        inner: server.store.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let first = SettlementWorker::new(stalled.clone(), settler(&chain).await, fast_retry())
+        .with_lease(Duration::from_secs(1));
+    let first = tokio::spawn(async move { first.run_once().await });
+    // The first worker holds the job; wait until its lease has run out.
+    let start = Instant::now();
+    let lease = loop {
+        let job = server.store.get(id).await.unwrap().unwrap();
+        if job.lease_until != 0 {
+            break job.lease_until;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    while now() < lease {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The next worker takes it over and settles it.
+    assert_eq!(server.paywall.worker().run_once().await.unwrap(), 1);
+    let settled = server.store.get(id).await.unwrap().unwrap();
+    assert_eq!(settled.state, SettlementState::Settled, "{settled:?}");
+    assert_eq!(
+        server
+            .reader
+            .allowance(server.token, addr(payer), addr(SPENDER))
+            .await
+            .unwrap(),
+        amount(0)
+    );
+
+    // The first wakes up: everything it tries to write is refused.
+    stalled.gate.add_permits(1);
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    let after = server.store.get(id).await.unwrap().unwrap();
+    assert_eq!(after, settled, "the stale worker wrote nothing");
+    assert!(
+        !server.store.is_revoked(&settled.job.digest).await.unwrap(),
+        "the payer's token was revoked by a worker without the lease"
+    );
+    let (s, body, _) = server.get_with(RESOURCE, &token).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(balance(&usdc, addr(payer)), amount(FUNDS - PRICE));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,6 +91,7 @@ pub struct SettlementWorker {
     store: Arc<dyn SettlementStore>,
     chain: Arc<dyn PermitSettler>,
     policy: RetryPolicy,
+    lease: Duration,
     wake: Arc<Notify>,
 }
 
@@ -99,6 +100,7 @@ impl std::fmt::Debug for SettlementWorker {
         f.debug_struct("SettlementWorker")
             .field("spender", &self.chain.spender())
             .field("policy", &self.policy)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -130,9 +132,24 @@ impl SettlementWorker {
         SettlementWorker {
             store,
             chain,
+            lease: policy.lease(),
             policy,
             wake,
         }
+    }
+
+    /// Sets how long the worker leases each job it takes (whole seconds, at
+    /// least one; default four receipt timeouts plus 60 s, see
+    /// [`MockConfig::settlement_lease`](super::MockConfig::settlement_lease)).
+    ///
+    /// ```no_run
+    /// # fn f(w: pay402_server::x402_mock::SettlementWorker) {
+    /// let w = w.with_lease(std::time::Duration::from_secs(30));
+    /// # }
+    /// ```
+    pub fn with_lease(mut self, lease: Duration) -> SettlementWorker {
+        self.lease = lease;
+        self
     }
 
     /// Processes the jobs due now (each until it settles, fails, or has to
@@ -145,7 +162,7 @@ impl SettlementWorker {
     /// ```
     pub async fn run_once(&self) -> Result<usize, QueueError> {
         let now = unix_now();
-        let lease = now.saturating_add(secs(self.policy.lease()));
+        let lease = now.saturating_add(secs(self.lease));
         let jobs = self.store.claim_due(now, lease, BATCH).await?;
         let n = jobs.len();
         for job in jobs {
@@ -292,9 +309,28 @@ impl SettlementWorker {
         self.release(job, state).await
     }
 
+    /// Renews the lease on `job` (one conditional save): proves that this
+    /// worker still holds it, and keeps it for another lease from now.
+    async fn renew(&self, job: &mut Settlement) -> Result<(), QueueError> {
+        let held = job.lease_until;
+        job.lease_until = unix_now().saturating_add(secs(self.lease)).max(held);
+        let state = job.state;
+        let renewed = self.save_with(job, state, held).await;
+        if renewed.is_err() {
+            job.lease_until = held;
+        }
+        renewed
+    }
+
     /// Revokes the token first, then records the failure (a crash in
     /// between leaves a revoked token and a job that fails again).
+    ///
+    /// The lease is renewed before anything is revoked: a worker that lost
+    /// the job decided on a copy that may be stale (the worker that took it
+    /// over may have settled it since, using up the allowance this one now
+    /// finds missing), and must not revoke the payer's token.
     async fn fail(&self, job: &mut Settlement, reason: &'static str) -> Result<(), QueueError> {
+        self.renew(job).await?;
         self.store
             .revoke(&job.job.digest, job.job.token_exp, reason)
             .await?;
