@@ -25,12 +25,18 @@ use pay402_core::x402::mock_chain::{
 };
 use pay402_core::x402::{EvmTimestamp, TokenAmount};
 use pay402_server::x402_mock::{
-    AcceptedToken, MockConfig, MockPaidToken, MockPaywall, MockPrice, QueueError, RetryPolicy,
-    Settlement, SettlementState, SettlementStore, SettlementWorker, SqliteSettlementStore,
+    AcceptedToken, MockConfig, MockPaidToken, MockPaywall, MockPrice, RetryPolicy, SettlementState,
+    SettlementStore, SettlementWorker, SqliteSettlementStore,
 };
 use pay402_testkit::anvil::{Anvil, CHAIN_ID, DEV_ACCOUNTS, Usdc};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
+
+#[path = "common/hooked_store.rs"]
+mod hooked_store;
+#[path = "common/mock_permit.rs"]
+mod mock_permit;
+use hooked_store::{Hooked, Hooks};
 
 const PRICE: u64 = 10_000; // 0.01 USDC
 const FUNDS: u64 = 1_000_000; // 1 USDC
@@ -241,24 +247,7 @@ impl Server {
             .unwrap()
             .sign_digest_sync(&digest)
             .unwrap();
-        let b = sig.as_bytes();
-        MockPermit {
-            permit_type: "EIP2612".into(),
-            owner: d.owner,
-            spender: d.spender,
-            token: d.token,
-            value: amount(d.value).0,
-            nonce: amount(d.nonce).0,
-            deadline: EvmTimestamp::from_u64(d.deadline).0,
-            chain_id: d.chain_id,
-            signature: MockPermitSignature {
-                signature_type: "EIP2612".into(),
-                v: if b[64] < 27 { b[64] + 27 } else { b[64] },
-                r: Bytes32(b[..32].try_into().unwrap()),
-                s: Bytes32(b[32..64].try_into().unwrap()),
-            },
-            created_at: None,
-        }
+        mock_permit::wire(&message, d.token, d.chain_id, sig.as_bytes())
     }
 
     fn endpoint(&self, resource: &str) -> String {
@@ -967,46 +956,20 @@ async fn lost_broadcasts_are_resent_from_the_journal_and_never_pay_twice() {
     );
 }
 
-/// **Stall injector** (a test double around the real store): `claim_due`
-/// leases the jobs in the real store, then holds them back from its worker
-/// until the test opens the gate, what a worker paused between its claim
-/// and its work looks like (a GC pause, a suspended VM, a slow batch). Its
-/// copy of each job goes stale once the lease runs out and another worker
-/// takes the job over.
+/// **Stall injector** (hooks around the real store): a claim leases the
+/// jobs in the real store, then holds them back from its worker until the
+/// test opens the gate, what a worker paused between its claim and its
+/// work looks like (a GC pause, a suspended VM, a slow batch). Its copy of
+/// each job goes stale once the lease runs out and another worker takes
+/// the job over.
 struct StallsAfterClaim {
-    inner: Arc<SqliteSettlementStore>,
     gate: tokio::sync::Semaphore,
 }
 
 #[async_trait::async_trait]
-impl SettlementStore for StallsAfterClaim {
-    async fn enqueue(
-        &self,
-        job: pay402_server::x402_mock::NewSettlement,
-    ) -> Result<i64, QueueError> {
-        self.inner.enqueue(job).await
-    }
-    async fn claim_due(
-        &self,
-        now: u64,
-        lease_until: u64,
-        limit: u32,
-    ) -> Result<Vec<Settlement>, QueueError> {
-        let jobs = self.inner.claim_due(now, lease_until, limit).await?;
+impl Hooks for StallsAfterClaim {
+    async fn claimed(&self, _jobs: &[pay402_server::x402_mock::Settlement]) {
         let _open = self.gate.acquire().await.unwrap();
-        Ok(jobs)
-    }
-    async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError> {
-        self.inner.save(job, held_lease).await
-    }
-    async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
-        self.inner.get(id).await
-    }
-    async fn revoke(&self, jti: &Bytes32, exp: u64, reason: &str) -> Result<(), QueueError> {
-        self.inner.revoke(jti, exp, reason).await
-    }
-    async fn is_revoked(&self, jti: &Bytes32) -> Result<bool, QueueError> {
-        self.inner.is_revoked(jti).await
     }
 }
 
@@ -1029,9 +992,11 @@ async fn a_worker_that_lost_its_lease_never_fails_nor_revokes_a_job_the_next_one
     let id = body["metadata"]["settlement_id"].as_i64().unwrap();
     let token = body["access_token"].as_str().unwrap().to_owned();
 
-    let stalled = Arc::new(StallsAfterClaim {
+    let stalled = Arc::new(Hooked {
         inner: server.store.clone(),
-        gate: tokio::sync::Semaphore::new(0),
+        hooks: StallsAfterClaim {
+            gate: tokio::sync::Semaphore::new(0),
+        },
     });
     let first = SettlementWorker::new(stalled.clone(), settler(&chain).await, fast_retry())
         .with_lease(Duration::from_secs(1));
@@ -1064,7 +1029,7 @@ async fn a_worker_that_lost_its_lease_never_fails_nor_revokes_a_job_the_next_one
     );
 
     // The first wakes up: everything it tries to write is refused.
-    stalled.gate.add_permits(1);
+    stalled.hooks.gate.add_permits(1);
     assert_eq!(first.await.unwrap().unwrap(), 1);
     let after = server.store.get(id).await.unwrap().unwrap();
     assert_eq!(after, settled, "the stale worker wrote nothing");
