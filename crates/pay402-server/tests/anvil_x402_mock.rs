@@ -1042,6 +1042,90 @@ async fn a_worker_that_lost_its_lease_never_fails_nor_revokes_a_job_the_next_one
     assert_eq!(balance(&usdc, addr(payer)), amount(FUNDS - PRICE));
 }
 
+/// A permit sets the allowance, it does not add to it. Job 0 is leased by a
+/// stalled worker after someone else executed its permit (its allowance is
+/// in place), and the payer's permit 1 is accepted meanwhile. Executing
+/// permit 1 now would overwrite the allowance job 0 still needs: one of
+/// the two `transferFrom()`s would find too little and its job would fail.
+/// The worker holds job 1 back (no attempt counted) until job 0 is final;
+/// then both settle and the payer pays twice, once per token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_waits_while_the_payers_previous_job_still_needs_its_allowance() {
+    let chain = start_chain();
+    let usdc = chain.deploy_usdc().unwrap();
+    let payer = 2;
+    usdc.mint(addr(payer).0, amount(FUNDS).0).unwrap();
+    let server = serve(&chain, &usdc, settler(&chain).await).await;
+    let payee_before = balance(&usdc, addr(SPENDER));
+
+    let first = server.sign(&server.draft(payer, 0)); // value = price
+    let (s, body) = server.post_permit(&first).await;
+    assert_eq!(s, 200, "{body}");
+    let id0 = body["metadata"]["settlement_id"].as_i64().unwrap();
+    let t = now();
+    let stalled = server.store.claim_due(t, t + 600, 16).await.unwrap();
+    assert_eq!(stalled.len(), 1);
+    // Anyone may execute a permit: a bystander does.
+    let bystander =
+        AlloyPermitSettler::connect(&chain.rpc_url(), SpenderKey::from_hex(&key_hex(0)).unwrap())
+            .await
+            .unwrap();
+    let tx = bystander.sign_permit(&first).await.unwrap();
+    bystander.broadcast(&tx).await.unwrap();
+    assert!(matches!(
+        bystander
+            .wait_receipt(&tx.hash, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(TxStatus::Success { .. })
+    ));
+    let (s, body) = server
+        .post_permit(&server.sign(&server.draft(payer, 1)))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let id1 = body["metadata"]["settlement_id"].as_i64().unwrap();
+
+    // Job 1 is taken, and put back untouched.
+    assert_eq!(server.paywall.worker().run_once().await.unwrap(), 1);
+    let waiting = server.store.get(id1).await.unwrap().unwrap();
+    assert_eq!(waiting.state, SettlementState::Queued, "{waiting:?}");
+    assert_eq!(waiting.attempts, 0, "waiting is not a failed attempt");
+    assert!(
+        waiting
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&format!("settlement {id0}"))),
+        "{waiting:?}"
+    );
+    assert_eq!(
+        server
+            .reader
+            .nonces(server.token, addr(payer))
+            .await
+            .unwrap(),
+        amount(1).0,
+        "permit 1 not executed"
+    );
+
+    // The stalled worker gives job 0 up; both settle, in order.
+    let mut job0 = stalled[0].clone();
+    let held = job0.lease_until;
+    job0.lease_until = 0;
+    server.store.save(&job0, held).await.unwrap();
+    let worker = server.paywall.spawn_worker();
+    let settled0 = server.wait_state(id0, SettlementState::Settled).await;
+    let settled1 = server.wait_state(id1, SettlementState::Settled).await;
+    worker.shutdown().await;
+    for job in [&settled0, &settled1] {
+        assert!(!server.store.is_revoked(&job.job.digest).await.unwrap());
+    }
+    assert_eq!(balance(&usdc, addr(payer)), amount(FUNDS - 2 * PRICE));
+    assert_eq!(
+        balance(&usdc, addr(SPENDER)),
+        TokenAmount(payee_before.0 + amount(2 * PRICE).0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_respects_its_cap_pays_once_for_concurrent_requests_and_repays_a_revoked_token() {
     let chain = start_chain();

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pay402_core::x402::evm::Bytes32;
+use pay402_core::x402::evm::{Bytes32, EvmAddress};
+use pay402_core::x402::mock_chain::U256;
 use pay402_server::x402_mock::{NewSettlement, QueueError, Settlement, SettlementStore};
 
 /// What a test does around the real store's calls.
@@ -47,6 +48,15 @@ impl<H: Hooks> SettlementStore for Hooked<H> {
     }
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
         self.inner.get(id).await
+    }
+    async fn live(
+        &self,
+        chain_id: u64,
+        token: EvmAddress,
+        owner: EvmAddress,
+        nonce: U256,
+    ) -> Result<Option<Settlement>, QueueError> {
+        self.inner.live(chain_id, token, owner, nonce).await
     }
     async fn revoke(&self, jti: &Bytes32, exp: u64, reason: &str) -> Result<(), QueueError> {
         self.inner.revoke(jti, exp, reason).await
