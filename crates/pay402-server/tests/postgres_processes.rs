@@ -22,17 +22,18 @@
 //!   (`MockPaywall`: token endpoint, protected route, and its real
 //!   `SettlementWorker` with the alloy settler, one spender key for both)
 //!   on one queue, and one anvil with Circle's USDC mining a block a
-//!   second. Twelve payers: eight permits posted here (value three times
-//!   the price, four of them to both servers at once), four paid by the
-//!   real `MockClient`. Workers lease a job for one second while an
+//!   second. Twelve payers, thirteen permits: eight posted here (value
+//!   three times the price, four of them to both servers at once), four
+//!   paid by the real `MockClient`, and one payer's second permit, posted
+//!   as soon as its first is executed. Workers lease a job for one second while an
 //!   attempt waits for two blocks, so leases run out mid-attempt and jobs
 //!   (and transactions already sent) pass from one process to the other.
 //!   Every permit is accepted once (the duplicate: `permit_replayed`), its
 //!   token opens the resource on both servers, every job ends `settled`
 //!   with its `permit()` and `transferFrom()` mined, no token is revoked,
 //!   the spender mined exactly two transactions per job, each payer's nonce
-//!   moved once and it was charged once (`pay_to` holds exactly the prices;
-//!   each allowance kept `value - price`), each job was saved `settled` by
+//!   moved and it was charged once per permit (`pay_to` holds exactly the
+//!   prices; each allowance kept `value - price`), each job was saved `settled` by
 //!   exactly one process, both processes claimed jobs, jobs were claimed by
 //!   both, and transactions journaled by one were finished by the other.
 //!

@@ -195,19 +195,20 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// A permit of `value` for the spender, signed by `payer`.
+/// A permit of `value` for the spender with `nonce`, signed by `payer`.
 fn sign(
     payer: &LocalSigner,
     component: &EvmPaymentComponent,
     spender: EvmAddress,
     value: u64,
+    nonce: u64,
 ) -> MockPermit {
     let deadline = unix_now() + 600;
     let message = Eip2612Permit {
         owner: payer.address(),
         spender,
         value: amount(value),
-        nonce: amount(0).0,
+        nonce: amount(nonce).0,
         deadline: EvmTimestamp::from_u64(deadline),
     };
     let sig = payer
@@ -244,7 +245,10 @@ async fn get_paid(http: &reqwest::Client, base: &str, token: &str) -> (u16, Stri
 
 /// One payer's purchase as the test made it.
 struct Purchase {
-    payer: LocalSigner,
+    /// The payer's index.
+    payer: usize,
+    /// The permit's nonce.
+    nonce: u64,
     /// The permit's value (the allowance it grants).
     value: u64,
     /// The settlement id the accepting server answered with.
@@ -264,11 +268,15 @@ fn parse_ids(line: &str) -> Vec<i64> {
 /// real alloy settler, all with one spender key) in two processes on one
 /// PostgreSQL queue and one anvil with real USDC.
 ///
-/// Twelve payers, each with one permit: eight signed here with a value of
+/// Twelve payers, thirteen permits: eight signed here with a value of
 /// three times the price (so that a second `transferFrom()` of one job
 /// would succeed on chain and show in the balances), four of them posted
 /// to both servers at once, the other four to one server; four more paid
-/// by the real `MockClient` (value = price). anvil then mines one block a
+/// by the real `MockClient` (value = price); and payer 7's second permit
+/// (nonce 1, value = price), posted to the other server as soon as its
+/// first is executed, which a worker must hold back until the first job's
+/// `transferFrom()` is mined (a permit sets the allowance, it does not add
+/// to it; whether it had to wait is printed). anvil then mines one block a
 /// second, and each worker leases a job for one second while one attempt
 /// waits for two blocks: leases run out mid-attempt and the other process
 /// takes jobs over while the first still holds its copy (and both
@@ -279,11 +287,13 @@ fn parse_ids(line: &str) -> Vec<i64> {
 /// `permit_replayed`) and its token opens the resource on both servers;
 /// every job ends `settled` (none failed, no token revoked), with its
 /// `permit()` and `transferFrom()` mined successfully; the spender mined
-/// exactly two transactions per job; each payer's nonce moved once and it
-/// was charged once (`pay_to` got exactly the sum of the prices, each
-/// allowance kept `value - price`); across both processes each job was
-/// saved `settled` exactly once; both processes claimed jobs, and at least
-/// one job was claimed by both (a lease taken over across processes).
+/// exactly two transactions per job; each payer's nonce moved once per
+/// permit and it was charged once per permit (`pay_to` got exactly the sum
+/// of the prices, each allowance kept its last permit's `value - price`);
+/// across both processes each job was saved `settled` exactly once; both
+/// processes claimed jobs, at least one job was claimed by both (a lease
+/// taken over across processes), and at least one transaction journaled
+/// and sent by one process was found in flight and finished by the other.
 pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil() {
     let chain =
         Anvil::start().unwrap_or_else(|e| panic!("anvil (the real EVM peer) could not start: {e}"));
@@ -335,7 +345,7 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
     // Eight permits posted: 0..4 to both servers at once, 4..8 to one.
     let mut posts = Vec::new();
     for i in 0..8 {
-        let permit = sign(&payer(i), &component, spender, 3 * PRICE);
+        let permit = sign(&payer(i), &component, spender, 3 * PRICE, 0);
         let targets: Vec<usize> = if i < 4 { vec![0, 1] } else { vec![i % 2] };
         for server in targets {
             let (http, base, permit) = (http.clone(), bases[server].clone(), permit.clone());
@@ -383,7 +393,8 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
             assert_eq!(s, 200, "{body}");
         }
         purchases.push(Purchase {
-            payer: payer(i),
+            payer: i,
+            nonce: 0,
             value: 3 * PRICE,
             id,
             token: Some(token),
@@ -392,14 +403,36 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
     for c in clients {
         let (i, id) = c.await.unwrap();
         purchases.push(Purchase {
-            payer: payer(i),
+            payer: i,
+            nonce: 0,
             value: PRICE,
             id,
             token: None,
         });
     }
+    // Payer 7's second permit (nonce 1, value = price), accepted once its
+    // first is executed, on the other server: its worker must not execute
+    // it before the first job's transferFrom() has used that allowance.
+    let started = Instant::now();
+    while reader.nonces(token, payer(7).address()).await.unwrap() != amount(1).0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "payer 7's first permit never executed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = sign(&payer(7), &component, spender, PRICE, 1);
+    let (s, body) = post(&http, &bases[0], &second).await;
+    assert_eq!(s, 200, "{body}");
+    purchases.push(Purchase {
+        payer: 7,
+        nonce: 1,
+        value: PRICE,
+        id: body["metadata"]["settlement_id"].as_i64().unwrap(),
+        token: body["access_token"].as_str().map(str::to_owned),
+    });
     let ids: BTreeSet<i64> = purchases.iter().map(|p| p.id).collect();
-    assert_eq!(ids.len(), keys.len(), "one job per permit");
+    assert_eq!(ids.len(), purchases.len(), "one job per permit");
 
     // Every job reaches a final state.
     let queue =
@@ -407,11 +440,17 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
             .await
             .unwrap();
     let started = Instant::now();
+    let second_id = purchases.last().unwrap().id;
+    let mut second_waited = false;
     let jobs: BTreeMap<i64, Settlement> = loop {
         let mut jobs = BTreeMap::new();
         for id in &ids {
             jobs.insert(*id, queue.get(*id).await.unwrap().unwrap());
         }
+        second_waited |= jobs[&second_id]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("waiting for settlement"));
         if jobs.values().all(|j| j.state.is_final()) {
             break jobs;
         }
@@ -479,17 +518,22 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
                 "{job:?}"
             );
         }
-        let owner = p.payer.address();
-        assert_eq!(reader.nonces(token, owner).await.unwrap(), amount(1).0);
+    }
+    for i in 0..keys.len() {
+        let mine: Vec<&Purchase> = purchases.iter().filter(|p| p.payer == i).collect();
+        let count = u64::try_from(mine.len()).unwrap();
+        let last = mine.iter().max_by_key(|p| p.nonce).unwrap();
+        let owner = payer(i).address();
+        assert_eq!(reader.nonces(token, owner).await.unwrap(), amount(count).0);
         assert_eq!(
             reader.balance_of(token, owner).await.unwrap(),
-            amount(FUNDS - PRICE),
-            "payer {owner} charged once"
+            amount(FUNDS - count * PRICE),
+            "payer {owner} charged once per permit"
         );
         assert_eq!(
             reader.allowance(token, owner, spender).await.unwrap(),
-            amount(p.value - PRICE),
-            "one transferFrom() from {owner}'s allowance"
+            amount(last.value - PRICE),
+            "one transferFrom() from {owner}'s last allowance"
         );
     }
     let n = u64::try_from(purchases.len()).unwrap();
@@ -514,7 +558,7 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
     println!(
         "claims: process one {:?}, process two {:?}; taken over across processes {both:?}; \
          writes refused for a lost lease {lost}; transactions in flight handed over {handed_over}; \
-         attempts per job {attempts:?}",
+         attempts per job {attempts:?}; payer 7's second permit held back {second_waited}",
         claimed[0], claimed[1]
     );
     assert!(
