@@ -26,11 +26,17 @@ use pay402_core::x402::mock_chain::{
 use pay402_core::x402::{EvmTimestamp, TokenAmount};
 use pay402_server::x402_mock::{
     AcceptedToken, MockConfig, MockPaidToken, MockPaywall, MockPrice, RetryPolicy, SettlementState,
-    SettlementStore, SqliteSettlementStore,
+    SettlementStore, SettlementWorker, SqliteSettlementStore,
 };
 use pay402_testkit::anvil::{Anvil, CHAIN_ID, DEV_ACCOUNTS, Usdc};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
+
+#[path = "common/hooked_store.rs"]
+mod hooked_store;
+#[path = "common/mock_permit.rs"]
+mod mock_permit;
+use hooked_store::{Hooked, Hooks};
 
 const PRICE: u64 = 10_000; // 0.01 USDC
 const FUNDS: u64 = 1_000_000; // 1 USDC
@@ -241,24 +247,7 @@ impl Server {
             .unwrap()
             .sign_digest_sync(&digest)
             .unwrap();
-        let b = sig.as_bytes();
-        MockPermit {
-            permit_type: "EIP2612".into(),
-            owner: d.owner,
-            spender: d.spender,
-            token: d.token,
-            value: amount(d.value).0,
-            nonce: amount(d.nonce).0,
-            deadline: EvmTimestamp::from_u64(d.deadline).0,
-            chain_id: d.chain_id,
-            signature: MockPermitSignature {
-                signature_type: "EIP2612".into(),
-                v: if b[64] < 27 { b[64] + 27 } else { b[64] },
-                r: Bytes32(b[..32].try_into().unwrap()),
-                s: Bytes32(b[32..64].try_into().unwrap()),
-            },
-            created_at: None,
-        }
+        mock_permit::wire(&message, d.token, d.chain_id, sig.as_bytes())
     }
 
     fn endpoint(&self, resource: &str) -> String {
@@ -964,6 +953,176 @@ async fn lost_broadcasts_are_resent_from_the_journal_and_never_pay_twice() {
             .await
             .unwrap(),
         amount(PRICE * 2)
+    );
+}
+
+/// **Stall injector** (hooks around the real store): a claim leases the
+/// jobs in the real store, then holds them back from its worker until the
+/// test opens the gate, what a worker paused between its claim and its
+/// work looks like (a GC pause, a suspended VM, a slow batch). Its copy of
+/// each job goes stale once the lease runs out and another worker takes
+/// the job over.
+struct StallsAfterClaim {
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl Hooks for StallsAfterClaim {
+    async fn claimed(&self, _jobs: &[pay402_server::x402_mock::Settlement]) {
+        let _open = self.gate.acquire().await.unwrap();
+    }
+}
+
+/// A worker claims a job, stalls past its one-second lease, and another
+/// worker takes the job over and settles it (the permit's whole allowance
+/// spent). The first then wakes with its stale copy (`queued`) and finds
+/// the permit nonce used and no allowance left, which on its own would
+/// mean `permit_nonce_consumed`: it must not fail the job nor revoke the
+/// payer's token, since it no longer holds the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_never_fails_nor_revokes_a_job_the_next_one_settled() {
+    let chain = start_chain();
+    let usdc = chain.deploy_usdc().unwrap();
+    let payer = 2;
+    usdc.mint(addr(payer).0, amount(FUNDS).0).unwrap();
+    let server = serve(&chain, &usdc, settler(&chain).await).await;
+    let permit = server.sign(&server.draft(payer, 0)); // value = price
+    let (s, body) = server.post_permit(&permit).await;
+    assert_eq!(s, 200, "{body}");
+    let id = body["metadata"]["settlement_id"].as_i64().unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let stalled = Arc::new(Hooked {
+        inner: server.store.clone(),
+        hooks: StallsAfterClaim {
+            gate: tokio::sync::Semaphore::new(0),
+        },
+    });
+    let first = SettlementWorker::new(stalled.clone(), settler(&chain).await, fast_retry())
+        .with_lease(Duration::from_secs(1));
+    let first = tokio::spawn(async move { first.run_once().await });
+    // The first worker holds the job; wait until its lease has run out.
+    let start = Instant::now();
+    let lease = loop {
+        let job = server.store.get(id).await.unwrap().unwrap();
+        if job.lease_until != 0 {
+            break job.lease_until;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    while now() < lease {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The next worker takes it over and settles it.
+    assert_eq!(server.paywall.worker().run_once().await.unwrap(), 1);
+    let settled = server.store.get(id).await.unwrap().unwrap();
+    assert_eq!(settled.state, SettlementState::Settled, "{settled:?}");
+    assert_eq!(
+        server
+            .reader
+            .allowance(server.token, addr(payer), addr(SPENDER))
+            .await
+            .unwrap(),
+        amount(0)
+    );
+
+    // The first wakes up: everything it tries to write is refused.
+    stalled.hooks.gate.add_permits(1);
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    let after = server.store.get(id).await.unwrap().unwrap();
+    assert_eq!(after, settled, "the stale worker wrote nothing");
+    assert!(
+        !server.store.is_revoked(&settled.job.digest).await.unwrap(),
+        "the payer's token was revoked by a worker without the lease"
+    );
+    let (s, body, _) = server.get_with(RESOURCE, &token).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(balance(&usdc, addr(payer)), amount(FUNDS - PRICE));
+}
+
+/// A permit sets the allowance, it does not add to it. Job 0 is leased by a
+/// stalled worker after someone else executed its permit (its allowance is
+/// in place), and the payer's permit 1 is accepted meanwhile. Executing
+/// permit 1 now would overwrite the allowance job 0 still needs: one of
+/// the two `transferFrom()`s would find too little and its job would fail.
+/// The worker holds job 1 back (no attempt counted) until job 0 is final;
+/// then both settle and the payer pays twice, once per token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_waits_while_the_payers_previous_job_still_needs_its_allowance() {
+    let chain = start_chain();
+    let usdc = chain.deploy_usdc().unwrap();
+    let payer = 2;
+    usdc.mint(addr(payer).0, amount(FUNDS).0).unwrap();
+    let server = serve(&chain, &usdc, settler(&chain).await).await;
+    let payee_before = balance(&usdc, addr(SPENDER));
+
+    let first = server.sign(&server.draft(payer, 0)); // value = price
+    let (s, body) = server.post_permit(&first).await;
+    assert_eq!(s, 200, "{body}");
+    let id0 = body["metadata"]["settlement_id"].as_i64().unwrap();
+    let t = now();
+    let stalled = server.store.claim_due(t, t + 600, 16).await.unwrap();
+    assert_eq!(stalled.len(), 1);
+    // Anyone may execute a permit: a bystander does.
+    let bystander =
+        AlloyPermitSettler::connect(&chain.rpc_url(), SpenderKey::from_hex(&key_hex(0)).unwrap())
+            .await
+            .unwrap();
+    let tx = bystander.sign_permit(&first).await.unwrap();
+    bystander.broadcast(&tx).await.unwrap();
+    assert!(matches!(
+        bystander
+            .wait_receipt(&tx.hash, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Some(TxStatus::Success { .. })
+    ));
+    let (s, body) = server
+        .post_permit(&server.sign(&server.draft(payer, 1)))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let id1 = body["metadata"]["settlement_id"].as_i64().unwrap();
+
+    // Job 1 is taken, and put back untouched.
+    assert_eq!(server.paywall.worker().run_once().await.unwrap(), 1);
+    let waiting = server.store.get(id1).await.unwrap().unwrap();
+    assert_eq!(waiting.state, SettlementState::Queued, "{waiting:?}");
+    assert_eq!(waiting.attempts, 0, "waiting is not a failed attempt");
+    assert!(
+        waiting
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&format!("settlement {id0}"))),
+        "{waiting:?}"
+    );
+    assert_eq!(
+        server
+            .reader
+            .nonces(server.token, addr(payer))
+            .await
+            .unwrap(),
+        amount(1).0,
+        "permit 1 not executed"
+    );
+
+    // The stalled worker gives job 0 up; both settle, in order.
+    let mut job0 = stalled[0].clone();
+    let held = job0.lease_until;
+    job0.lease_until = 0;
+    server.store.save(&job0, held).await.unwrap();
+    let worker = server.paywall.spawn_worker();
+    let settled0 = server.wait_state(id0, SettlementState::Settled).await;
+    let settled1 = server.wait_state(id1, SettlementState::Settled).await;
+    worker.shutdown().await;
+    for job in [&settled0, &settled1] {
+        assert!(!server.store.is_revoked(&job.job.digest).await.unwrap());
+    }
+    assert_eq!(balance(&usdc, addr(payer)), amount(FUNDS - 2 * PRICE));
+    assert_eq!(
+        balance(&usdc, addr(SPENDER)),
+        TokenAmount(payee_before.0 + amount(2 * PRICE).0)
     );
 }
 

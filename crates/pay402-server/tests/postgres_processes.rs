@@ -15,11 +15,32 @@
 //!   given; were a job ever held by two workers at once, both would save
 //!   the same count and an increment would be lost. The sum of the jobs'
 //!   counts equals the number of successful saves across both processes,
-//!   and saves after a lost lease were refused (`LeaseLost`).
+//!   and saves after a lost lease were refused (`LeaseLost`). The store
+//!   alone, driven by hand.
+//! - `x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil`
+//!   (in `x402_mock_processes/`): the real thing. Two x402_mock servers
+//!   (`MockPaywall`: token endpoint, protected route, and its real
+//!   `SettlementWorker` with the alloy settler, one spender key for both)
+//!   on one queue, and one anvil with Circle's USDC mining a block a
+//!   second. Twelve payers, thirteen permits: eight posted here (value
+//!   three times the price, four of them to both servers at once), four
+//!   paid by the real `MockClient`, and one payer's second permit, posted
+//!   as soon as its first is executed. Workers lease a job for one second while an
+//!   attempt waits for two blocks, so leases run out mid-attempt and jobs
+//!   (and transactions already sent) pass from one process to the other.
+//!   Every permit is accepted once (the duplicate: `permit_replayed`), its
+//!   token opens the resource on both servers, every job ends `settled`
+//!   with its `permit()` and `transferFrom()` mined, no token is revoked,
+//!   the spender mined exactly two transactions per job, each payer's nonce
+//!   moved and it was charged once per permit (`pay_to` holds exactly the
+//!   prices; each allowance kept `value - price`), each job was saved `settled` by
+//!   exactly one process, both processes claimed jobs, jobs were claimed by
+//!   both, and transactions journaled by one were finished by the other.
 //!
 //! The test harness is this file's own `main` (`harness = false`), so the
-//! children need no other binary. PostgreSQL (`pay402-testkit`) and bcoin
-//! are started here; the test fails, never skips, when they cannot start.
+//! children need no other binary. PostgreSQL (`pay402-testkit`), bcoin and
+//! anvil are started here; a test fails, never skips, when they cannot
+//! start.
 #![cfg(all(feature = "x402-mock", feature = "bitreq"))]
 
 use std::io::{BufRead, BufReader, Write};
@@ -47,8 +68,13 @@ use pay402_server::x402_mock::{QueueError, SettlementStore};
 use pay402_testkit::bcoin::Bcoin;
 use pay402_testkit::postgres::Postgres;
 
+#[path = "common/hooked_store.rs"]
+mod hooked_store;
 #[path = "common/mock_jobs.rs"]
 mod mock_jobs;
+#[path = "common/mock_permit.rs"]
+mod mock_permit;
+mod x402_mock_processes;
 
 const ROLE: &str = "PAY402_INSTANCE_ROLE";
 const DB_URL: &str = "PAY402_INSTANCE_DB_URL";
@@ -58,6 +84,7 @@ fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("bitreq") => runtime().block_on(bitreq_instance()),
         Ok("lease-worker") => runtime().block_on(lease_worker()),
+        Ok("mock-server") => runtime().block_on(x402_mock_processes::mock_server()),
         Ok(other) => panic!("unknown role {other:?}"),
         Err(_) => run_tests(),
     }
@@ -77,7 +104,7 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// without one), like libtest's filter; a failing test panics, which
 /// fails the binary.
 fn run_tests() {
-    let tests: [(&str, TestFn); 2] = [
+    let tests: [(&str, TestFn); 3] = [
         (
             "a_bitrequests_txid_used_on_one_process_is_refused_on_the_other",
             || Box::pin(a_bitrequests_txid_used_on_one_process_is_refused_on_the_other()),
@@ -85,6 +112,14 @@ fn run_tests() {
         (
             "x402_mock_leases_are_never_held_by_two_worker_processes_at_once",
             || Box::pin(x402_mock_leases_are_never_held_by_two_worker_processes_at_once()),
+        ),
+        (
+            "x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil",
+            || {
+                Box::pin(
+                    x402_mock_processes::x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil(),
+                )
+            },
         ),
     ];
     let filter = std::env::args()
@@ -136,6 +171,11 @@ impl Instance {
             }
         });
         Instance { child, lines }
+    }
+
+    /// Closes the child's stdin: it stops, printing what it has to say.
+    fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
     }
 
     /// The first line starting with `prefix`, without it.

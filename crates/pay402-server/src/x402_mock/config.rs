@@ -238,6 +238,10 @@ pub struct MockConfig {
     pub pay_to: Option<EvmAddress>,
     /// Settlement retries.
     pub retry: RetryPolicy,
+    /// How long a settlement worker leases a job; `None` (the default)
+    /// means long enough for the waits of one attempt (four receipt
+    /// timeouts plus 60 s). See [`MockConfig::settlement_lease`].
+    pub settlement_lease: Option<Duration>,
     /// Whether paid responses may be cached (default: `Cache-Control:
     /// private, no-store`; see [`crate::cache`]).
     pub paid_caching: PaidCaching,
@@ -261,6 +265,7 @@ impl std::fmt::Debug for MockConfig {
             .field("max_body", &self.max_body)
             .field("pay_to", &self.pay_to)
             .field("retry", &self.retry)
+            .field("settlement_lease", &self.settlement_lease)
             .field("paid_caching", &self.paid_caching)
             .field("token_limit", &self.token_limit)
             .finish()
@@ -285,6 +290,7 @@ impl MockConfig {
             max_body: 16 * 1024,
             pay_to: None,
             retry: RetryPolicy::default(),
+            settlement_lease: None,
             paid_caching: PaidCaching::PrivateNoStore,
             token_limit: None,
         }
@@ -386,6 +392,26 @@ impl MockConfig {
     /// ```
     pub fn retry(mut self, retry: RetryPolicy) -> MockConfig {
         self.retry = retry;
+        self
+    }
+
+    /// Sets how long a settlement worker leases a job (whole seconds, at
+    /// least one). When the lease runs out before the worker saves its next
+    /// step, another worker (of this instance or of another one sharing
+    /// the store) takes the job over, and every later write of the first
+    /// worker is refused (`settlement_lease_lost`): it neither records nor
+    /// broadcasts anything new for that job, and never fails or revokes
+    /// it. A short lease hands the jobs of a stalled instance over sooner,
+    /// at the price of takeovers while a slow chain is still mining.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = pay402_server::x402_mock::MockConfig::new(zeroize::Zeroizing::new(vec![1; 32]))
+    ///     .settlement_lease(Duration::from_secs(30));
+    /// assert_eq!(c.settlement_lease, Some(Duration::from_secs(30)));
+    /// ```
+    pub fn settlement_lease(mut self, lease: Duration) -> MockConfig {
+        self.settlement_lease = Some(lease);
         self
     }
 }

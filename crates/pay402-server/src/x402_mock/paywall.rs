@@ -264,12 +264,16 @@ impl MockPaywall {
     /// # }
     /// ```
     pub fn worker(&self) -> SettlementWorker {
-        SettlementWorker::with_wake(
+        let worker = SettlementWorker::with_wake(
             self.shared.store.clone(),
             self.shared.chain.clone(),
             self.shared.config.retry,
             self.shared.wake.clone(),
-        )
+        );
+        match self.shared.config.settlement_lease {
+            Some(lease) => worker.with_lease(lease),
+            None => worker,
+        }
     }
 
     /// Starts [`MockPaywall::worker`] in the background.

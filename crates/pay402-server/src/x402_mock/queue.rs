@@ -29,7 +29,7 @@ use pay402_core::problem::Reason;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::{Bytes32, EvmAddress};
 use pay402_core::x402::mock::MockPermit;
-use pay402_core::x402::mock_chain::SignedTx;
+use pay402_core::x402::mock_chain::{SignedTx, U256};
 
 mod db;
 mod postgres;
@@ -328,6 +328,18 @@ pub trait SettlementStore: Send + Sync + 'static {
     async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError>;
     /// A job by id.
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError>;
+    /// The live (not [`Failed`](SettlementState::Failed)) job holding the
+    /// permit nonce `(chain_id, token, owner, nonce)`, if any (at most one:
+    /// see [`SettlementStore::enqueue`]). The worker asks it for the
+    /// payer's previous nonce before executing a permit, which would
+    /// otherwise overwrite an allowance that job still needs.
+    async fn live(
+        &self,
+        chain_id: u64,
+        token: EvmAddress,
+        owner: EvmAddress,
+        nonce: U256,
+    ) -> Result<Option<Settlement>, QueueError>;
     /// Revokes the access token `jti` (idempotent).
     async fn revoke(&self, jti: &Bytes32, exp: u64, reason: &str) -> Result<(), QueueError>;
     /// Whether the access token `jti` is revoked.
@@ -352,6 +364,15 @@ impl<T: SettlementStore + ?Sized> SettlementStore for std::sync::Arc<T> {
     }
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
         (**self).get(id).await
+    }
+    async fn live(
+        &self,
+        chain_id: u64,
+        token: EvmAddress,
+        owner: EvmAddress,
+        nonce: U256,
+    ) -> Result<Option<Settlement>, QueueError> {
+        (**self).live(chain_id, token, owner, nonce).await
     }
     async fn revoke(&self, jti: &Bytes32, exp: u64, reason: &str) -> Result<(), QueueError> {
         (**self).revoke(jti, exp, reason).await
@@ -479,6 +500,22 @@ impl SettlementStore for MemorySettlementStore {
 
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
         Ok(self.lock()?.jobs.iter().find(|s| s.id == id).cloned())
+    }
+
+    async fn live(
+        &self,
+        chain_id: u64,
+        token: EvmAddress,
+        owner: EvmAddress,
+        nonce: U256,
+    ) -> Result<Option<Settlement>, QueueError> {
+        let key = (chain_id, token, owner, nonce.to_string());
+        Ok(self
+            .lock()?
+            .jobs
+            .iter()
+            .find(|s| s.state != SettlementState::Failed && nonce_key(&s.job.permit) == key)
+            .cloned())
     }
 
     async fn revoke(&self, jti: &Bytes32, _exp: u64, _reason: &str) -> Result<(), QueueError> {

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! queued ──nonce == permit.nonce──▶ sign permit() ─journal─▶ permit_sent ──mined ok──▶ permit_done
+//!   │  │                └─ the payer's job for nonce - 1 not final yet: wait (no attempt counted)
 //!   │  └─nonce consumed: allowance ≥ amount ─────────────────────────────────────────────▲
 //!   │                     allowance too low ─▶ failed (permit_nonce_consumed)
 //! permit_done ──sign transferFrom() (reverts? ─▶ failed: transfer_reverted) ─journal─▶ transfer_sent
@@ -24,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use pay402_core::problem::Reason;
 use pay402_core::x402::EvmTimestamp;
-use pay402_core::x402::mock_chain::{MockChainError, PermitSettler, TxStatus};
+use pay402_core::x402::mock_chain::{MockChainError, PermitSettler, TxStatus, U256};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -53,6 +54,9 @@ enum Next {
     Continue,
     /// Try again later (transient), with this note.
     Later(String),
+    /// Not yet: try again after the base delay, without counting an
+    /// attempt (another job must finish first), with this note.
+    Wait(String),
     /// Settled or failed for good.
     Finished,
 }
@@ -91,6 +95,7 @@ pub struct SettlementWorker {
     store: Arc<dyn SettlementStore>,
     chain: Arc<dyn PermitSettler>,
     policy: RetryPolicy,
+    lease: Duration,
     wake: Arc<Notify>,
 }
 
@@ -99,6 +104,7 @@ impl std::fmt::Debug for SettlementWorker {
         f.debug_struct("SettlementWorker")
             .field("spender", &self.chain.spender())
             .field("policy", &self.policy)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -130,9 +136,24 @@ impl SettlementWorker {
         SettlementWorker {
             store,
             chain,
+            lease: policy.lease(),
             policy,
             wake,
         }
+    }
+
+    /// Sets how long the worker leases each job it takes (whole seconds, at
+    /// least one; default four receipt timeouts plus 60 s, see
+    /// [`MockConfig::settlement_lease`](super::MockConfig::settlement_lease)).
+    ///
+    /// ```no_run
+    /// # fn f(w: pay402_server::x402_mock::SettlementWorker) {
+    /// let w = w.with_lease(std::time::Duration::from_secs(30));
+    /// # }
+    /// ```
+    pub fn with_lease(mut self, lease: Duration) -> SettlementWorker {
+        self.lease = lease;
+        self
     }
 
     /// Processes the jobs due now (each until it settles, fails, or has to
@@ -145,7 +166,7 @@ impl SettlementWorker {
     /// ```
     pub async fn run_once(&self) -> Result<usize, QueueError> {
         let now = unix_now();
-        let lease = now.saturating_add(secs(self.policy.lease()));
+        let lease = now.saturating_add(secs(self.lease));
         let jobs = self.store.claim_due(now, lease, BATCH).await?;
         let n = jobs.len();
         for job in jobs {
@@ -217,6 +238,7 @@ impl SettlementWorker {
                     Ok(Next::Continue) => continue,
                     Ok(Next::Finished) => Ok(()),
                     Ok(Next::Later(note)) => self.later(&mut job, note).await,
+                    Ok(Next::Wait(note)) => self.postpone(&mut job, note).await,
                     Err(StepError::Chain(e)) => {
                         tracing::info!(reason = e.reason(), error = %e, "x402_mock.chain_error");
                         self.later(&mut job, e.to_string()).await
@@ -292,9 +314,62 @@ impl SettlementWorker {
         self.release(job, state).await
     }
 
+    /// Tries `job` again after the base delay, its attempts unchanged.
+    async fn postpone(&self, job: &mut Settlement, note: String) -> Result<(), QueueError> {
+        job.next_attempt_at = unix_now().saturating_add(secs(self.policy.base_delay));
+        tracing::info!(retry_at = job.next_attempt_at, note = %note, "x402_mock.waiting");
+        job.last_error = Some(note);
+        let state = job.state;
+        self.release(job, state).await
+    }
+
+    /// Why the permit of `job` must not be executed yet: the payer's
+    /// previous permit nonce has a job that is neither settled nor failed,
+    /// whose `transferFrom()` still needs the allowance this permit would
+    /// overwrite (a permit sets the allowance, it does not add to it).
+    async fn previous_job_unfinished(
+        &self,
+        job: &Settlement,
+    ) -> Result<Option<String>, QueueError> {
+        let p = &job.job.permit;
+        if p.nonce.is_zero() {
+            return Ok(None);
+        }
+        let previous = p.nonce - U256::from(1u8);
+        let live = self
+            .store
+            .live(p.chain_id, p.token, p.owner, previous)
+            .await?;
+        Ok(live.filter(|j| !j.state.is_final()).map(|j| {
+            format!(
+                "waiting for settlement {} of the payer's permit nonce {previous} ({})",
+                j.id, j.state
+            )
+        }))
+    }
+
+    /// Renews the lease on `job` (one conditional save): proves that this
+    /// worker still holds it, and keeps it for another lease from now.
+    async fn renew(&self, job: &mut Settlement) -> Result<(), QueueError> {
+        let held = job.lease_until;
+        job.lease_until = unix_now().saturating_add(secs(self.lease)).max(held);
+        let state = job.state;
+        let renewed = self.save_with(job, state, held).await;
+        if renewed.is_err() {
+            job.lease_until = held;
+        }
+        renewed
+    }
+
     /// Revokes the token first, then records the failure (a crash in
     /// between leaves a revoked token and a job that fails again).
+    ///
+    /// The lease is renewed before anything is revoked: a worker that lost
+    /// the job decided on a copy that may be stale (the worker that took it
+    /// over may have settled it since, using up the allowance this one now
+    /// finds missing), and must not revoke the payer's token.
     async fn fail(&self, job: &mut Settlement, reason: &'static str) -> Result<(), QueueError> {
+        self.renew(job).await?;
         self.store
             .revoke(&job.job.digest, job.job.token_exp, reason)
             .await?;
@@ -332,6 +407,9 @@ impl SettlementWorker {
                 if permit.deadline < EvmTimestamp::from_u64(unix_now()).0 {
                     self.fail(job, "permit_expired_before_settlement").await?;
                     return Ok(Next::Finished);
+                }
+                if let Some(note) = self.previous_job_unfinished(job).await? {
+                    return Ok(Next::Wait(note));
                 }
                 let tx = match self.chain.sign_permit(&permit).await {
                     Ok(tx) => tx,

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use pay402_core::x402::evm::Bytes32;
-use pay402_core::x402::mock_chain::SignedTx;
+use pay402_core::x402::mock_chain::{SignedTx, U256};
 use pay402_server::database::Database;
 use pay402_server::x402_mock::{QueueError, SettlementState, SettlementStore};
 
 use crate::backend::{Pair, join_all};
-use crate::mock_jobs::{BOB, T, job, job_of};
+use crate::mock_jobs::{ALICE, BOB, T, job, job_of};
 
 async fn open(db: Database) -> Arc<dyn SettlementStore> {
     pay402_server::x402_mock::open_store(&db).await.unwrap()
@@ -20,6 +20,7 @@ type Stores = Pair<dyn SettlementStore>;
 
 crate::conformance!(open;
     one_live_job_per_nonce_and_failed_jobs_free_it,
+    the_live_job_of_a_permit_nonce_is_found_until_it_fails,
     claims_respect_due_time_and_leases_and_skip_final_jobs,
     the_journal_round_trips_and_unknown_jobs_are_errors,
     revocations_are_idempotent,
@@ -69,6 +70,38 @@ async fn one_live_job_per_nonce_and_failed_jobs_free_it(s: Stores) {
         s.b.get(id).await.unwrap().unwrap().state,
         SettlementState::Failed
     );
+}
+
+async fn the_live_job_of_a_permit_nonce_is_found_until_it_fails(s: Stores) {
+    let id = s.a.enqueue(job(3, 1)).await.unwrap();
+    let p = job(3, 1).permit;
+    let (chain, token) = (p.chain_id, p.token);
+    let live = |nonce: u64, owner: &str| {
+        let b = s.b.clone();
+        let owner = owner.parse().unwrap();
+        async move {
+            b.live(chain, token, owner, U256::from(nonce))
+                .await
+                .unwrap()
+                .map(|j| j.id)
+        }
+    };
+    assert_eq!(live(3, ALICE).await, Some(id));
+    assert_eq!(live(2, ALICE).await, None, "another nonce");
+    assert_eq!(live(3, BOB).await, None, "another owner");
+    assert_eq!(
+        s.b.live(p.chain_id + 1, p.token, p.owner, U256::from(3u8))
+            .await
+            .unwrap(),
+        None,
+        "another chain"
+    );
+    let mut failed = s.a.get(id).await.unwrap().unwrap();
+    failed.state = SettlementState::Failed;
+    s.a.save(&failed, 0).await.unwrap();
+    assert_eq!(live(3, ALICE).await, None, "a failed job is not live");
+    let again = s.a.enqueue(job(3, 2)).await.unwrap();
+    assert_eq!(live(3, ALICE).await, Some(again));
 }
 
 async fn claims_respect_due_time_and_leases_and_skip_final_jobs(s: Stores) {

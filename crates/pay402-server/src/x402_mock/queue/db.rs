@@ -42,6 +42,10 @@ pub(super) const ENQUEUE_SQL: &str = "INSERT INTO pay402_x402_mock_settlements
 pub(super) const LIVE_DIGEST_SQL: &str = "SELECT digest FROM pay402_x402_mock_settlements
      WHERE chain_id = $1 AND token = $2 AND owner = $3 AND nonce = $4 AND state <> 'failed'";
 
+/// The live job holding a nonce.
+pub(super) const LIVE_SQL: &str = "SELECT * FROM pay402_x402_mock_settlements
+     WHERE chain_id = $1 AND token = $2 AND owner = $3 AND nonce = $4 AND state <> 'failed'";
+
 /// Leases due jobs until `$1` at `$2`, at most `$3`; `{lock}` is the
 /// row-locking clause of the inner select. The outer `WHERE` repeats the
 /// conditions, so a row another claimer leased in between (PostgreSQL
@@ -257,6 +261,24 @@ macro_rules! sql_settlement_store {
             async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
                 let row = sqlx::query("SELECT * FROM pay402_x402_mock_settlements WHERE id = $1")
                     .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(from_row).transpose()
+            }
+
+            async fn live(
+                &self,
+                chain_id: u64,
+                token: EvmAddress,
+                owner: EvmAddress,
+                nonce: U256,
+            ) -> Result<Option<Settlement>, QueueError> {
+                let row = sqlx::query(LIVE_SQL)
+                    .bind(to_i64(chain_id))
+                    .bind(token.to_string())
+                    .bind(owner.to_string())
+                    .bind(nonce.to_string())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(unavailable)?;

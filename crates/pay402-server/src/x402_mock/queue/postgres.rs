@@ -2,7 +2,8 @@
 //! and worker sharing the database.
 
 use async_trait::async_trait;
-use pay402_core::x402::evm::Bytes32;
+use pay402_core::x402::evm::{Bytes32, EvmAddress};
+use pay402_core::x402::mock_chain::U256;
 use sqlx::postgres::PgPool;
 
 use super::db::*;

@@ -1,7 +1,8 @@
 //! SQLite settlement queue (sqlx): survives restarts.
 
 use async_trait::async_trait;
-use pay402_core::x402::evm::Bytes32;
+use pay402_core::x402::evm::{Bytes32, EvmAddress};
+use pay402_core::x402::mock_chain::U256;
 use sqlx::sqlite::SqlitePool;
 
 use super::db::*;
