@@ -147,6 +147,64 @@ async fn revoked_token_is_refused() {
     assert!(!env.layer.revoke(&TokenId([0; 32])).await.unwrap());
 }
 
+/// A served token's key remembers its macaroon (so it skips the HMAC chain
+/// next time); a copy with a caveat dropped but the same signature, or with
+/// one signature byte changed, is not the remembered macaroon and fails the
+/// chain, before and after the genuine token is served again.
+#[tokio::test]
+async fn a_remembered_token_lets_no_altered_copy_through() {
+    let env = env(L402Config::new("api"));
+    let auth = buy(&env, "/paid").await;
+    for _ in 0..2 {
+        assert_eq!(
+            send(&env.app, get_req("/paid", &[&auth])).await.status,
+            StatusCode::OK
+        );
+    }
+    let (mac_b64, preimage) = auth
+        .strip_prefix("L402 ")
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap();
+    let mac = Macaroon::from_base64(mac_b64).unwrap();
+    assert!(mac.caveats().len() >= 2, "{:?}", mac.caveats().len());
+    // The same caveats but the last, with the original signature.
+    let mut fewer = Macaroon::decode_v2(&{
+        let mut m = Macaroon::with_key(
+            &pay402_core::l402::MacaroonKey::derive_from(b"any"),
+            None,
+            mac.identifier(),
+        );
+        for c in &mac.caveats()[..mac.caveats().len() - 1] {
+            m.add_first_party_caveat(c);
+        }
+        let mut bytes = m.encode_v2();
+        let at = bytes.windows(32).position(|w| w == m.signature()).unwrap();
+        bytes[at..at + 32].copy_from_slice(mac.signature());
+        bytes
+    })
+    .unwrap();
+    let stripped = format!("L402 {}:{preimage}", fewer.to_base64());
+    // One signature bit flipped.
+    let mut bytes = mac.encode_v2();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == mac.signature())
+        .unwrap();
+    bytes[at] ^= 1;
+    fewer = Macaroon::decode_v2(&bytes).unwrap();
+    let flipped = format!("L402 {}:{preimage}", fewer.to_base64());
+    for bad in [&stripped, &flipped] {
+        let r = send(&env.app, get_req("/paid", &[bad])).await;
+        assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{bad}");
+        assert_eq!(r.reason(), "invalid_signature");
+        assert_eq!(
+            send(&env.app, get_req("/paid", &[&auth])).await.status,
+            StatusCode::OK
+        );
+    }
+}
+
 #[tokio::test]
 async fn expired_token_is_refused() {
     let env = env(L402Config::new("api").token_lifetime(Duration::ZERO));
