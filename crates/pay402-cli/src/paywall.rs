@@ -441,8 +441,12 @@ pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
     let (mut x402, mut bitreq, mut l402, mut mpp) = (false, false, false, false);
     for (name, value) in headers {
         if name == header::AUTHORIZATION {
-            l402 |= is_l402_authorization(value.as_bytes());
-            mpp |= is_payment_authorization(value.as_bytes());
+            // (An L402 value decides: the MPP scan of a long value costs more.)
+            if is_l402_authorization(value.as_bytes()) {
+                l402 = true;
+            } else {
+                mpp |= is_payment_authorization(value.as_bytes());
+            }
             continue;
         }
         let n = name.as_str();

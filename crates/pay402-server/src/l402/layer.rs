@@ -306,19 +306,21 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let span = tracing::info_span!(
-            "l402.request",
-            method = %req.method(),
-            path = %req.uri().path(),
-            outcome = field::Empty,
-        );
         let shared = &self.layer.shared;
         // Fast path, no allocation of a request future: free paths, and a
         // valid token whose key is cached. Everything else (no or invalid
         // credential, cache miss, request binding) takes the full path below,
-        // which redoes the checks and answers with the right reason.
+        // which redoes the checks and answers with the right reason. The fast
+        // path's span is at DEBUG (nothing is logged on it at INFO; as
+        // tower-http's request spans) and made with every field set, since
+        // an INFO span costs a formatting of its fields on every request.
         if shared.config.is_free_path(req.uri().path()) {
-            span.record("outcome", "free_path");
+            let span = tracing::debug_span!(
+                "l402.request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                outcome = "free_path",
+            );
             let finish: crate::cache::FinishResponse = crate::cache::unchanged;
             return Either::Left(self.inner.call(req).instrument(span).map(finish));
         }
@@ -326,13 +328,24 @@ where
             && let Price::Fixed(price) = self.layer.price
         {
             let now = UnixTime::from_system(SystemTime::now());
-            if let Some(token) = span.in_scope(|| self.layer.fast_check(&req, price, now)) {
-                span.record("outcome", "paid");
+            if let Some(token) = self.layer.fast_check(&req, price, now) {
+                let span = tracing::debug_span!(
+                    "l402.request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    outcome = "paid",
+                );
                 req.extensions_mut().insert(token);
                 let finish = crate::cache::l402_paid(shared.config.paid_caching);
                 return Either::Left(self.inner.call(req).instrument(span).map(finish));
             }
         }
+        let span = tracing::info_span!(
+            "l402.request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            outcome = field::Empty,
+        );
         // Take the service that was driven to readiness; leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);

@@ -321,12 +321,14 @@ where
         // The L402 fast path, as in `L402Layer`: a free path, or a fixed
         // price and a valid token whose key is cached (and no other rail's
         // proof beside it), with no request future allocated. Its span is
-        // made once the outcome is known, with every field set at once
-        // (recording fields later makes the subscriber format them again).
+        // at DEBUG (nothing is logged on it at INFO; as tower-http's request
+        // spans) and made once the outcome is known with every field set: an
+        // INFO span costs a formatting of its fields on every request, and
+        // recording fields later formats them again.
         if let Some(l402) = &self.layer.l402 {
             let cfg = l402.config();
             if cfg.is_free_path(req.uri().path()) {
-                let span = tracing::info_span!(
+                let span = tracing::debug_span!(
                     "paywall.request",
                     method = %req.method(),
                     path = %req.uri().path(),
@@ -348,7 +350,7 @@ where
                 && !proof::other_than_l402(req.headers(), shared)
                 && let Some(token) = l402.fast_check(&req, price, now())
             {
-                let span = tracing::info_span!(
+                let span = tracing::debug_span!(
                     "paywall.request",
                     method = %req.method(),
                     path = %req.uri().path(),
