@@ -449,9 +449,14 @@ pub fn proof_rail(headers: &HeaderMap) -> Option<&'static str> {
         x402 |= n == "payment-signature" || n == "x-payment";
         bitreq |= BITREQ_PROOF_HEADERS.contains(&n);
     }
-    [(x402, "x402"), (bitreq, "bitreq"), (l402, "l402"), (mpp, "mpp")]
-        .into_iter()
-        .find_map(|(carried, rail)| carried.then_some(rail))
+    [
+        (x402, "x402"),
+        (bitreq, "bitreq"),
+        (l402, "l402"),
+        (mpp, "mpp"),
+    ]
+    .into_iter()
+    .find_map(|(carried, rail)| carried.then_some(rail))
 }
 
 /// The BitRequests proof headers (a bit-transfer also signs in

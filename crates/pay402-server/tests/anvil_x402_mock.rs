@@ -21,7 +21,7 @@ use pay402_core::x402::mock::{
     EvmPaymentComponent, MockPermit, MockPermitRequest, MockPermitSignature,
 };
 use pay402_core::x402::mock_chain::{
-    MockChainError, PermitReader, PermitSettler, SignedTx, TxStatus,
+    MockChainError, PermitReader, PermitSettler, PreparedCall, SignedTx, TxStatus,
 };
 use pay402_core::x402::{EvmTimestamp, TokenAmount};
 use pay402_server::x402_mock::{
@@ -862,7 +862,6 @@ impl PermitSettler for DropsFirstBroadcasts {
         self.inner.spender()
     }
     async fn sign_permit(&self, permit: &MockPermit) -> Result<SignedTx, MockChainError> {
-        self.permit_signs.fetch_add(1, Ordering::SeqCst);
         self.inner.sign_permit(permit).await
     }
     async fn sign_transfer_from(
@@ -872,8 +871,31 @@ impl PermitSettler for DropsFirstBroadcasts {
         to: EvmAddress,
         amount: TokenAmount,
     ) -> Result<SignedTx, MockChainError> {
-        self.transfer_signs.fetch_add(1, Ordering::SeqCst);
         self.inner.sign_transfer_from(token, from, to, amount).await
+    }
+    async fn prepare_permit(&self, permit: &MockPermit) -> Result<PreparedCall, MockChainError> {
+        self.inner.prepare_permit(permit).await
+    }
+    async fn prepare_transfer_from(
+        &self,
+        token: EvmAddress,
+        from: EvmAddress,
+        to: EvmAddress,
+        amount: TokenAmount,
+    ) -> Result<PreparedCall, MockChainError> {
+        self.inner
+            .prepare_transfer_from(token, from, to, amount)
+            .await
+    }
+    fn sign_at(&self, call: &PreparedCall, nonce: u64) -> Result<SignedTx, MockChainError> {
+        match call.call {
+            "permit" => self.permit_signs.fetch_add(1, Ordering::SeqCst),
+            _ => self.transfer_signs.fetch_add(1, Ordering::SeqCst),
+        };
+        self.inner.sign_at(call, nonce)
+    }
+    async fn pending_sender_nonce(&self) -> Result<u64, MockChainError> {
+        self.inner.pending_sender_nonce().await
     }
     async fn broadcast(&self, tx: &SignedTx) -> Result<(), MockChainError> {
         {

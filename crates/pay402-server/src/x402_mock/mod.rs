@@ -55,7 +55,8 @@ pub use config::{AcceptedToken, MockConfig, MockConfigError, MockPrice, RetryPol
 pub use error::MockServerError;
 pub use paywall::{MockLayer, MockPaidToken, MockPaywall, MockService};
 pub use queue::{
-    MemorySettlementStore, NewSettlement, PostgresSettlementStore, QueueError, Settlement,
-    SettlementState, SettlementStore, SqliteSettlementStore, open_store,
+    JournalNext, JournalSlot, MemorySettlementStore, NewSettlement, PostgresSettlementStore,
+    QueueError, Settlement, SettlementState, SettlementStore, SignTxWith, SqliteSettlementStore,
+    open_store,
 };
 pub use worker::{SettlementWorker, WorkerHandle};

@@ -14,6 +14,11 @@
 //!        mined nonce passed the transaction's nonce without it, it was replaced: step back.
 //! ```
 //!
+//! Every transaction is signed with a spender nonce the store allocates in
+//! the step that journals it ([`SettlementStore::sign_and_journal`]): the
+//! workers of every process on one database share one counter per spender
+//! key, so they never sign two transactions with one nonce.
+//!
 //! A `transferFrom()` is signed again only when the journaled one provably
 //! can never be mined (its sender nonce is used by another mined
 //! transaction), so a job never pays twice. Transient errors are retried
@@ -25,13 +30,17 @@ use std::time::{Duration, SystemTime};
 
 use pay402_core::problem::Reason;
 use pay402_core::x402::EvmTimestamp;
-use pay402_core::x402::mock_chain::{MockChainError, PermitSettler, TxStatus, U256};
+use pay402_core::x402::mock_chain::{
+    MockChainError, PermitSettler, PreparedCall, SignedTx, TxStatus, U256,
+};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::config::RetryPolicy;
-use super::queue::{QueueError, Settlement, SettlementState, SettlementStore};
+use super::queue::{
+    JournalNext, JournalSlot, QueueError, Settlement, SettlementState, SettlementStore,
+};
 
 /// Most state transitions tried for one job in one attempt.
 const MAX_STEPS: usize = 12;
@@ -411,8 +420,8 @@ impl SettlementWorker {
                 if let Some(note) = self.previous_job_unfinished(job).await? {
                     return Ok(Next::Wait(note));
                 }
-                let tx = match self.chain.sign_permit(&permit).await {
-                    Ok(tx) => tx,
+                let call = match self.chain.prepare_permit(&permit).await {
+                    Ok(call) => call,
                     Err(MockChainError::Reverted { detail, .. }) => {
                         // Did the nonce get used meanwhile? Then the branch above decides.
                         if self.chain.nonces(permit.token, permit.owner).await? > permit.nonce {
@@ -424,11 +433,9 @@ impl SettlementWorker {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                job.permit_tx = Some(tx.clone());
-                if let Err(e) = self.save(job, SettlementState::PermitSent).await {
-                    self.chain.discard(&tx).await;
-                    return Err(e.into());
-                }
+                let tx = self
+                    .sign_and_journal(job, JournalSlot::Permit, &call)
+                    .await?;
                 self.chain.broadcast(&tx).await?;
                 Ok(Next::Continue)
             }
@@ -463,12 +470,17 @@ impl SettlementWorker {
                 }
             }
             SettlementState::PermitDone => {
-                let tx = match self
+                let call = match self
                     .chain
-                    .sign_transfer_from(permit.token, permit.owner, job.job.pay_to, job.job.amount)
+                    .prepare_transfer_from(
+                        permit.token,
+                        permit.owner,
+                        job.job.pay_to,
+                        job.job.amount,
+                    )
                     .await
                 {
-                    Ok(tx) => tx,
+                    Ok(call) => call,
                     Err(MockChainError::Reverted { detail, .. }) => {
                         tracing::warn!(detail = %detail, "x402_mock.transfer_reverts");
                         self.fail(job, "transfer_reverted").await?;
@@ -476,11 +488,9 @@ impl SettlementWorker {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                job.transfer_tx = Some(tx.clone());
-                if let Err(e) = self.save(job, SettlementState::TransferSent).await {
-                    self.chain.discard(&tx).await;
-                    return Err(e.into());
-                }
+                let tx = self
+                    .sign_and_journal(job, JournalSlot::Transfer, &call)
+                    .await?;
                 self.chain.broadcast(&tx).await?;
                 Ok(Next::Continue)
             }
@@ -521,11 +531,39 @@ impl SettlementWorker {
         }
     }
 
-    async fn rebroadcast_and_wait(
+    /// Signs `call` with the spender's next nonce, allocated by the store
+    /// (shared by every worker on it) in the step that journals the
+    /// transaction in `slot` under this worker's lease: a worker that lost
+    /// the job signs nothing, and no two workers sign one nonce.
+    async fn sign_and_journal(
         &self,
-        tx: &pay402_core::x402::mock_chain::SignedTx,
-        what: &str,
-    ) -> Result<Next, StepError> {
+        job: &mut Settlement,
+        slot: JournalSlot,
+        call: &PreparedCall,
+    ) -> Result<SignedTx, StepError> {
+        // At least the chain's pending nonce: a key also used elsewhere
+        // moves the shared counter up by itself.
+        let floor = self.chain.pending_sender_nonce().await?;
+        let chain = &self.chain;
+        let sign = |nonce: u64| chain.sign_at(call, nonce);
+        let now = unix_now();
+        let tx = self
+            .store
+            .sign_and_journal(JournalNext {
+                job,
+                slot,
+                sender: chain.spender(),
+                floor,
+                sign: &sign,
+                now,
+            })
+            .await?;
+        *job = slot.journal(job, tx.clone(), now);
+        tracing::debug!(state = %job.state, tx = %tx.hash, nonce = tx.sender_nonce, "x402_mock.state");
+        Ok(tx)
+    }
+
+    async fn rebroadcast_and_wait(&self, tx: &SignedTx, what: &str) -> Result<Next, StepError> {
         self.chain.broadcast(tx).await?;
         match self
             .chain
