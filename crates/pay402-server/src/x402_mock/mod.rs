@@ -17,7 +17,9 @@
 //! 4. The client retries with `Authorization: Bearer <token>`; the layer
 //!    checks it in constant time (core) and consults the revocation list.
 //! 5. The [`SettlementWorker`] sends `permit()` then `transferFrom()`,
-//!    journaling each signed transaction before broadcasting it, retries
+//!    journaling each signed transaction before broadcasting it (with a
+//!    spender nonce the store allocates in that same step, so instances
+//!    sharing the key and the database never sign one nonce twice), retries
 //!    transient failures with backoff, and **revokes the token** when the
 //!    settlement fails for good.
 //!
