@@ -362,6 +362,23 @@ impl PermitSettler for AlloyPermitSettler {
         .await
     }
 
+    async fn prepare_nonce_fill(&self) -> Result<PreparedCall, MockChainError> {
+        let fees = self
+            .reader
+            .provider()
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| call_error("eth_feeHistory", e))?;
+        Ok(PreparedCall {
+            call: "nonce_fill",
+            to: EvmAddress(self.spender),
+            input: Vec::new(),
+            gas_limit: 21_000,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        })
+    }
+
     fn sign_at(&self, call: &PreparedCall, nonce: u64) -> Result<SignedTx, MockChainError> {
         let mut tx = TxEip1559 {
             chain_id: self.reader.chain_id(),

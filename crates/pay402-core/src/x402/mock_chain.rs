@@ -366,6 +366,13 @@ pub trait PermitSettler: PermitReader {
         amount: TokenAmount,
     ) -> Result<PreparedCall, MockChainError>;
 
+    /// A zero-value transfer from the spender to itself (21 000 gas) at
+    /// the current fees, for [`PermitSettler::sign_at`]: what takes a nonce
+    /// that its journaled transaction will never use (its job failed while
+    /// no node accepted it), so that later transactions are not stuck
+    /// behind the gap.
+    async fn prepare_nonce_fill(&self) -> Result<PreparedCall, MockChainError>;
+
     /// Signs a prepared call with the spender key and account nonce
     /// `nonce`, which the caller allocated (no I/O, and nothing counted
     /// here: the implementation's own nonce is neither read nor moved).
@@ -517,6 +524,9 @@ impl<T: PermitSettler + ?Sized> PermitSettler for std::sync::Arc<T> {
         (**self)
             .prepare_transfer_from(token, from, to, amount)
             .await
+    }
+    async fn prepare_nonce_fill(&self) -> Result<PreparedCall, MockChainError> {
+        (**self).prepare_nonce_fill().await
     }
     fn sign_at(&self, call: &PreparedCall, nonce: u64) -> Result<SignedTx, MockChainError> {
         (**self).sign_at(call, nonce)

@@ -17,7 +17,10 @@
 //! Every transaction is signed with a spender nonce the store allocates in
 //! the step that journals it ([`SettlementStore::sign_and_journal`]): the
 //! workers of every process on one database share one counter per spender
-//! key, so they never sign two transactions with one nonce.
+//! key, so they never sign two transactions with one nonce. When a job
+//! fails for good while its journaled transaction is unmined and its nonce
+//! unused, the worker fills that nonce with a zero-value transfer to the
+//! spender itself, so the key's later transactions are not stuck behind it.
 //!
 //! A `transferFrom()` is signed again only when the journaled one provably
 //! can never be mined (its sender nonce is used by another mined
@@ -313,7 +316,16 @@ impl SettlementWorker {
                 "x402_mock.retries_exhausted"
             );
             job.last_error = Some(note);
-            return self.fail(job, "settlement_retries_exhausted").await;
+            let in_flight = match job.state {
+                SettlementState::PermitSent => job.permit_tx.clone(),
+                SettlementState::TransferSent => job.transfer_tx.clone(),
+                _ => None,
+            };
+            self.fail(job, "settlement_retries_exhausted").await?;
+            if let Some(tx) = in_flight {
+                self.fill_abandoned_nonce(&tx).await;
+            }
+            return Ok(());
         }
         let now = unix_now();
         job.next_attempt_at = now.saturating_add(secs(self.policy.delay(job.attempts)));
@@ -321,6 +333,39 @@ impl SettlementWorker {
         job.last_error = Some(note);
         let state = job.state;
         self.release(job, state).await
+    }
+
+    /// After a job failed for good with `tx` journaled and in flight: if
+    /// it is not mined and the chain has not used its nonce, nothing
+    /// resends it now, so its nonce would be a gap that every later transaction of
+    /// the key waits behind. Sends a zero-value transfer to the spender
+    /// itself with that nonce (best effort, logged). Safe: at most one of
+    /// the two is mined, and the job is failed and its token revoked
+    /// either way; if the journaled one is still in a pool, the node
+    /// refuses the filler as an underpriced replacement and the journaled
+    /// one takes the nonce.
+    async fn fill_abandoned_nonce(&self, tx: &SignedTx) {
+        let filled = async {
+            if self.chain.mined_sender_nonce().await? > tx.sender_nonce
+                || self.chain.receipt(&tx.hash).await?.is_some()
+            {
+                return Ok(None);
+            }
+            let call = self.chain.prepare_nonce_fill().await?;
+            let fill = self.chain.sign_at(&call, tx.sender_nonce)?;
+            self.chain.broadcast(&fill).await?;
+            Ok::<_, MockChainError>(Some(fill.hash))
+        }
+        .await;
+        match filled {
+            Ok(Some(fill)) => {
+                tracing::warn!(tx = %tx.hash, nonce = tx.sender_nonce, fill = %fill, "x402_mock.nonce_filled");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(tx = %tx.hash, nonce = tx.sender_nonce, reason = e.reason(), error = %e, "x402_mock.nonce_fill_failed");
+            }
+        }
     }
 
     /// Tries `job` again after the base delay, its attempts unchanged.
