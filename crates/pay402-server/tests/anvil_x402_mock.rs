@@ -21,7 +21,7 @@ use pay402_core::x402::mock::{
     EvmPaymentComponent, MockPermit, MockPermitRequest, MockPermitSignature,
 };
 use pay402_core::x402::mock_chain::{
-    MockChainError, PermitReader, PermitSettler, SignedTx, TxStatus,
+    MockChainError, PermitReader, PermitSettler, PreparedCall, SignedTx, TxStatus,
 };
 use pay402_core::x402::{EvmTimestamp, TokenAmount};
 use pay402_server::x402_mock::{
@@ -820,11 +820,29 @@ async fn bad_inputs_get_stable_reasons_and_nothing_is_queued() {
 /// settler, but swallows the first two broadcasts of each transaction — what
 /// a crash between journaling and sending, or a lost
 /// `eth_sendRawTransaction`, looks like. anvil cannot produce this by itself.
+/// With `refuse_first`, it instead refuses every broadcast of the first
+/// transaction signed (`TxRefused`), and passes the others through: a
+/// transaction no node ever accepts.
 struct DropsFirstBroadcasts {
     inner: Arc<AlloyPermitSettler>,
     dropped: std::sync::Mutex<Vec<Bytes32>>,
     transfer_signs: AtomicUsize,
     permit_signs: AtomicUsize,
+    refuse_first: bool,
+    first_signed: std::sync::Mutex<Option<Bytes32>>,
+}
+
+impl DropsFirstBroadcasts {
+    fn new(inner: Arc<AlloyPermitSettler>, refuse_first: bool) -> DropsFirstBroadcasts {
+        DropsFirstBroadcasts {
+            inner,
+            dropped: std::sync::Mutex::new(Vec::new()),
+            transfer_signs: AtomicUsize::new(0),
+            permit_signs: AtomicUsize::new(0),
+            refuse_first,
+            first_signed: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -862,7 +880,6 @@ impl PermitSettler for DropsFirstBroadcasts {
         self.inner.spender()
     }
     async fn sign_permit(&self, permit: &MockPermit) -> Result<SignedTx, MockChainError> {
-        self.permit_signs.fetch_add(1, Ordering::SeqCst);
         self.inner.sign_permit(permit).await
     }
     async fn sign_transfer_from(
@@ -872,10 +889,47 @@ impl PermitSettler for DropsFirstBroadcasts {
         to: EvmAddress,
         amount: TokenAmount,
     ) -> Result<SignedTx, MockChainError> {
-        self.transfer_signs.fetch_add(1, Ordering::SeqCst);
         self.inner.sign_transfer_from(token, from, to, amount).await
     }
+    async fn prepare_permit(&self, permit: &MockPermit) -> Result<PreparedCall, MockChainError> {
+        self.inner.prepare_permit(permit).await
+    }
+    async fn prepare_transfer_from(
+        &self,
+        token: EvmAddress,
+        from: EvmAddress,
+        to: EvmAddress,
+        amount: TokenAmount,
+    ) -> Result<PreparedCall, MockChainError> {
+        self.inner
+            .prepare_transfer_from(token, from, to, amount)
+            .await
+    }
+    async fn prepare_nonce_fill(&self) -> Result<PreparedCall, MockChainError> {
+        self.inner.prepare_nonce_fill().await
+    }
+    fn sign_at(&self, call: &PreparedCall, nonce: u64) -> Result<SignedTx, MockChainError> {
+        match call.call {
+            "permit" => self.permit_signs.fetch_add(1, Ordering::SeqCst),
+            _ => self.transfer_signs.fetch_add(1, Ordering::SeqCst),
+        };
+        let tx = self.inner.sign_at(call, nonce)?;
+        self.first_signed.lock().unwrap().get_or_insert(tx.hash);
+        Ok(tx)
+    }
+    async fn pending_sender_nonce(&self) -> Result<u64, MockChainError> {
+        self.inner.pending_sender_nonce().await
+    }
     async fn broadcast(&self, tx: &SignedTx) -> Result<(), MockChainError> {
+        if self.refuse_first {
+            if *self.first_signed.lock().unwrap() == Some(tx.hash) {
+                return Err(MockChainError::TxRefused {
+                    call: "eth_sendRawTransaction",
+                    detail: "refused by the test".into(),
+                });
+            }
+            return self.inner.broadcast(tx).await;
+        }
         {
             let mut dropped = self.dropped.lock().unwrap();
             if dropped.iter().filter(|h| **h == tx.hash).count() < 2 {
@@ -907,12 +961,7 @@ async fn lost_broadcasts_are_resent_from_the_journal_and_never_pay_twice() {
     let payer = 2;
     usdc.mint(addr(payer).0, amount(FUNDS).0).unwrap();
     let real = settler(&chain).await;
-    let faulty = Arc::new(DropsFirstBroadcasts {
-        inner: real.clone(),
-        dropped: std::sync::Mutex::new(Vec::new()),
-        transfer_signs: AtomicUsize::new(0),
-        permit_signs: AtomicUsize::new(0),
-    });
+    let faulty = Arc::new(DropsFirstBroadcasts::new(real.clone(), false));
     let server = serve(&chain, &usdc, faulty.clone()).await;
     let sent_before = real.mined_sender_nonce().await.unwrap();
     let payee_before = balance(&usdc, addr(SPENDER));
@@ -954,6 +1003,67 @@ async fn lost_broadcasts_are_resent_from_the_journal_and_never_pay_twice() {
             .unwrap(),
         amount(PRICE * 2)
     );
+}
+
+/// A permit() transaction that the node refuses on every broadcast keeps
+/// the spender nonce the store allocated to it; once its job fails for
+/// good, the worker fills that nonce with a zero-value transfer to itself,
+/// so the key's next transactions are not stuck behind the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_abandoned_by_a_failed_job_is_filled_and_later_jobs_settle() {
+    let chain = start_chain();
+    let usdc = chain.deploy_usdc().unwrap();
+    for payer in [2, 3] {
+        usdc.mint(addr(payer).0, amount(FUNDS).0).unwrap();
+    }
+    let real = settler(&chain).await;
+    let faulty = Arc::new(DropsFirstBroadcasts::new(real.clone(), true));
+    let server = serve_with(&chain, &usdc, faulty.clone(), |c| {
+        c.retry(RetryPolicy {
+            max_attempts: 2,
+            ..fast_retry()
+        })
+    })
+    .await;
+    let sent_before = real.mined_sender_nonce().await.unwrap();
+
+    let (s, body) = server.post_permit(&server.sign(&server.draft(2, 0))).await;
+    assert_eq!(s, 200, "{body}");
+    let refused = body["metadata"]["settlement_id"].as_i64().unwrap();
+    let worker = server.paywall.worker();
+    let started = Instant::now();
+    let job = loop {
+        worker.run_once().await.unwrap();
+        let job = server.store.get(refused).await.unwrap().unwrap();
+        if job.state.is_final() {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{job:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job.failure.as_deref(), Some("settlement_retries_exhausted"));
+    let abandoned = job.permit_tx.unwrap();
+    assert_eq!(abandoned.sender_nonce, sent_before);
+    assert_eq!(real.receipt(&abandoned.hash).await.unwrap(), None);
+    // The filler took the nonce; the payer's permit was never executed.
+    assert_eq!(real.mined_sender_nonce().await.unwrap(), sent_before + 1);
+    assert_eq!(
+        server.reader.nonces(server.token, addr(2)).await.unwrap(),
+        amount(0).0
+    );
+    assert_eq!(balance(&usdc, addr(2)), amount(FUNDS));
+
+    // The next job signs the next nonces and settles.
+    let (s, body) = server.post_permit(&server.sign(&server.draft(3, 0))).await;
+    assert_eq!(s, 200, "{body}");
+    let next = body["metadata"]["settlement_id"].as_i64().unwrap();
+    let running = server.paywall.spawn_worker();
+    let job = server.wait_state(next, SettlementState::Settled).await;
+    running.shutdown().await;
+    assert_eq!(job.permit_tx.unwrap().sender_nonce, sent_before + 1);
+    assert_eq!(job.transfer_tx.unwrap().sender_nonce, sent_before + 2);
+    assert_eq!(real.mined_sender_nonce().await.unwrap(), sent_before + 3);
+    assert_eq!(balance(&usdc, addr(3)), amount(FUNDS - PRICE));
 }
 
 /// **Stall injector** (hooks around the real store): a claim leases the

@@ -31,7 +31,9 @@
 //!   Every permit is accepted once (the duplicate: `permit_replayed`), its
 //!   token opens the resource on both servers, every job ends `settled`
 //!   with its `permit()` and `transferFrom()` mined, no token is revoked,
-//!   the spender mined exactly two transactions per job, each payer's nonce
+//!   the spender mined exactly two transactions per job and the two
+//!   processes signed exactly those (each spender nonce, allocated in the
+//!   database, signed once: no clash, no re-sign), each payer's nonce
 //!   moved and it was charged once per permit (`pay_to` holds exactly the
 //!   prices; each allowance kept `value - price`), each job was saved `settled` by
 //!   exactly one process, both processes claimed jobs, jobs were claimed by

@@ -6,8 +6,10 @@
 //!   read the nonce it signs.
 //! - [`AlloyPermitSettler`] ([`PermitSettler`]): the same reads plus the
 //!   spender key ([`SpenderKey`], zeroized); it signs `permit()` and
-//!   `transferFrom()` locally, manages the account nonce for concurrent
-//!   sends, simulates before signing and waits for receipts with a bound.
+//!   `transferFrom()` locally — with a nonce the caller allocated
+//!   (`sign_at`, what the settlement worker does through its shared store)
+//!   or its own in-process count — simulates before signing and waits for
+//!   receipts with a bound.
 //! - Both talk to the node through [`RpcTransport`](crate::evm_rpc::RpcTransport),
 //!   the workspace's alloy transport on reqwest 0.12 (https only except for
 //!   loopback, no redirects, bounded bodies, URLs kept out of errors).

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
-use alloy::network::{EthereumWallet, ReceiptResponse, TransactionBuilder};
-use alloy::primitives::{Address, B256};
+use alloy::network::{ReceiptResponse, TransactionBuilder, TxSignerSync};
+use alloy::primitives::{Address, B256, Bytes, TxKind};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
@@ -15,7 +16,7 @@ use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::{Bytes32, EvmAddress};
 use pay402_core::x402::mock::MockPermit;
 use pay402_core::x402::mock_chain::{
-    MockChainError, PermitReader, PermitSettler, SignedTx, TxStatus,
+    MockChainError, PermitReader, PermitSettler, PreparedCall, SignedTx, TxStatus,
 };
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
@@ -103,11 +104,15 @@ impl SpenderKey {
 /// Settles x402_mock permits with alloy: `permit()` then `transferFrom()`,
 /// signed locally by the spender key and sent with `eth_sendRawTransaction`.
 ///
-/// - **Nonces.** The account nonce is kept in process (read once from the
-///   node's `pending` count, then incremented under a lock), so concurrent
-///   `sign_*` calls never share a nonce. After a refused broadcast it is
-///   re-read from the node, so a gap left by a transaction that never made
-///   it does not block later ones.
+/// - **Nonces.** [`PermitSettler::sign_at`] signs with the nonce it is
+///   given and counts nothing: the settlement worker allocates the nonce in
+///   its queue's database, shared by every process settling with the key.
+///   `sign_permit` / `sign_transfer_from` (and so `settle`) keep their own
+///   count in process instead (read once from the node's `pending` count,
+///   then incremented under a lock), so concurrent calls in one process
+///   never share a nonce; after a refused broadcast it is re-read from the
+///   node, so a gap left by a transaction that never made it does not block
+///   later ones.
 /// - **Simulation.** Every call is gas-estimated before it is signed: a call
 ///   that would revert is [`MockChainError::Reverted`] and costs no gas.
 /// - **Receipts.** [`PermitSettler::wait_receipt`] polls with a bound and
@@ -128,7 +133,7 @@ impl SpenderKey {
 /// ```
 pub struct AlloyPermitSettler {
     reader: AlloyPermitReader,
-    wallet: EthereumWallet,
+    signer: PrivateKeySigner,
     spender: Address,
     next_nonce: Mutex<Option<u64>>,
     poll_interval: Duration,
@@ -174,7 +179,7 @@ impl AlloyPermitSettler {
         let spender = key.0.address();
         AlloyPermitSettler {
             reader,
-            wallet: EthereumWallet::from(key.0),
+            signer: key.0,
             spender,
             next_nonce: Mutex::new(None),
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -204,62 +209,81 @@ impl AlloyPermitSettler {
         &self.reader
     }
 
-    async fn sign_call(
+    /// Simulates (gas estimate) and prices `data` sent to `to`.
+    async fn prepare_call(
         &self,
         call: &'static str,
         to: EvmAddress,
         data: Vec<u8>,
-    ) -> Result<SignedTx, MockChainError> {
+    ) -> Result<PreparedCall, MockChainError> {
         let provider = self.reader.provider();
         let request = TransactionRequest::default()
             .with_from(self.spender)
             .with_to(to.0)
-            .with_input(data);
+            .with_input(data.clone());
         let gas = provider
-            .estimate_gas(request.clone())
+            .estimate_gas(request)
             .await
             .map_err(|e| call_error(call, e))?;
         let fees = provider
             .estimate_eip1559_fees()
             .await
             .map_err(|e| call_error("eth_feeHistory", e))?;
-        let request = request
-            .with_gas_limit(gas.saturating_add(gas / 5))
-            .with_max_fee_per_gas(fees.max_fee_per_gas)
-            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
-            .with_chain_id(self.reader.chain_id());
+        Ok(PreparedCall {
+            call,
+            to,
+            input: data,
+            gas_limit: gas.saturating_add(gas / 5),
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        })
+    }
 
+    /// Prepares the call and signs it with this process's own count of the
+    /// spender's nonces.
+    async fn sign_call(
+        &self,
+        call: &'static str,
+        to: EvmAddress,
+        data: Vec<u8>,
+    ) -> Result<SignedTx, MockChainError> {
+        let prepared = self.prepare_call(call, to, data).await?;
         let mut next = self.next_nonce.lock().await;
         let nonce = match *next {
             Some(n) => n,
-            None => provider
-                .get_transaction_count(self.spender)
-                .pending()
-                .await
-                .map_err(|e| call_error("eth_getTransactionCount", e))?,
+            None => self.pending_sender_nonce().await?,
         };
-        let envelope = request
-            .with_nonce(nonce)
-            .build(&self.wallet)
-            .await
-            .map_err(|e| {
-                MockChainError::Config(format!("cannot sign the {call} transaction: {e}"))
-            })?;
+        let tx = self.sign_at(&prepared, nonce)?;
         *next = Some(nonce.saturating_add(1));
-        drop(next);
-
-        let hash: B256 = *envelope.tx_hash();
-        tracing::debug!(call, tx = %hash, nonce, "x402_mock.signed");
-        Ok(SignedTx {
-            hash: Bytes32(hash.0),
-            raw: envelope.encoded_2718(),
-            sender: EvmAddress(self.spender),
-            sender_nonce: nonce,
-        })
+        Ok(tx)
     }
 
     async fn forget_nonce(&self) {
         *self.next_nonce.lock().await = None;
+    }
+}
+
+fn permit_call(permit: &MockPermit) -> IPermitToken::permitCall {
+    IPermitToken::permitCall {
+        owner: permit.owner.0,
+        spender: permit.spender.0,
+        value: permit.value,
+        deadline: permit.deadline,
+        v: permit.signature.v,
+        r: B256::from(permit.signature.r.0),
+        s: B256::from(permit.signature.s.0),
+    }
+}
+
+fn transfer_call(
+    from: EvmAddress,
+    to: EvmAddress,
+    amount: TokenAmount,
+) -> IPermitToken::transferFromCall {
+    IPermitToken::transferFromCall {
+        from: from.0,
+        to: to.0,
+        value: amount.0,
     }
 }
 
@@ -299,16 +323,7 @@ impl PermitSettler for AlloyPermitSettler {
     }
 
     async fn sign_permit(&self, permit: &MockPermit) -> Result<SignedTx, MockChainError> {
-        let call = IPermitToken::permitCall {
-            owner: permit.owner.0,
-            spender: permit.spender.0,
-            value: permit.value,
-            deadline: permit.deadline,
-            v: permit.signature.v,
-            r: B256::from(permit.signature.r.0),
-            s: B256::from(permit.signature.s.0),
-        };
-        self.sign_call("permit", permit.token, call.abi_encode())
+        self.sign_call("permit", permit.token, permit_call(permit).abi_encode())
             .await
     }
 
@@ -319,13 +334,84 @@ impl PermitSettler for AlloyPermitSettler {
         to: EvmAddress,
         amount: TokenAmount,
     ) -> Result<SignedTx, MockChainError> {
-        let call = IPermitToken::transferFromCall {
-            from: from.0,
-            to: to.0,
-            value: amount.0,
-        };
-        self.sign_call("transferFrom", token, call.abi_encode())
+        self.sign_call(
+            "transferFrom",
+            token,
+            transfer_call(from, to, amount).abi_encode(),
+        )
+        .await
+    }
+
+    async fn prepare_permit(&self, permit: &MockPermit) -> Result<PreparedCall, MockChainError> {
+        self.prepare_call("permit", permit.token, permit_call(permit).abi_encode())
             .await
+    }
+
+    async fn prepare_transfer_from(
+        &self,
+        token: EvmAddress,
+        from: EvmAddress,
+        to: EvmAddress,
+        amount: TokenAmount,
+    ) -> Result<PreparedCall, MockChainError> {
+        self.prepare_call(
+            "transferFrom",
+            token,
+            transfer_call(from, to, amount).abi_encode(),
+        )
+        .await
+    }
+
+    async fn prepare_nonce_fill(&self) -> Result<PreparedCall, MockChainError> {
+        let fees = self
+            .reader
+            .provider()
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| call_error("eth_feeHistory", e))?;
+        Ok(PreparedCall {
+            call: "nonce_fill",
+            to: EvmAddress(self.spender),
+            input: Vec::new(),
+            gas_limit: 21_000,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        })
+    }
+
+    fn sign_at(&self, call: &PreparedCall, nonce: u64) -> Result<SignedTx, MockChainError> {
+        let mut tx = TxEip1559 {
+            chain_id: self.reader.chain_id(),
+            nonce,
+            gas_limit: call.gas_limit,
+            max_fee_per_gas: call.max_fee_per_gas,
+            max_priority_fee_per_gas: call.max_priority_fee_per_gas,
+            to: TxKind::Call(call.to.0),
+            value: alloy::primitives::U256::ZERO,
+            access_list: Default::default(),
+            input: Bytes::copy_from_slice(&call.input),
+        };
+        let signature = self.signer.sign_transaction_sync(&mut tx).map_err(|e| {
+            MockChainError::Config(format!("cannot sign the {} transaction: {e}", call.call))
+        })?;
+        let envelope = TxEnvelope::from(tx.into_signed(signature));
+        let hash: B256 = *envelope.tx_hash();
+        tracing::debug!(call = call.call, tx = %hash, nonce, "x402_mock.signed");
+        Ok(SignedTx {
+            hash: Bytes32(hash.0),
+            raw: envelope.encoded_2718(),
+            sender: EvmAddress(self.spender),
+            sender_nonce: nonce,
+        })
+    }
+
+    async fn pending_sender_nonce(&self) -> Result<u64, MockChainError> {
+        self.reader
+            .provider()
+            .get_transaction_count(self.spender)
+            .pending()
+            .await
+            .map_err(|e| call_error("eth_getTransactionCount", e))
     }
 
     async fn broadcast(&self, tx: &SignedTx) -> Result<(), MockChainError> {

@@ -11,7 +11,9 @@
 //!
 //! Settlement is split into steps — sign, broadcast, look the receipt up —
 //! so that a caller can **journal** each signed transaction (its hash and raw
-//! bytes) before broadcasting it. A journaled transaction is re-broadcast
+//! bytes) before broadcasting it. Signing itself can be split once more —
+//! simulate and price ([`PreparedCall`]), then sign with a given account
+//! nonce — so that the caller allocates the nonce where it journals. A journaled transaction is re-broadcast
 //! as-is after a crash or a timeout, never re-signed while it can still be
 //! mined: that is what makes a settlement queue idempotent (a `transferFrom`
 //! is never sent twice). [`PermitSettler::settle`] chains the steps for
@@ -76,6 +78,41 @@ pub struct SignedTx {
     pub sender: EvmAddress,
     /// The sender's account nonce used by this transaction.
     pub sender_nonce: u64,
+}
+
+/// A contract call from the spender, simulated and priced but not signed:
+/// [`PermitSettler::sign_at`] signs it with whatever account nonce the
+/// caller allocated, without I/O. A settlement queue shared by several
+/// processes allocates that nonce in its database, in the transaction that
+/// journals the signed bytes, so two processes never sign one nonce.
+///
+/// ```
+/// use pay402_core::x402::mock_chain::PreparedCall;
+/// use pay402_core::x402::evm::EvmAddress;
+/// let call = PreparedCall {
+///     call: "transferFrom",
+///     to: EvmAddress::default(),
+///     input: vec![0x23, 0xb8, 0x72, 0xdd],
+///     gas_limit: 60_000,
+///     max_fee_per_gas: 2_000_000_000,
+///     max_priority_fee_per_gas: 1_000_000_000,
+/// };
+/// assert_eq!(call.call, "transferFrom");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedCall {
+    /// The contract function, for errors and logs.
+    pub call: &'static str,
+    /// The contract.
+    pub to: EvmAddress,
+    /// The ABI-encoded call.
+    pub input: Vec<u8>,
+    /// The gas limit (the estimate plus a margin).
+    pub gas_limit: u64,
+    /// EIP-1559 `maxFeePerGas`, in wei.
+    pub max_fee_per_gas: u128,
+    /// EIP-1559 `maxPriorityFeePerGas`, in wei.
+    pub max_priority_fee_per_gas: u128,
 }
 
 /// The outcome of a mined transaction.
@@ -259,9 +296,25 @@ pub trait PermitReader: Send + Sync {
 /// `permit()` then `transferFrom()`.
 ///
 /// The step methods never wait for mining except [`wait_receipt`]
-/// (bounded). Implementations manage the sender's account nonce so that
-/// concurrent signers get distinct nonces, and check by simulation (gas
-/// estimation) that a call does not revert before signing it.
+/// (bounded). Every call is checked by simulation (gas estimation) before
+/// it is signed. Two ways to sign:
+///
+/// - [`sign_permit`] / [`sign_transfer_from`]: the implementation picks the
+///   account nonce itself (distinct for concurrent calls in one process);
+///   what [`settle`] uses.
+/// - [`prepare_permit`] / [`prepare_transfer_from`], then [`sign_at`] with a
+///   nonce the caller allocated: what a settlement queue shared by several
+///   processes uses, allocating the nonce in its database (at least
+///   [`pending_sender_nonce`]) in the transaction that journals the signed
+///   bytes.
+///
+/// [`sign_permit`]: PermitSettler::sign_permit
+/// [`sign_transfer_from`]: PermitSettler::sign_transfer_from
+/// [`settle`]: PermitSettler::settle
+/// [`prepare_permit`]: PermitSettler::prepare_permit
+/// [`prepare_transfer_from`]: PermitSettler::prepare_transfer_from
+/// [`sign_at`]: PermitSettler::sign_at
+/// [`pending_sender_nonce`]: PermitSettler::pending_sender_nonce
 ///
 /// [`wait_receipt`]: PermitSettler::wait_receipt
 ///
@@ -296,6 +349,39 @@ pub trait PermitSettler: PermitReader {
         to: EvmAddress,
         amount: TokenAmount,
     ) -> Result<SignedTx, MockChainError>;
+
+    /// Simulates and prices `token.permit(…)` with the permit's fields,
+    /// for [`PermitSettler::sign_at`]. Fails with
+    /// [`MockChainError::Reverted`] when the call would revert now.
+    async fn prepare_permit(&self, permit: &MockPermit) -> Result<PreparedCall, MockChainError>;
+
+    /// Simulates and prices `token.transferFrom(from, to, amount)` from the
+    /// spender, for [`PermitSettler::sign_at`]. Fails with
+    /// [`MockChainError::Reverted`] when the call would revert now.
+    async fn prepare_transfer_from(
+        &self,
+        token: EvmAddress,
+        from: EvmAddress,
+        to: EvmAddress,
+        amount: TokenAmount,
+    ) -> Result<PreparedCall, MockChainError>;
+
+    /// A zero-value transfer from the spender to itself (21 000 gas) at
+    /// the current fees, for [`PermitSettler::sign_at`]: what takes a nonce
+    /// that its journaled transaction will never use (its job failed while
+    /// no node accepted it), so that later transactions are not stuck
+    /// behind the gap.
+    async fn prepare_nonce_fill(&self) -> Result<PreparedCall, MockChainError>;
+
+    /// Signs a prepared call with the spender key and account nonce
+    /// `nonce`, which the caller allocated (no I/O, and nothing counted
+    /// here: the implementation's own nonce is neither read nor moved).
+    fn sign_at(&self, call: &PreparedCall, nonce: u64) -> Result<SignedTx, MockChainError>;
+
+    /// The spender's account nonce counting pending transactions too
+    /// (`eth_getTransactionCount(spender, "pending")`): the least nonce a
+    /// new transaction may take.
+    async fn pending_sender_nonce(&self) -> Result<u64, MockChainError>;
 
     /// Sends a signed transaction. A transaction the node already has, or
     /// that is already mined, is not an error.
@@ -424,6 +510,29 @@ impl<T: PermitSettler + ?Sized> PermitSettler for std::sync::Arc<T> {
         amount: TokenAmount,
     ) -> Result<SignedTx, MockChainError> {
         (**self).sign_transfer_from(token, from, to, amount).await
+    }
+    async fn prepare_permit(&self, permit: &MockPermit) -> Result<PreparedCall, MockChainError> {
+        (**self).prepare_permit(permit).await
+    }
+    async fn prepare_transfer_from(
+        &self,
+        token: EvmAddress,
+        from: EvmAddress,
+        to: EvmAddress,
+        amount: TokenAmount,
+    ) -> Result<PreparedCall, MockChainError> {
+        (**self)
+            .prepare_transfer_from(token, from, to, amount)
+            .await
+    }
+    async fn prepare_nonce_fill(&self) -> Result<PreparedCall, MockChainError> {
+        (**self).prepare_nonce_fill().await
+    }
+    fn sign_at(&self, call: &PreparedCall, nonce: u64) -> Result<SignedTx, MockChainError> {
+        (**self).sign_at(call, nonce)
+    }
+    async fn pending_sender_nonce(&self) -> Result<u64, MockChainError> {
+        (**self).pending_sender_nonce().await
     }
     async fn broadcast(&self, tx: &SignedTx) -> Result<(), MockChainError> {
         (**self).broadcast(tx).await

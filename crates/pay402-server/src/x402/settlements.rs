@@ -49,11 +49,11 @@ use crate::database::Database;
 use crate::pg_pool::Migration;
 use crate::rows::Cols;
 
-mod sql;
+pub(crate) mod sql;
 
 use sql::{SQLITE_SCHEMA, int, record_of, secs, sql_settlement_store, uint, unavailable};
 
-const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "settlements",
     sql: include_str!("../../migrations/postgres/x402_facilitator/0001_settlements.sql"),

@@ -17,7 +17,9 @@
 //! 4. The client retries with `Authorization: Bearer <token>`; the layer
 //!    checks it in constant time (core) and consults the revocation list.
 //! 5. The [`SettlementWorker`] sends `permit()` then `transferFrom()`,
-//!    journaling each signed transaction before broadcasting it, retries
+//!    journaling each signed transaction before broadcasting it (with a
+//!    spender nonce the store allocates in that same step, so instances
+//!    sharing the key and the database never sign one nonce twice), retries
 //!    transient failures with backoff, and **revokes the token** when the
 //!    settlement fails for good.
 //!
@@ -55,7 +57,8 @@ pub use config::{AcceptedToken, MockConfig, MockConfigError, MockPrice, RetryPol
 pub use error::MockServerError;
 pub use paywall::{MockLayer, MockPaidToken, MockPaywall, MockService};
 pub use queue::{
-    MemorySettlementStore, NewSettlement, PostgresSettlementStore, QueueError, Settlement,
-    SettlementState, SettlementStore, SqliteSettlementStore, open_store,
+    JournalNext, JournalSlot, MemorySettlementStore, NewSettlement, PostgresSettlementStore,
+    QueueError, Settlement, SettlementState, SettlementStore, SignTxWith, SqliteSettlementStore,
+    open_store,
 };
 pub use worker::{SettlementWorker, WorkerHandle};

@@ -19,9 +19,21 @@
 //!   (one conditional `UPDATE`): a worker whose lease ran out and was taken
 //!   over by another gets [`QueueError::LeaseLost`] and writes nothing;
 //! - **journal before broadcast**: the worker saves every signed transaction
-//!   with [`SettlementStore::save`] before sending it.
+//!   before sending it;
+//! - **one transaction per spender nonce**, across every process on the
+//!   store: [`SettlementStore::sign_and_journal`] allocates the spender's
+//!   next account nonce (at least the chain's pending nonce), has the
+//!   transaction signed with it and journals it on the job, in one atomic
+//!   step that also checks the worker's lease. The SQL stores allocate from
+//!   the x402 facilitator's counter table (`pay402_facilitator_nonces`, one
+//!   `UPDATE … RETURNING` on the `(chain, address)` row, the statement
+//!   [`pay402_core::x402::settlements::SettlementStore::sign_next`] runs),
+//!   in the database transaction that saves the job; a lost lease or a
+//!   crash before commit allocates nothing, and a committed nonce is on a
+//!   journaled transaction that the job re-sends until it is mined or
+//!   provably replaced.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -29,7 +41,7 @@ use pay402_core::problem::Reason;
 use pay402_core::x402::TokenAmount;
 use pay402_core::x402::evm::{Bytes32, EvmAddress};
 use pay402_core::x402::mock::MockPermit;
-use pay402_core::x402::mock_chain::{SignedTx, U256};
+use pay402_core::x402::mock_chain::{MockChainError, SignedTx, U256};
 
 mod db;
 mod postgres;
@@ -290,6 +302,113 @@ impl Reason for QueueError {
     }
 }
 
+/// Which journal slot of a job a newly signed transaction fills, and the
+/// state the job moves into with it.
+///
+/// ```
+/// use pay402_server::x402_mock::{JournalSlot, SettlementState};
+/// assert_eq!(JournalSlot::Permit.state(), SettlementState::PermitSent);
+/// assert_eq!(JournalSlot::Transfer.state(), SettlementState::TransferSent);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalSlot {
+    /// The `permit()` transaction ([`Settlement::permit_tx`]).
+    Permit,
+    /// The `transferFrom()` transaction ([`Settlement::transfer_tx`]).
+    Transfer,
+}
+
+impl JournalSlot {
+    /// The state a job is saved in once the slot holds its transaction.
+    ///
+    /// ```
+    /// # use pay402_server::x402_mock::{JournalSlot, SettlementState};
+    /// assert!(!JournalSlot::Permit.state().is_final());
+    /// ```
+    pub fn state(self) -> SettlementState {
+        match self {
+            JournalSlot::Permit => SettlementState::PermitSent,
+            JournalSlot::Transfer => SettlementState::TransferSent,
+        }
+    }
+
+    /// `job` with `tx` journaled in this slot, in [`JournalSlot::state`],
+    /// changed at `now`.
+    ///
+    /// ```
+    /// # use pay402_server::x402_mock::{JournalSlot, Settlement, SettlementState};
+    /// # fn f(job: &Settlement, tx: pay402_core::x402::mock_chain::SignedTx) {
+    /// let saved = JournalSlot::Transfer.journal(job, tx.clone(), 1_700_000_000);
+    /// assert_eq!(saved.transfer_tx, Some(tx));
+    /// assert_eq!(saved.state, SettlementState::TransferSent);
+    /// # }
+    /// ```
+    pub fn journal(self, job: &Settlement, tx: SignedTx, now: u64) -> Settlement {
+        let mut saved = job.clone();
+        match self {
+            JournalSlot::Permit => saved.permit_tx = Some(tx),
+            JournalSlot::Transfer => saved.transfer_tx = Some(tx),
+        }
+        saved.state = self.state();
+        saved.updated_at = now;
+        saved
+    }
+}
+
+/// Signs the job's next transaction with the spender nonce it is given (no
+/// I/O: see `PermitSettler::sign_at`).
+///
+/// ```
+/// use pay402_core::x402::mock_chain::SignedTx;
+/// use pay402_core::x402::evm::{Bytes32, EvmAddress};
+/// use pay402_server::x402_mock::SignTxWith;
+/// let sign: SignTxWith<'_> = &|nonce| Ok(SignedTx { hash: Bytes32([1; 32]), raw: vec![2], sender: EvmAddress::default(), sender_nonce: nonce });
+/// assert_eq!(sign(9).unwrap().sender_nonce, 9);
+/// ```
+pub type SignTxWith<'a> = &'a (dyn Fn(u64) -> Result<SignedTx, MockChainError> + Send + Sync);
+
+/// What [`SettlementStore::sign_and_journal`] is asked to do: allocate
+/// `sender`'s next nonce on the job's chain (at least `floor`), sign with
+/// `sign`, and save `job` with the transaction in `slot`, while the job
+/// still carries the lease `job.lease_until`.
+///
+/// ```
+/// use pay402_core::x402::mock_chain::SignedTx;
+/// use pay402_server::x402_mock::{JournalNext, JournalSlot, Settlement};
+/// # fn f(job: &Settlement, sign: &(dyn Fn(u64) -> Result<SignedTx, pay402_core::x402::mock_chain::MockChainError> + Send + Sync)) {
+/// let next = JournalNext { job, slot: JournalSlot::Permit, sender: job.job.permit.spender, floor: 4, sign, now: 1_700_000_000 };
+/// assert!(format!("{next:?}").contains("floor: 4"));
+/// # }
+/// ```
+#[derive(Clone, Copy)]
+pub struct JournalNext<'a> {
+    /// The job as the worker holds it; its `lease_until` is the lease the
+    /// worker was given, which the stored job must still carry.
+    pub job: &'a Settlement,
+    /// Where the signed transaction goes.
+    pub slot: JournalSlot,
+    /// The account that signs (the spender).
+    pub sender: EvmAddress,
+    /// The least nonce to allocate: the chain's pending nonce.
+    pub floor: u64,
+    /// Signs with the allocated nonce.
+    pub sign: SignTxWith<'a>,
+    /// The time of the change (unix seconds).
+    pub now: u64,
+}
+
+impl std::fmt::Debug for JournalNext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalNext")
+            .field("job", &self.job.id)
+            .field("slot", &self.slot)
+            .field("sender", &self.sender)
+            .field("floor", &self.floor)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where settlement jobs and token revocations live.
 ///
 /// ```
@@ -326,6 +445,25 @@ pub trait SettlementStore: Send + Sync + 'static {
     /// the lease changed (another worker claimed the job), and nothing is
     /// written; [`QueueError::Corrupt`] when there is no such job.
     async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError>;
+    /// In one atomic step: checks that the stored job still carries
+    /// `next.job.lease_until`, allocates the next account nonce of
+    /// `(next.job`'s chain, `next.sender)` — at least `next.floor` and
+    /// never one allocated before, by any process on the store — calls
+    /// `next.sign` with it, and saves the job with the signed transaction
+    /// in `next.slot` ([`JournalSlot::journal`]). Returns the signed
+    /// transaction. [`QueueError::LeaseLost`] (nothing allocated, nothing
+    /// signed) when another worker took the job over;
+    /// [`QueueError::Corrupt`] when there is no such job or the signature
+    /// does not carry the allocated nonce; a `sign` error allocates nothing
+    /// and is [`QueueError::Unavailable`].
+    async fn sign_and_journal(&self, next: JournalNext<'_>) -> Result<SignedTx, QueueError>;
+    /// The next spender nonce `(chain_id, sender)` would get, if one was
+    /// allocated.
+    async fn next_sender_nonce(
+        &self,
+        chain_id: u64,
+        sender: EvmAddress,
+    ) -> Result<Option<u64>, QueueError>;
     /// A job by id.
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError>;
     /// The live (not [`Failed`](SettlementState::Failed)) job holding the
@@ -362,6 +500,16 @@ impl<T: SettlementStore + ?Sized> SettlementStore for std::sync::Arc<T> {
     async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError> {
         (**self).save(job, held_lease).await
     }
+    async fn sign_and_journal(&self, next: JournalNext<'_>) -> Result<SignedTx, QueueError> {
+        (**self).sign_and_journal(next).await
+    }
+    async fn next_sender_nonce(
+        &self,
+        chain_id: u64,
+        sender: EvmAddress,
+    ) -> Result<Option<u64>, QueueError> {
+        (**self).next_sender_nonce(chain_id, sender).await
+    }
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
         (**self).get(id).await
     }
@@ -391,6 +539,33 @@ fn nonce_key(p: &MockPermit) -> (u64, EvmAddress, EvmAddress, String) {
 struct Memory {
     jobs: Vec<Settlement>,
     revoked: HashSet<Bytes32>,
+    /// The next spender nonce per `(chain, lowercase address)`.
+    nonces: HashMap<(u64, String), u64>,
+}
+
+/// The nonce counter key of a sender (the facilitator's, so both count
+/// one address alike).
+fn sender_key(chain_id: u64, sender: EvmAddress) -> (u64, String) {
+    pay402_core::x402::settlements::signer_key(chain_id, &sender.to_string())
+}
+
+/// Refuses a signature that does not carry the nonce it was given.
+fn check_signed(tx: SignedTx, nonce: u64) -> Result<SignedTx, QueueError> {
+    if tx.sender_nonce == nonce {
+        Ok(tx)
+    } else {
+        Err(QueueError::Corrupt(format!(
+            "asked to sign with nonce {nonce}, signed with {}",
+            tx.sender_nonce
+        )))
+    }
+}
+
+/// Calls the signer, mapping its error (nothing allocated).
+fn sign_with(next: &JournalNext<'_>, nonce: u64) -> Result<SignedTx, QueueError> {
+    let tx =
+        (next.sign)(nonce).map_err(|e| QueueError::Unavailable(format!("cannot sign: {e}")))?;
+    check_signed(tx, nonce)
 }
 
 /// An in-memory queue (lost on restart; for tests and demos).
@@ -496,6 +671,41 @@ impl SettlementStore for MemorySettlementStore {
         }
         *slot = job.clone();
         Ok(())
+    }
+
+    async fn sign_and_journal(&self, next: JournalNext<'_>) -> Result<SignedTx, QueueError> {
+        let mut guard = self.lock()?;
+        let m = &mut *guard;
+        let id = next.job.id;
+        let slot = m
+            .jobs
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or_else(|| QueueError::Corrupt(format!("no settlement {id}")))?;
+        if slot.lease_until != next.job.lease_until {
+            return Err(QueueError::LeaseLost { id });
+        }
+        let counter = m
+            .nonces
+            .entry(sender_key(next.job.job.permit.chain_id, next.sender))
+            .or_insert(0);
+        let nonce = (*counter).max(next.floor);
+        let tx = sign_with(&next, nonce)?;
+        *counter = nonce.saturating_add(1);
+        *slot = next.slot.journal(next.job, tx.clone(), next.now);
+        Ok(tx)
+    }
+
+    async fn next_sender_nonce(
+        &self,
+        chain_id: u64,
+        sender: EvmAddress,
+    ) -> Result<Option<u64>, QueueError> {
+        Ok(self
+            .lock()?
+            .nonces
+            .get(&sender_key(chain_id, sender))
+            .copied())
     }
 
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {

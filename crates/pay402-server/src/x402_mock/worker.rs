@@ -14,6 +14,14 @@
 //!        mined nonce passed the transaction's nonce without it, it was replaced: step back.
 //! ```
 //!
+//! Every transaction is signed with a spender nonce the store allocates in
+//! the step that journals it ([`SettlementStore::sign_and_journal`]): the
+//! workers of every process on one database share one counter per spender
+//! key, so they never sign two transactions with one nonce. When a job
+//! fails for good while its journaled transaction is unmined and its nonce
+//! unused, the worker fills that nonce with a zero-value transfer to the
+//! spender itself, so the key's later transactions are not stuck behind it.
+//!
 //! A `transferFrom()` is signed again only when the journaled one provably
 //! can never be mined (its sender nonce is used by another mined
 //! transaction), so a job never pays twice. Transient errors are retried
@@ -25,13 +33,17 @@ use std::time::{Duration, SystemTime};
 
 use pay402_core::problem::Reason;
 use pay402_core::x402::EvmTimestamp;
-use pay402_core::x402::mock_chain::{MockChainError, PermitSettler, TxStatus, U256};
+use pay402_core::x402::mock_chain::{
+    MockChainError, PermitSettler, PreparedCall, SignedTx, TxStatus, U256,
+};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::config::RetryPolicy;
-use super::queue::{QueueError, Settlement, SettlementState, SettlementStore};
+use super::queue::{
+    JournalNext, JournalSlot, QueueError, Settlement, SettlementState, SettlementStore,
+};
 
 /// Most state transitions tried for one job in one attempt.
 const MAX_STEPS: usize = 12;
@@ -304,7 +316,16 @@ impl SettlementWorker {
                 "x402_mock.retries_exhausted"
             );
             job.last_error = Some(note);
-            return self.fail(job, "settlement_retries_exhausted").await;
+            let in_flight = match job.state {
+                SettlementState::PermitSent => job.permit_tx.clone(),
+                SettlementState::TransferSent => job.transfer_tx.clone(),
+                _ => None,
+            };
+            self.fail(job, "settlement_retries_exhausted").await?;
+            if let Some(tx) = in_flight {
+                self.fill_abandoned_nonce(&tx).await;
+            }
+            return Ok(());
         }
         let now = unix_now();
         job.next_attempt_at = now.saturating_add(secs(self.policy.delay(job.attempts)));
@@ -312,6 +333,39 @@ impl SettlementWorker {
         job.last_error = Some(note);
         let state = job.state;
         self.release(job, state).await
+    }
+
+    /// After a job failed for good with `tx` journaled and in flight: if
+    /// it is not mined and the chain has not used its nonce, nothing
+    /// resends it now, so its nonce would be a gap that every later transaction of
+    /// the key waits behind. Sends a zero-value transfer to the spender
+    /// itself with that nonce (best effort, logged). Safe: at most one of
+    /// the two is mined, and the job is failed and its token revoked
+    /// either way; if the journaled one is still in a pool, the node
+    /// refuses the filler as an underpriced replacement and the journaled
+    /// one takes the nonce.
+    async fn fill_abandoned_nonce(&self, tx: &SignedTx) {
+        let filled = async {
+            if self.chain.mined_sender_nonce().await? > tx.sender_nonce
+                || self.chain.receipt(&tx.hash).await?.is_some()
+            {
+                return Ok(None);
+            }
+            let call = self.chain.prepare_nonce_fill().await?;
+            let fill = self.chain.sign_at(&call, tx.sender_nonce)?;
+            self.chain.broadcast(&fill).await?;
+            Ok::<_, MockChainError>(Some(fill.hash))
+        }
+        .await;
+        match filled {
+            Ok(Some(fill)) => {
+                tracing::warn!(tx = %tx.hash, nonce = tx.sender_nonce, fill = %fill, "x402_mock.nonce_filled");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(tx = %tx.hash, nonce = tx.sender_nonce, reason = e.reason(), error = %e, "x402_mock.nonce_fill_failed");
+            }
+        }
     }
 
     /// Tries `job` again after the base delay, its attempts unchanged.
@@ -411,8 +465,8 @@ impl SettlementWorker {
                 if let Some(note) = self.previous_job_unfinished(job).await? {
                     return Ok(Next::Wait(note));
                 }
-                let tx = match self.chain.sign_permit(&permit).await {
-                    Ok(tx) => tx,
+                let call = match self.chain.prepare_permit(&permit).await {
+                    Ok(call) => call,
                     Err(MockChainError::Reverted { detail, .. }) => {
                         // Did the nonce get used meanwhile? Then the branch above decides.
                         if self.chain.nonces(permit.token, permit.owner).await? > permit.nonce {
@@ -424,11 +478,9 @@ impl SettlementWorker {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                job.permit_tx = Some(tx.clone());
-                if let Err(e) = self.save(job, SettlementState::PermitSent).await {
-                    self.chain.discard(&tx).await;
-                    return Err(e.into());
-                }
+                let tx = self
+                    .sign_and_journal(job, JournalSlot::Permit, &call)
+                    .await?;
                 self.chain.broadcast(&tx).await?;
                 Ok(Next::Continue)
             }
@@ -463,12 +515,17 @@ impl SettlementWorker {
                 }
             }
             SettlementState::PermitDone => {
-                let tx = match self
+                let call = match self
                     .chain
-                    .sign_transfer_from(permit.token, permit.owner, job.job.pay_to, job.job.amount)
+                    .prepare_transfer_from(
+                        permit.token,
+                        permit.owner,
+                        job.job.pay_to,
+                        job.job.amount,
+                    )
                     .await
                 {
-                    Ok(tx) => tx,
+                    Ok(call) => call,
                     Err(MockChainError::Reverted { detail, .. }) => {
                         tracing::warn!(detail = %detail, "x402_mock.transfer_reverts");
                         self.fail(job, "transfer_reverted").await?;
@@ -476,11 +533,9 @@ impl SettlementWorker {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                job.transfer_tx = Some(tx.clone());
-                if let Err(e) = self.save(job, SettlementState::TransferSent).await {
-                    self.chain.discard(&tx).await;
-                    return Err(e.into());
-                }
+                let tx = self
+                    .sign_and_journal(job, JournalSlot::Transfer, &call)
+                    .await?;
                 self.chain.broadcast(&tx).await?;
                 Ok(Next::Continue)
             }
@@ -521,11 +576,39 @@ impl SettlementWorker {
         }
     }
 
-    async fn rebroadcast_and_wait(
+    /// Signs `call` with the spender's next nonce, allocated by the store
+    /// (shared by every worker on it) in the step that journals the
+    /// transaction in `slot` under this worker's lease: a worker that lost
+    /// the job signs nothing, and no two workers sign one nonce.
+    async fn sign_and_journal(
         &self,
-        tx: &pay402_core::x402::mock_chain::SignedTx,
-        what: &str,
-    ) -> Result<Next, StepError> {
+        job: &mut Settlement,
+        slot: JournalSlot,
+        call: &PreparedCall,
+    ) -> Result<SignedTx, StepError> {
+        // At least the chain's pending nonce: a key also used elsewhere
+        // moves the shared counter up by itself.
+        let floor = self.chain.pending_sender_nonce().await?;
+        let chain = &self.chain;
+        let sign = |nonce: u64| chain.sign_at(call, nonce);
+        let now = unix_now();
+        let tx = self
+            .store
+            .sign_and_journal(JournalNext {
+                job,
+                slot,
+                sender: chain.spender(),
+                floor,
+                sign: &sign,
+                now,
+            })
+            .await?;
+        *job = slot.journal(job, tx.clone(), now);
+        tracing::debug!(state = %job.state, tx = %tx.hash, nonce = tx.sender_nonce, "x402_mock.state");
+        Ok(tx)
+    }
+
+    async fn rebroadcast_and_wait(&self, tx: &SignedTx, what: &str) -> Result<Next, StepError> {
         self.chain.broadcast(tx).await?;
         match self
             .chain

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pay402_core::x402::evm::{Bytes32, EvmAddress};
-use pay402_core::x402::mock_chain::U256;
-use pay402_server::x402_mock::{NewSettlement, QueueError, Settlement, SettlementStore};
+use pay402_core::x402::mock_chain::{SignedTx, U256};
+use pay402_server::x402_mock::{
+    JournalNext, NewSettlement, QueueError, Settlement, SettlementStore,
+};
 
 /// What a test does around the real store's calls.
 #[async_trait]
@@ -18,6 +20,9 @@ pub trait Hooks: Send + Sync + 'static {
     async fn claimed(&self, _jobs: &[Settlement]) {}
     /// After a save of `job`, with what the real store answered.
     fn saved(&self, _job: &Settlement, _outcome: &Result<(), QueueError>) {}
+    /// After the store allocated a nonce, signed and journaled a
+    /// transaction for `job` (or refused to), with what it answered.
+    fn signed(&self, _job: &Settlement, _outcome: &Result<SignedTx, QueueError>) {}
 }
 
 /// The real store `inner`, with `hooks` around its claims and saves.
@@ -45,6 +50,18 @@ impl<H: Hooks> SettlementStore for Hooked<H> {
         let outcome = self.inner.save(job, held_lease).await;
         self.hooks.saved(job, &outcome);
         outcome
+    }
+    async fn sign_and_journal(&self, next: JournalNext<'_>) -> Result<SignedTx, QueueError> {
+        let outcome = self.inner.sign_and_journal(next).await;
+        self.hooks.signed(next.job, &outcome);
+        outcome
+    }
+    async fn next_sender_nonce(
+        &self,
+        chain_id: u64,
+        sender: EvmAddress,
+    ) -> Result<Option<u64>, QueueError> {
+        self.inner.next_sender_nonce(chain_id, sender).await
     }
     async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {
         self.inner.get(id).await

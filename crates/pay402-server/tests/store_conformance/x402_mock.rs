@@ -1,13 +1,17 @@
 //! `SettlementStore`: one live job per permit nonce, leases, the journal,
-//! token revocations.
+//! token revocations, and the spender nonces allocated where a signed
+//! transaction is journaled.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pay402_core::x402::evm::Bytes32;
-use pay402_core::x402::mock_chain::{SignedTx, U256};
+use pay402_core::x402::evm::{Bytes32, EvmAddress};
+use pay402_core::x402::mock_chain::{MockChainError, SignedTx, U256};
 use pay402_server::database::Database;
-use pay402_server::x402_mock::{QueueError, SettlementState, SettlementStore};
+use pay402_server::x402_mock::{
+    JournalNext, JournalSlot, QueueError, Settlement, SettlementState, SettlementStore,
+};
 
 use crate::backend::{Pair, join_all};
 use crate::mock_jobs::{ALICE, BOB, T, job, job_of};
@@ -28,9 +32,12 @@ crate::conformance!(open;
     concurrent_claims_never_lease_one_job_twice,
     saves_need_the_lease_their_writer_holds,
     a_takeover_racing_the_old_holders_saves_lets_none_of_them_through_after_it,
+    signing_journals_with_the_next_sender_nonce_under_the_lease,
+    concurrent_signing_never_hands_out_one_sender_nonce_twice,
 );
 crate::conformance!(persistent open;
     a_queued_job_and_its_journal_survive_reopening,
+    the_spender_nonce_counter_is_the_facilitators,
 );
 
 fn tx(b: u8, nonce: u64) -> SignedTx {
@@ -338,5 +345,243 @@ async fn a_takeover_racing_the_old_holders_saves_lets_none_of_them_through_after
     assert_eq!(
         stored.attempts, takeovers[0].attempts,
         "a save landed after the takeover"
+    );
+}
+
+const SPENDER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+type SignTx<'a> = &'a (dyn Fn(u64) -> Result<SignedTx, MockChainError> + Send + Sync);
+
+fn spender() -> EvmAddress {
+    SPENDER.parse().unwrap()
+}
+
+/// Signs and journals `job`'s transaction in `slot` with the next nonce
+/// (at least `floor`), counting the signatures in `signs`.
+async fn sign_next(
+    store: &dyn SettlementStore,
+    job: &Settlement,
+    slot: JournalSlot,
+    floor: u64,
+    signs: &AtomicUsize,
+) -> Result<SignedTx, QueueError> {
+    let b = u8::try_from(job.id % 200).unwrap();
+    let sign = |nonce: u64| -> Result<SignedTx, MockChainError> {
+        signs.fetch_add(1, Ordering::SeqCst);
+        Ok(tx(b, nonce))
+    };
+    store
+        .sign_and_journal(JournalNext {
+            job,
+            slot,
+            sender: spender(),
+            floor,
+            sign: &sign,
+            now: T + 1,
+        })
+        .await
+}
+
+async fn signing_journals_with_the_next_sender_nonce_under_the_lease(s: Stores) {
+    let a = s.a.enqueue(job(0, 1)).await.unwrap();
+    let b = s.a.enqueue(job(1, 2)).await.unwrap();
+    let jobs = s.a.claim_due(T, T + 60, 10).await.unwrap();
+    let (ja, jb) = (&jobs[0], &jobs[1]);
+    assert_eq!((ja.id, jb.id), (a, b));
+    let chain = ja.job.permit.chain_id;
+    let signs = AtomicUsize::new(0);
+    assert_eq!(s.b.next_sender_nonce(chain, spender()).await.unwrap(), None);
+
+    // The first nonce is the floor (the chain's pending nonce).
+    let t = sign_next(&*s.a, ja, JournalSlot::Permit, 5, &signs)
+        .await
+        .unwrap();
+    assert_eq!(t.sender_nonce, 5);
+    let stored = s.b.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.state,
+            stored.permit_tx.as_ref(),
+            stored.lease_until,
+            stored.updated_at
+        ),
+        (SettlementState::PermitSent, Some(&t), T + 60, T + 1)
+    );
+    // The next one follows, through the other handle, whatever lower floor.
+    let t = sign_next(&*s.b, jb, JournalSlot::Permit, 3, &signs)
+        .await
+        .unwrap();
+    assert_eq!(t.sender_nonce, 6);
+    // A higher floor (the key used elsewhere) moves the counter up.
+    let ja = s.a.get(a).await.unwrap().unwrap();
+    let mut ja_done = ja.clone();
+    ja_done.state = SettlementState::PermitDone;
+    s.a.save(&ja_done, T + 60).await.unwrap();
+    let t = sign_next(&*s.a, &ja_done, JournalSlot::Transfer, 10, &signs)
+        .await
+        .unwrap();
+    assert_eq!(t.sender_nonce, 10);
+    let stored = s.b.get(a).await.unwrap().unwrap();
+    assert_eq!(stored.state, SettlementState::TransferSent);
+    assert_eq!(stored.transfer_tx, Some(t));
+    assert_eq!(stored.permit_tx, ja.permit_tx, "the permit journal is kept");
+    assert_eq!(
+        s.b.next_sender_nonce(chain, spender()).await.unwrap(),
+        Some(11)
+    );
+    assert_eq!(
+        s.a.next_sender_nonce(
+            chain,
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+                .parse()
+                .unwrap()
+        )
+        .await
+        .unwrap(),
+        None,
+        "one counter per sender"
+    );
+    assert_eq!(signs.load(Ordering::SeqCst), 3);
+
+    // A lease the writer does not hold: nothing signed, allocated or written.
+    let mut stale = s.a.get(b).await.unwrap().unwrap();
+    stale.lease_until = T + 59;
+    assert_eq!(
+        sign_next(&*s.a, &stale, JournalSlot::Transfer, 0, &signs).await,
+        Err(QueueError::LeaseLost { id: b })
+    );
+    let mut ghost = stale.clone();
+    ghost.id = b + 1000;
+    assert!(matches!(
+        sign_next(&*s.b, &ghost, JournalSlot::Transfer, 0, &signs).await,
+        Err(QueueError::Corrupt(_))
+    ));
+    assert_eq!(signs.load(Ordering::SeqCst), 3);
+    let stored = s.b.get(b).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.transfer_tx),
+        (SettlementState::PermitSent, None)
+    );
+
+    // A signer that fails, or signs another nonce: nothing allocated or written.
+    let jb = s.a.get(b).await.unwrap().unwrap();
+    let failing = |_: u64| -> Result<SignedTx, MockChainError> {
+        Err(MockChainError::Config("no key".into()))
+    };
+    let wrong = |nonce: u64| -> Result<SignedTx, MockChainError> { Ok(tx(9, nonce + 1)) };
+    for (store, sign) in [(&s.a, &failing as SignTx<'_>), (&s.b, &wrong as SignTx<'_>)] {
+        let next = JournalNext {
+            job: &jb,
+            slot: JournalSlot::Transfer,
+            sender: spender(),
+            floor: 0,
+            sign,
+            now: T + 2,
+        };
+        assert!(matches!(
+            store.sign_and_journal(next).await,
+            Err(QueueError::Unavailable(_) | QueueError::Corrupt(_))
+        ));
+    }
+    assert_eq!(
+        s.a.next_sender_nonce(chain, spender()).await.unwrap(),
+        Some(11)
+    );
+    assert_eq!(s.a.get(b).await.unwrap().unwrap(), jb);
+    // The holder's own lease: the next nonce.
+    let t = sign_next(&*s.b, &jb, JournalSlot::Transfer, 0, &signs)
+        .await
+        .unwrap();
+    assert_eq!(t.sender_nonce, 11);
+}
+
+/// Workers on both handles sign one job each, at once: every job gets its
+/// own nonce, and together they are a run without gaps from the floor.
+async fn concurrent_signing_never_hands_out_one_sender_nonce_twice(s: Stores) {
+    for n in 0..40u64 {
+        s.a.enqueue(job(200 + n, u8::try_from(n).unwrap()))
+            .await
+            .unwrap();
+    }
+    let jobs = s.a.claim_due(T, T + 600, 40).await.unwrap();
+    assert_eq!(jobs.len(), 40);
+    let signs = Arc::new(AtomicUsize::new(0));
+    let tasks = jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let store = s.pick(i);
+            let signs = signs.clone();
+            tokio::spawn(async move {
+                let t = sign_next(&*store, &j, JournalSlot::Permit, 7, &signs)
+                    .await
+                    .unwrap();
+                (j.id, t.sender_nonce)
+            })
+        })
+        .collect();
+    let got = join_all(tasks).await;
+    let mut nonces: Vec<u64> = got.iter().map(|(_, n)| *n).collect();
+    nonces.sort_unstable();
+    assert_eq!(
+        nonces,
+        (7..47).collect::<Vec<u64>>(),
+        "one nonce each, no gap"
+    );
+    assert_eq!(signs.load(Ordering::SeqCst), 40, "nothing signed twice");
+    for (id, nonce) in got {
+        let j = s.b.get(id).await.unwrap().unwrap();
+        assert_eq!(j.state, SettlementState::PermitSent);
+        assert_eq!(j.permit_tx.unwrap().sender_nonce, nonce);
+    }
+    let chain = job(0, 0).permit.chain_id;
+    assert_eq!(
+        s.b.next_sender_nonce(chain, spender()).await.unwrap(),
+        Some(47)
+    );
+}
+
+/// On a database, x402_mock and the x402 facilitator count one key's
+/// nonces in one row (`pay402_facilitator_nonces`): a key both sign with
+/// never gets one nonce twice either.
+async fn the_spender_nonce_counter_is_the_facilitators(s: Stores) {
+    use pay402_core::time::UnixTime;
+    use pay402_core::x402::settlements::{AuthorizationKey, OwnerId, SignNext, Signed};
+    let facilitator = pay402_server::x402::settlements::open(&s.fresh.open().await)
+        .await
+        .unwrap();
+    let key = AuthorizationKey::new(31337, &[1; 20], &[2; 20], &[3; 32]);
+    let me = OwnerId([7; 16]);
+    facilitator
+        .claim(&key, &me, "{}", UnixTime(T + 60), UnixTime(T))
+        .await
+        .unwrap();
+    let sign = |nonce: u64| -> Result<Signed, String> {
+        Ok(Signed {
+            transaction: format!("0x{nonce:064x}"),
+            raw: "0x00".into(),
+        })
+    };
+    let next = SignNext {
+        key: &key,
+        owner: &me,
+        chain_id: 31337,
+        signer: SPENDER,
+        floor: 4,
+        sign: &sign,
+        now: UnixTime(T),
+    };
+    let (first, _) = facilitator.sign_next(next).await.unwrap().unwrap();
+    assert_eq!(first, 4);
+    s.a.enqueue(job(0, 1)).await.unwrap();
+    let j = s.a.claim_due(T, T + 60, 1).await.unwrap().remove(0);
+    let signs = AtomicUsize::new(0);
+    let t = sign_next(&*s.b, &j, JournalSlot::Permit, 0, &signs)
+        .await
+        .unwrap();
+    assert_eq!(t.sender_nonce, 5);
+    assert_eq!(
+        facilitator.next_nonce(31337, SPENDER).await.unwrap(),
+        Some(6)
     );
 }

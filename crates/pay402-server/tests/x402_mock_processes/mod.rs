@@ -17,7 +17,7 @@ use pay402_client::x402::LocalSigner;
 use pay402_client::x402_mock::MockClient;
 use pay402_core::x402::evm::{Eip2612Permit, EvmAddress};
 use pay402_core::x402::mock::{EvmPaymentComponent, MockPermit, MockPermitRequest};
-use pay402_core::x402::mock_chain::{PermitReader, PermitSettler, TxStatus};
+use pay402_core::x402::mock_chain::{PermitReader, PermitSettler, SignedTx, TxStatus};
 use pay402_core::x402::{EvmTimestamp, TokenAmount};
 use pay402_server::database::Database;
 use pay402_server::x402_mock::{
@@ -65,11 +65,14 @@ fn retry() -> RetryPolicy {
 }
 
 /// The real store with a tally of what this process's worker did to it,
-/// printed when the process is told to stop: every claim, every job it
-/// saved as settled, every write refused because another process had taken
-/// the job over, the transactions it journaled, and those it found in
-/// flight (`permit_sent`, `transfer_sent`) on the jobs it claimed.
+/// printed when the process is told to stop: every transaction signed with
+/// a spender nonce the store allocated, every claim, every job it saved as
+/// settled, every write refused because another process had taken the job
+/// over, the transactions it journaled, and those it found in flight
+/// (`permit_sent`, `transfer_sent`) on the jobs it claimed.
 struct Tally {
+    /// Every transaction the store signed for this process: `nonce:hash`.
+    signed: Mutex<Vec<String>>,
     claimed: Mutex<Vec<i64>>,
     settled: Mutex<Vec<i64>>,
     lost: AtomicU64,
@@ -88,6 +91,25 @@ impl Hooks for Tally {
             .lock()
             .unwrap()
             .extend(jobs.iter().filter_map(in_flight));
+    }
+    fn signed(&self, _job: &Settlement, outcome: &Result<SignedTx, QueueError>) {
+        match outcome {
+            Ok(tx) => {
+                self.signed.lock().unwrap().push(format!(
+                    "{}:{}",
+                    tx.sender_nonce,
+                    hex::encode(tx.hash.0)
+                ));
+                self.journaled
+                    .lock()
+                    .unwrap()
+                    .insert(hex::encode(tx.hash.0));
+            }
+            Err(QueueError::LeaseLost { .. }) => {
+                self.lost.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(_) => {}
+        }
     }
     fn saved(&self, job: &Settlement, outcome: &Result<(), QueueError>) {
         match outcome {
@@ -130,6 +152,7 @@ pub async fn mock_server() {
     let store = Arc::new(Hooked {
         inner: pay402_server::x402_mock::open_store(&db).await.unwrap(),
         hooks: Tally {
+            signed: Mutex::default(),
             claimed: Mutex::default(),
             settled: Mutex::default(),
             lost: AtomicU64::new(0),
@@ -172,6 +195,7 @@ pub async fn mock_server() {
     until_stdin_closes().await;
     worker.shutdown().await;
     let tally = &store.hooks;
+    println!("SIGNED {}", tally.signed.lock().unwrap().join(","));
     println!("CLAIMED {}", ids(&tally.claimed));
     println!("SETTLED {}", ids(&tally.settled));
     println!("LOST {}", tally.lost.load(Ordering::SeqCst));
@@ -279,15 +303,18 @@ fn parse_ids(line: &str) -> Vec<i64> {
 /// to it; whether it had to wait is printed). anvil then mines one block a
 /// second, and each worker leases a job for one second while one attempt
 /// waits for two blocks: leases run out mid-attempt and the other process
-/// takes jobs over while the first still holds its copy (and both
-/// processes' settlers, each counting the one key's nonces on its own,
-/// collide on nonces now and then).
+/// takes jobs over while the first still holds its copy. Both processes
+/// sign with the one key, each transaction with a nonce the shared store
+/// allocated where it journals it.
 ///
 /// Checked: every permit was accepted once (a duplicate answered
 /// `permit_replayed`) and its token opens the resource on both servers;
 /// every job ends `settled` (none failed, no token revoked), with its
 /// `permit()` and `transferFrom()` mined successfully; the spender mined
-/// exactly two transactions per job; each payer's nonce moved once per
+/// exactly two transactions per job, and the two processes together signed
+/// exactly two (each with its own nonce, together the run of nonces the
+/// spender mined: no nonce signed twice, nothing re-signed after a clash),
+/// each the job's mined transaction; each payer's nonce moved once per
 /// permit and it was charged once per permit (`pay_to` got exactly the sum
 /// of the prices, each allowance kept its last permit's `value - price`);
 /// across both processes each job was saved `settled` exactly once; both
@@ -476,6 +503,7 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
 
     // Stop both servers (their workers finish the job they are on) and
     // read what each did.
+    let mut signed: Vec<(u64, String)> = Vec::new();
     let mut claimed = Vec::new();
     let mut settled_saves = Vec::new();
     let mut lost = 0u64;
@@ -488,6 +516,14 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
     };
     for server in &mut servers {
         server.close_stdin();
+        for entry in server
+            .line("SIGNED", wait)
+            .split(',')
+            .filter(|e| !e.is_empty())
+        {
+            let (nonce, hash) = entry.split_once(':').unwrap();
+            signed.push((nonce.parse().unwrap(), hash.to_owned()));
+        }
         let c: BTreeSet<i64> = parse_ids(&server.line("CLAIMED", wait))
             .into_iter()
             .collect();
@@ -547,6 +583,33 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
         spender_sent_before + 2 * n,
         "one permit() and one transferFrom() mined per job, nothing else"
     );
+    // The spender's nonces, allocated in the database for both processes:
+    // no nonce signed twice, no transaction signed again after a clash,
+    // and every nonce from the first to the last used by a settlement
+    // transaction that was mined.
+    let mut nonces: Vec<u64> = signed.iter().map(|(n, _)| *n).collect();
+    nonces.sort_unstable();
+    let distinct: BTreeSet<u64> = nonces.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        nonces.len(),
+        "a spender nonce was signed twice: {signed:?}"
+    );
+    assert_eq!(
+        nonces,
+        (spender_sent_before..spender_sent_before + 2 * n).collect::<Vec<u64>>(),
+        "two signatures per job, one nonce each, none re-signed"
+    );
+    let signed_hashes: BTreeSet<String> = signed.iter().map(|(_, h)| h.clone()).collect();
+    let mined_hashes: BTreeSet<String> = jobs
+        .values()
+        .flat_map(|j| [&j.permit_tx, &j.transfer_tx])
+        .map(|t| hex::encode(t.as_ref().unwrap().hash.0))
+        .collect();
+    assert_eq!(
+        signed_hashes, mined_hashes,
+        "every signed transaction is a job's mined one"
+    );
     settled_saves.sort_unstable();
     assert_eq!(
         settled_saves,
@@ -558,8 +621,11 @@ pub async fn x402_mock_servers_on_two_processes_settle_each_permit_once_on_anvil
     println!(
         "claims: process one {:?}, process two {:?}; taken over across processes {both:?}; \
          writes refused for a lost lease {lost}; transactions in flight handed over {handed_over}; \
-         attempts per job {attempts:?}; payer 7's second permit held back {second_waited}",
-        claimed[0], claimed[1]
+         attempts per job {attempts:?}; payer 7's second permit held back {second_waited}; \
+         spender transactions signed {} for {n} jobs",
+        claimed[0],
+        claimed[1],
+        signed.len()
     );
     assert!(
         !claimed[0].is_empty() && !claimed[1].is_empty(),

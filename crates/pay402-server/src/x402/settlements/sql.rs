@@ -18,8 +18,11 @@ use pay402_core::x402::settlements::{
 use crate::rows::Cols;
 
 /// The tables in SQLite, created on open (PostgreSQL's are the migration
-/// in `migrations/postgres/x402_facilitator/`).
-pub(super) const SQLITE_SCHEMA: &[&str] = &[
+/// in `migrations/postgres/x402_facilitator/`). The x402_mock queue creates
+/// them too: its settlement worker allocates the spender's nonces from
+/// `pay402_facilitator_nonces` with [`ENSURE_COUNTER_SQL`] and
+/// [`ALLOCATE_NONCE_SQL`].
+pub(crate) const SQLITE_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS pay402_facilitator_settlements (
         auth_key TEXT PRIMARY KEY NOT NULL,
         chain_id INTEGER NOT NULL,
@@ -94,12 +97,12 @@ pub(super) const LOCK_CLAIMED_SQL: &str = "UPDATE pay402_facilitator_settlements
      WHERE auth_key = $1 AND owner = $2 AND state = 'claimed'";
 
 /// Creates `($1 chain, $2 signer)`'s counter at `$3` unless it exists.
-pub(super) const ENSURE_COUNTER_SQL: &str =
+pub(crate) const ENSURE_COUNTER_SQL: &str =
     "INSERT INTO pay402_facilitator_nonces (chain_id, address, next_nonce)
      VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
 /// Takes the next nonce, at least `$1`, of `($2 chain, $3 signer)`.
-pub(super) const ALLOCATE_NONCE_SQL: &str = "UPDATE pay402_facilitator_nonces
+pub(crate) const ALLOCATE_NONCE_SQL: &str = "UPDATE pay402_facilitator_nonces
      SET next_nonce = CASE WHEN next_nonce > $1 THEN next_nonce ELSE $1 END + 1
      WHERE chain_id = $2 AND address = $3
      RETURNING next_nonce - 1 AS nonce";
@@ -135,7 +138,8 @@ pub(super) const RESYNC_SQL: &str = "UPDATE pay402_facilitator_nonces
      WHERE chain_id = $2 AND address = $3
      RETURNING next_nonce";
 
-pub(super) const NEXT_NONCE_SQL: &str = "SELECT next_nonce FROM pay402_facilitator_nonces
+/// The next nonce of `($1 chain, $2 signer)`.
+pub(crate) const NEXT_NONCE_SQL: &str = "SELECT next_nonce FROM pay402_facilitator_nonces
      WHERE chain_id = $1 AND address = $2";
 
 /// The outcome: `$3` state, `$4` transaction (`NULL` keeps the stored one),

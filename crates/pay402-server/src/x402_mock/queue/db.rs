@@ -73,6 +73,12 @@ pub(super) const SAVE_SQL: &str = "UPDATE pay402_x402_mock_settlements SET
         updated_at = $15
      WHERE id = $16 AND lease_until = $17";
 
+/// The first write of `sign_and_journal` (`$1` now): proves the writer
+/// still holds lease `$3` on job `$2`, and takes the row's lock (PostgreSQL)
+/// or the database's write lock (SQLite) until the transaction ends.
+pub(super) const LOCK_LEASED_SQL: &str = "UPDATE pay402_x402_mock_settlements
+     SET updated_at = $1 WHERE id = $2 AND lease_until = $3";
+
 pub(super) const REVOKE_SQL: &str = "INSERT INTO pay402_x402_mock_revoked (jti, exp, reason)
      VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING";
 
@@ -166,7 +172,46 @@ pub(super) fn from_row(row: &impl Cols) -> Result<Settlement, QueueError> {
 /// with a `pool` field, from the statements above; `$lock` is the
 /// row-locking clause of `claim_due`.
 macro_rules! sql_settlement_store {
-    ($store:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            /// [`SAVE_SQL`] for `job`, while it carries `held_lease`.
+            fn save_query(
+                job: &Settlement,
+                held_lease: u64,
+            ) -> sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments<'static>> {
+                let p = tx_cols(&job.permit_tx);
+                let t = tx_cols(&job.transfer_tx);
+                sqlx::query(SAVE_SQL)
+                    .bind(job.state.as_str())
+                    .bind(p.as_ref().map(|c| c.0.clone()))
+                    .bind(p.as_ref().map(|c| c.1.clone()))
+                    .bind(p.as_ref().map(|c| c.2.clone()))
+                    .bind(p.as_ref().map(|c| c.3))
+                    .bind(t.as_ref().map(|c| c.0.clone()))
+                    .bind(t.as_ref().map(|c| c.1.clone()))
+                    .bind(t.as_ref().map(|c| c.2.clone()))
+                    .bind(t.as_ref().map(|c| c.3))
+                    .bind(i64::from(job.attempts))
+                    .bind(to_i64(job.next_attempt_at))
+                    .bind(to_i64(job.lease_until))
+                    .bind(job.last_error.clone())
+                    .bind(job.failure.clone())
+                    .bind(to_i64(job.updated_at))
+                    .bind(job.id)
+                    .bind(to_i64(held_lease))
+            }
+
+            /// What a conditional write of job `id` that changed nothing
+            /// means: a lost lease, or no such job.
+            async fn not_written(&self, id: i64) -> QueueError {
+                match self.get(id).await {
+                    Ok(Some(_)) => QueueError::LeaseLost { id },
+                    Ok(None) => QueueError::Corrupt(format!("no settlement {id}")),
+                    Err(e) => e,
+                }
+            }
+        }
+
         #[async_trait]
         impl SettlementStore for $store {
             async fn enqueue(&self, job: NewSettlement) -> Result<i64, QueueError> {
@@ -225,37 +270,84 @@ macro_rules! sql_settlement_store {
             }
 
             async fn save(&self, job: &Settlement, held_lease: u64) -> Result<(), QueueError> {
-                let p = tx_cols(&job.permit_tx);
-                let t = tx_cols(&job.transfer_tx);
-                let res = sqlx::query(SAVE_SQL)
-                    .bind(job.state.as_str())
-                    .bind(p.as_ref().map(|c| c.0.clone()))
-                    .bind(p.as_ref().map(|c| c.1.clone()))
-                    .bind(p.as_ref().map(|c| c.2.clone()))
-                    .bind(p.as_ref().map(|c| c.3))
-                    .bind(t.as_ref().map(|c| c.0.clone()))
-                    .bind(t.as_ref().map(|c| c.1.clone()))
-                    .bind(t.as_ref().map(|c| c.2.clone()))
-                    .bind(t.as_ref().map(|c| c.3))
-                    .bind(i64::from(job.attempts))
-                    .bind(to_i64(job.next_attempt_at))
-                    .bind(to_i64(job.lease_until))
-                    .bind(job.last_error.as_deref())
-                    .bind(job.failure.as_deref())
-                    .bind(to_i64(job.updated_at))
-                    .bind(job.id)
-                    .bind(to_i64(held_lease))
+                let res = Self::save_query(job, held_lease)
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;
                 if res.rows_affected() == 0 {
-                    // Nothing written: tell a lost lease from a missing job.
-                    return Err(match self.get(job.id).await? {
-                        Some(_) => QueueError::LeaseLost { id: job.id },
-                        None => QueueError::Corrupt(format!("no settlement {}", job.id)),
-                    });
+                    return Err(self.not_written(job.id).await);
                 }
                 Ok(())
+            }
+
+            async fn sign_and_journal(
+                &self,
+                next: JournalNext<'_>,
+            ) -> Result<SignedTx, QueueError> {
+                use crate::x402::settlements::sql::{ALLOCATE_NONCE_SQL, ENSURE_COUNTER_SQL};
+                let id = next.job.id;
+                let held = next.job.lease_until;
+                let chain_id = to_i64(next.job.job.permit.chain_id);
+                let sender = next.sender.to_string().to_ascii_lowercase();
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let ours = sqlx::query(LOCK_LEASED_SQL)
+                    .bind(to_i64(next.now))
+                    .bind(id)
+                    .bind(to_i64(held))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if ours.rows_affected() != 1 {
+                    drop(tx);
+                    return Err(self.not_written(id).await);
+                }
+                sqlx::query(ENSURE_COUNTER_SQL)
+                    .bind(chain_id)
+                    .bind(&sender)
+                    .bind(to_i64(next.floor))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                let nonce: i64 = sqlx::query_scalar(ALLOCATE_NONCE_SQL)
+                    .bind(to_i64(next.floor))
+                    .bind(chain_id)
+                    .bind(&sender)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                let nonce = u64::try_from(nonce)
+                    .map_err(|_| QueueError::Corrupt(format!("negative nonce {nonce}")))?;
+                let signed = super::sign_with(&next, nonce)?;
+                let saved = next.slot.journal(next.job, signed.clone(), next.now);
+                let res = Self::save_query(&saved, held)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if res.rows_affected() != 1 {
+                    return Err(QueueError::Corrupt(format!(
+                        "settlement {id} changed under its row lock"
+                    )));
+                }
+                tx.commit().await.map_err(unavailable)?;
+                Ok(signed)
+            }
+
+            async fn next_sender_nonce(
+                &self,
+                chain_id: u64,
+                sender: EvmAddress,
+            ) -> Result<Option<u64>, QueueError> {
+                let next: Option<i64> =
+                    sqlx::query_scalar(crate::x402::settlements::sql::NEXT_NONCE_SQL)
+                        .bind(to_i64(chain_id))
+                        .bind(sender.to_string().to_ascii_lowercase())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                next.map(|n| {
+                    u64::try_from(n).map_err(|_| QueueError::Corrupt(format!("negative nonce {n}")))
+                })
+                .transpose()
             }
 
             async fn get(&self, id: i64) -> Result<Option<Settlement>, QueueError> {

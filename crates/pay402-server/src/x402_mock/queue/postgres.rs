@@ -3,11 +3,11 @@
 
 use async_trait::async_trait;
 use pay402_core::x402::evm::{Bytes32, EvmAddress};
-use pay402_core::x402::mock_chain::U256;
+use pay402_core::x402::mock_chain::{SignedTx, U256};
 use sqlx::postgres::PgPool;
 
 use super::db::*;
-use super::{NewSettlement, QueueError, Settlement, SettlementStore};
+use super::{JournalNext, NewSettlement, QueueError, Settlement, SettlementStore};
 use crate::database::DatabaseOptions;
 use crate::pg_pool::Migration;
 
@@ -21,7 +21,11 @@ const MIGRATIONS: &[Migration] = &[Migration {
 ///
 /// Opening it applies the migrations in `migrations/postgres/x402_mock/`
 /// (tables `pay402_x402_mock_settlements` and `pay402_x402_mock_revoked`,
-/// the shape of [`SqliteSettlementStore`](super::SqliteSettlementStore)'s).
+/// the shape of [`SqliteSettlementStore`](super::SqliteSettlementStore)'s)
+/// and those of the x402 facilitator (`migrations/postgres/x402_facilitator/`),
+/// whose `pay402_facilitator_nonces` counts the spender's transaction
+/// nonces for every worker on the database
+/// ([`SettlementStore::sign_and_journal`]).
 /// The statements are the SQLite store's, word for word, except that
 /// [`claim_due`](SettlementStore::claim_due) locks the rows it leases with
 /// `FOR UPDATE SKIP LOCKED` and re-checks the lease under the lock: workers
@@ -68,6 +72,15 @@ impl PostgresSettlementStore {
     /// # }
     /// ```
     pub async fn from_pool(pool: PgPool) -> Result<PostgresSettlementStore, QueueError> {
+        // The spender's nonce counters are the x402 facilitator's
+        // (`pay402_facilitator_nonces`): one counter per key on the
+        // database, whichever component signs with it.
+        crate::pg_pool::migrate(
+            &pool,
+            "x402_facilitator",
+            crate::x402::settlements::MIGRATIONS,
+        )
+        .await?;
         crate::pg_pool::migrate(&pool, "x402_mock", MIGRATIONS).await?;
         Ok(PostgresSettlementStore { pool })
     }
@@ -84,4 +97,8 @@ impl PostgresSettlementStore {
     }
 }
 
-sql_settlement_store!(PostgresSettlementStore, "FOR UPDATE SKIP LOCKED");
+sql_settlement_store!(
+    PostgresSettlementStore,
+    sqlx::Postgres,
+    "FOR UPDATE SKIP LOCKED"
+);

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use pay402_core::x402::evm::{Bytes32, EvmAddress};
-use pay402_core::x402::mock_chain::U256;
+use pay402_core::x402::mock_chain::{SignedTx, U256};
 use sqlx::sqlite::SqlitePool;
 
 use super::db::*;
-use super::{NewSettlement, QueueError, Settlement, SettlementStore};
+use super::{JournalNext, NewSettlement, QueueError, Settlement, SettlementStore};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS pay402_x402_mock_settlements (
@@ -54,7 +54,10 @@ const SCHEMA: &[&str] = &[
 /// The settlement queue and revocation list in a SQLite database.
 ///
 /// Tables `pay402_x402_mock_settlements` (one row per job, with the journal
-/// of signed transactions) and `pay402_x402_mock_revoked` are created on open.
+/// of signed transactions) and `pay402_x402_mock_revoked` are created on
+/// open, and the x402 facilitator's tables, whose
+/// `pay402_facilitator_nonces` counts the spender's transaction nonces
+/// ([`SettlementStore::sign_and_journal`]).
 ///
 /// ```
 /// use pay402_server::x402_mock::{SqliteSettlementStore, SettlementStore};
@@ -110,6 +113,10 @@ impl SqliteSettlementStore {
         crate::sqlite_pool::create(&pool, SCHEMA)
             .await
             .map_err(unavailable)?;
+        // The spender's nonce counters: the x402 facilitator's table.
+        crate::sqlite_pool::create(&pool, crate::x402::settlements::sql::SQLITE_SCHEMA)
+            .await
+            .map_err(unavailable)?;
         Ok(SqliteSettlementStore { pool })
     }
 
@@ -125,4 +132,4 @@ impl SqliteSettlementStore {
     }
 }
 
-sql_settlement_store!(SqliteSettlementStore, "");
+sql_settlement_store!(SqliteSettlementStore, sqlx::Sqlite, "");
