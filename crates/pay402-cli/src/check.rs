@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Config, FacilitatorConfig, HeaderValueSource, LightningConfig};
+use crate::config::{Config, FacilitatorConfig, HeaderValueSource, LightningConfig, RailName};
 
 /// A human-readable summary of `config`.
 ///
@@ -126,6 +126,19 @@ pub fn describe(config: &Config) -> String {
             },
             svc.timeout.as_secs()
         );
+        let bitreq_methods = || {
+            config.bitrequests.as_ref().map_or(String::new(), |b| {
+                [
+                    b.transfer_username.as_ref().map(|_| "transfer"),
+                    b.onchain.as_ref().map(|_| "onchain"),
+                    b.channel.as_ref().map(|_| "channel"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+            })
+        };
         if let Some(p) = &svc.pricer {
             let rails: Vec<String> = svc.rails.iter().map(ToString::to_string).collect();
             let _ = writeln!(
@@ -136,6 +149,9 @@ pub fn describe(config: &Config) -> String {
                 p.timeout_ms,
                 p.cache_secs
             );
+            if svc.rails.contains(&RailName::Bitreq) {
+                let _ = writeln!(s, "  bitreq at the pricer's sats ({})", bitreq_methods());
+            }
         }
         let mpp = (svc.mpp_price, &svc.mpp_evm_price);
         match (&svc.l402_price, &svc.x402_price, &svc.bitreq_price, mpp) {
@@ -155,18 +171,7 @@ pub fn describe(config: &Config) -> String {
                     let _ = writeln!(s, "  x402 {a} base units");
                 }
                 if let Some(sat) = b {
-                    let methods = config.bitrequests.as_ref().map_or(String::new(), |b| {
-                        [
-                            b.transfer_username.as_ref().map(|_| "transfer"),
-                            b.onchain.as_ref().map(|_| "onchain"),
-                            b.channel.as_ref().map(|_| "channel"),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                    });
-                    let _ = writeln!(s, "  bitreq {} sat ({methods})", sat.0);
+                    let _ = writeln!(s, "  bitreq {} sat ({})", sat.0, bitreq_methods());
                 }
                 if let Some(sat) = mpp_sat {
                     let _ = writeln!(s, "  mpp lightning/charge {} sat", sat.0);

@@ -230,9 +230,10 @@ impl ServicePaywall {
                 .clone()
                 .ok_or_else(|| missing("bitreq", "[bitrequests]"))?;
             builder = builder.bitreq(server);
-            // The resolver refuses a pricer on a BitRequests service.
-            if let Some(p) = service.bitreq_price {
-                prices = prices.bitreq(p);
+            match service.bitreq_price {
+                Some(p) => prices = prices.bitreq(p),
+                // The pricer's `sats`.
+                None => dynamic = true,
             }
         }
         let mpp_on = service.rails.contains(&RailName::Mpp);
@@ -262,7 +263,9 @@ impl ServicePaywall {
         })?;
         // A static price, or the pricer's, which the proxy put in internal
         // headers (a missing one prices the request out of reach: never
-        // free).
+        // free). Each rail verifies what is paid against this request's
+        // price (BitRequests: the transfer's or token's amount, and an
+        // on-chain quote priced at least as much).
         let price = if dynamic {
             let fixed = prices.clone();
             PaywallPrice::dynamic(move |req: PriceRequest| {
@@ -285,12 +288,19 @@ impl ServicePaywall {
                         .unwrap_or(TokenAmount(alloy_primitives::U256::MAX));
                     p = p.x402(amount);
                 }
-                if mpp_sat_dynamic && p.mpp.is_none() {
-                    // The method's amount is whole sat: rounded up.
+                // BitRequests and the MPP lightning method charge whole
+                // sat: the msat price rounded up.
+                let sat = || {
                     let sat = header(L402_PRICE_HEADER)
                         .and_then(|v| v.parse::<u64>().ok())
                         .map_or(u64::MAX, |msat| msat.div_ceil(1000));
-                    p = p.mpp(pay402_core::money::Sat(sat));
+                    pay402_core::money::Sat(sat)
+                };
+                if bitreq_on && p.bitreq.is_none() {
+                    p = p.bitreq(sat());
+                }
+                if mpp_sat_dynamic && p.mpp.is_none() {
+                    p = p.mpp(sat());
                 }
                 if mpp_evm_dynamic && p.mpp_evm.is_none() {
                     let amount = header(X402_PRICE_HEADER)

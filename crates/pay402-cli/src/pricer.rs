@@ -2,9 +2,11 @@
 //! method and path, and failing closed (the request gets 503, never free).
 //!
 //! The proxy sends `POST <url>` with `{"service", "method", "path"}` and
-//! expects `{"sats": N}` for L402 and MPP `lightning`/`charge`, and
-//! `{"x402_units": "N"}` for x402 and MPP `evm`/`charge` (each rail the
-//! service offers needs its price, above zero).
+//! expects `{"sats": N}` for L402, BitRequests and MPP `lightning`/`charge`,
+//! and `{"x402_units": "N"}` for x402 and MPP `evm`/`charge` (each rail the
+//! service offers needs its price, above zero). The `sats` answer travels
+//! as millisatoshis; the rails priced in whole satoshis (BitRequests, MPP
+//! `lightning`) round it up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +18,9 @@ use serde::Deserialize;
 
 use crate::config::{MppMethod, PricerConfig, RailName};
 
-/// The internal header carrying an L402 price (msat) to the paywall; any
-/// value a client sends is removed first, and it never reaches the upstream.
+/// The internal header carrying the pricer's `sats` price (in msat) to the
+/// paywall, for L402, BitRequests and MPP `lightning`; any value a client
+/// sends is removed first, and it never reaches the upstream.
 pub const L402_PRICE_HEADER: &str = "x-pay402-internal-price-msat";
 /// The internal header carrying an x402 price (token base units).
 pub const X402_PRICE_HEADER: &str = "x-pay402-internal-price-x402";
@@ -25,7 +28,8 @@ pub const X402_PRICE_HEADER: &str = "x-pay402-internal-price-x402";
 /// One request's prices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quote {
-    /// The L402 price, if L402 is on.
+    /// The `sats` price in msat, if L402, BitRequests or MPP `lightning`
+    /// is on.
     pub msat: Option<Msat>,
     /// The x402 price, if x402 is on.
     pub x402: Option<TokenAmount>,
@@ -76,7 +80,7 @@ pub struct Pricer {
     http: reqwest::Client,
     timeout: Duration,
     ttl: Duration,
-    l402: bool,
+    sats: bool,
     x402: bool,
     cache: quick_cache::sync::Cache<(Method, String), (Quote, Instant)>,
 }
@@ -103,9 +107,11 @@ impl Pricer {
             http,
             timeout,
             ttl: Duration::from_secs(config.cache_secs),
-            // MPP's lightning method is priced in sat, its evm method in
-            // the x402 asset's units: the same answers.
-            l402: rails.contains(&RailName::L402) || mpp_methods.contains(&MppMethod::Lightning),
+            // BitRequests and MPP's lightning method are priced in sat, its
+            // evm method in the x402 asset's units: the same answers.
+            sats: rails.contains(&RailName::L402)
+                || rails.contains(&RailName::Bitreq)
+                || mpp_methods.contains(&MppMethod::Lightning),
             x402: rails.contains(&RailName::X402) || mpp_methods.contains(&MppMethod::Evm),
             cache: quick_cache::sync::Cache::new(10_000),
         }))
@@ -166,7 +172,7 @@ impl Pricer {
         }
         let a: Answer =
             serde_json::from_slice(&buf).map_err(|e| PricerError::Invalid(e.to_string()))?;
-        let msat = if self.l402 {
+        let msat = if self.sats {
             match a.sats.and_then(|s| Sat(s).to_msat()) {
                 Some(m) if m > Msat::ZERO => Some(m),
                 _ => return Err(PricerError::Invalid("no sats above zero".into())),

@@ -14,19 +14,10 @@ const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-bitreq";
 /// bit-transfer to "shop", with the admin API.
 async fn start_proxy(dir: &Path) -> Proxy {
     let upstream = start_upstream().await;
-    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
     let toml = config(&format!(
-        r#"
-[admin]
-listen = "127.0.0.1:0"
-token = {{ file = "{dir}/admin-token" }}
-
+        r#"{ledger}
 [rates]
 usd_cents_per_btc = 10000000
-
-[bitrequests]
-network = "regtest"
-transfer_username = "shop"
 
 [[services]]
 name = "cents"
@@ -42,9 +33,27 @@ rails = ["bitreq"]
 price = {{ sats = 25 }}
 identity_header = "X-Paid-By"
 "#,
-        dir = dir.display()
+        ledger = ledger_sections(dir)
     ));
     Proxy::start(dir, &toml).await
+}
+
+/// The admin listener (its token in `dir/admin-token`) and the
+/// `[bitrequests]` ledger paying "shop".
+fn ledger_sections(dir: &Path) -> String {
+    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+token = {{ file = "{dir}/admin-token" }}
+
+[bitrequests]
+network = "regtest"
+transfer_username = "shop"
+"#,
+        dir = dir.display()
+    )
 }
 
 /// The balance of `user` on the proxy's ledger.
@@ -187,4 +196,145 @@ async fn fetch_takes_its_bitreq_wallet_from_the_environment_and_caps_in_dollars(
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert_eq!(balance(&proxy, "bob").await, 40);
+}
+
+/// A signed bit-transfer of `amount` from `payer` (key `k`) to the shop
+/// for `url`: the `Bitcoin-Transfer` and `Authorization` values.
+fn signed_transfer(
+    payer: &str,
+    k: &pay402_server::bitreq::bitcoin::secp256k1::SecretKey,
+    amount: u64,
+    url: &str,
+) -> (String, String) {
+    use pay402_server::bitreq::bitcoin::secp256k1::Secp256k1;
+    let t = pay402_core::bitreq::BitTransfer {
+        payer: payer.into(),
+        payer_pubkey: k.public_key(&Secp256k1::new()),
+        payee_address: String::new(),
+        payee_username: "shop".into(),
+        amount: pay402_core::money::Sat(amount),
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64(),
+        description: url.into(),
+    };
+    let s = t.sign(k).unwrap();
+    (s.transfer, s.authorization)
+}
+
+/// Presents a bit-transfer of `amount` from mallory for `/echo`.
+async fn present_transfer(
+    proxy: &Proxy,
+    k: &pay402_server::bitreq::bitcoin::secp256k1::SecretKey,
+    amount: u64,
+) -> reqwest::Response {
+    let url = proxy.url("/echo");
+    let (transfer, authorization) = signed_transfer("mallory", k, amount, &url);
+    reqwest::Client::new()
+        .get(&url)
+        .header("bitcoin-transfer", transfer)
+        .header("authorization", authorization)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pricer_prices_bitreq_each_payment_checked_against_the_current_price() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = temp_dir("bitreq-pricer");
+    let upstream = start_upstream().await;
+    let sats = std::sync::Arc::new(AtomicU64::new(30));
+    let pricer = common::start_sats_pricer("priced", sats.clone()).await;
+    // Not cached: every request asks the pricer, so its price moves at once.
+    let toml = config(&format!(
+        r#"{ledger}
+{service}"#,
+        ledger = ledger_sections(&dir),
+        service = common::priced_bitreq_service(upstream, pricer),
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+
+    // The 402's BitRequests offer carries the pricer's price; a client
+    // cannot set its own.
+    let unpaid = reqwest::Client::new()
+        .get(proxy.url("/echo"))
+        .header("x-pay402-internal-price-msat", "1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unpaid.status(), 402);
+    assert_eq!(unpaid.headers()["price"], "30");
+    assert_eq!(unpaid.headers()["username"], "shop");
+
+    // The real `pay402 fetch` pays that price by bit-transfer and is served.
+    let seed = common::open_account(&proxy, ADMIN_TOKEN, &dir, "alice", 100).await;
+    let fetch_config = dir.join("fetch.toml");
+    std::fs::write(
+        &fetch_config,
+        format!(
+            "max = \"100sat\"\n[bitrequests]\nseed_file = \"{}\"\nusername = \"alice\"\nnetwork = \"regtest\"\n",
+            seed.display()
+        ),
+    )
+    .unwrap();
+    let out = common::fetch(&fetch_config, &["--json", &proxy.url("/echo")]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout} {out:?}");
+    let receipt: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(receipt["rail"], "bitreq", "{receipt}");
+    assert_eq!(receipt["amount"], "30 sat", "{receipt}");
+    assert_eq!(receipt["status"], 200, "{receipt}");
+    assert_eq!(balance(&proxy, "alice").await, 70);
+
+    // Mallory's account, with a key of the test's own.
+    let k = pay402_server::bitreq::bitcoin::secp256k1::SecretKey::from_slice(&[41; 32]).unwrap();
+    let public_key = k
+        .public_key(&pay402_server::bitreq::bitcoin::secp256k1::Secp256k1::new())
+        .to_string();
+    common::open_account_for_key(&proxy, ADMIN_TOKEN, "mallory", &public_key, 100).await;
+
+    // Below the price: refused with a fresh offer, nothing debited.
+    let low = present_transfer(&proxy, &k, 29).await;
+    assert_eq!(low.status(), 402);
+    assert_eq!(low.headers()["price"], "30");
+    let p: serde_json::Value = low.json().await.unwrap();
+    assert_eq!(p["reason"], "incorrect_payment_amount", "{p}");
+    assert_eq!(balance(&proxy, "mallory").await, 100);
+
+    // The price rises between the 402 and the payment: a transfer signed
+    // for the old price is refused the same way (nothing is taken) and the
+    // answer offers the new price, which pays.
+    sats.store(40, Ordering::SeqCst);
+    let stale = present_transfer(&proxy, &k, 30).await;
+    assert_eq!(stale.status(), 402);
+    assert_eq!(stale.headers()["price"], "40");
+    assert_eq!(balance(&proxy, "mallory").await, 100);
+    let paid = present_transfer(&proxy, &k, 40).await;
+    assert_eq!(paid.status(), 200);
+    let echoed: serde_json::Value = paid.json().await.unwrap();
+    let headers = echoed["headers"].as_object().unwrap();
+    assert!(
+        headers["x-paid-by"]
+            .as_str()
+            .unwrap()
+            .starts_with("bitreq:transfer:")
+    );
+    assert!(
+        !headers.contains_key("x-pay402-internal-price-msat"),
+        "{headers:?}"
+    );
+    assert_eq!(balance(&proxy, "mallory").await, 60);
+
+    // The pricer is down: 503, never free, even with a valid payment, and
+    // nothing debited.
+    sats.store(0, Ordering::SeqCst);
+    let down = reqwest::get(proxy.url("/echo")).await.unwrap();
+    assert_eq!(down.status(), 503);
+    let p: serde_json::Value = down.json().await.unwrap();
+    assert_eq!(p["reason"], "pricer_unavailable");
+    let down = present_transfer(&proxy, &k, 40).await;
+    assert_eq!(down.status(), 503);
+    assert_eq!(balance(&proxy, "mallory").await, 60);
 }

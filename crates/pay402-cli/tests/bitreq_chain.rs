@@ -202,6 +202,13 @@ async fn receipt_of(config: &Path, entry: &str) -> serde_json::Value {
 /// What the fetch wallet of `config` (seed in `onchain.seed` beside it)
 /// holds on chain, confirmed and in the mempool, in sat.
 async fn wallet_total(node: &Bcoin, config: &Path) -> u64 {
+    let seed = std::fs::read_to_string(config.with_file_name("onchain.seed")).unwrap();
+    let b = node_wallet(node, seed.trim()).sync().await.unwrap();
+    b.confirmed.0 + b.unconfirmed.0 + b.immature.0 + b.locked.0
+}
+
+/// The wallet of `seed` (hex) following `node` over its RPC.
+fn node_wallet(node: &Bcoin, seed: &str) -> pay402_client::bitreq::Wallet {
     use pay402_backends::bitcoind::{BitcoindConfig, BitcoindRpc};
     use pay402_client::bitreq::{Wallet, WalletConfig};
     let chain = BitcoindRpc::new(BitcoindConfig {
@@ -211,15 +218,7 @@ async fn wallet_total(node: &Bcoin, config: &Path) -> u64 {
         timeout: Duration::from_secs(30),
     })
     .unwrap();
-    let seed = std::fs::read_to_string(config.with_file_name("onchain.seed")).unwrap();
-    let wallet = Wallet::from_seed_hex(
-        seed.trim(),
-        WalletConfig::new(Network::Regtest),
-        Arc::new(chain),
-    )
-    .unwrap();
-    let b = wallet.sync().await.unwrap();
-    b.confirmed.0 + b.unconfirmed.0 + b.immature.0 + b.locked.0
+    Wallet::from_seed_hex(seed, WalletConfig::new(Network::Regtest), Arc::new(chain)).unwrap()
 }
 
 /// Presents `tx_hex` as the on-chain proof for `path`.
@@ -633,4 +632,115 @@ async fn readyz_reports_an_unreachable_chain() {
     // The 402 is still offered (it needs no chain).
     let unpaid = reqwest::get(proxy.url("/x")).await.unwrap();
     assert_eq!(unpaid.status(), 402);
+}
+
+/// A wallet of the test's own on `node` (not a fetch process's), funded
+/// with one confirmed coin of `sats`.
+async fn own_wallet(node: &Bcoin, sats: u64) -> pay402_client::bitreq::Wallet {
+    let wallet = node_wallet(node, &hex::encode(rand::random::<[u8; 32]>()));
+    let address = wallet.receive_address().await.unwrap();
+    node.fund(&address.to_string(), sats)
+        .expect("fund the wallet");
+    node.mine(1).unwrap();
+    wallet.sync().await.unwrap();
+    wallet
+}
+
+/// A pricer-priced on-chain service: the 402's fresh address is quoted at
+/// the pricer's price and `pay402 fetch` pays exactly that on chain; a
+/// transaction paying a quote made before the price rose is refused
+/// (`quote_below_price`) and never broadcast, and the same transaction is
+/// served once the price is back within its quote; a pricer that is down
+/// answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pricer_prices_onchain_payments_through_the_proxy() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let node = start_node();
+    let dir = temp_dir("bitreq-chain-pricer");
+    let (upstream, upstream_seen) = start_counting_upstream().await;
+    let sats = Arc::new(AtomicU64::new(5_000));
+    let pricer = common::start_sats_pricer("priced", sats.clone()).await;
+    let xprv = Xpriv::new_master(Network::Regtest, &rand::random::<[u8; 32]>()).unwrap();
+    let xpub = Xpub::from_priv(&Secp256k1::new(), &xprv);
+    let toml = config(&format!(
+        r#"
+[bitrequests]
+network = "regtest"
+sync_secs = 1
+{chain}
+[bitrequests.onchain]
+xpub = "{xpub}"
+accept_unconfirmed_up_to_sats = 10000
+
+{service}"#,
+        chain = chain_section(&node, &dir, false),
+        service = common::priced_bitreq_service(upstream, pricer),
+    ));
+    let proxy = Proxy::start(&dir, &toml).await;
+
+    // The 402 quotes a fresh address at the pricer's price.
+    let unpaid = reqwest::get(proxy.url("/report")).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    assert_eq!(unpaid.headers()["price"], "5000");
+    let info = pay402_core::bitreq::PaymentInfo::from_header_map(unpaid.headers()).unwrap();
+    let quoted = info
+        .address(Network::Regtest)
+        .unwrap()
+        .expect("an on-chain offer");
+    let wallet = own_wallet(&node, 50_000).await;
+    let prepared = wallet
+        .prepare_payment(&quoted.script_pubkey(), pay402_core::money::Sat(5_000))
+        .await
+        .unwrap();
+    let tx_hex = pay402_server::bitreq::bitcoin::consensus::encode::serialize_hex(&prepared.tx);
+    let txid = prepared.txid().to_string();
+
+    // The price rises before the payment is presented: refused with the new
+    // offer, not broadcast (the node never sees it), upstream not called.
+    sats.store(6_000, Ordering::SeqCst);
+    let stale = present(&proxy, "/report", &tx_hex).await;
+    assert_eq!(stale.status(), 402);
+    assert_eq!(stale.headers()["price"], "6000");
+    let problem: serde_json::Value = stale.json().await.unwrap();
+    assert_eq!(problem["reason"], "quote_below_price", "{problem}");
+    assert!(
+        node.get_raw_transaction_hex(&txid).is_err(),
+        "not broadcast"
+    );
+    assert!(seen(&upstream_seen).is_empty());
+
+    // `pay402 fetch` pays the new price, exactly, on chain.
+    let config = fetch_wallet(&node, &dir, "onchain", 50_000).await;
+    let (r, _) = pay(&config, &proxy.url("/report")).await;
+    assert_eq!(r["offer"], "bitreq onchain", "{r}");
+    assert_eq!(r["amount"], "6000 sat", "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    let paid_txid = r["proof_id"].as_str().unwrap().to_owned();
+    let tx: Transaction =
+        deserialize_hex(&node.get_raw_transaction_hex(&paid_txid).unwrap()).unwrap();
+    assert!(
+        tx.output.iter().any(|o| o.value.to_sat() == 6_000),
+        "{tx:?}"
+    );
+
+    // The price falls back within the first quote: its transaction is
+    // served (broadcast by the proxy), at the quote's price.
+    sats.store(5_000, Ordering::SeqCst);
+    let served = present(&proxy, "/report", &tx_hex).await;
+    assert_eq!(served.status(), 200);
+    node.wait_for_tx(&txid, Duration::from_secs(10))
+        .expect("the proxy broadcast the payment");
+    assert_eq!(
+        seen(&upstream_seen),
+        [
+            format!("bitreq:onchain:{paid_txid}"),
+            format!("bitreq:onchain:{txid}")
+        ]
+    );
+
+    // The pricer is down: 503, never free.
+    sats.store(0, Ordering::SeqCst);
+    let down = reqwest::get(proxy.url("/report")).await.unwrap();
+    assert_eq!(down.status(), 503);
+    assert_eq!(seen(&upstream_seen).len(), 2);
 }

@@ -224,6 +224,22 @@ rails = ["bitreq"]
     assert!(text.contains("bitrequests: ledger on regtest"), "{text}");
     assert!(text.contains("(HTTP/2, timeout 30 s)"), "{text}");
 
+    // A pricer prices BitRequests too (its `sats`).
+    let out = check(
+        &dir,
+        &format!("{base}pricer = {{ url = \"http://127.0.0.1:9/p\", cache_secs = 5 }}\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("bitreq priced by http://127.0.0.1:9/p (timeout 1000 ms, cached 5 s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bitreq at the pricer's sats (transfer)"),
+        "{text}"
+    );
+
     for (toml, want) in [
         (
             "[[services]]\nname = \"b\"\nupstream = \"http://127.0.0.1:1\"\nrails = [\"bitreq\"]\nprice = { sats = 5 }\n".to_owned(),
@@ -234,8 +250,12 @@ rails = ["bitreq"]
             "services[0].price: the bitreq price must be above zero",
         ),
         (
-            format!("{base}pricer = {{ url = \"http://127.0.0.1:9/p\" }}\n"),
-            "services[0].pricer: a pricer is not available with bitreq yet",
+            "[[services]]\nname = \"b\"\nupstream = \"http://127.0.0.1:1\"\nrails = [\"bitreq\"]\npricer = { url = \"http://127.0.0.1:9/p\" }\n".to_owned(),
+            "services[0].pricer: bitreq needs a [bitrequests] section",
+        ),
+        (
+            format!("{base}pricer = {{ url = \"http://127.0.0.1:9/p\" }}\nprice = {{ sats = 5 }}\n"),
+            "services[0].pricer: give a price or a pricer, not both",
         ),
         (
             base.replace("usd_cents_per_btc = 10000000", "") + "price = { usd_cents = 3 }\n",

@@ -1172,3 +1172,112 @@ fn receipts_name_their_kind() {
         ("x402_transaction", "0xab")
     );
 }
+
+/// A BitRequests price computed per request (as `pay402 proxy`'s pricer
+/// gives it): each 402 offers this request's price, and each payment is
+/// checked against what this request costs when it is presented. An
+/// on-chain quote made before the price rose is refused before anything is
+/// recorded or broadcast; one made before it fell still pays its own price.
+#[tokio::test]
+async fn a_dynamic_bitreq_price_binds_each_payment_to_the_requests_price() {
+    use bitcoin::consensus::encode::serialize_hex;
+    use bitcoin::hashes::Hash as _;
+    use pay402_core::bitreq::onchain::build_payment;
+    use pay402_core::bitreq::{SpendKind, SpendableUtxo};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let e = env(Rails {
+        l402: false,
+        x402: false,
+        bitreq: true,
+    });
+    let sats = Arc::new(AtomicU64::new(5_000));
+    let now = sats.clone();
+    let price = PaywallPrice::dynamic(move |_req| {
+        let sats = now.load(Ordering::SeqCst);
+        async move { Some(Charge::PerRail(RailPrices::new().bitreq(Sat(sats)))) }
+    });
+    let app = app(&e.paywall, price);
+
+    // The 402 offers this request's price, with a quote at that price.
+    let offer = send(&app, req("/paid", &[])).await;
+    assert_eq!(offer.status, StatusCode::PAYMENT_REQUIRED);
+    let info = PaymentInfo::from_header_map(&offer.headers).unwrap();
+    assert_eq!(info.price, Sat(5_000));
+    let quoted = info
+        .address(bitcoin::Network::Regtest)
+        .unwrap()
+        .unwrap()
+        .script_pubkey();
+    let payer = key(61);
+    let utxo = SpendableUtxo {
+        outpoint: bitcoin::OutPoint::new(bitcoin::Txid::from_byte_array([6; 32]), 0),
+        amount: Sat(50_000),
+        kind: SpendKind::P2wpkh,
+        key: &payer,
+    };
+    let change = utxo.script_pubkey();
+    let tx = build_payment(&[utxo], &quoted, Sat(5_000), &change, Sat(1_000)).unwrap();
+    let tx_hex = serialize_hex(&tx);
+
+    // The price rises before the payment: the quote no longer covers it.
+    // Refused with a fresh offer at the new price; nothing recorded, so
+    // nothing was taken (the transaction was not broadcast).
+    sats.store(6_000, Ordering::SeqCst);
+    let r = send(&app, req("/paid", &[("bitcoin-transaction", &tx_hex)])).await;
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (StatusCode::PAYMENT_REQUIRED, "quote_below_price"),
+        "{:?}",
+        r.json()
+    );
+    assert_eq!(
+        PaymentInfo::from_header_map(&r.headers).unwrap().price,
+        Sat(6_000)
+    );
+    let txid = tx.compute_txid();
+    assert!(e.bitreq.store().onchain(&txid).await.unwrap().is_none());
+
+    // The price falls instead: the quote (5 000) covers the request (4 000)
+    // and the transaction pays the quote's price, so the proof passes the
+    // quote checks and goes on to the chain (down here: 503, nothing
+    // recorded; bcoin runs the rest in `bcoin_bitreq_server.rs`).
+    sats.store(4_000, Ordering::SeqCst);
+    let r = send(&app, req("/paid", &[("bitcoin-transaction", &tx_hex)])).await;
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "chain_unreachable")
+    );
+    assert!(e.bitreq.store().onchain(&txid).await.unwrap().is_none());
+
+    // A bit-transfer carries its amount: it must be this request's price.
+    sats.store(6_000, Ordering::SeqCst);
+    let alice = key(62);
+    funded_account(&e.bitreq, "alice", &alice, 20_000).await;
+    let (t, a) = transfer("alice", &alice, 5_000);
+    let stale = send(
+        &app,
+        req("/paid", &[("bitcoin-transfer", &t), ("authorization", &a)]),
+    )
+    .await;
+    assert_eq!(
+        (stale.status, stale.reason().as_str()),
+        (StatusCode::PAYMENT_REQUIRED, "incorrect_payment_amount")
+    );
+    assert_eq!(
+        PaymentInfo::from_header_map(&stale.headers).unwrap().price,
+        Sat(6_000)
+    );
+    let (t, a) = transfer("alice", &alice, 6_000);
+    let ok = send(
+        &app,
+        req("/paid", &[("bitcoin-transfer", &t), ("authorization", &a)]),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json());
+    assert_eq!(ok.json()["amount"], "6000 sat");
+    assert_eq!(
+        e.bitreq.account("alice").await.unwrap().unwrap().balance,
+        Sat(14_000)
+    );
+}

@@ -544,6 +544,9 @@ impl Resolver<'_> {
         if rails.contains(&RailName::Mpp) && raw.mpp.is_none() {
             return Err(self.err(span, key, "mpp needs an [mpp] section"));
         }
+        if rails.contains(&RailName::Bitreq) && raw.bitrequests.is_none() {
+            return Err(self.err(span, key, "bitreq needs a [bitrequests] section"));
+        }
         let url = reqwest::Url::parse(&pr.url)
             .map_err(|e| self.err(span.clone(), key, format!("url: {e}")))?;
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
@@ -732,13 +735,6 @@ impl Resolver<'_> {
         rails.sort();
         rails.dedup();
         if let Some(pr) = &c.pricer {
-            if rails.contains(&RailName::Bitreq) {
-                return Err(self.err(
-                    span.clone(),
-                    key("pricer"),
-                    "a pricer is not available with bitreq yet: give a price",
-                ));
-            }
             self.pricer(span.clone(), &key("pricer"), pr, &rails, raw, p)?;
         }
         for rail in rails.iter().filter(|_| c.pricer.is_none()) {

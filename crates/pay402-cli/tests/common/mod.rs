@@ -342,6 +342,19 @@ pub async fn open_account(
     )
     .unwrap();
     let key = wallet.transfer_public_key().unwrap().to_string();
+    open_account_for_key(proxy, admin_token, user, &key, credit).await;
+    path
+}
+
+/// Opens the ledger account `user` for the transfer key `key` (hex) through
+/// the admin API (refused without the token) and credits it `credit` sat.
+pub async fn open_account_for_key(
+    proxy: &Proxy,
+    admin_token: &str,
+    user: &str,
+    key: &str,
+    credit: u64,
+) {
     let admin = format!("http://{}/v1/bitreq", proxy.admin.expect("admin address"));
     let http = reqwest::Client::new();
     // The ledger's operator API wants the admin token.
@@ -368,7 +381,6 @@ pub async fn open_account(
         .await
         .unwrap();
     assert_eq!(credited.status(), 200, "{:?}", credited.text().await);
-    path
 }
 
 /// Runs `pay402 fetch --config <config> args...` (journal beside the config).
@@ -389,4 +401,40 @@ pub async fn fetch(config: &std::path::Path, args: &[&str]) -> std::process::Out
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A pricer for `service` answering `{"sats": N}`, N read from `sats` on
+/// each question (0: the pricer is down and answers 500).
+pub async fn start_sats_pricer(
+    service: &'static str,
+    sats: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> SocketAddr {
+    let app = Router::new().route(
+        "/price",
+        axum::routing::post(move |axum::Json(q): axum::Json<serde_json::Value>| {
+            let sats = sats.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                assert_eq!(q["service"], service);
+                if sats == 0 {
+                    return Err(http::StatusCode::INTERNAL_SERVER_ERROR);
+                }
+                Ok(axum::Json(serde_json::json!({ "sats": sats })))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// The `[[services]]` table of "priced": `rails = ["bitreq"]` in front of
+/// `upstream`, priced by the pricer at `pricer` (`/price`, not cached, so
+/// its price moves at once), the payment named in `X-Paid-By`.
+pub fn priced_bitreq_service(upstream: SocketAddr, pricer: SocketAddr) -> String {
+    format!(
+        "[[services]]\nname = \"priced\"\nupstream = \"http://{upstream}\"\nrails = [\"bitreq\"]\n\
+         pricer = {{ url = \"http://{pricer}/price\", timeout_ms = 2000, cache_secs = 0 }}\n\
+         identity_header = \"X-Paid-By\"\n"
+    )
 }

@@ -43,6 +43,17 @@ pub enum BitreqServerError {
     /// The quote this transaction pays was issued for another resource.
     #[error("the address was quoted for another resource")]
     QuoteMismatch,
+    /// The quote this transaction pays was made at a lower price than the
+    /// request now costs (a dynamic price rose since the 402, or the quote
+    /// was made for a cheaper request on the same `METHOD path`). Nothing
+    /// was recorded or broadcast: the answer carries a fresh offer.
+    #[error("the address was quoted {quoted} but the request costs {price}")]
+    QuoteBelowPrice {
+        /// The quote's price.
+        quoted: Sat,
+        /// What the request costs now.
+        price: Sat,
+    },
     /// The transaction, transfer or token was already used.
     #[error("payment already used")]
     AlreadyUsed,
@@ -103,6 +114,7 @@ impl Reason for BitreqServerError {
             BitreqServerError::MethodNotOffered(_) => "method_not_offered",
             BitreqServerError::QuoteExpired => "quote_expired",
             BitreqServerError::QuoteMismatch => "quote_other_resource",
+            BitreqServerError::QuoteBelowPrice { .. } => "quote_below_price",
             BitreqServerError::AlreadyUsed => "payment_already_used",
             BitreqServerError::AwaitingConfirmations { .. } => "awaiting_confirmations",
             BitreqServerError::InputNotFound => "input_not_found",
@@ -137,6 +149,7 @@ impl Reason for BitreqServerError {
             BitreqServerError::MethodNotOffered(_)
             | BitreqServerError::QuoteExpired
             | BitreqServerError::QuoteMismatch
+            | BitreqServerError::QuoteBelowPrice { .. }
             | BitreqServerError::UnknownPayer
             | BitreqServerError::InsufficientBalance { .. }
             | BitreqServerError::TransferExpired => 402,

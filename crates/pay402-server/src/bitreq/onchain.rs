@@ -21,7 +21,10 @@ use super::store::{OnChainRecord, OnChainState, Reservation};
 
 impl BitreqServer {
     /// Verifies, records and broadcasts an on-chain payment for a request
-    /// whose route costs `route_price`.
+    /// whose route costs `route_price`: a derived address's quote must be
+    /// for this `METHOD path`, unexpired, and priced at least
+    /// `route_price`; the transaction pays the quote's price. A recorded
+    /// (pending) transaction is served on confirmation at what it paid.
     pub(crate) async fn pay_onchain(
         &self,
         parts: &Parts,
@@ -76,6 +79,16 @@ impl BitreqServer {
                     }
                     if q.is_expired(now()) {
                         return Err(BitreqServerError::QuoteExpired);
+                    }
+                    // The quote's price is what the transaction must pay;
+                    // with a dynamic price it must still cover what this
+                    // request costs now (refused before anything is
+                    // recorded or broadcast: nothing is taken).
+                    if q.price < route_price {
+                        return Err(BitreqServerError::QuoteBelowPrice {
+                            quoted: q.price,
+                            price: route_price,
+                        });
                     }
                     (q.script_pubkey, q.price, Some(q.index))
                 }

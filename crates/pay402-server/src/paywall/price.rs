@@ -395,9 +395,13 @@ pub type ChargeFuture = Pin<Box<dyn Future<Output = Option<Charge>> + Send + 'st
 /// The price of a route: a fixed [`Charge`], or one computed per request by
 /// an async function (`None` or a free charge means the request is free).
 ///
-/// A dynamic price must give the same charge for the paid retry as for the
-/// request that got the 402 (an L402 token carries what it paid, an x402
-/// payment echoes the offer, a BitRequests quote is bound to its price).
+/// The paid retry is priced again, and each rail checks its payment against
+/// that price: an L402 token must have paid at least it (the token carries
+/// what it paid), an x402 payment must echo the offer made at it, a
+/// BitRequests transfer must sign it, a channel token must cover it, and an
+/// on-chain quote must be priced at least it (`quote_below_price`
+/// otherwise). A price that changed between the 402 and the payment is
+/// refused before anything is taken, with a fresh offer.
 ///
 /// ```
 /// use pay402_core::money::{Msat, Sat};
