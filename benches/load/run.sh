@@ -9,6 +9,7 @@
 #   benches/load/run.sh            # everything (about 5 minutes after the build)
 #   LOAD_ONLY=13 benches/load/run.sh   # issue 13's table only
 #   LOAD_ONLY=14 benches/load/run.sh   # the instances table only
+#   LOAD_ONLY=14q benches/load/run.sh  # its CPU-quota rows only
 #
 # Needs wrk and nginx (Debian: apt-get install -y wrk nginx) and, for the
 # instances table, PostgreSQL's server (the testkit starts a private
@@ -20,7 +21,23 @@
 # payloads signed per second of run, 15000: raise it if an x402 row reports
 # refused requests; issue 13's x402 row uses it for a sizing warm-up and
 # signs 1.5 x the rate that warm-up reached), LOAD_CAP (requests per wrk
-# thread, 5000000).
+# thread, 5000000), LOAD_INSTANCE_CPU (the CPU quota of each instance in
+# the instances table's quota rows, in CPUs, 0.2; "none" skips those rows).
+#
+# The quota rows put each instance in a cgroup of its own under the cgroup
+# v1 cpu controller (/sys/fs/cgroup/cpu, needs root) with
+# cpu.cfs_quota_us = LOAD_INSTANCE_CPU x cpu.cfs_period_us (100 ms), the
+# same quota per instance with one instance and with two, so that the
+# instances, not the 2 cores shared with PostgreSQL and wrk, bound the
+# rate. The cgroups are removed at the end (also on failure or Ctrl-C);
+# if they cannot be created the quota rows are skipped with a message.
+# Why 0.2: a paid request costs PostgreSQL and wrk together about 1.5 x
+# what it costs the instance, so two instances at 0.2 make about 1 of the
+# 2 cores busy in all and leave the rest idle (the "idle %" column), room
+# for other users of the machine; at 0.3 two instances need about 1.5 cores
+# and on a shared machine the cores bind first again. A row where the
+# instances used less than 85 % of their quota is flagged as not
+# instance-bound.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,6 +49,7 @@ TOKENS=${LOAD_TOKENS:-10000}
 X402_RATE=${LOAD_X402_RATE:-15000}
 CAP=${LOAD_CAP:-5000000}
 ONLY=${LOAD_ONLY:-all}
+INSTANCE_CPU=${LOAD_INSTANCE_CPU:-0.2}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pay402-target}
 
 for tool in wrk nginx curl python3 cargo; do
@@ -53,10 +71,16 @@ PIDS=()
 started_at=$(date -u +%s)
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# The parent cgroup of the quota rows (created in the issue-14 section).
+CG14=
 cleanup() {
-    local pid
+    local pid d
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n $CG14 && -d $CG14 ]]; then
+        for d in "$CG14"/*/; do [[ -d $d ]] && rmdir "$d" 2>/dev/null; done
+        rmdir "$CG14" 2>/dev/null || echo "run.sh: could not remove the cgroup $CG14 (processes left in it?)" >&2
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,12 +106,22 @@ stop() {
 }
 
 # start_server LOG ARGS...: a pay402-load-server; sets SERVER_PID and
-# SERVER_ADDR once it prints "listening ADDR".
+# SERVER_ADDR once it prints "listening ADDR". With START_CG set (a cgroup
+# directory), the server starts inside that cgroup: the subshell moves
+# itself there before it execs the server, so every thread the server
+# ever creates is born in it.
 start_server() {
     local out=$1
     shift
     : >"$out"
-    "$BIN/pay402-load-server" --listen 127.0.0.1:0 "$@" >"$out" 2>&1 &
+    if [[ -n ${START_CG:-} ]]; then
+        (
+            echo "$BASHPID" >"$START_CG/cgroup.procs" || exit 97
+            exec "$BIN/pay402-load-server" --listen 127.0.0.1:0 "$@"
+        ) >"$out" 2>&1 &
+    else
+        "$BIN/pay402-load-server" --listen 127.0.0.1:0 "$@" >"$out" 2>&1 &
+    fi
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     local i
@@ -192,13 +226,17 @@ measure() {
 # While they run, the CPU time of the instances ($PIDS14), the PostgreSQL
 # cluster ($PG_PID14, with its backends), the two wrk and the whole machine
 # is sampled (benches/load/cpu.py) over the measured window, and reported
-# per request. $CFG14 describes the instances (threads, pool).
+# per request. $CFG14 describes the instances (threads, pool, quota);
+# with a CPU quota, $CGS14 holds their cgroups (their cpu.stat is sampled
+# over the same window) and $QUOTA14 their quota in CPUs. $RATE14, when
+# set, replaces LOAD_X402_RATE for the payloads of this row.
 measure_pair() {
     local key=$1 label=$2 store=$3 n=$4 url_a=$5 url_b=$6 x402=${7:-}
     local half=$((CONNS / 2)) pa= pb= wa= wb= expect=402
     if [[ -n $x402 ]]; then expect=; fi
     if [[ -n $x402 ]]; then
-        local count=$((X402_RATE * DURATION / 2)) wcount=$((X402_RATE * WARMUP / 2))
+        local rate=${RATE14:-$X402_RATE}
+        local count=$((rate * DURATION / 2)) wcount=$((rate * WARMUP / 2))
         pa="$WORK/$key.a.pay" pb="$WORK/$key.b.pay" wa="$WORK/$key.wa.pay" wb="$WORK/$key.wb.pay"
         "$BIN/pay402-load-prep" x402 --url "$url_a" "$wa:$wcount" "$wb:$wcount" "$pa:$count" \
             "$pb:$count" 2>>"$WORK/prep.log" || die "signing payloads: $(tail -3 "$WORK/prep.log")"
@@ -219,11 +257,13 @@ measure_pair() {
     # end (wrk must still be running at its end); its length is taken from
     # the machine's own tick count.
     local pg=${PG_PID14:-} window=$((DURATION - 2)) c0 c1
-    local groups=("inst=$(IFS=,; echo "${PIDS14[*]}")" "pg=$pg" "wrk=$w1,$w2")
+    local groups=("inst=$(IFS=,; echo "${PIDS14[*]}")" "pg=$pg" "wrk=$w1,$w2") t0 t1
     sleep 0.5
     c0=$(python3 "$HERE/cpu.py" "${groups[@]}")
+    t0=$(cgstat14)
     sleep "$window"
     c1=$(python3 "$HERE/cpu.py" "${groups[@]}")
+    t1=$(cgstat14)
     wait "$w1" || die "wrk failed"
     wait "$w2" || die "wrk failed"
     result "$WORK/$key.a.out" "$WORK/$key.b.out"
@@ -231,23 +271,51 @@ measure_pair() {
     if [[ -n $x402 ]] && ((R_NON2XX > 0)); then
         log "WARNING: $label: payloads ran out; rerun with a larger LOAD_X402_RATE"
     fi
-    # µs of CPU per request for each group, and the machine's idle share.
+    # µs of CPU per request for each group, the machine's idle share, the
+    # CPU each instance used (CPUs: CPU seconds per second of the window)
+    # and, under a quota, the share of its cgroups' scheduler periods
+    # (with runnable threads) that ended throttled.
     local cpu
-    cpu=$(awk -v a="$c0" -v b="$c1" -v rps="$R_RPS" -v cpus="$(nproc)" -v hz="$(getconf CLK_TCK)" '
+    cpu=$(awk -v a="$c0" -v b="$c1" -v rps="$R_RPS" -v cpus="$(nproc)" -v hz="$(getconf CLK_TCK)" \
+        -v ninst="$n" -v t0="$t0" -v t1="$t1" '
         BEGIN {
             n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); A[kv[1]] = kv[2] }
             n = split(b, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); B[kv[1]] = kv[2] }
             secs = (B["all"] - A["all"]) / hz / cpus
             req = rps * secs; us = 1e6 / hz
             if (req <= 0) req = 1
-            printf "%.0f | %.0f | %.0f | %.0f | %.0f", (B["inst"] - A["inst"]) * us / req,
+            share = (B["inst"] - A["inst"]) / hz / secs / ninst
+            split(t0, p, " "); split(t1, q, " ")
+            thr = (t0 == "") ? "—" : ((q[1] > p[1]) ? sprintf("%.0f", 100 * (q[2] - p[2]) / (q[1] - p[1])) : "0")
+            printf "%.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %s", (B["inst"] - A["inst"]) * us / req,
                 (B["pg"] - A["pg"]) * us / req, (B["wrk"] - A["wrk"]) * us / req,
                 (B["busy"] - A["busy"]) * us / req,
-                100 - 100 * (B["busy"] - A["busy"]) / (B["all"] - A["all"])
+                100 - 100 * (B["busy"] - A["busy"]) / (B["all"] - A["all"]), share, thr
         }')
-    log "$label ($store, $n): $R_RPS req/s, p50 $(ms "$R_P50") ms, p99 $(ms "$R_P99") ms, refused/errors $(bad "$expect"); CPU µs/req instances | PostgreSQL | wrk | machine | idle %: $cpu"
+    log "$label ($store, $n): $R_RPS req/s, p50 $(ms "$R_P50") ms, p99 $(ms "$R_P99") ms, refused/errors $(bad "$expect"); CPU µs/req instances | PostgreSQL | wrk | machine | idle % | CPUs used per instance | periods throttled %: $cpu"
+    if [[ -n ${QUOTA14:-} ]]; then
+        # The quota bounds the instances only if they reach it.
+        awk -v c="$cpu" -v q="$QUOTA14" 'BEGIN { n = split(c, f, " [|] "); exit !(f[6] >= 0.85 * q) }' ||
+            log "WARNING: $label: the instances used less than 85 % of their quota of $QUOTA14 CPU: they were not the bottleneck"
+    fi
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$store" "$n" "$CFG14" \
         "$(kilo "$R_RPS")" "$(ms "$R_P50")" "$(ms "$R_P99")" "$(bad "$expect")" "$cpu" >>"$ROWS14"
+}
+
+# cgstat14: "PERIODS THROTTLED" summed over the cgroups in CGS14 (nothing
+# when there are none).
+cgstat14() {
+    ((${#CGS14[@]} > 0)) || return 0
+    local d k v p=0 t=0
+    for d in "${CGS14[@]}"; do
+        while read -r k v; do
+            case $k in
+            nr_periods) p=$((p + v)) ;;
+            nr_throttled) t=$((t + v)) ;;
+            esac
+        done <"$d/cpu.stat"
+    done
+    echo "$p $t"
 }
 
 HDR=()
@@ -375,7 +443,7 @@ EOF
 fi
 
 # ---------------------------------------------------------------- issue 14
-if [[ $ONLY == all || $ONLY == 14 ]]; then
+if [[ $ONLY == all || $ONLY == 14 || $ONLY == 14q ]]; then
     # Every server gets one tokio worker thread by default: the machine has
     # 2 cores for the servers, PostgreSQL and the load generator together.
     # One instance is also measured with what two instances have together
@@ -383,19 +451,63 @@ if [[ $ONLY == all || $ONLY == 14 ]]; then
     # of a second process when it is the gain of more threads or
     # connections.
     PIDS14=()
+    CGS14=()
     CFG14=
-    # start14 NAME THREADS POOL ARGS...: one instance; appends its PID to PIDS14.
+    QUOTA14=
+    RATE14=
+    # start14 NAME THREADS POOL ARGS...: one instance; appends its PID to
+    # PIDS14. With QUOTA14 set (CPUs), in a new cgroup $CG14/NAME with that
+    # quota per period, appended to CGS14; checked to hold every thread.
     start14() {
-        local name=$1 threads=$2 pool=$3
+        local name=$1 threads=$2 pool=$3 cg=
         shift 3
-        TOKIO_WORKER_THREADS=$threads start_server "$WORK/$name.log" paywall --pool "$pool" "$@"
+        if [[ -n $QUOTA14 ]]; then
+            cg="$CG14/$name"
+            mkdir "$cg" || die "cannot create the cgroup $cg"
+            awk -v q="$QUOTA14" -v p="$(cat "$cg/cpu.cfs_period_us")" 'BEGIN { printf "%d\n", q * p }' \
+                >"$cg/cpu.cfs_quota_us" || die "cannot set the CPU quota of $cg"
+            CGS14+=("$cg")
+        fi
+        START_CG=$cg TOKIO_WORKER_THREADS=$threads start_server "$WORK/$name.log" paywall --pool "$pool" "$@"
         PIDS14+=("$SERVER_PID")
+        if [[ -n $cg ]]; then
+            local t want=${cg#"$CG_CPU"}
+            for t in "/proc/$SERVER_PID/task"/*/cgroup; do
+                [[ $(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3 }' "$t" 2>/dev/null) == "$want" ]] ||
+                    [[ ! -e $t ]] || die "thread ${t%/cgroup} of instance $SERVER_PID is not in $cg"
+            done
+        fi
     }
     stop14() {
-        local pid
+        local pid cg
         for pid in "${PIDS14[@]}"; do stop "$pid"; done
+        for cg in "${CGS14[@]}"; do rmdir "$cg" || die "cannot remove the cgroup $cg"; done
         PIDS14=()
+        CGS14=()
     }
+    # The quota rows need the cgroup v1 cpu controller, writable (root).
+    CG_SKIP=
+    CG_CPU=/sys/fs/cgroup/cpu
+    if [[ $INSTANCE_CPU == none ]]; then
+        CG_SKIP="LOAD_INSTANCE_CPU=none"
+    elif ! awk -v q="$INSTANCE_CPU" -v c="$(nproc)" 'BEGIN { exit !(q + 0 == q && q >= 0.01 && 2 * q <= c) }'; then
+        die "LOAD_INSTANCE_CPU=$INSTANCE_CPU: give CPUs per instance between 0.01 and half of the $(nproc) cores (or none)"
+    elif [[ ! -w $CG_CPU/cgroup.procs || ! -e $CG_CPU/cpu.cfs_quota_us ]]; then
+        CG_SKIP="no writable cgroup v1 cpu controller at $CG_CPU (cgroup v2 or not root)"
+    elif ! mkdir "$CG_CPU/pay402-load.$$" 2>/dev/null; then
+        CG_SKIP="cannot create the cgroup $CG_CPU/pay402-load.$$"
+    else
+        CG14="$CG_CPU/pay402-load.$$"
+        if ! mkdir "$CG14/probe" 2>/dev/null || ! echo 10000 >"$CG14/probe/cpu.cfs_quota_us" 2>/dev/null; then
+            CG_SKIP="cannot set a CPU quota in $CG14"
+        fi
+        rmdir "$CG14/probe" 2>/dev/null || true
+    fi
+    if [[ -n $CG_SKIP && $ONLY == 14q ]]; then
+        die "LOAD_ONLY=14q runs only the CPU-quota rows, and they cannot run: $CG_SKIP"
+    elif [[ -n $CG_SKIP ]]; then
+        log "SKIPPING the CPU-quota rows of the instances table: $CG_SKIP; the rows without a quota still run"
+    fi
     # postgres14 MODE K: a cluster (test settings or durable) with K
     # databases in PG14; its launcher's PID in PG_PID14.
     postgres14() {
@@ -413,12 +525,14 @@ if [[ $ONLY == all || $ONLY == 14 ]]; then
         mapfile -t PG14 <"$WORK/pg.$mode.urls"
     }
     # row14 KEY PATH STORE N THREADS POOL RAILS DB [x402]: N instances
-    # (THREADS tokio threads and a pool of POOL each) on DB, measured.
+    # (THREADS tokio threads and a pool of POOL each, and the quota QUOTA14
+    # each when set) on DB, measured.
     row14() {
         local key=$1 path=$2 label=$3 n=$4 threads=$5 pool=$6 rails=$7 db=$8 x402=${9:-} i
         local urls=()
         CFG14="$threads thread, pool $pool"
         ((threads > 1)) && CFG14="$threads threads, pool $pool"
+        [[ -n $QUOTA14 ]] && CFG14="$CFG14, quota $QUOTA14 CPU"
         ((n > 1)) && CFG14="$CFG14 each"
         for ((i = 0; i < n; i++)); do
             start14 "$key.$i" "$threads" "$pool" --rails "$rails" --db "$db"
@@ -432,26 +546,51 @@ if [[ $ONLY == all || $ONLY == 14 ]]; then
     # DB_2, and one with both's resources (2 threads, pool 20) on DB_3;
     # their req/s in RPS[KEY_1], RPS[KEY_2], RPS[KEY_1w].
     three_rows() {
+        [[ $ONLY != 14q ]] || return 0
         row14 "$1_1" "$2" "$3" 1 1 10 "$4" "$5" "${8:-}"
         row14 "$1_2" "$2" "$3" 2 1 10 "$4" "$6" "${8:-}"
         row14 "$1_1w" "$2" "$3" 1 2 20 "$4" "$7" "${8:-}"
     }
+    # quota_rows KEY PATH STORE RAILS DB_1 DB_2 DB_3 [x402]: the same three
+    # rows (keys KEY_q1, KEY_q2, KEY_q1w) with a CPU quota: LOAD_INSTANCE_CPU
+    # for each instance of the first two, twice that for the one with two
+    # threads and a pool of 20 (the resources of two, CPU included). The
+    # x402 payloads are signed for at most 1 paid request per 50 µs of
+    # quota (a paid request costs an instance more than twice that).
+    quota_rows() {
+        [[ -z $CG_SKIP ]] || return 0
+        local single=$INSTANCE_CPU double
+        double=$(awk -v q="$INSTANCE_CPU" 'BEGIN { print 2 * q }')
+        RATE14=$(awk -v q="$double" -v r="$X402_RATE" 'BEGIN { x = q * 20000; printf "%d", (x < r ? x : r) }')
+        QUOTA14=$single
+        row14 "$1_q1" "$2" "$3" 1 1 10 "$4" "$5" "${8:-}"
+        row14 "$1_q2" "$2" "$3" 2 1 10 "$4" "$6" "${8:-}"
+        QUOTA14=$double
+        row14 "$1_q1w" "$2" "$3" 1 2 20 "$4" "$7" "${8:-}"
+        QUOTA14=
+        RATE14=
+    }
 
     PG_PID14=
-    row14 x402_mem "x402 paid" memory 1 1 10 x402 memory: x402
-    row14 x402_sqlite "x402 paid" "SQLite (synchronous FULL)" 1 1 4 x402 \
-        "sqlite://$WORK/x402.sqlite" x402
+    if [[ $ONLY != 14q ]]; then
+        row14 x402_mem "x402 paid" memory 1 1 10 x402 memory: x402
+        row14 x402_sqlite "x402 paid" "SQLite (synchronous FULL)" 1 1 4 x402 \
+            "sqlite://$WORK/x402.sqlite" x402
+    fi
 
     # PostgreSQL with test settings (fsync, synchronous_commit off)...
-    postgres14 off 6
+    postgres14 off 12
     three_rows x402_off "x402 paid" "PostgreSQL, fsync off" x402 "${PG14[@]:0:3}" x402
     # The 402 path (L402 invoice + macaroon, x402 offer): writes nothing.
     three_rows c_off "402 challenge" "PostgreSQL, fsync off" l402,x402 "${PG14[@]:3:3}"
+    quota_rows x402_off "x402 paid" "PostgreSQL, fsync off" x402 "${PG14[@]:6:3}" x402
+    quota_rows c_off "402 challenge" "PostgreSQL, fsync off" l402,x402 "${PG14[@]:9:3}"
     stop "$PG_PID14"
 
     # ...and with PostgreSQL's durable defaults (what production runs).
-    postgres14 on 3
+    postgres14 on 6
     three_rows x402_on "x402 paid" "PostgreSQL, durable" x402 "${PG14[@]:0:3}" x402
+    quota_rows x402_on "x402 paid" "PostgreSQL, durable" x402 "${PG14[@]:3:3}" x402
     stop "$PG_PID14"
     PG_PID14=
 fi
@@ -488,29 +627,48 @@ if [[ -s $ROWS14 ]]; then
     echo
     echo "Two wrk processes (-t1, $((CONNS / 2)) connections each) at once, both on the one instance or one on each of the two; req/s summed, p50/p99 the larger of the two; 'refused' counts non-2xx other than the expected 402s plus socket errors. CPU: µs of CPU time per request over about $((DURATION - 2)) s inside each run (utime + stime from /proc: the instances; the PostgreSQL cluster with every backend; the two wrk; the whole machine, other users included), and the machine's idle share then."
     echo
-    echo "| path | store | instances | each instance | req/s | p50 ms | p99 ms | refused/errors | CPU µs/req: instances | PostgreSQL | wrk | machine | idle % |"
-    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| path | store | instances | each instance | req/s | p50 ms | p99 ms | refused/errors | CPU µs/req: instances | PostgreSQL | wrk | machine | idle % | CPUs used per instance | periods throttled % |"
+    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     cat "$ROWS14"
+    echo
+    if [[ -n $CG_SKIP ]]; then
+        echo "No CPU-quota rows: $CG_SKIP."
+    else
+        echo "Quota rows: each instance in a cgroup of its own (cgroup v1 cpu controller) with cpu.cfs_quota_us = $INSTANCE_CPU x cpu.cfs_period_us ($(cat "$CG_CPU/cpu.cfs_period_us") µs), twice that for the one instance with 2 threads and a pool of 20; PostgreSQL and wrk unlimited. 'CPUs used per instance': CPU seconds per second of the window, per instance; 'periods throttled': the share of the cgroups' scheduler periods with runnable threads that ended with the quota spent (cpu.stat nr_throttled ÷ nr_periods)."
+    fi
     echo
     echo "| target | measured | limit | met |"
     echo "|---|---:|---|---|"
-    t14() { # label value [limit]
+    # r14 KEY_A KEY_B: RPS[KEY_A] ÷ RPS[KEY_B], nothing if a row did not run.
+    r14() {
+        [[ -n ${RPS[$1]:-} && -n ${RPS[$2]:-} ]] || return 0
+        ratio "${RPS[$1]}" "${RPS[$2]}"
+    }
+    t14() { # label value [limit]; a row without a value is left out
+        [[ -n $2 ]] || return 0
         if [[ -n ${3:-} ]]; then
             echo "| $1 | $2 | >= $3 | $(awk -v v="$2" -v l="$3" 'BEGIN { print (v >= l ? "yes" : "**no**") }') |"
         else
             echo "| $1 | $2 | — | — |"
         fi
     }
-    for mode in off on; do
-        name="fsync off"
-        [[ $mode == on ]] && name="durable"
-        t14 "x402 paid, two instances ÷ one, PostgreSQL $name" "$(ratio "${RPS[x402_${mode}_2]}" "${RPS[x402_${mode}_1]}")" 1.6
-        t14 "x402 paid, two instances ÷ one with 2 threads and pool 20, PostgreSQL $name" "$(ratio "${RPS[x402_${mode}_2]}" "${RPS[x402_${mode}_1w]}")"
-    done
-    t14 "402 challenge, two instances ÷ one, PostgreSQL" "$(ratio "${RPS[c_off_2]}" "${RPS[c_off_1]}")"
-    t14 "402 challenge, two instances ÷ one with 2 threads and pool 20" "$(ratio "${RPS[c_off_2]}" "${RPS[c_off_1w]}")"
-    t14 "x402 paid, PostgreSQL fsync off ÷ SQLite (one instance)" "$(ratio "${RPS[x402_off_1]}" "${RPS[x402_sqlite]}")"
-    t14 "x402 paid, PostgreSQL durable ÷ SQLite (one instance)" "$(ratio "${RPS[x402_on_1]}" "${RPS[x402_sqlite]}")"
-    t14 "x402 paid, PostgreSQL fsync off ÷ memory (one instance)" "$(ratio "${RPS[x402_off_1]}" "${RPS[x402_mem]}")"
+    # ratios14 Q LABEL WIDE: two instances ÷ one of the rows keyed
+    # PATH_Q1, PATH_Q2, PATH_Q1w (Q empty: the rows without a quota).
+    ratios14() {
+        local q=$1 label=$2 wide=$3 mode name
+        for mode in off on; do
+            name="fsync off"
+            [[ $mode == on ]] && name="durable"
+            t14 "x402 paid, $label: two instances ÷ one, PostgreSQL $name" "$(r14 "x402_${mode}_${q}2" "x402_${mode}_${q}1")" 1.6
+            t14 "x402 paid, $label: two instances ÷ one with $wide, PostgreSQL $name" "$(r14 "x402_${mode}_${q}2" "x402_${mode}_${q}1w")"
+        done
+        t14 "402 challenge, $label: two instances ÷ one, PostgreSQL" "$(r14 "c_off_${q}2" "c_off_${q}1")"
+        t14 "402 challenge, $label: two instances ÷ one with $wide" "$(r14 "c_off_${q}2" "c_off_${q}1w")"
+    }
+    ratios14 "" "no quota" "2 threads and pool 20"
+    ratios14 q "quota $INSTANCE_CPU CPU per instance" "2 threads, pool 20 and twice the quota"
+    t14 "x402 paid, PostgreSQL fsync off ÷ SQLite (one instance)" "$(r14 "x402_off_1" "x402_sqlite")"
+    t14 "x402 paid, PostgreSQL durable ÷ SQLite (one instance)" "$(r14 "x402_on_1" "x402_sqlite")"
+    t14 "x402 paid, PostgreSQL fsync off ÷ memory (one instance)" "$(r14 "x402_off_1" "x402_mem")"
 fi
 
