@@ -12,12 +12,22 @@
 #   benches/load/cpu_ab.sh OLD_PAY402 NEW_PAY402     # 3 pairs, 6 s per run
 #   PAIRS=5 SECS=10 benches/load/cpu_ab.sh A B
 #
+# COUNT=N counts instructions instead, which machine load does not move:
+# each binary runs under valgrind (cachegrind) three times, idle (startup
+# and 3 s: the baseline), then N requests of wrk on the free path, then N
+# on the L402 path, and the script prints (run - idle) / requests. Under
+# valgrind the CPU's SHA extensions are not used, so SHA-256 weighs more
+# than natively.
+#
+#   COUNT=3000 LOAD_TOKENS=2000 benches/load/cpu_ab.sh OLD_PAY402 NEW_PAY402
+#
 # Needs the release pay402-load-server and pay402-load-prep (run.sh builds
-# them) and wrk; stops every process it started by its PID.
+# them) and wrk (and valgrind for COUNT); stops every process it started by
+# its PID.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN="${CARGO_TARGET_DIR:-$HOME/.cache/pay402-target}/release"
-PAIRS=${PAIRS:-3} SECS=${SECS:-6} TOKENS=${LOAD_TOKENS:-10000}
+PAIRS=${PAIRS:-3} SECS=${SECS:-6} TOKENS=${LOAD_TOKENS:-10000} COUNT=${COUNT:-}
 [[ $# -ge 1 ]] || { echo "usage: $0 PAY402_BINARY..." >&2; exit 2; }
 W=$(mktemp -d /tmp/pay402-cpu-ab.XXXXXX)
 PIDS=()
@@ -41,7 +51,8 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-# start BINARY: a proxy on a copy of the token store; sets PID and PP.
+# start BINARY [WRAPPER...]: a proxy on a copy of the token store, run
+# through WRAPPER (valgrind) if given; sets PID and PP.
 start() {
     local wp
     PP=$(port) wp=$(port)
@@ -67,10 +78,12 @@ free_paths = ["/free"]
 rails = ["l402"]
 price = { sats = 10 }
 T
-    "$1" proxy --config "$W/p.toml" >"$W/proxy.log" 2>&1 &
+    local bin=$1
+    shift
+    "$@" "$bin" proxy --config "$W/p.toml" >"$W/proxy.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
-    for _ in $(seq 100); do
+    for _ in $(seq 600); do
         curl -s -o /dev/null "http://127.0.0.1:$PP/healthz" && break
         sleep 0.1
     done
@@ -92,6 +105,35 @@ start "$1"
     --wallet "http://127.0.0.1:$WP" --n "$TOKENS" --concurrency 50 --out "$W/token" 2>"$W/prep.log"
 stop
 for f in "$W"/p.sqlite*; do cp "$f" "$W/tokens.sqlite${f#"$W"/p.sqlite}"; done
+
+if [[ -n $COUNT ]]; then
+    for bin in "$@"; do
+        idle=0
+        for path in idle free resource; do
+            start "$bin" valgrind --tool=cachegrind --cache-sim=no \
+                --cachegrind-out-file=/dev/null --log-file="$W/vg.log"
+            n=0
+            if [[ $path == idle ]]; then
+                sleep 3
+            else
+                hdr=()
+                [[ $path == resource ]] && hdr=(-H "Authorization: $(cat "$W/token")")
+                wrk -t1 -c10 -d120s "${hdr[@]}" -s "$ROOT/benches/load/load.lua" \
+                    "http://127.0.0.1:$PP/$path" -- "$COUNT" >"$W/wrk.out"
+                n=$(sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p' "$W/wrk.out")
+                non=$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' "$W/wrk.out")
+                [[ $non == 0 ]] || echo "warning: $path: $non answers not 2xx" >&2
+            fi
+            stop
+            ir=$(grep 'I *refs' "$W/vg.log" | tr -d , | awk '{ print $NF }')
+            [[ $path == idle ]] && idle=$ir
+            per=""
+            ((n > 0)) && per=$(awk -v a="$ir" -v b="$idle" -v n="$n" 'BEGIN { printf " (%.0f per request)", (a - b) / n }')
+            echo "$(basename "$bin") $path: requests=$n instructions=$ir$per"
+        done
+    done
+    exit 0
+fi
 
 for ((pair = 0; pair < PAIRS; pair++)); do
     for bin in "$@"; do
